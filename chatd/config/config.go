@@ -1,0 +1,191 @@
+// Package config turns chatd's command line and environment into the
+// settings of each package. Every flag can also be set by an environment
+// variable named CHATD_ followed by the flag name in upper case with dashes
+// as underscores (--max-text-bytes → CHATD_MAX_TEXT_BYTES); a flag on the
+// command line wins over the environment.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is chatd's whole configuration.
+type Config struct {
+	Listen   string
+	NodeName string
+	LogLevel string
+	Version  bool
+
+	// Auth
+	JWTSecret        string
+	JWTSecretFile    string
+	JWTPublicKeyFile string
+	JWTIssuer        string
+	JWTAudience      string
+	JWTRoomsClaim    string
+	AllowAnonymous   bool
+
+	// Limits
+	AllowedOrigins      string
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	MaxFrameBytes       int
+	MaxTextBytes        int
+	MaxRooms            int
+	RatePerSecond       float64
+	RateBurst           int
+	RateAbuseLimit      int
+	SendQueue           int
+
+	// Rooms
+	HistorySize     int
+	DedupeWindow    int
+	PresenceListMax int
+	RoomIdleTTL     time.Duration
+
+	// Timings
+	HelloTimeout     time.Duration
+	PingInterval     time.Duration
+	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
+	ShutdownTimeout  time.Duration
+}
+
+// EnvPrefix starts every environment variable chatd reads.
+const EnvPrefix = "CHATD_"
+
+// EnvName returns the environment variable for a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// NewFlagSet declares every flag on a new FlagSet bound to c, with defaults.
+func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("chatd", flag.ContinueOnError)
+	fs.SetOutput(output)
+	host, _ := os.Hostname()
+
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
+	fs.StringVar(&c.NodeName, "node-name", host, "name of this node (server id in welcome frames; memberlist name in a cluster)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 shared secret (at least 32 bytes); prefer --jwt-secret-file")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 shared secret")
+	fs.StringVar(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key (RSA for RS256, ECDSA P-256 for ES256)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required \"iss\" claim, if set")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required \"aud\" claim, if set")
+	fs.StringVar(&c.JWTRoomsClaim, "jwt-rooms-claim", "rooms", "claim listing the room patterns a token may join (absent: any room)")
+	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let clients connect with just a name (development only)")
+
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or *; empty allows the server's own host")
+	fs.IntVar(&c.MaxConnections, "max-connections", 50000, "maximum open connections on this node (0: unlimited)")
+	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "maximum open connections per client IP (0: unlimited)")
+	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest client frame; a larger one closes the connection with 1009")
+	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 4096, "longest message text in bytes")
+	fs.IntVar(&c.MaxRooms, "max-rooms", 100, "rooms one connection may join")
+	fs.Float64Var(&c.RatePerSecond, "rate", 20, "client frames per second allowed per connection (token bucket refill)")
+	fs.IntVar(&c.RateBurst, "rate-burst", 40, "token bucket size per connection")
+	fs.IntVar(&c.RateAbuseLimit, "rate-abuse-limit", 50, "rate-limited frames within 10s after which the connection is closed with 1008")
+	fs.IntVar(&c.SendQueue, "send-queue", 4096, "frames queued per connection before it is closed as a slow consumer (4008)")
+
+	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room for resume and history")
+	fs.IntVar(&c.DedupeWindow, "dedupe-window", 1024, "recent client message ids remembered per room for idempotent resend")
+	fs.IntVar(&c.PresenceListMax, "presence-list-max", 100, "room size (users) above which presence is sent as counts")
+	fs.DurationVar(&c.RoomIdleTTL, "room-idle-ttl", 5*time.Minute, "how long an empty room (and its history) is kept")
+
+	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "server ping period; a peer silent for two periods is dropped")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "deadline of the HTTP headers and WebSocket upgrade")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of the graceful shutdown on SIGTERM")
+
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage = fmt.Sprintf("%s (env %s)", f.Usage, EnvName(f.Name))
+	})
+	return fs
+}
+
+// ErrHelp is returned when -h or --help was asked for; usage has been printed.
+var ErrHelp = flag.ErrHelp
+
+// Load parses args (without the program name) over the environment.
+func Load(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	fs := NewFlagSet(&c, output)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "chatd: ringchat's WebSocket chat server.\n\nUsage: chatd [flags]\n\nEvery flag can also be set by the environment variable shown.\n\n")
+		fs.PrintDefaults()
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that flags alone cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	positive := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", name, v))
+		}
+	}
+	positive("max-frame-bytes", c.MaxFrameBytes)
+	positive("max-text-bytes", c.MaxTextBytes)
+	positive("max-rooms", c.MaxRooms)
+	positive("rate-burst", c.RateBurst)
+	positive("send-queue", c.SendQueue)
+	positive("history-size", c.HistorySize)
+	positive("dedupe-window", c.DedupeWindow)
+	positive("presence-list-max", c.PresenceListMax)
+	if c.RatePerSecond <= 0 {
+		errs = append(errs, fmt.Errorf("--rate must be positive, got %v", c.RatePerSecond))
+	}
+	if c.MaxTextBytes > c.MaxFrameBytes {
+		errs = append(errs, fmt.Errorf("--max-text-bytes (%d) cannot exceed --max-frame-bytes (%d)", c.MaxTextBytes, c.MaxFrameBytes))
+	}
+	if c.SendQueue < c.HistorySize+16 {
+		errs = append(errs, fmt.Errorf("--send-queue (%d) must exceed --history-size (%d) by 16 so a resume replay fits", c.SendQueue, c.HistorySize))
+	}
+	if c.JWTSecret != "" && c.JWTSecretFile != "" {
+		errs = append(errs, errors.New("set --jwt-secret or --jwt-secret-file, not both"))
+	}
+	if c.JWTSecret == "" && c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && !c.AllowAnonymous {
+		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file or --allow-anonymous"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"hello-timeout", c.HelloTimeout}, {"ping-interval", c.PingInterval}, {"write-timeout", c.WriteTimeout}, {"handshake-timeout", c.HandshakeTimeout}, {"shutdown-timeout", c.ShutdownTimeout}, {"room-idle-ttl", c.RoomIdleTTL}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

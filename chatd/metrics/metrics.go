@@ -1,0 +1,100 @@
+// Package metrics defines chatd's Prometheus metrics in one place, so that
+// names, labels and help texts are reviewed together and documented once
+// (docs/configuration.md lists them).
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every collector chatd updates. Fields are safe for
+// concurrent use, as Prometheus collectors are.
+type Metrics struct {
+	// Registry is what /metrics serves.
+	Registry *prometheus.Registry
+
+	Connections         prometheus.Gauge
+	ConnectionsAccepted prometheus.Counter
+	ConnectionsRefused  *prometheus.CounterVec // reason
+	Closes              *prometheus.CounterVec // code
+	Rooms               prometheus.Gauge
+	FramesIn            *prometheus.CounterVec // type
+	FramesOut           prometheus.Counter
+	WritesOut           prometheus.Counter
+	MessagesStored      prometheus.Counter
+	DirectMessages      prometheus.Counter
+	Deliveries          prometheus.Counter
+	QueueOverflows      prometheus.Counter
+	AuthFailures        *prometheus.CounterVec // code
+	RateLimited         prometheus.Counter
+	ErrorFrames         *prometheus.CounterVec // code
+	SendToAck           prometheus.Histogram
+}
+
+// New creates the collectors and registers them, plus the Go runtime and
+// process collectors, on a fresh registry. A fresh registry per server keeps
+// several in-process servers (as the tests run) from colliding.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_connections", Help: "Open WebSocket connections.",
+		}),
+		ConnectionsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_connections_accepted_total", Help: "WebSocket upgrades accepted.",
+		}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_connections_refused_total", Help: "Connections refused before the upgrade, by reason.",
+		}, []string{"reason"}),
+		Closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_connection_closes_total", Help: "Connections closed by the server, by WebSocket close code.",
+		}, []string{"code"}),
+		Rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_rooms", Help: "Rooms held in memory.",
+		}),
+		FramesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_frames_received_total", Help: "Client frames received, by frame type (\"invalid\" for undecodable ones).",
+		}, []string{"type"}),
+		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_frames_sent_total", Help: "Server frames written to connections.",
+		}),
+		WritesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_websocket_writes_total", Help: "WebSocket messages written (each may batch several frames).",
+		}),
+		MessagesStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_messages_total", Help: "Room messages accepted and sequenced (duplicates excluded).",
+		}),
+		DirectMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_direct_messages_total", Help: "Direct messages accepted (duplicates excluded).",
+		}),
+		Deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_deliveries_total", Help: "Messages queued to connections (one per message per subscriber).",
+		}),
+		QueueOverflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_queue_overflows_total", Help: "Connections closed because their outgoing queue overflowed.",
+		}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_auth_failures_total", Help: "Refused hellos, by auth error code.",
+		}, []string{"code"}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_rate_limited_total", Help: "Client frames refused by the per-connection rate limit.",
+		}),
+		ErrorFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_error_frames_total", Help: "Error frames sent, by error code.",
+		}, []string{"code"}),
+		SendToAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chatd_send_ack_seconds",
+			Help:    "Time from reading a send frame to queueing its ack.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50µs .. 1.6s
+		}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Connections, m.ConnectionsAccepted, m.ConnectionsRefused, m.Closes, m.Rooms,
+		m.FramesIn, m.FramesOut, m.WritesOut, m.MessagesStored, m.DirectMessages,
+		m.Deliveries, m.QueueOverflows, m.AuthFailures, m.RateLimited, m.ErrorFrames, m.SendToAck,
+	)
+	return m
+}

@@ -1,0 +1,76 @@
+package protocol
+
+// Error codes carried by error frames. They are stable: clients switch on
+// them, so a code is never renamed or reused.
+const (
+	// CodeBadFrame: the frame is not a JSON object or lacks a type.
+	CodeBadFrame = "bad_frame"
+	// CodeUnknownType: the frame's type is not part of the protocol.
+	CodeUnknownType = "unknown_type"
+	// CodeBadRequest: a member is missing, too long or out of range.
+	CodeBadRequest = "bad_request"
+	// CodeHelloRequired: a frame other than hello arrived before the welcome.
+	CodeHelloRequired = "hello_required"
+	// CodeAlreadyAuthenticated: a second hello on the same connection.
+	CodeAlreadyAuthenticated = "already_authenticated"
+	// CodeInvalidRoom: the room name breaks the naming rules.
+	CodeInvalidRoom = "invalid_room"
+	// CodeForbidden: the token does not allow this room.
+	CodeForbidden = "forbidden"
+	// CodeNotJoined: the operation needs the connection to have joined the room.
+	CodeNotJoined = "not_joined"
+	// CodeTooManyRooms: the connection has joined the maximum number of rooms.
+	CodeTooManyRooms = "too_many_rooms"
+	// CodeTextTooLong: the message text exceeds the server's limit.
+	CodeTextTooLong = "text_too_long"
+	// CodeRateLimited: the connection sends faster than its rate limit.
+	CodeRateLimited = "rate_limited"
+	// CodeUnavailable: the room cannot take the request right now; retry.
+	CodeUnavailable = "unavailable"
+	// CodeInternal: the server failed; the request may be retried.
+	CodeInternal = "internal"
+)
+
+// Error is an error frame. ID is the id of the request that caused it, when
+// known.
+type Error struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Room    string `json:"room,omitempty"`
+}
+
+// NewError builds an error frame.
+func NewError(code, id, message string) *Error {
+	return &Error{Type: TypeError, ID: id, Code: code, Message: message}
+}
+
+// Error implements the error interface so protocol errors can travel through
+// ordinary error returns.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// WebSocket close codes used by the server. 1000–1015 are RFC 6455 codes;
+// 4000–4999 are ringchat's own.
+const (
+	// CloseGoingAway: the server shuts down for good (RFC 6455 1001).
+	CloseGoingAway = 1001
+	// ClosePolicyViolation: sustained abuse, e.g. rate limit exceeded again and again.
+	ClosePolicyViolation = 1008
+	// CloseMessageTooBig: a frame larger than the maximum frame size.
+	CloseMessageTooBig = 1009
+	// CloseServiceRestart: the node restarts or drains; reconnect (with
+	// backoff) and resume.
+	CloseServiceRestart = 1012
+	// CloseAuthFailed: the hello's token or name was refused; the reason says why.
+	CloseAuthFailed = 4001
+	// CloseHelloTimeout: no hello arrived in time.
+	CloseHelloTimeout = 4002
+	// CloseUnsupportedVersion: the hello asked for a protocol version the server does not speak.
+	CloseUnsupportedVersion = 4003
+	// CloseTokenExpired: the token expired while the connection was open.
+	CloseTokenExpired = 4004
+	// CloseSlowConsumer: the connection's outgoing queue overflowed because
+	// the client did not read fast enough; reconnect and resume.
+	CloseSlowConsumer = 4008
+)

@@ -1,0 +1,222 @@
+// Package server is chatd's HTTP face: the WebSocket endpoint with admission
+// control, the health, readiness and metrics endpoints, the embedded web page,
+// and the graceful shutdown that closes every connection with 1012.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/web"
+)
+
+// Config is what the HTTP layer needs beyond the session and hub settings.
+type Config struct {
+	// MaxConnections caps open WebSocket connections on this node (0: no cap).
+	MaxConnections int
+	// MaxConnectionsPerIP caps them per client IP (0: no cap).
+	MaxConnectionsPerIP int
+	// RetryAfter is the Retry-After advertised when refusing a connection.
+	RetryAfter time.Duration
+	// AllowedOrigins lists the browser origins allowed to connect; "*" allows
+	// any; empty allows only same-host pages (and non-browser clients, which
+	// send no Origin).
+	AllowedOrigins []string
+	// HandshakeTimeout bounds the WebSocket upgrade and ReadHeaderTimeout the
+	// request headers, so slow handshakes cannot pin resources.
+	HandshakeTimeout  time.Duration
+	ReadHeaderTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+	// Session holds the per-connection settings.
+	Session session.Config
+}
+
+// Server serves chatd's HTTP endpoints.
+type Server struct {
+	cfg      Config
+	hub      *hub.Hub
+	auth     *auth.Authenticator
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	admit    *admission
+	upgrader websocket.Upgrader
+	mux      *http.ServeMux
+
+	// sessionsCtx is cancelled to close every session with 1012.
+	sessionsCtx   context.Context
+	closeSessions context.CancelFunc
+	sessions      sync.WaitGroup
+	draining      atomic.Bool
+	ready         atomic.Bool
+}
+
+// New assembles a server around a hub and an authenticator.
+func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP)}
+	s.sessionsCtx, s.closeSessions = context.WithCancel(context.Background())
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		// Small read buffers and pooled write buffers keep an idle
+		// connection cheap: the write buffer is only held while writing.
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     originChecker(cfg.AllowedOrigins),
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, "websocket upgrade failed: "+reason.Error(), status)
+		},
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /ws", s.serveWS)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	s.mux.Handle("GET /", web.Handler())
+	s.ready.Store(true)
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() || s.draining.Load() {
+		http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	retry := max(int(s.cfg.RetryAfter/time.Second), 1)
+	if s.draining.Load() {
+		s.metrics.ConnectionsRefused.WithLabelValues("draining").Inc()
+		refuse(w, &refusal{http.StatusServiceUnavailable, "draining"}, retry)
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "this endpoint speaks WebSocket; see docs/protocol.md", http.StatusBadRequest)
+		return
+	}
+	ip := clientIP(r)
+	if ref := s.admit.acquire(ip); ref != nil {
+		s.metrics.ConnectionsRefused.WithLabelValues(ref.reason).Inc()
+		refuse(w, ref, retry)
+		return
+	}
+	defer s.admit.release(ip)
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.metrics.ConnectionsRefused.WithLabelValues("upgrade").Inc()
+		return // the upgrader has answered the request
+	}
+	s.metrics.ConnectionsAccepted.Inc()
+	s.sessions.Add(1)
+	defer s.sessions.Done()
+	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, r.RemoteAddr)
+	sess.Run(s.sessionsCtx)
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then shuts down
+// gracefully: refuse new connections and fail readiness, close every session
+// with 1012 so clients reconnect elsewhere and resume, and wait for them
+// within ShutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		s.hub.Run(hubCtx)
+	}()
+	defer func() {
+		stopHub()
+		<-hubDone
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	return s.shutdown(hs, errc)
+}
+
+func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
+	start := time.Now()
+	s.draining.Store(true)
+	s.log.Info("shutting down: closing connections with 1012")
+	deadline, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	// Stop accepting first; Shutdown does not wait for hijacked (WebSocket)
+	// connections, which the sessions context closes below.
+	shutdownErr := hs.Shutdown(deadline)
+	s.closeSessions()
+	done := make(chan struct{})
+	go func() {
+		s.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-deadline.Done():
+		s.log.Warn("shutdown deadline passed with sessions still open")
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	s.log.Info("shut down", "took", time.Since(start).String())
+	if shutdownErr != nil && !errors.Is(shutdownErr, context.DeadlineExceeded) {
+		return fmt.Errorf("http shutdown: %w", shutdownErr)
+	}
+	return nil
+}
+
+// originChecker allows browser origins from the list. Requests without an
+// Origin header come from non-browser clients and are allowed: the origin
+// check protects browsers' cookies, not the server.
+func originChecker(allowed []string) func(*http.Request) bool {
+	allowAny := false
+	set := make(map[string]bool, len(allowed))
+	for _, o := range allowed {
+		if o == "*" {
+			allowAny = true
+		}
+		set[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" || allowAny {
+			return true
+		}
+		if set[strings.ToLower(origin)] {
+			return true
+		}
+		// Same host as the request: the embedded page talking to its own server.
+		return strings.EqualFold(strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"), r.Host)
+	}
+}

@@ -1,0 +1,116 @@
+package session
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/protocol"
+)
+
+// dispatch handles one frame of an authenticated connection.
+func (s *Session) dispatch(f *protocol.ClientFrame) {
+	if f.Type != protocol.TypeTyping && !s.allow(f) {
+		return
+	}
+	switch f.Type {
+	case protocol.TypeHello:
+		s.sendError(protocol.NewError(protocol.CodeAlreadyAuthenticated, f.ID, "this connection is already authenticated"))
+	case protocol.TypePing:
+		s.send(protocol.Encode(protocol.Pong{Type: protocol.TypePong, ID: f.ID, TS: time.Now().UnixMilli()}))
+	case protocol.TypeJoin:
+		s.join(f)
+	case protocol.TypeLeave:
+		if !s.deps.Hub.Leave(s, f.Room) {
+			s.sendError(roomError(protocol.CodeNotJoined, f, "this connection has not joined the room"))
+			return
+		}
+		delete(s.rooms, f.Room)
+		s.send(protocol.Encode(protocol.Left{Type: protocol.TypeLeft, ID: f.ID, Room: f.Room}))
+	case protocol.TypeSend:
+		s.publish(f)
+	case protocol.TypeHistory:
+		if !s.identity.CanJoin(f.Room) {
+			s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
+			return
+		}
+		limit := f.Limit
+		if limit == 0 {
+			limit = s.cfg.HistoryLimit
+		}
+		s.send(protocol.Encode(s.deps.Hub.History(f.ID, f.Room, f.Before, limit)))
+	case protocol.TypeDM:
+		if len(f.Text) > s.cfg.MaxTextBytes {
+			s.sendError(protocol.NewError(protocol.CodeTextTooLong, f.ID, textTooLong(s.cfg.MaxTextBytes)))
+			return
+		}
+		s.send(protocol.Encode(s.deps.Hub.DirectMessage(s, f.ID, f.To, f.CID, f.Text)))
+	case protocol.TypeTyping:
+		if err := s.deps.Hub.Typing(s, f.Room); err != nil {
+			err.ID = f.ID
+			s.sendError(err)
+		}
+	}
+}
+
+func roomError(code string, f *protocol.ClientFrame, msg string) *protocol.Error {
+	e := protocol.NewError(code, f.ID, msg)
+	e.Room = f.Room
+	return e
+}
+
+func textTooLong(limit int) string {
+	return "text longer than " + strconv.Itoa(limit) + " bytes"
+}
+
+// allow meters the frame against the connection's token bucket. Refused
+// frames get a rate_limited error; a client that keeps going past
+// RateAbuseLimit refusals within RateAbuseWindow is disconnected with 1008.
+func (s *Session) allow(f *protocol.ClientFrame) bool {
+	if s.limiter.Allow() {
+		return true
+	}
+	s.deps.Metrics.RateLimited.Inc()
+	now := time.Now()
+	if now.Sub(s.abuseWindow) > s.cfg.RateAbuseWindow {
+		s.abuseWindow, s.abuseCount = now, 0
+	}
+	s.abuseCount++
+	if s.abuseCount > s.cfg.RateAbuseLimit {
+		s.log.Warn("closing connection for sustained rate limit abuse")
+		s.fail(protocol.ClosePolicyViolation, "rate limit exceeded repeatedly")
+		return false
+	}
+	e := protocol.NewError(protocol.CodeRateLimited, f.ID, "too many frames; slow down and retry")
+	e.Room = f.Room
+	s.sendError(e)
+	return false
+}
+
+func (s *Session) join(f *protocol.ClientFrame) {
+	if !s.identity.CanJoin(f.Room) {
+		s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
+		return
+	}
+	if _, ok := s.rooms[f.Room]; !ok && len(s.rooms) >= s.cfg.MaxRooms {
+		s.sendError(roomError(protocol.CodeTooManyRooms, f, "this connection has joined the maximum of "+strconv.Itoa(s.cfg.MaxRooms)+" rooms"))
+		return
+	}
+	s.rooms[f.Room] = struct{}{}
+	s.deps.Hub.Join(s, hub.JoinRequest{ID: f.ID, Room: f.Room, Epoch: f.Epoch, Since: f.Since})
+}
+
+func (s *Session) publish(f *protocol.ClientFrame) {
+	start := time.Now()
+	if len(f.Text) > s.cfg.MaxTextBytes {
+		s.sendError(roomError(protocol.CodeTextTooLong, f, textTooLong(s.cfg.MaxTextBytes)))
+		return
+	}
+	ack, err := s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, f.Text)
+	if err != nil {
+		s.sendError(err)
+		return
+	}
+	s.send(protocol.Encode(ack))
+	s.deps.Metrics.SendToAck.Observe(time.Since(start).Seconds())
+}

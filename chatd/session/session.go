@@ -1,0 +1,290 @@
+// Package session runs one client connection: the hello handshake, the read
+// loop that decodes and dispatches client frames, and the write loop that
+// batches queued server frames onto the socket. It enforces the
+// per-connection limits (rate, rooms, text size, queue) and turns every
+// failure into a protocol error frame or a documented close code.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/protocol"
+)
+
+// Config holds the per-connection limits and timings.
+type Config struct {
+	// ServerID names this node in welcome frames.
+	ServerID string
+	// MaxFrameBytes is the largest client frame accepted; larger closes with 1009.
+	MaxFrameBytes int
+	// MaxTextBytes is the longest message text accepted.
+	MaxTextBytes int
+	// MaxRooms is the number of rooms one connection may join.
+	MaxRooms int
+	// RatePerSecond and RateBurst size the token bucket that meters client frames.
+	RatePerSecond float64
+	RateBurst     int
+	// RateAbuseLimit is the number of rate-limited frames within
+	// RateAbuseWindow after which the connection is closed with 1008.
+	RateAbuseLimit  int
+	RateAbuseWindow time.Duration
+	// QueueFrames bounds the outgoing queue; overflow closes with 4008.
+	QueueFrames int
+	// HelloTimeout is how long a new connection has to authenticate.
+	HelloTimeout time.Duration
+	// PingInterval is the server heartbeat; a peer silent for two intervals is dropped.
+	PingInterval time.Duration
+	// WriteTimeout bounds one socket write.
+	WriteTimeout time.Duration
+	// BatchBytes caps the size of one WebSocket message carrying several frames.
+	BatchBytes int
+	// HistoryLimit is the page size when a history request gives none.
+	HistoryLimit int
+	// Limits is what the welcome frame advertises.
+	Limits protocol.Limits
+}
+
+// Deps are the node-wide services a session uses.
+type Deps struct {
+	Hub     *hub.Hub
+	Auth    *auth.Authenticator
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
+
+// Session is one WebSocket connection. It implements hub.Conn.
+type Session struct {
+	cfg  *Config
+	deps Deps
+	ws   *websocket.Conn
+	id   string
+	log  *slog.Logger
+	out  *outbox
+
+	// Set by the hello before the session is registered with the hub and
+	// never changed after, so the hub may read them from any goroutine.
+	identity auth.Identity
+
+	// Used only by the read loop.
+	rooms        map[string]struct{}
+	limiter      *rate.Limiter
+	abuseCount   int
+	abuseWindow  time.Time
+	expiryTimer  *time.Timer
+	closeOnce    sync.Once
+	writerDone   chan struct{}
+	remoteAddr   string
+	authComplete bool
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return "s-" + idEncoding.EncodeToString(b[:])
+}
+
+// New wraps an upgraded connection. Call Run to serve it.
+func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session {
+	id := newID()
+	return &Session{
+		cfg:        cfg,
+		deps:       deps,
+		ws:         ws,
+		id:         id,
+		log:        deps.Log.With("session", id, "remote", remoteAddr),
+		out:        newOutbox(cfg.QueueFrames),
+		rooms:      make(map[string]struct{}),
+		limiter:    rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
+		writerDone: make(chan struct{}),
+		remoteAddr: remoteAddr,
+	}
+}
+
+// SessionID implements hub.Conn.
+func (s *Session) SessionID() string { return s.id }
+
+// UserID implements hub.Conn.
+func (s *Session) UserID() string { return s.identity.UserID }
+
+// Enqueue implements hub.Conn: it queues a frame without blocking, and closes
+// the session with CloseSlowConsumer when the queue is full.
+func (s *Session) Enqueue(frame []byte) {
+	if s.out.push(frame, protocol.CloseSlowConsumer, "slow consumer: outgoing queue overflowed") {
+		s.deps.Metrics.QueueOverflows.Inc()
+	}
+}
+
+// Close asks the session to close with code and reason after flushing what
+// is already queued. It returns at once; Run returns when the close is done.
+func (s *Session) Close(code int, reason string) {
+	s.out.close(code, reason, true)
+}
+
+// Run serves the connection until the client leaves, an error closes it, or
+// ctx is cancelled (which closes with 1012 so the client reconnects
+// elsewhere). It owns the writer goroutine and waits for it before returning.
+func (s *Session) Run(ctx context.Context) {
+	s.deps.Metrics.Connections.Inc()
+	defer s.deps.Metrics.Connections.Dec()
+
+	go s.writeLoop()
+	stop := context.AfterFunc(ctx, func() {
+		s.Close(protocol.CloseServiceRestart, "server restarting, reconnect and resume")
+	})
+	defer stop()
+
+	err := s.readLoop()
+	s.finish(err)
+}
+
+// finish tears the session down once the read loop has ended: leave rooms so
+// presence is right, stop the writer, close the socket.
+func (s *Session) finish(readErr error) {
+	if s.expiryTimer != nil {
+		s.expiryTimer.Stop()
+	}
+	if s.authComplete {
+		for room := range s.rooms {
+			s.deps.Hub.Leave(s, room)
+		}
+		s.deps.Hub.Unregister(s)
+	}
+	// If the read loop ended without a close decision (the client went
+	// away), make the writer stop without writing anything more.
+	s.out.close(websocket.CloseNormalClosure, "", false)
+	<-s.writerDone
+	_ = s.ws.Close()
+	var ce *websocket.CloseError
+	switch {
+	case readErr == nil, errors.As(readErr, &ce):
+		s.log.Debug("connection closed", "err", readErr)
+	default:
+		s.log.Debug("connection ended", "err", readErr)
+	}
+}
+
+// fail closes the connection at once, discarding queued frames, with code
+// and reason. Used for auth failures and abuse.
+func (s *Session) fail(code int, reason string) {
+	s.out.close(code, reason, false)
+}
+
+func (s *Session) readLoop() error {
+	s.ws.SetReadLimit(int64(s.cfg.MaxFrameBytes))
+	pongWait := 2 * s.cfg.PingInterval
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	s.ws.SetPongHandler(func(string) error {
+		return s.ws.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		mt, data, err := s.ws.ReadMessage()
+		if err != nil {
+			return s.readError(err)
+		}
+		if s.authComplete {
+			_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+		}
+		if mt != websocket.TextMessage {
+			s.sendError(protocol.NewError(protocol.CodeBadFrame, "", "frames must be WebSocket text messages"))
+			continue
+		}
+		f, perr := protocol.DecodeClientFrame(data)
+		if perr != nil {
+			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
+			s.sendError(perr)
+			continue
+		}
+		s.deps.Metrics.FramesIn.WithLabelValues(f.Type).Inc()
+		if !s.authComplete {
+			if s.handleHello(&f) {
+				_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+			}
+			continue
+		}
+		s.dispatch(&f)
+	}
+}
+
+// readError classifies why reading stopped and records a close code when the
+// server decided it.
+func (s *Session) readError(err error) error {
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already sent the 1009 close frame.
+		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseMessageTooBig)).Inc()
+	case !s.authComplete && isTimeout(err):
+		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseHelloTimeout)).Inc()
+		_ = s.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(protocol.CloseHelloTimeout, "no hello received in time"),
+			time.Now().Add(s.cfg.WriteTimeout))
+	}
+	return err
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// handleHello authenticates the connection. It reports whether the session
+// is now authenticated.
+func (s *Session) handleHello(f *protocol.ClientFrame) bool {
+	if f.Type != protocol.TypeHello {
+		s.sendError(protocol.NewError(protocol.CodeHelloRequired, f.ID, "send hello first"))
+		return false
+	}
+	if f.Protocol != 0 && f.Protocol != protocol.Version {
+		s.fail(protocol.CloseUnsupportedVersion, "unsupported protocol version; this server speaks "+strconv.Itoa(protocol.Version))
+		return false
+	}
+	id, err := s.deps.Auth.Authenticate(f.Token, f.Name)
+	if err != nil {
+		var ae *auth.Error
+		code, reason := "internal", "authentication failed"
+		if errors.As(err, &ae) {
+			code, reason = ae.Code, ae.Reason
+		}
+		s.deps.Metrics.AuthFailures.WithLabelValues(code).Inc()
+		s.log.Info("hello refused", "code", code)
+		s.fail(protocol.CloseAuthFailed, reason)
+		return false
+	}
+	s.identity = id
+	s.authComplete = true
+	s.log = s.log.With("user", id.UserID)
+	s.deps.Hub.Register(s)
+	if !id.ExpiresAt.IsZero() {
+		s.expiryTimer = time.AfterFunc(time.Until(id.ExpiresAt), func() {
+			s.fail(protocol.CloseTokenExpired, "token expired")
+		})
+	}
+	s.send(protocol.Encode(protocol.Welcome{
+		Type: protocol.TypeWelcome, ID: f.ID, Protocol: protocol.Version,
+		Session: s.id, User: id.UserID, Anonymous: id.Anonymous,
+		Server: s.cfg.ServerID, Limits: s.cfg.Limits,
+	}))
+	return true
+}
+
+// send queues a frame for this connection only.
+func (s *Session) send(frame []byte) { s.Enqueue(frame) }
+
+func (s *Session) sendError(e *protocol.Error) {
+	s.deps.Metrics.ErrorFrames.WithLabelValues(e.Code).Inc()
+	s.send(protocol.Encode(e))
+}
