@@ -51,7 +51,7 @@ func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
 		Issuer:         cfg.JWTIssuer,
 		Audience:       cfg.JWTAudience,
 		AllowAnonymous: cfg.AllowAnonymous,
-		Leeway:         30 * time.Second,
+		Leeway:         cfg.JWTLeeway,
 		RoomsClaim:     cfg.JWTRoomsClaim,
 	}
 	switch {
@@ -105,6 +105,7 @@ func ServerConfig(cfg config.Config) server.Config {
 			RateAbuseWindow: 10 * time.Second,
 			QueueFrames:     cfg.SendQueue,
 			HelloTimeout:    cfg.HelloTimeout,
+			TokenLeeway:     cfg.JWTLeeway,
 			PingInterval:    cfg.PingInterval,
 			WriteTimeout:    cfg.WriteTimeout,
 			BatchBytes:      32 << 10,

@@ -29,6 +29,7 @@ type Config struct {
 	JWTIssuer        string
 	JWTAudience      string
 	JWTRoomsClaim    string
+	JWTLeeway        time.Duration
 	AllowAnonymous   bool
 
 	// Limits
@@ -82,6 +83,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required \"iss\" claim, if set")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required \"aud\" claim, if set")
 	fs.StringVar(&c.JWTRoomsClaim, "jwt-rooms-claim", "rooms", "claim listing the room patterns a token may join (absent: any room)")
+	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew tolerated on exp/nbf/iat, at hello and for the expiry of open connections")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let clients connect with just a name (development only)")
 
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or *; empty allows the server's own host")
@@ -140,6 +142,9 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	if c.Version {
+		return c, nil // --version needs no working configuration
+	}
 	return c, c.Validate()
 }
 
@@ -181,6 +186,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
 		}
+	}
+	if c.JWTLeeway < 0 {
+		errs = append(errs, fmt.Errorf("--jwt-leeway must not be negative, got %s", c.JWTLeeway))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

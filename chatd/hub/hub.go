@@ -138,10 +138,12 @@ func (h *Hub) RoomCount() int {
 	return len(h.rooms)
 }
 
-// Register makes c reachable by direct messages to its user.
-func (h *Hub) Register(c Conn) {
+// Register queues first (the welcome) to c and makes c reachable by direct
+// messages to its user, atomically with respect to direct messages.
+func (h *Hub) Register(c Conn, first []byte) {
 	h.usersMu.Lock()
 	defer h.usersMu.Unlock()
+	c.Enqueue(first)
 	set := h.users[c.UserID()]
 	if set == nil {
 		set = make(map[Conn]struct{}, 1)

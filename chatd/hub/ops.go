@@ -61,7 +61,7 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 // presenceChangedExcept announces a join to everyone but the joiner, who
 // learns of itself from its snapshot.
 func (r *room) presenceChangedExcept(self Conn, user string) {
-	if !r.listMode() {
+	if !r.listMode() || r.countMode {
 		r.presenceChanged(user, true)
 		return
 	}

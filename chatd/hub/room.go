@@ -32,6 +32,9 @@ type room struct {
 	typingTimer   *time.Timer
 
 	countTimer *time.Timer
+	// countMode is set once presence went out as counts; the first change
+	// back under the limit sends a full list so clients can list names again.
+	countMode bool
 }
 
 func newRoom(name string, h *Hub) *room {
@@ -67,26 +70,32 @@ func (r *room) presentUsers() []string {
 // mode the change is folded into a periodic count frame instead, so a room of
 // ten thousand users does not cost ten thousand frames per arrival.
 func (r *room) presenceChanged(user string, joined bool) {
-	if r.listMode() {
-		p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: len(r.users)}
-		if joined {
-			p.Joined = []string{user}
-		} else {
-			p.Left = []string{user}
+	if !r.listMode() {
+		r.countMode = true
+		if r.countTimer == nil {
+			r.countTimer = time.AfterFunc(r.hub.cfg.PresenceCoalesce, r.flushCount)
 		}
-		r.broadcast(protocol.Encode(p))
 		return
 	}
-	if r.countTimer == nil {
-		r.countTimer = time.AfterFunc(r.hub.cfg.PresenceCoalesce, r.flushCount)
+	p := protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: len(r.users)}
+	switch {
+	case r.countMode:
+		r.countMode = false
+		p.Present = r.presentUsers()
+	case joined:
+		p.Joined = []string{user}
+	default:
+		p.Left = []string{user}
 	}
+	r.broadcast(protocol.Encode(p))
 }
 
 func (r *room) flushCount() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.countTimer = nil
-	if r.dead {
+	if r.dead || !r.countMode {
+		// Back in list mode already: the list was sent by presenceChanged.
 		return
 	}
 	r.broadcast(protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: len(r.users)}))

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
 )
 
@@ -88,7 +89,7 @@ const (
 	MaxRoomLen    = 64
 	MaxIDLen      = 64
 	MaxCIDLen     = 64
-	MaxUserLen    = 64
+	MaxUserLen    = 128
 	MaxHistoryReq = 200
 )
 
@@ -104,7 +105,9 @@ func DecodeClientFrame(data []byte) (ClientFrame, *Error) {
 	if err := dec.Decode(&f); err != nil {
 		return ClientFrame{}, NewError(CodeBadFrame, "", "frame is not a JSON object: "+shortJSONError(err))
 	}
-	if dec.More() {
+	// Anything but whitespace after the object (another value, a stray
+	// bracket) makes the frame ambiguous.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return ClientFrame{}, NewError(CodeBadFrame, f.ID, "one JSON object per frame")
 	}
 	if err := f.Validate(); err != nil {
@@ -135,14 +138,24 @@ func (f *ClientFrame) Validate() *Error {
 	switch f.Type {
 	case TypeHello, TypePing:
 		return nil
-	case TypeJoin, TypeLeave, TypeTyping:
+	case TypeJoin:
+		if err := f.validateRoom(); err != nil {
+			return err
+		}
+		if f.Since != nil && f.Epoch == "" {
+			e := NewError(CodeBadRequest, f.ID, "a resume (\"since\") needs the room's \"epoch\" from the last joined frame")
+			e.Room = f.Room
+			return e
+		}
+		return nil
+	case TypeLeave, TypeTyping:
 		return f.validateRoom()
 	case TypeHistory:
 		if err := f.validateRoom(); err != nil {
 			return err
 		}
 		if f.Limit < 0 || f.Limit > MaxHistoryReq {
-			return NewError(CodeBadRequest, f.ID, fmt.Sprintf("limit must be between 1 and %d", MaxHistoryReq))
+			return NewError(CodeBadRequest, f.ID, fmt.Sprintf("limit must be between 1 and %d (0 or absent: the server's default)", MaxHistoryReq))
 		}
 		return nil
 	case TypeSend:
@@ -152,7 +165,7 @@ func (f *ClientFrame) Validate() *Error {
 		return f.validateMessage()
 	case TypeDM:
 		if f.To == "" || len(f.To) > MaxUserLen {
-			return NewError(CodeBadRequest, f.ID, "dm needs a recipient \"to\" of at most 64 bytes")
+			return NewError(CodeBadRequest, f.ID, "dm needs a recipient \"to\" of at most 128 bytes")
 		}
 		return f.validateMessage()
 	case "":
@@ -164,6 +177,8 @@ func (f *ClientFrame) Validate() *Error {
 
 func (f *ClientFrame) validateRoom() *Error {
 	if err := ValidateRoom(f.Room); err != nil {
+		// The invalid name is not echoed back: reflecting arbitrary input
+		// into frames (and logs) helps nobody.
 		return NewError(CodeInvalidRoom, f.ID, err.Error())
 	}
 	return nil

@@ -114,13 +114,15 @@ type Typing struct {
 
 // Presence reports users who joined or left a room (the first connection of
 // a user in, or the last one out). Past the presence list limit it carries
-// only the new Count.
+// only the new Count. When a room shrinks back under the limit, Present
+// carries the whole list once, replacing whatever the client had.
 type Presence struct {
-	Type   string   `json:"type"`
-	Room   string   `json:"room"`
-	Count  int      `json:"count"`
-	Joined []string `json:"joined,omitempty"`
-	Left   []string `json:"left,omitempty"`
+	Type    string   `json:"type"`
+	Room    string   `json:"room"`
+	Count   int      `json:"count"`
+	Joined  []string `json:"joined,omitempty"`
+	Left    []string `json:"left,omitempty"`
+	Present []string `json:"present,omitempty"`
 }
 
 // Pong answers a ping.

@@ -109,7 +109,7 @@ func (l *Log) Append(sender, cid, text string) (msg protocol.Message, duplicate 
 // false when the client cannot be brought up to date from what is kept: the
 // epoch differs or the gap is older than the history.
 func (l *Log) Since(epoch string, seq uint64) (msgs []protocol.Message, ok bool) {
-	if epoch != "" && epoch != l.epoch {
+	if epoch != l.epoch {
 		return nil, false
 	}
 	return l.ring.Since(seq)

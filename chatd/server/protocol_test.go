@@ -287,8 +287,10 @@ func TestProtocolPresenceCountsInBigRooms(t *testing.T) {
 	srv := chatdtest.Start(t, "--presence-list-max", "2")
 	ann := chatdtest.Connect(t, srv.URL, "ann")
 	ann.Join("big")
+	others := map[string]*chatdtest.Client{}
 	for _, name := range []string{"bob", "carl", "dan"} {
-		chatdtest.Connect(t, srv.URL, name).Join("big")
+		others[name] = chatdtest.Connect(t, srv.URL, name)
+		others[name].Join("big")
 	}
 	// bob's arrival is listed (2 users); carl's and dan's are folded into a count.
 	var p protocol.Presence
@@ -304,6 +306,35 @@ func TestProtocolPresenceCountsInBigRooms(t *testing.T) {
 	late := chatdtest.Connect(t, srv.URL, "eve")
 	if j := late.Join("big"); j.Present != nil || j.Count != 5 {
 		t.Fatalf("big room snapshot = %+v", j)
+	}
+	// Shrinking back under the limit sends the whole list once, so clients
+	// can show names again.
+	for _, name := range []string{"carl", "dan"} {
+		others[name].Abort()
+	}
+	late.Abort()
+	for {
+		p = protocol.Presence{}
+		ann.ExpectDecode(protocol.TypePresence, &p)
+		if p.Present != nil {
+			break
+		}
+		if p.Joined != nil || p.Left != nil {
+			t.Fatalf("list-mode delta %+v before the full list", p)
+		}
+	}
+	if !slices.Equal(p.Present, []string{"ann", "bob"}) || p.Count != 2 {
+		t.Fatalf("presence after shrinking = %+v", p)
+	}
+}
+
+func TestProtocolResumeNeedsEpoch(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t)
+	c := chatdtest.Connect(t, srv.URL, "ann")
+	c.Do(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: "r", Since: u64(3)})
+	if e := c.ExpectError(protocol.CodeBadRequest); e.ID != "j" || e.Room != "r" {
+		t.Fatalf("error = %+v", e)
 	}
 }
 

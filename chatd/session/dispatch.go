@@ -10,9 +10,6 @@ import (
 
 // dispatch handles one frame of an authenticated connection.
 func (s *Session) dispatch(f *protocol.ClientFrame) {
-	if f.Type != protocol.TypeTyping && !s.allow(f) {
-		return
-	}
 	switch f.Type {
 	case protocol.TypeHello:
 		s.sendError(protocol.NewError(protocol.CodeAlreadyAuthenticated, f.ID, "this connection is already authenticated"))
@@ -63,8 +60,8 @@ func textTooLong(limit int) string {
 	return "text longer than " + strconv.Itoa(limit) + " bytes"
 }
 
-// allow meters the frame against the connection's token bucket. Refused
-// frames get a rate_limited error; a client that keeps going past
+// allow meters one incoming frame against the connection's token bucket.
+// Refused frames get a rate_limited error; a client that keeps going past
 // RateAbuseLimit refusals within RateAbuseWindow is disconnected with 1008.
 func (s *Session) allow(f *protocol.ClientFrame) bool {
 	if s.limiter.Allow() {
@@ -81,8 +78,10 @@ func (s *Session) allow(f *protocol.ClientFrame) bool {
 		s.fail(protocol.ClosePolicyViolation, "rate limit exceeded repeatedly")
 		return false
 	}
-	e := protocol.NewError(protocol.CodeRateLimited, f.ID, "too many frames; slow down and retry")
-	e.Room = f.Room
+	e := protocol.NewError(protocol.CodeRateLimited, "", "too many frames; slow down and retry")
+	if f != nil {
+		e.ID, e.Room = f.ID, f.Room
+	}
 	s.sendError(e)
 	return false
 }

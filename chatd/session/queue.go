@@ -86,3 +86,10 @@ func (q *outbox) take() (frames [][]byte, closing bool, code int, reason string)
 	q.spare = frames
 	return frames, q.closing, q.closeCode, q.closeReason
 }
+
+// isClosing reports whether a close has been decided.
+func (q *outbox) isClosing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closing
+}

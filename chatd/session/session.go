@@ -53,6 +53,9 @@ type Config struct {
 	BatchBytes int
 	// HistoryLimit is the page size when a history request gives none.
 	HistoryLimit int
+	// TokenLeeway is the clock skew allowed on token expiry; it must equal
+	// the authenticator's leeway.
+	TokenLeeway time.Duration
 	// Limits is what the welcome frame advertises.
 	Limits protocol.Limits
 }
@@ -189,6 +192,12 @@ func (s *Session) readLoop() error {
 	pongWait := 2 * s.cfg.PingInterval
 	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	s.ws.SetPongHandler(func(string) error {
+		// Before hello only the hello timeout counts: answering pings must
+		// not keep an unauthenticated connection open. After a close has
+		// been decided, the close grace deadline must stand.
+		if !s.authComplete || s.out.isClosing() {
+			return nil
+		}
 		return s.ws.SetReadDeadline(time.Now().Add(pongWait))
 	})
 	for {
@@ -196,14 +205,30 @@ func (s *Session) readLoop() error {
 		if err != nil {
 			return s.readError(err)
 		}
+		if s.out.isClosing() {
+			// A close has been decided (auth failure, abuse, expiry,
+			// overflow, shutdown): nothing the client sends from now on is
+			// served. The read loop only waits for the close reply or the
+			// grace deadline the writer set.
+			continue
+		}
 		if s.authComplete {
 			_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
 		}
 		if mt != websocket.TextMessage {
-			s.sendError(protocol.NewError(protocol.CodeBadFrame, "", "frames must be WebSocket text messages"))
+			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
+			if s.allow(nil) {
+				s.sendError(protocol.NewError(protocol.CodeBadFrame, "", "frames must be WebSocket text messages"))
+			}
 			continue
 		}
+		// Every frame, valid or not, draws from the token bucket: garbage
+		// that earns an error frame must cost the sender as much as a send.
+		// Decoding comes first only so that a refusal can name the request.
 		f, perr := protocol.DecodeClientFrame(data)
+		if !s.allow(&f) {
+			continue
+		}
 		if perr != nil {
 			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
 			s.sendError(perr)
@@ -267,17 +292,21 @@ func (s *Session) handleHello(f *protocol.ClientFrame) bool {
 	s.identity = id
 	s.authComplete = true
 	s.log = s.log.With("user", id.UserID)
-	s.deps.Hub.Register(s)
-	if !id.ExpiresAt.IsZero() {
-		s.expiryTimer = time.AfterFunc(time.Until(id.ExpiresAt), func() {
-			s.fail(protocol.CloseTokenExpired, "token expired")
-		})
-	}
-	s.send(protocol.Encode(protocol.Welcome{
+	// The hub queues the welcome and registers the session in one step, so
+	// no direct message can overtake the welcome and none sent after the
+	// client has read it can miss the session.
+	s.deps.Hub.Register(s, protocol.Encode(protocol.Welcome{
 		Type: protocol.TypeWelcome, ID: f.ID, Protocol: protocol.Version,
 		Session: s.id, User: id.UserID, Anonymous: id.Anonymous,
 		Server: s.cfg.ServerID, Limits: s.cfg.Limits,
 	}))
+	if !id.ExpiresAt.IsZero() {
+		// The token was accepted with the clock-skew leeway, so the same
+		// leeway applies to when it stops being good enough.
+		s.expiryTimer = time.AfterFunc(time.Until(id.ExpiresAt)+s.cfg.TokenLeeway, func() {
+			s.fail(protocol.CloseTokenExpired, "token expired")
+		})
+	}
 	return true
 }
 

@@ -1,0 +1,142 @@
+package chatdtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/app"
+	"github.com/ringchat/ringchat/chatd/client"
+	"github.com/ringchat/ringchat/chatd/config"
+)
+
+// StartWith runs a chatd node configured by base followed by args, and
+// nothing else: unlike Start it does not allow anonymous clients unless the
+// flags say so. Tests of authentication use it with a --jwt-secret base.
+// The node listens on a free loopback port and stops when the test ends.
+func StartWith(t testing.TB, base []string, args ...string) *Server {
+	t.Helper()
+	flags := make([]string, 0, len(base)+len(args))
+	flags = append(flags, base...)
+	flags = append(flags, args...)
+	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("config %q: %v", flags, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	out := io.Discard
+	if os.Getenv("CHATD_TEST_LOGS") != "" {
+		out = os.Stderr
+	}
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan error, 1)
+	go func() { exited <- app.Serve(ctx, cfg, ln, logger) }()
+
+	var done bool
+	stop := func() {
+		if done {
+			return
+		}
+		done = true
+		cancel()
+		select {
+		case err := <-exited:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("chatd exited with error: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("chatd still running 30s after stop")
+		}
+	}
+	t.Cleanup(stop)
+	addr := ln.Addr().String()
+	return &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+}
+
+// Metric returns the current value of one series from the node's /metrics
+// endpoint, e.g. "chatd_connections" or
+// `chatd_connection_closes_total{code="4008"}`. A series that has not been
+// created yet (a labelled counter never incremented) reads as 0.
+func (s *Server) Metric(t testing.TB, series string) float64 {
+	t.Helper()
+	v, err := s.metric(series)
+	if err != nil {
+		t.Fatalf("metric %s: %v", series, err)
+	}
+	return v
+}
+
+// WaitMetric polls the node's /metrics until series has the value want,
+// failing the test after Timeout. It is how tests wait for something the
+// server does asynchronously (a connection torn down, a queue overflowing)
+// without sleeping blindly.
+func (s *Server) WaitMetric(t testing.TB, series string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	var last float64
+	for {
+		v, err := s.metric(series)
+		if err != nil {
+			t.Fatalf("metric %s: %v", series, err)
+		}
+		if v == want {
+			return
+		}
+		last = v
+		if time.Now().After(deadline) {
+			t.Fatalf("metric %s is %v after %v, want %v", series, last, Timeout, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (s *Server) metric(series string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, errors.New("GET /metrics: " + resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	prefix := series + " "
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, sc.Err()
+}
+
+// Adopt binds a connection made with the client package directly (to send
+// an Origin header, or after polling client.Dial until the server admits
+// it) to t, so that the Expect helpers work on it. The connection is closed
+// when the test ends.
+func Adopt(t testing.TB, c *client.Conn) *Client {
+	t.Helper()
+	t.Cleanup(c.Close)
+	return &Client{Conn: c, t: t}
+}
