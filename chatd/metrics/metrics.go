@@ -54,7 +54,7 @@ func New() *Metrics {
 			Name: "chatd_rooms", Help: "Rooms held in memory.",
 		}),
 		FramesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chatd_frames_received_total", Help: "Client frames received, by frame type (\"invalid\" for undecodable ones).",
+			Name: "chatd_frames_received_total", Help: "Client frames accepted for handling (after the rate limit), by frame type; \"invalid\" for undecodable ones.",
 		}, []string{"type"}),
 		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_frames_sent_total", Help: "Server frames written to connections.",

@@ -120,18 +120,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		refuse(w, ref, retry)
 		return
 	}
-	defer s.admit.release(ip)
-
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.admit.release(ip)
 		s.metrics.ConnectionsRefused.WithLabelValues("upgrade").Inc()
 		return // the upgrader has answered the request
 	}
 	s.metrics.ConnectionsAccepted.Inc()
-	s.sessions.Add(1)
-	defer s.sessions.Done()
 	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, r.RemoteAddr)
-	sess.Run(s.sessionsCtx)
+	// The session runs on a goroutine of its own and the handler returns:
+	// net/http's connection goroutine would otherwise stay parked under the
+	// session, keeping its deep stack and its 4 KiB read and write buffers
+	// alive for the life of every WebSocket.
+	s.sessions.Add(1)
+	go func() {
+		defer s.sessions.Done()
+		defer s.admit.release(ip)
+		sess.Run(s.sessionsCtx)
+	}()
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down

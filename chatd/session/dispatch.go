@@ -74,7 +74,7 @@ func (s *Session) allow(f *protocol.ClientFrame) bool {
 	}
 	s.abuseCount++
 	if s.abuseCount > s.cfg.RateAbuseLimit {
-		s.log.Warn("closing connection for sustained rate limit abuse")
+		s.log.Warn("closing connection for sustained rate limit abuse", s.logAttrs()...)
 		s.fail(protocol.ClosePolicyViolation, "rate limit exceeded repeatedly")
 		return false
 	}

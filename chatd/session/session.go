@@ -82,15 +82,18 @@ type Session struct {
 	identity auth.Identity
 
 	// Used only by the read loop.
-	rooms        map[string]struct{}
-	limiter      *rate.Limiter
-	abuseCount   int
-	abuseWindow  time.Time
-	expiryTimer  *time.Timer
-	closeOnce    sync.Once
-	writerDone   chan struct{}
-	remoteAddr   string
-	authComplete bool
+	rooms       map[string]struct{}
+	limiter     *rate.Limiter
+	abuseCount  int
+	abuseWindow time.Time
+	expiryTimer *time.Timer
+	pingTimer   *time.Timer
+	// writerDone is closed when the writer that handled the close exits;
+	// once closing is decided no other writer starts.
+	writerDone     chan struct{}
+	writerDoneOnce sync.Once
+	remoteAddr     string
+	authComplete   bool
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -103,19 +106,26 @@ func newID() string {
 
 // New wraps an upgraded connection. Call Run to serve it.
 func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session {
-	id := newID()
-	return &Session{
+	s := &Session{
 		cfg:        cfg,
 		deps:       deps,
 		ws:         ws,
-		id:         id,
-		log:        deps.Log.With("session", id, "remote", remoteAddr),
-		out:        newOutbox(cfg.QueueFrames),
+		id:         newID(),
+		log:        deps.Log,
 		rooms:      make(map[string]struct{}),
 		limiter:    rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
-		writerDone: make(chan struct{}),
 		remoteAddr: remoteAddr,
+		writerDone: make(chan struct{}),
 	}
+	s.out = newOutbox(cfg.QueueFrames, s.startWriter)
+	return s
+}
+
+// logAttrs identifies the session in log lines. The attributes are built per
+// line rather than kept in a derived logger, because a logger per connection
+// costs memory on every idle connection for lines that are rarely written.
+func (s *Session) logAttrs(args ...any) []any {
+	return append([]any{"session", s.id, "remote", s.remoteAddr, "user", s.identity.UserID}, args...)
 }
 
 // SessionID implements hub.Conn.
@@ -145,7 +155,7 @@ func (s *Session) Run(ctx context.Context) {
 	s.deps.Metrics.Connections.Inc()
 	defer s.deps.Metrics.Connections.Dec()
 
-	go s.writeLoop()
+	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.ping)
 	stop := context.AfterFunc(ctx, func() {
 		s.Close(protocol.CloseServiceRestart, "server restarting, reconnect and resume")
 	})
@@ -161,6 +171,7 @@ func (s *Session) finish(readErr error) {
 	if s.expiryTimer != nil {
 		s.expiryTimer.Stop()
 	}
+	s.pingTimer.Stop()
 	if s.authComplete {
 		for room := range s.rooms {
 			s.deps.Hub.Leave(s, room)
@@ -175,9 +186,9 @@ func (s *Session) finish(readErr error) {
 	var ce *websocket.CloseError
 	switch {
 	case readErr == nil, errors.As(readErr, &ce):
-		s.log.Debug("connection closed", "err", readErr)
+		s.log.Debug("connection closed", s.logAttrs("err", readErr)...)
 	default:
-		s.log.Debug("connection ended", "err", readErr)
+		s.log.Debug("connection ended", s.logAttrs("err", readErr)...)
 	}
 }
 
@@ -195,10 +206,10 @@ func (s *Session) readLoop() error {
 		// Before hello only the hello timeout counts: answering pings must
 		// not keep an unauthenticated connection open. After a close has
 		// been decided, the close grace deadline must stand.
-		if !s.authComplete || s.out.isClosing() {
-			return nil
+		if s.authComplete {
+			s.extendReadDeadline(pongWait)
 		}
-		return s.ws.SetReadDeadline(time.Now().Add(pongWait))
+		return nil
 	})
 	for {
 		mt, data, err := s.ws.ReadMessage()
@@ -213,7 +224,7 @@ func (s *Session) readLoop() error {
 			continue
 		}
 		if s.authComplete {
-			_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+			s.extendReadDeadline(pongWait)
 		}
 		if mt != websocket.TextMessage {
 			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
@@ -226,7 +237,11 @@ func (s *Session) readLoop() error {
 		// that earns an error frame must cost the sender as much as a send.
 		// Decoding comes first only so that a refusal can name the request.
 		f, perr := protocol.DecodeClientFrame(data)
-		if !s.allow(&f) {
+		meter := &f
+		if perr != nil {
+			meter = nil // do not echo the id and room of an invalid frame
+		}
+		if !s.allow(meter) {
 			continue
 		}
 		if perr != nil {
@@ -237,11 +252,25 @@ func (s *Session) readLoop() error {
 		s.deps.Metrics.FramesIn.WithLabelValues(f.Type).Inc()
 		if !s.authComplete {
 			if s.handleHello(&f) {
-				_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+				s.extendReadDeadline(pongWait)
 			}
 			continue
 		}
 		s.dispatch(&f)
+	}
+}
+
+// extendReadDeadline pushes the read deadline d into the future, unless a
+// close has been decided: then the close grace stands. The re-check after
+// setting closes the race with a close decided on another goroutine (token
+// expiry, overflow, shutdown) between the check and the update.
+func (s *Session) extendReadDeadline(d time.Duration) {
+	if s.out.isClosing() {
+		return
+	}
+	_ = s.ws.SetReadDeadline(time.Now().Add(d))
+	if s.out.isClosing() {
+		_ = s.ws.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 }
 
@@ -252,7 +281,7 @@ func (s *Session) readError(err error) error {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has already sent the 1009 close frame.
 		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseMessageTooBig)).Inc()
-	case !s.authComplete && isTimeout(err):
+	case !s.authComplete && isTimeout(err) && !s.out.isClosing():
 		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseHelloTimeout)).Inc()
 		_ = s.ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(protocol.CloseHelloTimeout, "no hello received in time"),
@@ -285,13 +314,12 @@ func (s *Session) handleHello(f *protocol.ClientFrame) bool {
 			code, reason = ae.Code, ae.Reason
 		}
 		s.deps.Metrics.AuthFailures.WithLabelValues(code).Inc()
-		s.log.Info("hello refused", "code", code)
+		s.log.Info("hello refused", s.logAttrs("code", code)...)
 		s.fail(protocol.CloseAuthFailed, reason)
 		return false
 	}
 	s.identity = id
 	s.authComplete = true
-	s.log = s.log.With("user", id.UserID)
 	// The hub queues the welcome and registers the session in one step, so
 	// no direct message can overtake the welcome and none sent after the
 	// client has read it can miss the session.

@@ -7,36 +7,41 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// writeLoop is the only goroutine that writes data frames to the socket. It
-// wakes when frames are queued, writes all of them as newline-separated
-// batches (one WebSocket message per batch, up to BatchBytes), sends pings,
-// and writes the close frame when the session is closing.
+// startWriter runs a writer goroutine; the outbox calls it when frames arrive
+// on an idle connection or a close is decided. Its owner is the session: the
+// last writer, the one that handles the close, closes writerDone, which
+// finish waits for.
+func (s *Session) startWriter() {
+	go s.writeLoop()
+}
+
+// writeLoop writes everything queued, as newline-separated batches (one
+// WebSocket message per batch, up to BatchBytes), until the queue is empty;
+// then it exits. When the session is closing it writes the close frame last.
 func (s *Session) writeLoop() {
-	defer close(s.writerDone)
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		select {
-		case <-s.out.wake:
-		case <-ping.C:
-			if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
-				s.abort()
-				return
-			}
-			continue
+		frames, closing, code, reason, park := s.out.take()
+		if park {
+			return
 		}
-		frames, closing, code, reason := s.out.take()
 		if len(frames) > 0 {
 			if err := s.writeBatches(frames); err != nil {
 				s.abort()
+				s.writerFinished()
 				return
 			}
 		}
 		if closing {
 			s.writeClose(code, reason)
+			s.writerFinished()
 			return
 		}
 	}
+}
+
+// writerFinished records that the write side is done for good.
+func (s *Session) writerFinished() {
+	s.writerDoneOnce.Do(func() { close(s.writerDone) })
 }
 
 func (s *Session) writeBatches(frames [][]byte) error {
@@ -74,6 +79,10 @@ var newline = []byte{'\n'}
 // writeClose sends the close frame and gives the client a moment to answer
 // before the read loop is forced out by its deadline.
 func (s *Session) writeClose(code int, reason string) {
+	if code == websocket.CloseAbnormalClosure {
+		// The socket already failed (abort); 1006 is never sent on the wire.
+		return
+	}
 	if code != websocket.CloseNormalClosure || reason != "" {
 		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
 	}
@@ -85,8 +94,22 @@ func (s *Session) writeClose(code int, reason string) {
 // closeGrace is how long the server waits for the client's close reply.
 const closeGrace = time.Second
 
-// abort ends a connection whose socket failed: the read loop is unblocked at
-// once and the session finishes.
+// ping sends a heartbeat and re-arms itself. A timer instead of a ticking
+// goroutine keeps idle connections cheap. A failed ping ends the session.
+func (s *Session) ping() {
+	if s.out.isClosing() {
+		return
+	}
+	if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
+		s.abort()
+		return
+	}
+	s.pingTimer.Reset(s.cfg.PingInterval)
+}
+
+// abort ends a connection whose socket failed: nothing more is written, and
+// the read loop is unblocked at once so the session finishes.
 func (s *Session) abort() {
+	s.out.close(websocket.CloseAbnormalClosure, "", false)
 	_ = s.ws.SetReadDeadline(time.Now())
 }
