@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/server"
 	"github.com/ringchat/ringchat/chatd/session"
@@ -32,14 +34,38 @@ func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	}
 	m := metrics.New()
 	h := hub.New(hub.Config{
+		HistorySize:     cfg.HistorySize,
+		DedupeWindow:    cfg.DedupeWindow,
+		PresenceListMax: cfg.PresenceListMax,
+		TypingInterval:  time.Second,
+		RoomIdleTTL:     cfg.RoomIdleTTL,
+	}, m, log)
+	node := cluster.New(cluster.Config{
+		Self:              cfg.NodeName,
+		ReplicationFactor: 2,
+		RouteTimeout:      10 * time.Second,
+		CallTimeout:       5 * time.Second,
+		HandoffGrace:      10 * time.Second,
+	}, h, owner.Config{
 		HistorySize:      cfg.HistorySize,
 		DedupeWindow:     cfg.DedupeWindow,
 		PresenceListMax:  cfg.PresenceListMax,
 		RoomIdleTTL:      cfg.RoomIdleTTL,
-		TypingInterval:   time.Second,
 		TypingCoalesce:   250 * time.Millisecond,
 		PresenceCoalesce: time.Second,
-	}, m, log)
+	}, log)
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	nodeDone := make(chan struct{})
+	go func() {
+		defer close(nodeDone)
+		node.Run(nodeCtx, nil)
+	}()
+	defer func() {
+		stopNode()
+		<-nodeDone
+		node.Close()
+	}()
+
 	srv := server.New(ServerConfig(cfg), h, authn, m, log)
 	log.Info("chatd listening", "addr", ln.Addr().String(), "node", cfg.NodeName,
 		"version", version.Version, "auth", strings.Join(authn.Modes(), ","))

@@ -112,3 +112,17 @@ func (r *Ring) Before(before uint64, limit int) (msgs []protocol.Message, more b
 	}
 	return out, from > oldest
 }
+
+// Restart empties the ring and makes head the sequence of the last message
+// seen, so that the next Append must be head+1. A node that takes over a
+// room from a snapshot whose oldest kept message is not 1 starts this way.
+func (r *Ring) Restart(head uint64) {
+	clear(r.buf)
+	r.buf, r.start, r.n, r.head = r.buf[:0], 0, 0, head
+}
+
+// All returns every kept message in order.
+func (r *Ring) All() []protocol.Message {
+	msgs, _ := r.Since(r.Oldest() - 1)
+	return msgs
+}

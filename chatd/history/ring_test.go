@@ -114,3 +114,19 @@ func BenchmarkAppend(b *testing.B) {
 		_ = r.Append(m)
 	}
 }
+
+func TestRestart(t *testing.T) {
+	r := NewRing(3)
+	fill(t, r, 5)
+	r.Restart(41)
+	if r.Len() != 0 || r.Head() != 41 || r.Oldest() != 42 {
+		t.Fatalf("after restart: len %d head %d oldest %d", r.Len(), r.Head(), r.Oldest())
+	}
+	if err := r.Append(protocol.Message{Seq: 42}); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, r, 3)
+	if got := seqs(r.All()); !equal(got, 43, 44, 45) {
+		t.Fatalf("All = %v", got)
+	}
+}

@@ -1,11 +1,17 @@
-// Package hub holds a node's rooms and users: who is subscribed to which room,
-// who is present, who is typing, and where a user's connections are. It
-// orders room messages through each room's roomlog.Log and fans them out to
-// the subscribed connections.
+// Package hub is a node's local side of the chat: the connections subscribed
+// to each room, presence per user, typing limits, and where a user's
+// connections are for direct messages. It keeps, for every room it has
+// subscribers for, a local copy of the room's recent history, so joins,
+// resumes and history pages are answered without a network hop.
+//
+// Ordering, storage and replication belong to the room's owner, which the hub
+// reaches through a Router (the cluster package). The owner pushes events
+// back with Deliver; the hub fans them out to local connections.
 //
 // The hub never blocks on a connection: Conn.Enqueue must return at once, and
-// a connection that cannot keep up closes itself. That is what keeps one slow
-// reader from delaying a room.
+// a connection that cannot keep up closes itself. And the hub never calls the
+// Router while holding a room's lock, because a local owner answers
+// synchronously and pushes into the hub under its own lock.
 package hub
 
 import (
@@ -16,6 +22,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/dedupe"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -31,58 +38,58 @@ type Conn interface {
 	Enqueue(frame []byte)
 }
 
+// Router reaches the owner of a room, wherever it is. Every reply function
+// is called exactly once. Replies and Deliver calls that concern one room
+// arrive in the order the owner made them.
+type Router interface {
+	Subscribe(room string, users []string, reply func(owner.SubscribeReply, error))
+	Unsubscribe(room string)
+	PresenceChange(room, user string, joined bool)
+	Publish(room, user, cid, text string, reply func(protocol.Ack, error))
+	History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error))
+	Typing(room, user string)
+	// DirectMessage delivers frame to every connection of user to on every
+	// node (except the session exceptSession) and reports how many
+	// connections of to received it.
+	DirectMessage(to, from, exceptSession string, frame []byte, reply func(delivered int))
+}
+
 // Config tunes the hub.
 type Config struct {
 	// HistorySize is the number of messages kept per room.
 	HistorySize int
-	// DedupeWindow is the number of recent client message ids remembered per room.
-	DedupeWindow int
-	// PresenceListMax is the room size (in users) above which presence is
-	// reported as a count instead of lists of names.
+	// PresenceListMax is the room size (in users) above which a joined
+	// frame carries a count instead of the list of names.
 	PresenceListMax int
-	// RoomIdleTTL is how long an empty room is kept before it is forgotten.
-	RoomIdleTTL time.Duration
+	// DedupeWindow sizes the direct-message dedupe window (times 16, per node).
+	DedupeWindow int
 	// TypingInterval is the minimum time between two accepted typing signals
 	// of one user in one room; extra signals are dropped.
 	TypingInterval time.Duration
-	// TypingCoalesce is how long the hub gathers typing signals of a room
-	// before sending them as one frame.
-	TypingCoalesce time.Duration
-	// PresenceCoalesce is how often a room in count mode reports its count.
-	PresenceCoalesce time.Duration
+	// RoomIdleTTL is how often the sweeper runs (a quarter of it).
+	RoomIdleTTL time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
 
-// DefaultConfig returns the defaults documented in docs/configuration.md.
-func DefaultConfig() Config {
-	return Config{
-		HistorySize:      1000,
-		DedupeWindow:     1024,
-		PresenceListMax:  100,
-		RoomIdleTTL:      5 * time.Minute,
-		TypingInterval:   time.Second,
-		TypingCoalesce:   250 * time.Millisecond,
-		PresenceCoalesce: time.Second,
-	}
-}
-
-// Hub is the set of rooms and users of one node.
+// Hub is the set of local rooms and users of one node.
 type Hub struct {
 	cfg     Config
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	router  Router
 
 	mu    sync.RWMutex
 	rooms map[string]*room
 
 	usersMu  sync.RWMutex
 	users    map[string]map[Conn]struct{}
+	dmMu     sync.Mutex
 	dmDedupe *dedupe.Window[protocol.Ack]
 }
 
-// New returns an empty hub.
+// New returns an empty hub. SetRouter must be called before use.
 func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -98,44 +105,40 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 	}
 }
 
-// Run forgets idle empty rooms until ctx is done. It is the hub's only
-// long-lived goroutine; its owner is the server.
+// SetRouter wires the hub to the owners. The router and the hub refer to
+// each other, so one of them is set after construction.
+func (h *Hub) SetRouter(r Router) { h.router = r }
+
+// Run keeps the rooms gauge current until ctx is done.
 func (h *Hub) Run(ctx context.Context) {
-	period := min(max(h.cfg.RoomIdleTTL/4, 10*time.Millisecond), time.Minute)
-	t := time.NewTicker(period)
+	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			h.sweep()
+			h.metrics.Rooms.Set(float64(h.RoomCount()))
 		}
 	}
 }
 
-// sweep removes rooms that have been empty for longer than RoomIdleTTL.
-func (h *Hub) sweep() {
-	now := h.now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for name, r := range h.rooms {
-		r.mu.Lock()
-		if len(r.subs) == 0 && !r.emptySince.IsZero() && now.Sub(r.emptySince) >= h.cfg.RoomIdleTTL {
-			r.dead = true
-			r.stopTimers()
-			delete(h.rooms, name)
-		}
-		r.mu.Unlock()
-	}
-	h.metrics.Rooms.Set(float64(len(h.rooms)))
-}
-
-// RoomCount returns the number of rooms held.
+// RoomCount returns the number of rooms with local subscribers.
 func (h *Hub) RoomCount() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.rooms)
+}
+
+// LocalRooms lists the rooms with local subscribers.
+func (h *Hub) LocalRooms() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.rooms))
+	for name := range h.rooms {
+		out = append(out, name)
+	}
+	return out
 }
 
 // Register queues first (the welcome) to c and makes c reachable by direct
@@ -163,31 +166,41 @@ func (h *Hub) Unregister(c Conn) {
 	}
 }
 
-// lookup returns the live room called name, creating it when create is set.
-// The returned room is locked; the caller unlocks it. A room that the sweeper
-// removed between the map lookup and the lock is retried, so callers never
-// act on a forgotten room.
-func (h *Hub) lookup(name string, create bool) *room {
+// lookup returns the live local room called name, creating it when create
+// is set, locked. A room removed between the map lookup and the lock is
+// retried, so callers never act on a dropped room.
+func (h *Hub) lookup(name string, create bool) (r *room, created bool) {
 	for {
 		h.mu.RLock()
-		r := h.rooms[name]
+		r = h.rooms[name]
 		h.mu.RUnlock()
 		if r == nil {
 			if !create {
-				return nil
+				return nil, false
 			}
 			h.mu.Lock()
 			if r = h.rooms[name]; r == nil {
 				r = newRoom(name, h)
 				h.rooms[name] = r
-				h.metrics.Rooms.Set(float64(len(h.rooms)))
+				created = true
 			}
 			h.mu.Unlock()
 		}
 		r.mu.Lock()
 		if !r.dead {
-			return r
+			return r, created
 		}
 		r.mu.Unlock()
+		created = false
 	}
+}
+
+// drop removes an empty room. Callers hold r.mu.
+func (h *Hub) drop(r *room) {
+	r.dead = true
+	h.mu.Lock()
+	if h.rooms[r.name] == r {
+		delete(h.rooms, r.name)
+	}
+	h.mu.Unlock()
 }

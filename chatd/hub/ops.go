@@ -1,11 +1,13 @@
 package hub
 
 import (
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/dedupe"
+	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -19,38 +21,123 @@ type JoinRequest struct {
 	Since *uint64
 }
 
-// Join subscribes c to a room, creating it on first use. It queues the joined
-// frame and, when the request resumes, the missed messages, all under the
-// room's lock, so no live message can slip in between the replay and the
-// subscription. Joining a room c is already in answers again without
-// counting c twice.
+// Join subscribes c to a room. The joined frame and, when the request
+// resumes, the missed messages are queued under the room's lock together with
+// the subscription, so no live message can slip in between. The first local
+// join of a room subscribes this node at the room's owner first.
 func (h *Hub) Join(c Conn, req JoinRequest) {
-	r := h.lookup(req.Room, true)
-	defer r.mu.Unlock()
-
+	r, created := h.lookup(req.Room, true)
 	_, already := r.index[c]
-	if !already && r.add(c) {
-		// The new user is announced to the others before c is told the
-		// snapshot; c's own joined frame already includes itself.
-		r.presenceChangedExcept(c, c.UserID())
+	newUser := false
+	if !already {
+		r.users[c.UserID()]++
+		newUser = r.users[c.UserID()] == 1
+	}
+	if r.state == ready {
+		r.answerJoin(c, req)
+		r.mu.Unlock()
+		if newUser {
+			h.router.PresenceChange(r.name, c.UserID(), true)
+		}
+		return
+	}
+	r.waiting = append(r.waiting, waitingJoin{c, req})
+	users := r.localUsers()
+	r.mu.Unlock()
+	if created {
+		h.subscribe(r, users)
+	} else if newUser {
+		h.router.PresenceChange(r.name, c.UserID(), true)
+	}
+}
+
+// subscribe asks the owner for the room and, when it answers, serves the
+// joins that waited. If the owner cannot be reached the waiting connections
+// get an unavailable error and the room is dropped.
+func (h *Hub) subscribe(r *room, users []string) {
+	h.router.Subscribe(r.name, users, func(rep owner.SubscribeReply, err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.dead {
+			return
+		}
+		if err != nil {
+			h.log.Warn("subscribe failed", "room", r.name, "err", err)
+			for _, w := range r.waiting {
+				e := unavailable(r.name, err)
+				e.ID = w.req.ID
+				w.c.Enqueue(protocol.Encode(e))
+			}
+			r.waiting = nil
+			h.drop(r)
+			return
+		}
+		r.install(rep)
+		r.state = ready
+		for _, w := range r.waiting {
+			r.answerJoin(w.c, w.req)
+		}
+		r.waiting = nil
+	})
+}
+
+func unavailable(room string, err error) *protocol.Error {
+	e := protocol.NewError(protocol.CodeUnavailable, "", "room unavailable, retry: "+err.Error())
+	e.Room = room
+	return e
+}
+
+// install replaces the local copy with what the owner sent. Callers hold mu.
+func (r *room) install(rep owner.SubscribeReply) {
+	r.epoch = rep.Epoch
+	start := rep.Head
+	if len(rep.Messages) > 0 {
+		start = rep.Messages[0].Seq - 1
+	}
+	r.cache.Restart(start)
+	for _, m := range rep.Messages {
+		_ = r.cache.Append(m) // the owner sends a gapless run
+	}
+	clear(r.present)
+	for _, u := range rep.Present {
+		r.present[u] = struct{}{}
+	}
+	r.count = rep.Count
+	clear(r.early)
+}
+
+// answerJoin subscribes c and queues the joined frame (and the replay) to
+// it. Callers hold mu.
+func (r *room) answerJoin(c Conn, req JoinRequest) {
+	if _, ok := r.index[c]; !ok {
+		r.add(c)
+	}
+	present, count := r.presentUsers(), r.count
+	if _, ok := r.present[c.UserID()]; !ok {
+		// The owner has not echoed this user's arrival yet; the joiner is
+		// present all the same.
+		present = insertSorted(present, c.UserID())
+		count++
 	}
 	joined := protocol.Joined{
 		Type:   protocol.TypeJoined,
 		ID:     req.ID,
 		Room:   r.name,
-		Epoch:  r.log.Epoch(),
-		Head:   r.log.Head(),
-		Oldest: r.log.Oldest(),
-		Count:  len(r.users),
+		Epoch:  r.epoch,
+		Head:   r.cache.Head(),
+		Oldest: r.cache.Oldest(),
+		Count:  count,
 	}
-	if r.listMode() {
-		joined.Present = r.presentUsers()
+	if count <= r.hub.cfg.PresenceListMax {
+		joined.Present = present
 	}
 	var replay []protocol.Message
 	if req.Since != nil {
-		msgs, ok := r.log.Since(req.Epoch, *req.Since)
+		ok := req.Epoch == r.epoch
+		if ok {
+			replay, ok = r.cache.Since(*req.Since)
+		}
 		joined.Recovered = &ok
-		replay = msgs
 	}
 	c.Enqueue(protocol.Encode(joined))
 	for _, m := range replay {
@@ -58,57 +145,62 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 	}
 }
 
-// presenceChangedExcept announces a join to everyone but the joiner, who
-// learns of itself from its snapshot.
-func (r *room) presenceChangedExcept(self Conn, user string) {
-	if !r.listMode() || r.countMode {
-		r.presenceChanged(user, true)
-		return
-	}
-	frame := protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: len(r.users), Joined: []string{user}})
-	for _, c := range r.subs {
-		if c != self {
-			c.Enqueue(frame)
-		}
-	}
+func insertSorted(list []string, s string) []string {
+	i, _ := slices.BinarySearch(list, s)
+	return slices.Insert(list, i, s)
 }
 
 // Leave unsubscribes c from a room. It reports whether c was subscribed.
-func (h *Hub) Leave(c Conn, room string) bool {
-	r := h.lookup(room, false)
+func (h *Hub) Leave(c Conn, roomName string) bool {
+	r, _ := h.lookup(roomName, false)
 	if r == nil {
 		return false
 	}
-	defer r.mu.Unlock()
 	was, lastOfUser := r.remove(c)
-	if lastOfUser {
-		r.presenceChanged(c.UserID(), false)
+	empty := len(r.subs) == 0 && len(r.waiting) == 0
+	if empty && was {
+		h.drop(r)
 	}
-	return was
+	r.mu.Unlock()
+	if !was {
+		return false
+	}
+	if empty {
+		h.router.Unsubscribe(roomName)
+	} else if lastOfUser {
+		h.router.PresenceChange(roomName, c.UserID(), false)
+	}
+	return true
 }
 
-// Publish sequences, stores and fans out a message from c to a room c has
-// joined. A resend of a cid that c's user already sent returns the original
-// ack with Duplicate set and delivers nothing.
-func (h *Hub) Publish(c Conn, id, roomName, cid, text string) (protocol.Ack, *protocol.Error) {
-	r := h.lookup(roomName, false)
-	if r == nil {
-		return protocol.Ack{}, notJoined(id, roomName)
+// Publish sends a message from c to a room c has joined; the ack (or the
+// error) is queued to c when the owner answers. start is when the frame was
+// read, for the send-to-ack histogram.
+func (h *Hub) Publish(c Conn, id, roomName, cid, text string, start time.Time) {
+	r, _ := h.lookup(roomName, false)
+	joined := false
+	if r != nil {
+		_, joined = r.index[c]
+		r.mu.Unlock()
 	}
-	defer r.mu.Unlock()
-	if _, ok := r.index[c]; !ok {
-		return protocol.Ack{}, notJoined(id, roomName)
+	if !joined {
+		c.Enqueue(protocol.Encode(notJoined(id, roomName)))
+		return
 	}
-	msg, dup := r.log.Append(c.UserID(), cid, text)
-	if !dup {
-		r.broadcast(protocol.Encode(msg))
-		h.metrics.MessagesStored.Inc()
-		h.metrics.Deliveries.Add(float64(len(r.subs)))
-	}
-	return protocol.Ack{
-		Type: protocol.TypeAck, ID: id, Room: roomName, CID: cid,
-		Seq: msg.Seq, MID: msg.MID, TS: msg.TS, Duplicate: dup,
-	}, nil
+	h.router.Publish(roomName, c.UserID(), cid, text, func(ack protocol.Ack, err error) {
+		if err != nil {
+			e := unavailable(roomName, err)
+			e.ID = id
+			c.Enqueue(protocol.Encode(e))
+			return
+		}
+		ack.ID = id
+		c.Enqueue(protocol.Encode(ack))
+		if !ack.Duplicate {
+			h.metrics.MessagesStored.Inc()
+		}
+		h.metrics.SendToAck.Observe(time.Since(start).Seconds())
+	})
 }
 
 func notJoined(id, room string) *protocol.Error {
@@ -117,86 +209,115 @@ func notJoined(id, room string) *protocol.Error {
 	return e
 }
 
-// History returns a page of a room's history. A room that does not exist
-// answers with an empty page rather than being created.
-func (h *Hub) History(id, roomName string, before uint64, limit int) protocol.HistoryPage {
-	page := protocol.HistoryPage{Type: protocol.TypeHistory, ID: id, Room: roomName, Oldest: 1, Messages: []protocol.Message{}}
-	r := h.lookup(roomName, false)
-	if r == nil {
-		return page
+// History queues a page of a room's history to c: from the local copy when
+// this node has the room, from the owner otherwise.
+func (h *Hub) History(c Conn, id, roomName string, before uint64, limit int) {
+	if r, _ := h.lookup(roomName, false); r != nil {
+		if r.state == ready {
+			if before == 0 || before > r.cache.Head()+1 {
+				before = r.cache.Head() + 1
+			}
+			msgs, more := r.cache.Before(before, limit)
+			if msgs == nil {
+				msgs = []protocol.Message{}
+			}
+			page := protocol.HistoryPage{Type: protocol.TypeHistory, ID: id, Room: roomName, Epoch: r.epoch, Head: r.cache.Head(), Oldest: r.cache.Oldest(), More: more, Messages: msgs}
+			r.mu.Unlock()
+			c.Enqueue(protocol.Encode(page))
+			return
+		}
+		r.mu.Unlock()
 	}
-	defer r.mu.Unlock()
-	msgs, more := r.log.Before(before, limit)
-	if msgs != nil {
-		page.Messages = msgs
-	}
-	page.Epoch, page.Head, page.Oldest, page.More = r.log.Epoch(), r.log.Head(), r.log.Oldest(), more
-	return page
+	h.router.History(roomName, before, limit, func(page protocol.HistoryPage, err error) {
+		if err != nil {
+			e := unavailable(roomName, err)
+			e.ID = id
+			c.Enqueue(protocol.Encode(e))
+			return
+		}
+		page.ID = id
+		c.Enqueue(protocol.Encode(page))
+	})
 }
 
 // Typing records that c's user is typing in a room. Signals closer together
-// than TypingInterval are dropped, and the rest are gathered for
-// TypingCoalesce before one frame goes out: typing is lossy by design.
+// than TypingInterval are dropped here; the owner coalesces the rest.
 func (h *Hub) Typing(c Conn, roomName string) *protocol.Error {
-	r := h.lookup(roomName, false)
+	r, _ := h.lookup(roomName, false)
 	if r == nil {
 		return notJoined("", roomName)
 	}
-	defer r.mu.Unlock()
 	if _, ok := r.index[c]; !ok {
+		r.mu.Unlock()
 		return notJoined("", roomName)
 	}
 	now := h.now()
 	u := c.UserID()
 	if last, ok := r.typingLast[u]; ok && now.Sub(last) < h.cfg.TypingInterval {
+		r.mu.Unlock()
 		return nil
 	}
 	if r.typingLast == nil {
 		r.typingLast = make(map[string]time.Time)
-		r.typingPending = make(map[string]struct{})
 	}
 	r.typingLast[u] = now
-	r.typingPending[u] = struct{}{}
-	if r.typingTimer == nil {
-		r.typingTimer = time.AfterFunc(h.cfg.TypingCoalesce, r.flushTyping)
-	}
+	r.mu.Unlock()
+	h.router.Typing(roomName, u)
 	return nil
 }
 
 var dmCounter atomic.Uint64
 
-// DirectMessage delivers a message from c's user to every connection of the
-// user to, and to the sender's other connections so all of a user's tabs show
-// the conversation. Direct messages are not stored; the ack says how many
-// connections received it (0 when the user is offline).
-func (h *Hub) DirectMessage(c Conn, id, to, cid, text string) protocol.Ack {
+// DirectMessage sends a message from c's user to every connection of user
+// to, on every node, and to the sender's other connections so all of a
+// user's tabs show the conversation. Direct messages are not stored; the ack
+// says how many connections of the recipient received it (0: offline).
+func (h *Hub) DirectMessage(c Conn, id, to, cid, text string) {
 	from := c.UserID()
 	key := dedupe.Key{Sender: from, ID: cid}
-	h.usersMu.Lock()
+	h.dmMu.Lock()
 	if prev, ok := h.dmDedupe.Get(key); ok {
-		h.usersMu.Unlock()
+		h.dmMu.Unlock()
 		prev.ID, prev.Duplicate = id, true
-		return prev
+		c.Enqueue(protocol.Encode(prev))
+		return
 	}
+	h.dmMu.Unlock()
 	now := h.now().UnixMilli()
 	mid := "dm-" + strconv.FormatUint(dmCounter.Add(1), 36) + "-" + strconv.FormatInt(now, 36)
 	frame := protocol.Encode(protocol.DirectMessage{Type: protocol.TypeDM, MID: mid, From: from, To: to, CID: cid, Text: text, TS: now})
+	h.router.DirectMessage(to, from, c.SessionID(), frame, func(delivered int) {
+		ack := protocol.Ack{Type: protocol.TypeAck, To: to, CID: cid, MID: mid, TS: now, Delivered: &delivered}
+		h.dmMu.Lock()
+		h.dmDedupe.Put(key, ack)
+		h.dmMu.Unlock()
+		ack.ID = id
+		c.Enqueue(protocol.Encode(ack))
+		h.metrics.DirectMessages.Inc()
+	})
+}
+
+// DeliverDirect queues a direct message frame to this node's connections of
+// to, and of from (except the sending session). It returns how many
+// connections of to got it.
+func (h *Hub) DeliverDirect(to, from, exceptSession string, frame []byte) int {
+	h.usersMu.RLock()
+	defer h.usersMu.RUnlock()
 	delivered := 0
-	for rc := range h.users[to] {
-		rc.Enqueue(frame)
+	for c := range h.users[to] {
+		if c.SessionID() == exceptSession {
+			continue
+		}
+		c.Enqueue(frame)
 		delivered++
 	}
 	if to != from {
-		for sc := range h.users[from] {
-			if sc != c {
-				sc.Enqueue(frame)
+		for c := range h.users[from] {
+			if c.SessionID() != exceptSession {
+				c.Enqueue(frame)
 			}
 		}
 	}
-	ack := protocol.Ack{Type: protocol.TypeAck, ID: id, To: to, CID: cid, MID: mid, TS: now, Delivered: &delivered}
-	h.dmDedupe.Put(key, ack)
-	h.usersMu.Unlock()
-	h.metrics.DirectMessages.Inc()
 	h.metrics.Deliveries.Add(float64(delivered))
-	return ack
+	return delivered
 }

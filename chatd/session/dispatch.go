@@ -35,13 +35,13 @@ func (s *Session) dispatch(f *protocol.ClientFrame) {
 		if limit == 0 {
 			limit = s.cfg.HistoryLimit
 		}
-		s.send(protocol.Encode(s.deps.Hub.History(f.ID, f.Room, f.Before, limit)))
+		s.deps.Hub.History(s, f.ID, f.Room, f.Before, limit)
 	case protocol.TypeDM:
 		if len(f.Text) > s.cfg.MaxTextBytes {
 			s.sendError(protocol.NewError(protocol.CodeTextTooLong, f.ID, textTooLong(s.cfg.MaxTextBytes)))
 			return
 		}
-		s.send(protocol.Encode(s.deps.Hub.DirectMessage(s, f.ID, f.To, f.CID, f.Text)))
+		s.deps.Hub.DirectMessage(s, f.ID, f.To, f.CID, f.Text)
 	case protocol.TypeTyping:
 		if err := s.deps.Hub.Typing(s, f.Room); err != nil {
 			err.ID = f.ID
@@ -105,11 +105,5 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 		s.sendError(roomError(protocol.CodeTextTooLong, f, textTooLong(s.cfg.MaxTextBytes)))
 		return
 	}
-	ack, err := s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, f.Text)
-	if err != nil {
-		s.sendError(err)
-		return
-	}
-	s.send(protocol.Encode(ack))
-	s.deps.Metrics.SendToAck.Observe(time.Since(start).Seconds())
+	s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, f.Text, start)
 }

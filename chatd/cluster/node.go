@@ -1,0 +1,162 @@
+// Package cluster turns one chatd process into a member of a ringchat
+// cluster. It connects the local hub (connections) to the owner service
+// (rooms this node owns) through routing: every room has exactly one owner,
+// the node that rendezvous hashing picks among the active members, and every
+// request about a room goes to it, over the inter-node transport when it is
+// another node. The package also reacts to membership changes: it hands
+// rooms over, re-points replication and re-subscribes local rooms.
+//
+// A node without peers (no --join) is a cluster of one and runs the very same
+// code with an in-process loopback instead of the transport.
+package cluster
+
+import (
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/transport"
+)
+
+// Config tunes a node's routing.
+type Config struct {
+	// Self is this node's name (its memberlist name).
+	Self string
+	// ReplicationFactor is the number of nodes that store a room's
+	// messages before they are acknowledged, the owner included. It is
+	// capped by the number of active members.
+	ReplicationFactor int
+	// RouteTimeout bounds how long a request keeps retrying while a room
+	// moves or the view catches up, before the client gets "unavailable".
+	RouteTimeout time.Duration
+	// CallTimeout bounds one inter-node request.
+	CallTimeout time.Duration
+	// HandoffGrace is how long ownership changes are considered fresh: a new
+	// owner waits this long for the previous owner's handoff.
+	HandoffGrace time.Duration
+}
+
+// Node is this process's place in the cluster.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    *hub.Hub
+	owners *owner.Service
+	peers  peerLink // nil in a cluster of one
+
+	mu sync.RWMutex
+	// view is the current membership: active is who owns rooms; addrs maps
+	// every live member to its transport address.
+	view     nodeView
+	prevView nodeView
+	// changedAt is when the active set last changed.
+	changedAt time.Time
+	// viewWait is closed and replaced on every view change, so retries can
+	// wait for the view to move instead of polling.
+	viewWait chan struct{}
+	closed   bool
+}
+
+type nodeView struct {
+	version uint64
+	active  []string          // sorted
+	addrs   map[string]string // live members (any state) → transport address
+}
+
+// ErrUnavailable is returned when a request could not reach the room's owner
+// within RouteTimeout.
+var ErrUnavailable = errors.New("room owner unavailable")
+
+// New creates a node. The owner service is created by the node, which is its
+// Outbound; the hub is given and gets the node as its Router.
+func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node {
+	n := &Node{
+		cfg:      cfg,
+		log:      log,
+		hub:      h,
+		viewWait: make(chan struct{}),
+	}
+	ownerCfg.Self = cfg.Self
+	ownerCfg.HandoffGrace = cfg.HandoffGrace
+	n.owners = owner.New(ownerCfg, n, log)
+	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
+	n.prevView = n.view
+	h.SetRouter(n)
+	return n
+}
+
+// Owners exposes the owner service (for the admin API and tests).
+func (n *Node) Owners() *owner.Service { return n.owners }
+
+// currentView returns the view under the read lock.
+func (n *Node) currentView() (nodeView, chan struct{}) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.view, n.viewWait
+}
+
+// ownerOf returns the owner of room in the current view.
+func (n *Node) ownerOf(room string) (string, string) {
+	v, _ := n.currentView()
+	o := ring.Owner(room, v.active)
+	return o, v.addrs[o]
+}
+
+// replicasOf returns the replicas of an owned room (owner excluded).
+func replicasOf(room string, active []string, factor int) []string {
+	owners := ring.Owners(room, active, max(factor, 1))
+	if len(owners) <= 1 {
+		return nil
+	}
+	return owners[1:]
+}
+
+// claim tells the owner service how to treat a room it does not hold yet.
+func (n *Node) claim(room string) owner.Claim {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if ring.Owner(room, n.view.active) != n.cfg.Self {
+		return owner.ClaimNotOwner
+	}
+	prev := ring.Owner(room, n.prevView.active)
+	if prev == "" || prev == n.cfg.Self {
+		return owner.ClaimCreate
+	}
+	// The previous owner may still hold the room: wait for its handoff if it
+	// is alive and the change is recent.
+	if _, alive := n.view.addrs[prev]; alive && time.Since(n.changedAt) < n.cfg.HandoffGrace {
+		return owner.ClaimAwaitHandoff
+	}
+	return owner.ClaimCreate
+}
+
+// setView installs a new membership view and reacts to it.
+func (n *Node) setView(v nodeView) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	old := n.view
+	if !slices.Equal(old.active, v.active) {
+		n.prevView = old
+		n.changedAt = time.Now()
+	}
+	n.view = v
+	close(n.viewWait)
+	n.viewWait = make(chan struct{})
+	n.mu.Unlock()
+	n.reconcile(old, v)
+}
+
+// peerLink is what the node needs from the transport.
+type peerLink interface {
+	Request(p transport.Peer, payload []byte, timeout time.Duration, onReply func([]byte, error))
+	Send(p transport.Peer, payload []byte) error
+	Forget(name string)
+}

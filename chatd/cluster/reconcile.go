@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/ring"
+)
+
+// reconcilePeriod is how often a node re-checks its rooms against the view
+// even when nothing changed: it retries failed handoffs and replica syncs
+// and forgets idle rooms.
+const reconcilePeriod = time.Second
+
+// reconcile brings this node's rooms in line with a new view: forget nodes
+// that left, hand over rooms this node no longer owns, re-point replication
+// of rooms it still owns, and re-subscribe local rooms whose owner changed.
+func (n *Node) reconcile(old, v nodeView) {
+	for name := range old.addrs {
+		if _, ok := v.addrs[name]; !ok && name != n.cfg.Self {
+			n.owners.DropNode(name)
+			if n.peers != nil {
+				n.peers.Forget(name)
+			}
+		}
+	}
+	for _, room := range n.owners.OwnedRooms() {
+		o := ring.Owner(room, v.active)
+		if o == "" {
+			continue // no active member at all (this node is draining alone)
+		}
+		if o != n.cfg.Self {
+			addr := v.addrs[o]
+			n.owners.HandOff(room, func(st owner.HandoffState, done func(error)) {
+				n.call(o, addr, encode(opHandoff, st), nil, done)
+			})
+			continue
+		}
+		n.owners.SetReplicas(room, replicasOf(room, v.active, n.cfg.ReplicationFactor))
+	}
+	if !slices.Equal(old.active, v.active) {
+		for _, room := range n.hub.LocalRooms() {
+			if ring.Owner(room, old.active) != ring.Owner(room, v.active) {
+				n.hub.Resubscribe(room)
+			}
+		}
+	}
+}
+
+// viewFrom converts a membership view.
+func viewFrom(mv membership.View) nodeView {
+	v := nodeView{version: mv.Version, addrs: make(map[string]string, len(mv.Members))}
+	for _, m := range mv.Members {
+		v.addrs[m.Name] = m.Meta.RPCAddr
+	}
+	for _, m := range mv.Active() {
+		v.active = append(v.active, m.Name)
+	}
+	slices.Sort(v.active)
+	return v
+}
+
+// Run follows membership changes (when m is not nil) and re-checks rooms
+// periodically until ctx is done. It is the node's one long-lived goroutine;
+// its owner is the app.
+func (n *Node) Run(ctx context.Context, m *membership.Membership) {
+	var views <-chan membership.View
+	if m != nil {
+		ch, cancel := m.Subscribe()
+		defer cancel()
+		views = ch
+		n.setView(viewFrom(m.View()))
+	}
+	t := time.NewTicker(reconcilePeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case mv := <-views:
+			n.setView(viewFrom(mv))
+		case <-t.C:
+			v, _ := n.currentView()
+			n.reconcile(v, v)
+			n.owners.Sweep()
+		}
+	}
+}
+
+// SetPeers attaches the inter-node transport (after the node exists, since
+// the transport needs the node as its handler).
+func (n *Node) SetPeers(p peerLink) { n.peers = p }
+
+// Close stops the node's routing; requests in flight fail.
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.owners.Close()
+}

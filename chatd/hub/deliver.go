@@ -1,0 +1,196 @@
+package hub
+
+import (
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/protocol"
+)
+
+// resyncBackoff spaces out gap-filling resubscriptions of one room.
+const resyncBackoff = 200 * time.Millisecond
+
+// Deliver applies an event pushed by a room's owner: a message (in sequence
+// order, duplicates dropped, gaps filled from the owner), a presence change
+// or a typing frame. Events for rooms without local subscribers are dropped.
+func (h *Hub) Deliver(ev owner.Event) {
+	r, _ := h.lookup(ev.Room, false)
+	if r == nil {
+		return
+	}
+	defer r.mu.Unlock()
+	if r.state != ready {
+		return // the subscribe reply will carry the state
+	}
+	switch ev.Kind {
+	case owner.EventMessage:
+		r.deliverMessage(ev)
+	case owner.EventPresence:
+		r.applyPresence(ev)
+	case owner.EventTyping:
+		r.broadcast(ev.Frame)
+	}
+}
+
+func (r *room) deliverMessage(ev owner.Event) {
+	m := *ev.Message
+	if ev.Epoch != r.epoch {
+		if m.Seq != 1 {
+			r.resync()
+			return
+		}
+		r.restartEpoch(ev.Epoch)
+	}
+	switch {
+	case m.Seq <= r.cache.Head():
+		// Already delivered: the same message from the old and the new
+		// owner around an ownership move.
+	case m.Seq == r.cache.Head()+1:
+		r.apply(m, ev.Frame)
+		r.drainEarly()
+	default:
+		if r.early == nil {
+			r.early = make(map[uint64]protocol.Message)
+		}
+		r.early[m.Seq] = m
+		r.resync()
+	}
+}
+
+// apply stores and fans out the next message. Callers hold mu.
+func (r *room) apply(m protocol.Message, frame []byte) {
+	if err := r.cache.Append(m); err != nil {
+		r.hub.log.Error("local history refused a message", "room", r.name, "err", err)
+		return
+	}
+	if frame == nil {
+		frame = protocol.Encode(m)
+	}
+	r.broadcast(frame)
+	r.hub.metrics.Deliveries.Add(float64(len(r.subs)))
+}
+
+func (r *room) drainEarly() {
+	for len(r.early) > 0 {
+		next, ok := r.early[r.cache.Head()+1]
+		if !ok {
+			return
+		}
+		delete(r.early, next.Seq)
+		r.apply(next, nil)
+	}
+	// Anything left at or below the head was delivered meanwhile.
+	for seq := range r.early {
+		if seq <= r.cache.Head() {
+			delete(r.early, seq)
+		}
+	}
+}
+
+// restartEpoch follows the owner into a new incarnation of the room (every
+// copy of the old one was lost). Local subscribers get a fresh joined frame
+// with recovered=false, so they drop what they had and reload.
+func (r *room) restartEpoch(epoch string) {
+	r.hub.log.Warn("room restarted in a new epoch", "room", r.name, "old", r.epoch, "new", epoch)
+	r.epoch = epoch
+	r.cache.Restart(0)
+	clear(r.early)
+	notRecovered := false
+	frame := protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: epoch, Head: 0, Oldest: 1, Count: r.count, Recovered: &notRecovered})
+	r.broadcast(frame)
+}
+
+// resync asks the owner again for the room's state, to fill a gap or to
+// follow an ownership move. Callers hold mu; the request is made after the
+// lock is released.
+func (r *room) resync() {
+	now := r.hub.now()
+	if now.Before(r.resyncAt) {
+		return
+	}
+	r.resyncAt = now.Add(resyncBackoff)
+	users := r.localUsers()
+	go r.hub.router.Subscribe(r.name, users, func(rep owner.SubscribeReply, err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.dead {
+			return
+		}
+		if err != nil {
+			r.hub.log.Warn("resubscribe failed", "room", r.name, "err", err)
+			return
+		}
+		r.merge(rep)
+	})
+}
+
+// Resubscribe re-registers this node's interest in a room with its (new)
+// owner and fills any gap from its answer. The cluster calls it when a
+// room's owner changes.
+func (h *Hub) Resubscribe(roomName string) {
+	r, _ := h.lookup(roomName, false)
+	if r == nil {
+		return
+	}
+	defer r.mu.Unlock()
+	if r.state != ready {
+		return // the pending subscribe is retried by the router
+	}
+	r.resyncAt = time.Time{}
+	r.resync()
+}
+
+// merge folds a subscribe reply into a live local copy. Callers hold mu.
+func (r *room) merge(rep owner.SubscribeReply) {
+	if rep.Epoch != r.epoch {
+		r.restartEpoch(rep.Epoch)
+	}
+	for _, m := range rep.Messages {
+		if m.Seq == r.cache.Head()+1 {
+			r.apply(m, nil)
+		}
+	}
+	if rep.Head > r.cache.Head() {
+		// The owner no longer keeps what this node missed: take the owner's
+		// copy and tell local subscribers they have a gap to reload.
+		r.hub.log.Warn("gap older than the owner's history", "room", r.name, "local", r.cache.Head(), "owner", rep.Head)
+		r.install(rep)
+		notRecovered := false
+		r.broadcast(protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: r.epoch, Head: r.cache.Head(), Oldest: r.cache.Oldest(), Count: rep.Count, Recovered: &notRecovered}))
+		return
+	}
+	r.drainEarly()
+	clear(r.present)
+	for _, u := range rep.Present {
+		r.present[u] = struct{}{}
+	}
+	r.count = rep.Count
+}
+
+// applyPresence updates the local presence copy and fans the frame out. A
+// user is not told of its own arrival: its joined frame already listed it.
+func (r *room) applyPresence(ev owner.Event) {
+	r.count = ev.Count
+	if ev.Present != nil {
+		clear(r.present)
+		for _, u := range ev.Present {
+			r.present[u] = struct{}{}
+		}
+	}
+	for _, u := range ev.Joined {
+		r.present[u] = struct{}{}
+	}
+	for _, u := range ev.Left {
+		delete(r.present, u)
+	}
+	if len(ev.Joined) == 1 {
+		self := ev.Joined[0]
+		for _, c := range r.subs {
+			if c.UserID() != self {
+				c.Enqueue(ev.Frame)
+			}
+		}
+		return
+	}
+	r.broadcast(ev.Frame)
+}

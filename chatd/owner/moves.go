@@ -1,0 +1,294 @@
+package owner
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+// HandoffState is a room as the old owner gives it to the new one.
+type HandoffState struct {
+	Snapshot roomlog.Snapshot    `json:"snapshot"`
+	Nodes    map[string][]string `json:"nodes"` // node → users present there
+}
+
+// ApplyReplica stores a message the owner sequenced on this node's replica of
+// the room. It returns roomlog.ErrGap when the replica needs a full sync.
+func (s *Service) ApplyReplica(roomName, epoch string, msg protocol.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.replicas[roomName]
+	if l == nil || l.Epoch() != epoch {
+		if msg.Seq != 1 {
+			return fmt.Errorf("%w: no replica of %s in epoch %s", roomlog.ErrGap, roomName, epoch)
+		}
+		var err error
+		l, err = roomlog.Restore(roomlog.Snapshot{Room: roomName, Epoch: epoch}, s.logConfig())
+		if err != nil {
+			return err
+		}
+		s.replicas[roomName] = l
+	}
+	return l.Apply(msg)
+}
+
+// SyncReplica replaces this node's replica of a room with a full copy.
+func (s *Service) SyncReplica(snap roomlog.Snapshot) error {
+	l, err := roomlog.Restore(snap, s.logConfig())
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replicas[snap.Room] = l
+	return nil
+}
+
+// ForgetReplica drops this node's replica of a room.
+func (s *Service) ForgetReplica(roomName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.replicas, roomName)
+}
+
+// SetReplicas tells an owned room which nodes replicate it now. New replicas
+// get a full copy before they count; replicas that left stop counting, which
+// may commit messages that were waiting for them.
+func (s *Service) SetReplicas(roomName string, replicas []string) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.Equal(r.replicas, replicas) || r.dead {
+		return
+	}
+	old := r.acked
+	r.acked = make(map[string]uint64, len(replicas))
+	r.replicas = slices.Clone(replicas)
+	for _, rep := range replicas {
+		if seq, ok := old[rep]; ok {
+			r.acked[rep] = seq
+			continue
+		}
+		r.syncLocked(rep)
+	}
+	r.commitLocked(r.replicatedUpTo())
+}
+
+// syncLocked sends a full copy of the log to rep; until it lands, rep holds
+// back commits. Callers hold r.mu.
+func (r *room) syncLocked(rep string) {
+	snap := r.log.Snapshot()
+	r.svc.out.SyncReplica(rep, snap, func(err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err != nil {
+			r.svc.log.Warn("replica sync failed", "room", r.name, "replica", rep, "err", err)
+			return
+		}
+		if !slices.Contains(r.replicas, rep) {
+			return
+		}
+		if snap.Head > r.acked[rep] {
+			r.acked[rep] = snap.Head
+		}
+		r.commitLocked(r.replicatedUpTo())
+	})
+}
+
+// ResyncReplica is called when a replica reported a gap: it gets a full copy.
+func (s *Service) ResyncReplica(roomName, replica string) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.Contains(r.replicas, replica) && !r.dead {
+		r.syncLocked(replica)
+	}
+}
+
+// DropNode forgets every subscription of a node that left the cluster.
+func (s *Service) DropNode(node string) {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		r.dropNode(node)
+		r.mu.Unlock()
+	}
+}
+
+// HandOff gives an owned room to newOwner. New requests are refused with
+// ErrMoving from now on; messages already sequenced are committed first, so
+// the snapshot carries everything acknowledged. send delivers the state and
+// reports the outcome; on failure the room stays here, ready, and the
+// cluster tries again on its next pass.
+func (s *Service) HandOff(roomName string, send func(HandoffState, func(error))) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != stateReady || r.dead {
+		return
+	}
+	r.state = stateMoving
+	start := func() {
+		st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: make(map[string][]string, len(r.nodes))}
+		for node, users := range r.nodes {
+			list := make([]string, 0, len(users))
+			for u := range users {
+				list = append(list, u)
+			}
+			st.Nodes[node] = list
+		}
+		send(st, func(err error) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if err != nil {
+				r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
+				r.state = stateReady
+				return
+			}
+			r.dead = true
+			r.stopTimers()
+			s.mu.Lock()
+			if s.rooms[r.name] == r {
+				delete(s.rooms, r.name)
+			}
+			s.mu.Unlock()
+		})
+	}
+	if len(r.pending) == 0 {
+		start()
+	} else {
+		r.afterDrain = start
+	}
+}
+
+// AcceptHandoff installs a room handed over by its previous owner. Requests
+// held while waiting for it are applied in order.
+func (s *Service) AcceptHandoff(st HandoffState) error {
+	l, err := roomlog.Restore(st.Snapshot, s.logConfig())
+	if err != nil {
+		return err
+	}
+	name := st.Snapshot.Room
+	s.mu.Lock()
+	r := s.rooms[name]
+	if r == nil {
+		r = s.newRoom(name, l)
+		s.rooms[name] = r
+		delete(s.replicas, name)
+		s.mu.Unlock()
+		r.mu.Lock()
+		r.installNodes(st.Nodes)
+		r.mu.Unlock()
+		return nil
+	}
+	delete(s.replicas, name)
+	s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.state == stateWaiting:
+	case r.log.Epoch() == l.Epoch() && r.log.Head() <= l.Head() && len(r.pending) == 0:
+		// Started from a replica meanwhile, with nothing newer: the handoff
+		// is at least as complete.
+	default:
+		return errors.New("room already taken over with newer state")
+	}
+	r.log = l
+	r.committed = l.Head()
+	r.installNodes(st.Nodes)
+	r.becomeReady()
+	return nil
+}
+
+func (r *room) installNodes(nodes map[string][]string) {
+	for node, users := range nodes {
+		if _, ok := r.nodes[node]; !ok {
+			r.nodes[node] = make(map[string]struct{})
+		}
+		for _, u := range users {
+			r.addUser(node, u)
+		}
+	}
+}
+
+// becomeReady ends a wait for a handoff and runs the held requests in order.
+func (r *room) becomeReady() {
+	if r.state != stateWaiting {
+		return
+	}
+	r.state = stateReady
+	held := r.held
+	r.held = nil
+	for _, f := range held {
+		f()
+	}
+}
+
+// startWaitTimer bounds a wait for a handoff: when it expires the room starts
+// from what this node has.
+func (r *room) startWaitTimer() {
+	time.AfterFunc(r.svc.cfg.HandoffGrace, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.state == stateWaiting && !r.dead {
+			r.svc.log.Warn("no handoff arrived; starting the room from local state", "room", r.name, "head", r.log.Head())
+			r.becomeReady()
+		}
+	})
+}
+
+// Sweep forgets owned rooms that have had no subscribed node for RoomIdleTTL,
+// and tells their replicas.
+func (s *Service) Sweep() {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.rooms {
+		r.mu.Lock()
+		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
+			r.dead = true
+			r.stopTimers()
+			delete(s.rooms, name)
+			for _, rep := range r.replicas {
+				s.out.ForgetReplica(rep, name)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Close refuses further requests.
+func (s *Service) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		r.stopTimers()
+		r.mu.Unlock()
+	}
+}

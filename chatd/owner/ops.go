@@ -1,0 +1,267 @@
+package owner
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+// Claim tells the service how to treat a request for a room it does not hold
+// yet. The cluster decides it from the membership views.
+type Claim int
+
+const (
+	// ClaimNotOwner: another node owns the room in this node's view.
+	ClaimNotOwner Claim = iota
+	// ClaimCreate: this node owns the room and nobody else can hold it:
+	// start it (from a local replica when there is one).
+	ClaimCreate
+	// ClaimAwaitHandoff: this node owns the room but the previous owner is
+	// alive and will hand it over; hold requests until it does.
+	ClaimAwaitHandoff
+)
+
+// ClaimFunc answers Claim for a room; set by the cluster.
+type ClaimFunc func(room string) Claim
+
+// SubscribeReply is what a node needs to serve a room locally.
+type SubscribeReply struct {
+	Epoch    string             `json:"epoch"`
+	Head     uint64             `json:"head"`
+	Messages []protocol.Message `json:"messages,omitempty"`
+	Present  []string           `json:"present,omitempty"`
+	Count    int                `json:"count"`
+}
+
+// acquire returns the owned room, creating or awaiting it as claim says. The
+// room is returned locked.
+func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	r := s.rooms[name]
+	if r != nil && claim(name) == ClaimNotOwner {
+		// Still held here (a handoff is pending or failed), but another
+		// node owns it now: serving it would fork the room.
+		s.mu.Unlock()
+		return nil, ErrNotOwner
+	}
+	if r == nil {
+		switch claim(name) {
+		case ClaimNotOwner:
+			s.mu.Unlock()
+			return nil, ErrNotOwner
+		case ClaimCreate:
+			r = s.newRoom(name, s.takeReplicaLocked(name))
+		case ClaimAwaitHandoff:
+			r = s.newRoom(name, s.takeReplicaLocked(name))
+			r.state = stateWaiting
+			r.startWaitTimer()
+		}
+		s.rooms[name] = r
+	}
+	s.mu.Unlock()
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return nil, ErrMoving
+	}
+	return r, nil
+}
+
+// takeReplicaLocked promotes the local replica of a room, or starts a new
+// log. Callers hold s.mu.
+func (s *Service) takeReplicaLocked(name string) *roomlog.Log {
+	if l, ok := s.replicas[name]; ok {
+		delete(s.replicas, name)
+		return l
+	}
+	return roomlog.New(name, s.logConfig())
+}
+
+// whenReady runs f now if the room is ready, queues it while waiting for a
+// handoff, and fails it while moving. Callers hold r.mu; f runs with r.mu held.
+func (r *room) whenReady(f func(), fail func(error)) {
+	switch r.state {
+	case stateReady:
+		f()
+	case stateWaiting:
+		r.held = append(r.held, f)
+	case stateMoving:
+		fail(ErrMoving)
+	}
+}
+
+// Subscribe registers node as having subscribers for room, with the users
+// present there, and returns the room's state and kept history. The reply is
+// made under the room's lock, before any later push to that node.
+func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFunc, reply func(SubscribeReply, error)) {
+	r, err := s.acquire(roomName, claim)
+	if err != nil {
+		reply(SubscribeReply{}, err)
+		return
+	}
+	defer r.mu.Unlock()
+	r.whenReady(func() {
+		if _, ok := r.nodes[node]; !ok {
+			r.nodes[node] = make(map[string]struct{})
+		}
+		for _, u := range users {
+			if r.addUser(node, u) {
+				r.presenceChanged(u, true)
+			}
+		}
+		rep := SubscribeReply{Epoch: r.log.Epoch(), Head: r.committed, Count: len(r.users)}
+		msgs, _ := r.log.Since(r.log.Epoch(), r.log.Oldest()-1)
+		for _, m := range msgs {
+			if m.Seq <= r.committed { // pending messages reach nodes when committed
+				rep.Messages = append(rep.Messages, m)
+			}
+		}
+		if r.listMode() {
+			rep.Present = r.presentUsers()
+		}
+		reply(rep, nil)
+	}, func(err error) { reply(SubscribeReply{}, err) })
+}
+
+// Unsubscribe removes node's subscription to a room.
+func (s *Service) Unsubscribe(roomName, node string) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropNode(node)
+}
+
+// PresenceChange records that user's first connection on node joined the
+// room (joined) or its last one left (!joined).
+func (s *Service) PresenceChange(roomName, node, user string, joined bool) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.whenReady(func() {
+		if joined {
+			if r.addUser(node, user) {
+				r.presenceChanged(user, true)
+			}
+		} else if r.removeUser(node, user) {
+			r.presenceChanged(user, false)
+		}
+	}, func(error) {})
+}
+
+// Publish sequences a message. reply is called once the message is stored on
+// every replica and has been pushed to the subscribed nodes; a resend of a
+// (user, cid) already seen is answered with the original ack, marked
+// duplicate.
+func (s *Service) Publish(roomName, user, cid, text string, claim ClaimFunc, reply PublishReply) {
+	r, err := s.acquire(roomName, claim)
+	if err != nil {
+		reply(protocol.Ack{}, err)
+		return
+	}
+	defer r.mu.Unlock()
+	r.whenReady(func() { r.publishLocked(user, cid, text, reply) }, func(err error) { reply(protocol.Ack{}, err) })
+}
+
+func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
+	msg, dup := r.log.Append(user, cid, text)
+	if dup {
+		if msg.Seq <= r.committed {
+			reply(ackFor(msg, true), nil)
+			return
+		}
+		for i := range r.pending {
+			if r.pending[i].msg.Seq == msg.Seq {
+				r.pending[i].dups = append(r.pending[i].dups, reply)
+				return
+			}
+		}
+		reply(protocol.Ack{}, fmt.Errorf("room %s: duplicate of seq %d neither committed nor pending", r.name, msg.Seq))
+		return
+	}
+	r.pending = append(r.pending, pending{msg: msg, replies: []PublishReply{reply}})
+	if len(r.replicas) == 0 {
+		r.commitLocked(msg.Seq)
+		return
+	}
+	seq := msg.Seq
+	for _, rep := range r.replicas {
+		rep := rep
+		r.svc.out.Replicate(rep, r.name, msg, func(err error) { r.onReplicated(rep, seq, err) })
+	}
+}
+
+func (r *room) onReplicated(replica string, seq uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		// The message stays pending: it is committed when the replica set
+		// changes (the replica is gone) or a later sync succeeds.
+		r.svc.log.Warn("replication failed", "room", r.name, "replica", replica, "seq", seq, "err", err)
+		return
+	}
+	if seq > r.acked[replica] {
+		r.acked[replica] = seq
+	}
+	r.commitLocked(r.replicatedUpTo())
+}
+
+// History returns a page of a room's committed history.
+func (s *Service) History(roomName string, before uint64, limit int, claim ClaimFunc, reply func(protocol.HistoryPage, error)) {
+	r, err := s.acquire(roomName, claim)
+	if err != nil {
+		reply(protocol.HistoryPage{}, err)
+		return
+	}
+	defer r.mu.Unlock()
+	r.whenReady(func() {
+		if before == 0 || before > r.committed+1 {
+			before = r.committed + 1
+		}
+		msgs, more := r.log.Before(before, limit)
+		page := protocol.HistoryPage{Type: protocol.TypeHistory, Room: r.name, Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), More: more, Messages: msgs}
+		if page.Messages == nil {
+			page.Messages = []protocol.Message{}
+		}
+		reply(page, nil)
+	}, func(err error) { reply(protocol.HistoryPage{}, err) })
+}
+
+// Typing records that user is typing; signals are gathered for
+// TypingCoalesce and pushed as one frame. Typing for a room this node does
+// not hold is dropped: typing is lossy by design.
+func (s *Service) Typing(roomName, user string) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != stateReady || r.dead {
+		return
+	}
+	if r.typingPending == nil {
+		r.typingPending = make(map[string]struct{})
+	}
+	r.typingPending[user] = struct{}{}
+	if r.typingTimer == nil {
+		r.typingTimer = time.AfterFunc(r.svc.cfg.TypingCoalesce, r.flushTyping)
+	}
+}

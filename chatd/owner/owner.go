@@ -1,0 +1,139 @@
+// Package owner is the owner's side of rooms in a cluster: for every room this
+// node owns it sequences messages (roomlog), waits until they are stored on
+// the room's replicas, then fans them out once per subscribed node and
+// acknowledges the sender. It also aggregates presence across nodes,
+// coalesces typing, keeps replica copies of rooms other nodes own, and hands
+// rooms over when ownership moves.
+//
+// The package talks to other nodes only through the Outbound interface, so it
+// is tested without a network, and the cluster package supplies the real
+// transport.
+package owner
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+// Errors returned to routers; the cluster maps them onto its wire format.
+var (
+	// ErrNotOwner: this node does not own the room in its current view; the
+	// sender should retry once its own view has caught up.
+	ErrNotOwner = errors.New("not the room's owner")
+	// ErrMoving: the room is being handed over; retry shortly.
+	ErrMoving = errors.New("room is moving to another node")
+	// ErrClosed: the service is shutting down.
+	ErrClosed = errors.New("owner service closed")
+)
+
+// Outbound is how the owner reaches other nodes (and itself). Both methods
+// must return without blocking. Pushes to one node must arrive in the order
+// they were made, and after any reply made earlier to that node.
+type Outbound interface {
+	// Push sends an event to a subscribed node.
+	Push(node string, ev Event)
+	// Replicate stores msg on replica and calls done with the outcome.
+	Replicate(replica string, room string, msg protocol.Message, done func(error))
+	// SyncReplica gives a replica a full copy of a room's log and calls done.
+	SyncReplica(replica string, snap roomlog.Snapshot, done func(error))
+	// ForgetReplica tells a replica the room is gone.
+	ForgetReplica(replica string, room string)
+}
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventMessage EventKind = iota + 1
+	EventPresence
+	EventTyping
+)
+
+// Event is what an owner pushes to subscribed nodes: an encoded client frame
+// plus what a node needs to keep its local view of the room (sequence for
+// gap detection, presence changes for its presence cache).
+type Event struct {
+	Kind  EventKind
+	Room  string
+	Epoch string
+	Seq   uint64
+	// Joined, Left and Present mirror the presence frame: Present is a full
+	// list that replaces the node's; Count is the room's user count.
+	Joined  []string
+	Left    []string
+	Present []string
+	Count   int
+	// Message is set for EventMessage (nodes keep it in their cache).
+	Message *protocol.Message
+	// Frame is the encoded client frame, shared by every local subscriber.
+	Frame []byte
+}
+
+// Config tunes the owner service.
+type Config struct {
+	// Self is this node's name.
+	Self             string
+	HistorySize      int
+	DedupeWindow     int
+	PresenceListMax  int
+	RoomIdleTTL      time.Duration
+	TypingCoalesce   time.Duration
+	PresenceCoalesce time.Duration
+	// HandoffGrace is how long a new owner holds requests for a room while
+	// waiting for the previous owner's handoff before it starts the room
+	// from its replica (or empty).
+	HandoffGrace time.Duration
+	Now          func() time.Time
+}
+
+// Service holds the rooms this node owns and the replicas it keeps.
+type Service struct {
+	cfg Config
+	out Outbound
+	log *slog.Logger
+
+	mu       sync.Mutex
+	rooms    map[string]*room
+	replicas map[string]*roomlog.Log
+	closed   bool
+}
+
+// New returns an empty service.
+func New(cfg Config, out Outbound, log *slog.Logger) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log)}
+}
+
+func (s *Service) logConfig() roomlog.Config {
+	return roomlog.Config{HistorySize: s.cfg.HistorySize, DedupeWindow: s.cfg.DedupeWindow, Now: s.cfg.Now}
+}
+
+// OwnedRooms lists the rooms this node currently owns.
+func (s *Service) OwnedRooms() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.rooms))
+	for name := range s.rooms {
+		out = append(out, name)
+	}
+	return out
+}
+
+// ReplicaRooms lists the rooms this node keeps a replica of.
+func (s *Service) ReplicaRooms() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.replicas))
+	for name := range s.replicas {
+		out = append(out, name)
+	}
+	return out
+}

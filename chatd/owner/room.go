@@ -1,0 +1,249 @@
+package owner
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+type roomState int
+
+const (
+	// stateReady: the room takes requests.
+	stateReady roomState = iota
+	// stateWaiting: this node became the owner and waits for the previous
+	// owner's handoff; requests are held and applied in order afterwards.
+	stateWaiting
+	// stateMoving: the room is being handed to another node; requests are
+	// refused with ErrMoving so senders retry at the new owner.
+	stateMoving
+)
+
+// PublishReply receives the outcome of a publish: the ack, or an error.
+type PublishReply func(protocol.Ack, error)
+
+type pending struct {
+	msg     protocol.Message
+	replies []PublishReply
+	dups    []PublishReply
+}
+
+// room is a room this node owns. Every field is guarded by mu.
+type room struct {
+	svc  *Service
+	name string
+
+	mu    sync.Mutex
+	state roomState
+	dead  bool
+	held  []func()
+	log   *roomlog.Log
+
+	// Replication: a message is committed (fanned out and acked) once every
+	// current replica has acknowledged it.
+	replicas  []string
+	acked     map[string]uint64
+	pending   []pending
+	committed uint64
+	// afterDrain runs once pending is empty (a handoff waiting to start).
+	afterDrain func()
+
+	// nodes maps each subscribed node to the users present on it; users
+	// counts, per user, the nodes where it is present.
+	nodes      map[string]map[string]struct{}
+	users      map[string]int
+	emptySince time.Time
+	countMode  bool
+	countTimer *time.Timer
+
+	typingPending map[string]struct{}
+	typingTimer   *time.Timer
+}
+
+func (s *Service) newRoom(name string, log *roomlog.Log) *room {
+	r := &room{
+		svc:   s,
+		name:  name,
+		log:   log,
+		acked: make(map[string]uint64),
+		nodes: make(map[string]map[string]struct{}),
+		users: make(map[string]int),
+	}
+	r.committed = log.Head()
+	r.emptySince = s.cfg.Now()
+	return r
+}
+
+// push sends ev to every subscribed node. Callers hold mu.
+func (r *room) push(ev Event) {
+	for node := range r.nodes {
+		r.svc.out.Push(node, ev)
+	}
+}
+
+// commitLocked fans out and acknowledges every pending message up to seq.
+func (r *room) commitLocked(upTo uint64) {
+	n := 0
+	for _, p := range r.pending {
+		if p.msg.Seq > upTo {
+			break
+		}
+		m := p.msg
+		r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+		r.committed = m.Seq
+		for _, reply := range p.replies {
+			reply(ackFor(m, false), nil)
+		}
+		for _, reply := range p.dups {
+			reply(ackFor(m, true), nil)
+		}
+		n++
+	}
+	clear(r.pending[:n])
+	r.pending = r.pending[n:]
+	if len(r.pending) == 0 && r.afterDrain != nil {
+		f := r.afterDrain
+		r.afterDrain = nil
+		f()
+	}
+}
+
+// replicatedUpTo is the highest sequence every current replica holds.
+func (r *room) replicatedUpTo() uint64 {
+	upTo := r.log.Head()
+	for _, rep := range r.replicas {
+		upTo = min(upTo, r.acked[rep])
+	}
+	return upTo
+}
+
+func ackFor(m protocol.Message, dup bool) protocol.Ack {
+	return protocol.Ack{Type: protocol.TypeAck, Room: m.Room, CID: m.CID, Seq: m.Seq, MID: m.MID, TS: m.TS, Duplicate: dup}
+}
+
+func (r *room) listMode() bool { return len(r.users) <= r.svc.cfg.PresenceListMax }
+
+func (r *room) presentUsers() []string {
+	out := make([]string, 0, len(r.users))
+	for u := range r.users {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// presenceChanged announces a user's arrival or departure to every node, as
+// a list delta in small rooms and as a coalesced count in big ones.
+func (r *room) presenceChanged(user string, joined bool) {
+	if !r.listMode() {
+		r.countMode = true
+		if r.countTimer == nil {
+			r.countTimer = time.AfterFunc(r.svc.cfg.PresenceCoalesce, r.flushCount)
+		}
+		return
+	}
+	ev := Event{Kind: EventPresence, Room: r.name, Count: len(r.users)}
+	switch {
+	case r.countMode:
+		r.countMode = false
+		ev.Present = r.presentUsers()
+	case joined:
+		ev.Joined = []string{user}
+	default:
+		ev.Left = []string{user}
+	}
+	ev.Frame = protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: ev.Count, Joined: ev.Joined, Left: ev.Left, Present: ev.Present})
+	r.push(ev)
+}
+
+func (r *room) flushCount() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.countTimer = nil
+	if r.dead || !r.countMode {
+		return
+	}
+	ev := Event{Kind: EventPresence, Room: r.name, Count: len(r.users)}
+	ev.Frame = protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: ev.Count})
+	r.push(ev)
+}
+
+func (r *room) flushTyping() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.typingTimer = nil
+	if r.dead || len(r.typingPending) == 0 {
+		return
+	}
+	users := make([]string, 0, len(r.typingPending))
+	for u := range r.typingPending {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	clear(r.typingPending)
+	r.push(Event{Kind: EventTyping, Room: r.name, Frame: protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Room: r.name, Users: users})})
+}
+
+func (r *room) stopTimers() {
+	if r.typingTimer != nil {
+		r.typingTimer.Stop()
+		r.typingTimer = nil
+	}
+	if r.countTimer != nil {
+		r.countTimer.Stop()
+		r.countTimer = nil
+	}
+}
+
+// addUser records user on node; it reports whether the user is new to the room.
+func (r *room) addUser(node, user string) bool {
+	set := r.nodes[node]
+	if set == nil {
+		set = make(map[string]struct{})
+		r.nodes[node] = set
+	}
+	if _, ok := set[user]; ok {
+		return false
+	}
+	set[user] = struct{}{}
+	r.users[user]++
+	return r.users[user] == 1
+}
+
+// removeUser forgets user on node; it reports whether the user left the room.
+func (r *room) removeUser(node, user string) bool {
+	set := r.nodes[node]
+	if _, ok := set[user]; !ok {
+		return false
+	}
+	delete(set, user)
+	r.users[user]--
+	if r.users[user] > 0 {
+		return false
+	}
+	delete(r.users, user)
+	return true
+}
+
+// dropNode forgets a node's subscription and its users.
+func (r *room) dropNode(node string) {
+	set, ok := r.nodes[node]
+	if !ok {
+		return
+	}
+	// Removed first, so the presence changes below are not pushed to it.
+	delete(r.nodes, node)
+	for user := range set {
+		r.users[user]--
+		if r.users[user] <= 0 {
+			delete(r.users, user)
+			r.presenceChanged(user, false)
+		}
+	}
+	if len(r.nodes) == 0 {
+		r.emptySince = r.svc.cfg.Now()
+	}
+}
