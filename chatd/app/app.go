@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -28,6 +30,19 @@ import (
 // it down gracefully. The listener is passed in so tests (and a future
 // supervisor) can pick the address.
 func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
+	return ServeWithOptions(ctx, cfg, ln, log, Options{})
+}
+
+// Options are for tests that need more than a graceful stop.
+type Options struct {
+	// Crash, when closed, makes the node stop as if the process had died:
+	// no handoff, no leave, sockets dropped without a close frame. Other
+	// nodes find out through failure detection.
+	Crash <-chan struct{}
+}
+
+// ServeWithOptions is Serve with test options.
+func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger, opts Options) error {
 	authn, err := newAuthenticator(cfg)
 	if err != nil {
 		return err
@@ -42,7 +57,7 @@ func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	}, m, log)
 	node := cluster.New(cluster.Config{
 		Self:              cfg.NodeName,
-		ReplicationFactor: 2,
+		ReplicationFactor: cfg.ReplicationFactor,
 		RouteTimeout:      10 * time.Second,
 		CallTimeout:       5 * time.Second,
 		HandoffGrace:      10 * time.Second,
@@ -54,22 +69,82 @@ func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 		TypingCoalesce:   250 * time.Millisecond,
 		PresenceCoalesce: time.Second,
 	}, log)
+
+	var parts *clusterParts
+	if cfg.GossipAddr != "" {
+		if parts, err = startCluster(ctx, cfg, node, ln.Addr().String(), log); err != nil {
+			return err
+		}
+	}
+	var members *membership.Membership
+	if parts != nil {
+		members = parts.members
+	}
+
+	// Every goroutine started here is stopped and waited for before Serve
+	// returns.
+	var wg, nodeWG sync.WaitGroup
 	nodeCtx, stopNode := context.WithCancel(context.Background())
-	nodeDone := make(chan struct{})
+	nodeWG.Add(1)
 	go func() {
-		defer close(nodeDone)
-		node.Run(nodeCtx, nil)
-	}()
-	defer func() {
-		stopNode()
-		<-nodeDone
-		node.Close()
+		defer nodeWG.Done()
+		node.Run(nodeCtx, members)
 	}()
 
-	srv := server.New(ServerConfig(cfg), h, authn, m, log)
+	scfg := ServerConfig(cfg)
+	if parts != nil {
+		scfg.Ready = parts.members.Ready
+	}
+	srv := server.New(scfg, h, authn, m, log)
+	srv.Handle("GET /admin/", node.AdminHandler(cfg.AdminToken, members))
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	if parts != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts.join(runCtx, log)
+		}()
+	}
+	// On SIGTERM: fail readiness, hand rooms off, then let the server move
+	// the clients (paced 1012 closes) and stop.
+	serverCtx, stopServer := context.WithCancel(context.Background())
+	crashed := false
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-runCtx.Done():
+		case <-opts.Crash:
+			crashed = true
+			if parts != nil {
+				_ = parts.members.Shutdown()
+				_ = parts.transport.Close()
+			}
+			srv.Abort()
+			stopServer()
+			return
+		}
+		srv.SetDraining()
+		if parts != nil && ctx.Err() != nil {
+			log.Info("draining: handing rooms off")
+			parts.drain(node, time.Now().Add(cfg.DrainTimeout), log)
+		}
+		stopServer()
+	}()
+
 	log.Info("chatd listening", "addr", ln.Addr().String(), "node", cfg.NodeName,
-		"version", version.Version, "auth", strings.Join(authn.Modes(), ","))
-	return srv.Serve(ctx, ln)
+		"version", version.Version, "auth", strings.Join(authn.Modes(), ","), "clustered", parts != nil)
+	err = srv.Serve(serverCtx, ln)
+	stopRun()
+	wg.Wait() // the drain or crash goroutine has finished; crashed is settled
+	if parts != nil && !crashed {
+		parts.leave(5*time.Second, log)
+	}
+	stopNode()
+	nodeWG.Wait()
+	node.Close()
+	return err
 }
 
 func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
@@ -120,6 +195,7 @@ func ServerConfig(cfg config.Config) server.Config {
 		HandshakeTimeout:    cfg.HandshakeTimeout,
 		ReadHeaderTimeout:   cfg.HandshakeTimeout,
 		ShutdownTimeout:     cfg.ShutdownTimeout,
+		DrainRate:           cfg.DrainRate,
 		Session: session.Config{
 			ServerID:        cfg.NodeName,
 			MaxFrameBytes:   cfg.MaxFrameBytes,

@@ -160,3 +160,15 @@ type peerLink interface {
 	Send(p transport.Peer, payload []byte) error
 	Forget(name string)
 }
+
+// HasActivePeers reports whether another node is active, i.e. could take
+// this node's rooms.
+func (n *Node) HasActivePeers() bool {
+	v, _ := n.currentView()
+	for _, name := range v.active {
+		if name != n.cfg.Self {
+			return true
+		}
+	}
+	return false
+}

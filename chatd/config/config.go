@@ -50,6 +50,24 @@ type Config struct {
 	PresenceListMax int
 	RoomIdleTTL     time.Duration
 
+	// Cluster
+	GossipAddr          string
+	GossipAdvertiseAddr string
+	RPCAddr             string
+	RPCAdvertiseAddr    string
+	Join                string
+	Bootstrap           bool
+	ClusterLabel        string
+	GossipKeyFile       string
+	ClusterSecretFile   string
+	ClusterInsecure     bool
+	ReplicationFactor   int
+	RejoinInterval      time.Duration
+	DrainTimeout        time.Duration
+	DrainRate           int
+	AdminToken          string
+	GossipProfile       string
+
 	// Timings
 	HelloTimeout     time.Duration
 	PingInterval     time.Duration
@@ -102,6 +120,22 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.PresenceListMax, "presence-list-max", 100, "room size (users) above which presence is sent as counts")
 	fs.DurationVar(&c.RoomIdleTTL, "room-idle-ttl", 5*time.Minute, "how long an empty room (and its history) is kept")
 
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "host:port for cluster gossip (memberlist, TCP and UDP); empty runs a cluster of one")
+	fs.StringVar(&c.GossipAdvertiseAddr, "gossip-advertise-addr", "", "gossip address other nodes use to reach this one (default: --gossip-addr)")
+	fs.StringVar(&c.RPCAddr, "rpc-addr", "", "host:port for inter-node traffic (default: gossip host, gossip port + 1)")
+	fs.StringVar(&c.RPCAdvertiseAddr, "rpc-advertise-addr", "", "inter-node address other nodes dial (default: --rpc-addr, with the gossip advertise host when the host is unspecified)")
+	fs.StringVar(&c.Join, "join", "", "comma-separated seeds: host:port or DNS names (all their addresses), e.g. a Kubernetes headless Service")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "this node may start the cluster alone when no seed answers")
+	fs.StringVar(&c.ClusterLabel, "cluster-label", "ringchat", "cluster name: nodes with another label never merge")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); env CHATD_GOSSIP_KEY holds it directly")
+	fs.StringVar(&c.ClusterSecretFile, "cluster-secret-file", "", "file holding the shared secret that authenticates inter-node connections; env CHATD_CLUSTER_SECRET holds it directly")
+	fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow inter-node connections without a secret (tests and local trials only)")
+	fs.IntVar(&c.ReplicationFactor, "replication-factor", 2, "nodes that store a message before it is acknowledged, the owner included")
+	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "deadline of the drain on SIGTERM: hand rooms off, move clients, leave")
+	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
+	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "memberlist timing profile: lan, or local for tests on one machine")
 	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "server ping period; a peer silent for two periods is dropped")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
@@ -186,6 +220,18 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
 		}
+	}
+	if c.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("--replication-factor must be at least 1, got %d", c.ReplicationFactor))
+	}
+	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
+		errs = append(errs, fmt.Errorf("--gossip-profile must be lan or local, got %q", c.GossipProfile))
+	}
+	if c.GossipAddr == "" && c.Join != "" {
+		errs = append(errs, errors.New("--join needs --gossip-addr"))
+	}
+	if c.DrainRate <= 0 {
+		errs = append(errs, fmt.Errorf("--drain-rate must be positive, got %d", c.DrainRate))
 	}
 	if c.JWTLeeway < 0 {
 		errs = append(errs, fmt.Errorf("--jwt-leeway must not be negative, got %s", c.JWTLeeway))

@@ -204,3 +204,28 @@ func (h *Hub) drop(r *room) {
 	}
 	h.mu.Unlock()
 }
+
+// RoomStat describes a local room for the admin API.
+type RoomStat struct {
+	Room        string `json:"room"`
+	Subscribers int    `json:"subscribers"`
+	Users       int    `json:"users"`
+	Head        uint64 `json:"head"`
+}
+
+// Stats lists the local rooms with their subscriber counts.
+func (h *Hub) Stats() []RoomStat {
+	h.mu.RLock()
+	rooms := make([]*room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	h.mu.RUnlock()
+	out := make([]RoomStat, 0, len(rooms))
+	for _, r := range rooms {
+		r.mu.Lock()
+		out = append(out, RoomStat{Room: r.name, Subscribers: len(r.subs), Users: len(r.users), Head: r.cache.Head()})
+		r.mu.Unlock()
+	}
+	return out
+}

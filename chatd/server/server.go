@@ -21,6 +21,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
 	"github.com/ringchat/ringchat/chatd/web"
 )
@@ -43,6 +44,13 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// DrainRate paces the 1012 closes at shutdown, in connections per
+	// second, so clients do not all reconnect in the same instant (0: all
+	// at once).
+	DrainRate int
+	// Ready, when set, is asked by /readyz (e.g. "has this node joined its
+	// cluster"); its reason is shown when not ready.
+	Ready func() (bool, string)
 	// Session holds the per-connection settings.
 	Session session.Config
 }
@@ -63,12 +71,16 @@ type Server struct {
 	closeSessions context.CancelFunc
 	sessions      sync.WaitGroup
 	draining      atomic.Bool
+	aborted       atomic.Bool
 	ready         atomic.Bool
+	// live holds the open sessions, so shutdown can close them at a pace.
+	liveMu sync.Mutex
+	live   map[*session.Session]struct{}
 }
 
 // New assembles a server around a hub and an authenticator.
 func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP)}
+	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[*session.Session]struct{})}
 	s.sessionsCtx, s.closeSessions = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -96,12 +108,43 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
-	if !s.ready.Load() || s.draining.Load() {
+	if s.draining.Load() {
+		http.Error(w, "not ready: draining\n", http.StatusServiceUnavailable)
+		return
+	}
+	if s.cfg.Ready != nil {
+		if ok, why := s.cfg.Ready(); !ok {
+			http.Error(w, "not ready: "+why+"\n", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if !s.ready.Load() {
 		http.Error(w, "not ready\n", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
 }
+
+// Abort stops the server as a crash would: the listener closes and every
+// connection is dropped without a close frame. Serve then returns once its
+// context is cancelled.
+func (s *Server) Abort() {
+	s.draining.Store(true)
+	s.aborted.Store(true)
+	s.liveMu.Lock()
+	for sess := range s.live {
+		sess.Abort()
+	}
+	s.liveMu.Unlock()
+}
+
+// Handle adds an endpoint (the admin API) to the server's mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// SetDraining makes the node fail readiness and refuse new connections,
+// while the ones it has stay open. A draining node's clients are moved later,
+// by the shutdown.
+func (s *Server) SetDraining() { s.draining.Store(true) }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	retry := max(int(s.cfg.RetryAfter/time.Second), 1)
@@ -133,9 +176,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// session, keeping its deep stack and its 4 KiB read and write buffers
 	// alive for the life of every WebSocket.
 	s.sessions.Add(1)
+	s.liveMu.Lock()
+	s.live[sess] = struct{}{}
+	s.liveMu.Unlock()
 	go func() {
 		defer s.sessions.Done()
 		defer s.admit.release(ip)
+		defer func() {
+			s.liveMu.Lock()
+			delete(s.live, sess)
+			s.liveMu.Unlock()
+		}()
 		sess.Run(s.sessionsCtx)
 	}()
 }
@@ -175,12 +226,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 	start := time.Now()
 	s.draining.Store(true)
+	if s.aborted.Load() {
+		_ = hs.Close()
+		<-errc
+		s.sessions.Wait()
+		return nil
+	}
 	s.log.Info("shutting down: closing connections with 1012")
 	deadline, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	// Stop accepting first; Shutdown does not wait for hijacked (WebSocket)
 	// connections, which the sessions context closes below.
 	shutdownErr := hs.Shutdown(deadline)
+	s.closePaced(deadline)
 	s.closeSessions()
 	done := make(chan struct{})
 	go func() {
@@ -200,6 +258,35 @@ func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 		return fmt.Errorf("http shutdown: %w", shutdownErr)
 	}
 	return nil
+}
+
+// closePaced closes every open session with 1012 at DrainRate per second,
+// or until the deadline, whichever comes first; what is left is closed at
+// once by the caller.
+func (s *Server) closePaced(deadline context.Context) {
+	if s.cfg.DrainRate <= 0 {
+		return
+	}
+	s.liveMu.Lock()
+	list := make([]*session.Session, 0, len(s.live))
+	for sess := range s.live {
+		list = append(list, sess)
+	}
+	s.liveMu.Unlock()
+	const tick = 20 * time.Millisecond
+	perTick := max(1, s.cfg.DrainRate*int(tick)/int(time.Second))
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for i, sess := range list {
+		sess.Close(protocol.CloseServiceRestart, "server restarting, reconnect and resume")
+		if (i+1)%perTick == 0 && i+1 < len(list) {
+			select {
+			case <-t.C:
+			case <-deadline.Done():
+				return
+			}
+		}
+	}
 }
 
 // originChecker allows browser origins from the list. Requests without an

@@ -148,6 +148,13 @@ func (s *Session) Close(code int, reason string) {
 	s.out.close(code, reason, true)
 }
 
+// Abort drops the connection at once, without a close frame, as a crashed
+// server would.
+func (s *Session) Abort() {
+	s.out.close(websocket.CloseAbnormalClosure, "", false)
+	_ = s.ws.Close()
+}
+
 // Run serves the connection until the client leaves, an error closes it, or
 // ctx is cancelled (which closes with 1012 so the client reconnects
 // elsewhere). It owns the writer goroutine and waits for it before returning.

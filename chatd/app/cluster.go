@@ -1,0 +1,197 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/config"
+	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/transport"
+)
+
+// clusterParts are the networked pieces of a clustered node.
+type clusterParts struct {
+	members   *membership.Membership
+	transport *transport.Transport
+}
+
+// startCluster creates the transport and the membership of a clustered node
+// (cfg.GossipAddr set) and attaches them to node. Joining runs in the
+// background: the HTTP server starts at once and /readyz reports progress.
+func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, httpAddr string, log *slog.Logger) (*clusterParts, error) {
+	gHost, gPort, err := splitHostPort(cfg.GossipAddr, "--gossip-addr")
+	if err != nil {
+		return nil, err
+	}
+	advHost, advPort := gHost, gPort
+	if cfg.GossipAdvertiseAddr != "" {
+		if advHost, advPort, err = splitHostPort(cfg.GossipAdvertiseAddr, "--gossip-advertise-addr"); err != nil {
+			return nil, err
+		}
+	}
+	rpcAddr := cfg.RPCAddr
+	if rpcAddr == "" {
+		rpcAddr = net.JoinHostPort(gHost, strconv.Itoa(gPort+1))
+	}
+	rpcHost, rpcPort, err := splitHostPort(rpcAddr, "--rpc-addr")
+	if err != nil {
+		return nil, err
+	}
+	rpcAdvertise := cfg.RPCAdvertiseAddr
+	if rpcAdvertise == "" {
+		host := rpcHost
+		if host == "" || net.ParseIP(host).IsUnspecified() {
+			host = advHost
+		}
+		rpcAdvertise = net.JoinHostPort(host, strconv.Itoa(rpcPort))
+	}
+	secret, err := secretFrom(cfg.ClusterSecretFile, "CHATD_CLUSTER_SECRET")
+	if err != nil {
+		return nil, err
+	}
+	if len(secret) == 0 && !cfg.ClusterInsecure {
+		return nil, errors.New("a cluster needs a shared secret for inter-node connections: set --cluster-secret-file or CHATD_CLUSTER_SECRET (or --cluster-insecure for a local trial)")
+	}
+	gossipKey, err := secretFrom(cfg.GossipKeyFile, "CHATD_GOSSIP_KEY")
+	if err != nil {
+		return nil, err
+	}
+	gossipKey = maybeBase64Key(gossipKey)
+
+	tr, err := transport.New(transport.Config{
+		NodeName:      cfg.NodeName,
+		ListenAddr:    rpcAddr,
+		AdvertiseAddr: rpcAdvertise,
+		Secret:        secret,
+		Insecure:      cfg.ClusterInsecure && len(secret) == 0,
+		ClusterLabel:  cfg.ClusterLabel,
+		Logger:        log.With("component", "transport"),
+	}, node)
+	if err != nil {
+		return nil, fmt.Errorf("start inter-node transport: %w", err)
+	}
+	node.SetPeers(tr)
+
+	var seeds []string
+	for _, s := range strings.Split(cfg.Join, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			seeds = append(seeds, s)
+		}
+	}
+	ml, err := membership.New(membership.Config{
+		NodeName:       cfg.NodeName,
+		BindAddr:       gHost,
+		BindPort:       gPort,
+		AdvertiseAddr:  advHost,
+		AdvertisePort:  advPort,
+		Meta:           membership.Meta{RPCAddr: tr.Addr(), HTTPAddr: httpAddr, State: membership.StateJoining, Proto: 1},
+		Seeds:          seeds,
+		RejoinInterval: cfg.RejoinInterval,
+		ClusterLabel:   cfg.ClusterLabel,
+		SecretKey:      gossipKey,
+		Bootstrap:      cfg.Bootstrap || len(seeds) == 0,
+		Profile:        cfg.GossipProfile,
+		Logger:         log.With("component", "membership"),
+	})
+	if err != nil {
+		_ = tr.Close()
+		return nil, fmt.Errorf("start membership: %w", err)
+	}
+	return &clusterParts{members: ml, transport: tr}, nil
+}
+
+// join runs the initial join and marks the node active. It returns when the
+// node is active or ctx is done.
+func (c *clusterParts) join(ctx context.Context, log *slog.Logger) {
+	if err := c.members.Start(ctx); err != nil {
+		if ctx.Err() == nil {
+			log.Error("joining the cluster failed", "err", err)
+		}
+		return
+	}
+	if err := c.members.SetState(membership.StateActive); err != nil {
+		log.Error("could not announce the active state", "err", err)
+		return
+	}
+	log.Info("joined the cluster", "members", len(c.members.View().Members))
+}
+
+// drain hands this node's rooms to the others: it announces DRAINING, then
+// waits until it owns no room (or the deadline).
+func (c *clusterParts) drain(node *cluster.Node, deadline time.Time, log *slog.Logger) {
+	if err := c.members.SetState(membership.StateDraining); err != nil {
+		log.Warn("could not announce the draining state", "err", err)
+	}
+	for time.Now().Before(deadline) {
+		if len(node.Owners().OwnedRooms()) == 0 {
+			log.Info("every room handed off")
+			return
+		}
+		if !node.HasActivePeers() {
+			log.Warn("no active node left to take the rooms; they go with this node", "rooms", len(node.Owners().OwnedRooms()))
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling the hand-off progress
+	}
+	log.Warn("drain deadline reached with rooms still owned", "rooms", len(node.Owners().OwnedRooms()))
+}
+
+// leave says goodbye to the cluster and stops the networked parts.
+func (c *clusterParts) leave(timeout time.Duration, log *slog.Logger) {
+	if err := c.members.Leave(timeout); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
+	if err := c.members.Shutdown(); err != nil {
+		log.Warn("stopping membership", "err", err)
+	}
+	if err := c.transport.Close(); err != nil {
+		log.Warn("stopping the transport", "err", err)
+	}
+}
+
+func splitHostPort(addr, flag string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("%s %q: bad port", flag, addr)
+	}
+	return host, p, nil
+}
+
+// secretFrom reads a secret from a file, or else from an environment
+// variable. Trailing newlines (as editors and kubectl leave them) are cut.
+func secretFrom(file, env string) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read secret file: %w", err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	return []byte(os.Getenv(env)), nil
+}
+
+// maybeBase64Key accepts a gossip key given raw (16/24/32 bytes) or in
+// base64 (as Kubernetes secrets and memberlist's docs show it).
+func maybeBase64Key(k []byte) []byte {
+	switch len(k) {
+	case 0, 16, 24, 32:
+		return k
+	}
+	if d, err := base64.StdEncoding.DecodeString(string(k)); err == nil {
+		return d
+	}
+	return k
+}

@@ -1,0 +1,228 @@
+package chatdtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/app"
+	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/config"
+)
+
+// Cluster is a set of chatd nodes in this process, gossiping and talking to
+// each other on loopback, as separate processes would.
+type Cluster struct {
+	t     testing.TB
+	args  []string
+	mu    sync.Mutex
+	Nodes []*Node
+	next  int
+}
+
+// Node is one member of a test cluster.
+type Node struct {
+	*Server
+	Name   string
+	Gossip string
+	// Crash stops the node as if its process died: no handoff, no leave.
+	Crash func()
+	// Gone is true once the node was stopped or crashed.
+	Gone bool
+}
+
+// StartCluster starts n nodes: the first bootstraps, the others join it.
+// args are added to every node's flags. It returns once every node is ready
+// and sees all n as active.
+func StartCluster(t testing.TB, n int, args ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, args: args}
+	for i := 0; i < n; i++ {
+		c.AddNode()
+	}
+	c.WaitConverged()
+	return c
+}
+
+// freePort finds a port free for both TCP and UDP on loopback (memberlist
+// needs both).
+func freePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			// The port after it is the inter-node port.
+			if l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))); err == nil {
+				l2.Close()
+				return port
+			}
+		}
+	}
+	t.Fatal("no free port pair found")
+	return 0
+}
+
+// AddNode starts one more node joining the cluster; it does not wait for
+// convergence.
+func (c *Cluster) AddNode() *Node {
+	c.t.Helper()
+	c.mu.Lock()
+	name := fmt.Sprintf("node-%d", c.next)
+	c.next++
+	var seeds []string
+	for _, n := range c.Nodes {
+		if !n.Gone {
+			seeds = append(seeds, n.Gossip)
+		}
+	}
+	c.mu.Unlock()
+	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
+	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
+		"--gossip-addr", gossip, "--gossip-profile", "local", "--cluster-insecure",
+		"--rejoin-interval", "1s", "--drain-timeout", "10s", "--shutdown-timeout", "10s",
+		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0"}
+	if len(seeds) == 0 {
+		flags = append(flags, "--bootstrap")
+	} else {
+		flags = append(flags, "--join", seeds[0])
+	}
+	flags = append(flags, c.args...)
+	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		c.t.Fatalf("config: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out io.Writer = io.Discard
+	if os.Getenv("CHATD_TEST_LOGS") != "" {
+		out = os.Stderr
+	}
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", name)
+	ctx, cancel := context.WithCancel(context.Background())
+	crash := make(chan struct{})
+	exited := make(chan error, 1)
+	go func() { exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash}) }()
+	node := &Node{Name: name, Gossip: gossip}
+	var once sync.Once
+	wait := func(what string) {
+		select {
+		case err := <-exited:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				c.t.Errorf("%s exited with error: %v", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			c.t.Errorf("%s still running 60s after %s", name, what)
+		}
+	}
+	stop := func() {
+		once.Do(func() {
+			node.Gone = true
+			cancel()
+			wait("stop")
+		})
+	}
+	node.Crash = func() {
+		once.Do(func() {
+			node.Gone = true
+			close(crash)
+			cancel()
+			wait("crash")
+		})
+	}
+	c.t.Cleanup(stop)
+	addr := ln.Addr().String()
+	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	c.mu.Lock()
+	c.Nodes = append(c.Nodes, node)
+	c.mu.Unlock()
+	return node
+}
+
+// Live returns the nodes that are still running.
+func (c *Cluster) Live() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Node
+	for _, n := range c.Nodes {
+		if !n.Gone {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Status fetches a node's /admin/cluster.
+func (n *Node) Status() (cluster.AdminStatus, error) {
+	var st cluster.AdminStatus
+	resp, err := http.Get("http://" + n.Addr + "/admin/cluster")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// Ready reports whether the node's /readyz answers 200.
+func (n *Node) Ready() bool {
+	resp, err := http.Get("http://" + n.Addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// WaitConverged waits until every live node is ready and sees exactly the
+// live nodes as active.
+func (c *Cluster) WaitConverged() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		live := c.Live()
+		want := make([]string, 0, len(live))
+		for _, n := range live {
+			want = append(want, n.Name)
+		}
+		slices.Sort(want)
+		ok := true
+		var why string
+		for _, n := range live {
+			st, err := n.Status()
+			if err != nil || !n.Ready() || !slices.Equal(st.Active, want) {
+				ok = false
+				why = fmt.Sprintf("%s: ready=%v active=%v err=%v", n.Name, n.Ready(), st.Active, err)
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("cluster did not converge on %v: %s", want, why)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
