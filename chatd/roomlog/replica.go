@@ -66,4 +66,3 @@ func Restore(s Snapshot, cfg Config) (*Log, error) {
 	}
 	return l, nil
 }
-
