@@ -83,6 +83,10 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 	}
 	ownerCfg.Self = cfg.Self
 	ownerCfg.HandoffGrace = cfg.HandoffGrace
+	ownerCfg.Replicas = func(room string) []string {
+		v, _ := n.currentView()
+		return replicasOf(room, v.active, n.cfg.ReplicationFactor)
+	}
 	n.owners = owner.New(ownerCfg, n, log)
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
 	n.prevView = n.view

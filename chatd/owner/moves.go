@@ -163,14 +163,17 @@ func (s *Service) HandOff(roomName string, send func(HandoffState, func(error)))
 		}
 		send(st, func(err error) {
 			r.mu.Lock()
-			defer r.mu.Unlock()
 			if err != nil {
 				r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
 				r.state = stateReady
+				r.mu.Unlock()
 				return
 			}
 			r.dead = true
 			r.stopTimers()
+			r.mu.Unlock()
+			// s.mu is taken after r.mu is released: the lock order is
+			// always service, then room.
 			s.mu.Lock()
 			if s.rooms[r.name] == r {
 				delete(s.rooms, r.name)

@@ -63,6 +63,16 @@ func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 			r.startWaitTimer()
 		}
 		s.rooms[name] = r
+		if s.cfg.Replicas != nil {
+			// Replicated from the first message on: a room must not live
+			// unreplicated until the next reconciliation.
+			r.mu.Lock()
+			r.replicas = s.cfg.Replicas(name)
+			for _, rep := range r.replicas {
+				r.syncLocked(rep)
+			}
+			r.mu.Unlock()
+		}
 	}
 	s.mu.Unlock()
 	r.mu.Lock()

@@ -85,6 +85,10 @@ type Config struct {
 	RoomIdleTTL      time.Duration
 	TypingCoalesce   time.Duration
 	PresenceCoalesce time.Duration
+	// Replicas returns the replicas of a room this node owns (owner
+	// excluded), for rooms created or taken over between two membership
+	// reconciliations. Nil means none.
+	Replicas func(room string) []string
 	// HandoffGrace is how long a new owner holds requests for a room while
 	// waiting for the previous owner's handoff before it starts the room
 	// from its replica (or empty).

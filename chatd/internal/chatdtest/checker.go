@@ -1,0 +1,346 @@
+package chatdtest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/client"
+	"github.com/ringchat/ringchat/chatd/protocol"
+)
+
+// Checker drives publishers and subscribers through a room of a cluster
+// while its membership changes, and records every ack and every delivery.
+// Verify then asserts the promise: every acknowledged message reaches every
+// subscriber exactly once, in sequence order, with no gap, whatever node the
+// clients had to move to.
+//
+// Clients behave as a good client should (docs/protocol.md): on any
+// disconnect they reconnect to another live node, resume with since+epoch,
+// and resend an unacknowledged message with the same cid.
+type Checker struct {
+	t       testing.TB
+	cluster *Cluster
+	room    string
+
+	mu       sync.Mutex
+	acked    map[string]uint64 // cid → seq
+	ackOrder []string
+	problems []string
+	subs     []*subscriber
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type subscriber struct {
+	name  string
+	epoch string
+	last  uint64
+	got   map[uint64]string // seq → cid
+	moves int
+}
+
+// NewChecker prepares a checker for room.
+func NewChecker(t testing.TB, c *Cluster, room string) *Checker {
+	k := &Checker{t: t, cluster: c, room: room, acked: make(map[string]uint64), stop: make(chan struct{})}
+	t.Cleanup(k.Stop)
+	return k
+}
+
+func (k *Checker) problem(format string, args ...any) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.problems = append(k.problems, fmt.Sprintf(format, args...))
+}
+
+// liveURL picks a live node, preferring index i.
+func (k *Checker) liveURL(i int) string {
+	live := k.cluster.Live()
+	for len(live) == 0 {
+		return ""
+	}
+	return live[i%len(live)].URL
+}
+
+func (k *Checker) stopped() bool {
+	select {
+	case <-k.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause waits briefly before a reconnect, returning false if stopping.
+func (k *Checker) pause() bool {
+	select {
+	case <-k.stop:
+		return false
+	case <-time.After(time.Duration(20+rand.IntN(60)) * time.Millisecond):
+		return true
+	}
+}
+
+// AddSubscriber starts a subscriber that connects to node index i first.
+// It returns once the subscriber has joined.
+func (k *Checker) AddSubscriber(name string, i int) {
+	s := &subscriber{name: name, got: make(map[uint64]string)}
+	k.mu.Lock()
+	k.subs = append(k.subs, s)
+	k.mu.Unlock()
+	joined := make(chan struct{})
+	var once sync.Once
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		for attempt := i; !k.stopped(); attempt++ {
+			k.subscribeOnce(s, k.liveURL(attempt), func() { once.Do(func() { close(joined) }) })
+			if !k.pause() {
+				return
+			}
+		}
+	}()
+	select {
+	case <-joined:
+	case <-time.After(Timeout):
+		k.t.Fatalf("subscriber %s could not join", name)
+	}
+}
+
+func (k *Checker) subscribeOnce(s *subscriber, url string, onJoined func()) {
+	if url == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	c, err := client.Connect(ctx, url, protocol.ClientFrame{Name: s.name}, client.Options{})
+	cancel()
+	if err != nil {
+		return
+	}
+	defer c.Abort()
+	go func() {
+		<-k.stop
+		c.Abort()
+	}()
+	k.mu.Lock()
+	join := protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: k.room}
+	if s.epoch != "" {
+		since := s.last
+		join.Since, join.Epoch = &since, s.epoch
+		s.moves++
+	}
+	k.mu.Unlock()
+	if c.Send(join) != nil {
+		return
+	}
+	for {
+		f, err := c.Read()
+		if err != nil {
+			return
+		}
+		switch f.Type {
+		case protocol.TypeJoined:
+			var j protocol.Joined
+			_ = f.Decode(&j)
+			k.mu.Lock()
+			if s.epoch != "" && (j.Recovered == nil || !*j.Recovered) {
+				k.problems = append(k.problems, fmt.Sprintf("%s: resume from %d not recovered (epoch %s → %s, oldest %d)", s.name, s.last, s.epoch, j.Epoch, j.Oldest))
+			}
+			if s.epoch == "" {
+				s.epoch, s.last = j.Epoch, j.Head
+			}
+			k.mu.Unlock()
+			onJoined()
+		case protocol.TypeMessage:
+			var m protocol.Message
+			_ = f.Decode(&m)
+			k.mu.Lock()
+			switch {
+			case m.Seq == s.last+1:
+				s.got[m.Seq] = m.CID
+				s.last = m.Seq
+			case m.Seq <= s.last:
+				k.problems = append(k.problems, fmt.Sprintf("%s: duplicate seq %d (last %d)", s.name, m.Seq, s.last))
+			default:
+				k.problems = append(k.problems, fmt.Sprintf("%s: gap: seq %d after %d", s.name, m.Seq, s.last))
+				s.got[m.Seq] = m.CID
+				s.last = m.Seq
+			}
+			k.mu.Unlock()
+		case protocol.TypeError:
+			return // reconnect and try again
+		}
+	}
+}
+
+// Publish runs a publisher that sends count messages, one every interval,
+// starting on node index i, and returns when all are acknowledged (or the
+// checker stops).
+func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
+	k.wg.Add(1)
+	defer k.wg.Done()
+	var c *client.Conn
+	defer func() {
+		if c != nil {
+			c.Abort()
+		}
+	}()
+	attempt := i
+	for n := 0; n < count && !k.stopped(); {
+		if c == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			var err error
+			c, err = client.Connect(ctx, k.liveURL(attempt), protocol.ClientFrame{Name: name}, client.Options{})
+			cancel()
+			attempt++
+			if err != nil {
+				c = nil
+				k.pause()
+				continue
+			}
+			if c.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: k.room}) != nil {
+				c.Abort()
+				c = nil
+				continue
+			}
+		}
+		cid := fmt.Sprintf("%s-%d", name, n)
+		if err := c.Send(protocol.ClientFrame{Type: protocol.TypeSend, ID: cid, Room: k.room, CID: cid, Text: "checker " + cid}); err != nil {
+			c.Abort()
+			c = nil
+			continue
+		}
+		acked := false
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		for !acked {
+			f, err := c.Read()
+			if err != nil {
+				break
+			}
+			switch f.Type {
+			case protocol.TypeAck:
+				var a protocol.Ack
+				_ = f.Decode(&a)
+				if a.CID != cid {
+					continue
+				}
+				k.mu.Lock()
+				if prev, ok := k.acked[cid]; ok && prev != a.Seq {
+					k.problems = append(k.problems, fmt.Sprintf("%s acked twice with different seqs %d and %d", cid, prev, a.Seq))
+				}
+				if _, ok := k.acked[cid]; !ok {
+					k.ackOrder = append(k.ackOrder, cid)
+				}
+				k.acked[cid] = a.Seq
+				k.mu.Unlock()
+				acked = true
+			case protocol.TypeError:
+				var e protocol.Error
+				_ = f.Decode(&e)
+				if e.ID == cid {
+					// unavailable while a room moves: resend the same cid.
+					goto resend
+				}
+			}
+		}
+		if !acked {
+			c.Abort()
+			c = nil
+			continue
+		}
+		n++
+		select {
+		case <-k.stop:
+			return
+		case <-time.After(interval):
+		}
+		continue
+	resend:
+		k.pause()
+	}
+}
+
+// Stop ends every client.
+func (k *Checker) Stop() {
+	select {
+	case <-k.stop:
+	default:
+		close(k.stop)
+	}
+	k.wg.Wait()
+}
+
+// Acked returns how many messages were acknowledged so far.
+func (k *Checker) Acked() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.acked)
+}
+
+// Verify waits until every subscriber has caught up with the highest
+// acknowledged sequence, stops the clients, and fails the test on any lost,
+// duplicated, reordered or unrecovered message.
+func (k *Checker) Verify() {
+	k.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		k.mu.Lock()
+		var maxSeq uint64
+		for _, seq := range k.acked {
+			maxSeq = max(maxSeq, seq)
+		}
+		behind := ""
+		for _, s := range k.subs {
+			if s.last < maxSeq {
+				behind = fmt.Sprintf("%s at %d of %d", s.name, s.last, maxSeq)
+			}
+		}
+		k.mu.Unlock()
+		if behind == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			k.problem("subscribers never caught up: %s", behind)
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+	k.Stop()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	seqs := map[uint64]string{}
+	for cid, seq := range k.acked {
+		if other, ok := seqs[seq]; ok {
+			k.problems = append(k.problems, fmt.Sprintf("seq %d acked for two messages: %s and %s", seq, other, cid))
+		}
+		seqs[seq] = cid
+	}
+	for _, s := range k.subs {
+		for _, cid := range k.ackOrder {
+			seq := k.acked[cid]
+			if got, ok := s.got[seq]; !ok {
+				k.problems = append(k.problems, fmt.Sprintf("%s never got acked %s (seq %d)", s.name, cid, seq))
+			} else if got != cid {
+				k.problems = append(k.problems, fmt.Sprintf("%s got seq %d as %s, acked as %s", s.name, seq, got, cid))
+			}
+		}
+	}
+	if len(k.problems) > 0 {
+		slices.Sort(k.problems)
+		k.t.Fatalf("%d problems (first 20):\n%s", len(k.problems), joinLines(k.problems[:min(20, len(k.problems))]))
+	}
+	k.t.Logf("checker: %d messages acked, %d subscribers, all delivered exactly once in order", len(k.acked), len(k.subs))
+}
+
+func joinLines(ls []string) string {
+	out := ""
+	for _, l := range ls {
+		out += "  " + l + "\n"
+	}
+	return out
+}
