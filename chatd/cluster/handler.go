@@ -151,6 +151,16 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			return
 		}
 		ok(struct{}{})
+	case opClaim:
+		var req forgetReq
+		if err := json.Unmarshal(body, &req); err != nil {
+			bad(err)
+			return
+		}
+		handing := n.owners.ReleaseTo(req.Room, func(st owner.HandoffState, done func(error)) {
+			n.call(from.Name, from.Addr, encode(opHandoff, st), nil, done)
+		})
+		ok(claimResp{Handing: handing})
 	default:
 		_ = reply.Err(fmt.Sprintf("unknown request op %d", payload[0]))
 	}

@@ -87,6 +87,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 		v, _ := n.currentView()
 		return replicasOf(room, v.active, n.cfg.ReplicationFactor)
 	}
+	ownerCfg.OnAwait = n.claimFromPeers
 	n.owners = owner.New(ownerCfg, n, log)
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
 	n.prevView = n.view
@@ -121,22 +122,25 @@ func replicasOf(room string, active []string, factor int) []string {
 }
 
 // claim tells the owner service how to treat a room it does not hold yet.
-func (n *Node) claim(room string) owner.Claim {
+// A node that becomes a room's owner cannot know from its views alone
+// whether another node holds the room (views differ in time, and a node's
+// first view says little about the past), so unless it is alone it asks the
+// other live nodes first (claimFromPeers). The exception is a replica whose
+// previous owner is gone: it takes the room over from its copy at once.
+func (n *Node) claim(room string, hasReplica bool) owner.Claim {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if ring.Owner(room, n.view.active) != n.cfg.Self {
 		return owner.ClaimNotOwner
 	}
-	prev := ring.Owner(room, n.prevView.active)
-	if prev == "" || prev == n.cfg.Self {
+	if len(n.view.addrs) <= 1 {
 		return owner.ClaimCreate
 	}
-	// The previous owner may still hold the room: wait for its handoff if it
-	// is alive and the change is recent.
-	if _, alive := n.view.addrs[prev]; alive && time.Since(n.changedAt) < n.cfg.HandoffGrace {
-		return owner.ClaimAwaitHandoff
+	prev := ring.Owner(room, n.prevView.active)
+	if _, alive := n.view.addrs[prev]; prev != "" && prev != n.cfg.Self && !alive && hasReplica {
+		return owner.ClaimCreate
 	}
-	return owner.ClaimCreate
+	return owner.ClaimAwaitHandoff
 }
 
 // setView installs a new membership view and reacts to it.
@@ -175,4 +179,37 @@ func (n *Node) HasActivePeers() bool {
 		}
 	}
 	return false
+}
+
+// claimFromPeers asks every other live node to hand the room over if it
+// holds it. When none does (or none can be reached) the wait ends at once,
+// so a brand-new room is not held back by the handoff grace.
+func (n *Node) claimFromPeers(room string) {
+	v, _ := n.currentView()
+	var (
+		mu      sync.Mutex
+		pending = len(v.addrs) - 1
+		handing bool
+	)
+	if pending <= 0 {
+		n.owners.EndWait(room)
+		return
+	}
+	for name, addr := range v.addrs {
+		if name == n.cfg.Self {
+			continue
+		}
+		var resp claimResp
+		n.call(name, addr, encode(opClaim, forgetReq{Room: room}), &resp, func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			pending--
+			if err == nil && resp.Handing {
+				handing = true
+			}
+			if pending == 0 && !handing {
+				n.owners.EndWait(room)
+			}
+		})
+	}
 }

@@ -31,7 +31,12 @@ const (
 	opForget
 	opHandoff
 	opEvent
+	opClaim
 )
+
+type claimResp struct {
+	Handing bool `json:"handing"`
+}
 
 // wireProto is the inter-node protocol version, gossiped in node metadata.
 const wireProto = 1

@@ -295,3 +295,39 @@ func (s *Service) Close() {
 		r.mu.Unlock()
 	}
 }
+
+// EndWait ends a wait for a handoff that will not come (the previous owner
+// confirmed it holds nothing): held requests run now.
+func (s *Service) EndWait(roomName string) {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.becomeReady()
+}
+
+// ReleaseTo answers a new owner's claim on a room: when this node holds the
+// room it hands it over now (even before its own view has caught up, since
+// the claimant's view is newer) and reports true; otherwise it promises not
+// to start the room for the grace period and reports false.
+func (s *Service) ReleaseTo(roomName string, send func(HandoffState, func(error))) bool {
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	if r == nil {
+		// Long enough for this node's view to catch up with the
+		// claimant's, short enough not to block a later legitimate claim.
+		s.relinquished[roomName] = s.cfg.Now().Add(min(s.cfg.HandoffGrace, relinquishFor))
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Unlock()
+	s.HandOff(roomName, send)
+	return true
+}
+
+// relinquishFor bounds the promise made by ReleaseTo.
+const relinquishFor = 3 * time.Second

@@ -23,8 +23,10 @@ const (
 	ClaimAwaitHandoff
 )
 
-// ClaimFunc answers Claim for a room; set by the cluster.
-type ClaimFunc func(room string) Claim
+// ClaimFunc answers Claim for a room; set by the cluster. hasReplica says
+// whether this node keeps a replica of the room. It is called with the
+// service's lock held and must not call back into the service.
+type ClaimFunc func(room string, hasReplica bool) Claim
 
 // SubscribeReply is what a node needs to serve a room locally.
 type SubscribeReply struct {
@@ -44,14 +46,22 @@ func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 		return nil, ErrClosed
 	}
 	r := s.rooms[name]
-	if r != nil && claim(name) == ClaimNotOwner {
+	_, hasReplica := s.replicas[name]
+	if r != nil && claim(name, hasReplica) == ClaimNotOwner {
 		// Still held here (a handoff is pending or failed), but another
 		// node owns it now: serving it would fork the room.
 		s.mu.Unlock()
 		return nil, ErrNotOwner
 	}
 	if r == nil {
-		switch claim(name) {
+		if until, ok := s.relinquished[name]; ok {
+			if s.cfg.Now().Before(until) {
+				s.mu.Unlock()
+				return nil, ErrNotOwner
+			}
+			delete(s.relinquished, name)
+		}
+		switch claim(name, hasReplica) {
 		case ClaimNotOwner:
 			s.mu.Unlock()
 			return nil, ErrNotOwner
@@ -61,6 +71,9 @@ func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 			r = s.newRoom(name, s.takeReplicaLocked(name))
 			r.state = stateWaiting
 			r.startWaitTimer()
+			if s.cfg.OnAwait != nil {
+				go s.cfg.OnAwait(name)
+			}
 		}
 		s.rooms[name] = r
 		if s.cfg.Replicas != nil {

@@ -89,6 +89,10 @@ type Config struct {
 	// excluded), for rooms created or taken over between two membership
 	// reconciliations. Nil means none.
 	Replicas func(room string) []string
+	// OnAwait is called (on its own goroutine) when this node starts
+	// waiting for a room's handoff, so the cluster can ask the previous
+	// owner to hand it over now, or to confirm it has nothing (EndWait).
+	OnAwait func(room string)
 	// HandoffGrace is how long a new owner holds requests for a room while
 	// waiting for the previous owner's handoff before it starts the room
 	// from its replica (or empty).
@@ -105,7 +109,10 @@ type Service struct {
 	mu       sync.Mutex
 	rooms    map[string]*room
 	replicas map[string]*roomlog.Log
-	closed   bool
+	// relinquished holds rooms this node told a new owner it does not hold,
+	// with when that promise expires: until then it must not start them.
+	relinquished map[string]time.Time
+	closed       bool
 }
 
 // New returns an empty service.
@@ -113,7 +120,7 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log)}
+	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log), relinquished: make(map[string]time.Time)}
 }
 
 func (s *Service) logConfig() roomlog.Config {
