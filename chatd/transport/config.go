@@ -95,7 +95,9 @@ type Config struct {
 	// connections costs little more than the accept.
 	MaxHandshakes int
 
-	// Logger receives the transport's logs. Nil discards them.
+	// Logger receives the transport's logs. Nil discards them. Records carry
+	// node (this node's name) and, about a connection, peer; tagging them
+	// with a component is left to the caller.
 	Logger *slog.Logger
 
 	// Metrics receives counters. Nil discards them.

@@ -49,11 +49,19 @@ func (f *outFrame) size() int { return frameHeaderLen + len(f.payload) }
 
 // writeFrame appends f to w. Errors are w's (the underlying socket's).
 func writeFrame(w *bufio.Writer, f *outFrame) error {
-	var hdr [frameHeaderLen]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(frameBodyMin+len(f.payload)))
-	hdr[4] = f.kind
-	binary.BigEndian.PutUint64(hdr[5:], f.id)
-	if _, err := w.Write(hdr[:]); err != nil {
+	// The header is built in w's own buffer: a local array would escape to
+	// the heap through the io.Writer that w may pass it to, costing an
+	// allocation per frame.
+	if w.Available() < frameHeaderLen {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	hdr := w.AvailableBuffer()
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(frameBodyMin+len(f.payload)))
+	hdr = append(hdr, f.kind)
+	hdr = binary.BigEndian.AppendUint64(hdr, f.id)
+	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
 	_, err := w.Write(f.payload)
@@ -73,23 +81,31 @@ type inFrame struct {
 // frame is io.ErrUnexpectedEOF; invalid bytes wrap errMalformed. It also
 // returns the frame's size on the wire, for metrics.
 func readFrame(r *bufio.Reader, maxPayload int) (inFrame, int, error) {
-	var hdr [frameHeaderLen]byte
-	// The length comes first and alone, so a bad one is rejected before we
-	// wait for bytes that may never come.
-	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+	// Headers are read with Peek, in r's buffer, rather than into a local
+	// array that would escape through io.ReadFull and cost an allocation per
+	// frame. The length comes first and alone, so a bad one is rejected
+	// before we wait for bytes that may never come.
+	b, err := r.Peek(4)
+	if err != nil {
+		if len(b) > 0 {
+			err = truncated(err)
+		}
 		return inFrame{}, 0, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
+	n := binary.BigEndian.Uint32(b)
 	if n < frameBodyMin {
 		return inFrame{}, 0, fmt.Errorf("%w: length %d is shorter than the %d-byte kind and id", errMalformed, n, frameBodyMin)
 	}
 	if uint64(n-frameBodyMin) > uint64(maxPayload) {
 		return inFrame{}, 0, fmt.Errorf("%w: payload of %d bytes exceeds the %d-byte limit", errMalformed, n-frameBodyMin, maxPayload)
 	}
-	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+	_, _ = r.Discard(4) // cannot fail: the bytes are buffered
+	b, err = r.Peek(frameBodyMin)
+	if err != nil {
 		return inFrame{}, 0, truncated(err)
 	}
-	f := inFrame{kind: hdr[4], id: binary.BigEndian.Uint64(hdr[5:])}
+	f := inFrame{kind: b[0], id: binary.BigEndian.Uint64(b[1:])}
+	_, _ = r.Discard(frameBodyMin)
 	switch f.kind {
 	case kindPush:
 		if f.id != 0 {

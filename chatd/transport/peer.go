@@ -29,9 +29,11 @@ const (
 	stateBackoff
 )
 
-// spareCap is the largest batch slice kept for reuse; a burst beyond it
-// allocates, so one spike does not pin its memory for the peer's lifetime.
-const spareCap = 16 << 10
+// spareCap is the batch capacity always kept for reuse. A larger one is
+// kept only while batches still use a good part of it, so sustained load
+// does not regrow the queue on every batch, yet the memory of one spike is
+// not pinned for the peer's lifetime.
+const spareCap = 4 << 10
 
 // call is a pending request: the callback owed exactly one answer. Whoever
 // removes it from peer.pending (reply, timeout, failure, Close) answers it.
@@ -64,8 +66,11 @@ type peer struct {
 	closeErr error    // given to pending requests when retired
 	conn     net.Conn // the current connection, closed by retire
 	queue    []outFrame
-	spare    []outFrame // the writer's previous batch, reused
-	queued   int        // bytes in queue
+	// spare is the batch the writer is writing, or wrote last, kept for
+	// reuse. Only run's goroutine may touch its elements: the writer reads
+	// them without the lock.
+	spare    []outFrame
+	queued   int // bytes in queue
 	pending  map[uint64]*call
 	attempts int // connection attempts so far, for the Reconnect metric
 	failures int // consecutive failed attempts, for the backoff
@@ -148,7 +153,7 @@ func (p *peer) take() []outFrame {
 	defer p.mu.Unlock()
 	batch := p.queue
 	clear(p.spare) // release the payloads of the batch already written
-	if cap(p.spare) > spareCap {
+	if cap(p.spare) > spareCap && len(batch) < cap(p.spare)/4 {
 		p.spare = nil
 	}
 	p.queue = p.spare[:0]
@@ -158,10 +163,10 @@ func (p *peer) take() []outFrame {
 }
 
 // dropQueueLocked discards queued frames and returns how many there were.
+// It leaves spare alone, since the writer may be iterating over it.
 func (p *peer) dropQueueLocked() int {
 	n := len(p.queue)
 	clear(p.queue)
-	clear(p.spare)
 	p.queue = p.queue[:0]
 	p.queued = 0
 	return n
@@ -186,7 +191,7 @@ func (p *peer) expire(id uint64, timeout time.Duration) {
 	delete(p.pending, id)
 	p.mu.Unlock()
 	if c != nil {
-		c.fn(nil, fmt.Errorf("%w after %v waiting for peer %q", ErrTimeout, timeout, p.name))
+		c.fn(nil, fmt.Errorf("%w after %v waiting for peer %q", ErrTimeout, timeout.Round(time.Millisecond), p.name))
 	}
 }
 
@@ -337,6 +342,7 @@ func (p *peer) fail(cause error, wasConnected bool) {
 	p.retryAt = time.Now().Add(delay)
 	p.unavailable = fmt.Errorf("%w: %q at %s (backing off %v): %w", ErrPeerUnavailable, p.name, p.addr, delay.Round(time.Millisecond), cause)
 	dropped := p.dropQueueLocked()
+	clear(p.spare) // safe here: we are run's goroutine and serve has returned
 	calls := p.takePendingLocked()
 	p.mu.Unlock()
 

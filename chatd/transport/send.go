@@ -41,28 +41,23 @@ func (t *Transport) Request(peer Peer, payload []byte, timeout time.Duration, on
 	}
 }
 
-// Call sends a request and waits for its answer, for ctx, or for
-// Config.RequestTimeout (or ctx's deadline, if sooner). Errors are as for
-// Request, or ctx's error. It must not be called from a Handler or onReply
-// callback for the same peer: the reply would arrive on the goroutine that
-// is waiting for it.
+// Call sends a request and waits for its answer, for at most
+// Config.RequestTimeout, or until ctx is done. Errors are as for Request, or
+// wrap ctx's error; either way nothing is left pending. It must not be
+// called from a Handler or onReply callback for the same peer: the reply
+// would arrive on the goroutine that is waiting for it.
 func (t *Transport) Call(ctx context.Context, peer Peer, payload []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("transport: call %q: %w", peer.Name, err)
-	}
-	timeout := t.cfg.RequestTimeout
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(deadline))
-		if timeout <= 0 {
-			return nil, fmt.Errorf("transport: call %q: %w", peer.Name, context.DeadlineExceeded)
-		}
 	}
 	type answer struct {
 		payload []byte
 		err     error
 	}
 	done := make(chan answer, 1)
-	p, id, err := t.request(peer, payload, timeout, func(b []byte, err error) { done <- answer{b, err} })
+	// ctx's deadline is not folded into the request's timeout: ctx is
+	// watched below, so its expiry is reported as its own error.
+	p, id, err := t.request(peer, payload, 0, func(b []byte, err error) { done <- answer{b, err} })
 	if err != nil {
 		return nil, err
 	}

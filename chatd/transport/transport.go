@@ -126,7 +126,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	t := &Transport{
 		cfg:        cfg,
 		h:          h,
-		log:        cfg.Logger.With("component", "transport", "node", cfg.NodeName),
+		log:        cfg.Logger.With("node", cfg.NodeName),
 		metrics:    cfg.Metrics,
 		ln:         ln,
 		addr:       cfg.AdvertiseAddr,
@@ -276,6 +276,9 @@ func (t *Transport) serveIncoming(conn net.Conn) {
 	id, reason, err := acceptHandshake(conn, r, t.cfg.Secret, t.cfg.ClusterLabel, t.cfg.NodeName)
 	<-t.handshakes
 	if err != nil {
+		if t.ctx.Err() != nil {
+			return // aborted by Close, not the client's failure
+		}
 		t.metrics.AuthFailure(reason)
 		level := slog.LevelWarn
 		if reason == "closed" || reason == "timeout" {

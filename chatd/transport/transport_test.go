@@ -35,8 +35,7 @@ func TestRequestReply(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("onReply called %d times", n)
 	}
-	// Empty payloads are legal in both directions.
-	b.rec.onRequest = nil
+	// Empty payloads are legal.
 	if reply, err := a.Call(context.Background(), b.peer, nil); err != nil || string(reply) != "echo:" {
 		t.Fatalf("empty call = %q, %v", reply, err)
 	}
@@ -119,8 +118,14 @@ func TestCall(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 		defer cancel()
 		_, err := a.Call(ctx, b.peer, []byte("hang-deadline"))
-		if !errors.Is(err, ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want a timeout", err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+		}
+	})
+	t.Run("request timeout", func(t *testing.T) {
+		short := startNode(t, "short", nil, func(c *Config) { c.RequestTimeout = 30 * time.Millisecond })
+		if _, err := short.Call(context.Background(), b.peer, []byte("hang-timeout")); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
 		}
 	})
 	t.Run("done context", func(t *testing.T) {
