@@ -101,12 +101,16 @@ type Config struct {
 	// that crashes comes back with the same name and a new IP; without this
 	// (memberlist's default is never) the cluster would refuse it as a name
 	// conflict for as long as the dead entry is remembered. A node that left
-	// cleanly can always be replaced at once. Default 5s; negative disables
-	// reclaiming.
+	// cleanly can always be replaced at once. Members that refused a claim
+	// pull the claimant again once the reclaim time can have passed, so the
+	// restarted node is admitted within about failure detection plus this,
+	// not at memberlist's next periodic push/pull. Default 5s: long enough
+	// for the death to have spread, short next to a pod's restart; negative
+	// disables reclaiming.
 	DeadNodeReclaimTime time.Duration
 	// Logger receives this package's logs and memberlist's (bridged: its
-	// debug and info lines at Debug, warnings and errors at Warn). Nil
-	// discards them.
+	// debug and info lines at Debug, warnings and errors at Warn, marked
+	// origin=memberlist). The caller names the component. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -170,7 +174,7 @@ func (cfg Config) validate() ([]seedAddr, error) {
 		errs = append(errs, fmt.Errorf("SettleTime %s is negative", cfg.SettleTime))
 	}
 	if cfg.Profile != ProfileLAN && cfg.Profile != ProfileLocal {
-		errs = append(errs, fmt.Errorf("Profile %q unknown (want %q or %q)", cfg.Profile, ProfileLAN, ProfileLocal))
+		errs = append(errs, fmt.Errorf("unknown Profile %q (want %q or %q)", cfg.Profile, ProfileLAN, ProfileLocal))
 	}
 	if len(cfg.ClusterLabel) > memberlist.LabelMaxSize {
 		errs = append(errs, fmt.Errorf("ClusterLabel is %d bytes, limit is %d", len(cfg.ClusterLabel), memberlist.LabelMaxSize))

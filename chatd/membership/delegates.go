@@ -62,10 +62,23 @@ func (d *delegates) NotifyUpdate(n *memberlist.Node) { d.m.applyNode(eventUpdate
 // we only explain it, since the usual cause is operational (two pods with
 // one name, or a restarted pod whose old entry is not dead yet).
 func (d *delegates) NotifyConflict(existing, other *memberlist.Node) {
-	d.m.log.Warn("node name conflict: another node claims an existing member's name; keeping the existing one",
+	if existing.Name == d.m.cfg.NodeName {
+		// We are the claimant: the cluster still remembers a previous
+		// instance of this node at another address. Peers that refused us
+		// retry on their side (noteConflict), so there is nothing to do.
+		d.m.log.Warn("this node's name is still held by a previous instance; waiting for the cluster to declare it dead",
+			"name", existing.Name,
+			"this_addr", existing.Address(),
+			"previous_addr", other.Address(),
+			"hint", "expected after a restart with a new IP; persisting means two running nodes share this name",
+		)
+		return
+	}
+	d.m.log.Warn("node name conflict: another node claims a member's name; keeping the existing entry for now",
 		"name", existing.Name,
 		"existing_addr", existing.Address(),
 		"claimant_addr", other.Address(),
-		"hint", "if a pod restarted with a new IP, it is accepted once its old entry has been dead for DeadNodeReclaimTime; otherwise two nodes share a name",
+		"hint", "if a pod restarted with a new IP, it is admitted once its old entry has been dead for DeadNodeReclaimTime; otherwise two nodes share a name",
 	)
+	d.m.noteConflict(other.Address())
 }

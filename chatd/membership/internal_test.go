@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -116,7 +117,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName is required"},
 		{"short key", func(c *Config) { c.SecretKey = []byte("short") }, "must be 16, 24 or 32 bytes"},
-		{"profile", func(c *Config) { c.Profile = "wan" }, `Profile "wan" unknown`},
+		{"profile", func(c *Config) { c.Profile = "wan" }, `unknown Profile "wan"`},
 		{"seed", func(c *Config) { c.Seeds = []string{"ok:1", "host:http"} }, `invalid port "http"`},
 		{"label", func(c *Config) { c.ClusterLabel = strings.Repeat("x", 256) }, "ClusterLabel is 256 bytes"},
 		{"advertise", func(c *Config) { c.AdvertiseAddr = "pod.example" }, "AdvertiseAddr"},
@@ -151,9 +152,10 @@ func TestLogBridge(t *testing.T) {
 	l.Printf("[ERR] memberlist: failed to receive: No installed keys could decrypt the message from=127.0.0.1:5000")
 	l.Printf("[ERR] memberlist: failed to receive: encryption is configured but remote state is not encrypted from=127.0.0.1:5000")
 	l.Printf("Err: Could not set the deadline: boom")
+	l.Printf("[ERR] memberlist: failed to receive and remove the stream label header: EOF from=127.0.0.1:5001")
 
 	for _, want := range [][]string{
-		{"DEBUG", `"Stream connection from=127.0.0.1:5000"`, "component=memberlist"},
+		{"DEBUG", `"Stream connection from=127.0.0.1:5000"`, "origin=memberlist"},
 		{"DEBUG", `"Marking n1 as failed`},
 		{"WARN", `"Refuting a suspect message`},
 		{"WARN", "unacceptable label", rejectedPeerHint},
@@ -165,7 +167,7 @@ func TestLogBridge(t *testing.T) {
 			t.Errorf("no record with %q", want)
 		}
 	}
-	if logs.contains("Refuting", "hint=") {
+	if logs.contains("Refuting", "hint=") || logs.contains("label header", "hint=") {
 		t.Error("hint attached to an unrelated warning")
 	}
 	if logs.contains("[DEBUG]") || logs.contains("memberlist: ") {
@@ -201,4 +203,31 @@ func TestViewHelpers(t *testing.T) {
 	if got := (View{}).CountByState(); len(got) != 3 || got[StateActive] != 0 {
 		t.Errorf("empty CountByState = %v (every state must be present)", got)
 	}
+}
+
+// TestReadyDoesNotWaitForeverForQuiet checks the settle cap: a view that
+// keeps changing delays readiness by at most maxSettleFactor×SettleTime.
+func TestReadyDoesNotWaitForeverForQuiet(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig("busy")
+	cfg.Bootstrap = true
+	cfg.SettleTime = time.Second
+	n := startNode(t, cfg)
+
+	n.mu.Lock()
+	n.joinedAt = time.Now().Add(-maxSettleFactor*cfg.SettleTime + time.Second)
+	n.lastChange = time.Now() // churning
+	n.mu.Unlock()
+	if ok, reason := n.Ready(); ok || !strings.Contains(reason, "settling") {
+		t.Fatalf("within the cap: Ready = %v, %q", ok, reason)
+	}
+
+	n.mu.Lock()
+	n.joinedAt = time.Now().Add(-maxSettleFactor * cfg.SettleTime)
+	n.lastChange = time.Now()
+	n.mu.Unlock()
+	if ok, reason := n.Ready(); !ok {
+		t.Fatalf("past the cap: Ready = false, %q", reason)
+	}
+	n.logs.waitLog(t, time.Second, "WARN", "kept changing")
 }

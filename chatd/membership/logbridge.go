@@ -15,9 +15,11 @@ const rejectedPeerHint = "a peer's gossip was rejected: every node of a cluster 
 
 // rejectionMarkers are lowercase fragments of memberlist's messages when it
 // drops a peer's traffic because of the label or encryption settings.
+// "failed to receive and remove the stream label header" is deliberately not
+// one: memberlist logs it for any connection that closes before sending a
+// byte, such as a TCP probe of the gossip port, which is not a mismatch.
 var rejectionMarkers = []string{
 	"unacceptable label",
-	"label header",
 	"no installed keys",
 	"decrypt",
 	"remote state is encrypted",
@@ -26,9 +28,11 @@ var rejectionMarkers = []string{
 
 // newLogBridge returns a *log.Logger for memberlist that forwards each line
 // to l as a structured record. memberlist writes one line per Printf,
-// prefixed by a level tag such as "[DEBUG]" or "[ERR]".
+// prefixed by a level tag such as "[DEBUG]" or "[ERR]". Records carry
+// origin=memberlist: the caller's logger usually already has a component
+// attribute, and a second one would be ambiguous.
 func newLogBridge(l *slog.Logger) *log.Logger {
-	return log.New(&logBridge{log: l.With("component", "memberlist")}, "", 0)
+	return log.New(&logBridge{log: l.With("origin", "memberlist")}, "", 0)
 }
 
 // logBridge is the io.Writer behind newLogBridge's logger. log.Logger

@@ -1,23 +1,3 @@
-// Package membership tracks which nodes are in the cluster. It wraps
-// hashicorp/memberlist (SWIM gossip with failure detection) and adds what
-// memberlist leaves to its users:
-//
-//   - node metadata (RPC and HTTP addresses, lifecycle State, protocol
-//     version) gossiped with every alive message, and changed with SetState;
-//   - an immutable, versioned View of the live members, with subscriptions
-//     that coalesce so a slow subscriber never blocks gossip;
-//   - seeds given as DNS names resolved to every address (a Kubernetes
-//     headless Service), joined with backoff at start and re-joined
-//     periodically, because memberlist forgets unreachable nodes after a
-//     partition and never looks for them again;
-//   - a readiness answer that stays false, with a reason an operator can act
-//     on, until the node has really joined a cluster and the view has
-//     settled.
-//
-// Ownership is not decided here: the cluster layer picks owners among
-// View.Active. The usual lifecycle of a node is New, Start, SetState(active)
-// once it can serve; on termination SetState(draining), hand rooms off,
-// Leave, Shutdown.
 package membership
 
 import (
@@ -59,6 +39,12 @@ const (
 	joinBackoffMax = 5 * time.Second
 )
 
+// maxSettleFactor bounds the settle wait: a node reports ready at the
+// latest this many SettleTimes after joining, even if the view never stayed
+// still that long. In a large cluster under churn a quiet window may not come
+// for minutes, and a node that never becomes ready stalls a rolling update.
+const maxSettleFactor = 10
+
 // peerSyncFanout is how many members a node push/pulls with directly after
 // it joins, changes state or leaves. memberlist spreads such news by gossip
 // with a small retransmit budget, which in a small cluster regularly misses
@@ -86,8 +72,8 @@ type Membership struct {
 	list     *memberlist.Memberlist
 	resolver *net.Resolver
 
-	// ctx ends on Leave or Shutdown; it stops Start's join and the rejoin
-	// loop, since neither makes sense for a node that is going away.
+	// ctx ends on Leave or Shutdown; it stops Start's join, the rejoin loop
+	// and the sync loop, since none makes sense for a node going away.
 	ctx    context.Context
 	cancel context.CancelFunc
 	// wg counts Start's join, the rejoin loop and the sync loop: Shutdown
@@ -98,6 +84,9 @@ type Membership struct {
 	// peerSyncFanout); capacity 1, so requests made while one is pending
 	// coalesce.
 	syncKick chan struct{}
+	// claimKick tells the sync loop that claimants changed (see
+	// noteConflict); capacity 1, coalescing like syncKick.
+	claimKick chan struct{}
 
 	// lifeMu serializes Start, Leave and Shutdown. The flags are atomics so
 	// that Ready and SetState can read them without waiting for a Leave
@@ -121,6 +110,7 @@ type Membership struct {
 	// memberlist's callbacks, so nothing may call memberlist while holding
 	// it.
 	mu          sync.Mutex
+	selfAddr    string // this node's gossip address, as memberlist last announced it
 	members     map[string]Member
 	view        View
 	lastChange  time.Time
@@ -129,8 +119,12 @@ type Membership struct {
 	attempts    int   // join attempts that found no other member, before joined
 	lastJoinErr error // the latest of those attempts' error
 	ready       bool  // latched by Ready; see Ready
-	subs        map[chan View]struct{}
-	subsClosed  bool
+	// claimants are addresses of nodes that claimed a member's name while
+	// memberlist still held the old entry, with when to push/pull with
+	// them again; see noteConflict.
+	claimants  map[string]time.Time
+	subs       map[chan View]struct{}
+	subsClosed bool
 }
 
 // New validates cfg and creates the memberlist instance, which starts
@@ -149,10 +143,12 @@ func New(cfg Config) (*Membership, error) {
 	m := &Membership{
 		cfg:          cfg,
 		seeds:        seeds,
-		log:          cfg.Logger.With("component", "membership"),
+		log:          cfg.Logger, // the caller names the component, as for every package
 		resolver:     net.DefaultResolver,
 		shutdownDone: make(chan struct{}),
 		syncKick:     make(chan struct{}, 1),
+		claimKick:    make(chan struct{}, 1),
+		claimants:    make(map[string]time.Time),
 		meta:         cfg.Meta,
 		metaEnc:      enc,
 		members:      make(map[string]Member),
@@ -182,7 +178,8 @@ func New(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
-// Start joins the cluster through the seeds, then starts the rejoin loop.
+// Start joins the cluster through the seeds, then starts the rejoin loop
+// and the sync loop (direct push/pulls after changes; see peerSyncFanout).
 //
 // It retries with exponential backoff until a seed answers or ctx ends. A
 // Bootstrap node makes one attempt and, if no seed answers, starts a new
@@ -254,9 +251,8 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 			return nil
 		}
 		if err == nil {
-			// A seed answered but brought no other member: it was a
-			// node that is itself alone and has since gone, or this
-			// node under another address. Count it as a failure.
+			// A seed answered but brought no other member: it can
+			// only have been this node under another address.
 			err = errors.New("seeds answered but no other member was found")
 		}
 		m.recordJoinFailure(err)
@@ -353,19 +349,98 @@ func (m *Membership) kickSync() {
 	}
 }
 
-// syncLoop serves kickSync; see peerSyncFanout for why.
+// syncLoop serves kickSync (see peerSyncFanout) and retries name
+// claimants (see noteConflict).
 func (m *Membership) syncLoop() {
 	defer m.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-m.syncKick:
+			if n, err := m.pushPullPeers(m.ctx); err != nil && m.ctx.Err() == nil {
+				// Not fatal: gossip and the periodic push/pull
+				// still carry the change, only later.
+				m.log.Debug("direct sync with peers incomplete", "synced", n, "err", err)
+			}
+		case <-m.claimKick:
+		case <-retry.C:
+			m.retryClaimants()
 		}
-		if n, err := m.pushPullPeers(m.ctx); err != nil && m.ctx.Err() == nil {
-			// Not fatal: gossip and the periodic push/pull still
-			// carry the change, only later.
-			m.log.Debug("direct sync with peers incomplete", "synced", n, "err", err)
+		if next, ok := m.nextClaimantRetry(); ok {
+			retry.Reset(time.Until(next))
+		}
+	}
+}
+
+// noteConflict handles memberlist's report that a node at claimantAddr
+// claims the name of a member memberlist still holds at another address.
+// The usual cause is a pod restarted with a new IP before the cluster has
+// declared its previous instance dead. memberlist rejects the claim and
+// will not reconsider it until the claimant's next push/pull, up to
+// PushPullInterval (30 s on a LAN) later; meanwhile the restarted node sees
+// the cluster but the cluster does not see it, so they disagree on owners.
+// Pulling the claimant's state again once the old entry can have been
+// reclaimed admits it within a few seconds instead.
+func (m *Membership) noteConflict(claimantAddr string) {
+	if m.cfg.DeadNodeReclaimTime <= 0 {
+		return // reclaiming is disabled: retrying cannot succeed
+	}
+	m.mu.Lock()
+	if _, pending := m.claimants[claimantAddr]; !pending {
+		m.claimants[claimantAddr] = time.Now().Add(m.claimRetryDelay())
+	}
+	m.mu.Unlock()
+	select {
+	case m.claimKick <- struct{}{}:
+	default:
+	}
+}
+
+// claimRetryDelay is how long after a name conflict the claimant is pulled
+// again: the reclaim time plus a margin for the old entry to be declared
+// dead. A claim that is still refused then is noted again and retried.
+func (m *Membership) claimRetryDelay() time.Duration {
+	return m.cfg.DeadNodeReclaimTime + time.Second
+}
+
+// nextClaimantRetry returns the earliest pending claimant retry, if any.
+func (m *Membership) nextClaimantRetry() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next time.Time
+	for _, due := range m.claimants {
+		if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// retryClaimants push/pulls with every claimant whose retry is due. If the
+// old entry is dead by now the claimant is admitted; if not, memberlist
+// reports the conflict again and noteConflict schedules another try.
+func (m *Membership) retryClaimants() {
+	now := time.Now()
+	var due []string
+	m.mu.Lock()
+	for addr, at := range m.claimants {
+		if !at.After(now) {
+			due = append(due, addr)
+			delete(m.claimants, addr)
+		}
+	}
+	m.mu.Unlock()
+	for _, addr := range due {
+		if m.ctx.Err() != nil {
+			return
+		}
+		if _, err := m.list.Join([]string{addr}); err != nil {
+			// Gone, or not a member of this cluster: nothing to admit.
+			m.log.Debug("name claimant did not answer", "addr", addr, "err", flattenJoinError(addr, err))
 		}
 	}
 }
@@ -532,6 +607,9 @@ func (m *Membership) applyNode(kind eventKind, n *memberlist.Node) {
 	self := n.Name == m.cfg.NodeName
 
 	m.mu.Lock()
+	if self && kind != eventLeave {
+		m.selfAddr = mem.GossipAddr
+	}
 	old, had := m.members[n.Name]
 	if kind == eventLeave {
 		if !had {
@@ -728,7 +806,9 @@ func (m *Membership) Ready() (bool, string) {
 	if m.joinedAt.After(since) {
 		since = m.joinedAt
 	}
-	if wait := m.cfg.SettleTime - time.Since(since); wait > 0 {
+	wait := m.cfg.SettleTime - time.Since(since)
+	forced := time.Since(m.joinedAt) >= maxSettleFactor*m.cfg.SettleTime
+	if wait > 0 && !forced {
 		n := len(m.view.Members)
 		m.mu.Unlock()
 		return false, fmt.Sprintf("membership view settling: %d members, needs %s without changes (%s to go)",
@@ -737,7 +817,12 @@ func (m *Membership) Ready() (bool, string) {
 	m.ready = true
 	v := m.view
 	m.mu.Unlock()
-	m.log.Info("membership ready", "members", v.Names(), "version", v.Version)
+	if wait > 0 {
+		m.log.Warn("membership view kept changing; reporting ready anyway",
+			"members", v.Names(), "version", v.Version, "waited", (maxSettleFactor * m.cfg.SettleTime).String())
+	} else {
+		m.log.Info("membership ready", "members", v.Names(), "version", v.Version)
+	}
 	return true, ""
 }
 
@@ -764,7 +849,9 @@ func oneLine(err error) string {
 
 // Leave announces that this node is leaving, so others drop it at once
 // instead of after failure detection, and stops joining seeds. It waits up
-// to timeout for the announcement to go out (at scale allow ~20s). The node
+// to timeout for the announcement to go out (at scale allow ~20s), and
+// within the same timeout tells up to peerSyncFanout members directly, since
+// gossip can miss one. The node
 // keeps gossiping until Shutdown, so it can still answer peers meanwhile.
 // Calling it again is a no-op.
 func (m *Membership) Leave(timeout time.Duration) error {
@@ -801,8 +888,8 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	return nil
 }
 
-// Shutdown stops the join and rejoin loops, waits for them, and stops
-// memberlist. Without a prior Leave, other nodes notice only through
+// Shutdown stops Start's join, the rejoin loop and the sync loop, waits for
+// them, and stops memberlist. Without a prior Leave, other nodes notice only through
 // failure detection. Subscriber channels are closed. It is idempotent;
 // concurrent calls return once the first has finished.
 func (m *Membership) Shutdown() error {
@@ -841,7 +928,14 @@ func (m *Membership) Shutdown() error {
 // GossipAddr returns the host:port this node advertises for gossip, which
 // is what seeds should point at.
 func (m *Membership) GossipAddr() string {
-	return m.list.LocalNode().Address()
+	// Not memberlist's LocalNode: it returns a pointer into memberlist's
+	// state that memberlist rewrites under its own lock, so reading it
+	// races with every alive message about this node (UpdateNode, refutes).
+	// The address is recorded from memberlist's notifications instead,
+	// which run under that lock.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.selfAddr
 }
 
 // jitter spreads d by ±10% so that nodes started together do not resolve
