@@ -58,7 +58,8 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	node := cluster.New(cluster.Config{
 		Self:              cfg.NodeName,
 		ReplicationFactor: cfg.ReplicationFactor,
-		RouteTimeout:      10 * time.Second,
+		ExpectedNodes:     cfg.ExpectedNodes,
+		RouteTimeout:      cfg.RouteTimeout,
 		CallTimeout:       5 * time.Second,
 		HandoffGrace:      10 * time.Second,
 	}, h, owner.Config{

@@ -1,7 +1,10 @@
 package cluster_test
 
 import (
+	"strings"
+
 	"fmt"
+	"github.com/ringchat/ringchat/chatd/protocol"
 	"sync"
 	"testing"
 	"time"
@@ -82,5 +85,36 @@ func roomOwnedBy(nodes []string, want string) string {
 		if ring.Owner(room, nodes) == want {
 			return room
 		}
+	}
+}
+
+// TestClusterMinorityRefusesMessages is the split-brain promise seen from
+// the minority side: a node that sees no majority of --expected-nodes
+// refuses new messages (clients get "unavailable" and keep them to resend),
+// while what it already has stays readable.
+func TestClusterMinorityRefusesMessages(t *testing.T) {
+	c := chatdtest.StartCluster(t, 3, "--expected-nodes", "3", "--route-timeout", "1s")
+	survivor := c.Nodes[0]
+	// A room the survivor owns, so its history survives on this side.
+	room := roomOwnedBy([]string{"node-0", "node-1", "node-2"}, "node-0")
+	ann := chatdtest.Connect(t, survivor.URL, "ann")
+	ann.Join(room)
+	if ack := ann.Say(room, "before", "before the partition"); ack.Seq != 1 {
+		t.Fatalf("ack before = %+v", ack)
+	}
+	ann.NextMessage()
+	c.Nodes[1].Crash()
+	c.Nodes[2].Crash()
+	c.WaitConverged()
+	ann.Do(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s", Room: room, CID: "during", Text: "during"})
+	e := ann.ExpectError(protocol.CodeUnavailable)
+	if e.ID != "s" || !strings.Contains(e.Message, "quorum") {
+		t.Fatalf("error = %+v", e)
+	}
+	ann.Do(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h", Room: room})
+	var page protocol.HistoryPage
+	ann.ExpectDecode(protocol.TypeHistory, &page)
+	if len(page.Messages) != 1 || page.Messages[0].CID != "before" {
+		t.Fatalf("history on the minority side = %+v", page)
 	}
 }

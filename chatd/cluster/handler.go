@@ -91,6 +91,10 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			bad(err)
 			return
 		}
+		if !n.hasQuorum() {
+			fail(ErrNoQuorum)
+			return
+		}
 		n.owners.Publish(req.Room, req.User, req.CID, req.Text, n.claim, func(ack protocol.Ack, err error) {
 			if err != nil {
 				fail(err)

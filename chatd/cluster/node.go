@@ -31,6 +31,11 @@ type Config struct {
 	// messages before they are acknowledged, the owner included. It is
 	// capped by the number of active members.
 	ReplicationFactor int
+	// ExpectedNodes is the cluster's intended size. A node that sees no
+	// strict majority of it alive refuses new messages: on the minority side
+	// of a partition nothing new is acknowledged, so nothing acknowledged can
+	// be lost when the sides merge. 0 disables the rule.
+	ExpectedNodes int
 	// RouteTimeout bounds how long a request keeps retrying while a room
 	// moves or the view catches up, before the client gets "unavailable".
 	RouteTimeout time.Duration
@@ -68,6 +73,20 @@ type nodeView struct {
 	addrs   map[string]string // live members (any state) → transport address
 }
 
+// ErrNoQuorum is returned for messages refused on the minority side of a
+// partition.
+var ErrNoQuorum = errors.New("no quorum: this node sees too few cluster members to accept messages")
+
+// hasQuorum reports whether this node sees a strict majority of the
+// expected cluster alive (itself included).
+func (n *Node) hasQuorum() bool {
+	if n.cfg.ExpectedNodes <= 0 {
+		return true
+	}
+	v, _ := n.currentView()
+	return 2*len(v.addrs) > n.cfg.ExpectedNodes
+}
+
 // ErrUnavailable is returned when a request could not reach the room's owner
 // within RouteTimeout.
 var ErrUnavailable = errors.New("room owner unavailable")
@@ -88,6 +107,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 		return replicasOf(room, v.active, n.cfg.ReplicationFactor)
 	}
 	ownerCfg.OnAwait = n.claimFromPeers
+	ownerCfg.HasQuorum = n.hasQuorum
 	n.owners = owner.New(ownerCfg, n, log)
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
 	n.prevView = n.view

@@ -46,14 +46,14 @@ func (n *Node) route(room string, attempt func(ownerName, addr string, retry fun
 }
 
 func retryable(err error) bool {
-	if errors.Is(err, owner.ErrNotOwner) || errors.Is(err, owner.ErrMoving) ||
+	if errors.Is(err, ErrNoQuorum) || errors.Is(err, owner.ErrNotOwner) || errors.Is(err, owner.ErrMoving) ||
 		errors.Is(err, transport.ErrPeerUnavailable) || errors.Is(err, transport.ErrQueueFull) ||
 		errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrConnLost) || errors.Is(err, transport.ErrUnknownPeer) {
 		return true
 	}
 	var re *transport.RemoteError
 	if errors.As(err, &re) {
-		return re.Msg == errCodeNotOwner || re.Msg == errCodeMoving
+		return re.Msg == errCodeNotOwner || re.Msg == errCodeMoving || re.Msg == errCodeNoQuorum
 	}
 	return false
 }
@@ -150,9 +150,26 @@ func (n *Node) PresenceChange(room, user string, joined bool) {
 	n.push(o, addr, encode(opPresence, presenceReq{Room: room, User: user, Joined: joined}))
 }
 
-// Publish implements hub.Router.
-func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, error)) {
+// Publish implements hub.Router. The answer comes within RouteTimeout: a
+// message that waits longer (its replicas unreachable, say) is reported
+// unavailable, and the client resends it with the same cid, which the
+// owner's dedupe window makes safe.
+func (n *Node) Publish(room, user, cid, text string, finalReply func(protocol.Ack, error)) {
+	var once sync.Once
+	reply := func(ack protocol.Ack, err error) { once.Do(func() { finalReply(ack, err) }) }
+	timer := time.AfterFunc(n.cfg.RouteTimeout+n.cfg.CallTimeout, func() {
+		reply(protocol.Ack{}, fmt.Errorf("%w: no answer in time", ErrUnavailable))
+	})
+	inner := reply
+	reply = func(ack protocol.Ack, err error) {
+		timer.Stop()
+		inner(ack, err)
+	}
 	n.route(room, func(o, addr string, retry func(error)) {
+		if !n.hasQuorum() {
+			retry(ErrNoQuorum)
+			return
+		}
 		if o == n.cfg.Self {
 			n.owners.Publish(room, user, cid, text, n.claim, func(ack protocol.Ack, err error) {
 				if err != nil {

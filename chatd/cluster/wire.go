@@ -154,6 +154,7 @@ const (
 	errCodeMoving   = "moving"
 	errCodeClosed   = "closed"
 	errCodeGap      = "gap"
+	errCodeNoQuorum = "no_quorum"
 )
 
 func errCode(err error) string {
@@ -166,6 +167,8 @@ func errCode(err error) string {
 		return errCodeClosed
 	case errors.Is(err, roomlog.ErrGap):
 		return errCodeGap
+	case errors.Is(err, ErrNoQuorum):
+		return errCodeNoQuorum
 	default:
 		return err.Error()
 	}

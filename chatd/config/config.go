@@ -67,6 +67,8 @@ type Config struct {
 	DrainRate           int
 	AdminToken          string
 	GossipProfile       string
+	ExpectedNodes       int
+	RouteTimeout        time.Duration
 
 	// Timings
 	HelloTimeout     time.Duration
@@ -135,6 +137,8 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "deadline of the drain on SIGTERM: hand rooms off, move clients, leave")
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
+	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")
+	fs.DurationVar(&c.RouteTimeout, "route-timeout", 10*time.Second, "how long a request keeps retrying while its room moves before the client gets \"unavailable\"")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "memberlist timing profile: lan, or local for tests on one machine")
 	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "server ping period; a peer silent for two periods is dropped")
@@ -229,6 +233,12 @@ func (c *Config) Validate() error {
 	}
 	if c.GossipAddr == "" && c.Join != "" {
 		errs = append(errs, errors.New("--join needs --gossip-addr"))
+	}
+	if c.ExpectedNodes < 0 {
+		errs = append(errs, fmt.Errorf("--expected-nodes must not be negative, got %d", c.ExpectedNodes))
+	}
+	if c.RouteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--route-timeout must be positive, got %s", c.RouteTimeout))
 	}
 	if c.DrainRate <= 0 {
 		errs = append(errs, fmt.Errorf("--drain-rate must be positive, got %d", c.DrainRate))

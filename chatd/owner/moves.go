@@ -1,7 +1,6 @@
 package owner
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -68,6 +67,11 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if slices.Equal(r.replicas, replicas) || r.dead {
+		return
+	}
+	if s.cfg.HasQuorum != nil && !s.cfg.HasQuorum() {
+		// Dropping an unreachable replica here could commit, on the
+		// minority side, messages the majority never sees.
 		return
 	}
 	old := r.acked
@@ -212,14 +216,23 @@ func (s *Service) AcceptHandoff(st HandoffState) error {
 	s.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case r.state == stateWaiting:
-	case r.log.Epoch() == l.Epoch() && r.log.Head() <= l.Head() && len(r.pending) == 0:
-		// Started from a replica meanwhile, with nothing newer: the handoff
-		// is at least as complete.
-	default:
-		return errors.New("room already taken over with newer state")
+	if r.log.Epoch() == l.Epoch() && r.committed > l.Head() {
+		// This node acknowledged messages the incoming state lacks: keep
+		// them. (Only possible if a partition isolated every copy.)
+		return fmt.Errorf("room %s: local state is ahead (%d > %d); handoff refused", name, r.committed, l.Head())
 	}
+	if r.log.Epoch() != l.Epoch() && r.committed > 0 {
+		s.log.Warn("handoff replaces a room of another epoch", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())
+	}
+	// Messages sequenced here but never committed were never acknowledged:
+	// their senders are told to resend, and the incoming state wins.
+	for _, p := range r.pending {
+		for _, reply := range append(p.replies, p.dups...) {
+			reply(protocol.Ack{}, ErrMoving)
+		}
+	}
+	r.pending = nil
+	r.afterDrain = nil
 	r.log = l
 	r.committed = l.Head()
 	r.installNodes(st.Nodes)

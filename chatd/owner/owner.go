@@ -89,6 +89,11 @@ type Config struct {
 	// excluded), for rooms created or taken over between two membership
 	// reconciliations. Nil means none.
 	Replicas func(room string) []string
+	// HasQuorum reports whether this node sees a majority of the cluster.
+	// Without it, replica sets are not shrunk, so a message waiting for an
+	// unreachable replica is never committed on the minority side of a
+	// partition. Nil means always.
+	HasQuorum func() bool
 	// OnAwait is called (on its own goroutine) when this node starts
 	// waiting for a room's handoff, so the cluster can ask the previous
 	// owner to hand it over now, or to confirm it has nothing (EndWait).
