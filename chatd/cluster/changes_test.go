@@ -18,7 +18,7 @@ import (
 // that no acknowledged message was lost, duplicated or reordered.
 func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 	c := chatdtest.StartCluster(t, 3)
-	k := chatdtest.NewChecker(t, c, room)
+	k := chatdtest.NewChecker(t, c.LiveURLs, room)
 	for i := 0; i < 3; i++ {
 		k.AddSubscriber(fmt.Sprint("sub", i), i)
 	}

@@ -23,9 +23,9 @@ import (
 // disconnect they reconnect to another live node, resume with since+epoch,
 // and resend an unacknowledged message with the same cid.
 type Checker struct {
-	t       testing.TB
-	cluster *Cluster
-	room    string
+	t    testing.TB
+	live func() []string // WebSocket URLs of the live nodes
+	room string
 
 	mu       sync.Mutex
 	acked    map[string]uint64 // cid → seq
@@ -45,9 +45,10 @@ type subscriber struct {
 	moves int
 }
 
-// NewChecker prepares a checker for room.
-func NewChecker(t testing.TB, c *Cluster, room string) *Checker {
-	k := &Checker{t: t, cluster: c, room: room, acked: make(map[string]uint64), stop: make(chan struct{})}
+// NewChecker prepares a checker for room; live returns the WebSocket URLs
+// of the nodes that are up (Cluster.LiveURLs, ProcessCluster.LiveURLs).
+func NewChecker(t testing.TB, live func() []string, room string) *Checker {
+	k := &Checker{t: t, live: live, room: room, acked: make(map[string]uint64), stop: make(chan struct{})}
 	t.Cleanup(k.Stop)
 	return k
 }
@@ -60,11 +61,11 @@ func (k *Checker) problem(format string, args ...any) {
 
 // liveURL picks a live node, preferring index i.
 func (k *Checker) liveURL(i int) string {
-	live := k.cluster.Live()
-	for len(live) == 0 {
+	live := k.live()
+	if len(live) == 0 {
 		return ""
 	}
-	return live[i%len(live)].URL
+	return live[i%len(live)]
 }
 
 func (k *Checker) stopped() bool {

@@ -171,6 +171,15 @@ func (c *Cluster) Live() []*Node {
 	return out
 }
 
+// LiveURLs returns the WebSocket URLs of the running nodes.
+func (c *Cluster) LiveURLs() []string {
+	var out []string
+	for _, n := range c.Live() {
+		out = append(out, n.URL)
+	}
+	return out
+}
+
 // Status fetches a node's /admin/cluster.
 func (n *Node) Status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus

@@ -1,0 +1,246 @@
+package chatdtest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BuildChatd compiles the chatd binary once per test binary and returns its
+// path. Tests of real processes use it, so they run what ships.
+func BuildChatd(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chatd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "chatd")
+		cmd := exec.Command("go", "build", "-o", buildPath, "github.com/ringchat/ringchat/chatd/cmd/chatd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build chatd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// ProcessCluster is a cluster of real chatd processes on loopback.
+type ProcessCluster struct {
+	t      testing.TB
+	binary string
+	args   []string
+	mu     sync.Mutex
+	Nodes  []*ProcessNode
+}
+
+// ProcessNode is one chatd process.
+type ProcessNode struct {
+	Name   string
+	Addr   string
+	URL    string
+	Gossip string
+	cmd    *exec.Cmd
+	logs   *lockedWriter
+	done   chan struct{}
+	gone   bool
+}
+
+// StartProcessCluster starts n chatd processes that form one cluster, and
+// waits until every one is ready and sees all n as active.
+func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
+	t.Helper()
+	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args}
+	for i := 0; i < n; i++ {
+		c.start(i)
+	}
+	c.WaitConverged()
+	return c
+}
+
+func (c *ProcessCluster) start(i int) {
+	c.t.Helper()
+	name := fmt.Sprintf("proc-%d", i)
+	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
+	httpPort := freePort(c.t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	flags := []string{"--listen", addr, "--allow-anonymous", "--node-name", name,
+		"--gossip-addr", gossip, "--gossip-profile", "local", "--rejoin-interval", "1s",
+		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}
+	c.mu.Lock()
+	if len(c.Nodes) == 0 {
+		flags = append(flags, "--bootstrap")
+	} else {
+		flags = append(flags, "--join", c.Nodes[0].Gossip)
+	}
+	c.mu.Unlock()
+	flags = append(flags, c.args...)
+	cmd := exec.Command(c.binary, flags...)
+	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(node.done)
+	}()
+	c.t.Cleanup(func() {
+		node.signal(syscall.SIGKILL)
+		<-node.done
+		if c.t.Failed() {
+			c.t.Logf("--- %s logs ---\n%s", name, lastLines(logs.String(), 40))
+		}
+	})
+	c.mu.Lock()
+	c.Nodes = append(c.Nodes, node)
+	c.mu.Unlock()
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := bytes.Split([]byte(s), []byte{'\n'})
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte{'\n'}))
+}
+
+func (n *ProcessNode) signal(sig syscall.Signal) {
+	if n.cmd.Process != nil {
+		_ = n.cmd.Process.Signal(sig)
+	}
+}
+
+// Kill sends SIGKILL: no drain, no leave.
+func (c *ProcessCluster) Kill(n *ProcessNode) {
+	c.mu.Lock()
+	n.gone = true
+	c.mu.Unlock()
+	n.signal(syscall.SIGKILL)
+	<-n.done
+}
+
+// Terminate sends SIGTERM and waits for the graceful drain to finish.
+func (c *ProcessCluster) Terminate(n *ProcessNode) {
+	c.mu.Lock()
+	n.gone = true
+	c.mu.Unlock()
+	n.signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(60 * time.Second):
+		c.t.Errorf("%s did not exit within 60s of SIGTERM", n.Name)
+	}
+}
+
+// LiveURLs returns the WebSocket URLs of running processes.
+func (c *ProcessCluster) LiveURLs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, n := range c.Nodes {
+		if !n.gone {
+			out = append(out, n.URL)
+		}
+	}
+	return out
+}
+
+// WaitConverged waits until every live process is ready and sees exactly
+// the live ones as active.
+func (c *ProcessCluster) WaitConverged() {
+	c.t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		c.mu.Lock()
+		var live []*ProcessNode
+		var want []string
+		for _, n := range c.Nodes {
+			if !n.gone {
+				live = append(live, n)
+				want = append(want, n.Name)
+			}
+		}
+		c.mu.Unlock()
+		slices.Sort(want)
+		why := ""
+		for _, n := range live {
+			node := &Node{Server: &Server{Addr: n.Addr}}
+			st, err := node.Status()
+			if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
+				why = fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
+				break
+			}
+		}
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("processes did not converge on %v: %s", want, why)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// ByName returns the process called name.
+func (c *ProcessCluster) ByName(name string) *ProcessNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// LiveNames lists the running processes' names.
+func (c *ProcessCluster) LiveNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, n := range c.Nodes {
+		if !n.gone {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
