@@ -51,3 +51,9 @@ bench: ## run the Go benchmarks (see docs/benchmarks.md)
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
+
+.PHONY: test-partition
+test-partition: ## split-brain test with real network isolation (Docker; installs and starts the engine if needed)
+	hack/ensure-docker.sh
+	RINGCHAT_CHATD_IMAGE=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) \
+		$(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/

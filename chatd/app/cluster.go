@@ -38,6 +38,13 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, ht
 			return nil, err
 		}
 	}
+	if advHost == "" || net.ParseIP(advHost).IsUnspecified() {
+		// Bound to every interface: advertise the address others can reach,
+		// as memberlist itself would pick it.
+		if advHost, err = privateIP(); err != nil {
+			return nil, fmt.Errorf("choose an address to advertise (set --gossip-advertise-addr): %w", err)
+		}
+	}
 	rpcAddr := cfg.RPCAddr
 	if rpcAddr == "" {
 		rpcAddr = net.JoinHostPort(gHost, strconv.Itoa(gPort+1))
@@ -194,4 +201,39 @@ func maybeBase64Key(k []byte) []byte {
 		return d
 	}
 	return k
+}
+
+// privateIP returns the first IPv4 address of an interface that is up and not
+// loopback, preferring private ranges (a pod's or container's address).
+func privateIP() (string, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	var fallback string
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil {
+				continue
+			}
+			if ipn.IP.IsPrivate() {
+				return ipn.IP.String(), nil
+			}
+			if fallback == "" {
+				fallback = ipn.IP.String()
+			}
+		}
+	}
+	if fallback == "" {
+		return "", errors.New("no usable network interface")
+	}
+	return fallback, nil
 }

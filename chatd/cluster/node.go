@@ -153,6 +153,10 @@ func (n *Node) claim(room string, hasReplica bool) owner.Claim {
 	if ring.Owner(room, n.view.active) != n.cfg.Self {
 		return owner.ClaimNotOwner
 	}
+	if n.cfg.ExpectedNodes > 0 && 2*len(n.view.addrs) <= n.cfg.ExpectedNodes {
+		// Starting a room is a write: not on the minority side.
+		return owner.ClaimNotOwner
+	}
 	if len(n.view.addrs) <= 1 {
 		return owner.ClaimCreate
 	}

@@ -69,6 +69,8 @@ func remoteErr(err error) error {
 			return owner.ErrMoving
 		case errCodeClosed:
 			return owner.ErrClosed
+		case errCodeBehind:
+			return owner.ErrBehind
 		}
 	}
 	return err

@@ -155,6 +155,7 @@ const (
 	errCodeClosed   = "closed"
 	errCodeGap      = "gap"
 	errCodeNoQuorum = "no_quorum"
+	errCodeBehind   = "behind"
 )
 
 func errCode(err error) string {
@@ -167,6 +168,8 @@ func errCode(err error) string {
 		return errCodeClosed
 	case errors.Is(err, roomlog.ErrGap):
 		return errCodeGap
+	case errors.Is(err, owner.ErrBehind):
+		return errCodeBehind
 	case errors.Is(err, ErrNoQuorum):
 		return errCodeNoQuorum
 	default:

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -167,11 +168,14 @@ func (s *Service) HandOff(roomName string, send func(HandoffState, func(error)))
 		}
 		send(st, func(err error) {
 			r.mu.Lock()
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrBehind) {
 				r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
 				r.state = stateReady
 				r.mu.Unlock()
 				return
+			}
+			if err != nil {
+				r.svc.log.Warn("new owner is ahead; dropping the stale copy", "room", r.name, "head", r.committed)
 			}
 			r.dead = true
 			r.stopTimers()
@@ -216,10 +220,11 @@ func (s *Service) AcceptHandoff(st HandoffState) error {
 	s.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.log.Epoch() == l.Epoch() && r.committed > l.Head() {
-		// This node acknowledged messages the incoming state lacks: keep
-		// them. (Only possible if a partition isolated every copy.)
-		return fmt.Errorf("room %s: local state is ahead (%d > %d); handoff refused", name, r.committed, l.Head())
+	// Never trade acknowledged history for less of it: a node that was cut
+	// off may hand over a room it started empty on its side of a partition.
+	if r.committed > l.Head() || (r.log.Epoch() != l.Epoch() && r.committed == l.Head() && r.committed > 0) {
+		s.log.Warn("handoff refused: local room is ahead", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())
+		return fmt.Errorf("room %s (%d ≥ %d): %w", name, r.committed, l.Head(), ErrBehind)
 	}
 	if r.log.Epoch() != l.Epoch() && r.committed > 0 {
 		s.log.Warn("handoff replaces a room of another epoch", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())

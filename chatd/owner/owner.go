@@ -27,6 +27,9 @@ var (
 	ErrNotOwner = errors.New("not the room's owner")
 	// ErrMoving: the room is being handed over; retry shortly.
 	ErrMoving = errors.New("room is moving to another node")
+	// ErrBehind: a handoff was refused because the receiving node holds
+	// more acknowledged history; the sender drops its stale copy.
+	ErrBehind = errors.New("handoff refused: the new owner is ahead")
 	// ErrClosed: the service is shutting down.
 	ErrClosed = errors.New("owner service closed")
 )

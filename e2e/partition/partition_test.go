@@ -1,0 +1,315 @@
+//go:build partition
+
+// Package partition tests ringchat's split-brain policy with real network
+// isolation: chatd nodes run as containers (FROM-scratch images built from
+// the static binary) on a Docker network that this test creates, and one
+// node is cut off with `docker network disconnect`, then reconnected.
+//
+// Run it with `make test-partition` (which makes sure a Docker engine runs).
+package partition
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/client"
+	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/ring"
+)
+
+const nodes = 3
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type node struct {
+	name      string
+	container string
+	clusterIP string
+	http      string // 127.0.0.1:port published on the host
+}
+
+func (n *node) status() (cluster.AdminStatus, error) {
+	var st cluster.AdminStatus
+	resp, err := http.Get("http://" + n.http + "/admin/cluster")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// waitActive polls until n sees exactly want as active members.
+func waitActive(t *testing.T, n *node, want []string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last []string
+	for time.Now().Before(deadline) {
+		if st, err := n.status(); err == nil {
+			last = st.Active
+			if slices.Equal(st.Active, want) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
+	}
+	t.Fatalf("%s sees active %v, want %v", n.name, last, want)
+}
+
+func connect(t *testing.T, n *node, name string) *client.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, "ws://"+n.http+"/ws", protocol.ClientFrame{Name: name}, client.Options{})
+	if err != nil {
+		t.Fatalf("connect to %s: %v", n.name, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// next reads frames until one of type typ (skipping presence and typing).
+func next(t *testing.T, c *client.Conn, typ string, v any) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		f, err := c.Read()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		if f.Type == typ {
+			if err := f.Decode(v); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
+	image := os.Getenv("RINGCHAT_CHATD_IMAGE")
+	if image == "" {
+		t.Fatal("RINGCHAT_CHATD_IMAGE is not set: run `make test-partition`, which builds the image")
+	}
+	id := fmt.Sprintf("%06x", rand.IntN(1<<24))
+	subnet := fmt.Sprintf("10.%d.%d", 200+rand.IntN(50), rand.IntN(250))
+	clusterNet, clientNet := "ringchat-clu-"+id, "ringchat-cli-"+id
+	docker(t, "network", "create", "--subnet", subnet+".0/24", clusterNet)
+	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", clusterNet).Run() })
+	docker(t, "network", "create", clientNet)
+	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", clientNet).Run() })
+
+	ns := make([]*node, nodes)
+	var names []string
+	for i := range ns {
+		n := &node{name: fmt.Sprintf("node-%d", i), container: fmt.Sprintf("ringchat-p-%s-%d", id, i), clusterIP: fmt.Sprintf("%s.%d", subnet, 10+i)}
+		ns[i] = n
+		names = append(names, n.name)
+		args := []string{"create", "--name", n.container, "--network", clientNet, "-p", "127.0.0.1::8080",
+			"-e", "CHATD_CLUSTER_SECRET=partition-test-secret-0123456789abcdef",
+			image, "--listen", "0.0.0.0:8080", "--node-name", n.name, "--allow-anonymous",
+			"--gossip-addr", "0.0.0.0:7946", "--gossip-advertise-addr", n.clusterIP + ":7946",
+			"--rpc-addr", "0.0.0.0:7947", "--rpc-advertise-addr", n.clusterIP + ":7947",
+			"--cluster-label", "partition-" + id, "--expected-nodes", "3", "--rejoin-interval", "2s",
+			"--route-timeout", "2s", "--log-level", "info"}
+		if i == 0 {
+			args = append(args, "--bootstrap")
+		} else {
+			args = append(args, "--join", ns[0].clusterIP+":7946")
+		}
+		docker(t, args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				out, _ := exec.Command("docker", "logs", "--tail", "30", n.container).CombinedOutput()
+				t.Logf("--- %s ---\n%s", n.container, out)
+			}
+			_ = exec.Command("docker", "rm", "-f", n.container).Run()
+		})
+		docker(t, "network", "connect", "--ip", n.clusterIP, clusterNet, n.container)
+		docker(t, "start", n.container)
+		n.http = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "8080/tcp"), "\n")[0])
+	}
+	slices.Sort(names)
+	for _, n := range ns {
+		waitActive(t, n, names, 60*time.Second)
+	}
+
+	// A room owned on the majority side, so it keeps its owner.
+	room := ""
+	for i := 0; room == ""; i++ {
+		if r := fmt.Sprint("room-", i); ring.Owner(r, names) != "node-2" {
+			room = r
+		}
+	}
+	// And a room node-2 owns: the majority must take it over from its
+	// replica, and node-2 must get it back, complete, after the merge.
+	cutRoom := ""
+	for i := 0; cutRoom == ""; i++ {
+		if r := fmt.Sprint("cut-", i); ring.Owner(r, names) == "node-2" {
+			cutRoom = r
+		}
+	}
+	ann := connect(t, ns[0], "ann")
+	if err := ann.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: room}); err != nil {
+		t.Fatal(err)
+	}
+	var joined protocol.Joined
+	next(t, ann, protocol.TypeJoined, &joined)
+	send := func(c *client.Conn, cid string) protocol.Ack {
+		t.Helper()
+		if err := c.Send(protocol.ClientFrame{Type: protocol.TypeSend, ID: cid, Room: room, CID: cid, Text: cid}); err != nil {
+			t.Fatal(err)
+		}
+		var ack protocol.Ack
+		next(t, c, protocol.TypeAck, &ack)
+		return ack
+	}
+	for i := 0; i < 3; i++ {
+		send(ann, fmt.Sprint("before-", i))
+	}
+	dan := connect(t, ns[1], "dan")
+	sendTo := func(c *client.Conn, r, cid string) protocol.Ack {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if err := c.Send(protocol.ClientFrame{Type: protocol.TypeSend, ID: cid, Room: r, CID: cid, Text: cid}); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for {
+				f, err := c.Read()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Type == protocol.TypeAck {
+					var ack protocol.Ack
+					_ = f.Decode(&ack)
+					if ack.CID == cid {
+						return ack
+					}
+				}
+				if f.Type == protocol.TypeError {
+					break // unavailable while the room moves: resend the same cid
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never acknowledged", cid)
+			}
+			time.Sleep(300 * time.Millisecond) // client backoff before resending
+		}
+	}
+	for _, r := range []string{cutRoom} {
+		if err := dan.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: r}); err != nil {
+			t.Fatal(err)
+		}
+		next(t, dan, protocol.TypeJoined, &joined)
+	}
+	sendTo(dan, cutRoom, "cut-before-0")
+	sendTo(dan, cutRoom, "cut-before-1")
+
+	// Cut node-2 off the cluster network; clients still reach it.
+	docker(t, "network", "disconnect", clusterNet, ns[2].container)
+	waitActive(t, ns[0], names[:2], 60*time.Second)
+	waitActive(t, ns[2], []string{"node-2"}, 60*time.Second)
+
+	// Majority: business as usual.
+	var acked []string
+	for i := 0; i < 5; i++ {
+		cid := fmt.Sprint("during-", i)
+		if ack := send(ann, cid); ack.Seq == 0 {
+			t.Fatalf("majority ack %+v", ack)
+		}
+		acked = append(acked, cid)
+	}
+	// The room node-2 owned moves to the majority, with its history.
+	for i := 0; i < 3; i++ {
+		sendTo(dan, cutRoom, fmt.Sprint("cut-during-", i))
+	}
+
+	// Minority: node-2 cannot reach the room's owner and may not start the
+	// room itself, so the join is refused as unavailable (the client keeps
+	// retrying), and so is any message.
+	bob := connect(t, ns[2], "bob")
+	if err := bob.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: room}); err != nil {
+		t.Fatal(err)
+	}
+	var refusal protocol.Error
+	next(t, bob, protocol.TypeError, &refusal)
+	if refusal.Code != protocol.CodeUnavailable || refusal.ID != "j" {
+		t.Fatalf("minority answer %+v, want unavailable", refusal)
+	}
+
+	// Heal: the rejoin loop merges the sides.
+	docker(t, "network", "connect", "--ip", ns[2].clusterIP, clusterNet, ns[2].container)
+	for _, n := range ns {
+		waitActive(t, n, names, 90*time.Second)
+	}
+
+	// After the merge node-2 serves the whole history, in order, once, and
+	// takes messages again.
+	carl := connect(t, ns[2], "carl")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h", Room: room, Limit: 50}); err != nil {
+			t.Fatal(err)
+		}
+		var page protocol.HistoryPage
+		next(t, carl, protocol.TypeHistory, &page)
+		var cids []string
+		for _, m := range page.Messages {
+			cids = append(cids, m.CID)
+		}
+		want := append([]string{"before-0", "before-1", "before-2"}, acked...)
+		if slices.Equal(cids, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history on node-2 after the merge = %v, want %v", cids, want)
+		}
+		time.Sleep(500 * time.Millisecond) // polling interval
+	}
+	// node-2 owns cutRoom again and must have it whole.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h2", Room: cutRoom, Limit: 50}); err != nil {
+			t.Fatal(err)
+		}
+		var page protocol.HistoryPage
+		next(t, carl, protocol.TypeHistory, &page)
+		var cids []string
+		for _, m := range page.Messages {
+			cids = append(cids, m.CID)
+		}
+		want := []string{"cut-before-0", "cut-before-1", "cut-during-0", "cut-during-1", "cut-during-2"}
+		if slices.Equal(cids, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history of %s on node-2 after the merge = %v, want %v", cutRoom, cids, want)
+		}
+		time.Sleep(500 * time.Millisecond) // polling interval
+	}
+	if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: room}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, carl, protocol.TypeJoined, &joined)
+	if ack := send(carl, "after-merge"); ack.Seq != uint64(len(acked)+4) {
+		t.Fatalf("ack after the merge = %+v, want seq %d", ack, len(acked)+4)
+	}
+}

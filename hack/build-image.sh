@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build a FROM-scratch image of one of the project's binaries.
+#   hack/build-image.sh chatd ringchat/chatd:dev [version]
+# The binary is built static (CGO_ENABLED=0) and stamped with the version.
+set -euo pipefail
+bin="$1"
+tag="$2"
+version="${3:-dev}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+ctx="$(mktemp -d)"
+trap 'rm -rf "$ctx"' EXIT
+case "$bin" in
+chatd) pkg=./chatd/cmd/chatd ;;
+*) echo "build-image: unknown binary $bin" >&2; exit 2 ;;
+esac
+(cd "$root" && CGO_ENABLED=0 go build -trimpath \
+	-ldflags "-s -w -X github.com/ringchat/ringchat/chatd/version.Version=${version}" \
+	-o "$ctx/$bin" "$pkg")
+ca=/etc/ssl/certs/ca-certificates.crt
+if [ ! -f "$ca" ]; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null
+fi
+cp "$ca" "$ctx/ca-certificates.crt"
+docker build -q -f "$root/hack/images/$bin.Dockerfile" --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null
+echo "$tag"
