@@ -23,6 +23,10 @@ run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth
 	@echo "ringchat: open http://127.0.0.1:8080/ in a browser (Ctrl-C to stop)"
 	$(BIN)/chatd --listen 127.0.0.1:8080 --allow-anonymous --node-name local
 
+.PHONY: cluster
+cluster: ## run a local 3-node cluster on loopback (N=5 make cluster for more)
+	hack/local-cluster.sh $${N:-3}
+
 .PHONY: test
 test: test-deps fmt-check vet ## run every test with the race detector (installs what it needs)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)

@@ -59,6 +59,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		Self:              cfg.NodeName,
 		ReplicationFactor: cfg.ReplicationFactor,
 		ExpectedNodes:     cfg.ExpectedNodes,
+		Metrics:           m,
 		RouteTimeout:      cfg.RouteTimeout,
 		CallTimeout:       5 * time.Second,
 		HandoffGrace:      10 * time.Second,
@@ -73,7 +74,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 
 	var parts *clusterParts
 	if cfg.GossipAddr != "" {
-		if parts, err = startCluster(ctx, cfg, node, ln.Addr().String(), log); err != nil {
+		if parts, err = startCluster(ctx, cfg, node, m, ln.Addr().String(), log); err != nil {
 			return err
 		}
 	}

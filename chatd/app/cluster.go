@@ -15,6 +15,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -27,7 +28,7 @@ type clusterParts struct {
 // startCluster creates the transport and the membership of a clustered node
 // (cfg.GossipAddr set) and attaches them to node. Joining runs in the
 // background: the HTTP server starts at once and /readyz reports progress.
-func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, httpAddr string, log *slog.Logger) (*clusterParts, error) {
+func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m *metrics.Metrics, httpAddr string, log *slog.Logger) (*clusterParts, error) {
 	gHost, gPort, err := splitHostPort(cfg.GossipAddr, "--gossip-addr")
 	if err != nil {
 		return nil, err
@@ -82,6 +83,7 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, ht
 		Insecure:      cfg.ClusterInsecure && len(secret) == 0,
 		ClusterLabel:  cfg.ClusterLabel,
 		Logger:        log.With("component", "transport"),
+		Metrics:       metrics.TransportMetrics{M: m},
 	}, node)
 	if err != nil {
 		return nil, fmt.Errorf("start inter-node transport: %w", err)

@@ -67,6 +67,20 @@ func TestClusterCrossNodeDelivery(t *testing.T) {
 	if len(page.Messages) != 5 || page.Messages[4].Seq != msgs+5 {
 		t.Fatalf("history page = %+v", page)
 	}
+	// The cluster's metrics saw it all.
+	var forwards, replicated float64
+	owner, _ := c.Nodes[0].Status()
+	for _, n := range c.Nodes {
+		n.WaitMetric(t, `chatd_cluster_members{state="active"}`, 3)
+		forwards += n.Metric(t, `chatd_forwards_total{op="publish"}`)
+		replicated += n.Metric(t, "chatd_replication_seconds_count")
+		if len(owner.LocalRooms) > 0 && owner.LocalRooms[0].Owner == n.Name {
+			n.WaitMetric(t, "chatd_rooms_owned", 1) // gauges refresh every second
+		}
+	}
+	if forwards == 0 || replicated < msgs {
+		t.Fatalf("metrics: publish forwards %v, replicated %v", forwards, replicated)
+	}
 }
 
 func TestClusterPresenceAndDirectMessages(t *testing.T) {

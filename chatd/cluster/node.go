@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/ring"
 	"github.com/ringchat/ringchat/chatd/transport"
@@ -36,6 +37,8 @@ type Config struct {
 	// of a partition nothing new is acknowledged, so nothing acknowledged can
 	// be lost when the sides merge. 0 disables the rule.
 	ExpectedNodes int
+	// Metrics, when set, receives the cluster's metrics.
+	Metrics *metrics.Metrics
 	// RouteTimeout bounds how long a request keeps retrying while a room
 	// moves or the view catches up, before the client gets "unavailable".
 	RouteTimeout time.Duration
@@ -48,11 +51,12 @@ type Config struct {
 
 // Node is this process's place in the cluster.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	hub    *hub.Hub
-	owners *owner.Service
-	peers  peerLink // nil in a cluster of one
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	hub     *hub.Hub
+	owners  *owner.Service
+	peers   peerLink // nil in a cluster of one
 
 	mu sync.RWMutex
 	// view is the current membership: active is who owns rooms; addrs maps
@@ -95,6 +99,7 @@ var ErrUnavailable = errors.New("room owner unavailable")
 // Outbound; the hub is given and gets the node as its Router.
 func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node {
 	n := &Node{
+		metrics:  cfg.Metrics,
 		cfg:      cfg,
 		log:      log,
 		hub:      h,
@@ -108,6 +113,9 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 	}
 	ownerCfg.OnAwait = n.claimFromPeers
 	ownerCfg.HasQuorum = n.hasQuorum
+	if cfg.Metrics != nil {
+		ownerCfg.Observe = observer{cfg.Metrics}
+	}
 	n.owners = owner.New(ownerCfg, n, log)
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
 	n.prevView = n.view

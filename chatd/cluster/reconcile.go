@@ -82,10 +82,12 @@ func (n *Node) Run(ctx context.Context, m *membership.Membership) {
 			return
 		case mv := <-views:
 			n.setView(viewFrom(mv))
+			n.updateGauges(m)
 		case <-t.C:
 			v, _ := n.currentView()
 			n.reconcile(v, v)
 			n.owners.Sweep()
+			n.updateGauges(m)
 		}
 	}
 }

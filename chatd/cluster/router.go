@@ -82,6 +82,7 @@ func (n *Node) call(to, addr string, payload []byte, out any, done func(error)) 
 		done(fmt.Errorf("%w: no transport in a cluster of one", transport.ErrPeerUnavailable))
 		return
 	}
+	n.countForward(payload)
 	n.peers.Request(transport.Peer{Name: to, Addr: addr}, payload, n.cfg.CallTimeout, func(resp []byte, err error) {
 		if err != nil {
 			done(remoteErr(err))
@@ -103,6 +104,7 @@ func (n *Node) push(to, addr string, payload []byte) {
 	if n.peers == nil {
 		return
 	}
+	n.countForward(payload)
 	if err := n.peers.Send(transport.Peer{Name: to, Addr: addr}, payload); err != nil {
 		n.log.Debug("push failed", "peer", to, "err", err)
 	}

@@ -30,6 +30,20 @@ type Metrics struct {
 	RateLimited         prometheus.Counter
 	ErrorFrames         *prometheus.CounterVec // code
 	SendToAck           prometheus.Histogram
+
+	// Cluster.
+	Members          *prometheus.GaugeVec // state
+	RoomsOwned       prometheus.Gauge
+	RoomsReplicated  prometheus.Gauge
+	Forwards         *prometheus.CounterVec // op
+	ReplicationTime  prometheus.Histogram
+	Handoffs         *prometheus.CounterVec // direction, result
+	HeldRequests     prometheus.Counter
+	TransportFrames  *prometheus.CounterVec // direction
+	TransportBytes   *prometheus.CounterVec // direction
+	TransportDrops   *prometheus.CounterVec // reason
+	TransportRedials prometheus.Counter
+	TransportAuth    *prometheus.CounterVec // reason
 }
 
 // New creates the collectors and registers them, plus the Go runtime and
@@ -88,7 +102,49 @@ func New() *Metrics {
 			Help:    "Time from reading a send frame to queueing its ack.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50µs .. 1.6s
 		}),
+		Members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chatd_cluster_members", Help: "Cluster members this node sees, by state (joining, active, draining).",
+		}, []string{"state"}),
+		RoomsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_rooms_owned", Help: "Rooms this node owns (sequences and stores).",
+		}),
+		RoomsReplicated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_rooms_replicated", Help: "Rooms this node keeps a replica of.",
+		}),
+		Forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_forwards_total", Help: "Requests sent to other nodes, by operation.",
+		}, []string{"op"}),
+		ReplicationTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chatd_replication_seconds",
+			Help:    "Time from sequencing a message to its storage on every replica.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
+		Handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_handoffs_total", Help: "Room handoffs, by direction (out, in) and result (ok, failed).",
+		}, []string{"direction", "result"}),
+		HeldRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_held_requests_total", Help: "Requests held while a room waited for its handoff, then applied in order.",
+		}),
+		TransportFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_transport_frames_total", Help: "Inter-node frames, by direction (sent, received).",
+		}, []string{"direction"}),
+		TransportBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_transport_bytes_total", Help: "Inter-node bytes, by direction (sent, received).",
+		}, []string{"direction"}),
+		TransportDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_transport_dropped_total", Help: "Inter-node frames not delivered, by reason (queue_full, connection_lost).",
+		}, []string{"reason"}),
+		TransportRedials: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_transport_reconnects_total", Help: "Inter-node connections re-established after a failure.",
+		}),
+		TransportAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_transport_auth_failures_total", Help: "Inter-node handshakes refused, by reason.",
+		}, []string{"reason"}),
 	}
+	m.Registry.MustRegister(
+		m.Members, m.RoomsOwned, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests,
+		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
+	)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -98,3 +154,32 @@ func New() *Metrics {
 	)
 	return m
 }
+
+// TransportMetrics adapts Metrics to the transport's counters hooks.
+type TransportMetrics struct{ M *Metrics }
+
+// FramesSent counts frames written to a peer.
+func (t TransportMetrics) FramesSent(_ string, frames, bytes int) {
+	t.M.TransportFrames.WithLabelValues("sent").Add(float64(frames))
+	t.M.TransportBytes.WithLabelValues("sent").Add(float64(bytes))
+}
+
+// FramesReceived counts frames read from a peer.
+func (t TransportMetrics) FramesReceived(_ string, frames, bytes int) {
+	t.M.TransportFrames.WithLabelValues("received").Add(float64(frames))
+	t.M.TransportBytes.WithLabelValues("received").Add(float64(bytes))
+}
+
+// QueueFull counts frames refused because a peer's queue was full.
+func (t TransportMetrics) QueueFull(string) { t.M.TransportDrops.WithLabelValues("queue_full").Inc() }
+
+// FramesDropped counts queued frames lost with a connection.
+func (t TransportMetrics) FramesDropped(_ string, frames int) {
+	t.M.TransportDrops.WithLabelValues("connection_lost").Add(float64(frames))
+}
+
+// Reconnect counts re-established connections.
+func (t TransportMetrics) Reconnect(string) { t.M.TransportRedials.Inc() }
+
+// AuthFailure counts refused handshakes.
+func (t TransportMetrics) AuthFailure(reason string) { t.M.TransportAuth.WithLabelValues(reason).Inc() }

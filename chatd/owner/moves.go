@@ -167,6 +167,7 @@ func (s *Service) HandOff(roomName string, send func(HandoffState, func(error)))
 			st.Nodes[node] = list
 		}
 		send(st, func(err error) {
+			s.cfg.Observe.Handoff(true, err)
 			r.mu.Lock()
 			if err != nil && !errors.Is(err, ErrBehind) {
 				r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
@@ -198,7 +199,8 @@ func (s *Service) HandOff(roomName string, send func(HandoffState, func(error)))
 
 // AcceptHandoff installs a room handed over by its previous owner. Requests
 // held while waiting for it are applied in order.
-func (s *Service) AcceptHandoff(st HandoffState) error {
+func (s *Service) AcceptHandoff(st HandoffState) (err error) {
+	defer func() { s.cfg.Observe.Handoff(false, err) }()
 	l, err := roomlog.Restore(st.Snapshot, s.logConfig())
 	if err != nil {
 		return err

@@ -113,6 +113,7 @@ func (r *room) whenReady(f func(), fail func(error)) {
 	case stateReady:
 		f()
 	case stateWaiting:
+		r.svc.cfg.Observe.Held()
 		r.held = append(r.held, f)
 	case stateMoving:
 		fail(ErrMoving)
@@ -217,7 +218,7 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 		reply(protocol.Ack{}, fmt.Errorf("room %s: duplicate of seq %d neither committed nor pending", r.name, msg.Seq))
 		return
 	}
-	r.pending = append(r.pending, pending{msg: msg, replies: []PublishReply{reply}})
+	r.pending = append(r.pending, pending{at: r.svc.cfg.Now(), msg: msg, replies: []PublishReply{reply}})
 	if len(r.replicas) == 0 {
 		r.commitLocked(msg.Seq)
 		return

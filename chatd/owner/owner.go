@@ -97,6 +97,8 @@ type Config struct {
 	// unreachable replica is never committed on the minority side of a
 	// partition. Nil means always.
 	HasQuorum func() bool
+	// Observe receives events worth measuring; nil drops them.
+	Observe Observer
 	// OnAwait is called (on its own goroutine) when this node starts
 	// waiting for a room's handoff, so the cluster can ask the previous
 	// owner to hand it over now, or to confirm it has nothing (EndWait).
@@ -128,6 +130,9 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Observe == nil {
+		cfg.Observe = nopObserver{}
+	}
 	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log), relinquished: make(map[string]time.Time)}
 }
 
@@ -156,3 +161,19 @@ func (s *Service) ReplicaRooms() []string {
 	}
 	return out
 }
+
+// Observer is told about events worth a metric.
+type Observer interface {
+	// Replicated reports how long a message waited for its replicas.
+	Replicated(d time.Duration)
+	// Handoff reports a room handed out or taken in.
+	Handoff(out bool, err error)
+	// Held reports a request held while a room waited for its handoff.
+	Held()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Replicated(time.Duration) {}
+func (nopObserver) Handoff(bool, error)      {}
+func (nopObserver) Held()                    {}

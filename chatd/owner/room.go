@@ -26,6 +26,7 @@ const (
 type PublishReply func(protocol.Ack, error)
 
 type pending struct {
+	at      time.Time
 	msg     protocol.Message
 	replies []PublishReply
 	dups    []PublishReply
@@ -92,6 +93,9 @@ func (r *room) commitLocked(upTo uint64) {
 			break
 		}
 		m := p.msg
+		if len(r.replicas) > 0 {
+			r.svc.cfg.Observe.Replicated(r.svc.cfg.Now().Sub(p.at))
+		}
 		r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
 		r.committed = m.Seq
 		for _, reply := range p.replies {

@@ -1,0 +1,55 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/metrics"
+)
+
+var opNames = map[op]string{
+	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opPresence: "presence",
+	opPublish: "publish", opHistory: "history", opTyping: "typing", opDirect: "direct",
+	opReplicate: "replicate", opSync: "sync", opForget: "forget", opHandoff: "handoff",
+	opEvent: "event", opClaim: "claim",
+}
+
+// countForward records a message sent to another node.
+func (n *Node) countForward(payload []byte) {
+	if n.metrics == nil || len(payload) == 0 {
+		return
+	}
+	n.metrics.Forwards.WithLabelValues(opNames[op(payload[0])]).Inc()
+}
+
+// observer maps the owner service's events onto metrics.
+type observer struct{ m *metrics.Metrics }
+
+func (o observer) Replicated(d time.Duration) { o.m.ReplicationTime.Observe(d.Seconds()) }
+func (o observer) Held()                      { o.m.HeldRequests.Inc() }
+func (o observer) Handoff(out bool, err error) {
+	dir, result := "in", "ok"
+	if out {
+		dir = "out"
+	}
+	if err != nil {
+		result = "failed"
+	}
+	o.m.Handoffs.WithLabelValues(dir, result).Inc()
+}
+
+// updateGauges refreshes the membership and room gauges.
+func (n *Node) updateGauges(m *membership.Membership) {
+	if n.metrics == nil {
+		return
+	}
+	if m != nil {
+		for state, count := range m.View().CountByState() {
+			n.metrics.Members.WithLabelValues(string(state)).Set(float64(count))
+		}
+	} else {
+		n.metrics.Members.WithLabelValues(string(membership.StateActive)).Set(1)
+	}
+	n.metrics.RoomsOwned.Set(float64(len(n.owners.OwnedRooms())))
+	n.metrics.RoomsReplicated.Set(float64(len(n.owners.ReplicaRooms())))
+}

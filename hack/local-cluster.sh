@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Start an N-node chatd cluster as real processes on loopback, for a person
+# to try: node i serves HTTP on 127.0.0.1:(8080+i), gossips on
+# 127.0.0.1:(7946+2i) and talks to peers on 127.0.0.1:(7947+2i).
+#   hack/local-cluster.sh [N]      (default 3; Ctrl-C stops every node)
+# Logs go to ${RINGCHAT_CLUSTER_LOGS:-/tmp/ringchat-cluster}/node-i.log.
+set -euo pipefail
+n="${1:-3}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+logs="${RINGCHAT_CLUSTER_LOGS:-/tmp/ringchat-cluster}"
+mkdir -p "$logs"
+make -s -C "$root" build
+bin="$root/bin/chatd"
+
+pids=()
+cleanup() {
+	echo
+	echo "stopping ${#pids[@]} nodes (SIGTERM: each drains its rooms to the others first)"
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	wait || true
+}
+trap cleanup INT TERM EXIT
+
+export CHATD_CLUSTER_SECRET="${CHATD_CLUSTER_SECRET:-local-trial-secret-$(id -u)-0123456789}"
+for i in $(seq 0 $((n - 1))); do
+	gossip=$((7946 + 2 * i))
+	args=(--listen "127.0.0.1:$((8080 + i))" --node-name "node-$i" --allow-anonymous
+		--gossip-addr "127.0.0.1:$gossip" --expected-nodes "$n" --drain-timeout 10s)
+	if [ "$i" -eq 0 ]; then
+		args+=(--bootstrap)
+	else
+		args+=(--join 127.0.0.1:7946)
+	fi
+	"$bin" "${args[@]}" >"$logs/node-$i.log" 2>&1 &
+	pids+=($!)
+done
+
+for i in $(seq 0 $((n - 1))); do
+	for _ in $(seq 1 100); do
+		if curl -fsS "http://127.0.0.1:$((8080 + i))/readyz" >/dev/null 2>&1; then break; fi
+		sleep 0.1
+	done
+done
+echo "ringchat: $n nodes up"
+for i in $(seq 0 $((n - 1))); do
+	echo "  node-$i  chat: http://127.0.0.1:$((8080 + i))/   admin: http://127.0.0.1:$((8080 + i))/admin/cluster   log: $logs/node-$i.log"
+done
+echo "Open two nodes' pages in two tabs and chat across them. Ctrl-C stops the cluster."
+wait
