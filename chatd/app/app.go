@@ -95,7 +95,15 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 
 	scfg := ServerConfig(cfg)
 	if parts != nil {
-		scfg.Ready = parts.members.Ready
+		// Ready means joined, settled, and on the majority side: a node cut
+		// off from its cluster leaves the Service's endpoints, so new
+		// clients go where they can send.
+		scfg.Ready = func() (bool, string) {
+			if ok, why := parts.members.Ready(); !ok {
+				return false, why
+			}
+			return node.HasQuorum()
+		}
 	}
 	srv := server.New(scfg, h, authn, m, log)
 	srv.Handle("GET /admin/", node.AdminHandler(cfg.AdminToken, members))

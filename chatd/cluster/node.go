@@ -12,6 +12,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -80,6 +81,16 @@ type nodeView struct {
 // ErrNoQuorum is returned for messages refused on the minority side of a
 // partition.
 var ErrNoQuorum = errors.New("no quorum: this node sees too few cluster members to accept messages")
+
+// HasQuorum reports whether this node sees a majority of the expected
+// cluster (always true without --expected-nodes), and how many it sees.
+func (n *Node) HasQuorum() (bool, string) {
+	if n.hasQuorum() {
+		return true, ""
+	}
+	v, _ := n.currentView()
+	return false, fmt.Sprintf("no quorum: sees %d of %d expected nodes", len(v.addrs), n.cfg.ExpectedNodes)
+}
 
 // hasQuorum reports whether this node sees a strict majority of the
 // expected cluster alive (itself included).

@@ -79,13 +79,16 @@ func remoteErr(err error) error {
 // call sends a request to a peer and decodes a JSON reply into out.
 func (n *Node) call(to, addr string, payload []byte, out any, done func(error)) {
 	if n.peers == nil {
-		done(fmt.Errorf("%w: no transport in a cluster of one", transport.ErrPeerUnavailable))
+		go done(fmt.Errorf("%w: no transport in a cluster of one", transport.ErrPeerUnavailable))
 		return
 	}
 	n.countForward(payload)
 	n.peers.Request(transport.Peer{Name: to, Addr: addr}, payload, n.cfg.CallTimeout, func(resp []byte, err error) {
 		if err != nil {
-			done(remoteErr(err))
+			// The transport reports some failures (queue full, backing off)
+			// before Request returns, on the caller's goroutine, which may
+			// hold a room lock the callback needs: never answer inline.
+			go done(remoteErr(err))
 			return
 		}
 		if out != nil {

@@ -134,7 +134,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow inter-node connections without a secret (tests and local trials only)")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", 2, "nodes that store a message before it is acknowledged, the owner included")
 	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "deadline of the drain on SIGTERM: hand rooms off, move clients, leave")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "how long a draining node (SIGTERM) waits for its rooms to be handed off before it moves its clients")
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
 	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")

@@ -19,6 +19,9 @@ type JoinRequest struct {
 	Epoch string
 	// Since, when set, asks for every message after it.
 	Since *uint64
+	// OnFail, when set, is called (from any goroutine) if the join fails,
+	// so the caller can free the room's slot.
+	OnFail func()
 }
 
 // Join subscribes c to a room. The joined frame and, when the request
@@ -67,6 +70,9 @@ func (h *Hub) subscribe(r *room, users []string) {
 				e := unavailable(r.name, err)
 				e.ID = w.req.ID
 				w.c.Enqueue(protocol.Encode(e))
+				if w.req.OnFail != nil {
+					w.req.OnFail()
+				}
 			}
 			r.waiting = nil
 			h.drop(r)

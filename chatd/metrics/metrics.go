@@ -65,7 +65,7 @@ func New() *Metrics {
 			Name: "chatd_connection_closes_total", Help: "Connections closed by the server, by WebSocket close code.",
 		}, []string{"code"}),
 		Rooms: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "chatd_rooms", Help: "Rooms held in memory.",
+			Name: "chatd_rooms", Help: "Rooms with subscribers on this node.",
 		}),
 		FramesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatd_frames_received_total", Help: "Client frames accepted for handling (after the rate limit), by frame type; \"invalid\" for undecodable ones.",

@@ -247,6 +247,20 @@ func (r *room) onReplicated(replica string, seq uint64, err error) {
 
 // History returns a page of a room's committed history.
 func (s *Service) History(roomName string, before uint64, limit int, claim ClaimFunc, reply func(protocol.HistoryPage, error)) {
+	// Reading a room nobody holds must not create it: answer an empty page.
+	s.mu.Lock()
+	_, held := s.rooms[roomName]
+	_, hasReplica := s.replicas[roomName]
+	c := claim(roomName, hasReplica)
+	s.mu.Unlock()
+	if !held {
+		if c == ClaimNotOwner {
+			reply(protocol.HistoryPage{}, ErrNotOwner)
+			return
+		}
+		reply(protocol.HistoryPage{Type: protocol.TypeHistory, Room: roomName, Oldest: 1, Messages: []protocol.Message{}}, nil)
+		return
+	}
 	r, err := s.acquire(roomName, claim)
 	if err != nil {
 		reply(protocol.HistoryPage{}, err)

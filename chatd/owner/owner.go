@@ -34,9 +34,12 @@ var (
 	ErrClosed = errors.New("owner service closed")
 )
 
-// Outbound is how the owner reaches other nodes (and itself). Both methods
+// Outbound is how the owner reaches other nodes (and itself). Its methods
 // must return without blocking. Pushes to one node must arrive in the order
-// they were made, and after any reply made earlier to that node.
+// they were made, and after any reply made earlier to that node. Callbacks
+// (done) must never run synchronously inside the call that takes them: the
+// owner calls these methods with a room's lock held, and the callbacks take
+// that lock.
 type Outbound interface {
 	// Push sends an event to a subscribed node.
 	Push(node string, ev Event)

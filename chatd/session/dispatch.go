@@ -22,7 +22,7 @@ func (s *Session) dispatch(f *protocol.ClientFrame) {
 			s.sendError(roomError(protocol.CodeNotJoined, f, "this connection has not joined the room"))
 			return
 		}
-		delete(s.rooms, f.Room)
+		s.forgetRoom(f.Room)
 		s.send(protocol.Encode(protocol.Left{Type: protocol.TypeLeft, ID: f.ID, Room: f.Room}))
 	case protocol.TypeSend:
 		s.publish(f)
@@ -91,12 +91,17 @@ func (s *Session) join(f *protocol.ClientFrame) {
 		s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
 		return
 	}
+	s.roomsMu.Lock()
 	if _, ok := s.rooms[f.Room]; !ok && len(s.rooms) >= s.cfg.MaxRooms {
+		s.roomsMu.Unlock()
 		s.sendError(roomError(protocol.CodeTooManyRooms, f, "this connection has joined the maximum of "+strconv.Itoa(s.cfg.MaxRooms)+" rooms"))
 		return
 	}
 	s.rooms[f.Room] = struct{}{}
-	s.deps.Hub.Join(s, hub.JoinRequest{ID: f.ID, Room: f.Room, Epoch: f.Epoch, Since: f.Since})
+	s.roomsMu.Unlock()
+	room := f.Room
+	s.deps.Hub.Join(s, hub.JoinRequest{ID: f.ID, Room: room, Epoch: f.Epoch, Since: f.Since,
+		OnFail: func() { s.forgetRoom(room) }})
 }
 
 func (s *Session) publish(f *protocol.ClientFrame) {
@@ -106,4 +111,12 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 		return
 	}
 	s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, f.Text, start)
+}
+
+// forgetRoom frees a room's slot: after a leave, or when a join failed (the
+// hub calls back from another goroutine, hence the lock).
+func (s *Session) forgetRoom(room string) {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	delete(s.rooms, room)
 }

@@ -81,8 +81,12 @@ type Session struct {
 	// never changed after, so the hub may read them from any goroutine.
 	identity auth.Identity
 
+	// rooms holds the rooms joined, to enforce MaxRooms and to leave them
+	// on disconnect; a failed join removes its room from another goroutine.
+	roomsMu sync.Mutex
+	rooms   map[string]struct{}
+
 	// Used only by the read loop.
-	rooms       map[string]struct{}
 	limiter     *rate.Limiter
 	abuseCount  int
 	abuseWindow time.Time
@@ -180,7 +184,13 @@ func (s *Session) finish(readErr error) {
 	}
 	s.pingTimer.Stop()
 	if s.authComplete {
+		s.roomsMu.Lock()
+		rooms := make([]string, 0, len(s.rooms))
 		for room := range s.rooms {
+			rooms = append(rooms, room)
+		}
+		s.roomsMu.Unlock()
+		for _, room := range rooms {
 			s.deps.Hub.Leave(s, room)
 		}
 		s.deps.Hub.Unregister(s)

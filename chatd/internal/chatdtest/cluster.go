@@ -208,6 +208,18 @@ func (n *Node) Ready() bool {
 // live nodes as active.
 func (c *Cluster) WaitConverged() {
 	c.t.Helper()
+	c.waitViews(true)
+}
+
+// WaitViews waits until every live node sees exactly the live nodes as
+// active, ready or not (a node without quorum is not ready).
+func (c *Cluster) WaitViews() {
+	c.t.Helper()
+	c.waitViews(false)
+}
+
+func (c *Cluster) waitViews(ready bool) {
+	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		live := c.Live()
@@ -220,7 +232,7 @@ func (c *Cluster) WaitConverged() {
 		var why string
 		for _, n := range live {
 			st, err := n.Status()
-			if err != nil || !n.Ready() || !slices.Equal(st.Active, want) {
+			if err != nil || (ready && !n.Ready()) || !slices.Equal(st.Active, want) {
 				ok = false
 				why = fmt.Sprintf("%s: ready=%v active=%v err=%v", n.Name, n.Ready(), st.Active, err)
 				break
