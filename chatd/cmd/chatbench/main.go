@@ -1,0 +1,404 @@
+// Command chatbench is ringchat's load generator. It drives chatd with
+// many WebSocket connections in one of four scenarios (idle, fanout, rooms,
+// crossnode), checks that every message arrives exactly once and in order,
+// and reports throughput, publish→receive latency and the server's memory
+// and CPU. See docs/benchmarks.md for the figures and how they were taken.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/bench"
+)
+
+// Exit codes (stable).
+const (
+	exitOK        = 0 // the run completed and every message was accounted for
+	exitFailure   = 1 // setup failed, or connections failed, were closed by the server, or did not drain
+	exitUsage     = 2 // bad command line
+	exitIntegrity = 3 // a message was lost, duplicated or reordered
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// common holds the flags every scenario has.
+type common struct {
+	urls       urlList
+	opts       bench.Options
+	json       bool
+	quiet      bool
+	serverPID  int
+	statsMode  string
+	metricsURL string
+	cpuProfile string
+}
+
+type urlList []string
+
+func (u *urlList) String() string { return strings.Join(*u, ",") }
+func (u *urlList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*u = append(*u, s)
+		}
+	}
+	return nil
+}
+
+// floatList is a comma-separated list of rates; k and M suffixes allowed.
+type floatList []float64
+
+func (f *floatList) String() string {
+	var parts []string
+	for _, v := range *f {
+		parts = append(parts, strconv.FormatFloat(v, 'f', -1, 64))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *floatList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		x, err := parseRate(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		*f = append(*f, x)
+	}
+	return nil
+}
+
+// rateFlag is a float flag that accepts k and M suffixes (500k, 1.2M).
+type rateFlag struct{ v *float64 }
+
+func (r rateFlag) String() string {
+	if r.v == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*r.v, 'f', -1, 64)
+}
+func (r rateFlag) Set(s string) error {
+	x, err := parseRate(s)
+	if err != nil {
+		return err
+	}
+	*r.v = x
+	return nil
+}
+
+func parseRate(s string) (float64, error) {
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult, s = 1e3, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1e6, s[:len(s)-1]
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || x < 0 {
+		return 0, fmt.Errorf("invalid rate %q", s)
+	}
+	return x * mult, nil
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.Var(&c.urls, "url", "chatd WebSocket URL; repeat or comma-separate for several nodes (default ws://127.0.0.1:8080/ws)")
+	fs.BoolVar(&c.opts.AllowRemote, "allow-remote", false, "allow non-loopback targets (only servers you may load)")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "chatd process to read RSS and CPU from (/proc/<pid>); default: the local process listening on the first URL's port")
+	fs.StringVar(&c.statsMode, "server-stats", "auto", "server figures: auto (/proc when the pid is known, plus /metrics), proc, metrics, none")
+	fs.StringVar(&c.metricsURL, "metrics-url", "", "server metrics endpoint (default http://<first URL's host>/metrics)")
+	fs.IntVar(&c.opts.DialConcurrency, "dial-concurrency", 64, "connections opened in parallel")
+	fs.DurationVar(&c.opts.DialTimeout, "dial-timeout", 15*time.Second, "limit for one connection's upgrade, hello and join")
+	fs.DurationVar(&c.opts.Warmup, "warmup", 2*time.Second, "traffic before measuring (checked for loss, excluded from figures)")
+	fs.DurationVar(&c.opts.Drain, "drain", 10*time.Second, "wait at most this long for the last messages after publishing stops")
+	fs.IntVar(&c.opts.TextSize, "text-size", 64, "message text length in bytes (at least 32: it carries the send timestamp)")
+	fs.DurationVar(&c.opts.Tick, "tick", 5*time.Millisecond, "publisher scheduling period: each tick sends the messages due, back to back")
+	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write chatbench's own CPU profile to this file (to check the load generator is not the bottleneck)")
+}
+
+func (c *common) finish(stderr io.Writer) bench.Options {
+	o := c.opts
+	o.URLs = c.urls
+	if len(o.URLs) == 0 {
+		o.URLs = []string{"ws://127.0.0.1:8080/ws"}
+	}
+	o.ServerPID, o.Stats, o.MetricsURL = c.serverPID, c.statsMode, c.metricsURL
+	if !c.quiet {
+		o.Progress = stderr
+	}
+	return o
+}
+
+type scenario struct {
+	name    string
+	summary string
+	details string
+	setup   func(fs *flag.FlagSet, c *common) func(ctx context.Context) (*bench.Report, error)
+}
+
+var scenarios = []scenario{
+	{
+		name:    "idle",
+		summary: "open N idle connections over M rooms; report server memory per connection",
+		details: `Opens --connections connections (round robin over --rooms rooms and the
+URLs), waits --hold, and reports the server's RSS growth per connection
+(from /proc/<pid>, or process_resident_memory_bytes from /metrics) and the
+Go heap, stacks and goroutines when /metrics is reachable. Use a freshly
+started server for each run.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.IdleConfig
+			fs.IntVar(&cfg.Connections, "connections", 1000, "connections to open")
+			fs.IntVar(&cfg.Rooms, "rooms", 100, "rooms to spread them over")
+			fs.DurationVar(&cfg.Hold, "hold", 10*time.Second, "how long to hold them open before measuring")
+			fs.IntVar(&cfg.ReadBuffer, "read-buffer", 1024, "client read buffer per connection")
+			return func(ctx context.Context) (*bench.Report, error) {
+				rb := cfg.ReadBuffer
+				cfg.Options = c.finish(fs.Output())
+				cfg.ReadBuffer = rb
+				return bench.Idle(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "fanout",
+		summary: "S subscribers in one room, a publisher at stepped rates until delivery falls behind",
+		details: `Rates are deliveries per second (publish rate × subscribers). Each step runs
+--step-duration; a step is "behind" when deliveries or publishes stay under
+95% of the target, p99 exceeds --max-p99, or a subscriber is disconnected.
+Stepping stops after the first step behind (unless --all-steps). The
+publisher never has more than --max-inflight messages not yet received by
+every subscriber, so a saturated server is measured, not overflowed.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.FanoutConfig
+			var rates floatList
+			fs.IntVar(&cfg.Subscribers, "subscribers", 1000, "subscribers in the room")
+			fs.Var(&rates, "rates", "explicit steps, deliveries/s, comma-separated (e.g. 500k or 100k,200k); overrides start/step/max")
+			cfg.StartRate, cfg.StepRate, cfg.MaxRate = 100e3, 100e3, 3e6
+			fs.Var(rateFlag{&cfg.StartRate}, "start-rate", "first step, deliveries/s")
+			fs.Var(rateFlag{&cfg.StepRate}, "step-rate", "increment between steps, deliveries/s")
+			fs.Var(rateFlag{&cfg.MaxRate}, "max-rate", "last step, deliveries/s")
+			fs.DurationVar(&cfg.StepDuration, "step-duration", 5*time.Second, "length of each step")
+			fs.IntVar(&cfg.MaxInflight, "max-inflight", 1000, "messages published but not yet received by every subscriber, at most")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "a step whose p99 exceeds this is behind")
+			fs.BoolVar(&cfg.AllSteps, "all-steps", false, "run every step even after one fell behind")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				cfg.Rates = rates
+				return bench.Fanout(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "rooms",
+		summary: "C connections in rooms of K, each publishing R msg/s",
+		details: `Every connection joins one room and publishes into it; every member receives
+every message of its room (its own included). Reports deliveries/s,
+latency and server CPU over --duration after --warmup.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.RoomsConfig
+			fs.IntVar(&cfg.Connections, "connections", 5000, "connections (a multiple of --room-size)")
+			fs.IntVar(&cfg.RoomSize, "room-size", 5, "members per room")
+			fs.Var(rateFlag{&cfg.Rate}, "rate", "messages per second per connection")
+			cfg.Rate = 1
+			fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured window")
+			fs.IntVar(&cfg.Schedulers, "schedulers", 4, "publishing goroutines")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", time.Second, "the run is behind when p99 exceeds this")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				return bench.Rooms(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "crossnode",
+		summary: "rooms whose publishers and subscribers are on different nodes (--url per node)",
+		details: `Room i's publishers connect to URL i mod n and its subscribers to the other
+URLs, so that every delivery has to cross nodes. Give every node's URL.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.CrossNodeConfig
+			fs.IntVar(&cfg.Rooms, "rooms", 100, "rooms")
+			fs.IntVar(&cfg.PublishersPerRoom, "publishers", 1, "publishers per room")
+			fs.IntVar(&cfg.SubscribersPerRoom, "subscribers", 10, "subscribers per room")
+			fs.Var(rateFlag{&cfg.Rate}, "rate", "messages per second per room")
+			cfg.Rate = 10
+			fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured window")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", time.Second, "the run is behind when p99 exceeds this")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				return bench.CrossNode(ctx, cfg)
+			}
+		},
+	},
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`chatbench - load generator for chatd
+
+Usage: chatbench <scenario> [flags]
+       chatbench help <scenario>
+
+Scenarios:
+`)
+	for _, s := range scenarios {
+		fmt.Fprintf(&b, "  %-10s %s\n", s.name, s.summary)
+	}
+	b.WriteString(`
+Start the server with limits that do not get in the way (and say so when
+you publish figures):
+  chatd --allow-anonymous --rate 1000000 --rate-burst 1000000 \
+        --max-connections-per-ip 0 --max-connections 0
+
+Examples:
+  chatbench idle --connections 15000 --rooms 150
+  chatbench fanout --subscribers 1000 --start-rate 100k --step-rate 100k
+  chatbench fanout --subscribers 1000 --rates 500k --step-duration 20s
+  chatbench rooms --connections 5000 --room-size 5 --rate 1
+  chatbench crossnode --url ws://10.0.0.1:8080/ws --url ws://10.0.0.2:8080/ws --allow-remote
+
+Targets must be loopback unless --allow-remote. The open-file soft limit is
+raised to the hard limit; when the hard limit caps a scenario the report
+says so. Latency is publish→receive, from a send timestamp in the message
+text, in HDR histograms; messages sent during --warmup are checked but not
+measured. Every message is accounted for by (room, seq) and by the cid its
+publisher chose: lost, duplicated and out-of-order messages are reported.
+
+Output: progress lines on stderr (--quiet: none), the report on stdout as
+tables or, with --json, one JSON document (format_version 1).
+
+Exit codes (stable):
+  0  the run completed and every message was accounted for
+  1  setup failed, or connections failed to open, were closed by the
+     server, or messages did not arrive within --drain
+  2  usage error
+  3  a message was lost, duplicated or reordered
+`)
+	return b.String()
+}
+
+func find(name string) *scenario {
+	for i := range scenarios {
+		if scenarios[i].name == name {
+			return &scenarios[i]
+		}
+	}
+	return nil
+}
+
+func newFlagSet(s *scenario, out io.Writer) (*flag.FlagSet, func(context.Context) (*bench.Report, error), *common) {
+	fs := flag.NewFlagSet("chatbench "+s.name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	c := &common{}
+	c.register(fs)
+	runFn := s.setup(fs, c)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: chatbench %s [flags]\n\n%s.\n\n%s\n\nFlags:\n", s.name, s.summary, s.details)
+		fs.PrintDefaults()
+		fmt.Fprintf(w, "\nExit codes and output: chatbench help\n")
+	}
+	return fs, runFn, c
+}
+
+// run executes chatbench and returns its exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage())
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && args[0] == "help" {
+			s := find(args[1])
+			if s == nil {
+				fmt.Fprintf(stderr, "chatbench: unknown scenario %q\n", args[1])
+				return exitUsage
+			}
+			fs, _, _ := newFlagSet(s, stdout)
+			fs.Usage()
+			return exitOK
+		}
+		fmt.Fprint(stdout, usage())
+		return exitOK
+	}
+	s := find(args[0])
+	if s == nil {
+		fmt.Fprintf(stderr, "chatbench: unknown scenario %q (try: chatbench help)\n", args[0])
+		return exitUsage
+	}
+	fs, runFn, c := newFlagSet(s, stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chatbench: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if c.cpuProfile != "" {
+		stop, err := startCPUProfile(c.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbench: %v\n", err)
+			return exitFailure
+		}
+		defer stop()
+	}
+	rep, err := runFn(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", s.name, err)
+		return exitFailure
+	}
+	if c.json {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbench: %v\n", err)
+		return exitFailure
+	}
+	switch {
+	case rep.Integrity != nil && !rep.Integrity.Clean:
+		return exitIntegrity
+	case !rep.OK:
+		return exitFailure
+	}
+	return exitOK
+}
+
+// startCPUProfile profiles chatbench until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}

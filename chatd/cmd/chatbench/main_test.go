@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestFanoutJSON(t *testing.T) {
+	srv := chatdtest.Start(t, "--rate", "1000000", "--rate-burst", "1000000", "--max-connections-per-ip", "0")
+	code, out, stderr := runCLI(t, "fanout", "--url", srv.URL, "--subscribers", "5", "--rates", "500,1k",
+		"--step-duration", "300ms", "--warmup", "100ms", "--tick", "2ms", "--all-steps", "--json", "--quiet")
+	if code != exitOK {
+		t.Fatalf("exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	if stderr != "" {
+		t.Fatalf("--quiet printed progress: %q", stderr)
+	}
+	var rep struct {
+		FormatVersion int    `json:"format_version"`
+		Scenario      string `json:"scenario"`
+		OK            bool   `json:"ok"`
+		Steps         []struct {
+			TargetDeliveries float64 `json:"target_deliveries_per_sec"`
+			Latency          struct {
+				Count int64   `json:"count"`
+				P99   float64 `json:"p99_ms"`
+			} `json:"latency"`
+		} `json:"steps"`
+		Integrity struct {
+			Expected  uint64 `json:"expected_deliveries"`
+			Delivered uint64 `json:"delivered"`
+			Lost      uint64 `json:"lost"`
+			Clean     bool   `json:"clean"`
+		} `json:"integrity"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, out)
+	}
+	if rep.FormatVersion != 1 || rep.Scenario != "fanout" || !rep.OK || !rep.Integrity.Clean || rep.Integrity.Lost != 0 ||
+		rep.Integrity.Delivered != rep.Integrity.Expected || len(rep.Steps) != 2 || rep.Steps[1].TargetDeliveries != 1000 ||
+		rep.Steps[0].Latency.Count == 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+func TestRoomsText(t *testing.T) {
+	srv := chatdtest.Start(t, "--rate", "1000000", "--rate-burst", "1000000", "--max-connections-per-ip", "0")
+	code, out, stderr := runCLI(t, "rooms", "--url", srv.URL, "--connections", "10", "--room-size", "5", "--rate", "10",
+		"--duration", "500ms", "--warmup", "100ms")
+	if code != exitOK {
+		t.Fatalf("exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	for _, want := range []string{"chatbench rooms", "lost 0", "duplicated 0", "out of order 0", "result: OK"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, out, _ := runCLI(t, "help"); code != exitOK || !strings.Contains(out, "Exit codes (stable)") || !strings.Contains(out, "--rate-burst 1000000") {
+		t.Fatalf("help: exit %d\n%s", code, out)
+	}
+	for _, s := range scenarios {
+		if code, out, _ := runCLI(t, s.name, "--help"); code != exitOK || !strings.Contains(out, "Usage: chatbench "+s.name) || !strings.Contains(out, "-allow-remote") {
+			t.Fatalf("%s --help: exit %d\n%s", s.name, code, out)
+		}
+	}
+	if code, _, _ := runCLI(t, "rooms", "--no-such-flag"); code != exitUsage {
+		t.Fatalf("unknown flag: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "nope"); code != exitUsage {
+		t.Fatalf("unknown scenario: exit %d", code)
+	}
+	if code, _, _ := runCLI(t); code != exitUsage {
+		t.Fatalf("no arguments: exit %d", code)
+	}
+	code, _, stderr := runCLI(t, "idle", "--url", "ws://192.0.2.7:8080/ws", "--quiet")
+	if code != exitFailure || !strings.Contains(stderr, "--allow-remote") {
+		t.Fatalf("remote target: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCLI(t, "fanout", "--rates", "fast"); code != exitUsage {
+		t.Fatalf("bad rate: exit %d", code)
+	}
+	if v, err := parseRate("1.5M"); err != nil || v != 1.5e6 {
+		t.Fatalf("parseRate(1.5M) = %v, %v", v, err)
+	}
+}
