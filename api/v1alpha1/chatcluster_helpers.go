@@ -1,0 +1,289 @@
+package v1alpha1
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Defaults of the spec. They repeat the +kubebuilder:default markers of
+// chatcluster_types.go, so that the helpers below give the same answer for
+// an object the API server has defaulted and for one built in Go (tests,
+// a client) that left the field empty. Keep both in step.
+const (
+	DefaultReplicas          int32 = 3
+	DefaultImage                   = "ringchat/chatd:dev"
+	DefaultImagePullPolicy         = corev1.PullIfNotPresent
+	DefaultHistorySize       int32 = 1000
+	DefaultReplicationFactor int32 = 2
+	DefaultServiceType             = corev1.ServiceTypeClusterIP
+	DefaultServicePort       int32 = 80
+	DefaultDrainTimeout            = 25 * time.Second
+	DefaultShutdownTimeout         = 20 * time.Second
+
+	// DefaultPDBMaxUnavailable is the budget when spec.podDisruptionBudget
+	// sets neither field.
+	DefaultPDBMaxUnavailable = 1
+
+	// Default keys of the Secret selectors (also the keys of the generated
+	// Secret).
+	DefaultJWTSecretKey     = "jwt-secret"
+	DefaultJWTPublicKeyKey  = "jwt-public-key"
+	DefaultGossipKeyKey     = "gossip-key"
+	DefaultClusterSecretKey = "cluster-secret"
+
+	// MaxClusterLabelLength is the longest spec.gossip.clusterLabel, and the
+	// longest label ClusterLabel derives.
+	MaxClusterLabelLength = 64
+
+	chatdDefaultSendQueue      = 4096 // chatd --send-queue default
+	chatdSendQueueHistorySlack = 16   // chatd: --send-queue >= --history-size + 16
+)
+
+// Labels and annotations the operator puts on the objects it owns.
+const (
+	// LabelName is app.kubernetes.io/name; its value on chatd pods is
+	// LabelNameValue. Part of the pod selector.
+	LabelName      = "app.kubernetes.io/name"
+	LabelNameValue = "chatd"
+	// LabelCluster carries the ChatCluster's name. Part of the pod selector.
+	LabelCluster = "chat.ringchat.io/cluster"
+	// AnnotationConfigHash on the pod template carries ConfigHash; a change
+	// rolls the pods.
+	AnnotationConfigHash = "chat.ringchat.io/config-hash"
+)
+
+// terminationGraceExtra is the grace the pod gets beyond drainTimeout + shutdownTimeout:
+// chatd leaves the gossip cluster for up to 5 s after the shutdown, and the
+// rest is margin.
+const terminationGraceExtra = 10 * time.Second
+
+// DesiredReplicas is spec.replicas, or its default when unset.
+func (c *ChatCluster) DesiredReplicas() int32 {
+	if c.Spec.Replicas == nil {
+		return DefaultReplicas
+	}
+	return *c.Spec.Replicas
+}
+
+// ImageOrDefault is spec.image, or its default when empty.
+func (c *ChatCluster) ImageOrDefault() string {
+	if c.Spec.Image == "" {
+		return DefaultImage
+	}
+	return c.Spec.Image
+}
+
+// ImagePullPolicyOrDefault is spec.imagePullPolicy, or its default when empty.
+func (c *ChatCluster) ImagePullPolicyOrDefault() corev1.PullPolicy {
+	if c.Spec.ImagePullPolicy == "" {
+		return DefaultImagePullPolicy
+	}
+	return c.Spec.ImagePullPolicy
+}
+
+// HistorySize is spec.historySize (chatd --history-size), or its default.
+func (c *ChatCluster) HistorySize() int32 {
+	if c.Spec.HistorySize == 0 {
+		return DefaultHistorySize
+	}
+	return c.Spec.HistorySize
+}
+
+// ReplicationFactor is spec.replicationFactor (chatd --replication-factor),
+// or its default.
+func (c *ChatCluster) ReplicationFactor() int32 {
+	if c.Spec.ReplicationFactor == 0 {
+		return DefaultReplicationFactor
+	}
+	return c.Spec.ReplicationFactor
+}
+
+// SendQueue is the chatd --send-queue the operator must pass: chatd refuses
+// to start unless the queue exceeds the history size by 16 (a full resume
+// replay must fit), and its default of 4096 is too small for a historySize
+// above 4080.
+func (c *ChatCluster) SendQueue() int32 {
+	return max(chatdDefaultSendQueue, c.HistorySize()+chatdSendQueueHistorySlack)
+}
+
+// DrainTimeout is spec.drainTimeout (chatd --drain-timeout), or its default.
+func (c *ChatCluster) DrainTimeout() time.Duration {
+	if c.Spec.DrainTimeout == nil {
+		return DefaultDrainTimeout
+	}
+	return c.Spec.DrainTimeout.Duration
+}
+
+// ShutdownTimeout is spec.shutdownTimeout (chatd --shutdown-timeout), or its
+// default.
+func (c *ChatCluster) ShutdownTimeout() time.Duration {
+	if c.Spec.ShutdownTimeout == nil {
+		return DefaultShutdownTimeout
+	}
+	return c.Spec.ShutdownTimeout.Duration
+}
+
+// TerminationGracePeriodSeconds is the pods' terminationGracePeriodSeconds:
+// on SIGTERM chatd drains (up to drainTimeout), shuts down (up to
+// shutdownTimeout), then leaves the gossip cluster (up to 5 s); the kubelet
+// must not kill it before. Rounded up to whole seconds.
+func (c *ChatCluster) TerminationGracePeriodSeconds() int64 {
+	d := c.DrainTimeout() + c.ShutdownTimeout() + terminationGraceExtra
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// ExpectedNodes is chatd --expected-nodes: the cluster size against which a
+// node checks that it sees a majority (split-brain protection).
+func (c *ChatCluster) ExpectedNodes() int32 {
+	return c.DesiredReplicas()
+}
+
+// ServiceName is the name of the client Service: the ChatCluster's name.
+func (c *ChatCluster) ServiceName() string { return c.Name }
+
+// HeadlessServiceName is the name of the headless Service through which the
+// nodes find each other (chatd --join); it publishes not-ready addresses.
+func (c *ChatCluster) HeadlessServiceName() string { return c.Name + "-headless" }
+
+// GossipSecretName is the name of the Secret the operator generates, once,
+// when spec.gossip leaves encryptionKeySecretRef or clusterSecretRef out. It
+// holds both DefaultGossipKeyKey and DefaultClusterSecretKey.
+func (c *ChatCluster) GossipSecretName() string { return c.Name + "-gossip" }
+
+// NeedsGeneratedGossipSecret reports whether the operator must create the
+// Secret named by GossipSecretName.
+func (c *ChatCluster) NeedsGeneratedGossipSecret() bool {
+	return c.Spec.Gossip.EncryptionKeySecretRef == nil || c.Spec.Gossip.ClusterSecretRef == nil
+}
+
+// EffectiveGossipKeyRef is where the gossip encryption key is: the user's
+// Secret, or the generated one.
+func (c *ChatCluster) EffectiveGossipKeyRef() corev1.SecretKeySelector {
+	if r := c.Spec.Gossip.EncryptionKeySecretRef; r != nil {
+		return selector(r.Name, r.Key, DefaultGossipKeyKey)
+	}
+	return selector(c.GossipSecretName(), "", DefaultGossipKeyKey)
+}
+
+// EffectiveClusterSecretRef is where the inter-node shared secret is: the
+// user's Secret, or the generated one.
+func (c *ChatCluster) EffectiveClusterSecretRef() corev1.SecretKeySelector {
+	if r := c.Spec.Gossip.ClusterSecretRef; r != nil {
+		return selector(r.Name, r.Key, DefaultClusterSecretKey)
+	}
+	return selector(c.GossipSecretName(), "", DefaultClusterSecretKey)
+}
+
+// Selector returns the selector as a Secret key selector, with the default
+// key when Key is empty.
+func (r *JWTSecretKeySelector) Selector() corev1.SecretKeySelector {
+	return selector(r.Name, r.Key, DefaultJWTSecretKey)
+}
+
+// Selector returns the selector as a Secret key selector, with the default
+// key when Key is empty.
+func (r *JWTPublicKeySelector) Selector() corev1.SecretKeySelector {
+	return selector(r.Name, r.Key, DefaultJWTPublicKeyKey)
+}
+
+func selector(name, key, def string) corev1.SecretKeySelector {
+	if key == "" {
+		key = def
+	}
+	return corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}
+}
+
+// ClusterLabel is chatd --cluster-label: spec.gossip.clusterLabel, or else
+// "<namespace>/<name>". The derived label is stable (namespace and name
+// never change) and unique in the Kubernetes cluster; when it would exceed
+// MaxClusterLabelLength it keeps a prefix and ends with a hash of the whole.
+func (c *ChatCluster) ClusterLabel() string {
+	if l := c.Spec.Gossip.ClusterLabel; l != "" {
+		return l
+	}
+	return sanitizeLabel(c.Namespace + "/" + c.Name)
+}
+
+// sanitizeLabel maps s onto the clusterLabel pattern (letters, digits, '-',
+// '_', '.', '/', starting and ending with a letter or digit) and length.
+func sanitizeLabel(s string) string {
+	b := []byte(s)
+	for i, ch := range b {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
+			ch == '-', ch == '_', ch == '.', ch == '/':
+		default:
+			b[i] = '-'
+		}
+	}
+	out := strings.Trim(string(b), "-_./")
+	if len(out) > MaxClusterLabelLength {
+		sum := sha256.Sum256([]byte(s))
+		h := hex.EncodeToString(sum[:])[:10]
+		prefix := strings.TrimRight(out[:MaxClusterLabelLength-len(h)-1], "-_./")
+		out = prefix + "-" + h
+	}
+	if out == "" {
+		out = "ringchat"
+	}
+	return out
+}
+
+// SelectorLabels are the labels that select the cluster's pods; they never
+// change for a ChatCluster (a workload's selector is immutable).
+func (c *ChatCluster) SelectorLabels() map[string]string {
+	return map[string]string{LabelName: LabelNameValue, LabelCluster: c.Name}
+}
+
+// SelectorString is SelectorLabels as a label selector string, for
+// status.selector (the scale subresource).
+func (c *ChatCluster) SelectorString() string {
+	return labels.SelectorFromSet(c.SelectorLabels()).String()
+}
+
+// PDBBudget returns the PodDisruptionBudget's maxUnavailable and
+// minAvailable: whichever the spec sets, or maxUnavailable 1. Exactly one
+// of the two is non-nil.
+func (c *ChatCluster) PDBBudget() (maxUnavailable, minAvailable *intstr.IntOrString) {
+	if p := c.Spec.PodDisruptionBudget; p != nil {
+		if p.MinAvailable != nil {
+			v := *p.MinAvailable
+			return nil, &v
+		}
+		if p.MaxUnavailable != nil {
+			v := *p.MaxUnavailable
+			return &v, nil
+		}
+	}
+	v := intstr.FromInt32(DefaultPDBMaxUnavailable)
+	return &v, nil
+}
+
+// Args returns the chatd flags for the limits that are set, in a fixed
+// order; nil for a nil receiver.
+func (l *LimitsSpec) Args() []string {
+	if l == nil {
+		return nil
+	}
+	var args []string
+	add := func(flag string, v *int32) {
+		if v != nil {
+			args = append(args, "--"+flag+"="+strconv.FormatInt(int64(*v), 10))
+		}
+	}
+	add("max-connections", l.MaxConnections)
+	add("max-connections-per-ip", l.MaxConnectionsPerIP)
+	add("max-text-bytes", l.MaxTextBytes)
+	if l.Rate != "" {
+		args = append(args, "--rate="+l.Rate)
+	}
+	add("rate-burst", l.RateBurst)
+	return args
+}

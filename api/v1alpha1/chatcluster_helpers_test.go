@@ -1,0 +1,271 @@
+package v1alpha1
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// clusterLabelPattern is the +kubebuilder:validation:Pattern of
+// spec.gossip.clusterLabel; a derived label must satisfy it too.
+var clusterLabelPattern = regexp.MustCompile(`^([a-zA-Z0-9]([-a-zA-Z0-9_./]*[a-zA-Z0-9])?)?$`)
+
+func newCluster(ns, name string) *ChatCluster {
+	return &ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+func TestDefaultsForAnEmptySpec(t *testing.T) {
+	c := newCluster("chat", "prod")
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"DesiredReplicas", c.DesiredReplicas(), int32(3)},
+		{"ImageOrDefault", c.ImageOrDefault(), "ringchat/chatd:dev"},
+		{"ImagePullPolicyOrDefault", c.ImagePullPolicyOrDefault(), corev1.PullIfNotPresent},
+		{"HistorySize", c.HistorySize(), int32(1000)},
+		{"ReplicationFactor", c.ReplicationFactor(), int32(2)},
+		{"SendQueue", c.SendQueue(), int32(4096)},
+		{"DrainTimeout", c.DrainTimeout(), 25 * time.Second},
+		{"ShutdownTimeout", c.ShutdownTimeout(), 20 * time.Second},
+		{"TerminationGracePeriodSeconds", c.TerminationGracePeriodSeconds(), int64(55)},
+		{"ExpectedNodes", c.ExpectedNodes(), int32(3)},
+		{"ServiceName", c.ServiceName(), "prod"},
+		{"HeadlessServiceName", c.HeadlessServiceName(), "prod-headless"},
+		{"GossipSecretName", c.GossipSecretName(), "prod-gossip"},
+		{"NeedsGeneratedGossipSecret", c.NeedsGeneratedGossipSecret(), true},
+		{"ClusterLabel", c.ClusterLabel(), "chat/prod"},
+		{"SelectorString", c.SelectorString(), "app.kubernetes.io/name=chatd,chat.ringchat.io/cluster=prod"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s() = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestSetValuesWin(t *testing.T) {
+	c := newCluster("chat", "prod")
+	c.Spec = ChatClusterSpec{
+		Replicas:          ptr.To[int32](0),
+		Image:             "registry.example/chatd:1.2.3",
+		ImagePullPolicy:   corev1.PullAlways,
+		HistorySize:       10000,
+		ReplicationFactor: 3,
+		DrainTimeout:      &metav1.Duration{Duration: 90 * time.Second},
+		ShutdownTimeout:   &metav1.Duration{Duration: 1500 * time.Millisecond},
+	}
+	if got := c.DesiredReplicas(); got != 0 {
+		t.Errorf("DesiredReplicas() = %d, want 0 (an explicit 0 is not the default)", got)
+	}
+	if got := c.ImageOrDefault(); got != "registry.example/chatd:1.2.3" {
+		t.Errorf("ImageOrDefault() = %q", got)
+	}
+	if got := c.ImagePullPolicyOrDefault(); got != corev1.PullAlways {
+		t.Errorf("ImagePullPolicyOrDefault() = %q", got)
+	}
+	if got := c.HistorySize(); got != 10000 {
+		t.Errorf("HistorySize() = %d", got)
+	}
+	if got := c.SendQueue(); got != 10016 {
+		t.Errorf("SendQueue() = %d, want history + 16 = 10016", got)
+	}
+	if got := c.ReplicationFactor(); got != 3 {
+		t.Errorf("ReplicationFactor() = %d", got)
+	}
+	// 90 s + 1.5 s + 10 s = 101.5 s, rounded up.
+	if got := c.TerminationGracePeriodSeconds(); got != 102 {
+		t.Errorf("TerminationGracePeriodSeconds() = %d, want 102", got)
+	}
+}
+
+func TestSendQueueCoversHistory(t *testing.T) {
+	for _, h := range []int32{10, 1000, 4080, 4081, 100000} {
+		c := newCluster("ns", "c")
+		c.Spec.HistorySize = h
+		if q := c.SendQueue(); q < h+16 || q < 4096 {
+			t.Errorf("historySize %d: SendQueue() = %d, want >= max(4096, %d)", h, q, h+16)
+		}
+	}
+}
+
+func TestClusterLabel(t *testing.T) {
+	long := strings.Repeat("n", 63)
+	tests := []struct {
+		name, ns, cr, set, want string
+	}{
+		{name: "explicit label wins", ns: "chat", cr: "prod", set: "my-cluster", want: "my-cluster"},
+		{name: "derived", ns: "chat", cr: "prod", want: "chat/prod"},
+		{name: "no namespace", ns: "", cr: "prod", want: "prod"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(tt.ns, tt.cr)
+			c.Spec.Gossip.ClusterLabel = tt.set
+			if got := c.ClusterLabel(); got != tt.want {
+				t.Errorf("ClusterLabel() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	// Too long: shortened, valid, deterministic, and still distinct.
+	a := newCluster(long, strings.Repeat("a", 52)).ClusterLabel()
+	b := newCluster(long, strings.Repeat("a", 51)+"b").ClusterLabel()
+	if len(a) > MaxClusterLabelLength || !clusterLabelPattern.MatchString(a) {
+		t.Errorf("long label %q (%d bytes) is not a valid clusterLabel", a, len(a))
+	}
+	if a != newCluster(long, strings.Repeat("a", 52)).ClusterLabel() {
+		t.Error("derived label is not deterministic")
+	}
+	if a == b {
+		t.Errorf("two clusters that differ only past the cut share the label %q", a)
+	}
+	if !strings.HasPrefix(a, long[:40]) {
+		t.Errorf("long label %q lost its readable prefix", a)
+	}
+}
+
+func TestSanitizeLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"ns/name":      "ns/name",
+		"ns/na me":     "ns/na-me",
+		"-ns/name-":    "ns/name",
+		"ns/ünïcode":   "ns/--n--code",
+		"///":          "ringchat",
+		"A.b_c-d/e":    "A.b_c-d/e",
+		"":             "ringchat",
+		"x/" + "é":     "x",
+		"ok/name.with": "ok/name.with",
+	} {
+		got := sanitizeLabel(in)
+		if got != want {
+			t.Errorf("sanitizeLabel(%q) = %q, want %q", in, got, want)
+		}
+		if !clusterLabelPattern.MatchString(got) || len(got) > MaxClusterLabelLength {
+			t.Errorf("sanitizeLabel(%q) = %q does not match the clusterLabel pattern", in, got)
+		}
+	}
+}
+
+func TestSecretRefs(t *testing.T) {
+	c := newCluster("chat", "prod")
+	if got, want := c.EffectiveGossipKeyRef(), secretKey("prod-gossip", "gossip-key"); got != want {
+		t.Errorf("generated gossip key ref = %+v, want %+v", got, want)
+	}
+	if got, want := c.EffectiveClusterSecretRef(), secretKey("prod-gossip", "cluster-secret"); got != want {
+		t.Errorf("generated cluster secret ref = %+v, want %+v", got, want)
+	}
+
+	c.Spec.Gossip.EncryptionKeySecretRef = &GossipKeySelector{Name: "mine"}
+	if !c.NeedsGeneratedGossipSecret() {
+		t.Error("a generated Secret is still needed for the cluster secret")
+	}
+	c.Spec.Gossip.ClusterSecretRef = &ClusterSecretKeySelector{Name: "mine", Key: "transport"}
+	if c.NeedsGeneratedGossipSecret() {
+		t.Error("both refs are set: no generated Secret is needed")
+	}
+	if got, want := c.EffectiveGossipKeyRef(), secretKey("mine", "gossip-key"); got != want {
+		t.Errorf("user gossip key ref = %+v, want %+v (default key)", got, want)
+	}
+	if got, want := c.EffectiveClusterSecretRef(), secretKey("mine", "transport"); got != want {
+		t.Errorf("user cluster secret ref = %+v, want %+v", got, want)
+	}
+
+	if got, want := (&JWTSecretKeySelector{Name: "jwt"}).Selector(), secretKey("jwt", "jwt-secret"); got != want {
+		t.Errorf("JWT secret selector = %+v, want %+v", got, want)
+	}
+	if got, want := (&JWTPublicKeySelector{Name: "jwt", Key: "pub.pem"}).Selector(), secretKey("jwt", "pub.pem"); got != want {
+		t.Errorf("JWT public key selector = %+v, want %+v", got, want)
+	}
+}
+
+func secretKey(name, key string) corev1.SecretKeySelector {
+	return corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}
+}
+
+func TestPDBBudget(t *testing.T) {
+	one, half := intstr.FromInt32(1), intstr.FromString("50%")
+	tests := []struct {
+		name             string
+		pdb              *PodDisruptionBudgetSpec
+		wantMax, wantMin *intstr.IntOrString
+	}{
+		{"unset", nil, &one, nil},
+		{"empty", &PodDisruptionBudgetSpec{}, &one, nil},
+		{"maxUnavailable", &PodDisruptionBudgetSpec{MaxUnavailable: &half}, &half, nil},
+		{"minAvailable", &PodDisruptionBudgetSpec{MinAvailable: &half}, nil, &half},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster("ns", "c")
+			c.Spec.PodDisruptionBudget = tt.pdb
+			gotMax, gotMin := c.PDBBudget()
+			if !equalIntStr(gotMax, tt.wantMax) || !equalIntStr(gotMin, tt.wantMin) {
+				t.Errorf("PDBBudget() = (%v, %v), want (%v, %v)", gotMax, gotMin, tt.wantMax, tt.wantMin)
+			}
+			if tt.pdb != nil && gotMax != nil && gotMax == tt.pdb.MaxUnavailable {
+				t.Error("PDBBudget returned the spec's pointer; the caller could modify the spec")
+			}
+		})
+	}
+}
+
+func equalIntStr(a, b *intstr.IntOrString) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func TestLimitsArgs(t *testing.T) {
+	var none *LimitsSpec
+	if got := none.Args(); got != nil {
+		t.Errorf("nil limits: Args() = %q, want nil", got)
+	}
+	l := &LimitsSpec{
+		MaxConnections:      ptr.To[int32](0),
+		MaxConnectionsPerIP: ptr.To[int32](50),
+		MaxTextBytes:        ptr.To[int32](8192),
+		Rate:                "0.5",
+		RateBurst:           ptr.To[int32](10),
+	}
+	want := []string{"--max-connections=0", "--max-connections-per-ip=50", "--max-text-bytes=8192", "--rate=0.5", "--rate-burst=10"}
+	if got := l.Args(); !slices.Equal(got, want) {
+		t.Errorf("Args() = %q, want %q", got, want)
+	}
+	if got := (&LimitsSpec{RateBurst: ptr.To[int32](5)}).Args(); !slices.Equal(got, []string{"--rate-burst=5"}) {
+		t.Errorf("only rateBurst: Args() = %q", got)
+	}
+}
+
+func TestSchemeRegistration(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"ChatCluster", "ChatClusterList"} {
+		if !s.Recognizes(GroupVersion.WithKind(kind)) {
+			t.Errorf("scheme does not recognize %s", kind)
+		}
+	}
+}
+
+func TestDeepCopyIsDeep(t *testing.T) {
+	c := newCluster("ns", "c")
+	c.Spec.Replicas = ptr.To[int32](3)
+	c.Spec.PodTemplate = &PodTemplateOverrides{Labels: map[string]string{"team": "chat"}}
+	cp := c.DeepCopy()
+	*cp.Spec.Replicas = 5
+	cp.Spec.PodTemplate.Labels["team"] = "other"
+	if *c.Spec.Replicas != 3 || c.Spec.PodTemplate.Labels["team"] != "chat" {
+		t.Error("DeepCopy shares memory with the original")
+	}
+}

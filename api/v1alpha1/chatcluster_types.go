@@ -1,0 +1,561 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// ChatClusterSpec is the desired state of a ChatCluster: how many chatd nodes
+// to run, how clients authenticate, how the nodes find and trust each other,
+// and how the cluster is exposed.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 0 || !has(self.replicationFactor) || self.replicationFactor <= self.replicas",message="replicationFactor cannot exceed replicas",fieldPath=".replicationFactor"
+type ChatClusterSpec struct {
+	// Number of chatd nodes (pods). Each room is owned by one node and stored
+	// on replicationFactor nodes, so replicas must be at least
+	// replicationFactor unless it is 0 (0 stops the cluster, and its rooms and
+	// history with it: chatd keeps them in memory). The operator scales one
+	// node at a time so rooms move without losing acknowledged messages. Also
+	// set through the scale subresource (kubectl scale, HorizontalPodAutoscaler).
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Container image of chatd.
+	// +kubebuilder:default="ringchat/chatd:dev"
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// When the kubelet pulls the image: Always, Never or IfNotPresent.
+	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;Never;IfNotPresent
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// CPU and memory requests and limits of the chatd container. Empty means
+	// none. chatd keeps every room's recent history in memory, so size the
+	// memory for the rooms a node owns and replicates.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// How clients authenticate in their hello frame: a JWT signed with a
+	// shared secret (HS256) or verified with a public key (RS256/ES256), or,
+	// for development only, just a name.
+	// +required
+	Auth AuthSpec `json:"auth"`
+
+	// How chatd nodes find and trust each other: the gossip encryption key,
+	// the secret that authenticates inter-node connections, and the cluster
+	// label that keeps two clusters from merging.
+	// +kubebuilder:default={}
+	// +optional
+	Gossip GossipSpec `json:"gossip,omitempty"`
+
+	// Messages kept per room, in memory, for resume after a reconnect and for
+	// history paging (chatd --history-size).
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	HistorySize int32 `json:"historySize,omitempty"`
+
+	// Nodes that store a message before it is acknowledged, the room's owner
+	// included (chatd --replication-factor). With R, an acknowledged message
+	// survives the loss of R-1 nodes. Cannot exceed replicas.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +optional
+	ReplicationFactor int32 `json:"replicationFactor,omitempty"`
+
+	// The Service that clients connect to (WebSocket at /ws, the web page at /).
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitempty"`
+
+	// TLS certificate for serving wss:// directly from the pods. chatd does not
+	// serve TLS yet: until it does, the operator mounts the Secret but the pods
+	// serve plain HTTP, so terminate TLS at an Ingress, Gateway or load
+	// balancer in front of the Service.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// Longest a stopping node spends handing the rooms it owns to other nodes,
+	// the first phase of its shutdown (chatd --drain-timeout); it ends sooner
+	// when the handoff is done. The pod's terminationGracePeriodSeconds covers
+	// drainTimeout + shutdownTimeout and a margin. Between 1s and 1h.
+	// +kubebuilder:default="25s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+
+	// Longest a stopping node spends, after the handoff, closing its client
+	// connections with 1012 (paced) so clients reconnect to other nodes and
+	// resume (chatd --shutdown-timeout). Between 1s and 1h.
+	// +kubebuilder:default="20s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="shutdownTimeout must be between 1s and 1h"
+	// +optional
+	ShutdownTimeout *metav1.Duration `json:"shutdownTimeout,omitempty"`
+
+	// Additions to the chatd pods: labels, annotations, scheduling and
+	// environment.
+	// +optional
+	PodTemplate *PodTemplateOverrides `json:"podTemplate,omitempty"`
+
+	// The PodDisruptionBudget of the chatd pods, which limits voluntary
+	// evictions (node drains, cluster upgrades). Set maxUnavailable or
+	// minAvailable, not both; when neither is set the budget allows one
+	// unavailable pod (maxUnavailable 1).
+	// +optional
+	PodDisruptionBudget *PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitempty"`
+
+	// Per-node and per-connection limits. Each field left out keeps chatd's
+	// default.
+	// +optional
+	Limits *LimitsSpec `json:"limits,omitempty"`
+}
+
+// AuthSpec says how clients authenticate.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.jwtSecretRef) && has(self.jwtPublicKeySecretRef))",message="set jwtSecretRef or jwtPublicKeySecretRef, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.jwtSecretRef) || has(self.jwtPublicKeySecretRef) || (has(self.allowAnonymous) && self.allowAnonymous)",message="no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef or allowAnonymous"
+type AuthSpec struct {
+	// Secret key holding the HS256 shared secret that signs clients' tokens
+	// (at least 32 bytes; surrounding whitespace is trimmed). Mounted as a
+	// file (chatd --jwt-secret-file).
+	// +optional
+	JWTSecretRef *JWTSecretKeySelector `json:"jwtSecretRef,omitempty"`
+
+	// Secret key holding a PEM public key that verifies clients' tokens: RSA
+	// of at least 2048 bits (RS256) or ECDSA P-256 (ES256). Mounted as a file
+	// (chatd --jwt-public-key-file).
+	// +optional
+	JWTPublicKeySecretRef *JWTPublicKeySelector `json:"jwtPublicKeySecretRef,omitempty"`
+
+	// Let clients connect with just a name (chatd --allow-anonymous).
+	// Development only: names are not reserved and share the user-id
+	// namespace with token subjects.
+	// +kubebuilder:default=false
+	// +optional
+	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+
+	// When set, tokens must carry exactly this "iss" claim (chatd --jwt-issuer).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Issuer string `json:"issuer,omitempty"`
+
+	// When set, a token's "aud" claim must contain this value
+	// (chatd --jwt-audience).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Audience string `json:"audience,omitempty"`
+}
+
+// JWTSecretKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the HS256 shared secret.
+type JWTSecretKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default="jwt-secret"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// JWTPublicKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the PEM public key that verifies tokens.
+type JWTPublicKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default="jwt-public-key"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// GossipSpec is how chatd nodes find and trust each other. Every field is
+// fixed once the ChatCluster exists: nodes whose label, gossip key or cluster
+// secret differ cannot talk, so changing one on a running cluster would split
+// it during the rolling update. To change them, create a new ChatCluster.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.encryptionKeySecretRef) == has(oldSelf.encryptionKeySecretRef) && (!has(self.encryptionKeySecretRef) || self.encryptionKeySecretRef == oldSelf.encryptionKeySecretRef)",message="gossip.encryptionKeySecretRef is immutable: nodes with different gossip keys cannot talk, so changing it would split the running cluster"
+// +kubebuilder:validation:XValidation:rule="has(self.clusterSecretRef) == has(oldSelf.clusterSecretRef) && (!has(self.clusterSecretRef) || self.clusterSecretRef == oldSelf.clusterSecretRef)",message="gossip.clusterSecretRef is immutable: nodes with different cluster secrets cannot talk, so changing it would split the running cluster"
+type GossipSpec struct {
+	// Secret key holding the key that encrypts gossip (AES-GCM; 16, 24 or 32
+	// bytes, raw or base64). When left out, the operator generates a random
+	// key once, in a Secret it owns, and never rotates it. Immutable.
+	// +optional
+	EncryptionKeySecretRef *GossipKeySelector `json:"encryptionKeySecretRef,omitempty"`
+
+	// Secret key holding the shared secret with which nodes authenticate each
+	// other's inter-node connections (the transport that carries room traffic,
+	// beside gossip). When left out, the operator generates a random secret
+	// once, in a Secret it owns, and never rotates it. Immutable.
+	// +optional
+	ClusterSecretRef *ClusterSecretKeySelector `json:"clusterSecretRef,omitempty"`
+
+	// Name of the cluster: nodes with another label never merge with these,
+	// even when they reach each other (chatd --cluster-label). Empty means
+	// "<namespace>/<name>" of this ChatCluster (shortened with a hash when
+	// longer than 64 characters). Immutable once the ChatCluster exists.
+	// +kubebuilder:default=""
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^([a-zA-Z0-9]([-a-zA-Z0-9_./]*[a-zA-Z0-9])?)?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="gossip.clusterLabel is immutable: nodes with different labels never merge, so changing it would split the running cluster"
+	// +optional
+	ClusterLabel string `json:"clusterLabel,omitempty"`
+}
+
+// GossipKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the gossip encryption key.
+type GossipKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default="gossip-key"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ClusterSecretKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the inter-node shared secret.
+type ClusterSecretKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default="cluster-secret"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ServiceSpec is the Service that clients connect to.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.nodePort) || self.type == 'NodePort' || self.type == 'LoadBalancer'",message="nodePort requires type NodePort or LoadBalancer",fieldPath=".nodePort"
+type ServiceSpec struct {
+	// Service type: ClusterIP, NodePort or LoadBalancer.
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+
+	// Port the Service listens on; traffic goes to chatd's HTTP port.
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// Node port to use with type NodePort or LoadBalancer. Left out, Kubernetes
+	// picks one.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	NodePort *int32 `json:"nodePort,omitempty"`
+
+	// Annotations for the Service, e.g. a cloud load balancer's settings.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// TLSSpec names the certificate for serving wss://.
+type TLSSpec struct {
+	// Name of a kubernetes.io/tls Secret (tls.crt and tls.key) in the
+	// ChatCluster's namespace. The operator mounts it into the chatd pods;
+	// chatd does not serve TLS yet, so for now terminate TLS in front of the
+	// Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	SecretName string `json:"secretName"`
+}
+
+// PodTemplateOverrides are additions to the chatd pods the operator creates.
+type PodTemplateOverrides struct {
+	// Labels added to the pods. The operator's own labels (app.kubernetes.io/name
+	// and the chat.ringchat.io/ prefix) select the pods and cannot be set here.
+	// +kubebuilder:validation:XValidation:rule="!('app.kubernetes.io/name' in self) && self.all(k, !k.startsWith('chat.ringchat.io/'))",message="podTemplate.labels cannot set app.kubernetes.io/name or chat.ringchat.io/ labels: the operator uses them to select its pods"
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations added to the pods. Keys with the chat.ringchat.io/ prefix
+	// are the operator's and cannot be set here.
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('chat.ringchat.io/'))",message="podTemplate.annotations cannot set chat.ringchat.io/ annotations: they are the operator's"
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Scheduling constraints of the pods. Left out, the operator prefers to
+	// put the pods on different nodes.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// Tolerations of the pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Node labels a pod's node must have.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// How the pods spread across zones and nodes. Left out, the operator
+	// spreads them across zones when it can.
+	// +optional
+	// +listType=atomic
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// PriorityClass of the pods.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// Secrets with credentials to pull the image from a private registry.
+	// +optional
+	// +listType=atomic
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// Extra environment variables of the chatd container. Use them for chatd
+	// settings this spec does not model, e.g. CHATD_LOG_LEVEL,
+	// CHATD_ALLOWED_ORIGINS or CHATD_MAX_ROOMS (see chatd's configuration
+	// reference). The operator passes what the spec sets as command-line
+	// flags, which take precedence over these variables.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// PodDisruptionBudgetSpec limits voluntary evictions of the chatd pods. Set
+// one of maxUnavailable and minAvailable; with neither, maxUnavailable is 1.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.maxUnavailable) && has(self.minAvailable))",message="set podDisruptionBudget.maxUnavailable or podDisruptionBudget.minAvailable, not both"
+type PodDisruptionBudgetSpec struct {
+	// Pods that may be unavailable at once after an eviction: a number, or a
+	// percentage of replicas such as "25%".
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",message="must be a non-negative number or a percentage such as 25%"
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// Pods that must stay available after an eviction: a number, or a
+	// percentage of replicas such as "50%".
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",message="must be a non-negative number or a percentage such as 50%"
+	// +optional
+	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
+}
+
+// LimitsSpec holds per-node and per-connection limits of chatd. A field left
+// out keeps chatd's default.
+type LimitsSpec struct {
+	// Open WebSocket connections per node; more are refused with 503 and
+	// Retry-After. 0 means unlimited. chatd's default: 50000
+	// (chatd --max-connections).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+
+	// Open connections per client IP on a node; more are refused with 429.
+	// Behind a proxy every client shares the proxy's IP. 0 means unlimited.
+	// chatd's default: 1000 (chatd --max-connections-per-ip).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxConnectionsPerIP *int32 `json:"maxConnectionsPerIP,omitempty"`
+
+	// Longest message text, in bytes of UTF-8. chatd's default: 4096
+	// (chatd --max-text-bytes).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65536
+	// +optional
+	MaxTextBytes *int32 `json:"maxTextBytes,omitempty"`
+
+	// Client frames per second allowed per connection (token-bucket refill),
+	// as a decimal number such as "20" or "0.5". chatd's default: "20"
+	// (chatd --rate).
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)?$`
+	// +kubebuilder:validation:XValidation:rule="double(self) > 0.0",message="rate must be greater than 0"
+	// +optional
+	Rate string `json:"rate,omitempty"`
+
+	// Token-bucket size per connection: frames a client may send in a burst.
+	// chatd's default: 40 (chatd --rate-burst).
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RateBurst *int32 `json:"rateBurst,omitempty"`
+}
+
+// Condition types of a ChatCluster's status.
+const (
+	// ConditionAvailable is True when clients can connect and send: enough
+	// nodes are ready to hold a majority of the cluster.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while the operator creates, scales or
+	// rolls the cluster, and False once the pods match the spec.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the cluster runs below its spec (pods
+	// not ready) or the operator cannot reconcile it.
+	ConditionDegraded = "Degraded"
+)
+
+// Reasons of the Available condition.
+const (
+	// ReasonAllReplicasReady: every replica is ready (Available=True).
+	ReasonAllReplicasReady = "AllReplicasReady"
+	// ReasonQuorumReady: a majority of the replicas is ready, so the cluster
+	// accepts messages, with less redundancy (Available=True).
+	ReasonQuorumReady = "QuorumReady"
+	// ReasonQuorumLost: fewer than a majority of the replicas is ready, so
+	// nodes refuse new messages (Available=False).
+	ReasonQuorumLost = "QuorumLost"
+	// ReasonScaledToZero: replicas is 0 (Available=False).
+	ReasonScaledToZero = "ScaledToZero"
+)
+
+// Reasons of the Progressing condition.
+const (
+	// ReasonCreating: the cluster's objects are being created (Progressing=True).
+	ReasonCreating = "Creating"
+	// ReasonScalingUp: nodes are being added (Progressing=True).
+	ReasonScalingUp = "ScalingUp"
+	// ReasonScalingDown: nodes are being drained and removed one at a time
+	// (Progressing=True).
+	ReasonScalingDown = "ScalingDown"
+	// ReasonRollingUpdate: pods are being replaced for a new image or
+	// configuration (Progressing=True).
+	ReasonRollingUpdate = "RollingUpdate"
+	// ReasonUpToDate: every pod matches the spec (Progressing=False).
+	ReasonUpToDate = "UpToDate"
+)
+
+// Reasons of the Degraded condition.
+const (
+	// ReasonAsExpected: nothing is wrong (Degraded=False).
+	ReasonAsExpected = "AsExpected"
+	// ReasonReplicasNotReady: some replicas are not ready (Degraded=True).
+	ReasonReplicasNotReady = "ReplicasNotReady"
+	// ReasonSecretNotFound: a Secret the spec refers to, or a key in it, is
+	// missing (Degraded=True).
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonReconcileFailed: the operator failed to create or update an
+	// object; the message says which (Degraded=True).
+	ReasonReconcileFailed = "ReconcileFailed"
+)
+
+// ChatClusterStatus is the observed state of a ChatCluster.
+type ChatClusterStatus struct {
+	// Latest observations: Available, Progressing and Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// The metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Pods of the cluster that exist.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// Pods of the cluster that are ready.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// Label selector of the pods, in string form, for the scale subresource
+	// (HorizontalPodAutoscaler).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+
+	// Image that every pod runs once a rollout has finished.
+	// +optional
+	CurrentImage string `json:"currentImage,omitempty"`
+
+	// Hash of the chatd configuration the pods run; a new hash rolls the pods.
+	// +optional
+	ConfigHash string `json:"configHash,omitempty"`
+}
+
+// ChatCluster runs a cluster of ringchat chat servers (chatd): WebSocket chat
+// with rooms, presence, history and lossless resume, replicated across nodes
+// without an external broker.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=cc,categories=ringchat
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`,description="Desired chatd nodes"
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`,description="Ready chatd nodes"
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`,description="chatd image"
+// +kubebuilder:printcolumn:name="Available",type=string,JSONPath=`.status.conditions[?(@.type=="Available")].status`,description="Whether clients can connect and send"
+// +kubebuilder:printcolumn:name="Progressing",type=string,JSONPath=`.status.conditions[?(@.type=="Progressing")].status`,priority=1,description="Whether a rollout or scaling is under way"
+// +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`,priority=1,description="Whether the cluster runs below its spec"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be at most 52 characters of lower-case letters, digits and '-', starting with a letter: it names the cluster's pods and Services"
+type ChatCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Desired state of the cluster.
+	// +required
+	Spec ChatClusterSpec `json:"spec"`
+
+	// Observed state of the cluster, written by the operator.
+	// +optional
+	Status ChatClusterStatus `json:"status,omitempty"`
+}
+
+// ChatClusterList is a list of ChatClusters.
+//
+// +kubebuilder:object:root=true
+type ChatClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ChatCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ChatCluster{}, &ChatClusterList{})
+}
