@@ -61,3 +61,11 @@ test-partition: ## split-brain test with real network isolation (Docker; install
 	hack/ensure-docker.sh
 	RINGCHAT_CHATD_IMAGE=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) \
 		$(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/
+
+## --- envtest and tools (hack/envtest-assets.sh, hack/tools.sh) ---
+RINGCHAT_CACHE ?= $(HOME)/.cache/ringchat
+.PHONY: envtest-assets tools
+envtest-assets: ## build kube-apiserver and etcd for envtest from source (cached)
+	hack/envtest-assets.sh
+tools: ## install pinned controller-gen (and helm, kind) into the cache
+	hack/tools.sh controller-gen
