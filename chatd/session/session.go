@@ -240,41 +240,62 @@ func (s *Session) readLoop() error {
 			// grace deadline the writer set.
 			continue
 		}
-		if s.authComplete {
+		s.onFreshStack(func() { s.handleMessage(mt, data, pongWait) })
+	}
+}
+
+// onFreshStack runs f on a short-lived goroutine and waits for it. The read
+// loop spends its life parked in a socket read; if it also decoded JSON,
+// checked tokens and walked the hub, its stack would grow to 8 KiB and stay
+// there on every idle connection. Running the deep work on a goroutine that
+// exits keeps the parked stack small, which is most of an idle connection's
+// cost (docs/benchmarks.md). Waiting keeps frames in order and gives the
+// happens-before edges that let both goroutines use the session.
+func (s *Session) onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+// handleMessage handles one WebSocket message read from the client.
+func (s *Session) handleMessage(mt int, data []byte, pongWait time.Duration) {
+	if s.authComplete {
+		s.extendReadDeadline(pongWait)
+	}
+	if mt != websocket.TextMessage {
+		s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
+		if s.allow(nil) {
+			s.sendError(protocol.NewError(protocol.CodeBadFrame, "", "frames must be WebSocket text messages"))
+		}
+		return
+	}
+	// Every frame, valid or not, draws from the token bucket: garbage that
+	// earns an error frame must cost the sender as much as a send. Decoding
+	// comes first only so that a refusal can name the request.
+	f, perr := protocol.DecodeClientFrame(data)
+	meter := &f
+	if perr != nil {
+		meter = nil // do not echo the id and room of an invalid frame
+	}
+	if !s.allow(meter) {
+		return
+	}
+	if perr != nil {
+		s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
+		s.sendError(perr)
+		return
+	}
+	s.deps.Metrics.FramesIn.WithLabelValues(f.Type).Inc()
+	if !s.authComplete {
+		if s.handleHello(&f) {
 			s.extendReadDeadline(pongWait)
 		}
-		if mt != websocket.TextMessage {
-			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
-			if s.allow(nil) {
-				s.sendError(protocol.NewError(protocol.CodeBadFrame, "", "frames must be WebSocket text messages"))
-			}
-			continue
-		}
-		// Every frame, valid or not, draws from the token bucket: garbage
-		// that earns an error frame must cost the sender as much as a send.
-		// Decoding comes first only so that a refusal can name the request.
-		f, perr := protocol.DecodeClientFrame(data)
-		meter := &f
-		if perr != nil {
-			meter = nil // do not echo the id and room of an invalid frame
-		}
-		if !s.allow(meter) {
-			continue
-		}
-		if perr != nil {
-			s.deps.Metrics.FramesIn.WithLabelValues("invalid").Inc()
-			s.sendError(perr)
-			continue
-		}
-		s.deps.Metrics.FramesIn.WithLabelValues(f.Type).Inc()
-		if !s.authComplete {
-			if s.handleHello(&f) {
-				s.extendReadDeadline(pongWait)
-			}
-			continue
-		}
-		s.dispatch(&f)
+		return
 	}
+	s.dispatch(&f)
 }
 
 // extendReadDeadline pushes the read deadline d into the future, unless a
