@@ -78,6 +78,7 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			bad(err)
 			return
 		}
+		n.checkView(from.Name, req.Room, req.View)
 		n.owners.Subscribe(req.Room, from.Name, req.Users, n.claim, func(rep owner.SubscribeReply, err error) {
 			if err != nil {
 				fail(err)
@@ -95,6 +96,7 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			fail(ErrNoQuorum)
 			return
 		}
+		n.checkView(from.Name, req.Room, req.View)
 		n.owners.Publish(req.Room, req.User, req.CID, req.Text, n.claim, func(ack protocol.Ack, err error) {
 			if err != nil {
 				fail(err)
@@ -108,6 +110,7 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			bad(err)
 			return
 		}
+		n.checkView(from.Name, req.Room, req.View)
 		n.owners.History(req.Room, req.Before, req.Limit, n.claim, func(p protocol.HistoryPage, err error) {
 			if err != nil {
 				fail(err)

@@ -13,8 +13,10 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -74,6 +76,7 @@ type Node struct {
 
 type nodeView struct {
 	version uint64
+	id      string            // digest of active, comparable across nodes
 	active  []string          // sorted
 	addrs   map[string]string // live members (any state) → transport address
 }
@@ -129,6 +132,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 	}
 	n.owners = owner.New(ownerCfg, n, log)
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
+	n.view.id = viewID(n.view.active)
 	n.prevView = n.view
 	h.SetRouter(n)
 	return n
@@ -255,4 +259,32 @@ func (n *Node) claimFromPeers(room string) {
 			}
 		})
 	}
+}
+
+// viewID digests an active member list; two nodes with the same active set
+// have the same id, whatever their local view versions.
+func viewID(active []string) string {
+	h := fnv.New64a()
+	for _, name := range active {
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// checkView compares a forwarded request's view with this node's, counting
+// and logging disagreements: they are expected for a moment after every
+// membership change, and a sign of trouble when they persist.
+func (n *Node) checkView(from, room, theirs string) {
+	if theirs == "" {
+		return
+	}
+	v, _ := n.currentView()
+	if theirs == v.id {
+		return
+	}
+	if n.metrics != nil {
+		n.metrics.ViewMismatches.Inc()
+	}
+	n.log.Debug("forwarded request from a node with another view", "peer", from, "room", room, "their_view", theirs, "our_view", v.id)
 }

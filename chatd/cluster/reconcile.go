@@ -60,6 +60,7 @@ func viewFrom(mv membership.View) nodeView {
 		v.active = append(v.active, m.Name)
 	}
 	slices.Sort(v.active)
+	v.id = viewID(v.active)
 	return v
 }
 

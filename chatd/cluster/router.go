@@ -127,7 +127,7 @@ func (n *Node) Subscribe(room string, users []string, reply func(owner.Subscribe
 			return
 		}
 		var rep owner.SubscribeReply
-		n.call(o, addr, encode(opSubscribe, subscribeReq{Room: room, Users: users}), &rep, func(err error) {
+		n.call(o, addr, encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}), &rep, func(err error) {
 			if err != nil {
 				retry(err)
 				return
@@ -188,7 +188,7 @@ func (n *Node) Publish(room, user, cid, text string, finalReply func(protocol.Ac
 			return
 		}
 		var ack protocol.Ack
-		n.call(o, addr, encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text}), &ack, func(err error) {
+		n.call(o, addr, encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()}), &ack, func(err error) {
 			if err != nil {
 				retry(err)
 				return
@@ -212,7 +212,7 @@ func (n *Node) History(room string, before uint64, limit int, reply func(protoco
 			return
 		}
 		var p protocol.HistoryPage
-		n.call(o, addr, encode(opHistory, historyReq{Room: room, Before: before, Limit: limit}), &p, func(err error) {
+		n.call(o, addr, encode(opHistory, historyReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()}), &p, func(err error) {
 			if err != nil {
 				retry(err)
 				return
@@ -261,4 +261,9 @@ func (n *Node) DirectMessage(to, from, exceptSession string, frame []byte, reply
 		remaining.Wait()
 		reply(int(total.Load()))
 	}()
+}
+
+func (n *Node) viewIDNow() string {
+	v, _ := n.currentView()
+	return v.id
 }

@@ -41,9 +41,13 @@ type claimResp struct {
 // wireProto is the inter-node protocol version, gossiped in node metadata.
 const wireProto = 1
 
+// Requests routed to a room's owner carry the sender's view (a digest of
+// its active members), so the owner can tell a disagreement about ownership
+// from a bug and count it.
 type subscribeReq struct {
 	Room  string   `json:"room"`
 	Users []string `json:"users,omitempty"`
+	View  string   `json:"view,omitempty"`
 }
 
 type presenceReq struct {
@@ -57,12 +61,14 @@ type publishReq struct {
 	User string `json:"user"`
 	CID  string `json:"cid"`
 	Text string `json:"text"`
+	View string `json:"view,omitempty"`
 }
 
 type historyReq struct {
 	Room   string `json:"room"`
 	Before uint64 `json:"before"`
 	Limit  int    `json:"limit"`
+	View   string `json:"view,omitempty"`
 }
 
 type typingReq struct {

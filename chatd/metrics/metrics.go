@@ -39,6 +39,7 @@ type Metrics struct {
 	ReplicationTime  prometheus.Histogram
 	Handoffs         *prometheus.CounterVec // direction, result
 	HeldRequests     prometheus.Counter
+	ViewMismatches   prometheus.Counter
 	TransportFrames  *prometheus.CounterVec // direction
 	TransportBytes   *prometheus.CounterVec // direction
 	TransportDrops   *prometheus.CounterVec // reason
@@ -125,6 +126,9 @@ func New() *Metrics {
 		HeldRequests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_held_requests_total", Help: "Requests held while a room waited for its handoff, then applied in order.",
 		}),
+		ViewMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_forwards_view_mismatch_total", Help: "Forwarded requests whose sender's view of the active members differed from this node's.",
+		}),
 		TransportFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatd_transport_frames_total", Help: "Inter-node frames, by direction (sent, received).",
 		}, []string{"direction"}),
@@ -142,7 +146,7 @@ func New() *Metrics {
 		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(
-		m.Members, m.RoomsOwned, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests,
+		m.Members, m.RoomsOwned, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 	)
 	m.Registry.MustRegister(
