@@ -1,0 +1,302 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// AnnotationPauseReconcile set to "true" on a ChatCluster stops the operator
+// from changing anything of it (its objects, its status but for the
+// Progressing condition) until the annotation is removed or set to another
+// value. For maintenance by hand.
+const AnnotationPauseReconcile = "chat.ringchat.io/pause-reconcile"
+
+// secretRequeue is how soon a ChatCluster whose Secrets are missing is
+// looked at again, besides the watch on Secrets that notices their creation.
+const secretRequeue = 30 * time.Second
+
+// Event reasons.
+const (
+	eventCreated       = "Created"
+	eventUpdated       = "Updated"
+	eventFailed        = chatv1alpha1.ReasonReconcileFailed
+	eventSecretMissing = chatv1alpha1.ReasonSecretNotFound
+	eventPaused        = "Paused"
+	eventAvailable     = "Available"
+	eventUnavailable   = "Unavailable"
+)
+
+// ChatClusterReconciler runs ChatClusters: for each, a ServiceAccount, a
+// gossip Secret (unless the spec names its own), a ConfigMap with the chatd
+// configuration, a headless and a client Service, a StatefulSet of chatd
+// nodes and a PodDisruptionBudget, all owned by the ChatCluster.
+type ChatClusterReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	// Now returns the time for condition transitions; time.Now when nil.
+	Now func() time.Time
+}
+
+// The operator's permissions, generated into config/rbac/role.yaml by
+// `make manifests`. Least privilege: it never deletes what it creates (the
+// garbage collector does, through owner references), reads Secrets but only
+// creates the generated one, and needs chatclusters/finalizers only because
+// owner references with blockOwnerDeletion require it.
+//
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one ChatCluster's objects to its spec and writes its status.
+func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	cc := &chatv1alpha1.ChatCluster{}
+	if err := r.Get(ctx, req.NamespacedName, cc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // the garbage collector removes the rest
+	}
+	if cc.Annotations[AnnotationPauseReconcile] == "true" {
+		return ctrl.Result{}, r.paused(ctx, cc)
+	}
+
+	var current *appsv1.StatefulSet
+	existing := &appsv1.StatefulSet{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: cc.Namespace, Name: cc.Name}, existing); {
+	case err == nil:
+		current = existing
+	case !apierrors.IsNotFound(err):
+		return ctrl.Result{}, err
+	}
+
+	secrets, err := r.checkSecrets(ctx, cc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	plan := planReplicas(cc.DesiredReplicas(), current)
+	config := desiredConfig(cc, plan, secrets.versions)
+
+	builders := []resourceBuilder{serviceAccountBuilder{}}
+	if cc.NeedsGeneratedGossipSecret() {
+		builders = append(builders, gossipSecretBuilder{})
+	}
+	builders = append(builders,
+		configMapBuilder{config: config},
+		headlessServiceBuilder{},
+		clientServiceBuilder{},
+		pdbBuilder{},
+	)
+	// Without its Secrets a pod cannot start: leave the StatefulSet as it
+	// is (or absent) rather than roll the running pods into failure.
+	if len(secrets.missing) == 0 {
+		builders = append(builders, statefulSetBuilder{config: config, plan: plan})
+	} else {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventSecretMissing, "Reconcile",
+			"not updating the StatefulSet: %s", joinMessages(secrets.missing))
+	}
+
+	obs := observed{StatefulSet: current, Plan: plan, MissingSecrets: secrets.missing}
+	if current != nil {
+		// Until it is written, the status describes the StatefulSet as it is.
+		obs.Plan = currentPlan(current)
+	}
+	for _, b := range builders {
+		obj, err := r.apply(ctx, cc, b)
+		if err != nil {
+			obs.ReconcileErr = err
+			break
+		}
+		if sts, ok := obj.(*appsv1.StatefulSet); ok {
+			obs.StatefulSet, obs.Plan = sts, plan
+		}
+	}
+
+	if err := r.writeStatus(ctx, cc, obs); err != nil {
+		return ctrl.Result{}, errors.Join(obs.ReconcileErr, err)
+	}
+	if obs.ReconcileErr != nil {
+		return ctrl.Result{}, obs.ReconcileErr
+	}
+	if len(secrets.missing) > 0 {
+		return ctrl.Result{RequeueAfter: secretRequeue}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// apply creates or updates one object with its builder, sets cc as its
+// controller, and records an event when something changed or failed. It
+// refuses to take over an object of the same name that cc does not control.
+func (r *ChatClusterReconciler) apply(ctx context.Context, cc *chatv1alpha1.ChatCluster, b resourceBuilder) (client.Object, error) {
+	obj := b.Build(cc)
+	kind := kindOf(obj)
+	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error {
+		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, cc) {
+			return fmt.Errorf("%s %s exists and is not controlled by this ChatCluster; rename or remove it", kind, obj.GetName())
+		}
+		if err := b.Update(cc, obj); err != nil {
+			return err
+		}
+		return controllerutil.SetControllerReference(cc, obj, r.Scheme)
+	})
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%s %s: %w", kind, obj.GetName(), err)
+		r.Recorder.Eventf(cc, obj, corev1.EventTypeWarning, eventFailed, "Reconcile", "%v", err)
+		return nil, err
+	case op == controllerutil.OperationResultCreated:
+		r.Recorder.Eventf(cc, obj, corev1.EventTypeNormal, eventCreated, "Create", "created %s %s", kind, obj.GetName())
+	case op == controllerutil.OperationResultUpdated:
+		r.Recorder.Eventf(cc, obj, corev1.EventTypeNormal, eventUpdated, "Update", "updated %s %s", kind, obj.GetName())
+	}
+	log.FromContext(ctx).V(1).Info("applied", "kind", kind, "name", obj.GetName(), "result", op)
+	return obj, nil
+}
+
+// paused records, once, that cc is paused, and touches nothing else.
+func (r *ChatClusterReconciler) paused(ctx context.Context, cc *chatv1alpha1.ChatCluster) error {
+	if c := meta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionProgressing); c == nil || c.Reason != ReasonPaused {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, eventPaused, "Reconcile",
+			"reconciliation paused by the annotation %s=true", AnnotationPauseReconcile)
+	}
+	st := pausedStatus(cc, metav1.NewTime(r.now()))
+	if equality.Semantic.DeepEqual(st, cc.Status) {
+		return nil
+	}
+	orig := cc.DeepCopy()
+	cc.Status = st
+	return r.Status().Patch(ctx, cc, client.MergeFrom(orig))
+}
+
+// writeStatus computes the status and writes it when it changed.
+func (r *ChatClusterReconciler) writeStatus(ctx context.Context, cc *chatv1alpha1.ChatCluster, obs observed) error {
+	st := computeStatus(cc, obs, metav1.NewTime(r.now()))
+	if equality.Semantic.DeepEqual(st, cc.Status) {
+		return nil
+	}
+	before := meta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionAvailable)
+	after := meta.FindStatusCondition(st.Conditions, chatv1alpha1.ConditionAvailable)
+	orig := cc.DeepCopy()
+	cc.Status = st
+	if err := r.Status().Patch(ctx, cc, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("writing the status: %w", err)
+	}
+	if before == nil || before.Status != after.Status {
+		switch {
+		case after.Status == metav1.ConditionTrue:
+			r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, eventAvailable, "Reconcile", "%s", after.Message)
+		case before != nil:
+			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventUnavailable, "Reconcile", "%s", after.Message)
+		}
+	}
+	return nil
+}
+
+func (r *ChatClusterReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the reconciler: it watches ChatClusters, the
+// objects they own, and the Secrets they refer to (metadata only: the
+// operator keeps no Secret content in memory).
+func (r *ChatClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return r.SetupWithManagerOptions(mgr, 1)
+}
+
+// SetupWithManagerOptions is SetupWithManager with the number of
+// ChatClusters reconciled concurrently (one ChatCluster is never reconciled
+// twice at once).
+func (r *ChatClusterReconciler) SetupWithManagerOptions(mgr ctrl.Manager, workers int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(workers, 1)}).
+		For(&chatv1alpha1.ChatCluster{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+			predicate.LabelChangedPredicate{},
+		))).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
+		Named("chatcluster").
+		Complete(r)
+}
+
+// ClientOptions are the manager's client options the reconciler expects:
+// Secrets are read from the API server, not from a cache, so that the
+// operator does not hold every Secret of the cluster in memory.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+// clustersForSecret maps a Secret to the ChatClusters of its namespace that
+// use it: the generated gossip Secret, or one the spec refers to.
+func (r *ChatClusterReconciler) clustersForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list chatv1alpha1.ChatClusterList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "listing ChatClusters for a Secret", "secret", obj.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		cc := &list.Items[i]
+		for _, ref := range secretRefs(cc) {
+			if ref.name == obj.GetName() {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(cc)})
+				break
+			}
+		}
+	}
+	return reqs
+}
+
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *appsv1.StatefulSet:
+		return "StatefulSet"
+	case *corev1.Service:
+		return "Service"
+	case *corev1.ConfigMap:
+		return "ConfigMap"
+	case *corev1.Secret:
+		return "Secret"
+	case *corev1.ServiceAccount:
+		return "ServiceAccount"
+	case *policyv1.PodDisruptionBudget:
+		return "PodDisruptionBudget"
+	}
+	return fmt.Sprintf("%T", obj)
+}

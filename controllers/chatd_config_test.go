@@ -1,0 +1,126 @@
+package controllers
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"k8s.io/utils/ptr"
+)
+
+func TestArgsOfASampleCluster(t *testing.T) {
+	cc := testCluster(3)
+	got := chatdArgs(cc, replicaPlan{3, 3})
+	want := []string{
+		"--listen=0.0.0.0:8080",
+		"--node-name=$(POD_NAME)",
+		"--gossip-addr=0.0.0.0:7946",
+		"--gossip-advertise-addr=$(POD_IP):7946",
+		"--rpc-addr=0.0.0.0:7947",
+		"--rpc-advertise-addr=$(POD_IP):7947",
+		"--join=prod-headless.chat.svc:7946",
+		"--cluster-label=chat/prod",
+		"--expected-nodes=3",
+		"--replication-factor=2",
+		"--history-size=1000",
+		"--send-queue=4096",
+		"--drain-timeout=25s",
+		"--shutdown-timeout=20s",
+		"--allow-anonymous=true",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("args:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestArgsAuthAndLimits(t *testing.T) {
+	cc := testCluster(5)
+	cc.Spec.Auth = chatv1alpha1.AuthSpec{
+		JWTSecretRef: &chatv1alpha1.JWTSecretKeySelector{Name: "jwt", Key: ".."},
+		Issuer:       "https://idp.example",
+		Audience:     "chatd",
+	}
+	cc.Spec.HistorySize = 5000
+	cc.Spec.Limits = &chatv1alpha1.LimitsSpec{MaxConnections: ptr.To[int32](10), Rate: "2.5"}
+	args := chatdArgs(cc, replicaPlan{5, 5})
+	for _, w := range []string{
+		"--allow-anonymous=false",
+		"--jwt-secret-file=/etc/chatd/jwt/jwt-secret",
+		"--jwt-issuer=https://idp.example",
+		"--jwt-audience=chatd",
+		"--history-size=5000",
+		"--send-queue=5016",
+		"--max-connections=10",
+		"--rate=2.5",
+	} {
+		if !slices.Contains(args, w) {
+			t.Errorf("args lack %s: %q", w, args)
+		}
+	}
+	cc.Spec.Auth = chatv1alpha1.AuthSpec{JWTPublicKeySecretRef: &chatv1alpha1.JWTPublicKeySelector{Name: "pub"}}
+	if args := chatdArgs(cc, replicaPlan{5, 5}); !slices.Contains(args, "--jwt-public-key-file=/etc/chatd/jwt/jwt-public-key") {
+		t.Errorf("args lack the public key file: %q", args)
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--allowed-origins") {
+			t.Errorf("--allowed-origins is set by default: %s", a)
+		}
+	}
+}
+
+func TestBootstrapOnlyForASingleNode(t *testing.T) {
+	for _, tc := range []struct {
+		expected int32
+		want     bool
+	}{{1, true}, {2, false}, {3, false}, {0, false}} {
+		args := chatdArgs(testCluster(tc.expected), replicaPlan{tc.expected, tc.expected})
+		if got := slices.Contains(args, "--bootstrap"); got != tc.want {
+			t.Errorf("expected nodes %d: --bootstrap %v, want %v", tc.expected, got, tc.want)
+		}
+	}
+}
+
+func TestConfigHash(t *testing.T) {
+	cc := testCluster(3)
+	base := desiredConfig(cc, replicaPlan{3, 3}, []string{"a", "b"})
+	if again := desiredConfig(cc, replicaPlan{3, 3}, []string{"b", "a"}); again.Hash != base.Hash {
+		t.Errorf("hash depends on the order of secret versions")
+	}
+	if base.Data[configMapArgsKey] != strings.Join(base.Args, "\n")+"\n" {
+		t.Errorf("ConfigMap args %q", base.Data[configMapArgsKey])
+	}
+	changes := map[string]func(*chatv1alpha1.ChatCluster) (replicaPlan, []string){
+		"history size": func(c *chatv1alpha1.ChatCluster) (replicaPlan, []string) {
+			c.Spec.HistorySize = 2000
+			return replicaPlan{3, 3}, []string{"a", "b"}
+		},
+		"expected nodes": func(*chatv1alpha1.ChatCluster) (replicaPlan, []string) { return replicaPlan{3, 5}, []string{"a", "b"} },
+		"secret version": func(*chatv1alpha1.ChatCluster) (replicaPlan, []string) { return replicaPlan{3, 3}, []string{"a", "c"} },
+	}
+	for name, change := range changes {
+		c := cc.DeepCopy()
+		plan, versions := change(c)
+		if desiredConfig(c, plan, versions).Hash == base.Hash {
+			t.Errorf("changing the %s does not change the hash", name)
+		}
+	}
+	if hashData(map[string]string{"ab": "c"}) == hashData(map[string]string{"a": "bc"}) {
+		t.Errorf("hashData is ambiguous")
+	}
+}
+
+func TestManagedAnnotations(t *testing.T) {
+	got := withManagedAnnotations(map[string]string{"other": "x"}, map[string]string{"a": "1", "b": "2"})
+	got = withManagedAnnotations(got, map[string]string{"b": "3"})
+	if got["other"] != "x" || got["b"] != "3" || got[annotationManagedAnnotations] != "b" {
+		t.Errorf("annotations %v", got)
+	}
+	if _, ok := got["a"]; ok {
+		t.Errorf("a removed from the spec is still there: %v", got)
+	}
+	got = withManagedAnnotations(got, nil)
+	if len(got) != 1 || got["other"] != "x" {
+		t.Errorf("annotations %v, want only other", got)
+	}
+}

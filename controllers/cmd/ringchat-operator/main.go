@@ -1,0 +1,147 @@
+// Command ringchat-operator runs the ChatCluster controller: it turns each
+// ChatCluster (chat.ringchat.io/v1alpha1) into a StatefulSet of chatd nodes
+// with its Services, configuration, gossip Secret and PodDisruptionBudget.
+//
+// Usage:
+//
+//	ringchat-operator [--leader-elect] [--metrics-bind-address :8080]
+//	                  [--health-probe-bind-address :8081] [--log-level info]
+//
+// Logs are JSON lines on stderr (log/slog).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/chatd/version"
+	"github.com/ringchat/ringchat/controllers"
+)
+
+// leaderElectionID names the Lease that elects the active replica.
+const leaderElectionID = "ringchat-operator.chat.ringchat.io"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	metricsAddr       string
+	probeAddr         string
+	leaderElect       bool
+	leaderElectionNS  string
+	logLevel          string
+	printVersion      bool
+	controllerWorkers int
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ringchat-operator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (\"0\" disables it)")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one active replica through a Lease (enable when running more than one)")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
+	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ringchat-operator:", err)
+		return 2
+	}
+	if o.printVersion {
+		fmt.Fprintln(stdout, "ringchat-operator", version.Version)
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "ringchat-operator: --log-level must be debug, info, warn or error, got %q\n", o.logLevel)
+		return 2
+	}
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger) // client-go's own logs (leader election, watches)
+	setupLog := logger.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		setupLog.Error(err, "building the scheme")
+		return 1
+	}
+	if err := chatv1alpha1.AddToScheme(scheme); err != nil {
+		setupLog.Error(err, "building the scheme")
+		return 1
+	}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		setupLog.Error(err, "no Kubernetes configuration (in-cluster, KUBECONFIG or ~/.kube/config)")
+		return 1
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Client:                        controllers.ClientOptions(),
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              leaderElectionID,
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true, // the process exits right after the manager stops
+	})
+	if err != nil {
+		setupLog.Error(err, "creating the manager")
+		return 1
+	}
+	r := &controllers.ChatClusterReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("ringchat-operator"),
+	}
+	if err := r.SetupWithManagerOptions(mgr, o.controllerWorkers); err != nil {
+		setupLog.Error(err, "setting up the ChatCluster controller")
+		return 1
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		setupLog.Error(err, "adding the health check")
+		return 1
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		setupLog.Error(err, "adding the readiness check")
+		return 1
+	}
+
+	setupLog.Info("starting", "version", version.Version, "leaderElection", o.leaderElect)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		setupLog.Error(err, "manager stopped")
+		return 1
+	}
+	return 0
+}
