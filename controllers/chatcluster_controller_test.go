@@ -778,3 +778,37 @@ func TestDeletionLeavesChildrenToTheGarbageCollector(t *testing.T) {
 		checkOwned(t, o, cc)
 	}
 }
+
+// TestProvidedGossipSecrets: when the user gives the gossip key and the
+// cluster secret, no Secret is generated and the pods read the user's.
+func TestProvidedGossipSecrets(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	user := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "my-gossip", Namespace: ns},
+		Data: map[string][]byte{"gk": []byte("0123456789abcdef0123456789abcdef"), "cs": []byte("a-long-shared-cluster-secret-value")}}
+	if err := s.admin.Create(context.Background(), user); err != nil {
+		t.Fatal(err)
+	}
+	cc := sample(t, ns)
+	cc.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "my-gossip", Key: "gk"}
+	cc.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "my-gossip", Key: "cs"}
+	s.create(t, cc)
+	sts := s.waitSts(t, cc, "StatefulSet created", exists)
+	refs := map[string]*corev1.SecretKeySelector{}
+	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			refs[e.Name] = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if r := refs["CHATD_GOSSIP_KEY"]; r == nil || r.Name != "my-gossip" || r.Key != "gk" {
+		t.Errorf("CHATD_GOSSIP_KEY from %+v, want my-gossip/gk", r)
+	}
+	if r := refs["CHATD_CLUSTER_SECRET"]; r == nil || r.Name != "my-gossip" || r.Key != "cs" {
+		t.Errorf("CHATD_CLUSTER_SECRET from %+v, want my-gossip/cs", r)
+	}
+	generated := &corev1.Secret{}
+	err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: cc.GossipSecretName()}, generated)
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("generated gossip Secret exists (err %v) although both were provided", err)
+	}
+}
