@@ -59,9 +59,7 @@ func (s *Service) ForgetReplica(roomName string) {
 // get a full copy before they count; replicas that left stop counting, which
 // may commit messages that were waiting for them.
 func (s *Service) SetReplicas(roomName string, replicas []string) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}
@@ -111,9 +109,7 @@ func (r *room) syncLocked(rep string) {
 
 // ResyncReplica is called when a replica reported a gap: it gets a full copy.
 func (s *Service) ResyncReplica(roomName, replica string) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}
@@ -145,9 +141,7 @@ func (s *Service) DropNode(node string) {
 // reports the outcome; on failure the room stays here, ready, and the
 // cluster tries again on its next pass.
 func (s *Service) HandOff(roomName string, send func(HandoffState, func(error))) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}
@@ -319,9 +313,7 @@ func (s *Service) Close() {
 // EndWait ends a wait for a handoff that will not come (the previous owner
 // confirmed it holds nothing): held requests run now.
 func (s *Service) EndWait(roomName string) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}

@@ -155,9 +155,7 @@ func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFu
 
 // Unsubscribe removes node's subscription to a room.
 func (s *Service) Unsubscribe(roomName, node string) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}
@@ -169,9 +167,7 @@ func (s *Service) Unsubscribe(roomName, node string) {
 // PresenceChange records that user's first connection on node joined the
 // room (joined) or its last one left (!joined).
 func (s *Service) PresenceChange(roomName, node, user string, joined bool) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}
@@ -284,9 +280,7 @@ func (s *Service) History(roomName string, before uint64, limit int, claim Claim
 // TypingCoalesce and pushed as one frame. Typing for a room this node does
 // not hold is dropped: typing is lossy by design.
 func (s *Service) Typing(roomName, user string) {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	s.mu.Unlock()
+	r := s.held(roomName)
 	if r == nil {
 		return
 	}

@@ -143,6 +143,13 @@ func (s *Service) logConfig() roomlog.Config {
 	return roomlog.Config{HistorySize: s.cfg.HistorySize, DedupeWindow: s.cfg.DedupeWindow, Now: s.cfg.Now}
 }
 
+// held returns the owned room called name, or nil.
+func (s *Service) held(name string) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[name]
+}
+
 // OwnedRooms lists the rooms this node currently owns.
 func (s *Service) OwnedRooms() []string {
 	s.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,14 +36,24 @@ type Server struct {
 // loopback default) until the test ends.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	all := append([]string{"--allow-anonymous", "--node-name", "test-node", "--log-level", "error"}, args...)
-	cfg, err := config.Load(all, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
+	}
+	return serve(t, ln, append(defaultFlags(), args...))
+}
+
+func defaultFlags() []string {
+	return []string{"--allow-anonymous", "--node-name", "test-node", "--log-level", "error"}
+}
+
+// serve runs app.Serve with flags on ln until the test ends (or Stop).
+func serve(t testing.TB, ln net.Listener, flags []string) *Server {
+	t.Helper()
+	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("config %q: %v", flags, err)
 	}
 	var logOut io.Writer = io.Discard
 	if os.Getenv("CHATD_TEST_LOGS") != "" {
@@ -52,21 +63,19 @@ func Start(t testing.TB, args ...string) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Serve(ctx, cfg, ln, log) }()
-	stopped := false
+	var once sync.Once
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("chatd exited with error: %v", err)
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("chatd exited with error: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("chatd did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("chatd did not stop within 30s")
-		}
+		})
 	}
 	t.Cleanup(stop)
 	addr := ln.Addr().String()

@@ -4,19 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/client"
-	"github.com/ringchat/ringchat/chatd/config"
 )
 
 // StartWith runs a chatd node configured by base followed by args, and
@@ -28,43 +23,11 @@ func StartWith(t testing.TB, base []string, args ...string) *Server {
 	flags := make([]string, 0, len(base)+len(args))
 	flags = append(flags, base...)
 	flags = append(flags, args...)
-	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("config %q: %v", flags, err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	out := io.Discard
-	if os.Getenv("CHATD_TEST_LOGS") != "" {
-		out = os.Stderr
-	}
-	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan error, 1)
-	go func() { exited <- app.Serve(ctx, cfg, ln, logger) }()
-
-	var done bool
-	stop := func() {
-		if done {
-			return
-		}
-		done = true
-		cancel()
-		select {
-		case err := <-exited:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("chatd exited with error: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("chatd still running 30s after stop")
-		}
-	}
-	t.Cleanup(stop)
-	addr := ln.Addr().String()
-	return &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	return serve(t, ln, flags)
 }
 
 // Metric returns the current value of one series from the node's /metrics
