@@ -83,8 +83,11 @@ type Hub struct {
 	mu    sync.RWMutex
 	rooms map[string]*room
 
-	usersMu  sync.RWMutex
-	users    map[string]map[Conn]struct{}
+	usersMu sync.RWMutex
+	// users maps a user to its connections on this node. A slice, not a
+	// set: users have a handful of connections, and an idle connection's
+	// cost matters more than a linear scan of that handful.
+	users    map[string][]Conn
 	dmMu     sync.Mutex
 	dmDedupe *dedupe.Window[protocol.Ack]
 }
@@ -100,7 +103,7 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 		log:      log,
 		now:      cfg.Now,
 		rooms:    make(map[string]*room),
-		users:    make(map[string]map[Conn]struct{}),
+		users:    make(map[string][]Conn),
 		dmDedupe: dedupe.NewWindow[protocol.Ack](max(cfg.DedupeWindow, 1) * 16),
 	}
 }
@@ -147,22 +150,27 @@ func (h *Hub) Register(c Conn, first []byte) {
 	h.usersMu.Lock()
 	defer h.usersMu.Unlock()
 	c.Enqueue(first)
-	set := h.users[c.UserID()]
-	if set == nil {
-		set = make(map[Conn]struct{}, 1)
-		h.users[c.UserID()] = set
-	}
-	set[c] = struct{}{}
+	h.users[c.UserID()] = append(h.users[c.UserID()], c)
 }
 
 // Unregister forgets c. The caller leaves c's rooms first.
 func (h *Hub) Unregister(c Conn) {
 	h.usersMu.Lock()
 	defer h.usersMu.Unlock()
-	set := h.users[c.UserID()]
-	delete(set, c)
-	if len(set) == 0 {
+	conns := h.users[c.UserID()]
+	for i, other := range conns {
+		if other == c {
+			last := len(conns) - 1
+			conns[i] = conns[last]
+			conns[last] = nil
+			conns = conns[:last]
+			break
+		}
+	}
+	if len(conns) == 0 {
 		delete(h.users, c.UserID())
+	} else {
+		h.users[c.UserID()] = conns
 	}
 }
 

@@ -310,7 +310,7 @@ func (h *Hub) DeliverDirect(to, from, exceptSession string, frame []byte) int {
 	h.usersMu.RLock()
 	defer h.usersMu.RUnlock()
 	delivered := 0
-	for c := range h.users[to] {
+	for _, c := range h.users[to] {
 		if c.SessionID() == exceptSession {
 			continue
 		}
@@ -318,7 +318,7 @@ func (h *Hub) DeliverDirect(to, from, exceptSession string, frame []byte) int {
 		delivered++
 	}
 	if to != from {
-		for c := range h.users[from] {
+		for _, c := range h.users[from] {
 			if c.SessionID() != exceptSession {
 				c.Enqueue(frame)
 			}

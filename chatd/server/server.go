@@ -85,8 +85,9 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// Small read buffers and pooled write buffers keep an idle
-		// connection cheap: the write buffer is only held while writing.
-		ReadBufferSize:  1024,
+		// connection cheap: the write buffer is only held while writing,
+		// and client frames are small (a larger one takes a few reads).
+		ReadBufferSize:  512,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     originChecker(cfg.AllowedOrigins),
