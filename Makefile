@@ -90,3 +90,19 @@ test-operator: ## run the API and operator tests only (envtest: real kube-apiser
 
 build-operator: ## build bin/ringchat-operator (static, version-stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ringchat-operator ./controllers/cmd/ringchat-operator
+
+## --- images and Helm chart (hack/images/, charts/ringchat) ---
+IMAGE_REPO ?= ringchat
+.PHONY: docker-build chart-crd test-chart
+docker-build: ## build the chatd, ringchat-operator and chatctl images, tagged $(VERSION) (installs and starts Docker if needed)
+	hack/ensure-docker.sh
+	hack/build-image.sh chatd $(IMAGE_REPO)/chatd:$(VERSION) $(VERSION)
+	hack/build-image.sh ringchat-operator $(IMAGE_REPO)/ringchat-operator:$(VERSION) $(VERSION)
+	hack/build-image.sh chatctl $(IMAGE_REPO)/chatctl:$(VERSION) $(VERSION)
+
+chart-crd: ## copy the generated CRD and ClusterRole into the Helm chart (charts/ringchat/files)
+	cp config/crd/bases/chat.ringchat.io_chatclusters.yaml charts/ringchat/files/chatclusters.yaml
+	cp config/rbac/role.yaml charts/ringchat/files/role.yaml
+
+test-chart: ## lint, render and check the Helm chart (installs the pinned helm)
+	$(GO) test -count=1 ./charts/...

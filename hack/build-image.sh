@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build a FROM-scratch image of one of the project's binaries.
 #   hack/build-image.sh chatd ringchat/chatd:dev [version]
+#   hack/build-image.sh ringchat-operator ringchat/ringchat-operator:dev [version]
+#   hack/build-image.sh chatctl ringchat/chatctl:dev [version]
 # The binary is built static (CGO_ENABLED=0) and stamped with the version.
 set -euo pipefail
 bin="$1"
@@ -11,6 +13,8 @@ ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 case "$bin" in
 chatd) pkg=./chatd/cmd/chatd ;;
+ringchat-operator) pkg=./controllers/cmd/ringchat-operator ;;
+chatctl) pkg=./chatd/cmd/chatctl ;;
 *) echo "build-image: unknown binary $bin" >&2; exit 2 ;;
 esac
 (cd "$root" && CGO_ENABLED=0 go build -trimpath \
