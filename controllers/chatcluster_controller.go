@@ -67,7 +67,7 @@ type ChatClusterReconciler struct {
 // creates the generated one, and needs chatclusters/finalizers only because
 // owner references with blockOwnerDeletion require it.
 //
-// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch

@@ -812,3 +812,40 @@ func TestProvidedGossipSecrets(t *testing.T) {
 		t.Errorf("generated gossip Secret exists (err %v) although both were provided", err)
 	}
 }
+
+// TestConfigMapApplier: the Helm chart's ChatCluster travels in a ConfigMap;
+// the applier creates it, owned by the ConfigMap, and follows edits.
+func TestConfigMapApplier(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	manifest := func(replicas int) string {
+		return fmt.Sprintf("apiVersion: chat.ringchat.io/v1alpha1\nkind: ChatCluster\nmetadata:\n  name: from-chart\nspec:\n  replicas: %d\n  auth:\n    allowAnonymous: true\n", replicas)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
+		Data: map[string]string{ManifestKey: manifest(3)}}
+	if err := s.admin.Create(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	a := &ConfigMapApplier{Client: s.admin, Reader: s.admin, Namespace: ns, Name: cm.Name}
+	if err := a.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cc := &chatv1alpha1.ChatCluster{}
+	if err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "from-chart"}, cc); err != nil {
+		t.Fatal(err)
+	}
+	if cc.DesiredReplicas() != 3 || len(cc.OwnerReferences) != 1 || cc.OwnerReferences[0].UID != cm.UID {
+		t.Fatalf("applied ChatCluster replicas %d owners %+v", cc.DesiredReplicas(), cc.OwnerReferences)
+	}
+	s.update(t, cm, func() { cm.Data[ManifestKey] = manifest(5) })
+	if err := a.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "from-chart"}, cc); err != nil || cc.DesiredReplicas() != 5 {
+		t.Fatalf("after the edit: replicas %d, err %v", cc.DesiredReplicas(), err)
+	}
+	s.update(t, cm, func() { cm.Data[ManifestKey] = "kind: ChatCluster\nspec:\n  replicas: many\n" })
+	if err := a.Apply(context.Background()); err == nil {
+		t.Fatal("a broken manifest was applied without an error")
+	}
+}

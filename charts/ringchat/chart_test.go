@@ -83,6 +83,15 @@ func render(t *testing.T, args ...string) []obj {
 		}
 		if len(o) > 0 {
 			objs = append(objs, o)
+			// The optional ChatCluster travels inside a ConfigMap (see
+			// templates/chatcluster.yaml); parse it too, so tests can find it.
+			if m, ok := get(o, "data", "chatcluster.yaml").(string); ok && get(o, "kind") == "ConfigMap" {
+				var cc obj
+				if err := yaml.Unmarshal([]byte(m), &cc); err != nil {
+					t.Fatalf("embedded ChatCluster does not parse: %v\n%s", err, m)
+				}
+				objs = append(objs, cc)
+			}
 		}
 	}
 	return objs
@@ -274,6 +283,7 @@ func TestRenderAllOptions(t *testing.T) {
 		"ChatCluster/lobby",
 		"ClusterRole/rel-rc-operator",
 		"ClusterRoleBinding/rel-rc-operator",
+		"ConfigMap/rel-rc-chatcluster",
 		"Deployment/rel-rc-operator",
 		"NetworkPolicy/rel-rc-operator",
 		"Pod/rel-rc-test-chat",
@@ -291,6 +301,7 @@ func TestRenderAllOptions(t *testing.T) {
 	pod := get(d, "spec", "template", "spec")
 	c := get(pod, "containers", 0)
 	wantArgs := []any{"--leader-elect", "--leader-election-namespace=chat-system", "--metrics-bind-address=:9090",
+		"--cluster-from-configmap=chat-system/rel-rc-chatcluster",
 		"--health-probe-bind-address=:9091", "--log-level=debug", "--workers=4"}
 	if args := get(c, "args"); !reflect.DeepEqual(args, wantArgs) {
 		t.Errorf("args %v, want %v", args, wantArgs)

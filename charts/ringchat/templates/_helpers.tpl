@@ -72,3 +72,8 @@ app.kubernetes.io/component: operator
 {{- define "ringchat.testImage" -}}
 {{- printf "%s:%s" .Values.tests.image.repository (default .Chart.AppVersion .Values.tests.image.tag) -}}
 {{- end -}}
+
+{{/* The ConfigMap that carries the optional ChatCluster's manifest. */}}
+{{- define "ringchat.clusterConfigMap" -}}
+{{ include "ringchat.fullname" . }}-chatcluster
+{{- end }}

@@ -17,6 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -46,6 +48,7 @@ type options struct {
 	logLevel          string
 	printVersion      bool
 	controllerWorkers int
+	clusterConfigMap  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -58,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
+	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster (the Helm chart's cluster.enabled)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -128,6 +132,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := r.SetupWithManagerOptions(mgr, o.controllerWorkers); err != nil {
 		setupLog.Error(err, "setting up the ChatCluster controller")
 		return 1
+	}
+	if o.clusterConfigMap != "" {
+		ns, name, ok := strings.Cut(o.clusterConfigMap, "/")
+		if !ok || ns == "" || name == "" {
+			fmt.Fprintf(stderr, "ringchat-operator: --cluster-from-configmap must be namespace/name, got %q\n", o.clusterConfigMap)
+			return 2
+		}
+		if err := mgr.Add(&controllers.ConfigMapApplier{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, Name: name,
+			Interval: 30 * time.Second, Log: logger.WithName("chatcluster-from-configmap"),
+		}); err != nil {
+			setupLog.Error(err, "adding the ConfigMap applier")
+			return 1
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "adding the health check")
