@@ -221,6 +221,7 @@ func ServerConfig(cfg config.Config) server.Config {
 			PingInterval:    cfg.PingInterval,
 			WriteTimeout:    cfg.WriteTimeout,
 			BatchBytes:      32 << 10,
+			WriteCoalesce:   cfg.WriteCoalesce,
 			HistoryLimit:    50,
 			Limits: protocol.Limits{
 				MaxFrameBytes:  cfg.MaxFrameBytes,

@@ -43,6 +43,7 @@ type Config struct {
 	RateBurst           int
 	RateAbuseLimit      int
 	SendQueue           int
+	WriteCoalesce       time.Duration
 
 	// Rooms
 	HistorySize     int
@@ -117,6 +118,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.RateAbuseLimit, "rate-abuse-limit", 50, "rate-limited frames within 10s after which the connection is closed with 1008")
 	fs.IntVar(&c.SendQueue, "send-queue", 4096, "frames queued per connection before it is closed as a slow consumer (4008)")
 
+	fs.DurationVar(&c.WriteCoalesce, "write-coalesce", 0, "how long a busy connection's writer waits for more frames so one write carries them (0: write at once)")
 	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room for resume and history")
 	fs.IntVar(&c.DedupeWindow, "dedupe-window", 1024, "recent client message ids remembered per room for idempotent resend")
 	fs.IntVar(&c.PresenceListMax, "presence-list-max", 100, "room size (users) above which presence is sent as counts")
@@ -233,6 +235,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GossipAddr == "" && c.Join != "" {
 		errs = append(errs, errors.New("--join needs --gossip-addr"))
+	}
+	if c.WriteCoalesce < 0 || c.WriteCoalesce > 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--write-coalesce must be between 0 and 100ms, got %s", c.WriteCoalesce))
 	}
 	if c.ExpectedNodes < 0 {
 		errs = append(errs, fmt.Errorf("--expected-nodes must not be negative, got %d", c.ExpectedNodes))

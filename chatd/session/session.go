@@ -49,6 +49,9 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one socket write.
 	WriteTimeout time.Duration
+	// WriteCoalesce is how long a busy connection's writer waits for more
+	// frames before writing (0: never waits).
+	WriteCoalesce time.Duration
 	// BatchBytes caps the size of one WebSocket message carrying several frames.
 	BatchBytes int
 	// HistoryLimit is the page size when a history request gives none.
@@ -92,6 +95,9 @@ type Session struct {
 	abuseWindow time.Time
 	expiryTimer *time.Timer
 	pingTimer   *time.Timer
+	// lastWrite is when the writer last wrote; only writer goroutines touch
+	// it, and they never overlap.
+	lastWrite time.Time
 	// writerDone is closed when the writer that handled the close exits;
 	// once closing is decided no other writer starts.
 	writerDone     chan struct{}

@@ -19,12 +19,20 @@ func (s *Session) startWriter() {
 // WebSocket message per batch, up to BatchBytes), until the queue is empty;
 // then it exits. When the session is closing it writes the close frame last.
 func (s *Session) writeLoop() {
+	if d := s.cfg.WriteCoalesce; d > 0 && time.Since(s.lastWrite) < hotConnection {
+		// A busy connection: let a few more frames gather so that one
+		// system call carries them all. Fan-out to many sockets is bound by
+		// write calls, so this trades a bounded delay for a large cut in CPU;
+		// a quiet connection (a chat at human pace) is written at once.
+		time.Sleep(d)
+	}
 	for {
 		frames, closing, code, reason, park := s.out.take()
 		if park {
 			return
 		}
 		if len(frames) > 0 {
+			s.lastWrite = time.Now()
 			if err := s.writeBatches(frames); err != nil {
 				s.abort()
 				s.writerFinished()
@@ -90,6 +98,10 @@ func (s *Session) writeClose(code int, reason string) {
 	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 	_ = s.ws.SetReadDeadline(time.Now().Add(closeGrace))
 }
+
+// hotConnection is how recent the previous write must be for a connection to
+// count as busy (and have its writes coalesced).
+const hotConnection = 20 * time.Millisecond
 
 // closeGrace is how long the server waits for the client's close reply.
 const closeGrace = time.Second
