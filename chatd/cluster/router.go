@@ -17,32 +17,88 @@ import (
 // change in the meantime.
 const retryPause = 100 * time.Millisecond
 
-// route runs attempt against the room's owner in the current view. When the
-// attempt fails with a retryable error (the target does not own the room in
-// its view, the room is moving, the owner cannot be reached), it waits for
-// the view to change (or retryPause) and tries again, until RouteTimeout;
-// then fail gets ErrUnavailable wrapping the last error.
-func (n *Node) route(room string, attempt func(ownerName, addr string, retry func(error)), fail func(error)) {
+// route sends a request to the room's owner in the current view: local runs
+// it against this node's owner service, remote encodes it for another node.
+// When an attempt fails with a retryable error (the target does not own the
+// room in its view, the room is moving, the owner cannot be reached, check
+// refuses), route waits for the view to change (or retryPause) and tries
+// again, until RouteTimeout; then reply gets ErrUnavailable wrapping the
+// last error.
+//
+// reply is called exactly once, and within RouteTimeout+CallTimeout even if
+// an attempt never answers (a message waiting for an unreachable replica, a
+// room waiting for its handoff): the client then resends, which the owner's
+// dedupe window makes safe.
+func route[T any](n *Node, room string, check func() error, local func(answer func(T, error)), remote func() []byte, reply func(T, error)) {
+	r := &routed[T]{reply: reply}
+	r.timer = time.AfterFunc(n.cfg.RouteTimeout+n.cfg.CallTimeout, r.expire)
 	deadline := time.Now().Add(n.cfg.RouteTimeout)
-	var run func()
+	var (
+		run func()
+		// wait is the view's change signal as of the current attempt, so a
+		// view that changes while the attempt is in flight retries at once.
+		wait <-chan struct{}
+	)
+	retry := func(err error) {
+		if !retryable(err) || time.Now().After(deadline) {
+			var zero T
+			r.finish(zero, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			return
+		}
+		go func() {
+			select {
+			case <-wait:
+			case <-time.After(retryPause):
+			}
+			run()
+		}()
+	}
+	answer := func(v T, err error) {
+		if err != nil {
+			retry(err)
+			return
+		}
+		r.finish(v, nil)
+	}
 	run = func() {
-		o, addr := n.ownerOf(room)
-		_, wait := n.currentView()
-		attempt(o, addr, func(err error) {
-			if !retryable(err) || time.Now().After(deadline) {
-				fail(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		_, wait = n.currentView()
+		if check != nil {
+			if err := check(); err != nil {
+				retry(err)
 				return
 			}
-			go func() {
-				select {
-				case <-wait:
-				case <-time.After(retryPause):
-				}
-				run()
-			}()
-		})
+		}
+		o, addr := n.ownerOf(room)
+		if o == n.cfg.Self {
+			local(answer)
+			return
+		}
+		var v T
+		n.call(o, addr, remote(), &v, func(err error) { answer(v, err) })
 	}
 	run()
+}
+
+// routed is one routed request's single answer.
+type routed[T any] struct {
+	once  sync.Once
+	timer *time.Timer
+	reply func(T, error)
+}
+
+func (r *routed[T]) finish(v T, err error) {
+	r.once.Do(func() {
+		r.timer.Stop()
+		r.reply(v, err)
+	})
+}
+
+// expire runs on the timer's goroutine; it does not touch the timer.
+func (r *routed[T]) expire() {
+	r.once.Do(func() {
+		var zero T
+		r.reply(zero, fmt.Errorf("%w: no answer in time", ErrUnavailable))
+	})
 }
 
 func retryable(err error) bool {
@@ -115,26 +171,12 @@ func (n *Node) push(to, addr string, payload []byte) {
 
 // Subscribe implements hub.Router.
 func (n *Node) Subscribe(room string, users []string, reply func(owner.SubscribeReply, error)) {
-	n.route(room, func(o, addr string, retry func(error)) {
-		if o == n.cfg.Self {
-			n.owners.Subscribe(room, n.cfg.Self, users, n.claim, func(rep owner.SubscribeReply, err error) {
-				if err != nil {
-					retry(err)
-					return
-				}
-				reply(rep, nil)
-			})
-			return
-		}
-		var rep owner.SubscribeReply
-		n.call(o, addr, encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}), &rep, func(err error) {
-			if err != nil {
-				retry(err)
-				return
-			}
-			reply(rep, nil)
-		})
-	}, func(err error) { reply(owner.SubscribeReply{}, err) })
+	route(n, room, nil,
+		func(answer func(owner.SubscribeReply, error)) {
+			n.owners.Subscribe(room, n.cfg.Self, users, n.claim, answer)
+		},
+		func() []byte { return encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}) },
+		reply)
 }
 
 // Unsubscribe implements hub.Router.
@@ -157,69 +199,35 @@ func (n *Node) PresenceChange(room, user string, joined bool) {
 	n.push(o, addr, encode(opPresence, presenceReq{Room: room, User: user, Joined: joined}))
 }
 
-// Publish implements hub.Router. The answer comes within RouteTimeout: a
-// message that waits longer (its replicas unreachable, say) is reported
-// unavailable, and the client resends it with the same cid, which the
-// owner's dedupe window makes safe.
-func (n *Node) Publish(room, user, cid, text string, finalReply func(protocol.Ack, error)) {
-	var once sync.Once
-	reply := func(ack protocol.Ack, err error) { once.Do(func() { finalReply(ack, err) }) }
-	timer := time.AfterFunc(n.cfg.RouteTimeout+n.cfg.CallTimeout, func() {
-		reply(protocol.Ack{}, fmt.Errorf("%w: no answer in time", ErrUnavailable))
-	})
-	inner := reply
-	reply = func(ack protocol.Ack, err error) {
-		timer.Stop()
-		inner(ack, err)
-	}
-	n.route(room, func(o, addr string, retry func(error)) {
-		if !n.hasQuorum() {
-			retry(ErrNoQuorum)
-			return
-		}
-		if o == n.cfg.Self {
-			n.owners.Publish(room, user, cid, text, n.claim, func(ack protocol.Ack, err error) {
-				if err != nil {
-					retry(err)
-					return
-				}
-				reply(ack, nil)
-			})
-			return
-		}
-		var ack protocol.Ack
-		n.call(o, addr, encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()}), &ack, func(err error) {
-			if err != nil {
-				retry(err)
-				return
+// Publish implements hub.Router. It is refused (and retried) on the minority
+// side of a partition.
+func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, error)) {
+	route(n, room,
+		func() error {
+			if !n.hasQuorum() {
+				return ErrNoQuorum
 			}
-			reply(ack, nil)
-		})
-	}, func(err error) { reply(protocol.Ack{}, err) })
+			return nil
+		},
+		func(answer func(protocol.Ack, error)) {
+			n.owners.Publish(room, user, cid, text, n.claim, answer)
+		},
+		func() []byte {
+			return encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()})
+		},
+		reply)
 }
 
 // History implements hub.Router.
 func (n *Node) History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error)) {
-	n.route(room, func(o, addr string, retry func(error)) {
-		if o == n.cfg.Self {
-			n.owners.History(room, before, limit, n.claim, func(p protocol.HistoryPage, err error) {
-				if err != nil {
-					retry(err)
-					return
-				}
-				reply(p, nil)
-			})
-			return
-		}
-		var p protocol.HistoryPage
-		n.call(o, addr, encode(opHistory, historyReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()}), &p, func(err error) {
-			if err != nil {
-				retry(err)
-				return
-			}
-			reply(p, nil)
-		})
-	}, func(err error) { reply(protocol.HistoryPage{}, err) })
+	route(n, room, nil,
+		func(answer func(protocol.HistoryPage, error)) {
+			n.owners.History(room, before, limit, n.claim, answer)
+		},
+		func() []byte {
+			return encode(opHistory, historyReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()})
+		},
+		reply)
 }
 
 // Typing implements hub.Router.
