@@ -97,17 +97,18 @@ type forgetReq struct {
 	Room string `json:"room"`
 }
 
-// eventHeader is an owner.Event without its frame.
+// eventHeader is an owner.Event without its frame. A message event carries
+// no copy of the message: the frame is the message, encoded once by the
+// owner, and the receiver decodes it from there.
 type eventHeader struct {
-	Kind    owner.EventKind   `json:"k"`
-	Room    string            `json:"r"`
-	Epoch   string            `json:"e,omitempty"`
-	Seq     uint64            `json:"s,omitempty"`
-	Joined  []string          `json:"j,omitempty"`
-	Left    []string          `json:"l,omitempty"`
-	Present []string          `json:"p,omitempty"`
-	Count   int               `json:"c,omitempty"`
-	Message *protocol.Message `json:"m,omitempty"`
+	Kind    owner.EventKind `json:"k"`
+	Room    string          `json:"r"`
+	Epoch   string          `json:"e,omitempty"`
+	Seq     uint64          `json:"s,omitempty"`
+	Joined  []string        `json:"j,omitempty"`
+	Left    []string        `json:"l,omitempty"`
+	Present []string        `json:"p,omitempty"`
+	Count   int             `json:"c,omitempty"`
 }
 
 func encode(o op, body any) []byte {
@@ -120,11 +121,6 @@ func encode(o op, body any) []byte {
 
 func encodeEvent(ev owner.Event) []byte {
 	h := eventHeader{Kind: ev.Kind, Room: ev.Room, Epoch: ev.Epoch, Seq: ev.Seq, Joined: ev.Joined, Left: ev.Left, Present: ev.Present, Count: ev.Count}
-	if ev.Kind == owner.EventMessage && ev.Message != nil {
-		// The message is rebuilt from the frame on the other side: the frame
-		// is the message, encoded once by the owner.
-		h.Message = nil
-	}
 	hb, _ := json.Marshal(h)
 	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(hb)+len(ev.Frame))
 	out = append(out, byte(opEvent))

@@ -17,6 +17,8 @@ package hub
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -137,11 +139,7 @@ func (h *Hub) RoomCount() int {
 func (h *Hub) LocalRooms() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]string, 0, len(h.rooms))
-	for name := range h.rooms {
-		out = append(out, name)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.rooms))
 }
 
 // Register queues first (the welcome) to c and makes c reachable by direct

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -76,12 +77,7 @@ func (r *room) broadcast(frame []byte) {
 }
 
 func (r *room) presentUsers() []string {
-	out := make([]string, 0, len(r.present))
-	for u := range r.present {
-		out = append(out, u)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(r.present))
 }
 
 func (r *room) add(c Conn) {
@@ -113,9 +109,5 @@ func (r *room) remove(c Conn) (wasMember, lastOfUser bool) {
 }
 
 func (r *room) localUsers() []string {
-	out := make([]string, 0, len(r.users))
-	for u := range r.users {
-		out = append(out, u)
-	}
-	return out
+	return slices.Collect(maps.Keys(r.users))
 }

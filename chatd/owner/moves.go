@@ -3,6 +3,7 @@ package owner
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -59,13 +60,12 @@ func (s *Service) ForgetReplica(roomName string) {
 // get a full copy before they count; replicas that left stop counting, which
 // may commit messages that were waiting for them.
 func (s *Service) SetReplicas(roomName string, replicas []string) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
-	if slices.Equal(r.replicas, replicas) || r.dead {
+	if slices.Equal(r.replicas, replicas) {
 		return
 	}
 	if s.cfg.HasQuorum != nil && !s.cfg.HasQuorum() {
@@ -109,13 +109,12 @@ func (r *room) syncLocked(rep string) {
 
 // ResyncReplica is called when a replica reported a gap: it gets a full copy.
 func (s *Service) ResyncReplica(roomName, replica string) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
-	if slices.Contains(r.replicas, replica) && !r.dead {
+	if slices.Contains(r.replicas, replica) {
 		r.syncLocked(replica)
 	}
 }
@@ -141,24 +140,19 @@ func (s *Service) DropNode(node string) {
 // reports the outcome; on failure the room stays here, ready, and the
 // cluster tries again on its next pass.
 func (s *Service) HandOff(roomName string, send func(HandoffState, func(error))) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.state != stateReady || r.dead {
+	if r.state != stateReady {
 		return
 	}
 	r.state = stateMoving
 	start := func() {
 		st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: make(map[string][]string, len(r.nodes))}
 		for node, users := range r.nodes {
-			list := make([]string, 0, len(users))
-			for u := range users {
-				list = append(list, u)
-			}
-			st.Nodes[node] = list
+			st.Nodes[node] = slices.Collect(maps.Keys(users))
 		}
 		send(st, func(err error) {
 			s.cfg.Observe.Handoff(true, err)
@@ -313,11 +307,10 @@ func (s *Service) Close() {
 // EndWait ends a wait for a handoff that will not come (the previous owner
 // confirmed it holds nothing): held requests run now.
 func (s *Service) EndWait(roomName string) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.becomeReady()
 }

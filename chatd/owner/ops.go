@@ -155,11 +155,10 @@ func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFu
 
 // Unsubscribe removes node's subscription to a room.
 func (s *Service) Unsubscribe(roomName, node string) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dropNode(node)
 }
@@ -167,11 +166,10 @@ func (s *Service) Unsubscribe(roomName, node string) {
 // PresenceChange records that user's first connection on node joined the
 // room (joined) or its last one left (!joined).
 func (s *Service) PresenceChange(roomName, node, user string, joined bool) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.whenReady(func() {
 		if joined {
@@ -280,13 +278,12 @@ func (s *Service) History(roomName string, before uint64, limit int, claim Claim
 // TypingCoalesce and pushed as one frame. Typing for a room this node does
 // not hold is dropped: typing is lossy by design.
 func (s *Service) Typing(roomName, user string) {
-	r := s.held(roomName)
+	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.state != stateReady || r.dead {
+	if r.state != stateReady {
 		return
 	}
 	if r.typingPending == nil {

@@ -13,6 +13,8 @@ package owner
 import (
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,33 +145,35 @@ func (s *Service) logConfig() roomlog.Config {
 	return roomlog.Config{HistorySize: s.cfg.HistorySize, DedupeWindow: s.cfg.DedupeWindow, Now: s.cfg.Now}
 }
 
-// held returns the owned room called name, or nil.
-func (s *Service) held(name string) *room {
+// lockHeld returns the owned room called name, locked, or nil when this
+// node does not hold it (or it was just handed off).
+func (s *Service) lockHeld(name string) *room {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rooms[name]
+	r := s.rooms[name]
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if r.dead {
+		r.mu.Unlock()
+		return nil
+	}
+	return r
 }
 
 // OwnedRooms lists the rooms this node currently owns.
 func (s *Service) OwnedRooms() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.rooms))
-	for name := range s.rooms {
-		out = append(out, name)
-	}
-	return out
+	return slices.Collect(maps.Keys(s.rooms))
 }
 
 // ReplicaRooms lists the rooms this node keeps a replica of.
 func (s *Service) ReplicaRooms() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.replicas))
-	for name := range s.replicas {
-		out = append(out, name)
-	}
-	return out
+	return slices.Collect(maps.Keys(s.replicas))
 }
 
 // Observer is told about events worth a metric.

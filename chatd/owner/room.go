@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -131,12 +132,7 @@ func ackFor(m protocol.Message, dup bool) protocol.Ack {
 func (r *room) listMode() bool { return len(r.users) <= r.svc.cfg.PresenceListMax }
 
 func (r *room) presentUsers() []string {
-	out := make([]string, 0, len(r.users))
-	for u := range r.users {
-		out = append(out, u)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(r.users))
 }
 
 // presenceChanged announces a user's arrival or departure to every node, as
@@ -182,11 +178,7 @@ func (r *room) flushTyping() {
 	if r.dead || len(r.typingPending) == 0 {
 		return
 	}
-	users := make([]string, 0, len(r.typingPending))
-	for u := range r.typingPending {
-		users = append(users, u)
-	}
-	slices.Sort(users)
+	users := slices.Sorted(maps.Keys(r.typingPending))
 	clear(r.typingPending)
 	r.push(Event{Kind: EventTyping, Room: r.name, Frame: protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Room: r.name, Users: users})})
 }
