@@ -4,10 +4,10 @@ import (
 	"strings"
 
 	"fmt"
-	"github.com/ringchat/ringchat/chatd/protocol"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/ring"
@@ -19,26 +19,10 @@ import (
 func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 	c := chatdtest.StartCluster(t, 3)
 	k := chatdtest.NewChecker(t, c.LiveURLs, room)
-	for i := 0; i < 3; i++ {
-		k.AddSubscriber(fmt.Sprint("sub", i), i)
-	}
-	var pubs sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		pubs.Add(1)
-		go func(i int) {
-			defer pubs.Done()
-			k.Publish(fmt.Sprint("pub", i), i+1, 60, 15*time.Millisecond)
-		}(i)
-	}
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for k.Acked() < 20 {
-		if time.Now().After(deadline) {
-			t.Fatal("traffic never started")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+	wait := k.RunTraffic(3, 2, 60, 15*time.Millisecond)
+	k.WaitAcked(20)
 	change(c)
-	pubs.Wait()
+	wait()
 	k.Verify()
 }
 

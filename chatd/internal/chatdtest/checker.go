@@ -34,7 +34,9 @@ type Checker struct {
 	subs     []*subscriber
 
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ackSignal is pinged on every acknowledgement, for WaitAcked.
+	ackSignal chan struct{}
+	wg        sync.WaitGroup
 }
 
 type subscriber struct {
@@ -48,7 +50,7 @@ type subscriber struct {
 // NewChecker prepares a checker for room; live returns the WebSocket URLs
 // of the nodes that are up (Cluster.LiveURLs, ProcessCluster.LiveURLs).
 func NewChecker(t testing.TB, live func() []string, room string) *Checker {
-	k := &Checker{t: t, live: live, room: room, acked: make(map[string]uint64), stop: make(chan struct{})}
+	k := &Checker{t: t, live: live, room: room, acked: make(map[string]uint64), stop: make(chan struct{}), ackSignal: make(chan struct{}, 1)}
 	t.Cleanup(k.Stop)
 	return k
 }
@@ -239,6 +241,10 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 				}
 				k.acked[cid] = a.Seq
 				k.mu.Unlock()
+				select {
+				case k.ackSignal <- struct{}{}:
+				default:
+				}
 				acked = true
 			case protocol.TypeError:
 				var e protocol.Error
@@ -274,6 +280,39 @@ func (k *Checker) Stop() {
 		close(k.stop)
 	}
 	k.wg.Wait()
+}
+
+// RunTraffic adds subscribers (subscriber i connects to node index i first)
+// and starts publishers sending count messages each, one every interval.
+// It returns once every subscriber has joined; the returned function waits
+// for the publishers to finish.
+func (k *Checker) RunTraffic(subscribers, publishers, count int, interval time.Duration) (wait func()) {
+	for i := 0; i < subscribers; i++ {
+		k.AddSubscriber(fmt.Sprint("sub", i), i)
+	}
+	var pubs sync.WaitGroup
+	for i := 0; i < publishers; i++ {
+		pubs.Add(1)
+		go func(i int) {
+			defer pubs.Done()
+			k.Publish(fmt.Sprint("pub", i), i+1, count, interval)
+		}(i)
+	}
+	return pubs.Wait
+}
+
+// WaitAcked waits until at least n messages have been acknowledged, failing
+// the test after Timeout.
+func (k *Checker) WaitAcked(n int) {
+	k.t.Helper()
+	deadline := time.After(Timeout)
+	for k.Acked() < n {
+		select {
+		case <-k.ackSignal:
+		case <-deadline:
+			k.t.Fatalf("only %d of %d messages acknowledged within %v: traffic never started", k.Acked(), n, Timeout)
+		}
+	}
 }
 
 // Acked returns how many messages were acknowledged so far.

@@ -136,14 +136,14 @@ func (c *Cluster) AddNode() *Node {
 	}
 	stop := func() {
 		once.Do(func() {
-			node.Gone = true
+			c.markGone(node)
 			cancel()
 			wait("stop")
 		})
 	}
 	node.Crash = func() {
 		once.Do(func() {
-			node.Gone = true
+			c.markGone(node)
 			close(crash)
 			cancel()
 			wait("crash")
@@ -156,6 +156,13 @@ func (c *Cluster) AddNode() *Node {
 	c.Nodes = append(c.Nodes, node)
 	c.mu.Unlock()
 	return node
+}
+
+// markGone records that a node stopped; Live reads Gone under the same lock.
+func (c *Cluster) markGone(n *Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n.Gone = true
 }
 
 // Live returns the nodes that are still running.
