@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,28 +58,66 @@ func StartCluster(t testing.TB, n int, args ...string) *Cluster {
 }
 
 // freePort finds a port free for both TCP and UDP on loopback (memberlist
-// needs both).
+// needs both) whose successor is free for TCP too (the inter-node port).
+//
+// The port is drawn from below the kernel's ephemeral range: a port the kernel
+// handed out for ":0" can be taken a moment later as the source port of some
+// outgoing connection, and the node's bind then fails (seen in CI). Ports
+// below the range are only ever taken by an explicit bind.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			// The port after it is the inter-node port.
-			if l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))); err == nil {
-				l2.Close()
-				return port
-			}
+	low := ephemeralLow()
+	span := low - minTestPort - 1
+	for i := 0; i < 200; i++ {
+		port := minTestPort + rand.IntN(span)
+		if portPairFree(port) {
+			return port
 		}
 	}
-	t.Fatal("no free port pair found")
+	t.Fatal("no free port pair found below the ephemeral range")
 	return 0
+}
+
+// minTestPort is the lowest port freePort draws; below it lie well-known
+// services a developer may run on the machine.
+const minTestPort = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default 32768 when it cannot be read).
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return fallback
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low <= minTestPort+100 {
+		return fallback
+	}
+	return low
+}
+
+func portPairFree(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	defer pc.Close()
+	l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
+	if err != nil {
+		return false
+	}
+	l2.Close()
+	return true
 }
 
 // AddNode starts one more node joining the cluster; it does not wait for

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,6 +80,23 @@ func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
 
 func (c *ProcessCluster) start(i int) {
 	c.t.Helper()
+	// A port found free can still be taken before the process binds it; the
+	// process then exits at once saying so, and it is started again on new
+	// ports rather than failing the test for a reason that is not chatd's.
+	for attempt := 1; ; attempt++ {
+		node := c.launch(i)
+		if node.waitListening(30*time.Second) || attempt == 5 || !strings.Contains(node.logs.String(), "address already in use") {
+			c.mu.Lock()
+			c.Nodes = append(c.Nodes, node)
+			c.mu.Unlock()
+			return
+		}
+		c.t.Logf("%s could not bind its ports (attempt %d); starting it on others", node.Name, attempt)
+	}
+}
+
+func (c *ProcessCluster) launch(i int) *ProcessNode {
+	c.t.Helper()
 	name := fmt.Sprintf("proc-%d", i)
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
 	httpPort := freePort(c.t)
@@ -96,7 +114,7 @@ func (c *ProcessCluster) start(i int) {
 	flags = append(flags, c.args...)
 	cmd := exec.Command(c.binary, flags...)
 	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
-	logs := &lockedWriter{w: &bytes.Buffer{}}
+	logs := &lockedWriter{w: &bytes.Buffer{}, wrote: make(chan struct{}, 1)}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -113,20 +131,44 @@ func (c *ProcessCluster) start(i int) {
 			c.t.Logf("--- %s logs ---\n%s", name, lastLines(logs.String(), 40))
 		}
 	})
-	c.mu.Lock()
-	c.Nodes = append(c.Nodes, node)
-	c.mu.Unlock()
+	return node
+}
+
+// waitListening waits for the process to log that it serves clients, and
+// reports false if it exited first or the wait timed out.
+func (n *ProcessNode) waitListening(timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		if strings.Contains(n.logs.String(), `"msg":"chatd listening"`) {
+			return true
+		}
+		select {
+		case <-n.logs.wrote:
+		case <-n.done:
+			return strings.Contains(n.logs.String(), `"msg":"chatd listening"`)
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *bytes.Buffer
+	// wrote is signalled (without blocking) after every write, so a reader
+	// can wait for a log line instead of polling.
+	wrote chan struct{}
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	n, err := l.w.Write(p)
+	l.mu.Unlock()
+	select {
+	case l.wrote <- struct{}{}:
+	default:
+	}
+	return n, err
 }
 
 func (l *lockedWriter) String() string {
