@@ -1,15 +1,14 @@
 package cluster_test
 
 import (
-	"strings"
-
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/protocol"
-
+	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/ring"
 )
 
@@ -18,7 +17,7 @@ import (
 // that no acknowledged message was lost, duplicated or reordered.
 func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 	c := chatdtest.StartCluster(t, 3)
-	k := chatdtest.NewChecker(t, c.LiveURLs, room)
+	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	wait := k.RunTraffic(3, 2, 60, 15*time.Millisecond)
 	k.WaitAcked(20)
 	change(c)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/ring"
 )
@@ -14,7 +15,7 @@ import (
 func TestProcessesKillOwner(t *testing.T) {
 	c := chatdtest.StartProcessCluster(t, 3, "--expected-nodes", "3")
 	room := "process-room"
-	k := chatdtest.NewChecker(t, c.LiveURLs, room)
+	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	wait := k.RunTraffic(3, 2, 80, 20*time.Millisecond)
 	k.WaitAcked(20)
 	owner := c.ByName(ring.Owner(room, c.LiveNames()))

@@ -1,4 +1,24 @@
-package chatdtest
+// Package deliverycheck checks ringchat's delivery promise end to end, from
+// the outside, with real WebSocket clients: while a cluster changes under
+// them (nodes added, drained, crashed, rolled), every message whose send was
+// acknowledged reaches every subscriber of the room exactly once, in sequence
+// order, with no gap, and every subscriber that had to reconnect resumes
+// where it stopped (joined with recovered: true), whatever node it lands on.
+//
+// A Checker drives publishers and subscribers that behave as the protocol
+// asks a good client to (docs/protocol.md §12): reconnect after any
+// disconnect, resume with since and epoch, resend an unacknowledged message
+// with the same cid. It records every ack and every delivery, and Verify
+// fails the test on any acknowledged message lost, duplicated, reordered or
+// delivered under another sequence number, on any unrecovered resume, and on
+// a subscriber that never catches up. Messages that were sent but never
+// acknowledged are not held to account: the protocol promises nothing about
+// them.
+//
+// It only needs the WebSocket URLs of the nodes that are up, so the same
+// checker runs against nodes in the test process, chatd processes on
+// loopback (chatd/cluster's tests) and pods on Kubernetes (e2e/).
+package deliverycheck
 
 import (
 	"context"
@@ -12,6 +32,15 @@ import (
 	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
+
+// Timeout bounds a subscriber's first join (AddSubscriber, RunTraffic) and
+// WaitAcked: long enough for a loaded CI machine running -race, short enough
+// that traffic that never starts fails quickly.
+const Timeout = 10 * time.Second
+
+// catchUpTimeout bounds Verify's wait for subscribers to reach the highest
+// acknowledged sequence.
+const catchUpTimeout = 30 * time.Second
 
 // Checker drives publishers and subscribers through a room of a cluster
 // while its membership changes, and records every ack and every delivery.
@@ -34,6 +63,10 @@ type Checker struct {
 	subs     []*subscriber
 
 	stop chan struct{}
+	// stopPublishing ends the publishers after their current message (see
+	// StopPublishing); stopPublishingOnce closes it.
+	stopPublishing     chan struct{}
+	stopPublishingOnce sync.Once
 	// ackSignal is pinged on every acknowledgement, for WaitAcked.
 	ackSignal chan struct{}
 	wg        sync.WaitGroup
@@ -48,9 +81,13 @@ type subscriber struct {
 }
 
 // NewChecker prepares a checker for room; live returns the WebSocket URLs
-// of the nodes that are up (Cluster.LiveURLs, ProcessCluster.LiveURLs).
+// (ws://host:port/ws) of the nodes that are up, and is called on every
+// (re)connect: chatdtest's Cluster.LiveURLs and ProcessCluster.LiveURLs, or a
+// load balancer's address that only sends clients to live nodes. Every
+// client stops when the test ends.
 func NewChecker(t testing.TB, live func() []string, room string) *Checker {
-	k := &Checker{t: t, live: live, room: room, acked: make(map[string]uint64), stop: make(chan struct{}), ackSignal: make(chan struct{}, 1)}
+	k := &Checker{t: t, live: live, room: room, acked: make(map[string]uint64), stop: make(chan struct{}),
+		stopPublishing: make(chan struct{}), ackSignal: make(chan struct{}, 1)}
 	t.Cleanup(k.Stop)
 	return k
 }
@@ -89,8 +126,9 @@ func (k *Checker) pause() bool {
 	}
 }
 
-// AddSubscriber starts a subscriber that connects to node index i first.
-// It returns once the subscriber has joined.
+// AddSubscriber starts a subscriber that connects to node index i first
+// (of the URLs live returns) and then to the next on each reconnect. It
+// returns once the subscriber has joined, failing the test after Timeout.
 func (k *Checker) AddSubscriber(name string, i int) {
 	s := &subscriber{name: name, got: make(map[uint64]string)}
 	k.mu.Lock()
@@ -181,9 +219,14 @@ func (k *Checker) subscribeOnce(s *subscriber, url string, onJoined func()) {
 	}
 }
 
-// Publish runs a publisher that sends count messages, one every interval,
-// starting on node index i, and returns when all are acknowledged (or the
-// checker stops).
+// Publish runs a publisher that sends count messages, one every interval
+// after the previous one's ack, starting on node index i, and returns when
+// all are acknowledged, or after the current message's ack once
+// StopPublishing was called, or when the checker stops. A message refused
+// with an error (unavailable while its room moves, rate_limited) or left
+// without an ack by a broken connection is sent again with the same cid; one
+// refused with not_joined (the join it sent after connecting failed) is sent
+// again on a new connection that joins first.
 func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 	k.wg.Add(1)
 	defer k.wg.Done()
@@ -249,6 +292,13 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 			case protocol.TypeError:
 				var e protocol.Error
 				_ = f.Decode(&e)
+				if e.ID == cid && e.Code == protocol.CodeNotJoined {
+					// This connection's join failed (unavailable while the
+					// room moved): join again on a new connection.
+					c.Abort()
+					c = nil
+					goto resend
+				}
 				if e.ID == cid {
 					// unavailable while a room moves: resend the same cid.
 					goto resend
@@ -264,6 +314,8 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 		select {
 		case <-k.stop:
 			return
+		case <-k.stopPublishing:
+			return
 		case <-time.After(interval):
 		}
 		continue
@@ -272,7 +324,18 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 	}
 }
 
-// Stop ends every client.
+// StopPublishing makes every publisher return after the ack of the message
+// it is sending, instead of after its count: for traffic that must last as
+// long as a change of unknown duration (a rolling update), started with a
+// large count. Subscribers keep running, so that Verify can then wait for
+// them to catch up. The function RunTraffic returned then returns once every
+// publisher has had its last ack.
+func (k *Checker) StopPublishing() {
+	k.stopPublishingOnce.Do(func() { close(k.stopPublishing) })
+}
+
+// Stop ends every client at once, publishers and subscribers, and waits for
+// them. Verify calls it; it also runs when the test ends.
 func (k *Checker) Stop() {
 	select {
 	case <-k.stop:
@@ -283,9 +346,10 @@ func (k *Checker) Stop() {
 }
 
 // RunTraffic adds subscribers (subscriber i connects to node index i first)
-// and starts publishers sending count messages each, one every interval.
-// It returns once every subscriber has joined; the returned function waits
-// for the publishers to finish.
+// and starts publishers sending count messages each, one every interval
+// (publisher i starts on node index i+1). It returns once every subscriber
+// has joined; the returned function waits for the publishers to finish
+// (after count messages each, or StopPublishing).
 func (k *Checker) RunTraffic(subscribers, publishers, count int, interval time.Duration) (wait func()) {
 	for i := 0; i < subscribers; i++ {
 		k.AddSubscriber(fmt.Sprint("sub", i), i)
@@ -310,24 +374,30 @@ func (k *Checker) WaitAcked(n int) {
 		select {
 		case <-k.ackSignal:
 		case <-deadline:
-			k.t.Fatalf("only %d of %d messages acknowledged within %v: traffic never started", k.Acked(), n, Timeout)
+			k.t.Fatalf("only %d of %d messages acknowledged within %v: traffic stalled or never started", k.Acked(), n, Timeout)
 		}
 	}
 }
 
-// Acked returns how many messages were acknowledged so far.
+// Room returns the room the checker's clients use.
+func (k *Checker) Room() string { return k.room }
+
+// Acked returns how many distinct messages were acknowledged so far.
 func (k *Checker) Acked() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.acked)
 }
 
-// Verify waits until every subscriber has caught up with the highest
-// acknowledged sequence, stops the clients, and fails the test on any lost,
-// duplicated, reordered or unrecovered message.
+// Verify waits (up to 30 s) until every subscriber has caught up with the
+// highest acknowledged sequence, stops the clients, and fails the test on
+// any lost, duplicated, reordered or unrecovered message. Call it once the
+// publishers are done (the function RunTraffic returned has returned);
+// otherwise the messages acknowledged while it stops are checked too, and a
+// subscriber stopped before receiving them counts as a loss.
 func (k *Checker) Verify() {
 	k.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(catchUpTimeout)
 	for {
 		k.mu.Lock()
 		var maxSeq uint64
