@@ -25,5 +25,9 @@ if [ ! -f "$ca" ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null
 fi
 cp "$ca" "$ctx/ca-certificates.crt"
-docker build -q -f "$root/hack/images/$bin.Dockerfile" --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null
+# (The legacy builder's deprecation notice on stderr is noise: Debian's
+# docker.io has no buildx, and nothing here needs it.)
+docker build -q -f "$root/hack/images/$bin.Dockerfile" --build-arg VERSION="$version" -t "$tag" "$ctx" >/dev/null 2>"$ctx.log" ||
+	{ cat "$ctx.log" >&2; rm -f "$ctx.log"; exit 1; }
+rm -f "$ctx.log"
 echo "$tag"
