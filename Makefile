@@ -42,8 +42,9 @@ fmt-check: ## fail when a Go file is not gofmt'ed
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet
+vet: ## go vet (the Docker and kind suites too, which build only with their tags)
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags 'e2e partition' ./e2e/...
 
 .PHONY: fuzz
 fuzz: ## fuzz the frame decoder for FUZZTIME (default 60s)
@@ -106,3 +107,11 @@ chart-crd: ## copy the generated CRD and ClusterRole into the Helm chart (charts
 
 test-chart: ## lint, render and check the Helm chart (installs the pinned helm)
 	$(GO) test -count=1 ./charts/...
+
+## --- end-to-end on kind (hack/e2e.sh; docs/testing.md) ---
+.PHONY: e2e kind-node-image
+e2e: ## kind cluster + chart + ChatCluster + the Go e2e suite (builds everything offline; E2E_KEEP=1 keeps the cluster)
+	hack/e2e.sh
+kind-node-image: ## build (or find) the offline kind node image
+	hack/ensure-docker.sh
+	hack/kind-node-image.sh

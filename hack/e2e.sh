@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# The kind end-to-end run behind `make e2e`:
+#   engine → tools → node image → cluster → images → chart → ChatCluster →
+#   Go suite (e2e/, build tag e2e) → helm test of a chart-made ChatCluster →
+#   delete the cluster.
+# Everything it needs it installs or builds (see docs/testing.md for the cold
+# and warm times); nothing is pulled from a registry.
+#
+# Knobs (environment):
+#   KIND_NODE_IMAGE  use this node image instead of building one
+#   KIND_WORKERS     worker nodes besides the control plane (default 2, so the
+#                    chatd pods spread over two nodes; 0 for a one-node cluster)
+#   E2E_KEEP=1       keep the cluster afterwards (kubeconfig path is printed)
+#   E2E_RUN=regexp   run only the matching Go tests
+#   E2E_ARTIFACTS    where logs go on failure (default /tmp/ringchat-e2e-artifacts)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+HACK="$ROOT/hack"
+CLUSTER_NAME="${E2E_CLUSTER_NAME:-ringchat-e2e}"
+KIND_WORKERS="${KIND_WORKERS:-2}"
+ARTIFACTS="${E2E_ARTIFACTS:-/tmp/ringchat-e2e-artifacts}"
+OPERATOR_NS=ringchat-system
+E2E_NS=ringchat-e2e
+TAG=e2e
+export RINGCHAT_CACHE="${RINGCHAT_CACHE:-$HOME/.cache/ringchat}"
+
+log() { echo "e2e: $(date +%T) $*" >&2; }
+die() { log "$*"; exit 1; }
+step() { log "--- $* ($((SECONDS))s)"; }
+
+# --- tools and images ----------------------------------------------------------------
+step "Docker engine"
+"$HACK/ensure-docker.sh"
+step "kind and helm (Go module proxy)"
+mapfile -t tools < <("$HACK/tools.sh" kind helm)
+KIND="${tools[0]}"
+HELM="${tools[1]}"
+step "Kubernetes binaries and the kind node image"
+NODE_IMAGE="$("$HACK/kind-node-image.sh" | tail -n 1)"
+KUBECTL="$("$HACK/k8s-node-binaries.sh" | tail -n 1)/kubectl"
+step "ringchat images"
+"$HACK/build-image.sh" chatd "ringchat/chatd:$TAG" "$TAG" >/dev/null
+"$HACK/build-image.sh" ringchat-operator "ringchat/ringchat-operator:$TAG" "$TAG" >/dev/null
+"$HACK/build-image.sh" chatctl "ringchat/chatctl:$TAG" "$TAG" >/dev/null
+# The rolling-upgrade test switches the ChatCluster to this second tag (same
+# binary: what is tested is the operator's rollout, not a chatd change).
+docker tag "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next"
+
+# --- cluster -----------------------------------------------------------------------------
+WORK="$(mktemp -d /tmp/ringchat-e2e.XXXXXX)"
+export KUBECONFIG="$WORK/kubeconfig"
+kubectl() { "$KUBECTL" "$@"; }
+
+dump() {
+	mkdir -p "$ARTIFACTS"
+	log "dumping cluster state to $ARTIFACTS"
+	kubectl get nodes -o wide >"$ARTIFACTS/nodes.txt" 2>&1 || true
+	kubectl get all,chatclusters,pdb,cm,events -A -o wide >"$ARTIFACTS/objects.txt" 2>&1 || true
+	kubectl get chatclusters -A -o yaml >"$ARTIFACTS/chatclusters.yaml" 2>&1 || true
+	kubectl get events -A --sort-by=.lastTimestamp >"$ARTIFACTS/events.txt" 2>&1 || true
+	local ns pod
+	for ns in "$OPERATOR_NS" "$E2E_NS" kube-system; do
+		for pod in $(kubectl get pods -n "$ns" -o name 2>/dev/null); do
+			kubectl logs -n "$ns" "$pod" --all-containers --prefix --tail=-1 >"$ARTIFACTS/$ns-${pod#pod/}.log" 2>&1 || true
+			kubectl logs -n "$ns" "$pod" --all-containers --prefix --previous >"$ARTIFACTS/$ns-${pod#pod/}.previous.log" 2>/dev/null || true
+		done
+	done
+	"$KIND" export logs "$ARTIFACTS/kind" --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
+	echo "----- events (last 40) -----" >&2
+	tail -40 "$ARTIFACTS/events.txt" >&2 || true
+	echo "----- operator log (last 40 lines) -----" >&2
+	tail -q -n 40 "$ARTIFACTS/$OPERATOR_NS"-*.log >&2 2>/dev/null || true
+}
+
+finish() {
+	local rc=$?
+	if [ "$rc" -ne 0 ]; then
+		dump
+	fi
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		log "keeping cluster $CLUSTER_NAME: export KUBECONFIG=$KUBECONFIG"
+	else
+		"$KIND" delete cluster --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
+		rm -rf "$WORK"
+	fi
+	log "done in ${SECONDS}s (exit $rc)"
+	exit "$rc"
+}
+trap finish EXIT
+
+step "kind cluster $CLUSTER_NAME (1 control plane, $KIND_WORKERS workers) from $NODE_IMAGE"
+"$KIND" delete cluster --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
+{
+	cat <<-EOF
+	kind: Cluster
+	apiVersion: kind.x-k8s.io/v1alpha4
+	networking:
+	  # kind's own CNI (kindnetd) is not served by the Go module proxy; the
+	  # standard bridge plugin is configured per node below instead.
+	  disableDefaultCNI: true
+	kubeadmConfigPatches:
+	- |
+	  kind: KubeletConfiguration
+	  # This host is on cgroup v1, which Kubernetes >= 1.35 refuses by default.
+	  failCgroupV1: false
+	nodes:
+	- role: control-plane
+	EOF
+	for _ in $(seq 1 "$KIND_WORKERS"); do
+		echo "- role: worker"
+	done
+} >"$WORK/kind.yaml"
+"$KIND" create cluster --name "$CLUSTER_NAME" --image "$NODE_IMAGE" --config "$WORK/kind.yaml" \
+	--kubeconfig "$KUBECONFIG" --retain >&2
+
+# Pod networking: each node's bridge gets the pod subnet the controller manager
+# gave the node, and a route to every other node's subnet through that node's
+# address (all nodes share one Docker bridge) — what kindnetd does for IPv4.
+step "pod network"
+mapfile -t nodes < <("$KIND" get nodes --name "$CLUSTER_NAME")
+declare -A cidr ip
+for n in "${nodes[@]}"; do
+	for _ in $(seq 1 120); do
+		cidr[$n]="$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
+		[ -n "${cidr[$n]}" ] && break
+		sleep 1
+	done
+	[ -n "${cidr[$n]}" ] || die "node $n got no pod CIDR"
+	ip[$n]="$(kubectl get node "$n" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
+done
+for n in "${nodes[@]}"; do
+	docker exec -i "$n" sh -c 'cat >/etc/cni/net.d/10-ringchat.conflist' <<-EOF
+	{
+	  "cniVersion": "1.0.0",
+	  "name": "ringchat-e2e",
+	  "plugins": [
+	    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+	     "ipam": {"type": "host-local", "ranges": [[{"subnet": "${cidr[$n]}"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+	    {"type": "portmap", "capabilities": {"portMappings": true}}
+	  ]
+	}
+	EOF
+	for m in "${nodes[@]}"; do
+		[ "$m" = "$n" ] || docker exec "$n" ip route replace "${cidr[$m]}" via "${ip[$m]}"
+	done
+done
+kubectl wait --for=condition=Ready nodes --all --timeout=180s >&2
+kubectl -n kube-system rollout status deployment/coredns --timeout=180s >&2
+
+step "load images into the nodes"
+for img in "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next" "ringchat/ringchat-operator:$TAG" "ringchat/chatctl:$TAG"; do
+	"$KIND" load docker-image "$img" --name "$CLUSTER_NAME" >&2
+done
+
+step "helm install the operator"
+"$HELM" install ringchat "$ROOT/charts/ringchat" --namespace "$OPERATOR_NS" --create-namespace \
+	--set image.tag="$TAG" --set image.pullPolicy=Never --set replicaCount=1 \
+	--set tests.image.tag="$TAG" --set tests.image.pullPolicy=Never \
+	--wait --timeout 5m >&2
+
+step "apply a 3-replica ChatCluster"
+kubectl create namespace "$E2E_NS" >&2
+sed "s#@IMAGE@#ringchat/chatd:$TAG#" "$ROOT/e2e/testdata/chatcluster.yaml" | kubectl apply -n "$E2E_NS" -f - >&2
+kubectl wait -n "$E2E_NS" chatcluster/chat --for=condition=Available --timeout=10m >&2
+
+step "Go e2e suite"
+(
+	cd "$ROOT"
+	E2E_NAMESPACE="$E2E_NS" E2E_CLUSTER=chat E2E_NEXT_IMAGE="ringchat/chatd:$TAG-next" \
+		go test -tags e2e -count=1 -timeout 40m -v ${E2E_RUN:+-run "$E2E_RUN"} ./e2e/
+)
+
+# The chart's own path to a chat service: `helm upgrade --set cluster.enabled`
+# then `helm test` (a chatctl Pod exchanging a message through the Service).
+step "helm upgrade with cluster.enabled, then helm test"
+kubectl delete namespace "$E2E_NS" --wait=true --timeout=3m >&2
+"$HELM" upgrade ringchat "$ROOT/charts/ringchat" --namespace "$OPERATOR_NS" --reuse-values \
+	--set cluster.enabled=true --set cluster.replicas=1 --set cluster.replicationFactor=1 \
+	--set cluster.image="ringchat/chatd:$TAG" --wait --timeout 5m >&2
+for _ in $(seq 1 60); do
+	kubectl get -n "$OPERATOR_NS" chatcluster/ringchat >/dev/null 2>&1 && break
+	sleep 2
+done
+kubectl wait -n "$OPERATOR_NS" chatcluster/ringchat --for=condition=Available --timeout=5m >&2
+"$HELM" test ringchat --namespace "$OPERATOR_NS" --timeout 3m >&2
+step "all passed"
