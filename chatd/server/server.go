@@ -66,13 +66,14 @@ type Server struct {
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
 
-	// sessionsCtx is cancelled to close every session with 1012.
-	sessionsCtx   context.Context
-	closeSessions context.CancelFunc
-	sessions      sync.WaitGroup
-	draining      atomic.Bool
-	aborted       atomic.Bool
-	ready         atomic.Bool
+	// closingAll is set (under liveMu) once shutdown has asked every live
+	// session to close with 1012; a session that registers later is closed
+	// as it registers.
+	closingAll bool
+	sessions   sync.WaitGroup
+	draining   atomic.Bool
+	aborted    atomic.Bool
+	ready      atomic.Bool
 	// live holds the open sessions, so shutdown can close them at a pace.
 	liveMu sync.Mutex
 	live   map[*session.Session]struct{}
@@ -81,13 +82,12 @@ type Server struct {
 // New assembles a server around a hub and an authenticator.
 func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[*session.Session]struct{})}
-	s.sessionsCtx, s.closeSessions = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// Small read buffers and pooled write buffers keep an idle
 		// connection cheap: the write buffer is only held while writing,
 		// and client frames are small (a larger one takes a few reads).
-		ReadBufferSize:  512,
+		ReadBufferSize:  256,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     originChecker(cfg.AllowedOrigins),
@@ -179,7 +179,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.sessions.Add(1)
 	s.liveMu.Lock()
 	s.live[sess] = struct{}{}
+	closing := s.closingAll
 	s.liveMu.Unlock()
+	if closing {
+		sess.Close(protocol.CloseServiceRestart, restartReason)
+	}
 	go func() {
 		defer s.sessions.Done()
 		defer s.admit.release(ip)
@@ -188,7 +192,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			delete(s.live, sess)
 			s.liveMu.Unlock()
 		}()
-		sess.Run(s.sessionsCtx)
+		sess.Run()
 	}()
 }
 
@@ -240,7 +244,7 @@ func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 	// connections, which the sessions context closes below.
 	shutdownErr := hs.Shutdown(deadline)
 	s.closePaced(deadline)
-	s.closeSessions()
+	s.closeAll()
 	done := make(chan struct{})
 	go func() {
 		s.sessions.Wait()
@@ -279,7 +283,7 @@ func (s *Server) closePaced(deadline context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for i, sess := range list {
-		sess.Close(protocol.CloseServiceRestart, "server restarting, reconnect and resume")
+		sess.Close(protocol.CloseServiceRestart, restartReason)
 		if (i+1)%perTick == 0 && i+1 < len(list) {
 			select {
 			case <-t.C:
@@ -287,6 +291,25 @@ func (s *Server) closePaced(deadline context.Context) {
 				return
 			}
 		}
+	}
+}
+
+// restartReason is the close reason of the 1012 a shutdown sends.
+const restartReason = "server restarting, reconnect and resume"
+
+// closeAll asks every live session to close with 1012 (those closePaced
+// reached already are closing; Close is idempotent), and makes sessions that
+// register from now on close at once.
+func (s *Server) closeAll() {
+	s.liveMu.Lock()
+	s.closingAll = true
+	list := make([]*session.Session, 0, len(s.live))
+	for sess := range s.live {
+		list = append(list, sess)
+	}
+	s.liveMu.Unlock()
+	for _, sess := range list {
+		sess.Close(protocol.CloseServiceRestart, restartReason)
 	}
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -92,12 +93,15 @@ func (s *Session) join(f *protocol.ClientFrame) {
 		return
 	}
 	s.roomsMu.Lock()
-	if _, ok := s.rooms[f.Room]; !ok && len(s.rooms) >= s.cfg.MaxRooms {
+	joined := slices.Contains(s.rooms, f.Room)
+	if !joined && len(s.rooms) >= s.cfg.MaxRooms {
 		s.roomsMu.Unlock()
 		s.sendError(roomError(protocol.CodeTooManyRooms, f, "this connection has joined the maximum of "+strconv.Itoa(s.cfg.MaxRooms)+" rooms"))
 		return
 	}
-	s.rooms[f.Room] = struct{}{}
+	if !joined {
+		s.rooms = append(s.rooms, f.Room)
+	}
 	s.roomsMu.Unlock()
 	room := f.Room
 	s.deps.Hub.Join(s, hub.JoinRequest{ID: f.ID, Room: room, Epoch: f.Epoch, Since: f.Since,
@@ -118,5 +122,7 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 func (s *Session) forgetRoom(room string) {
 	s.roomsMu.Lock()
 	defer s.roomsMu.Unlock()
-	delete(s.rooms, room)
+	if i := slices.Index(s.rooms, room); i >= 0 {
+		s.rooms = slices.Delete(s.rooms, i, i+1)
+	}
 }

@@ -6,11 +6,11 @@
 package session
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -86,8 +86,11 @@ type Session struct {
 
 	// rooms holds the rooms joined, to enforce MaxRooms and to leave them
 	// on disconnect; a failed join removes its room from another goroutine.
+	// A slice, not a set: a connection joins a handful of rooms (at most
+	// MaxRooms), and a map would cost every idle connection a few hundred
+	// bytes more.
 	roomsMu sync.Mutex
-	rooms   map[string]struct{}
+	rooms   []string
 
 	// Used only by the read loop.
 	limiter     *rate.Limiter
@@ -122,7 +125,6 @@ func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session
 		ws:         ws,
 		id:         newID(),
 		log:        deps.Log,
-		rooms:      make(map[string]struct{}),
 		limiter:    rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
 		remoteAddr: remoteAddr,
 		writerDone: make(chan struct{}),
@@ -165,19 +167,15 @@ func (s *Session) Abort() {
 	_ = s.ws.Close()
 }
 
-// Run serves the connection until the client leaves, an error closes it, or
-// ctx is cancelled (which closes with 1012 so the client reconnects
-// elsewhere). It owns the writer goroutine and waits for it before returning.
-func (s *Session) Run(ctx context.Context) {
+// Run serves the connection until the client leaves or an error or a Close
+// ends it. It owns the writer goroutine and waits for it before returning.
+// (Shutdown is the server's business: it calls Close with 1012 on every live
+// session, so a session holds no per-connection context plumbing.)
+func (s *Session) Run() {
 	s.deps.Metrics.Connections.Inc()
 	defer s.deps.Metrics.Connections.Dec()
 
 	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.ping)
-	stop := context.AfterFunc(ctx, func() {
-		s.Close(protocol.CloseServiceRestart, "server restarting, reconnect and resume")
-	})
-	defer stop()
-
 	err := s.readLoop()
 	s.finish(err)
 }
@@ -191,10 +189,7 @@ func (s *Session) finish(readErr error) {
 	s.pingTimer.Stop()
 	if s.authComplete {
 		s.roomsMu.Lock()
-		rooms := make([]string, 0, len(s.rooms))
-		for room := range s.rooms {
-			rooms = append(rooms, room)
-		}
+		rooms := slices.Clone(s.rooms)
 		s.roomsMu.Unlock()
 		for _, room := range rooms {
 			s.deps.Hub.Leave(s, room)
