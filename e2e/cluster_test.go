@@ -203,18 +203,22 @@ func TestScaleUpAndDown(t *testing.T) {
 
 	up := orig
 	up.replicas = orig.replicas + 2
-	if err := env.scale(ctx, up.replicas); err != nil {
-		t.Fatal(err)
-	}
-	mustSettle(t, ctx, rolloutTimeout, up)
-	tr.flowing()
-
-	if err := env.scale(ctx, orig.replicas); err != nil {
-		t.Fatal(err)
-	}
-	mustSettle(t, ctx, 2*rolloutTimeout, orig) // two steps, the last rolls the pods
-	tr.flowing()
+	changeAndSettle(t, ctx, tr, rolloutTimeout, up, func() error { return env.scale(ctx, up.replicas) })
+	// Two steps down, the last one rolling the pods.
+	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
 	tr.verify()
+}
+
+// changeAndSettle makes a change to the cluster under traffic, waits until
+// the cluster has settled as want says, and checks that the traffic still
+// flows.
+func changeAndSettle(t *testing.T, ctx context.Context, tr *traffic, within time.Duration, want expectation, change func() error) {
+	t.Helper()
+	if err := change(); err != nil {
+		t.Fatal(err)
+	}
+	mustSettle(t, ctx, within, want)
+	tr.flowing()
 }
 
 // TestDeletePodOwningBusyRoom: under steady traffic, delete the pod that
@@ -280,17 +284,13 @@ func TestRollingUpgrade(t *testing.T) {
 
 	next := orig
 	next.image = env.nextImage
-	if err := env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) { s.Image = next.image }); err != nil {
-		t.Fatal(err)
+	setImage := func(image string) func() error {
+		return func() error {
+			return env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) { s.Image = image })
+		}
 	}
-	mustSettle(t, ctx, rolloutTimeout, next)
-	tr.flowing()
-
-	if err := env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) { s.Image = orig.image }); err != nil {
-		t.Fatal(err)
-	}
-	mustSettle(t, ctx, rolloutTimeout, orig)
-	tr.flowing()
+	changeAndSettle(t, ctx, tr, rolloutTimeout, next, setImage(next.image))
+	changeAndSettle(t, ctx, tr, rolloutTimeout, orig, setImage(orig.image))
 	tr.verify()
 }
 

@@ -38,6 +38,11 @@ KIND="${tools[0]}"
 HELM="${tools[1]}"
 step "Kubernetes binaries and the kind node image"
 NODE_IMAGE="$("$HACK/kind-node-image.sh" | tail -n 1)"
+# A node image built here has no CNI daemon (kindnetd cannot be fetched
+# offline), so this script wires pod networking itself; a stock kindest/node
+# (KIND_NODE_IMAGE, where a registry is reachable) brings kindnetd.
+offline_node=false
+case "$NODE_IMAGE" in ringchat.local/kind-node:*) offline_node=true ;; esac
 KUBECTL="$("$HACK/k8s-node-binaries.sh" | tail -n 1)/kubectl"
 step "ringchat images"
 "$HACK/build-image.sh" chatd "ringchat/chatd:$TAG" "$TAG" >/dev/null
@@ -95,14 +100,21 @@ step "kind cluster $CLUSTER_NAME (1 control plane, $KIND_WORKERS workers) from $
 	cat <<-EOF
 	kind: Cluster
 	apiVersion: kind.x-k8s.io/v1alpha4
-	networking:
-	  # kind's own CNI (kindnetd) is not served by the Go module proxy; the
-	  # standard bridge plugin is configured per node below instead.
-	  disableDefaultCNI: true
+	EOF
+	if $offline_node; then
+		cat <<-EOF
+		networking:
+		  # kind's own CNI (kindnetd) is not served by the Go module proxy; the
+		  # standard ptp plugin is configured per node below instead.
+		  disableDefaultCNI: true
+		EOF
+	fi
+	cat <<-EOF
 	kubeadmConfigPatches:
 	- |
 	  kind: KubeletConfiguration
-	  # This host is on cgroup v1, which Kubernetes >= 1.35 refuses by default.
+	  # Kubernetes >= 1.35 refuses cgroup v1 hosts (such as this project's CI
+	  # VMs) unless told otherwise; harmless on cgroup v2.
 	  failCgroupV1: false
 	nodes:
 	- role: control-plane
@@ -114,37 +126,45 @@ step "kind cluster $CLUSTER_NAME (1 control plane, $KIND_WORKERS workers) from $
 "$KIND" create cluster --name "$CLUSTER_NAME" --image "$NODE_IMAGE" --config "$WORK/kind.yaml" \
 	--kubeconfig "$KUBECONFIG" --retain >&2
 
-# Pod networking: each node's bridge gets the pod subnet the controller manager
-# gave the node, and a route to every other node's subnet through that node's
-# address (all nodes share one Docker bridge) — what kindnetd does for IPv4.
-step "pod network"
-mapfile -t nodes < <("$KIND" get nodes --name "$CLUSTER_NAME")
-declare -A cidr ip
-for n in "${nodes[@]}"; do
-	for _ in $(seq 1 120); do
-		cidr[$n]="$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
-		[ -n "${cidr[$n]}" ] && break
-		sleep 1
+# Pod networking on a node image built here: each node's ptp plugin hands out
+# the pod subnet the controller manager gave the node, and each node routes
+# every other node's subnet through that node's address (all nodes share one
+# Docker bridge) — what kindnetd does for IPv4. (ptp, not bridge, because
+# kind's stock node images carry only ptp, host-local, loopback and portmap.)
+wire_pod_network() {
+	local n m nodes
+	local -A cidr ip
+	mapfile -t nodes < <("$KIND" get nodes --name "$CLUSTER_NAME")
+	for n in "${nodes[@]}"; do
+		for _ in $(seq 1 120); do
+			cidr[$n]="$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
+			[ -n "${cidr[$n]}" ] && break
+			sleep 1
+		done
+		[ -n "${cidr[$n]}" ] || die "node $n got no pod CIDR"
+		ip[$n]="$(kubectl get node "$n" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
 	done
-	[ -n "${cidr[$n]}" ] || die "node $n got no pod CIDR"
-	ip[$n]="$(kubectl get node "$n" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
-done
-for n in "${nodes[@]}"; do
-	docker exec -i "$n" sh -c 'cat >/etc/cni/net.d/10-ringchat.conflist' <<-EOF
-	{
-	  "cniVersion": "1.0.0",
-	  "name": "ringchat-e2e",
-	  "plugins": [
-	    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-	     "ipam": {"type": "host-local", "ranges": [[{"subnet": "${cidr[$n]}"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-	    {"type": "portmap", "capabilities": {"portMappings": true}}
-	  ]
-	}
-	EOF
-	for m in "${nodes[@]}"; do
-		[ "$m" = "$n" ] || docker exec "$n" ip route replace "${cidr[$m]}" via "${ip[$m]}"
+	for n in "${nodes[@]}"; do
+		docker exec -i "$n" sh -c 'cat >/etc/cni/net.d/10-ringchat.conflist' <<-EOF
+		{
+		  "cniVersion": "1.0.0",
+		  "name": "ringchat-e2e",
+		  "plugins": [
+		    {"type": "ptp", "ipMasq": true,
+		     "ipam": {"type": "host-local", "ranges": [[{"subnet": "${cidr[$n]}"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+		    {"type": "portmap", "capabilities": {"portMappings": true}}
+		  ]
+		}
+		EOF
+		for m in "${nodes[@]}"; do
+			[ "$m" = "$n" ] || docker exec "$n" ip route replace "${cidr[$m]}" via "${ip[$m]}"
+		done
 	done
-done
+}
+if $offline_node; then
+	step "pod network"
+	wire_pod_network
+fi
 kubectl wait --for=condition=Ready nodes --all --timeout=180s >&2
 kubectl -n kube-system rollout status deployment/coredns --timeout=180s >&2
 

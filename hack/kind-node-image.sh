@@ -3,7 +3,7 @@
 # Docker engine, building it offline when it is missing. The LAST line of
 # stdout is the image reference; progress goes to stderr.
 #
-#   KIND_NODE_IMAGE=kindest/node:v1.37.2 hack/kind-node-image.sh  # use that, build nothing
+#   KIND_NODE_IMAGE=kindest/node:v1.37.2 hack/kind-node-image.sh  # use (or pull) that, build nothing
 #   hack/kind-node-image.sh                                       # ringchat.local/kind-node:v1.37.2-<hash>
 #
 # Nothing here pulls an image: every piece comes from Debian packages or the Go
@@ -47,7 +47,10 @@ die() { log "$*"; exit 1; }
 . "$HACK/lib/k8s-module.sh"
 
 if [ -n "${KIND_NODE_IMAGE:-}" ]; then
-	docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1 || die "KIND_NODE_IMAGE=$KIND_NODE_IMAGE is not in the local engine (pull or load it first)"
+	if ! docker image inspect "$KIND_NODE_IMAGE" >/dev/null 2>&1; then
+		log "pulling $KIND_NODE_IMAGE"
+		docker pull "$KIND_NODE_IMAGE" >&2 || die "KIND_NODE_IMAGE=$KIND_NODE_IMAGE is neither in the local engine nor pullable"
+	fi
 	echo "$KIND_NODE_IMAGE"
 	exit 0
 fi
