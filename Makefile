@@ -42,9 +42,12 @@ fmt-check: ## fail when a Go file is not gofmt'ed
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet (the Docker and kind suites too, which build only with their tags)
+vet: ## go vet (the Docker and kind suites too, which build only with their tags) and shellcheck of the scripts
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags 'e2e partition' ./e2e/...
+	@command -v shellcheck >/dev/null 2>&1 || { echo "installing shellcheck (Debian)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	shellcheck -x hack/*.sh hack/lib/*.sh .ci/run
 
 .PHONY: fuzz
 fuzz: ## fuzz the frame decoder for FUZZTIME (default 60s)

@@ -240,7 +240,7 @@ if [ ! -s "$images_tar" ]; then
 fi
 
 # --- 4. kind's base-image files and the node's configuration ------------------------
-kind_dir="$(cd "$work" && GOFLAGS= go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)"
+kind_dir="$(cd "$work" && GOFLAGS='' go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)"
 base="$kind_dir/images/base/files"
 [ -d "$base" ] || die "kind's base-image files are not at $base"
 install -m 0755 "$base"/usr/local/bin/* "$rootfs/usr/local/bin/"

@@ -33,6 +33,8 @@ command -v go >/dev/null 2>&1 || die "go is not on PATH"
 # `go install pkg@version` builds outside any module; keep a workspace or a
 # -mod flag of the caller's out of it.
 export GOWORK=off GO111MODULE=on
+# (Unquoted on purpose: GOFLAGS is a space-separated list, split into lines.)
+# shellcheck disable=SC2086
 GOFLAGS="$(printf '%s\n' ${GOFLAGS:-} | grep -v '^-mod=' | tr '\n' ' ' || true)"
 export GOFLAGS
 

@@ -72,7 +72,7 @@ k8s_module_prepare() {
 		edits+=(-godebug="$g")
 	done
 	(
-		cd "$dir"
+		cd "$dir" || exit 1
 		go mod init ringchat.invalid/k8s-build >/dev/null 2>&1 || die "go mod init failed in $dir"
 		go mod edit "${edits[@]}"
 		{
