@@ -7,6 +7,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/client"
 )
 
 // IdleConfig configures Idle.
@@ -59,7 +61,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*Report, error) {
 	run.setPhase("hold")
 	stop := run.progress(ctx, func() string { return fmt.Sprintf("open %d", run.openConns()) })
 	a := run.mark()
-	sleepCtx(ctx, cfg.Hold)
+	client.Sleep(ctx, cfg.Hold)
 	b := run.mark()
 	stop()
 
@@ -374,7 +376,7 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 	if r.opts.Warmup > 0 && len(plan) > 0 {
 		r.setPhase("warm-up")
 		ss.set(plan[0].publish, 0, pubs)
-		if !sleepCtx(ctx, r.opts.Warmup) {
+		if !client.Sleep(ctx, r.opts.Warmup) {
 			return nil, measuredSpan{}
 		}
 	}
@@ -387,7 +389,7 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 		closedBefore := len(r.conns) - r.openConns()
 		ss.set(p.publish, i+1, pubs)
 		a := r.mark()
-		completed := sleepCtx(ctx, p.duration)
+		completed := client.Sleep(ctx, p.duration)
 		b := r.mark()
 		if !span.ok {
 			span.first, span.ok = a, true

@@ -266,3 +266,17 @@ func DialHello(ctx context.Context, url string, hello protocol.ClientFrame, opts
 	}
 	return c, nil, nil
 }
+
+// Sleep waits for d or until ctx is done, and reports whether the whole
+// delay passed: the pause of a reconnect loop, which must end at once when
+// the caller gives up.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

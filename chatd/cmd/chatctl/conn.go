@@ -77,19 +77,6 @@ func dial(ctx context.Context, o *options) (*client.Conn, *connFailure) {
 	return c, nil
 }
 
-// sleepCtx waits for d or until ctx is done, and reports whether the full
-// delay passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // reconnectRecord is the chatctl.reconnecting JSON record.
 type reconnectRecord struct {
 	Type    string `json:"type"`
@@ -135,7 +122,7 @@ func withRetry(ctx context.Context, e *env, o *options, what string, op func(c *
 		delay := backoffDelay(&bo, f)
 		e.out.notice(reconnectRecord{Type: "chatctl.reconnecting", Attempt: bo.Attempt(), DelayMS: delay.Milliseconds(), Reason: f.describe()},
 			"connection lost (%s); reconnecting in %v (attempt %d)", f.describe(), delay.Round(time.Millisecond), bo.Attempt())
-		if !sleepCtx(ctx, delay) {
+		if !client.Sleep(ctx, delay) {
 			return contextError(ctx, what)
 		}
 	}
@@ -199,7 +186,7 @@ func call(ctx context.Context, c *client.Conn, req protocol.ClientFrame, want st
 			if pe.Code != protocol.CodeRateLimited {
 				return client.Frame{}, serverError(pe)
 			}
-			if !sleepCtx(ctx, ratePause(c)) {
+			if !client.Sleep(ctx, ratePause(c)) {
 				return client.Frame{}, lostConn(ctx.Err())
 			}
 			if err := c.Send(req); err != nil {

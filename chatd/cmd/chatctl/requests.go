@@ -81,6 +81,26 @@ only the count is known. --json prints the joined frame.`,
 	run: runPresence,
 }
 
+// sendForAck runs send on a connection (a new one after each loss, resending
+// with the same cid, which the server stores once) until it returns the ack
+// frame, and decodes the ack.
+func sendForAck(ctx context.Context, e *env, o *options, send func(*client.Conn) (client.Frame, error)) (client.Frame, protocol.Ack, error) {
+	var f client.Frame
+	err := withRetry(ctx, e, o, "before the ack", func(c *client.Conn) error {
+		var err error
+		f, err = send(c)
+		return err
+	})
+	if err != nil {
+		return client.Frame{}, protocol.Ack{}, err
+	}
+	var ack protocol.Ack
+	if err := f.Decode(&ack); err != nil {
+		return client.Frame{}, protocol.Ack{}, fmt.Errorf("decode ack: %w", err)
+	}
+	return f, ack, nil
+}
+
 // oneRoom returns the single --room of a command.
 func oneRoom(o *options) (string, error) {
 	if len(o.rooms) != 1 {
@@ -140,21 +160,14 @@ func runSend(ctx context.Context, e *env, o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ackFrame client.Frame
-	err = withRetry(ctx, e, o, "before the ack", func(c *client.Conn) error {
+	ackFrame, ack, err := sendForAck(ctx, e, o, func(c *client.Conn) (client.Frame, error) {
 		if _, err := call(ctx, c, protocol.ClientFrame{Type: protocol.TypeJoin, ID: "join", Room: room}, protocol.TypeJoined, nil); err != nil {
-			return err
+			return client.Frame{}, err
 		}
-		f, err := call(ctx, c, protocol.ClientFrame{Type: protocol.TypeSend, ID: "send", Room: room, CID: cid, Text: text}, protocol.TypeAck, nil)
-		ackFrame = f
-		return err
+		return call(ctx, c, protocol.ClientFrame{Type: protocol.TypeSend, ID: "send", Room: room, CID: cid, Text: text}, protocol.TypeAck, nil)
 	})
 	if err != nil {
 		return err
-	}
-	var ack protocol.Ack
-	if err := ackFrame.Decode(&ack); err != nil {
-		return fmt.Errorf("decode ack: %w", err)
 	}
 	if e.out.json {
 		e.out.frame(ackFrame.Raw)
@@ -183,18 +196,11 @@ func runDM(ctx context.Context, e *env, o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ackFrame client.Frame
-	err = withRetry(ctx, e, o, "before the ack", func(c *client.Conn) error {
-		f, err := call(ctx, c, protocol.ClientFrame{Type: protocol.TypeDM, ID: "dm", To: o.to, CID: cid, Text: text}, protocol.TypeAck, nil)
-		ackFrame = f
-		return err
+	ackFrame, ack, err := sendForAck(ctx, e, o, func(c *client.Conn) (client.Frame, error) {
+		return call(ctx, c, protocol.ClientFrame{Type: protocol.TypeDM, ID: "dm", To: o.to, CID: cid, Text: text}, protocol.TypeAck, nil)
 	})
 	if err != nil {
 		return err
-	}
-	var ack protocol.Ack
-	if err := ackFrame.Decode(&ack); err != nil {
-		return fmt.Errorf("decode ack: %w", err)
 	}
 	if e.out.json {
 		e.out.frame(ackFrame.Raw)
