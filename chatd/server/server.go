@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,11 +134,9 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) Abort() {
 	s.draining.Store(true)
 	s.aborted.Store(true)
-	s.liveMu.Lock()
-	for sess := range s.live {
+	for _, sess := range s.liveSessions() {
 		sess.Abort()
 	}
-	s.liveMu.Unlock()
 }
 
 // Handle adds an endpoint (the admin API) to the server's mux.
@@ -272,12 +272,7 @@ func (s *Server) closePaced(deadline context.Context) {
 	if s.cfg.DrainRate <= 0 {
 		return
 	}
-	s.liveMu.Lock()
-	list := make([]*session.Session, 0, len(s.live))
-	for sess := range s.live {
-		list = append(list, sess)
-	}
-	s.liveMu.Unlock()
+	list := s.liveSessions()
 	const tick = 20 * time.Millisecond
 	perTick := max(1, s.cfg.DrainRate*int(tick)/int(time.Second))
 	t := time.NewTicker(tick)
@@ -294,6 +289,14 @@ func (s *Server) closePaced(deadline context.Context) {
 	}
 }
 
+// liveSessions lists the open sessions, so that closing them (which takes
+// their own locks) happens outside liveMu.
+func (s *Server) liveSessions() []*session.Session {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	return slices.Collect(maps.Keys(s.live))
+}
+
 // restartReason is the close reason of the 1012 a shutdown sends.
 const restartReason = "server restarting, reconnect and resume"
 
@@ -303,12 +306,10 @@ const restartReason = "server restarting, reconnect and resume"
 func (s *Server) closeAll() {
 	s.liveMu.Lock()
 	s.closingAll = true
-	list := make([]*session.Session, 0, len(s.live))
-	for sess := range s.live {
-		list = append(list, sess)
-	}
 	s.liveMu.Unlock()
-	for _, sess := range list {
+	// A session registering from here on sees closingAll and closes itself;
+	// one also listed below is closed twice, which Close allows.
+	for _, sess := range s.liveSessions() {
 		sess.Close(protocol.CloseServiceRestart, restartReason)
 	}
 }
