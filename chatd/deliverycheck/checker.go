@@ -98,6 +98,17 @@ func (k *Checker) problem(format string, args ...any) {
 	k.problems = append(k.problems, fmt.Sprintf(format, args...))
 }
 
+// decode decodes a frame the server sent, recording a problem when it does
+// not decode: a frame the protocol does not allow is a failure, not a zero
+// value to carry on with.
+func (k *Checker) decode(who string, f client.Frame, v any) bool {
+	if err := f.Decode(v); err != nil {
+		k.problem("%s: undecodable %s frame %s: %v", who, f.Type, f.Raw, err)
+		return false
+	}
+	return true
+}
+
 // liveURL picks a live node, preferring index i.
 func (k *Checker) liveURL(i int) string {
 	live := k.live()
@@ -187,7 +198,9 @@ func (k *Checker) subscribeOnce(s *subscriber, url string, onJoined func()) {
 		switch f.Type {
 		case protocol.TypeJoined:
 			var j protocol.Joined
-			_ = f.Decode(&j)
+			if !k.decode(s.name, f, &j) {
+				continue
+			}
 			k.mu.Lock()
 			if s.epoch != "" && (j.Recovered == nil || !*j.Recovered) {
 				k.problems = append(k.problems, fmt.Sprintf("%s: resume from %d not recovered (epoch %s → %s, oldest %d)", s.name, s.last, s.epoch, j.Epoch, j.Oldest))
@@ -199,7 +212,9 @@ func (k *Checker) subscribeOnce(s *subscriber, url string, onJoined func()) {
 			onJoined()
 		case protocol.TypeMessage:
 			var m protocol.Message
-			_ = f.Decode(&m)
+			if !k.decode(s.name, f, &m) {
+				continue
+			}
 			k.mu.Lock()
 			switch {
 			case m.Seq == s.last+1:
@@ -271,7 +286,9 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 			switch f.Type {
 			case protocol.TypeAck:
 				var a protocol.Ack
-				_ = f.Decode(&a)
+				if !k.decode(name, f, &a) {
+					continue
+				}
 				if a.CID != cid {
 					continue
 				}
@@ -291,7 +308,9 @@ func (k *Checker) Publish(name string, i, count int, interval time.Duration) {
 				acked = true
 			case protocol.TypeError:
 				var e protocol.Error
-				_ = f.Decode(&e)
+				if !k.decode(name, f, &e) {
+					continue
+				}
 				if e.ID == cid && e.Code == protocol.CodeNotJoined {
 					// This connection's join failed (unavailable while the
 					// room moved): join again on a new connection.
