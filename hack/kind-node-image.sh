@@ -78,13 +78,19 @@ if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
 	echo "$NODE_IMAGE"
 	exit 0
 fi
+# Build tools: debootstrap and jq, and gcc with the static C library for pause.
+missing=()
 for tool in debootstrap jq gcc; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		log "installing $tool (Debian)"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$tool" libc6-dev >/dev/null
-	fi
+	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+if ! command -v gcc >/dev/null 2>&1 || [ "$(gcc -print-file-name=libc.a)" = libc.a ]; then
+	missing+=(libc6-dev)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing ${missing[*]} (Debian)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 start=$SECONDS
 work="$(mktemp -d "$KIND_CACHE/.build-node.XXXXXX")"
