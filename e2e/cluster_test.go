@@ -194,11 +194,7 @@ func TestMessagesAcrossPods(t *testing.T) {
 // existing pods to the new --expected-nodes; scaling down drains one pod
 // at a time. No acknowledged message is lost or duplicated.
 func TestScaleUpAndDown(t *testing.T) {
-	restoreOnCleanup(t)
-	dumpOnFailure(t)
-	ctx := context.Background()
-	orig := originalExpectation()
-	mustSettle(t, ctx, settleTimeout, orig)
+	ctx, orig := beginChange(t)
 	tr := startTraffic(t, ctx)
 
 	up := orig
@@ -207,6 +203,19 @@ func TestScaleUpAndDown(t *testing.T) {
 	// Two steps down, the last one rolling the pods.
 	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
 	tr.verify()
+}
+
+// beginChange prepares a test that changes the cluster: the original spec is
+// restored and the state dumped when it ends (failed), and it starts from a
+// settled cluster, which it returns the expectation of.
+func beginChange(t *testing.T) (context.Context, expectation) {
+	t.Helper()
+	restoreOnCleanup(t)
+	dumpOnFailure(t)
+	ctx := context.Background()
+	want := originalExpectation()
+	mustSettle(t, ctx, settleTimeout, want)
+	return ctx, want
 }
 
 // changeAndSettle makes a change to the cluster under traffic, waits until
@@ -227,11 +236,7 @@ func changeAndSettle(t *testing.T, ctx context.Context, tr *traffic, within time
 // StatefulSet recreates it and the cluster settles. No acknowledged message
 // is lost or duplicated.
 func TestDeletePodOwningBusyRoom(t *testing.T) {
-	restoreOnCleanup(t)
-	dumpOnFailure(t)
-	ctx := context.Background()
-	want := originalExpectation()
-	mustSettle(t, ctx, settleTimeout, want)
+	ctx, want := beginChange(t)
 	tr := startTraffic(t, ctx)
 
 	owner, err := env.waitRoomOwner(ctx, tr.k.Room())
@@ -269,17 +274,13 @@ func TestDeletePodOwningBusyRoom(t *testing.T) {
 // original image. Each rollout ends with status.currentImage the new image
 // and every pod running it. No acknowledged message is lost or duplicated.
 func TestRollingUpgrade(t *testing.T) {
-	restoreOnCleanup(t)
-	dumpOnFailure(t)
-	ctx := context.Background()
-	orig := originalExpectation()
 	if env.nextImage == "" {
 		t.Fatal("E2E_NEXT_IMAGE is not set: the upgrade needs a second chatd image loaded into the kind nodes")
 	}
-	if env.nextImage == orig.image {
+	if orig := originalExpectation(); env.nextImage == orig.image {
 		t.Fatalf("E2E_NEXT_IMAGE is the ChatCluster's image already (%s): nothing would roll", orig.image)
 	}
-	mustSettle(t, ctx, settleTimeout, orig)
+	ctx, orig := beginChange(t)
 	tr := startTraffic(t, ctx)
 
 	next := orig
@@ -299,11 +300,7 @@ func TestRollingUpgrade(t *testing.T) {
 // which then announce the new size in their welcome; then back. No
 // acknowledged message is lost or duplicated.
 func TestConfigChangeRollingRestart(t *testing.T) {
-	restoreOnCleanup(t)
-	dumpOnFailure(t)
-	ctx := context.Background()
-	want := originalExpectation()
-	mustSettle(t, ctx, settleTimeout, want)
+	ctx, want := beginChange(t)
 	cc, err := env.chatCluster(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -32,8 +30,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/ringchat/ringchat/chatd/app"
-	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 )
 
@@ -616,70 +612,26 @@ func seqRange(from, to int) []int {
 	return out
 }
 
-// node is a chatd node that can be stopped and started again on the same
-// address, as a restart or a redeploy does.
-type node struct {
-	t    *testing.T
-	addr string
-	stop func()
-}
-
-func startNode(t *testing.T, addr string) *node {
-	t.Helper()
-	cfg, err := config.Load([]string{"--allow-anonymous", "--node-name", "test-node", "--log-level", "error"},
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ln, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	n := &node{t: t, addr: ln.Addr().String()}
-	var once sync.Once
-	n.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("chatd exited with error: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("chatd did not stop within 30s")
-			}
-		})
-	}
-	t.Cleanup(n.stop)
-	return n
-}
-
 // TestBrowserReconnectsAfterServerRestart: the server restarts (close 1012).
 // The page shows that it is reconnecting, keeps a message typed meanwhile
 // as pending, reconnects by itself, finds the room restarted in a new epoch
 // (recovered=false), starts that room over, and delivers the pending message.
 func TestBrowserReconnectsAfterServerRestart(t *testing.T) {
-	first := startNode(t, "")
-	br := startBrowser(t, "http://"+first.addr+"/")
+	first := chatdtest.Start(t)
+	br := startBrowser(t, "http://"+first.Addr+"/")
 	a := br.newTab("A")
 	a.signIn("alice")
 	a.join("lobby")
 	a.say("before the restart")
 	a.waitMessage("lobby", "alice", "before the restart", "sent")
 
-	first.stop()
+	first.Stop()
 	a.waitJS("the page shows it is reconnecting",
 		`document.querySelector('[data-testid=conn-state]').dataset.state === 'reconnecting'`)
 	a.say("typed while the server was down")
 	a.waitMessage("lobby", "alice", "typed while the server was down", "pending")
 
-	startNode(t, first.addr)
+	chatdtest.StartOn(t, first.Addr) // the same address, as a restart or a redeploy gives
 	a.waitOnline()
 	a.waitMessage("lobby", "alice", "typed while the server was down", "sent")
 	if got := a.seqs("lobby"); !slices.Equal(got, []int{1}) {

@@ -102,6 +102,31 @@ func next(t *testing.T, c *client.Conn, typ string, v any) {
 	}
 }
 
+// waitHistory asks for room's latest history until its client ids are want,
+// in order, failing after 30 s with what was last served.
+func waitHistory(t *testing.T, c *client.Conn, room string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := c.Send(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h-" + room, Room: room, Limit: 50}); err != nil {
+			t.Fatal(err)
+		}
+		var page protocol.HistoryPage
+		next(t, c, protocol.TypeHistory, &page)
+		var cids []string
+		for _, m := range page.Messages {
+			cids = append(cids, m.CID)
+		}
+		if slices.Equal(cids, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history of %s on node-2 after the merge = %v, want %v", room, cids, want)
+		}
+		time.Sleep(500 * time.Millisecond) // polling interval: the merge has no event to wait on
+	}
+}
+
 func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 	image := os.Getenv("RINGCHAT_CHATD_IMAGE")
 	if image == "" {
@@ -264,47 +289,9 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 	// After the merge node-2 serves the whole history, in order, once, and
 	// takes messages again.
 	carl := connect(t, ns[2], "carl")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h", Room: room, Limit: 50}); err != nil {
-			t.Fatal(err)
-		}
-		var page protocol.HistoryPage
-		next(t, carl, protocol.TypeHistory, &page)
-		var cids []string
-		for _, m := range page.Messages {
-			cids = append(cids, m.CID)
-		}
-		want := append([]string{"before-0", "before-1", "before-2"}, acked...)
-		if slices.Equal(cids, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history on node-2 after the merge = %v, want %v", cids, want)
-		}
-		time.Sleep(500 * time.Millisecond) // polling interval
-	}
+	waitHistory(t, carl, room, append([]string{"before-0", "before-1", "before-2"}, acked...))
 	// node-2 owns cutRoom again and must have it whole.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h2", Room: cutRoom, Limit: 50}); err != nil {
-			t.Fatal(err)
-		}
-		var page protocol.HistoryPage
-		next(t, carl, protocol.TypeHistory, &page)
-		var cids []string
-		for _, m := range page.Messages {
-			cids = append(cids, m.CID)
-		}
-		want := []string{"cut-before-0", "cut-before-1", "cut-during-0", "cut-during-1", "cut-during-2"}
-		if slices.Equal(cids, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history of %s on node-2 after the merge = %v, want %v", cutRoom, cids, want)
-		}
-		time.Sleep(500 * time.Millisecond) // polling interval
-	}
+	waitHistory(t, carl, cutRoom, []string{"cut-before-0", "cut-before-1", "cut-during-0", "cut-during-1", "cut-during-2"})
 	if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: room}); err != nil {
 		t.Fatal(err)
 	}

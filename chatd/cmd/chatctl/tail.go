@@ -179,7 +179,7 @@ func runTail(ctx context.Context, e *env, o *options, args []string) error {
 		delay := backoffDelay(&bo, f)
 		e.out.notice(reconnectRecord{Type: "chatctl.reconnecting", Attempt: bo.Attempt(), DelayMS: delay.Milliseconds(), Reason: f.describe()},
 			"connection lost (%s); reconnecting in %v (attempt %d)", f.describe(), delay.Round(time.Millisecond), bo.Attempt())
-		if !sleepCtx(ctx, delay) {
+		if !client.Sleep(ctx, delay) {
 			return t.stopped()
 		}
 	}
@@ -343,7 +343,7 @@ func (t *tailer) handle(c *client.Conn, f client.Frame) error {
 			return nil // e.g. a keepalive ping refused by the rate limiter
 		}
 		if pe.Code == protocol.CodeRateLimited {
-			if !sleepCtx(t.ctx, ratePause(c)) {
+			if !client.Sleep(t.ctx, ratePause(c)) {
 				return lostConn(t.ctx.Err())
 			}
 			return t.request(c, req)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -85,7 +84,7 @@ func (c *ProcessCluster) start(i int) {
 	// ports rather than failing the test for a reason that is not chatd's.
 	for attempt := 1; ; attempt++ {
 		node := c.launch(i)
-		if node.waitListening(30*time.Second) || attempt == 5 || !strings.Contains(node.logs.String(), "address already in use") {
+		if node.waitListening(30*time.Second) || attempt == 5 || !node.logs.Contains("address already in use") {
 			c.mu.Lock()
 			c.Nodes = append(c.Nodes, node)
 			c.mu.Unlock()
@@ -138,14 +137,15 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 // reports false if it exited first or the wait timed out.
 func (n *ProcessNode) waitListening(timeout time.Duration) bool {
 	deadline := time.After(timeout)
+	const listening = `"msg":"chatd listening"`
 	for {
-		if strings.Contains(n.logs.String(), `"msg":"chatd listening"`) {
+		if n.logs.Contains(listening) {
 			return true
 		}
 		select {
 		case <-n.logs.wrote:
 		case <-n.done:
-			return strings.Contains(n.logs.String(), `"msg":"chatd listening"`)
+			return n.logs.Contains(listening)
 		case <-deadline:
 			return false
 		}
@@ -171,6 +171,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Contains reports whether the output so far contains sub, without copying it.
+func (l *lockedWriter) Contains(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Contains(l.w.Bytes(), []byte(sub))
+}
+
 func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -191,20 +198,24 @@ func (n *ProcessNode) signal(sig syscall.Signal) {
 	}
 }
 
+// markGone records that a process is being stopped; live reads gone under
+// the same lock.
+func (c *ProcessCluster) markGone(n *ProcessNode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n.gone = true
+}
+
 // Kill sends SIGKILL: no drain, no leave.
 func (c *ProcessCluster) Kill(n *ProcessNode) {
-	c.mu.Lock()
-	n.gone = true
-	c.mu.Unlock()
+	c.markGone(n)
 	n.signal(syscall.SIGKILL)
 	<-n.done
 }
 
 // Terminate sends SIGTERM and waits for the graceful drain to finish.
 func (c *ProcessCluster) Terminate(n *ProcessNode) {
-	c.mu.Lock()
-	n.gone = true
-	c.mu.Unlock()
+	c.markGone(n)
 	n.signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
@@ -213,15 +224,24 @@ func (c *ProcessCluster) Terminate(n *ProcessNode) {
 	}
 }
 
-// LiveURLs returns the WebSocket URLs of running processes.
-func (c *ProcessCluster) LiveURLs() []string {
+// live returns the running processes.
+func (c *ProcessCluster) live() []*ProcessNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
+	var out []*ProcessNode
 	for _, n := range c.Nodes {
 		if !n.gone {
-			out = append(out, n.URL)
+			out = append(out, n)
 		}
+	}
+	return out
+}
+
+// LiveURLs returns the WebSocket URLs of running processes.
+func (c *ProcessCluster) LiveURLs() []string {
+	var out []string
+	for _, n := range c.live() {
+		out = append(out, n.URL)
 	}
 	return out
 }
@@ -232,16 +252,11 @@ func (c *ProcessCluster) WaitConverged() {
 	c.t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
-		c.mu.Lock()
-		var live []*ProcessNode
-		var want []string
-		for _, n := range c.Nodes {
-			if !n.gone {
-				live = append(live, n)
-				want = append(want, n.Name)
-			}
+		live := c.live()
+		want := make([]string, 0, len(live))
+		for _, n := range live {
+			want = append(want, n.Name)
 		}
-		c.mu.Unlock()
 		slices.Sort(want)
 		why := ""
 		for _, n := range live {
@@ -276,13 +291,9 @@ func (c *ProcessCluster) ByName(name string) *ProcessNode {
 
 // LiveNames lists the running processes' names.
 func (c *ProcessCluster) LiveNames() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var out []string
-	for _, n := range c.Nodes {
-		if !n.gone {
-			out = append(out, n.Name)
-		}
+	for _, n := range c.live() {
+		out = append(out, n.Name)
 	}
 	return out
 }
