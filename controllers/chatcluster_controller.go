@@ -59,6 +59,21 @@ type ChatClusterReconciler struct {
 	Recorder events.EventRecorder
 	// Now returns the time for condition transitions; time.Now when nil.
 	Now func() time.Time
+	// SizePropagation is how long a changed cluster size (the ConfigMap key
+	// chatd reads as --expected-nodes-file) takes at most to reach every pod;
+	// DefaultSizePropagation when zero. Scaling waits for it between steps.
+	SizePropagation time.Duration
+}
+
+// DefaultSizePropagation covers the kubelet's default ConfigMap sync (its
+// one-minute sync period plus the delay of its cache) and chatd's 2 s poll.
+const DefaultSizePropagation = 90 * time.Second
+
+func (r *ChatClusterReconciler) sizePropagation() time.Duration {
+	if r.SizePropagation > 0 {
+		return r.SizePropagation
+	}
+	return DefaultSizePropagation
 }
 
 // The operator's permissions, generated into config/rbac/role.yaml by
@@ -102,7 +117,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	plan := planReplicas(cc.DesiredReplicas(), current)
+	plan, planWait := planReplicas(cc.DesiredReplicas(), current, r.now(), r.sizePropagation())
 	config := desiredConfig(cc, plan, secrets.versions)
 
 	builders := []resourceBuilder{serviceAccountBuilder{}}
@@ -118,7 +133,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// Without its Secrets a pod cannot start: leave the StatefulSet as it
 	// is (or absent) rather than roll the running pods into failure.
 	if len(secrets.missing) == 0 {
-		builders = append(builders, statefulSetBuilder{config: config, plan: plan})
+		builders = append(builders, statefulSetBuilder{config: config, plan: plan, now: r.now()})
 	} else {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventSecretMissing, "Reconcile",
 			"not updating the StatefulSet: %s", joinMessages(secrets.missing))
@@ -149,7 +164,8 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if len(secrets.missing) > 0 {
 		return ctrl.Result{RequeueAfter: secretRequeue}, nil
 	}
-	return ctrl.Result{}, nil
+	// A scale-down step waits for a new cluster size to reach every pod.
+	return ctrl.Result{RequeueAfter: planWait}, nil
 }
 
 // apply creates or updates one object with its builder, sets cc as its

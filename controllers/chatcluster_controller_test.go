@@ -14,6 +14,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -214,7 +215,7 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 		"--rpc-advertise-addr=$(POD_IP):7947",
 		"--join=chat-headless." + ns + ".svc:7946",
 		"--cluster-label=" + ns + "/chat",
-		"--expected-nodes=3",
+		"--expected-nodes-file=/etc/chatd/cluster/expected-nodes",
 		"--replication-factor=2",
 		"--history-size=1000",
 		"--send-queue=4096",
@@ -276,8 +277,22 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 		t.Errorf("pod service account %q automount %v", pod.Spec.ServiceAccountName, pod.Spec.AutomountServiceAccountToken)
 	}
 	hash := pod.Annotations[chatv1alpha1.AnnotationConfigHash]
-	if hash == "" || hash != cm.Annotations[chatv1alpha1.AnnotationConfigHash] || hash != hashData(cm.Data) {
-		t.Errorf("pod config hash %q, ConfigMap's %q, hash of its data %q", hash, cm.Annotations[chatv1alpha1.AnnotationConfigHash], hashData(cm.Data))
+	hashed := maps.Clone(cm.Data)
+	delete(hashed, configMapExpectedNodesKey) // read at run time, not hashed
+	if hash == "" || hash != cm.Annotations[chatv1alpha1.AnnotationConfigHash] || hash != hashData(hashed) {
+		t.Errorf("pod config hash %q, ConfigMap's %q, hash of its data %q", hash, cm.Annotations[chatv1alpha1.AnnotationConfigHash], hashData(hashed))
+	}
+	if got := cm.Data[configMapExpectedNodesKey]; got != "3\n" {
+		t.Errorf("ConfigMap %s = %q, want 3", configMapExpectedNodesKey, got)
+	}
+	if v := findVolume(pod.Spec.Volumes, clusterVolumeName); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != cm.Name ||
+		len(v.ConfigMap.Items) != 1 || v.ConfigMap.Items[0].Key != configMapExpectedNodesKey || v.ConfigMap.Items[0].Path != expectedNodesFileName {
+		t.Errorf("cluster size volume %+v", v)
+	}
+	if m := c.VolumeMounts; !slices.ContainsFunc(m, func(m corev1.VolumeMount) bool {
+		return m.Name == clusterVolumeName && m.MountPath == clusterMountDir && m.SubPath == ""
+	}) {
+		t.Errorf("no cluster size mount at %s (without subPath, which the kubelet never updates): %+v", clusterMountDir, m)
 	}
 	if cm.Data[configMapArgsKey] != strings.Join(c.Args, "\n")+"\n" {
 		t.Errorf("ConfigMap args %q differ from the container's %q", cm.Data[configMapArgsKey], c.Args)
@@ -406,12 +421,34 @@ func TestScaleSubresource(t *testing.T) {
 			if got := ptr.Deref(sts.Spec.Replicas, 0); got != r {
 				return fmt.Errorf("replicas %d, want %d", got, r)
 			}
-			return hasArg(sts, fmt.Sprintf("--expected-nodes=%d", e))
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: configMapName(cc)}}
+			if err := s.get(cm); err != nil {
+				return err
+			}
+			if got, want := cm.Data[configMapExpectedNodesKey], fmt.Sprintf("%d\n", e); got != want {
+				return fmt.Errorf("ConfigMap expected nodes %q, want %q", got, want)
+			}
+			if got := sts.Annotations[annotationExpectedNodes]; got != fmt.Sprint(e) {
+				return fmt.Errorf("StatefulSet records expected nodes %q, want %d", got, e)
+			}
+			return nil
+		}
+	}
+	before := s.waitSts(t, cc, "StatefulSet", exists).Spec.Template
+	sameTemplate := func(step string) {
+		t.Helper()
+		sts := s.waitSts(t, cc, step, exists)
+		if !equality.Semantic.DeepEqual(sts.Spec.Template, before) {
+			t.Errorf("%s: the pod template changed, which rolls every pod", step)
 		}
 	}
 
+	// Up to 5: the size first (5 is still a majority-safe size for the 3
+	// running pods), then the pods once it has reached them.
 	scale(5)
+	s.waitSts(t, cc, "size raised before the pods", replicasAndExpected(3, 5))
 	s.waitSts(t, cc, "scaled up to 5", replicasAndExpected(5, 5))
+	sameTemplate("scaled up")
 
 	// Down to 3: the StatefulSet controller has not caught up with 5 yet,
 	// so nothing moves.
@@ -419,11 +456,14 @@ func TestScaleSubresource(t *testing.T) {
 	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, chatv1alpha1.ReasonScalingDown)
 	s.waitSts(t, cc, "still 5", replicasAndExpected(5, 5))
 	s.setStsStatus(t, cc, 5)
-	// One node leaves; the others keep --expected-nodes=5 (no roll).
+	// One node leaves; the others keep an expected size of 5.
 	s.waitSts(t, cc, "one step down", replicasAndExpected(4, 5))
 	s.setStsStatus(t, cc, 4)
-	s.waitSts(t, cc, "at 3", replicasAndExpected(3, 3))
+	// The last pod leaves while the others keep 5; 3 once it is gone.
+	s.waitSts(t, cc, "at 3", replicasAndExpected(3, 5))
 	s.setStsStatus(t, cc, 3)
+	s.waitSts(t, cc, "size lowered", replicasAndExpected(3, 3))
+	sameTemplate("scaled down")
 	got := s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, chatv1alpha1.ReasonUpToDate)
 	if ptr.Deref(got.Spec.Replicas, 0) != 3 || got.Status.Replicas != 3 {
 		t.Errorf("spec.replicas %v status.replicas %d", got.Spec.Replicas, got.Status.Replicas)
@@ -586,7 +626,7 @@ func TestMissingJWTSecret(t *testing.T) {
 		t.Error(err)
 	}
 	vols := sts.Spec.Template.Spec.Volumes
-	if len(vols) != 1 || vols[0].Secret == nil || vols[0].Secret.SecretName != "jwt" || vols[0].Secret.Items[0].Key != "jwt-secret" {
+	if v := findVolume(vols, jwtVolumeName); len(vols) != 2 || v == nil || v.Secret == nil || v.Secret.SecretName != "jwt" || v.Secret.Items[0].Key != "jwt-secret" {
 		t.Errorf("volumes %+v", vols)
 	}
 	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, chatv1alpha1.ReasonCreating)
@@ -848,4 +888,13 @@ func TestConfigMapApplier(t *testing.T) {
 	if err := a.Apply(context.Background()); err == nil {
 		t.Fatal("a broken manifest was applied without an error")
 	}
+}
+
+func findVolume(vs []corev1.Volume, name string) *corev1.Volume {
+	for i := range vs {
+		if vs[i].Name == name {
+			return &vs[i]
+		}
+	}
+	return nil
 }

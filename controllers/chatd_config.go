@@ -36,8 +36,14 @@ const (
 	jwtSecretFileName    = "jwt-secret"
 	jwtPublicKeyFileName = "jwt-public-key"
 
-	jwtVolumeName = "jwt"
-	tlsVolumeName = "tls"
+	// clusterMountDir holds the cluster size (--expected-nodes-file),
+	// projected from the ConfigMap so that it changes in running pods.
+	clusterMountDir       = "/etc/chatd/cluster"
+	expectedNodesFileName = "expected-nodes"
+
+	jwtVolumeName     = "jwt"
+	tlsVolumeName     = "tls"
+	clusterVolumeName = "cluster"
 
 	// Environment variables of the container. POD_NAME and POD_IP come from
 	// the downward API and are expanded by the kubelet in the arguments
@@ -49,13 +55,17 @@ const (
 	envClusterSecret = "CHATD_CLUSTER_SECRET"
 	envGossipKey     = "CHATD_GOSSIP_KEY"
 
-	// Keys of the ConfigMap.
-	configMapArgsKey    = "chatd.args"
-	configMapSecretsKey = "secret-versions"
+	// Keys of the ConfigMap. The expected-nodes key is not part of the
+	// configuration hash: the pods read it at run time, and changing it must
+	// not roll them.
+	configMapArgsKey          = "chatd.args"
+	configMapSecretsKey       = "secret-versions"
+	configMapExpectedNodesKey = "expected-nodes"
 )
 
-// replicaPlan is what the StatefulSet runs now: its replicas and the
-// --expected-nodes of its pods. It differs from spec.replicas only while the
+// replicaPlan is what the StatefulSet runs now: its replicas and the cluster
+// size its pods apply (the ConfigMap's expected-nodes key, which they read as
+// --expected-nodes-file). It differs from spec.replicas only while the
 // operator scales down one node at a time (see planReplicas).
 type replicaPlan struct {
 	Replicas      int32
@@ -70,8 +80,10 @@ type chatdConfig struct {
 	// Data is the ConfigMap's data: the arguments one a line, and the
 	// versions of the Secrets whose content chatd reads only at start.
 	Data map[string]string
-	// Hash is a digest of Data; it is annotated on the pod template so that
-	// every change of the configuration rolls the pods.
+	// Hash is a digest of Data without the expected-nodes key; it is
+	// annotated on the pod template so that every change of the
+	// configuration rolls the pods, and a change of the cluster size does
+	// not.
 	Hash string
 }
 
@@ -86,7 +98,9 @@ func desiredConfig(cc *chatv1alpha1.ChatCluster, plan replicaPlan, secretVersion
 		configMapArgsKey:    strings.Join(args, "\n") + "\n",
 		configMapSecretsKey: strings.Join(versions, "\n"),
 	}
-	return chatdConfig{Args: args, Data: data, Hash: hashData(data)}
+	hash := hashData(data)
+	data[configMapExpectedNodesKey] = itoa(plan.ExpectedNodes) + "\n"
+	return chatdConfig{Args: args, Data: data, Hash: hash}
 }
 
 // hashData is a digest of a ConfigMap's data, independent of map order.
@@ -151,7 +165,7 @@ func chatdArgs(cc *chatv1alpha1.ChatCluster, plan replicaPlan) []string {
 	}
 	a = append(a,
 		"--cluster-label="+cc.ClusterLabel(),
-		"--expected-nodes="+itoa(plan.ExpectedNodes),
+		"--expected-nodes-file="+path.Join(clusterMountDir, expectedNodesFileName),
 		"--replication-factor="+itoa(cc.ReplicationFactor()),
 		"--history-size="+itoa(cc.HistorySize()),
 		"--send-queue="+itoa(cc.SendQueue()),

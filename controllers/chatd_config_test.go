@@ -21,7 +21,7 @@ func TestArgsOfASampleCluster(t *testing.T) {
 		"--rpc-advertise-addr=$(POD_IP):7947",
 		"--join=prod-headless.chat.svc:7946",
 		"--cluster-label=chat/prod",
-		"--expected-nodes=3",
+		"--expected-nodes-file=/etc/chatd/cluster/expected-nodes",
 		"--replication-factor=2",
 		"--history-size=1000",
 		"--send-queue=4096",
@@ -95,7 +95,6 @@ func TestConfigHash(t *testing.T) {
 			c.Spec.HistorySize = 2000
 			return replicaPlan{3, 3}, []string{"a", "b"}
 		},
-		"expected nodes": func(*chatv1alpha1.ChatCluster) (replicaPlan, []string) { return replicaPlan{3, 5}, []string{"a", "b"} },
 		"secret version": func(*chatv1alpha1.ChatCluster) (replicaPlan, []string) { return replicaPlan{3, 3}, []string{"a", "c"} },
 	}
 	for name, change := range changes {
@@ -104,6 +103,15 @@ func TestConfigHash(t *testing.T) {
 		if desiredConfig(c, plan, versions).Hash == base.Hash {
 			t.Errorf("changing the %s does not change the hash", name)
 		}
+	}
+	// The cluster size is read at run time: changing it must not roll the
+	// pods, only the ConfigMap key they read.
+	resized := desiredConfig(cc, replicaPlan{3, 5}, []string{"a", "b"})
+	if resized.Hash != base.Hash {
+		t.Errorf("changing the expected nodes changes the hash, which would roll every pod")
+	}
+	if got := resized.Data[configMapExpectedNodesKey]; got != "5\n" {
+		t.Errorf("ConfigMap %s = %q, want 5", configMapExpectedNodesKey, got)
 	}
 	if hashData(map[string]string{"ab": "c"}) == hashData(map[string]string{"a": "bc"}) {
 		t.Errorf("hashData is ambiguous")

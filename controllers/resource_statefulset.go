@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -39,6 +40,8 @@ const (
 type statefulSetBuilder struct {
 	config chatdConfig
 	plan   replicaPlan
+	// now stamps a change of the expected cluster size.
+	now time.Time
 }
 
 func (statefulSetBuilder) Build(cc *chatv1alpha1.ChatCluster) client.Object {
@@ -95,7 +98,11 @@ func (b statefulSetBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Obje
 		sts.Annotations = map[string]string{}
 	}
 	sts.Annotations[annotationTemplateHash] = digest
-	sts.Annotations[annotationExpectedNodes] = strconv.FormatInt(int64(b.plan.ExpectedNodes), 10)
+	expected := strconv.FormatInt(int64(b.plan.ExpectedNodes), 10)
+	if sts.Annotations[annotationExpectedNodes] != expected {
+		sts.Annotations[annotationExpectedNodes] = expected
+		sts.Annotations[annotationExpectedNodesChanged] = b.now.UTC().Format(time.RFC3339Nano)
+	}
 	return nil
 }
 
@@ -229,9 +236,15 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdConfig, mounts []core
 // with a fixed name: a key such as ".." is a valid Secret key but not a valid
 // file name) and spec.tls's Secret.
 func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeMount) {
-	var vols []corev1.Volume
-	var mounts []corev1.VolumeMount
 	mode := ptr.To[int32](0o440) // owner and fsGroup (chatd's group) read
+	// The cluster size, from the ConfigMap: mounted as a directory (not
+	// subPath), so that the kubelet updates the file in running pods.
+	vols := []corev1.Volume{{Name: clusterVolumeName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(cc)},
+		Items:                []corev1.KeyToPath{{Key: configMapExpectedNodesKey, Path: expectedNodesFileName}},
+		DefaultMode:          mode,
+	}}}}
+	mounts := []corev1.VolumeMount{{Name: clusterVolumeName, MountPath: clusterMountDir, ReadOnly: true}}
 	auth := cc.Spec.Auth
 	var jwt *corev1.SecretKeySelector
 	var file string

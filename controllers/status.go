@@ -21,7 +21,7 @@ const ReasonPaused = "ReconciliationPaused"
 type observed struct {
 	// StatefulSet as last read or written; nil when it does not exist.
 	StatefulSet *appsv1.StatefulSet
-	// Plan is the replicas and --expected-nodes the StatefulSet was given.
+	// Plan is the replicas and expected cluster size the StatefulSet was given.
 	Plan replicaPlan
 	// MissingSecrets describes each referenced Secret, or key, that does
 	// not exist.
@@ -83,7 +83,7 @@ func setCondition(conds *[]metav1.Condition, c metav1.Condition, generation int6
 }
 
 // majority is the strict majority of n nodes, what a chatd node must see to
-// accept messages (--expected-nodes).
+// accept messages (its expected cluster size).
 func majority(n int32) int32 { return n/2 + 1 }
 
 // availableCondition: clients can connect and send when a majority of the

@@ -135,7 +135,7 @@ func TestStatusQuorum(t *testing.T) {
 }
 
 func TestStatusMajorityCountsExpectedNodesWhileScalingDown(t *testing.T) {
-	// 5 → 3: four pods left, still --expected-nodes=5; 2 ready of them is
+	// 5 → 3: four pods left, still an expected size of 5; 2 ready of them is
 	// no majority of 5 even though it would be one of 3.
 	cc := testCluster(3)
 	cc.Status = computeStatus(cc, observed{StatefulSet: fakeSts(5, 5, "img:1", "h1"), Plan: replicaPlan{5, 5}}, t0)

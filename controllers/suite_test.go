@@ -183,7 +183,9 @@ func startSuite() (*suite, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &ChatClusterReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator")}
+	// A short SizePropagation: no kubelet rewrites files here, and the
+	// scaling tests follow each of its steps.
+	r := &ChatClusterReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator"), SizePropagation: 2 * time.Second}
 	if err := r.SetupWithManagerOptions(mgr, 4); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -190,19 +191,42 @@ func TestMessagesAcrossPods(t *testing.T) {
 }
 
 // TestScaleUpAndDown: under steady traffic, replicas 3→5 then back to 3
-// through the scale subresource (kubectl scale). Scaling up rolls the
-// existing pods to the new --expected-nodes; scaling down drains one pod
-// at a time. No acknowledged message is lost or duplicated.
+// through the scale subresource (kubectl scale). Scaling up raises the
+// cluster size the pods read from their mounted ConfigMap, then adds pods;
+// scaling down drains one pod at a time. The original pods are never
+// restarted, every pod ends up applying the new size (settled checks it),
+// and no acknowledged message is lost or duplicated.
 func TestScaleUpAndDown(t *testing.T) {
 	ctx, orig := beginChange(t)
+	before := podUIDs(t, ctx)
 	tr := startTraffic(t, ctx)
 
 	up := orig
 	up.replicas = orig.replicas + 2
 	changeAndSettle(t, ctx, tr, rolloutTimeout, up, func() error { return env.scale(ctx, up.replicas) })
-	// Two steps down, the last one rolling the pods.
 	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
 	tr.verify()
+	if after := podUIDs(t, ctx); !maps.Equal(after, before) {
+		t.Errorf("pods were replaced by scaling: before %v, after %v", before, after)
+	}
+}
+
+// podUIDs maps the cluster's pods to their UIDs.
+func podUIDs(t *testing.T, ctx context.Context) map[string]types.UID {
+	t.Helper()
+	cc, err := env.chatCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := env.clusterPods(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := make(map[string]types.UID, len(pods))
+	for _, p := range pods {
+		uids[p.Name] = p.UID
+	}
+	return uids
 }
 
 // beginChange prepares a test that changes the cluster: the original spec is

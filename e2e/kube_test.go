@@ -434,8 +434,13 @@ func (e *environment) membersConverged(ctx context.Context, cc *chatv1alpha1.Cha
 		if st.Self != pods[i].Name || !slices.Equal(st.Active, want) {
 			return fmt.Sprintf("%s (self %q) sees active %v, want %v", pods[i].Name, st.Self, st.Active, want), false
 		}
+		// The size reaches running pods through the kubelet's update of
+		// the mounted ConfigMap, not through a restart.
+		if st.ExpectedNodes != len(pods) {
+			return fmt.Sprintf("%s applies an expected cluster size of %d, want %d", pods[i].Name, st.ExpectedNodes, len(pods)), false
+		}
 	}
-	return fmt.Sprintf("every pod sees active %v", want), true
+	return fmt.Sprintf("every pod sees active %v and applies an expected size of %d", want, len(pods)), true
 }
 
 // expectation is the state a change must end in.

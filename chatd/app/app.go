@@ -48,6 +48,12 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		return err
 	}
 	m := metrics.New()
+	expectedNodes := cfg.ExpectedNodes
+	if cfg.ExpectedNodesFile != "" {
+		if expectedNodes, err = readExpectedNodes(cfg.ExpectedNodesFile); err != nil {
+			return err
+		}
+	}
 	h := hub.New(hub.Config{
 		HistorySize:     cfg.HistorySize,
 		DedupeWindow:    cfg.DedupeWindow,
@@ -58,7 +64,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	node := cluster.New(cluster.Config{
 		Self:              cfg.NodeName,
 		ReplicationFactor: cfg.ReplicationFactor,
-		ExpectedNodes:     cfg.ExpectedNodes,
+		ExpectedNodes:     expectedNodes,
 		Metrics:           m,
 		RouteTimeout:      cfg.RouteTimeout,
 		CallTimeout:       5 * time.Second,
@@ -109,6 +115,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	srv.Handle("GET /admin/", node.AdminHandler(cfg.AdminToken, members))
 
 	runCtx, stopRun := context.WithCancel(ctx)
+	if cfg.ExpectedNodesFile != "" {
+		w := &expectedNodesWatcher{path: cfg.ExpectedNodesFile, set: node.SetExpectedNodes, log: log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(runCtx, expectedNodesPoll)
+		}()
+	}
 	if parts != nil {
 		wg.Add(1)
 		go func() {

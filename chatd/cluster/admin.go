@@ -36,9 +36,11 @@ type AdminStatus struct {
 	Members           []AdminMember `json:"members"`
 	Active            []string      `json:"active"`
 	ReplicationFactor int           `json:"replication_factor"`
-	OwnedRooms        []string      `json:"owned_rooms"`
-	ReplicaRooms      []string      `json:"replica_rooms"`
-	LocalRooms        []AdminRoom   `json:"local_rooms"`
+	// ExpectedNodes is the cluster size the quorum rule applies (0: none).
+	ExpectedNodes int         `json:"expected_nodes"`
+	OwnedRooms    []string    `json:"owned_rooms"`
+	ReplicaRooms  []string    `json:"replica_rooms"`
+	LocalRooms    []AdminRoom `json:"local_rooms"`
 }
 
 // Status reports this node's view of the cluster and its rooms.
@@ -50,6 +52,7 @@ func (n *Node) Status(m *membership.Membership) AdminStatus {
 		ViewVersion:       v.version,
 		Active:            slices.Clone(v.active),
 		ReplicationFactor: n.cfg.ReplicationFactor,
+		ExpectedNodes:     n.ExpectedNodes(),
 		OwnedRooms:        n.owners.OwnedRooms(),
 		ReplicaRooms:      n.owners.ReplicaRooms(),
 	}

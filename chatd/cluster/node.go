@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/hub"
@@ -35,10 +36,11 @@ type Config struct {
 	// messages before they are acknowledged, the owner included. It is
 	// capped by the number of active members.
 	ReplicationFactor int
-	// ExpectedNodes is the cluster's intended size. A node that sees no
-	// strict majority of it alive refuses new messages: on the minority side
-	// of a partition nothing new is acknowledged, so nothing acknowledged can
-	// be lost when the sides merge. 0 disables the rule.
+	// ExpectedNodes is the cluster's intended size at start (SetExpectedNodes
+	// changes it). A node that sees no strict majority of it alive refuses
+	// new messages: on the minority side of a partition nothing new is
+	// acknowledged, so nothing acknowledged can be lost when the sides merge.
+	// 0 disables the rule.
 	ExpectedNodes int
 	// Metrics, when set, receives the cluster's metrics.
 	Metrics *metrics.Metrics
@@ -60,6 +62,11 @@ type Node struct {
 	hub     *hub.Hub
 	owners  *owner.Service
 	peers   peerLink // nil in a cluster of one
+
+	// expected is the cluster's intended size (Config.ExpectedNodes, then
+	// SetExpectedNodes): it changes at run time so that scaling a cluster
+	// does not restart its nodes.
+	expected atomic.Int64
 
 	mu sync.RWMutex
 	// view is the current membership: active is who owns rooms; addrs maps
@@ -92,17 +99,36 @@ func (n *Node) HasQuorum() (bool, string) {
 		return true, ""
 	}
 	v, _ := n.currentView()
-	return false, fmt.Sprintf("no quorum: sees %d of %d expected nodes", len(v.addrs), n.cfg.ExpectedNodes)
+	return false, fmt.Sprintf("no quorum: sees %d of %d expected nodes", len(v.addrs), n.ExpectedNodes())
+}
+
+// ExpectedNodes is the cluster size the quorum rule currently applies.
+func (n *Node) ExpectedNodes() int { return int(n.expected.Load()) }
+
+// SetExpectedNodes changes the cluster size the quorum rule applies (0
+// disables it). Raising it before a cluster grows and lowering it only once
+// the cluster has shrunk keeps it at or above the number of nodes that exist,
+// which is what keeps two sides of a partition from both holding a majority.
+func (n *Node) SetExpectedNodes(v int) {
+	old := n.expected.Swap(int64(v))
+	if old == int64(v) {
+		return
+	}
+	if n.metrics != nil {
+		n.metrics.ExpectedNodes.Set(float64(v))
+	}
+	n.log.Info("expected nodes changed", "from", old, "to", v)
 }
 
 // hasQuorum reports whether this node sees a strict majority of the
 // expected cluster alive (itself included).
 func (n *Node) hasQuorum() bool {
-	if n.cfg.ExpectedNodes <= 0 {
+	expected := n.ExpectedNodes()
+	if expected <= 0 {
 		return true
 	}
 	v, _ := n.currentView()
-	return 2*len(v.addrs) > n.cfg.ExpectedNodes
+	return 2*len(v.addrs) > expected
 }
 
 // ErrUnavailable is returned when a request could not reach the room's owner
@@ -131,6 +157,10 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 		ownerCfg.Observe = observer{cfg.Metrics}
 	}
 	n.owners = owner.New(ownerCfg, n, log)
+	n.expected.Store(int64(cfg.ExpectedNodes))
+	if cfg.Metrics != nil {
+		cfg.Metrics.ExpectedNodes.Set(float64(cfg.ExpectedNodes))
+	}
 	n.view = nodeView{active: []string{cfg.Self}, addrs: map[string]string{cfg.Self: ""}}
 	n.view.id = viewID(n.view.active)
 	n.prevView = n.view
@@ -176,7 +206,7 @@ func (n *Node) claim(room string, hasReplica bool) owner.Claim {
 	if ring.Owner(room, n.view.active) != n.cfg.Self {
 		return owner.ClaimNotOwner
 	}
-	if n.cfg.ExpectedNodes > 0 && 2*len(n.view.addrs) <= n.cfg.ExpectedNodes {
+	if expected := n.ExpectedNodes(); expected > 0 && 2*len(n.view.addrs) <= expected {
 		// Starting a room is a write: not on the minority side.
 		return owner.ClaimNotOwner
 	}

@@ -69,6 +69,7 @@ type Config struct {
 	AdminToken          string
 	GossipProfile       string
 	ExpectedNodes       int
+	ExpectedNodesFile   string
 	RouteTimeout        time.Duration
 
 	// Timings
@@ -140,6 +141,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
 	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")
+	fs.StringVar(&c.ExpectedNodesFile, "expected-nodes-file", "", "file holding --expected-nodes, re-read every 2s so the cluster can be resized without restarting nodes (a mounted ConfigMap key)")
 	fs.DurationVar(&c.RouteTimeout, "route-timeout", 10*time.Second, "how long a request keeps retrying while its room moves before the client gets \"unavailable\"")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "memberlist timing profile: lan, or local for tests on one machine")
 	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
@@ -241,6 +243,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ExpectedNodes < 0 {
 		errs = append(errs, fmt.Errorf("--expected-nodes must not be negative, got %d", c.ExpectedNodes))
+	}
+	if c.ExpectedNodes != 0 && c.ExpectedNodesFile != "" {
+		errs = append(errs, errors.New("--expected-nodes and --expected-nodes-file are exclusive"))
 	}
 	if c.RouteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--route-timeout must be positive, got %s", c.RouteTimeout))

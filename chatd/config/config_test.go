@@ -41,6 +41,7 @@ func TestValidationNamesTheFlag(t *testing.T) {
 		"--log-level":            {"--allow-anonymous", "--log-level", "loud"},
 		"not both":               {"--jwt-secret", "x", "--jwt-secret-file", "f"},
 		"--gossip-profile":       {"--allow-anonymous", "--gossip-profile", "wan"},
+		"are exclusive":          {"--allow-anonymous", "--expected-nodes", "3", "--expected-nodes-file", "f"},
 	}
 	for want, args := range cases {
 		_, err := Load(args, env(nil), io.Discard)

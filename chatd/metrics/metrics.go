@@ -34,6 +34,7 @@ type Metrics struct {
 	// Cluster.
 	Members          *prometheus.GaugeVec // state
 	RoomsOwned       prometheus.Gauge
+	ExpectedNodes    prometheus.Gauge
 	RoomsReplicated  prometheus.Gauge
 	Forwards         *prometheus.CounterVec // op
 	ReplicationTime  prometheus.Histogram
@@ -109,6 +110,9 @@ func New() *Metrics {
 		RoomsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chatd_rooms_owned", Help: "Rooms this node owns (sequences and stores).",
 		}),
+		ExpectedNodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_expected_nodes", Help: "Cluster size the quorum rule applies (--expected-nodes or --expected-nodes-file; 0: no rule).",
+		}),
 		RoomsReplicated: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chatd_rooms_replicated", Help: "Rooms this node keeps a replica of.",
 		}),
@@ -146,7 +150,7 @@ func New() *Metrics {
 		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(
-		m.Members, m.RoomsOwned, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
+		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 	)
 	m.Registry.MustRegister(

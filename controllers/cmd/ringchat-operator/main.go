@@ -48,6 +48,7 @@ type options struct {
 	logLevel          string
 	printVersion      bool
 	controllerWorkers int
+	sizePropagation   time.Duration
 	clusterConfigMap  string
 }
 
@@ -61,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
+	fs.DurationVar(&o.sizePropagation, "cluster-size-propagation", controllers.DefaultSizePropagation, "how long a changed cluster size takes to reach every chatd pod through its mounted ConfigMap (the kubelet's sync period plus margin); scaling waits this long between steps")
 	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster (the Helm chart's cluster.enabled)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +130,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Client:   mgr.GetClient(),
 		Scheme:   mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("ringchat-operator"),
+
+		SizePropagation: o.sizePropagation,
 	}
 	if err := r.SetupWithManagerOptions(mgr, o.controllerWorkers); err != nil {
 		setupLog.Error(err, "setting up the ChatCluster controller")
