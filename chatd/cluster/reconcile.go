@@ -11,8 +11,12 @@ import (
 )
 
 // reconcilePeriod is how often a node re-checks its rooms against the view
-// even when nothing changed: it retries failed handoffs and replica syncs
-// and forgets idle rooms.
+// even when nothing changed: it retries failed handoffs, lets a handoff held
+// up by unreplicated messages go without them once it has waited long
+// enough (owner.Service.HandOff), and forgets idle rooms. Replicas that
+// missed messages are not this loop's business: with an unchanged replica
+// set SetReplicas does nothing, and the owner service repairs them on its
+// own retry timer.
 const reconcilePeriod = time.Second
 
 // reconcile brings this node's rooms in line with a new view: forget nodes

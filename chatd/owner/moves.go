@@ -76,6 +76,7 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 	old := r.acked
 	r.acked = make(map[string]uint64, len(replicas))
 	r.replicas = slices.Clone(replicas)
+	r.forgetRepairsExcept(r.replicas)
 	for _, rep := range replicas {
 		if seq, ok := old[rep]; ok {
 			r.acked[rep] = seq
@@ -87,24 +88,11 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 }
 
 // syncLocked sends a full copy of the log to rep; until it lands, rep holds
-// back commits. Callers hold r.mu.
+// back commits, and if it fails rep is repaired later (see retryLocked).
+// Callers hold r.mu.
 func (r *room) syncLocked(rep string) {
 	snap := r.log.Snapshot()
-	r.svc.out.SyncReplica(rep, snap, func(err error) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if err != nil {
-			r.svc.log.Warn("replica sync failed", "room", r.name, "replica", rep, "err", err)
-			return
-		}
-		if !slices.Contains(r.replicas, rep) {
-			return
-		}
-		if snap.Head > r.acked[rep] {
-			r.acked[rep] = snap.Head
-		}
-		r.commitLocked(r.replicatedUpTo())
-	})
+	r.svc.out.SyncReplica(rep, snap, func(err error) { r.onReplicated(rep, "sync", snap.Epoch, snap.Head, err) })
 }
 
 // ResyncReplica is called when a replica reported a gap: it gets a full copy.
@@ -139,50 +127,94 @@ func (s *Service) DropNode(node string) {
 // the snapshot carries everything acknowledged. send delivers the state and
 // reports the outcome; on failure the room stays here, ready, and the
 // cluster tries again on its next pass.
+//
+// A later call while the room still waits for pending messages (the
+// cluster's next pass, or the new owner's claim) aims the handoff at its
+// send instead, and once the wait has lasted drainLimit it stops waiting:
+// the senders are told ErrMoving and the state goes now (see
+// abandonPendingLocked). A replica that does not answer must not keep the
+// room from its new owner, which holds requests meanwhile.
 func (s *Service) HandOff(roomName string, send func(HandoffState, func(error))) {
 	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
 	defer r.mu.Unlock()
-	if r.state != stateReady {
-		return
-	}
-	r.state = stateMoving
-	start := func() {
-		st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: make(map[string][]string, len(r.nodes))}
-		for node, users := range r.nodes {
-			st.Nodes[node] = slices.Collect(maps.Keys(users))
+	start := func() { r.sendHandoff(send) }
+	switch {
+	case r.state == stateReady:
+		r.state = stateMoving
+		r.drainSince = s.cfg.Now()
+		if len(r.pending) == 0 {
+			start()
+			return
 		}
-		send(st, func(err error) {
-			s.cfg.Observe.Handoff(true, err)
-			r.mu.Lock()
-			if err != nil && !errors.Is(err, ErrBehind) {
-				r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
-				r.state = stateReady
-				r.mu.Unlock()
-				return
-			}
-			if err != nil {
-				r.svc.log.Warn("new owner is ahead; dropping the stale copy", "room", r.name, "head", r.committed)
-			}
-			r.dead = true
-			r.stopTimers()
-			r.mu.Unlock()
-			// s.mu is taken after r.mu is released: the lock order is
-			// always service, then room.
-			s.mu.Lock()
-			if s.rooms[r.name] == r {
-				delete(s.rooms, r.name)
-			}
-			s.mu.Unlock()
-		})
-	}
-	if len(r.pending) == 0 {
-		start()
-	} else {
 		r.afterDrain = start
+	case r.state == stateMoving && r.afterDrain != nil:
+		if s.cfg.Now().Sub(r.drainSince) < s.drainLimit() {
+			r.afterDrain = start
+			return
+		}
+		s.log.Warn("pending messages still not replicated; handing the room over without acknowledging them", "room", r.name, "pending", len(r.pending), "waited", s.cfg.Now().Sub(r.drainSince))
+		r.abandonPendingLocked(ErrMoving)
+		r.afterDrain = nil
+		start()
 	}
+	// Otherwise the room awaits its own handoff, or its state is on the way.
+}
+
+// drainLimit bounds how long a handoff waits for pending messages: half the
+// new owner's grace, so the state normally reaches it before it asks the
+// peers again.
+func (s *Service) drainLimit() time.Duration { return s.cfg.HandoffGrace / 2 }
+
+// abandonPendingLocked answers the senders of pending messages with err.
+// The messages stay in the log, so the handoff state carries them and a
+// resend (which ErrMoving prompts) is answered by the new owner from its
+// dedupe window with the original sequence number. They also stay pending
+// here, without senders, so they are still committed in order if the
+// handoff fails and the room stays. Callers hold r.mu.
+func (r *room) abandonPendingLocked(err error) {
+	for i := range r.pending {
+		p := &r.pending[i]
+		for _, reply := range append(p.replies, p.dups...) {
+			reply(protocol.Ack{}, err)
+		}
+		p.replies, p.dups = nil, nil
+	}
+}
+
+// sendHandoff sends the room's state with send and, once it is accepted,
+// retires the room here. Callers hold r.mu.
+func (r *room) sendHandoff(send func(HandoffState, func(error))) {
+	s := r.svc
+	st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: make(map[string][]string, len(r.nodes))}
+	for node, users := range r.nodes {
+		st.Nodes[node] = slices.Collect(maps.Keys(users))
+	}
+	send(st, func(err error) {
+		s.cfg.Observe.Handoff(true, err)
+		r.mu.Lock()
+		if err != nil && !errors.Is(err, ErrBehind) {
+			r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
+			r.state = stateReady
+			r.mu.Unlock()
+			return
+		}
+		if err != nil {
+			r.svc.log.Warn("new owner is ahead; dropping the stale copy", "room", r.name, "head", r.committed)
+		}
+		r.dead = true
+		r.stopTimers()
+		r.mu.Unlock()
+		// s.mu is taken after r.mu is released: the lock order is
+		// always service, then room.
+		s.mu.Lock()
+		if s.rooms[r.name] == r {
+			delete(s.rooms, r.name)
+		}
+		s.mu.Unlock()
+	})
 }
 
 // AcceptHandoff installs a room handed over by its previous owner. Requests
@@ -230,6 +262,7 @@ func (s *Service) AcceptHandoff(st HandoffState) (err error) {
 	r.afterDrain = nil
 	r.log = l
 	r.committed = l.Head()
+	r.resyncAllLocked()
 	r.installNodes(st.Nodes)
 	r.becomeReady()
 	return nil
@@ -246,11 +279,26 @@ func (r *room) installNodes(nodes map[string][]string) {
 	}
 }
 
+// resyncAllLocked gives every replica a full copy after the log was
+// replaced: what they acknowledged was another log, and otherwise they
+// would learn of the handed-over history only when a later message showed
+// the gap. Callers hold r.mu.
+func (r *room) resyncAllLocked() {
+	r.acked = make(map[string]uint64, len(r.replicas))
+	clear(r.repair)
+	r.stopRetry()
+	r.retryDelay = 0
+	for _, rep := range r.replicas {
+		r.syncLocked(rep)
+	}
+}
+
 // becomeReady ends a wait for a handoff and runs the held requests in order.
 func (r *room) becomeReady() {
 	if r.state != stateWaiting {
 		return
 	}
+	r.stopWait()
 	r.state = stateReady
 	held := r.held
 	r.held = nil
@@ -259,17 +307,54 @@ func (r *room) becomeReady() {
 	}
 }
 
-// startWaitTimer bounds a wait for a handoff: when it expires the room starts
-// from what this node has.
+// startWaitTimer bounds a wait for a handoff (see waitExpired). The callback
+// must ask the claim under the service's lock before it takes the room's,
+// so it cannot check which timer it is under the room's lock first: a
+// generation number, copied into the callback, tells it instead. Callers
+// hold r.mu, or hold the only reference to r.
 func (r *room) startWaitTimer() {
-	time.AfterFunc(r.svc.cfg.HandoffGrace, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.state == stateWaiting && !r.dead {
-			r.svc.log.Warn("no handoff arrived; starting the room from local state", "room", r.name, "head", r.log.Head())
-			r.becomeReady()
-		}
-	})
+	r.waitGen++
+	gen := r.waitGen
+	r.waitTimer = time.AfterFunc(r.svc.cfg.HandoffGrace, func() { r.waitExpired(gen) })
+}
+
+func (r *room) stopWait() {
+	r.waitGen++
+	if r.waitTimer != nil {
+		r.waitTimer.Stop()
+		r.waitTimer = nil
+	}
+}
+
+// waitExpired ends a grace without a handoff. When the claim still says a
+// live peer may hold the room, it asks the peers again and waits another
+// grace instead of starting the room: a wait outlives the grace only when a
+// peer answered that it is handing the room over (peers that hold nothing
+// answer at once and end the wait), and that peer's handoff may be held up
+// by messages waiting for a replica. Starting without it would open the
+// room from local state, which on a node that never had a copy is an empty
+// room in a new epoch, and the acknowledged history would be lost to
+// clients. Otherwise (no peer can hold it, or this node is no longer the
+// owner and will hand it on) the room starts from what this node has.
+func (r *room) waitExpired(gen uint64) {
+	s := r.svc
+	s.mu.Lock()
+	_, hasReplica := s.replicas[r.name]
+	claim := r.claim(r.name, hasReplica)
+	s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.waitGen || r.state != stateWaiting || r.dead || s.closed.Load() {
+		return
+	}
+	if claim == ClaimAwaitHandoff && s.cfg.OnAwait != nil {
+		s.log.Warn("no handoff arrived yet; asking the peers again", "room", r.name)
+		r.startWaitTimer()
+		go s.cfg.OnAwait(r.name)
+		return
+	}
+	s.log.Warn("no handoff arrived; starting the room from local state", "room", r.name, "head", r.log.Head())
+	r.becomeReady()
 }
 
 // Sweep forgets owned rooms that have had no subscribed node for RoomIdleTTL,
@@ -292,11 +377,12 @@ func (s *Service) Sweep() {
 	}
 }
 
-// Close refuses further requests.
+// Close refuses further requests and stops the rooms' timers, replication
+// retries and handoff waits included.
 func (s *Service) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
+	s.closed.Store(true)
 	for _, r := range s.rooms {
 		r.mu.Lock()
 		r.stopTimers()

@@ -2,6 +2,7 @@ package owner
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -41,7 +42,7 @@ type SubscribeReply struct {
 // room is returned locked.
 func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -70,6 +71,7 @@ func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 		case ClaimAwaitHandoff:
 			r = s.newRoom(name, s.takeReplicaLocked(name))
 			r.state = stateWaiting
+			r.claim = claim
 			r.startWaitTimer()
 			if s.cfg.OnAwait != nil {
 				go s.cfg.OnAwait(name)
@@ -217,25 +219,34 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 		r.commitLocked(msg.Seq)
 		return
 	}
-	seq := msg.Seq
+	epoch, seq := r.log.Epoch(), msg.Seq
 	for _, rep := range r.replicas {
-		rep := rep
-		r.svc.out.Replicate(rep, r.name, msg, func(err error) { r.onReplicated(rep, seq, err) })
+		r.svc.out.Replicate(rep, r.name, msg, func(err error) { r.onReplicated(rep, "replicate", epoch, seq, err) })
 	}
 }
 
-func (r *room) onReplicated(replica string, seq uint64, err error) {
+// onReplicated records a replica's answer to a replicate or sync (op) that
+// carried the log of epoch up to seq. A success means the replica holds
+// every message up to seq (it applies in order and refuses gaps), which may
+// commit pending messages. A failure leaves them pending and schedules a
+// repair (see retryLocked), so they end in an ack once the replica answers
+// again, or once the replica set changes without it.
+func (r *room) onReplicated(replica, op, epoch string, seq uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.dead || epoch != r.log.Epoch() || !slices.Contains(r.replicas, replica) {
+		// About a log or a replica this room no longer has (replaced by a
+		// handoff, or dropped by SetReplicas): it must not count.
+		return
+	}
 	if err != nil {
-		// The message stays pending: it is committed when the replica set
-		// changes (the replica is gone) or a later sync succeeds.
-		r.svc.log.Warn("replication failed", "room", r.name, "replica", replica, "seq", seq, "err", err)
+		r.replicationFailed(replica, op, seq, err)
 		return
 	}
 	if seq > r.acked[replica] {
 		r.acked[replica] = seq
 	}
+	r.repairedUpTo(replica)
 	r.commitLocked(r.replicatedUpTo())
 }
 

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -38,7 +39,9 @@ var (
 
 // Outbound is how the owner reaches other nodes (and itself). Its methods
 // must return without blocking. Pushes to one node must arrive in the order
-// they were made, and after any reply made earlier to that node. Callbacks
+// they were made, and after any reply made earlier to that node; so must
+// replicates and syncs to one replica, since a snapshot overtaken by a later
+// replicate would take that message back off the replica. Callbacks
 // (done) must never run synchronously inside the call that takes them: the
 // owner calls these methods with a room's lock held, and the callbacks take
 // that lock.
@@ -109,11 +112,27 @@ type Config struct {
 	// owner to hand it over now, or to confirm it has nothing (EndWait).
 	OnAwait func(room string)
 	// HandoffGrace is how long a new owner holds requests for a room while
-	// waiting for the previous owner's handoff before it starts the room
-	// from its replica (or empty).
+	// waiting for the previous owner's handoff before it asks the peers
+	// again (when a live peer may still hold the room) or starts the room
+	// from its replica (or empty). Half of it bounds how long an old owner's
+	// handoff waits for messages still being replicated.
 	HandoffGrace time.Duration
-	Now          func() time.Time
+	// ReplicationRetry is the first pause before a replica whose replicate
+	// or sync failed gets a full copy again; each failure in a row doubles
+	// it, up to ReplicationRetryMax. Zero means the defaults.
+	ReplicationRetry    time.Duration
+	ReplicationRetryMax time.Duration
+	Now                 func() time.Time
 }
+
+// Defaults for the zero values of Config's retry pauses. The first retry is
+// quick because most failures are a dropped connection that redials at once;
+// the cap keeps a replica that is down for long from costing a snapshot per
+// room more often than every few seconds.
+const (
+	DefaultReplicationRetry    = 200 * time.Millisecond
+	DefaultReplicationRetryMax = 5 * time.Second
+)
 
 // Service holds the rooms this node owns and the replicas it keeps.
 type Service struct {
@@ -127,7 +146,9 @@ type Service struct {
 	// relinquished holds rooms this node told a new owner it does not hold,
 	// with when that promise expires: until then it must not start them.
 	relinquished map[string]time.Time
-	closed       bool
+	// closed is set by Close under mu; rooms read it under their own lock
+	// (which may not take mu) before arming a timer.
+	closed atomic.Bool
 }
 
 // New returns an empty service.
@@ -137,6 +158,12 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 	}
 	if cfg.Observe == nil {
 		cfg.Observe = nopObserver{}
+	}
+	if cfg.ReplicationRetry <= 0 {
+		cfg.ReplicationRetry = DefaultReplicationRetry
+	}
+	if cfg.ReplicationRetryMax < cfg.ReplicationRetry {
+		cfg.ReplicationRetryMax = max(DefaultReplicationRetryMax, cfg.ReplicationRetry)
 	}
 	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log), relinquished: make(map[string]time.Time)}
 }

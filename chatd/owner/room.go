@@ -50,8 +50,25 @@ type room struct {
 	acked     map[string]uint64
 	pending   []pending
 	committed uint64
-	// afterDrain runs once pending is empty (a handoff waiting to start).
+	// afterDrain runs once pending is empty (a handoff waiting to start);
+	// drainSince is when that wait began.
 	afterDrain func()
+	drainSince time.Time
+	// repair maps each replica whose replicate or sync failed to the
+	// highest sequence it failed to store; retryTimer gives it a full copy
+	// after retryDelay, which doubles while failures go on. Without this a
+	// failed replication would hold its message pending until some later
+	// message happened to reveal the gap, which in a quiet room is never.
+	repair     map[string]uint64
+	retryTimer *time.Timer
+	retryDelay time.Duration
+
+	// claim is what the room was acquired with while awaiting a handoff,
+	// asked again when waitTimer expires; waitGen tells the current timer
+	// from one that was stopped or replaced (see startWaitTimer).
+	claim     ClaimFunc
+	waitTimer *time.Timer
+	waitGen   uint64
 
 	// nodes maps each subscribed node to the users present on it; users
 	// counts, per user, the nodes where it is present.
@@ -192,6 +209,8 @@ func (r *room) stopTimers() {
 		r.countTimer.Stop()
 		r.countTimer = nil
 	}
+	r.stopRetry()
+	r.stopWait()
 }
 
 // addUser records user on node; it reports whether the user is new to the room.
