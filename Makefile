@@ -98,11 +98,16 @@ build-operator: ## build bin/ringchat-operator (static, version-stamped)
 ## --- images and Helm chart (hack/images/, charts/ringchat) ---
 IMAGE_REPO ?= ringchat
 .PHONY: docker-build chart-crd test-chart
-docker-build: ## build the chatd, ringchat-operator and chatctl images, tagged $(VERSION) (installs and starts Docker if needed)
+# Each image is tagged $(VERSION) and also dev, the tag the chart (appVersion),
+# config/manager and the CRD's default chatd image use, so that a local build
+# is what `helm install charts/ringchat` or `kubectl apply -k config/default`
+# runs.
+docker-build: ## build the chatd, ringchat-operator and chatctl images, tagged $(VERSION) and dev (installs and starts Docker if needed)
 	hack/ensure-docker.sh
-	hack/build-image.sh chatd $(IMAGE_REPO)/chatd:$(VERSION) $(VERSION)
-	hack/build-image.sh ringchat-operator $(IMAGE_REPO)/ringchat-operator:$(VERSION) $(VERSION)
-	hack/build-image.sh chatctl $(IMAGE_REPO)/chatctl:$(VERSION) $(VERSION)
+	for image in chatd ringchat-operator chatctl; do \
+		hack/build-image.sh $$image $(IMAGE_REPO)/$$image:$(VERSION) $(VERSION) && \
+		docker tag $(IMAGE_REPO)/$$image:$(VERSION) $(IMAGE_REPO)/$$image:dev || exit 1; \
+	done
 
 chart-crd: ## copy the generated CRD and ClusterRole into the Helm chart (charts/ringchat/files)
 	cp config/crd/bases/chat.ringchat.io_chatclusters.yaml charts/ringchat/files/chatclusters.yaml

@@ -267,11 +267,16 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.FailureThreshold*p.PeriodSeconds < 60 {
 		t.Errorf("liveness probe %+v, want /healthz tolerating a minute of failures", p)
 	}
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
-		t.Errorf("preStop hook %+v: chatd drains on SIGTERM", c.Lifecycle.PreStop)
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds != chatv1alpha1.PreStopSleepSeconds {
+		t.Errorf("lifecycle %+v, want a preStop sleep of %d s", c.Lifecycle, chatv1alpha1.PreStopSleepSeconds)
 	}
-	if g := ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 0); g != cc.TerminationGracePeriodSeconds() || g <= 25+20+5 {
-		t.Errorf("terminationGracePeriodSeconds %d, want %d (> drain + shutdown + 5)", g, cc.TerminationGracePeriodSeconds())
+	if g := ptr.Deref(pod.Spec.TerminationGracePeriodSeconds, 0); g != cc.TerminationGracePeriodSeconds() || g <= chatv1alpha1.PreStopSleepSeconds+25+20+5 {
+		t.Errorf("terminationGracePeriodSeconds %d, want %d (> preStop + drain + shutdown + leave)", g, cc.TerminationGracePeriodSeconds())
+	}
+	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTP {
+			t.Errorf("probe %+v, want plain HTTP without spec.tls", p)
+		}
 	}
 	if pod.Spec.ServiceAccountName != sa.Name || ptr.Deref(pod.Spec.AutomountServiceAccountToken, true) {
 		t.Errorf("pod service account %q automount %v", pod.Spec.ServiceAccountName, pod.Spec.AutomountServiceAccountToken)
@@ -721,6 +726,16 @@ func TestOverrides(t *testing.T) {
 	}
 	if !slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "tls" }) {
 		t.Errorf("volumes %+v lack the TLS Secret", p.Spec.Volumes)
+	}
+	for _, arg := range []string{"--tls-cert-file=/etc/chatd/tls/tls.crt", "--tls-key-file=/etc/chatd/tls/tls.key"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args %q lack %s", c.Args, arg)
+		}
+	}
+	for _, pr := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("probe %+v, want HTTPS with spec.tls", pr)
+		}
 	}
 
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.Name}}

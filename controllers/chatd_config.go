@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Ports and paths of the chatd pods. The ports are chatd's conventional ones
@@ -29,8 +30,8 @@ const (
 	// jwtMountDir holds the JWT secret or public key (one Secret key,
 	// projected as a file of the same name).
 	jwtMountDir = "/etc/chatd/jwt"
-	// tlsMountDir holds spec.tls's Secret. chatd does not serve TLS yet;
-	// the mount is there so that the pods do not need replacing when it does.
+	// tlsMountDir holds spec.tls's Secret, whose tls.crt and tls.key chatd
+	// serves (and reloads when the kubelet updates them).
 	tlsMountDir = "/etc/chatd/tls"
 
 	jwtSecretFileName    = "jwt-secret"
@@ -179,6 +180,11 @@ func chatdArgs(cc *chatv1alpha1.ChatCluster, plan replicaPlan) []string {
 		a = append(a, "--jwt-secret-file="+path.Join(jwtMountDir, jwtSecretFileName))
 	case auth.JWTPublicKeySecretRef != nil:
 		a = append(a, "--jwt-public-key-file="+path.Join(jwtMountDir, jwtPublicKeyFileName))
+	}
+	if cc.Spec.TLS != nil {
+		a = append(a,
+			"--tls-cert-file="+path.Join(tlsMountDir, corev1.TLSCertKey),
+			"--tls-key-file="+path.Join(tlsMountDir, corev1.TLSPrivateKeyKey))
 	}
 	if auth.Issuer != "" {
 		a = append(a, "--jwt-issuer="+auth.Issuer)

@@ -184,6 +184,10 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdConfig, mounts []core
 			}
 		}
 	}
+	scheme := corev1.URISchemeHTTP
+	if cc.Spec.TLS != nil {
+		scheme = corev1.URISchemeHTTPS // the kubelet does not verify the certificate
+	}
 	return corev1.Container{
 		Name:            containerName,
 		Image:           cc.ImageOrDefault(),
@@ -197,10 +201,9 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdConfig, mounts []core
 			{Name: rpcPortName, ContainerPort: rpcPort, Protocol: corev1.ProtocolTCP},
 		},
 		// Ready: joined, view settled, and a majority of the cluster seen.
-		// On SIGTERM /readyz fails at once while chatd drains; no preStop
-		// hook is needed.
+		// On SIGTERM /readyz fails at once while chatd drains.
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString(httpPortName)}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString(httpPortName), Scheme: scheme}},
 			PeriodSeconds:    5,
 			TimeoutSeconds:   3,
 			SuccessThreshold: 1,
@@ -209,13 +212,17 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdConfig, mounts []core
 		// Alive while the process serves HTTP; generous, because restarting
 		// a node moves its rooms: a minute of failures before a restart.
 		LivenessProbe: &corev1.Probe{
-			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString(httpPortName)}},
+			ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString(httpPortName), Scheme: scheme}},
 			InitialDelaySeconds: 10,
 			PeriodSeconds:       10,
 			TimeoutSeconds:      5,
 			SuccessThreshold:    1,
 			FailureThreshold:    6,
 		},
+		// Keep serving while the endpoint removal spreads; then SIGTERM.
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+			Sleep: &corev1.SleepAction{Seconds: chatv1alpha1.PreStopSleepSeconds},
+		}},
 		Resources:    cc.Spec.Resources,
 		VolumeMounts: mounts,
 		SecurityContext: &corev1.SecurityContext{

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -58,7 +60,7 @@ func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
 // secretCheck is what checkSecrets found.
 type secretCheck struct {
 	missing  []string // one message per missing Secret or key
-	versions []string // "<field>=<name>@<uid>/<resourceVersion>" of the Secrets that roll the pods
+	versions []string // secretVersion of each Secret that rolls the pods
 }
 
 // checkSecrets reads the Secrets cc refers to (from the API server: the
@@ -85,10 +87,25 @@ func (r *ChatClusterReconciler) checkSecrets(ctx context.Context, cc *chatv1alph
 			}
 		}
 		if ref.rolls {
-			out.versions = append(out.versions, fmt.Sprintf("%s=%s@%s/%s", ref.field, s.Name, s.UID, s.ResourceVersion))
+			out.versions = append(out.versions, secretVersion(ref, &s))
 		}
 	}
 	return out, nil
 }
 
 func joinMessages(m []string) string { return strings.Join(m, "; ") }
+
+// secretVersion identifies the content chatd reads from a Secret that rolls
+// the pods: a digest of the keys it uses, so that what does not reach chatd
+// (labels, annotations, other keys, a resourceVersion bumped by a sync tool)
+// does not restart every pod. The digest is shown in the ConfigMap; it gives
+// nothing away that an HS256 token signed with the secret does not already
+// (both allow only an offline guess of a weak secret).
+func secretVersion(ref secretRef, s *corev1.Secret) string {
+	h := sha256.New()
+	for _, k := range ref.keys {
+		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(s.Data[k]))
+		h.Write(s.Data[k])
+	}
+	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, hex.EncodeToString(h.Sum(nil))[:16])
+}

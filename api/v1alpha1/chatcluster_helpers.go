@@ -59,10 +59,17 @@ const (
 	AnnotationConfigHash = "chat.ringchat.io/config-hash"
 )
 
-// terminationGraceExtra is the grace the pod gets beyond drainTimeout + shutdownTimeout:
-// chatd leaves the gossip cluster for up to 5 s after the shutdown, and the
-// rest is margin.
-const terminationGraceExtra = 10 * time.Second
+// PreStopSleepSeconds is how long a stopping chatd pod keeps serving as
+// usual before it gets SIGTERM (a preStop sleep; the image has no shell):
+// the time for its removal from the Service's endpoints to reach every
+// kube-proxy and load balancer, so that new clients stop arriving before
+// chatd starts refusing them.
+const PreStopSleepSeconds = 5
+
+// terminationGraceExtra is the grace the pod gets beyond drainTimeout +
+// shutdownTimeout: the preStop sleep, chatd's leave of the gossip cluster
+// (up to 5 s after the shutdown), and a margin.
+const terminationGraceExtra = PreStopSleepSeconds*time.Second + 10*time.Second
 
 // DesiredReplicas is spec.replicas, or its default when unset.
 func (c *ChatCluster) DesiredReplicas() int32 {
@@ -139,8 +146,9 @@ func (c *ChatCluster) TerminationGracePeriodSeconds() int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// ExpectedNodes is chatd --expected-nodes: the cluster size against which a
-// node checks that it sees a majority (split-brain protection).
+// ExpectedNodes is the cluster size the pods are meant to apply once every
+// change has finished (chatd --expected-nodes-file): what a node checks that
+// it sees a majority of (split-brain protection).
 func (c *ChatCluster) ExpectedNodes() int32 {
 	return c.DesiredReplicas()
 }

@@ -36,7 +36,7 @@ func TestDefaultsForAnEmptySpec(t *testing.T) {
 		{"SendQueue", c.SendQueue(), int32(4096)},
 		{"DrainTimeout", c.DrainTimeout(), 25 * time.Second},
 		{"ShutdownTimeout", c.ShutdownTimeout(), 20 * time.Second},
-		{"TerminationGracePeriodSeconds", c.TerminationGracePeriodSeconds(), int64(55)},
+		{"TerminationGracePeriodSeconds", c.TerminationGracePeriodSeconds(), int64(60)}, // 5 s preStop + 25 s drain + 20 s shutdown + 10 s
 		{"ExpectedNodes", c.ExpectedNodes(), int32(3)},
 		{"ServiceName", c.ServiceName(), "prod"},
 		{"HeadlessServiceName", c.HeadlessServiceName(), "prod-headless"},
@@ -82,8 +82,8 @@ func TestSetValuesWin(t *testing.T) {
 		t.Errorf("ReplicationFactor() = %d", got)
 	}
 	// 90 s + 1.5 s + 10 s = 101.5 s, rounded up.
-	if got := c.TerminationGracePeriodSeconds(); got != 102 {
-		t.Errorf("TerminationGracePeriodSeconds() = %d, want 102", got)
+	if got := c.TerminationGracePeriodSeconds(); got != 107 {
+		t.Errorf("TerminationGracePeriodSeconds() = %d, want 107", got)
 	}
 }
 

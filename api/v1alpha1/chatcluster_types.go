@@ -77,10 +77,10 @@ type ChatClusterSpec struct {
 	// +optional
 	Service ServiceSpec `json:"service,omitempty"`
 
-	// TLS certificate for serving wss:// directly from the pods. chatd does not
-	// serve TLS yet: until it does, the operator mounts the Secret but the pods
-	// serve plain HTTP, so terminate TLS at an Ingress, Gateway or load
-	// balancer in front of the Service.
+	// TLS certificate for serving https:// and wss:// directly from the pods
+	// (chatd --tls-cert-file/--tls-key-file), end to end. Without it the pods
+	// serve plain HTTP; terminate TLS at an Ingress, Gateway or load balancer
+	// in front of the Service then.
 	// +optional
 	TLS *TLSSpec `json:"tls,omitempty"`
 
@@ -302,9 +302,10 @@ type ServiceSpec struct {
 // TLSSpec names the certificate for serving wss://.
 type TLSSpec struct {
 	// Name of a kubernetes.io/tls Secret (tls.crt and tls.key) in the
-	// ChatCluster's namespace. The operator mounts it into the chatd pods;
-	// chatd does not serve TLS yet, so for now terminate TLS in front of the
-	// Service.
+	// ChatCluster's namespace, such as cert-manager writes. chatd reloads the
+	// pair when the Secret changes (within about a minute and a half: the
+	// kubelet's sync, then chatd's 10 s check), so renewing the certificate
+	// restarts no pod. The probes switch to HTTPS.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`

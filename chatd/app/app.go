@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/certs"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/hub"
@@ -46,6 +48,15 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	authn, err := newAuthenticator(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.TLSCertFile != "" {
+		// TLS ends here, in front of the whole HTTP server: the handshake
+		// runs under the server's header deadline like any slow client.
+		cert, err := certs.NewReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, cert.TLSConfig())
 	}
 	m := metrics.New()
 	expectedNodes := cfg.ExpectedNodes
@@ -158,7 +169,8 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	}()
 
 	log.Info("chatd listening", "addr", ln.Addr().String(), "node", cfg.NodeName,
-		"version", version.Version, "auth", strings.Join(authn.Modes(), ","), "clustered", parts != nil)
+		"version", version.Version, "auth", strings.Join(authn.Modes(), ","), "clustered", parts != nil,
+		"tls", cfg.TLSCertFile != "")
 	err = srv.Serve(serverCtx, ln)
 	stopRun()
 	wg.Wait() // the drain or crash goroutine has finished; crashed is settled

@@ -7,6 +7,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,13 +45,16 @@ type Options struct {
 	Header http.Header
 	// HandshakeTimeout bounds the upgrade; zero means 10s.
 	HandshakeTimeout time.Duration
+	// TLSConfig is for wss:// URLs (e.g. RootCAs for a private CA); nil
+	// means the system's roots.
+	TLSConfig *tls.Config
 }
 
-// Dial connects to url (ws://host:port/ws) without sending hello. The
+// Dial connects to url (ws://host:port/ws or wss://…) without sending hello. The
 // returned *http.Response is set when the server refused the upgrade, so
 // callers can read its status and Retry-After.
 func Dial(ctx context.Context, url string, opts Options) (*Conn, *http.Response, error) {
-	d := websocket.Dialer{HandshakeTimeout: opts.HandshakeTimeout}
+	d := websocket.Dialer{HandshakeTimeout: opts.HandshakeTimeout, TLSClientConfig: opts.TLSConfig}
 	if d.HandshakeTimeout == 0 {
 		d.HandshakeTimeout = 10 * time.Second
 	}

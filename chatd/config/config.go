@@ -22,6 +22,10 @@ type Config struct {
 	LogLevel string
 	Version  bool
 
+	// TLS: the certificate and key files, both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
+
 	// Auth
 	JWTSecret        string
 	JWTSecretFile    string
@@ -95,6 +99,8 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	host, _ := os.Hostname()
 
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP and WebSocket on")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) to serve HTTPS and wss:// with; reloaded when the file changes (needs --tls-key-file)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&c.NodeName, "node-name", host, "name of this node (server id in welcome frames; memberlist name in a cluster)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
@@ -214,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SendQueue < c.HistorySize+16 {
 		errs = append(errs, fmt.Errorf("--send-queue (%d) must exceed --history-size (%d) by 16 so a resume replay fits", c.SendQueue, c.HistorySize))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("set both --tls-cert-file and --tls-key-file, or neither"))
 	}
 	if c.JWTSecret != "" && c.JWTSecretFile != "" {
 		errs = append(errs, errors.New("set --jwt-secret or --jwt-secret-file, not both"))

@@ -33,15 +33,16 @@ func TestFlagsEnvAndPrecedence(t *testing.T) {
 
 func TestValidationNamesTheFlag(t *testing.T) {
 	cases := map[string][]string{
-		"no way to authenticate": {},
-		"--max-text-bytes":       {"--allow-anonymous", "--max-text-bytes", "100000"},
-		"--send-queue":           {"--allow-anonymous", "--send-queue", "10"},
-		"--join needs":           {"--allow-anonymous", "--join", "a:1"},
-		"--replication-factor":   {"--allow-anonymous", "--replication-factor", "0"},
-		"--log-level":            {"--allow-anonymous", "--log-level", "loud"},
-		"not both":               {"--jwt-secret", "x", "--jwt-secret-file", "f"},
-		"--gossip-profile":       {"--allow-anonymous", "--gossip-profile", "wan"},
-		"are exclusive":          {"--allow-anonymous", "--expected-nodes", "3", "--expected-nodes-file", "f"},
+		"no way to authenticate":     {},
+		"--max-text-bytes":           {"--allow-anonymous", "--max-text-bytes", "100000"},
+		"--send-queue":               {"--allow-anonymous", "--send-queue", "10"},
+		"--join needs":               {"--allow-anonymous", "--join", "a:1"},
+		"--replication-factor":       {"--allow-anonymous", "--replication-factor", "0"},
+		"--log-level":                {"--allow-anonymous", "--log-level", "loud"},
+		"not both":                   {"--jwt-secret", "x", "--jwt-secret-file", "f"},
+		"--gossip-profile":           {"--allow-anonymous", "--gossip-profile", "wan"},
+		"are exclusive":              {"--allow-anonymous", "--expected-nodes", "3", "--expected-nodes-file", "f"},
+		"--tls-key-file, or neither": {"--allow-anonymous", "--tls-cert-file", "c"},
 	}
 	for want, args := range cases {
 		_, err := Load(args, env(nil), io.Discard)
