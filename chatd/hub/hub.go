@@ -51,8 +51,8 @@ type Router interface {
 	History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error))
 	Typing(room, user string)
 	// DirectMessage delivers frame to every connection of user to on every
-	// node (except the session exceptSession) and reports how many
-	// connections of to received it.
+	// node, and of user from (except the session exceptSession, unless to
+	// is from), and reports how many connections of to received it.
 	DirectMessage(to, from, exceptSession string, frame []byte, reply func(delivered int))
 }
 
@@ -91,7 +91,7 @@ type Hub struct {
 	// cost matters more than a linear scan of that handful.
 	users    map[string][]Conn
 	dmMu     sync.Mutex
-	dmDedupe *dedupe.Window[protocol.Ack]
+	dmDedupe *dedupe.Window[*dmResult]
 }
 
 // New returns an empty hub. SetRouter must be called before use.
@@ -106,7 +106,7 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 		now:      cfg.Now,
 		rooms:    make(map[string]*room),
 		users:    make(map[string][]Conn),
-		dmDedupe: dedupe.NewWindow[protocol.Ack](max(cfg.DedupeWindow, 1) * 16),
+		dmDedupe: dedupe.NewWindow[*dmResult](max(cfg.DedupeWindow, 1) * 16),
 	}
 }
 

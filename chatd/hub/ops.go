@@ -274,39 +274,88 @@ func (h *Hub) Typing(c Conn, roomName string) *protocol.Error {
 
 var dmCounter atomic.Uint64
 
+// dmResult is what the dedupe window remembers of a direct message: its ack
+// once the delivery is done, and meanwhile the resends waiting for it.
+// Guarded by the hub's dmMu.
+type dmResult struct {
+	done bool
+	ack  protocol.Ack
+	// waiting holds the resends that arrived before the ack: each gets the
+	// ack, as a duplicate, when it is known.
+	waiting []dmWaiter
+}
+
+type dmWaiter struct {
+	c  Conn
+	id string
+}
+
+// enqueueDuplicate queues to c the ack of an earlier direct message as the
+// answer to its resend id.
+func enqueueDuplicate(c Conn, id string, ack protocol.Ack) {
+	ack.ID, ack.Duplicate = id, true
+	c.Enqueue(protocol.Encode(ack))
+}
+
 // DirectMessage sends a message from c's user to every connection of user
 // to, on every node, and to the sender's other connections so all of a
-// user's tabs show the conversation. Direct messages are not stored; the ack
-// says how many connections of the recipient received it (0: offline).
+// user's tabs show the conversation (a message to oneself reaches the sending
+// connection too). Direct messages are not stored; the ack says how many
+// connections of the recipient received it (0: offline).
+//
+// The (sender, cid) key is reserved in the dedupe window before the message
+// is delivered, so a resend is never delivered again: one that arrives while
+// the first is still being delivered (the cluster's calls take a while)
+// waits for its ack and gets it, as a duplicate, with the first one's.
 func (h *Hub) DirectMessage(c Conn, id, to, cid, text string) {
 	from := c.UserID()
 	key := dedupe.Key{Sender: from, ID: cid}
 	h.dmMu.Lock()
 	if prev, ok := h.dmDedupe.Get(key); ok {
+		if !prev.done {
+			prev.waiting = append(prev.waiting, dmWaiter{c, id})
+			h.dmMu.Unlock()
+			return
+		}
+		ack := prev.ack
 		h.dmMu.Unlock()
-		prev.ID, prev.Duplicate = id, true
-		c.Enqueue(protocol.Encode(prev))
+		enqueueDuplicate(c, id, ack)
 		return
 	}
+	res := &dmResult{}
+	h.dmDedupe.Put(key, res)
 	h.dmMu.Unlock()
 	now := h.now().UnixMilli()
 	mid := "dm-" + strconv.FormatUint(dmCounter.Add(1), 36) + "-" + strconv.FormatInt(now, 36)
 	frame := protocol.Encode(protocol.DirectMessage{Type: protocol.TypeDM, MID: mid, From: from, To: to, CID: cid, Text: text, TS: now})
 	h.router.DirectMessage(to, from, c.SessionID(), frame, func(delivered int) {
 		ack := protocol.Ack{Type: protocol.TypeAck, To: to, CID: cid, MID: mid, TS: now, Delivered: &delivered}
+		// The acks are queued under dmMu (Enqueue never blocks nor calls
+		// back), so the first one precedes the duplicates on a connection.
 		h.dmMu.Lock()
-		h.dmDedupe.Put(key, ack)
+		res.done, res.ack = true, ack
+		waiting := res.waiting
+		res.waiting = nil
+		first := ack
+		first.ID = id
+		c.Enqueue(protocol.Encode(first))
+		for _, w := range waiting {
+			enqueueDuplicate(w.c, w.id, ack)
+		}
 		h.dmMu.Unlock()
-		ack.ID = id
-		c.Enqueue(protocol.Encode(ack))
 		h.metrics.DirectMessages.Inc()
 	})
 }
 
 // DeliverDirect queues a direct message frame to this node's connections of
-// to, and of from (except the sending session). It returns how many
-// connections of to got it.
+// to, and of from, except the sending session, unless the message is to
+// oneself: then the sending session is one of the recipient's connections
+// and gets it too (docs/protocol.md, "dm"). It returns how many connections
+// of to got it.
 func (h *Hub) DeliverDirect(to, from, exceptSession string, frame []byte) int {
+	if to == from {
+		exceptSession = ""
+	}
 	h.usersMu.RLock()
 	defer h.usersMu.RUnlock()
 	delivered := 0

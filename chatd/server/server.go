@@ -42,13 +42,17 @@ type Config struct {
 	AllowedOrigins []string
 	// HandshakeTimeout bounds the WebSocket upgrade and ReadHeaderTimeout the
 	// request headers, so slow handshakes cannot pin resources.
+	// HandshakeTimeout also bounds how long a keep-alive HTTP connection may
+	// sit idle between two requests, and Session.WriteTimeout how long one
+	// HTTP response may take to write (neither applies to WebSockets).
 	HandshakeTimeout  time.Duration
 	ReadHeaderTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// DrainRate paces the 1012 closes at shutdown, in connections per
 	// second, so clients do not all reconnect in the same instant (0: all
-	// at once).
+	// at once). The last part of ShutdownTimeout (finalPhase) is kept for
+	// closing, at once, the sessions the pace has not reached.
 	DrainRate int
 	// Ready, when set, is asked by /readyz (e.g. "has this node joined its
 	// cluster"); its reason is shown when not ready.
@@ -197,16 +201,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
-// gracefully: refuse new connections and fail readiness, close every session
-// with 1012 so clients reconnect elsewhere and resume, and wait for them
-// within ShutdownTimeout.
+// gracefully: fail readiness and refuse new WebSocket connections, close
+// every session with 1012 (paced by DrainRate) so clients reconnect
+// elsewhere and resume, and stop, all within ShutdownTimeout.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// IdleTimeout closes keep-alive connections left idle between
+		// requests (without it, net/http waits for the next request
+		// forever); WriteTimeout bounds writing one response. Neither
+		// touches WebSockets: net/http clears a connection's deadlines
+		// when the upgrader hijacks it, and sessions set their own.
+		IdleTimeout:    s.cfg.HandshakeTimeout,
+		WriteTimeout:   s.cfg.Session.WriteTimeout,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	s.noteDrainCapacity()
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() {
@@ -228,6 +240,45 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return s.shutdown(hs, errc)
 }
 
+// finalPhase is the part of a shutdown timeout kept, at its end, for closing
+// every session still open at once and waiting for their close frames to be
+// written: a tenth of it, at least half a second (half the timeout when that
+// is shorter than a second) and at most 2 s.
+func finalPhase(timeout time.Duration) time.Duration {
+	return min(2*time.Second, max(timeout/10, min(500*time.Millisecond, timeout/2)))
+}
+
+// pacedCapacity is how many sessions a shutdown closes at DrainRate before
+// its final phase closes the rest at once.
+func (s *Server) pacedCapacity() int64 {
+	window := s.cfg.ShutdownTimeout - finalPhase(s.cfg.ShutdownTimeout)
+	return int64(s.cfg.DrainRate) * int64(window) / int64(time.Second)
+}
+
+// noteDrainCapacity logs when a full node could not be drained at DrainRate
+// within ShutdownTimeout: the connections beyond what the paced part of the
+// shutdown reaches are all closed together at its end. An info line, not a
+// warning: the defaults trigger it, and nothing is wrong.
+func (s *Server) noteDrainCapacity() {
+	if s.cfg.DrainRate <= 0 || s.cfg.MaxConnections <= 0 {
+		return
+	}
+	if paced := s.pacedCapacity(); paced < int64(s.cfg.MaxConnections) {
+		s.log.Info("--drain-rate × --shutdown-timeout is below --max-connections: at shutdown, connections beyond the paced ones are closed all at once",
+			"drain_rate", s.cfg.DrainRate, "shutdown_timeout", s.cfg.ShutdownTimeout.String(),
+			"max_connections", s.cfg.MaxConnections, "paced_at_most", paced)
+	}
+}
+
+// shutdown runs the graceful shutdown. The HTTP server keeps answering
+// while the sessions are closed, so that readiness probes see 503 and new
+// WebSocket clients are refused with 503 (draining) rather than with a
+// refused TCP connection; it stops once every close frame is written.
+//
+// The timeline, within ShutdownTimeout: first the sessions are closed with
+// 1012 at DrainRate; its final phase (finalPhase) closes every session still
+// open at once and waits until their close frames are written, so that no
+// client loses its connection without a 1012 when the process exits.
 func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 	start := time.Now()
 	s.draining.Store(true)
@@ -238,26 +289,39 @@ func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 		return nil
 	}
 	s.log.Info("shutting down: closing connections with 1012")
-	deadline, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	// Stop accepting first; Shutdown does not wait for hijacked (WebSocket)
-	// connections, which the sessions context closes below.
-	shutdownErr := hs.Shutdown(deadline)
-	s.closePaced(deadline)
+	end := start.Add(s.cfg.ShutdownTimeout)
+	s.closePaced(end.Add(-finalPhase(s.cfg.ShutdownTimeout)))
 	s.closeAll()
+	if left := s.waitCloseFrames(end); left > 0 {
+		s.log.Warn("shutdown deadline passed before every close frame was written", "sessions", left)
+	}
+	// Every client has its 1012: stop HTTP. Shutdown closes the listener and
+	// the idle connections at once and waits for requests in flight until
+	// the deadline; hijacked (WebSocket) connections are not its business.
+	// Close then drops whatever request is left.
+	httpCtx, cancel := context.WithDeadline(context.Background(), end)
+	shutdownErr := hs.Shutdown(httpCtx)
+	cancel()
+	if shutdownErr != nil {
+		_ = hs.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	// Give the clients until the deadline to answer their close frames
+	// (each session waits at most its close grace).
 	done := make(chan struct{})
 	go func() {
 		s.sessions.Wait()
 		close(done)
 	}()
+	timer := time.NewTimer(time.Until(end))
 	select {
 	case <-done:
-	case <-deadline.Done():
+	case <-timer.C:
 		s.log.Warn("shutdown deadline passed with sessions still open")
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http server: %w", err)
-	}
+	timer.Stop()
 	s.log.Info("shut down", "took", time.Since(start).String())
 	if shutdownErr != nil && !errors.Is(shutdownErr, context.DeadlineExceeded) {
 		return fmt.Errorf("http shutdown: %w", shutdownErr)
@@ -265,28 +329,68 @@ func (s *Server) shutdown(hs *http.Server, errc <-chan error) error {
 	return nil
 }
 
-// closePaced closes every open session with 1012 at DrainRate per second,
-// or until the deadline, whichever comes first; what is left is closed at
-// once by the caller.
-func (s *Server) closePaced(deadline context.Context) {
-	if s.cfg.DrainRate <= 0 {
+// closePaced closes the open sessions with 1012 at DrainRate per second
+// (the i-th one i/DrainRate seconds after the start), until every one is
+// closed or until comes; what is left is closed at once by the caller.
+// Sessions are closed in batches, at most one wake-up per drainTick.
+func (s *Server) closePaced(until time.Time) {
+	rate := int64(s.cfg.DrainRate)
+	if rate <= 0 {
 		return
 	}
 	list := s.liveSessions()
-	const tick = 20 * time.Millisecond
-	perTick := max(1, s.cfg.DrainRate*int(tick)/int(time.Second))
-	t := time.NewTicker(tick)
-	defer t.Stop()
+	start := time.Now()
+	// slot is when the i-th session's turn comes.
+	slot := func(i int) time.Time {
+		return start.Add(time.Duration(int64(i) * int64(time.Second) / rate))
+	}
+	closed := 0
+	for closed < len(list) {
+		now := time.Now()
+		for closed < len(list) && !slot(closed).After(now) {
+			list[closed].Close(protocol.CloseServiceRestart, restartReason)
+			closed++
+		}
+		if closed == len(list) {
+			return
+		}
+		next := slot(closed)
+		if next.After(until) {
+			// The rest is for the final phase, which starts at until:
+			// closing them now would end the pace early.
+			time.Sleep(time.Until(until))
+			return
+		}
+		time.Sleep(min(max(time.Until(next), drainTick), time.Until(until)))
+	}
+}
+
+// drainTick is the shortest pause between two batches of paced closes.
+const drainTick = 20 * time.Millisecond
+
+// waitCloseFrames waits until every live session has written its close
+// frame (or found its socket broken), or until the deadline; it returns how
+// many had not.
+func (s *Server) waitCloseFrames(deadline time.Time) int {
+	list := s.liveSessions()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	for i, sess := range list {
-		sess.Close(protocol.CloseServiceRestart, restartReason)
-		if (i+1)%perTick == 0 && i+1 < len(list) {
-			select {
-			case <-t.C:
-			case <-deadline.Done():
-				return
+		select {
+		case <-sess.CloseWritten():
+		case <-timer.C:
+			left := 0
+			for _, other := range list[i:] {
+				select {
+				case <-other.CloseWritten():
+				default:
+					left++
+				}
 			}
+			return left
 		}
 	}
+	return 0
 }
 
 // liveSessions lists the open sessions, so that closing them (which takes

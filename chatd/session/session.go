@@ -160,6 +160,12 @@ func (s *Session) Close(code int, reason string) {
 	s.out.close(code, reason, true)
 }
 
+// CloseWritten is closed once the session's writer is done for good: the
+// close frame decided by Close (or another close) has been written, or the
+// socket failed and nothing more can be written. The client may not have
+// answered the close yet; Run returns when it has, or after the close grace.
+func (s *Session) CloseWritten() <-chan struct{} { return s.writerDone }
+
 // Abort drops the connection at once, without a close frame, as a crashed
 // server would.
 func (s *Session) Abort() {

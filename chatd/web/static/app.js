@@ -505,8 +505,11 @@
     }
   }
 
-  // sendUnmetered is for typing frames, which the server does not meter and
-  // which are worthless when late: they never wait in the queue.
+  // sendUnmetered is for typing frames, which are worthless when late: they
+  // never wait in the queue and skip its token bucket. The server does meter
+  // them (every frame costs a token, typing included); at one every
+  // TYPING_SEND_EVERY_MS they fit in the margin the bucket keeps below the
+  // server's rate and burst.
   function sendUnmetered(frame) {
     if (ws && S.conn === 'online' && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
