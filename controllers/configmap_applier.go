@@ -2,13 +2,17 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -19,21 +23,43 @@ import (
 // ManifestKey is the ConfigMap key that holds a ChatCluster manifest.
 const ManifestKey = "chatcluster.yaml"
 
+// Annotations the ConfigMapApplier puts on the ChatCluster it applies.
+const (
+	// AnnotationAppliedManifest is a hash of the ConfigMap's UID and the
+	// manifest last applied. While it matches the ConfigMap, the applier
+	// writes nothing.
+	AnnotationAppliedManifest = "chat.ringchat.io/applied-manifest"
+	// AnnotationAppliedReplicas is spec.replicas of the manifest last
+	// applied (absent when the manifest had none). A new manifest with the
+	// same replicas keeps the ChatCluster's own count.
+	AnnotationAppliedReplicas = "chat.ringchat.io/applied-replicas"
+)
+
 // ConfigMapApplier keeps a ChatCluster in line with a manifest held in a
 // ConfigMap. It exists for the Helm chart's cluster.enabled: Helm builds
 // every object of a release before creating any, so one install cannot
 // create the CRD and a ChatCluster; it can create a ConfigMap, which the
 // operator turns into the ChatCluster. The ChatCluster is owned by the
 // ConfigMap, so removing the ConfigMap (helm uninstall) removes the cluster.
+//
+// The manifest is applied when it changes (helm install, or a helm upgrade
+// that changes it), not on every check: between changes the ChatCluster is
+// left as others made it, so `kubectl scale`, a HorizontalPodAutoscaler
+// (both through the scale subresource) and hand edits stay. A changed
+// manifest is applied whole, except spec.replicas when it is the same as in
+// the manifest applied before: then the ChatCluster keeps its current count,
+// so a helm upgrade that changes the image does not undo an autoscaler's
+// work, while one that changes cluster.replicas sets it.
 type ConfigMapApplier struct {
-	// Client writes the ChatCluster; Reader reads the ConfigMap directly
-	// (not through the manager's cache, which is not started for it).
+	// Client writes the ChatCluster; Reader reads the ConfigMap and the
+	// ChatCluster directly (not through the manager's cache, which is not
+	// started for ConfigMaps).
 	Client client.Client
 	Reader client.Reader
 	// Namespace and Name locate the ConfigMap.
 	Namespace, Name string
-	// Interval is how often the manifest is re-applied (edits by helm
-	// upgrade, drift by hand).
+	// Interval is how often the ConfigMap is read for a changed manifest
+	// (helm upgrade) or a deleted ChatCluster.
 	Interval time.Duration
 	Log      logr.Logger
 }
@@ -58,8 +84,10 @@ func (a *ConfigMapApplier) Start(ctx context.Context) error {
 // NeedLeaderElection makes only the leader apply.
 func (a *ConfigMapApplier) NeedLeaderElection() bool { return true }
 
-// Apply reads the ConfigMap and server-side applies its ChatCluster. A
-// missing ConfigMap is not an error: there is nothing to apply.
+// Apply reads the ConfigMap and, unless the ChatCluster already carries its
+// manifest (AnnotationAppliedManifest), server-side applies the manifest's
+// ChatCluster. A missing ConfigMap is not an error: there is nothing to
+// apply.
 func (a *ConfigMapApplier) Apply(ctx context.Context) error {
 	cm := &corev1.ConfigMap{}
 	if err := a.Reader.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Name}, cm); err != nil {
@@ -72,21 +100,62 @@ func (a *ConfigMapApplier) Apply(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("ConfigMap %s/%s has no %q key", a.Namespace, a.Name, ManifestKey)
 	}
-	cc := &chatv1alpha1.ChatCluster{}
-	if err := yaml.UnmarshalStrict([]byte(raw), cc); err != nil {
+	manifest := &chatv1alpha1.ChatCluster{}
+	if err := yaml.UnmarshalStrict([]byte(raw), manifest); err != nil {
 		return fmt.Errorf("ConfigMap %s/%s: %s is not a ChatCluster: %w", a.Namespace, a.Name, ManifestKey, err)
 	}
-	cc.APIVersion, cc.Kind = chatv1alpha1.GroupVersion.String(), "ChatCluster"
-	cc.Namespace = a.Namespace // owned by the ConfigMap, so in its namespace
-	cc.OwnerReferences = []metav1.OwnerReference{{
+	manifest.APIVersion, manifest.Kind = chatv1alpha1.GroupVersion.String(), "ChatCluster"
+	manifest.Namespace = a.Namespace // owned by the ConfigMap, so in its namespace
+	manifest.OwnerReferences = []metav1.OwnerReference{{
 		APIVersion: "v1", Kind: "ConfigMap", Name: cm.Name, UID: cm.UID,
 		BlockOwnerDeletion: ptr.To(false),
 	}}
-	cc.Status = chatv1alpha1.ChatClusterStatus{}
-	cc.ManagedFields = nil
-	//nolint:staticcheck // server-side apply of a typed object; the apply-configuration API needs generated code we do not have.
-	if err := a.Client.Patch(ctx, cc, client.Apply, client.FieldOwner("ringchat-chart"), client.ForceOwnership); err != nil {
-		return fmt.Errorf("apply ChatCluster %s/%s: %w", cc.Namespace, cc.Name, err)
+	manifest.Status = chatv1alpha1.ChatClusterStatus{}
+	manifest.ManagedFields = nil
+	manifest.ResourceVersion = ""
+	// The owner is part of what is applied: a ConfigMap deleted and created
+	// again with the same manifest is applied again, to own the ChatCluster.
+	sum := sha256.Sum256([]byte(string(cm.UID) + "\n" + raw))
+	hash := hex.EncodeToString(sum[:16])
+	replicas := ""
+	if manifest.Spec.Replicas != nil {
+		replicas = strconv.Itoa(int(*manifest.Spec.Replicas))
 	}
-	return nil
+	if manifest.Annotations == nil {
+		manifest.Annotations = map[string]string{}
+	}
+	manifest.Annotations[AnnotationAppliedManifest] = hash
+	if replicas != "" {
+		manifest.Annotations[AnnotationAppliedReplicas] = replicas
+	}
+
+	// A conflict means the ChatCluster changed between the read and the
+	// apply (see below): read it again.
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cc := manifest.DeepCopy()
+		live := &chatv1alpha1.ChatCluster{}
+		switch err := a.Reader.Get(ctx, client.ObjectKeyFromObject(cc), live); {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return fmt.Errorf("read ChatCluster %s/%s: %w", cc.Namespace, cc.Name, err)
+		case live.Annotations[AnnotationAppliedManifest] == hash:
+			return nil // applied already
+		}
+		if live != nil && live.Spec.Replicas != nil && replicas != "" && live.Annotations[AnnotationAppliedReplicas] == replicas {
+			// The manifest's replicas did not change since the last apply:
+			// keep the count of the ChatCluster, which kubectl scale or an
+			// autoscaler may have set. The resourceVersion makes the apply
+			// fail with a conflict if the count changed since it was read.
+			cc.Spec.Replicas = ptr.To(*live.Spec.Replicas)
+			cc.ResourceVersion = live.ResourceVersion
+		}
+		//nolint:staticcheck // server-side apply of a typed object; the apply-configuration API needs generated code we do not have.
+		if err := a.Client.Patch(ctx, cc, client.Apply, client.FieldOwner("ringchat-chart"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply ChatCluster %s/%s: %w", cc.Namespace, cc.Name, err)
+		}
+		a.Log.Info("applied the ChatCluster from its ConfigMap", "chatcluster", cc.Namespace+"/"+cc.Name,
+			"configmap", a.Namespace+"/"+a.Name, "created", live == nil, "replicas", cc.Spec.Replicas)
+		return nil
+	})
 }

@@ -28,21 +28,25 @@ var repoRoot = func() string {
 	return p
 }()
 
-// controllerGen returns the pinned controller-gen, installing it if needed
-// (hack/tools.sh prints its path last).
-func controllerGen(t *testing.T) string {
+// controllerGen returns the pinned controller-gen, installing it if needed.
+func controllerGen(t *testing.T) string { return installedTool(t, "controller-gen") }
+
+// installedTool returns the path of a pinned tool of hack/tools.sh
+// (controller-gen, helm), installing it if needed (the script prints the
+// path last).
+func installedTool(t *testing.T, name string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(repoRoot, "hack", "tools.sh"), "controller-gen")
+	cmd := exec.Command(filepath.Join(repoRoot, "hack", "tools.sh"), name)
 	cmd.Dir = repoRoot
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("hack/tools.sh controller-gen: %v\n%s", err, stderr.String())
+		t.Fatalf("hack/tools.sh %s: %v\n%s", name, err, stderr.String())
 	}
 	lines := strings.Fields(string(out))
 	if len(lines) == 0 {
-		t.Fatalf("hack/tools.sh printed no path")
+		t.Fatalf("hack/tools.sh %s printed no path", name)
 	}
 	return lines[len(lines)-1]
 }
@@ -64,17 +68,34 @@ func TestManifestsUpToDate(t *testing.T) {
 		t.Fatalf("controller-gen: %v\n%s", err, out)
 	}
 	t.Logf("controller-gen took %s", time.Since(start).Round(time.Millisecond))
-	compareDir(t, filepath.Join(tmp, "crd"), filepath.Join(repoRoot, "config", "crd", "bases"), "*.yaml")
-	compareDir(t, filepath.Join(tmp, "rbac"), filepath.Join(repoRoot, "config", "rbac"), "role.yaml")
+	compareDir(t, filepath.Join(tmp, "crd"), filepath.Join(repoRoot, "config", "crd", "bases"), "*.yaml", "make manifests")
+	compareDir(t, filepath.Join(tmp, "rbac"), filepath.Join(repoRoot, "config", "rbac"), "role.yaml", "make manifests")
 	if _, err := os.Stat(filepath.Join(tmp, "webhook")); err == nil {
 		t.Errorf("controller-gen generated webhook manifests, which config/ does not have: run make manifests and add them")
 	}
 }
 
+// TestDeepCopyUpToDate regenerates api/v1alpha1/zz_generated.deepcopy.go
+// with the arguments of `make generate` (controller-gen object), into a
+// temporary folder instead of the package, and compares it with the
+// committed file: a type changed without `make generate` has stale DeepCopy
+// methods, which copy too little and compile all the same.
+func TestDeepCopyUpToDate(t *testing.T) {
+	cg := controllerGen(t)
+	tmp := t.TempDir()
+	cmd := exec.Command(cg, "object", "paths=./api/...", "output:object:dir="+tmp)
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen object: %v\n%s", err, out)
+	}
+	// ./api/... is one package, so the folder holds its one file.
+	compareDir(t, tmp, filepath.Join(repoRoot, "api", "v1alpha1"), "zz_generated.*.go", "make generate")
+}
+
 // compareDir checks that every file of generated matching pattern is in
 // committed with the same content, and that committed has no other file
-// matching it.
-func compareDir(t *testing.T, generated, committed, pattern string) {
+// matching it; fix is the command that brings committed up to date.
+func compareDir(t *testing.T, generated, committed, pattern, fix string) {
 	t.Helper()
 	gen, _ := filepath.Glob(filepath.Join(generated, pattern))
 	com, _ := filepath.Glob(filepath.Join(committed, pattern))
@@ -89,18 +110,18 @@ func compareDir(t *testing.T, generated, committed, pattern string) {
 		t.Fatalf("controller-gen generated nothing in %s", generated)
 	}
 	if g, c := base(gen), base(com); !slices.Equal(g, c) {
-		t.Errorf("%s holds %v, controller-gen generates %v: run make manifests", committed, c, g)
+		t.Errorf("%s holds %v, controller-gen generates %v: run %s", committed, c, g, fix)
 	}
 	for _, g := range gen {
 		want, _ := os.ReadFile(g)
 		path := filepath.Join(committed, filepath.Base(g))
 		got, err := os.ReadFile(path)
 		if err != nil {
-			t.Errorf("%v: run make manifests", err)
+			t.Errorf("%v: run %s", err, fix)
 			continue
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s is out of date (%s): run make manifests", path, firstDiff(string(got), string(want)))
+			t.Errorf("%s is out of date (%s): run %s", path, firstDiff(string(got), string(want)), fix)
 		}
 	}
 }

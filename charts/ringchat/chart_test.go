@@ -393,6 +393,58 @@ func TestRenderClusterDefaultsAndJWT(t *testing.T) {
 	}
 }
 
+// TestSingleInstallWithCluster: one `helm install --set cluster.enabled=true`
+// creates the CRD, the operator and the ChatCluster. Helm maps every object
+// of a release to an API resource before creating any, so the release must
+// hold no object of a kind its own CRD defines: the ChatCluster travels as
+// data of a ConfigMap, which the operator's Deployment is pointed at.
+func TestSingleInstallWithCluster(t *testing.T) {
+	out, stderr, err := runHelm(t, "template", "rel", chartDir, "--namespace", "chat-system", "--set", "cluster.enabled=true")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr)
+	}
+	var docs []obj // the release's own objects, not the embedded manifest
+	for _, doc := range strings.Split(out, "\n---") {
+		var o obj
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if len(o) > 0 {
+			docs = append(docs, o)
+		}
+	}
+	crd := find(t, docs, "CustomResourceDefinition", "chatclusters.chat.ringchat.io")
+	group, _ := get(crd, "spec", "group").(string)
+	if group != "chat.ringchat.io" {
+		t.Fatalf("CRD group %q", group)
+	}
+	for _, o := range docs {
+		if v, _ := get(o, "apiVersion").(string); strings.HasPrefix(v, group+"/") {
+			t.Errorf("%s %v is of the chart's own CRD: helm install cannot map it before the CRD exists", get(o, "kind"), get(o, "metadata", "name"))
+		}
+	}
+
+	cm := find(t, docs, "ConfigMap", "rel-ringchat-chatcluster")
+	if get(cm, "metadata", "namespace") != "chat-system" || get(cm, "metadata", "labels", "chat.ringchat.io/chatcluster-manifest") != "true" {
+		t.Errorf("ConfigMap metadata %v", get(cm, "metadata"))
+	}
+	manifest, _ := get(cm, "data", "chatcluster.yaml").(string)
+	var cc obj
+	if err := yaml.Unmarshal([]byte(manifest), &cc); err != nil {
+		t.Fatalf("the ConfigMap's chatcluster.yaml: %v\n%s", err, manifest)
+	}
+	if get(cc, "apiVersion") != group+"/v1alpha1" || get(cc, "kind") != "ChatCluster" ||
+		get(cc, "metadata", "name") != "rel" || get(cc, "metadata", "namespace") != "chat-system" {
+		t.Errorf("embedded manifest %v, want ChatCluster chat-system/rel", cc)
+	}
+
+	d := find(t, docs, "Deployment", "rel-ringchat-operator")
+	args, _ := get(d, "spec", "template", "spec", "containers", 0, "args").([]any)
+	if want := "--cluster-from-configmap=chat-system/rel-ringchat-chatcluster"; !slices.Contains(args, any(want)) {
+		t.Errorf("operator args %v lack %s", args, want)
+	}
+}
+
 func TestRenderRejectsBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -63,7 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
 	fs.DurationVar(&o.sizePropagation, "cluster-size-propagation", controllers.DefaultSizePropagation, "how long a changed cluster size takes to reach every chatd pod through its mounted ConfigMap (the kubelet's sync period plus margin); scaling waits this long between steps")
-	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster (the Helm chart's cluster.enabled)")
+	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster, at start and whenever it changes (the Helm chart's cluster.enabled)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -1,0 +1,348 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// operatorClient is a client with the operator's identity: the generated
+// ClusterRole and nothing else, as the applier runs in the manager.
+func (s *suite) operatorClient(t *testing.T) client.Client {
+	t.Helper()
+	u, err := s.env.AddUser(envtest.User{Name: operatorUser}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(u.Config(), client.Options{Scheme: s.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// countingClient counts the applier's writes.
+type countingClient struct {
+	client.Client
+	patches atomic.Int32
+}
+
+func (c *countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.patches.Add(1)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+// hookedReader counts the ConfigMap reads and calls afterCCGet (once, then
+// clears it) after a read of a ChatCluster.
+type hookedReader struct {
+	client.Reader
+	cmReads    atomic.Int32
+	mu         sync.Mutex
+	afterCCGet func()
+}
+
+func (r *hookedReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := r.Reader.Get(ctx, key, obj, opts...)
+	switch obj.(type) {
+	case *corev1.ConfigMap:
+		r.cmReads.Add(1)
+	case *chatv1alpha1.ChatCluster:
+		r.mu.Lock()
+		f := r.afterCCGet
+		r.afterCCGet = nil
+		r.mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+	return err
+}
+
+// scaleTo sets cc's replicas through the scale subresource, as kubectl
+// scale and a HorizontalPodAutoscaler do.
+func (s *suite) scaleTo(t *testing.T, cc *chatv1alpha1.ChatCluster, n int32) {
+	t.Helper()
+	sc := &autoscalingv1.Scale{}
+	if err := s.admin.SubResource("scale").Get(context.Background(), cc, sc); err != nil {
+		t.Fatal(err)
+	}
+	sc.Spec.Replicas = n
+	if err := s.admin.SubResource("scale").Update(context.Background(), cc, client.WithSubResourceBody(sc)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chartManifest(replicas int, image string) string {
+	return fmt.Sprintf(`apiVersion: chat.ringchat.io/v1alpha1
+kind: ChatCluster
+metadata:
+  name: from-chart
+spec:
+  replicas: %d
+  image: %s
+  auth:
+    allowAnonymous: true
+`, replicas, image)
+}
+
+// TestConfigMapApplierKeepsScale: the chart's ChatCluster, applied from its
+// ConfigMap by the running applier (Start, as the operator's identity),
+// keeps a count set through the scale subresource across checks and across
+// manifest changes that leave replicas alone; a manifest that changes
+// replicas sets them.
+func TestConfigMapApplierKeepsScale(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
+		Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
+	if err := s.admin.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	op := s.operatorClient(t)
+	writes := &countingClient{Client: op}
+	reads := &hookedReader{Reader: op}
+	a := &ConfigMapApplier{Client: writes, Reader: reads, Namespace: ns, Name: cm.Name, Interval: 100 * time.Millisecond}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Start(actx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	})
+	// checks waits for the applier to read the ConfigMap three more times,
+	// and fails if it wrote meanwhile: the manifest did not change.
+	checks := func() {
+		t.Helper()
+		n, w := reads.cmReads.Load()+3, writes.patches.Load()
+		eventually(t, "three more checks", func() error {
+			if got := reads.cmReads.Load(); got < n {
+				return fmt.Errorf("%d reads, want %d", got, n)
+			}
+			return nil
+		})
+		if got := writes.patches.Load(); got != w {
+			t.Errorf("%d applies of an unchanged manifest, want none", got-w)
+		}
+	}
+
+	cc := &chatv1alpha1.ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-chart"}}
+	wantSpec := func(what string, replicas int32, image string) {
+		t.Helper()
+		eventually(t, what, func() error {
+			if err := s.get(cc); err != nil {
+				return err
+			}
+			if got := ptr.Deref(cc.Spec.Replicas, -1); got != replicas || cc.Spec.Image != image {
+				return fmt.Errorf("replicas %d image %s, want %d and %s", got, cc.Spec.Image, replicas, image)
+			}
+			return nil
+		})
+	}
+	wantSpec("created from the ConfigMap", 3, "ringchat/chatd:v1")
+	if ref := cc.OwnerReferences; len(ref) != 1 || ref[0].UID != cm.UID || ref[0].Kind != "ConfigMap" {
+		t.Errorf("owner references %+v, want the ConfigMap %s", ref, cm.UID)
+	}
+	if got := cc.Annotations[AnnotationAppliedReplicas]; got != "3" {
+		t.Errorf("%s %q, want 3", AnnotationAppliedReplicas, got)
+	}
+
+	// Unchanged manifest: no write at all.
+	checks()
+
+	// kubectl scale: kept while the manifest stays.
+	s.scaleTo(t, cc, 5)
+	checks()
+	wantSpec("kubectl scale kept", 5, "ringchat/chatd:v1")
+
+	// helm upgrade changing the image only: the image is applied, the scale
+	// kept.
+	s.update(t, cm, func() { cm.Data[ManifestKey] = chartManifest(3, "ringchat/chatd:v2") })
+	wantSpec("new image, count kept", 5, "ringchat/chatd:v2")
+	checks()
+	wantSpec("still", 5, "ringchat/chatd:v2")
+
+	// A hand edit of a field the manifest sets stays too, until the
+	// manifest changes.
+	s.update(t, cc, func() { cc.Spec.Image = "ringchat/chatd:hotfix" })
+	checks()
+	wantSpec("hand edit kept", 5, "ringchat/chatd:hotfix")
+
+	// helm upgrade changing cluster.replicas: the values win, the whole
+	// manifest with them.
+	s.update(t, cm, func() { cm.Data[ManifestKey] = chartManifest(4, "ringchat/chatd:v2") })
+	wantSpec("replicas and image from the values", 4, "ringchat/chatd:v2")
+	if got := cc.Annotations[AnnotationAppliedReplicas]; got != "4" {
+		t.Errorf("%s %q, want 4", AnnotationAppliedReplicas, got)
+	}
+	s.scaleTo(t, cc, 2)
+	checks()
+	wantSpec("scaled down by hand, kept", 2, "ringchat/chatd:v2")
+}
+
+// TestConfigMapApplierScaleDuringApply: an autoscaler that scales between
+// the applier's read of the ChatCluster and its apply is not undone (the
+// apply is conditional on the resourceVersion read, and read again on
+// conflict).
+func TestConfigMapApplierScaleDuringApply(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
+		Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
+	if err := s.admin.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	writes := &countingClient{Client: s.admin}
+	reads := &hookedReader{Reader: s.admin}
+	a := &ConfigMapApplier{Client: writes, Reader: reads, Namespace: ns, Name: cm.Name}
+	if err := a.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cc := &chatv1alpha1.ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-chart"}}
+	if err := s.get(cc); err != nil {
+		t.Fatal(err)
+	}
+	s.scaleTo(t, cc, 5)
+
+	s.update(t, cm, func() { cm.Data[ManifestKey] = chartManifest(3, "ringchat/chatd:v2") })
+	reads.mu.Lock()
+	reads.afterCCGet = func() { s.scaleTo(t, cc, 7) }
+	reads.mu.Unlock()
+	if err := a.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.get(cc); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(cc.Spec.Replicas, -1); got != 7 || cc.Spec.Image != "ringchat/chatd:v2" {
+		t.Errorf("replicas %d image %s, want 7 (scaled during the apply) and the new image", got, cc.Spec.Image)
+	}
+	// create, the apply refused for the stale count, the apply again (and
+	// more if the operator's status writes got in between)
+	if n := writes.patches.Load(); n < 3 {
+		t.Errorf("%d applies, want at least 3: the first apply of the new manifest should have been refused", n)
+	}
+}
+
+// TestConfigMapApplierNewConfigMap: a ConfigMap deleted and created again
+// with the same manifest (helm uninstall and install while the old
+// ChatCluster still exists) is applied again, so that it owns the
+// ChatCluster.
+func TestConfigMapApplierNewConfigMap(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	ctx := context.Background()
+	newCM := func() *corev1.ConfigMap {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
+			Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
+		if err := s.admin.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+		return cm
+	}
+	a := &ConfigMapApplier{Client: s.admin, Reader: s.admin, Namespace: ns, Name: "rel-chatcluster"}
+	old := newCM()
+	if err := a.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.admin.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cm := newCM()
+	if err := a.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cc := &chatv1alpha1.ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-chart"}}
+	if err := s.get(cc); err != nil {
+		t.Fatal(err)
+	}
+	if ref := cc.OwnerReferences; len(ref) != 1 || ref[0].UID != cm.UID {
+		t.Errorf("owner references %+v, want only the new ConfigMap %s", ref, cm.UID)
+	}
+}
+
+// TestChartInstallCreatesCluster: `helm install` of charts/ringchat with
+// cluster.enabled=true against the envtest API server succeeds (every
+// object of the release accepted), and the ConfigMap the chart's operator
+// Deployment is pointed at (--cluster-from-configmap) becomes a ChatCluster
+// the operator builds. The applier runs as the chart's ServiceAccount, so
+// the chart's RBAC is what allows it. The CRD is the suite's
+// (crds.install=false): envtest has it already.
+func TestChartInstallCreatesCluster(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	ctx := context.Background()
+	helmBin := installedTool(t, "helm")
+	home := t.TempDir()
+	install := exec.Command(helmBin, "install", "chart", filepath.Join(repoRoot, "charts", "ringchat"),
+		"--kubeconfig", s.adminKube, "--namespace", ns, "--set", "crds.install=false", "--set", "cluster.enabled=true")
+	install.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chart-ringchat-operator"}}
+	if err := s.get(d); err != nil {
+		t.Fatal(err)
+	}
+	var from string
+	for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(arg, "--cluster-from-configmap="); ok {
+			from = v
+		}
+	}
+	cmNS, cmName, ok := strings.Cut(from, "/")
+	if !ok || cmNS != ns {
+		t.Fatalf("operator args %q: want --cluster-from-configmap=%s/<name>", d.Spec.Template.Spec.Containers[0].Args, ns)
+	}
+
+	cfg := rest.CopyConfig(s.adminCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + d.Spec.Template.Spec.ServiceAccountName}
+	sa, err := client.New(cfg, client.Options{Scheme: s.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &ConfigMapApplier{Client: sa, Reader: sa, Namespace: cmNS, Name: cmName}
+	if err := a.Apply(ctx); err != nil {
+		t.Fatalf("applying the chart's ConfigMap as the chart's ServiceAccount: %v", err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: cmNS, Name: cmName}}
+	cc := &chatv1alpha1.ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chart"}}
+	if err := errors.Join(s.get(cm), s.get(cc)); err != nil {
+		t.Fatal(err)
+	}
+	if ref := cc.OwnerReferences; len(ref) != 1 || ref[0].UID != cm.UID {
+		t.Errorf("ChatCluster owners %+v, want the ConfigMap %s", ref, cm.UID)
+	}
+	if cc.DesiredReplicas() != 3 || cc.Spec.Image != "ringchat/chatd:dev" || !cc.Spec.Auth.AllowAnonymous {
+		t.Errorf("ChatCluster spec %+v, want the chart's defaults", cc.Spec)
+	}
+	s.waitSts(t, cc, "StatefulSet of the chart's ChatCluster", exists)
+	for _, obj := range children(cc) {
+		if err := s.get(obj); err != nil {
+			t.Errorf("%T %s: %v", obj, obj.GetName(), err)
+		}
+	}
+}
