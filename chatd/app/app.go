@@ -112,11 +112,12 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 
 	scfg := ServerConfig(cfg)
 	if parts != nil {
-		// Ready means joined, settled, and on the majority side: a node cut
-		// off from its cluster leaves the Service's endpoints, so new
-		// clients go where they can send.
+		// Ready means joined, settled, active (which needs a working
+		// inter-node transport), and on the majority side: a node cut off
+		// from its cluster leaves the Service's endpoints, so new clients
+		// go where they can send.
 		scfg.Ready = func() (bool, string) {
-			if ok, why := parts.members.Ready(); !ok {
+			if ok, why := parts.ready(); !ok {
 				return false, why
 			}
 			return node.HasQuorum()

@@ -1,15 +1,21 @@
 package cluster
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/transport"
 )
 
 // AdminMember is one member as the admin API shows it.
@@ -77,25 +83,162 @@ func (n *Node) Status(m *membership.Membership) AdminStatus {
 	return st
 }
 
-// AdminHandler serves the admin API under /admin/: GET /admin/cluster. When
-// token is set, requests must carry "Authorization: Bearer <token>".
+// AdminHandler serves the admin API under /admin/: GET /admin/cluster,
+// /admin/ring and /admin/rooms. When token is set, requests must carry
+// "Authorization: Bearer <token>" (the scheme in any case, as RFC 7235 has
+// it).
 func (n *Node) AdminHandler(token string, m *membership.Membership) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/cluster", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(n.Status(m))
+		writeJSON(w, n.Status(m))
+	})
+	mux.HandleFunc("GET /admin/ring", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, n.Ring(r.Context(), m))
+	})
+	mux.HandleFunc("GET /admin/rooms", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, AdminRooms{Self: n.cfg.Self, Rooms: n.owners.RoomStats()})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="chatd admin"`)
-				http.Error(w, "admin API: missing or wrong bearer token", http.StatusUnauthorized)
-				return
-			}
+		if token != "" && !bearerMatches(r.Header.Get("Authorization"), token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chatd admin"`)
+			http.Error(w, "admin API: missing or wrong bearer token", http.StatusUnauthorized)
+			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// bearerMatches reports whether an Authorization header carries token with
+// the Bearer scheme, comparing the token in constant time.
+func bearerMatches(header, token string) bool {
+	scheme, got, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// AdminRooms is the body of GET /admin/rooms: the rooms this node owns, as
+// its owner service holds them.
+type AdminRooms struct {
+	Self  string           `json:"self"`
+	Rooms []owner.RoomStat `json:"rooms"`
+}
+
+// RingTimeout bounds how long GET /admin/ring waits for each member's
+// answer; members that have not answered by then are reported unknown.
+const RingTimeout = 2 * time.Second
+
+// RingMember is one member in GET /admin/ring, with the counts it reported
+// about itself. The counts and SameView are nil when it did not answer in
+// time (Error says why).
+type RingMember struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// RoomsOwned, RoomsReplicated and RoomsLocal count the rooms the member
+	// owns, keeps a replica of, and has subscribers in.
+	RoomsOwned      *int `json:"rooms_owned"`
+	RoomsReplicated *int `json:"rooms_replicated"`
+	RoomsLocal      *int `json:"rooms_local"`
+	// SameView is whether the member's active members are this node's, so
+	// that both compute the same owner for every room.
+	SameView *bool  `json:"same_view"`
+	Error    string `json:"error,omitempty"`
+}
+
+// RingStatus is the body of GET /admin/ring.
+type RingStatus struct {
+	Self        string       `json:"self"`
+	ViewVersion uint64       `json:"view_version"`
+	Active      []string     `json:"active"`
+	Members     []RingMember `json:"members"`
+	// RoomsOwned sums the rooms_owned of the members that answered;
+	// Unknown counts the members that did not.
+	RoomsOwned int `json:"rooms_owned"`
+	Unknown    int `json:"unknown"`
+}
+
+// Ring asks every live member (this node included) how many rooms it owns,
+// replicates and serves locally, over the inter-node transport and in
+// parallel, waiting at most RingTimeout (or until ctx ends).
+func (n *Node) Ring(ctx context.Context, m *membership.Membership) RingStatus {
+	v, _ := n.currentView()
+	st := RingStatus{Self: n.cfg.Self, ViewVersion: v.version, Active: slices.Clone(v.active)}
+	type member struct {
+		name, state, addr string
+	}
+	var members []member
+	if m != nil {
+		for _, mem := range m.View().Members {
+			members = append(members, member{mem.Name, string(mem.Meta.State), mem.Meta.RPCAddr})
+		}
+	} else {
+		members = []member{{name: n.cfg.Self, state: "active"}}
+	}
+	type answer struct {
+		i    int
+		resp ringStatsResp
+		err  error
+	}
+	answers := make(chan answer, len(members)) // callbacks never block
+	st.Members = make([]RingMember, len(members))
+	asked := 0
+	for i, mem := range members {
+		st.Members[i] = RingMember{Name: mem.name, State: mem.state}
+		switch {
+		case mem.name == n.cfg.Self:
+			answers <- answer{i: i, resp: n.ringStats()}
+		case n.peers == nil:
+			answers <- answer{i: i, err: errors.New("no inter-node transport")}
+		case mem.addr == "":
+			answers <- answer{i: i, err: errors.New("no inter-node address in its gossip metadata")}
+		default:
+			n.peers.Request(transport.Peer{Name: mem.name, Addr: mem.addr}, []byte{byte(opRingStats)}, RingTimeout, func(b []byte, err error) {
+				a := answer{i: i, err: err}
+				if err == nil {
+					if err := json.Unmarshal(b, &a.resp); err != nil {
+						a.err = fmt.Errorf("bad answer: %w", err)
+					}
+				}
+				answers <- a
+			})
+		}
+		asked++
+	}
+	pending := make([]bool, len(members))
+	for i := range pending {
+		pending[i] = true
+	}
+	for ; asked > 0; asked-- {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			for i, p := range pending {
+				if p {
+					st.Members[i].Error = "no answer: " + ctx.Err().Error()
+					st.Unknown++
+				}
+			}
+			return st
+		}
+		pending[a.i] = false
+		rm := &st.Members[a.i]
+		if a.err != nil {
+			rm.Error = a.err.Error()
+			st.Unknown++
+			continue
+		}
+		same := a.resp.View == v.id
+		rm.RoomsOwned, rm.RoomsReplicated, rm.RoomsLocal, rm.SameView = &a.resp.Owned, &a.resp.Replicas, &a.resp.Local, &same
+		st.RoomsOwned += a.resp.Owned
+	}
+	return st
 }

@@ -168,6 +168,10 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			n.call(from.Name, from.Addr, encode(opHandoff, st), nil, done)
 		})
 		ok(claimResp{Handing: handing})
+	case opPing:
+		_ = reply.OK(nil)
+	case opRingStats:
+		ok(n.ringStats())
 	default:
 		_ = reply.Err(fmt.Sprintf("unknown request op %d", payload[0]))
 	}

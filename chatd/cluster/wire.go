@@ -32,7 +32,21 @@ const (
 	opHandoff
 	opEvent
 	opClaim
+	// opPing asks for an empty reply: startup uses it to prove that the
+	// inter-node transport works (the secret matches) before going active.
+	opPing
+	// opRingStats asks a node for its room counts, for GET /admin/ring.
+	opRingStats
 )
+
+// ringStatsResp answers opRingStats: what the node holds and the digest of
+// its view (two nodes with the same digest agree on every room's owner).
+type ringStatsResp struct {
+	Owned    int    `json:"owned"`
+	Replicas int    `json:"replicas"`
+	Local    int    `json:"local"`
+	View     string `json:"view"`
+}
 
 type claimResp struct {
 	Handing bool `json:"handing"`

@@ -1,0 +1,85 @@
+package owner
+
+import (
+	"cmp"
+	"slices"
+)
+
+// RoomStat describes a room this node owns, for the admin API. Everything in
+// it is what the owner itself holds, so it costs one lock per room and no
+// network.
+type RoomStat struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	// Head is the newest sequence number in the log; Committed the newest
+	// one fanned out and acknowledged. Pending counts the messages between
+	// them, waiting for a replica.
+	Head      uint64 `json:"head"`
+	Committed uint64 `json:"committed"`
+	Pending   int    `json:"pending"`
+	// State is "serving", "awaiting_handoff" (this node is the new owner and
+	// waits for the previous one's snapshot) or "moving" (being handed to
+	// another node).
+	State string `json:"state"`
+	// Replicas are the nodes the owner replicates to (nil when none).
+	Replicas []string `json:"replicas,omitempty"`
+	// Nodes is the number of nodes with subscribers in the room, this node
+	// included when it has some; Users the distinct users present across
+	// them.
+	Nodes int `json:"nodes"`
+	Users int `json:"users"`
+}
+
+// Counts returns how many rooms this node owns and how many it keeps a
+// replica of.
+func (s *Service) Counts() (owned, replicas int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rooms), len(s.replicas)
+}
+
+// RoomStats describes every room this node owns, sorted by name.
+func (s *Service) RoomStats() []RoomStat {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	out := make([]RoomStat, 0, len(rooms))
+	for _, r := range rooms {
+		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			continue
+		}
+		st := RoomStat{
+			Room:      r.name,
+			Epoch:     r.log.Epoch(),
+			Head:      r.log.Head(),
+			Committed: r.committed,
+			Pending:   len(r.pending),
+			State:     r.state.String(),
+			Replicas:  slices.Clone(r.replicas),
+			Nodes:     len(r.nodes),
+			Users:     len(r.users),
+		}
+		r.mu.Unlock()
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b RoomStat) int { return cmp.Compare(a.Room, b.Room) })
+	return out
+}
+
+// String names the state as the admin API shows it.
+func (st roomState) String() string {
+	switch st {
+	case stateReady:
+		return "serving"
+	case stateWaiting:
+		return "awaiting_handoff"
+	case stateMoving:
+		return "moving"
+	}
+	return "unknown"
+}
