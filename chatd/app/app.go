@@ -200,7 +200,13 @@ func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read --jwt-secret-file: %w", err)
 		}
-		ac.HMACSecret = []byte(strings.TrimSpace(string(b)))
+		secret := strings.TrimSpace(string(b))
+		if secret == "" {
+			// Without this check auth.New would see no secret at all and
+			// chatd would start, refusing every token.
+			return nil, fmt.Errorf("--jwt-secret-file %s is empty", cfg.JWTSecretFile)
+		}
+		ac.HMACSecret = []byte(secret)
 	}
 	if cfg.JWTPublicKeyFile != "" {
 		pem, err := auth.ReadPublicKeyFile(cfg.JWTPublicKeyFile)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -48,13 +49,18 @@ type Options struct {
 	// TLSConfig is for wss:// URLs (e.g. RootCAs for a private CA); nil
 	// means the system's roots.
 	TLSConfig *tls.Config
+	// NetDialContext, when set, opens the TCP connection (TLS, for wss://,
+	// is still done on top of it with TLSConfig), e.g. from a chosen local
+	// address: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext.
+	// Nil means a plain net.Dialer.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Dial connects to url (ws://host:port/ws or wss://…) without sending hello. The
 // returned *http.Response is set when the server refused the upgrade, so
 // callers can read its status and Retry-After.
 func Dial(ctx context.Context, url string, opts Options) (*Conn, *http.Response, error) {
-	d := websocket.Dialer{HandshakeTimeout: opts.HandshakeTimeout, TLSClientConfig: opts.TLSConfig}
+	d := websocket.Dialer{HandshakeTimeout: opts.HandshakeTimeout, TLSClientConfig: opts.TLSConfig, NetDialContext: opts.NetDialContext}
 	if d.HandshakeTimeout == 0 {
 		d.HandshakeTimeout = 10 * time.Second
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -1010,12 +1011,14 @@ type limCollected struct {
 
 func limCollect(c *chatdtest.Client, end string, wantAck bool, acks chan<- protocol.Ack) <-chan limCollected {
 	done := make(chan limCollected, 1)
-	_ = c.SetReadDeadline(time.Now().Add(chatdtest.Timeout))
 	go func() {
 		var out limCollected
 		defer func() { done <- out }()
 		gotMsg, gotAck := false, !wantAck
 		for !gotMsg || !gotAck {
+			// A deadline per read, not one for the whole flood: under
+			// load the flood alone can take longer than Timeout.
+			_ = c.SetReadDeadline(time.Now().Add(chatdtest.Timeout))
 			f, err := c.Read()
 			if err != nil {
 				out.err = err
@@ -1185,23 +1188,67 @@ func TestAdmissionMaxConnections(t *testing.T) {
 	w2.check()
 }
 
+// TestAdmissionPerIP: the per-IP cap counts the TCP peer's address. With a
+// cap of one, 127.0.0.1 is refused (429, Retry-After) while a client dialing
+// from 127.0.0.2 (Linux routes all of 127/8 to lo) is admitted, and the
+// witnesses from both addresses keep chatting.
 func TestAdmissionPerIP(t *testing.T) {
 	t.Parallel()
 	srv := chatdtest.Start(t, "--max-connections-per-ip", "1")
-	alice := chatdtest.Connect(t, srv.URL, "alice")
-	w := limWatch(t, "lobby", alice, alice)
+	alice := chatdtest.Connect(t, srv.URL, "alice") // from 127.0.0.1
+	bob := limConnectFrom(t, srv.URL, "127.0.0.2", "bob")
+	w := limWatch(t, "lobby", alice, bob)
 
 	c, resp, err := limDial(srv.URL, nil)
 	limRefused(t, c, resp, err, http.StatusTooManyRequests, "5", "connection refused: ip_limit")
-	srv.WaitMetric(t, `chatd_connections_refused_total{reason="ip_limit"}`, 1)
+	c, resp, err = limDialFrom(srv.URL, "127.0.0.2")
+	limRefused(t, c, resp, err, http.StatusTooManyRequests, "5", "connection refused: ip_limit")
+	srv.WaitMetric(t, `chatd_connections_refused_total{reason="ip_limit"}`, 2)
+	if n := srv.Metric(t, "chatd_connections_accepted_total"); n != 2 {
+		t.Fatalf("chatd_connections_accepted_total = %v, want 2", n)
+	}
 	w.check()
 
+	// alice's slot frees up for another client of 127.0.0.1; 127.0.0.2
+	// stays full.
 	alice.Close()
-	bob := limAdmitted(t, srv.URL, "bob", http.StatusTooManyRequests)
-	w2 := limWatch(t, "lobby", bob, bob)
+	carol := limAdmitted(t, srv.URL, "carol", http.StatusTooManyRequests)
+	w2 := limWatch(t, "after", carol, bob)
 	c, resp, err = limDial(srv.URL, nil)
 	limRefused(t, c, resp, err, http.StatusTooManyRequests, "5", "connection refused: ip_limit")
+	c, resp, err = limDialFrom(srv.URL, "127.0.0.2")
+	limRefused(t, c, resp, err, http.StatusTooManyRequests, "5", "connection refused: ip_limit")
 	w2.check()
+}
+
+// limFrom dials TCP from the local address ip.
+func limFrom(ip string) func(context.Context, string, string) (net.Conn, error) {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return d.DialContext
+}
+
+// limDialFrom is limDial from the local address ip.
+func limDialFrom(url, ip string) (*client.Conn, *http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), chatdtest.Timeout)
+	defer cancel()
+	return client.Dial(ctx, url, client.Options{NetDialContext: limFrom(ip)})
+}
+
+// limConnectFrom connects anonymously as name from the local address ip.
+func limConnectFrom(t *testing.T, url, ip, name string) *chatdtest.Client {
+	t.Helper()
+	c, resp, err := limDialFrom(url, ip)
+	if err != nil {
+		status := "no HTTP response"
+		if resp != nil {
+			status = resp.Status
+		}
+		t.Fatalf("dial from %s: %v (%s)", ip, err, status)
+	}
+	cl := chatdtest.Adopt(t, c)
+	cl.Do(protocol.ClientFrame{Type: protocol.TypeHello, Name: name})
+	cl.ExpectDecode(protocol.TypeWelcome, &cl.Welcome)
+	return cl
 }
 
 func TestOrigin(t *testing.T) {

@@ -27,8 +27,10 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 )
@@ -493,6 +495,81 @@ func TestBrowserSignInErrorShowsReason(t *testing.T) {
 	a.eval(`document.querySelector('[data-testid=conn-state]').dataset.state`, &state)
 	if state != "offline" {
 		t.Errorf("after a refused sign-in the connection state is %q, want offline", state)
+	}
+}
+
+// TestBrowserSignInWithToken: on a server that only takes tokens
+// (--jwt-secret, no anonymous access), two tabs each paste an HS256 token
+// into the token field, are named by its sub (not as guests), and exchange
+// messages.
+func TestBrowserSignInWithToken(t *testing.T) {
+	const secret = "browser-test-secret-0123456789abcdefghij"
+	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret", secret})
+	mint := func(sub string) string {
+		now := time.Now()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		}).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatalf("sign token: %v", err)
+		}
+		return tok
+	}
+	br := startBrowser(t, "http://"+srv.Addr+"/")
+	a := br.newTab("A")
+	b := br.newTab("B")
+	// Subjects the guest-name form would refuse ('@'): the page shows what
+	// the welcome says, which is the token's sub.
+	const ada, grace = "ada@example.com", "grace@example.com"
+	a.signInToken(mint(ada), ada)
+	b.signInToken(mint(grace), grace)
+	a.join("lobby")
+	b.join("lobby")
+	a.waitJS("ada's member list shows grace", presenceHas(grace))
+	b.waitJS("grace's member list shows ada", presenceHas(ada))
+
+	a.say("hello from ada")
+	seq := a.waitMessage("lobby", ada, "hello from ada", "sent")
+	if got := b.waitMessage("lobby", ada, "hello from ada", "sent"); got != seq || seq != 1 {
+		t.Errorf("grace sees ada's message with seq %d, ada with %d; want 1", got, seq)
+	}
+	b.say("hello from grace")
+	b.waitMessage("lobby", grace, "hello from grace", "sent")
+	if got := a.waitMessage("lobby", grace, "hello from grace", "sent"); got != 2 {
+		t.Errorf("ada sees grace's message with seq %d, want 2", got)
+	}
+}
+
+// signInToken pastes token into the sign-in card's token field, connects,
+// and waits until the page names the user sub, not as a guest.
+func (tb *tab) signInToken(token, sub string) {
+	tb.b.t.Helper()
+	tb.do("open the token sign-in",
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="tab-token"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="tab-token"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="token"]`)),
+		chromedp.Focus(chromedp.CSS(`[data-testid="token"]`)),
+	)
+	// A paste: the text arrives in one input event, not key by key.
+	ctx, cancel := context.WithTimeout(tb.ctx, waitTimeout)
+	_, err := chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: token})
+	cancel()
+	if err != nil {
+		tb.b.t.Fatalf("tab %s: paste the token: %v", tb.label, err)
+	}
+	var pasted string
+	tb.eval(`document.querySelector('[data-testid="token"]').value`, &pasted)
+	if pasted != token {
+		tb.b.t.Fatalf("tab %s: the token field holds %q, want the pasted token", tb.label, pasted)
+	}
+	tb.do("connect with the token", chromedp.Click(chromedp.CSS(selConnect)))
+	tb.waitOnline()
+	tb.waitJS(sub+" is shown as the signed-in user",
+		`document.querySelector('[data-testid=me]').textContent === `+js(sub))
+	var guest bool
+	tb.eval(`!document.getElementById('me-anon').hidden`, &guest)
+	if guest {
+		tb.b.t.Errorf("tab %s: %s signed in with a token is shown as a guest", tb.label, sub)
 	}
 }
 
