@@ -5,6 +5,10 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/ringchat/ringchat/chatd/version.Version=$(VERSION)
+# How every binary is built, here and in the images (hack/build-image.sh runs
+# the build targets below with BIN set to its build context): static,
+# reproducible paths, version-stamped.
+GO_BUILD  = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 PKGS     := ./...
 # Packages whose tests start real servers share two cores with the race
 # detector; a generous timeout keeps a slow CI machine from flaking.
@@ -16,7 +20,11 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/chatd (static, version-stamped)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/chatd ./chatd/cmd/chatd
+	$(GO_BUILD) -o $(BIN)/chatd ./chatd/cmd/chatd
+
+.PHONY: build-chatctl
+build-chatctl: ## build bin/chatctl, the command-line client (static, version-stamped)
+	$(GO_BUILD) -o $(BIN)/chatctl ./chatd/cmd/chatctl
 
 .PHONY: run
 run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth
@@ -93,7 +101,7 @@ test-operator: ## run the API and operator tests only (envtest: real kube-apiser
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./api/... ./controllers/...
 
 build-operator: ## build bin/ringchat-operator (static, version-stamped)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ringchat-operator ./controllers/cmd/ringchat-operator
+	$(GO_BUILD) -o $(BIN)/ringchat-operator ./controllers/cmd/ringchat-operator
 
 ## --- images and Helm chart (hack/images/, charts/ringchat) ---
 IMAGE_REPO ?= ringchat

@@ -82,13 +82,13 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // creates the generated one, and needs chatclusters/finalizers only because
 // owner references with blockOwnerDeletion require it.
 //
-// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one ChatCluster's objects to its spec and writes its status.

@@ -22,6 +22,12 @@ import (
 // either. If it is deleted, the next reconcile creates a new one, with new
 // values: pods started from then on cannot join the running ones (see
 // controllers/README.md).
+//
+// Once created, the Secret is never written again, labels included: the
+// operator may create Secrets but not update them (no update or patch on
+// secrets in its ClusterRole), so that it cannot alter any Secret of the
+// cluster, and Update leaves an existing one exactly as read, which makes
+// controllerutil.CreateOrUpdate skip the write.
 type gossipSecretBuilder struct{}
 
 // gossipKeyBytes is the size of the generated gossip key: AES-256. Both
@@ -36,10 +42,10 @@ func (gossipSecretBuilder) Build(cc *chatv1alpha1.ChatCluster) client.Object {
 
 func (gossipSecretBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Object) error {
 	s := obj.(*corev1.Secret)
-	s.Labels = withLabels(s.Labels, commonLabels(cc))
 	if s.ResourceVersion != "" {
-		return nil // exists: never regenerate
+		return nil // exists: never regenerated, never relabelled
 	}
+	s.Labels = withLabels(s.Labels, commonLabels(cc))
 	key, err := randomBase64(gossipKeyBytes)
 	if err != nil {
 		return err

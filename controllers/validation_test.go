@@ -44,7 +44,8 @@ import (
 // the CEL transition rules (oldSelf) need a stored object.
 //
 // want empty: the request is accepted. Otherwise the API server must refuse
-// it as Invalid with a cause on field whose message contains want.
+// it as Invalid with a cause on field whose message contains want, and, when
+// absent is set, with no message (of any cause) containing absent.
 type validationRow struct {
 	name   string
 	spec   func(*chatv1alpha1.ChatCluster)
@@ -52,6 +53,7 @@ type validationRow struct {
 	update func(*chatv1alpha1.ChatCluster)
 	field  string
 	want   string
+	absent string
 }
 
 // The messages of the CEL rules, as in api/v1alpha1/chatcluster_types.go.
@@ -97,6 +99,10 @@ const (
 	nameRE     = `should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'`
 	keyRE      = `should match '^[-._a-zA-Z0-9]+$'`
 	durationRE = `should match '^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$'`
+
+	// typeConversion is what a CEL rule reports when it converts a value
+	// the field's pattern already refused (duration('soon'), double('fast')).
+	typeConversion = "type conversion"
 )
 
 func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
@@ -306,13 +312,16 @@ var schemaRows = []validationRow{
 	{name: "replicationFactor 1", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.ReplicationFactor = 1 }},
 	{name: "replicationFactor 5", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.Replicas, c.Spec.ReplicationFactor = ptr.To[int32](5), 5 }},
 
+	// A value the pattern refuses gets the pattern's message only: the CEL
+	// rules on the same field are guarded by the pattern, so they add no
+	// "type conversion error".
 	{name: "drainTimeout not a duration", raw: func(o map[string]any) { setRaw(o, "soon", "spec", "drainTimeout") },
-		field: "spec.drainTimeout", want: durationRE},
+		field: "spec.drainTimeout", want: durationRE, absent: typeConversion},
 	{name: "drainTimeout of 33 characters", raw: func(o map[string]any) {
 		setRaw(o, strings.Repeat("0", 30)+"10s", "spec", "drainTimeout")
 	}, field: "spec.drainTimeout", want: maxLen(32)},
 	{name: "shutdownTimeout with a space", raw: func(o map[string]any) { setRaw(o, "10 s", "spec", "shutdownTimeout") },
-		field: "spec.shutdownTimeout", want: durationRE},
+		field: "spec.shutdownTimeout", want: durationRE, absent: typeConversion},
 	{name: "shutdownTimeout in several units", raw: func(o map[string]any) { setRaw(o, "1m30.5s", "spec", "shutdownTimeout") }},
 
 	{name: "jwtSecretRef name with capitals", spec: func(c *chatv1alpha1.ChatCluster) {
@@ -401,7 +410,7 @@ var schemaRows = []validationRow{
 	{name: "rateBurst 0", spec: limits(chatv1alpha1.LimitsSpec{RateBurst: ptr.To[int32](0)}),
 		field: "spec.limits.rateBurst", want: minimum(1)},
 	{name: "rate not a number", spec: limits(chatv1alpha1.LimitsSpec{Rate: "fast"}),
-		field: "spec.limits.rate", want: `should match '^[0-9]+(\.[0-9]+)?$'`},
+		field: "spec.limits.rate", want: `should match '^[0-9]+(\.[0-9]+)?$'`, absent: typeConversion},
 	{name: "rate of 17 characters", spec: limits(chatv1alpha1.LimitsSpec{Rate: "1." + strings.Repeat("0", 15)}),
 		field: "spec.limits.rate", want: maxLen(16)},
 	{name: "rate of 16 characters", spec: limits(chatv1alpha1.LimitsSpec{Rate: "1." + strings.Repeat("0", 14)})},
@@ -447,6 +456,9 @@ func TestValidationRules(t *testing.T) {
 				})
 			}
 			checkValidation(t, err, row.field, row.want)
+			if row.absent != "" {
+				checkAbsent(t, err, row.absent)
+			}
 		})
 	}
 }
@@ -478,6 +490,26 @@ func checkValidation(t *testing.T, err error, field, want string) {
 		causes = append(causes, fmt.Sprintf("%s: %s", c.Field, c.Message))
 	}
 	t.Errorf("no cause on %s with %q; causes:\n  %s", field, want, strings.Join(causes, "\n  "))
+}
+
+// checkAbsent fails when err mentions absent, in any cause or its text.
+func checkAbsent(t *testing.T, err error, absent string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if strings.Contains(err.Error(), absent) {
+		t.Errorf("error mentions %q: %v", absent, err)
+		return
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Details != nil {
+		for _, c := range status.Status().Details.Causes {
+			if strings.Contains(c.Message, absent) {
+				t.Errorf("cause on %s mentions %q: %s", c.Field, absent, c.Message)
+			}
+		}
+	}
 }
 
 // TestEveryCELRuleHasARow reads the CRD and checks that each of its

@@ -73,6 +73,26 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.tests.image.repository (default .Chart.AppVersion .Values.tests.image.tag) -}}
 {{- end -}}
 
+{{/* A resources value ({requests: {cpu, memory}, limits: {cpu, memory}})
+without its empty entries, as YAML; empty when nothing is left. Missing maps
+are fine (a release upgraded with --reuse-values from a chart without them). */}}
+{{- define "ringchat.resources" -}}
+{{- $out := dict -}}
+{{- range $kind := list "requests" "limits" -}}
+{{- $m := dict -}}
+{{- range $k, $v := (get ($ | default dict) $kind | default dict) -}}
+{{- if $v }}{{ $_ := set $m $k $v }}{{ end -}}
+{{- end -}}
+{{- if $m }}{{ $_ := set $out $kind $m }}{{ end -}}
+{{- end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
+{{- end -}}
+
+{{/* Whether a value is set: not null and not "" (0 is set). */}}
+{{- define "ringchat.isSet" -}}
+{{- if and (not (kindIs "invalid" .)) (ne (toString .) "") }}true{{ end -}}
+{{- end -}}
+
 {{/* The ConfigMap that carries the optional ChatCluster's manifest. */}}
 {{- define "ringchat.clusterConfigMap" -}}
 {{ include "ringchat.fullname" . }}-chatcluster

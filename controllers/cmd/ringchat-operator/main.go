@@ -50,6 +50,10 @@ type options struct {
 	controllerWorkers int
 	sizePropagation   time.Duration
 	clusterConfigMap  string
+
+	// Derived from the flags by parseFlags.
+	level                      slog.Level
+	clusterCMNS, clusterCMName string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -71,6 +75,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if err := o.level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return o, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", o.logLevel)
+	}
+	if o.sizePropagation < 0 {
+		return o, fmt.Errorf("--cluster-size-propagation must not be negative, got %s", o.sizePropagation)
+	}
+	if o.clusterConfigMap != "" {
+		ns, name, ok := strings.Cut(o.clusterConfigMap, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return o, fmt.Errorf("--cluster-from-configmap must be namespace/name, got %q", o.clusterConfigMap)
+		}
+		o.clusterCMNS, o.clusterCMName = ns, name
+	}
 	return o, nil
 }
 
@@ -87,12 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "ringchat-operator", version.Version)
 		return 0
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "ringchat-operator: --log-level must be debug, info, warn or error, got %q\n", o.logLevel)
-		return 2
-	}
-	logger := logr.FromSlogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's own logs (leader election, watches)
 	setupLog := logger.WithName("setup")
@@ -138,13 +150,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.clusterConfigMap != "" {
-		ns, name, ok := strings.Cut(o.clusterConfigMap, "/")
-		if !ok || ns == "" || name == "" {
-			fmt.Fprintf(stderr, "ringchat-operator: --cluster-from-configmap must be namespace/name, got %q\n", o.clusterConfigMap)
-			return 2
-		}
 		if err := mgr.Add(&controllers.ConfigMapApplier{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, Name: name,
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.clusterCMNS, Name: o.clusterCMName,
 			Interval: 30 * time.Second, Log: logger.WithName("chatcluster-from-configmap"),
 		}); err != nil {
 			setupLog.Error(err, "adding the ConfigMap applier")
