@@ -79,8 +79,11 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // The operator's permissions, generated into config/rbac/role.yaml by
 // `make manifests`. Least privilege: it never deletes what it creates (the
 // garbage collector does, through owner references), reads Secrets but only
-// creates the generated one, and needs chatclusters/finalizers only because
-// owner references with blockOwnerDeletion require it.
+// creates the generated one (and never writes it again), writes
+// ChatClusters only by server-side apply (create, patch: the chart's
+// applier) and their status only by patch, and needs
+// chatclusters/finalizers only because owner references with
+// blockOwnerDeletion require it.
 //
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=patch
