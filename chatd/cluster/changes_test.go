@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +14,22 @@ import (
 )
 
 // runChanges starts a checker on a 3-node cluster with subscribers on every
-// node and two publishers, applies change once traffic flows, and verifies
-// that no acknowledged message was lost, duplicated or reordered.
+// node and two publishers, applies change once traffic flows, keeps the
+// traffic going until 20 more messages are acknowledged after the change
+// (however long it took), and verifies that no acknowledged message was
+// lost, duplicated or reordered.
 func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 	c := chatdtest.StartCluster(t, 3)
 	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
-	wait := k.RunTraffic(3, 2, 60, 15*time.Millisecond)
+	wait := k.RunTraffic(3, 2, 1_000_000, 15*time.Millisecond)
 	k.WaitAcked(20)
+	before := k.Acked()
 	change(c)
+	after := k.Acked()
+	k.WaitAcked(after + 20)
+	k.StopPublishing()
 	wait()
+	t.Logf("acknowledged: %d before the change, %d during it, %d after", before, after-before, k.Acked()-after)
 	k.Verify()
 }
 
@@ -40,16 +48,36 @@ func TestClusterAddNodeUnderTraffic(t *testing.T) {
 	// Pick a room that the fourth node will own, so the move is exercised.
 	room := roomOwnedBy([]string{"node-0", "node-1", "node-2", "node-3"}, "node-3")
 	runChanges(t, room, func(c *chatdtest.Cluster) {
-		c.AddNode()
+		old := ownerNode(c, room)
+		outBefore := old.Metric(t, handoffsOut)
+		added := c.AddNode()
 		c.WaitConverged()
+		// The room moved by a handoff: handed out by its old owner and
+		// taken in by the new node, which had no copy to start from.
+		waitMetricAtLeast(t, added.Server, handoffsIn, 1)
+		waitMetricAtLeast(t, old.Server, handoffsOut, outBefore+1)
 	})
 }
 
 func TestClusterDrainOwnerUnderTraffic(t *testing.T) {
 	room := "drain-room"
 	runChanges(t, room, func(c *chatdtest.Cluster) {
-		ownerNode(c, room).Stop()
+		owner := ownerNode(c, room)
+		var rest []string
+		for _, n := range c.Live() {
+			if n != owner {
+				rest = append(rest, n.Name)
+			}
+		}
+		heir := c.Nodes[slices.IndexFunc(c.Nodes, func(n *chatdtest.Node) bool { return n.Name == ring.Owner(room, rest) })]
+		inBefore := heir.Metric(t, handoffsIn)
+		owner.Stop()
 		c.WaitConverged()
+		// The drain handed the room over. The checker alone would also pass
+		// if the handoff had failed and the heir, the room's first replica,
+		// had taken it over from its copy once the owner left: that counts
+		// no handoff.
+		waitMetricAtLeast(t, heir.Server, handoffsIn, inBefore+1)
 	})
 }
 

@@ -104,12 +104,20 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 		"--gossip-addr", gossip, "--gossip-profile", "local", "--rejoin-interval", "1s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}
 	c.mu.Lock()
-	if len(c.Nodes) == 0 {
-		flags = append(flags, "--bootstrap")
-	} else {
-		flags = append(flags, "--join", c.Nodes[0].Gossip)
+	seed := ""
+	for _, n := range c.Nodes {
+		if !n.gone {
+			seed = n.Gossip
+			break
+		}
 	}
 	c.mu.Unlock()
+	if seed == "" {
+		flags = append(flags, "--bootstrap")
+	} else {
+		// Any running member will do: the first one may have been stopped.
+		flags = append(flags, "--join", seed)
+	}
 	flags = append(flags, c.args...)
 	cmd := exec.Command(c.binary, flags...)
 	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
@@ -205,6 +213,26 @@ func (c *ProcessCluster) markGone(n *ProcessNode) {
 	defer c.mu.Unlock()
 	n.gone = true
 }
+
+// AddNode starts one more process (named proc-<index>) that joins the
+// running ones, and waits until every live process is ready and sees it as
+// active. The flags given to StartProcessCluster apply to it too.
+func (c *ProcessCluster) AddNode() *ProcessNode {
+	c.t.Helper()
+	c.mu.Lock()
+	i := len(c.Nodes)
+	c.mu.Unlock()
+	c.start(i)
+	c.WaitConverged()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Nodes[i]
+}
+
+// Server returns the process's HTTP side as a Server, for the metric
+// helpers (Metric, WaitMetric). Its Stop is nil: stop processes with Kill or
+// Terminate.
+func (n *ProcessNode) Server() *Server { return &Server{Addr: n.Addr, URL: n.URL} }
 
 // Kill sends SIGKILL: no drain, no leave.
 func (c *ProcessCluster) Kill(n *ProcessNode) {
