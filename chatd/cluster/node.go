@@ -110,9 +110,13 @@ func (n *Node) ExpectedNodes() int { return int(n.expected.Load()) }
 // the cluster has shrunk keeps it at or above the number of nodes that exist,
 // which is what keeps two sides of a partition from both holding a majority.
 func (n *Node) SetExpectedNodes(v int) {
+	had := n.hasQuorum()
 	old := n.expected.Swap(int64(v))
 	if old == int64(v) {
 		return
+	}
+	if !had && n.hasQuorum() {
+		defer n.quorumRegained()
 	}
 	if n.metrics != nil {
 		n.metrics.ExpectedNodes.Set(float64(v))
@@ -123,12 +127,29 @@ func (n *Node) SetExpectedNodes(v int) {
 // hasQuorum reports whether this node sees a strict majority of the
 // expected cluster alive (itself included).
 func (n *Node) hasQuorum() bool {
-	expected := n.ExpectedNodes()
-	if expected <= 0 {
-		return true
-	}
 	v, _ := n.currentView()
-	return 2*len(v.addrs) > expected
+	return n.quorumIn(v)
+}
+
+// quorumIn reports whether view v holds a strict majority of the expected
+// cluster.
+func (n *Node) quorumIn(v nodeView) bool {
+	expected := n.ExpectedNodes()
+	return expected <= 0 || 2*len(v.addrs) > expected
+}
+
+// quorumRegained re-claims the rooms this node owns after it regained a
+// quorum (see owner.Service.Suspend): the other side may have moved on with
+// some of them while this node was cut off.
+func (n *Node) quorumRegained() {
+	rooms := n.owners.Suspend(n.claim)
+	if len(rooms) == 0 {
+		return
+	}
+	n.log.Info("quorum regained: asking the peers for newer copies of the rooms owned here", "rooms", len(rooms))
+	for _, room := range rooms {
+		go n.claimFromPeers(room)
+	}
 }
 
 // ErrUnavailable is returned when a request could not reach the room's owner
@@ -222,6 +243,16 @@ func (n *Node) claim(room string, hasReplica bool) owner.Claim {
 
 // setView installs a new membership view and reacts to it.
 func (n *Node) setView(v nodeView) {
+	// Rooms are suspended before the view that gives this node its quorum
+	// back is installed, so no request is sequenced on a stale copy in
+	// between; their claims go out once the view is in place.
+	n.mu.RLock()
+	regained := !n.closed && !n.quorumIn(n.view) && n.quorumIn(v)
+	n.mu.RUnlock()
+	var suspended []string
+	if regained {
+		suspended = n.owners.Suspend(n.claim)
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -237,6 +268,12 @@ func (n *Node) setView(v nodeView) {
 	n.viewWait = make(chan struct{})
 	n.mu.Unlock()
 	n.reconcile(old, v)
+	if len(suspended) > 0 {
+		n.log.Info("quorum regained: asking the peers for newer copies of the rooms owned here", "rooms", len(suspended))
+		for _, room := range suspended {
+			go n.claimFromPeers(room)
+		}
+	}
 }
 
 // peerLink is what the node needs from the transport.

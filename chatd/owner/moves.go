@@ -260,12 +260,38 @@ func (s *Service) AcceptHandoff(st HandoffState) (err error) {
 	}
 	r.pending = nil
 	r.afterDrain = nil
+	oldEpoch, oldHead := r.log.Epoch(), r.committed
 	r.log = l
 	r.committed = l.Head()
 	r.resyncAllLocked()
 	r.installNodes(st.Nodes)
+	r.catchUpNodesLocked(oldEpoch, oldHead)
 	r.becomeReady()
 	return nil
+}
+
+// catchUpNodesLocked pushes to every subscribed node what the handed-over
+// log holds beyond the log it replaced (from oldHead in oldEpoch). Nodes that
+// followed the previous owner have it and drop the duplicates; a node that
+// kept subscribers of this room under the replaced log (this node itself,
+// after a partition in which it kept owning the room in its own view, so it
+// never re-subscribed anywhere) would otherwise serve that stale history
+// until the room's next message. A node further behind, or in another
+// epoch, sees a gap and re-subscribes. Callers hold r.mu.
+func (r *room) catchUpNodesLocked(oldEpoch string, oldHead uint64) {
+	head := r.log.Head()
+	if head == 0 || (oldEpoch == r.log.Epoch() && oldHead >= head) {
+		return
+	}
+	msgs, ok := r.log.Since(oldEpoch, oldHead)
+	if !ok || oldEpoch != r.log.Epoch() {
+		// Only the last message: enough for a node to notice the gap.
+		msgs, _ = r.log.Before(head+1, 1)
+	}
+	for i := range msgs {
+		m := msgs[i]
+		r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+	}
 }
 
 func (r *room) installNodes(nodes map[string][]string) {
@@ -300,11 +326,41 @@ func (r *room) becomeReady() {
 	}
 	r.stopWait()
 	r.state = stateReady
+	if len(r.repair) > 0 {
+		r.scheduleRetryLocked() // paused while the room waited
+	}
 	held := r.held
 	r.held = nil
 	for _, f := range held {
 		f()
 	}
+}
+
+// Suspend puts every room this node serves back into a wait for a handoff
+// and returns their names, for the caller to claim them from the peers
+// (Config.OnAwait). The cluster calls it when this node regains a quorum: on
+// the minority side of a partition its rooms took no message, but the
+// majority may have taken some of them over from their replicas and gone on,
+// so this node's copies may be stale. Until the peers have answered,
+// requests are held and repairs paused; then a peer that holds a newer copy
+// hands it over, or the wait ends and the room carries on from its own
+// copy. claim is consulted again if the wait expires.
+func (s *Service) Suspend(claim ClaimFunc) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for name, r := range s.rooms {
+		r.mu.Lock()
+		if !r.dead && r.state == stateReady {
+			r.state = stateWaiting
+			r.claim = claim
+			r.stopRetry()
+			r.startWaitTimer()
+			names = append(names, name)
+		}
+		r.mu.Unlock()
+	}
+	return names
 }
 
 // startWaitTimer bounds a wait for a handoff (see waitExpired). The callback

@@ -95,7 +95,14 @@ func (r *room) scheduleRetryLocked() {
 // repair. A failure of that sync marks it again, with a longer pause. Callers
 // hold r.mu.
 func (r *room) retryLocked() {
-	if r.dead || r.svc.closed.Load() {
+	if r.dead || r.svc.closed.Load() || r.state == stateWaiting {
+		return // a waiting room resumes its repairs in becomeReady
+	}
+	if hq := r.svc.cfg.HasQuorum; hq != nil && !hq() {
+		// Cut off from the majority, a repair could only land on a replica
+		// that the other side may have moved on from; keep waiting (the
+		// pause grows to its maximum) until the quorum is back.
+		r.scheduleRetryLocked()
 		return
 	}
 	for _, rep := range r.replicas {

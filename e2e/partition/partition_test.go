@@ -9,14 +9,17 @@
 package partition
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +106,8 @@ func next(t *testing.T, c *client.Conn, typ string, v any) {
 }
 
 // waitHistory asks for room's latest history until its client ids are want,
-// in order, failing after 30 s with what was last served.
+// in order, failing the test after 30 s with what was last served (without
+// stopping it, so that the checks after it still report).
 func waitHistory(t *testing.T, c *client.Conn, room string, want []string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -121,9 +125,66 @@ func waitHistory(t *testing.T, c *client.Conn, room string, want []string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("history of %s on node-2 after the merge = %v, want %v", room, cids, want)
+			t.Errorf("history of %s on node-2 after the merge = %v, want %v", room, cids, want)
+			return
 		}
 		time.Sleep(500 * time.Millisecond) // polling interval: the merge has no event to wait on
+	}
+}
+
+// readyz returns the status and body of n's /readyz.
+func readyz(t *testing.T, n *node) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.http + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz on %s: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// metric returns one series of n's /metrics (0 when it is not there yet).
+func metric(t *testing.T, n *node, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + n.http + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics on %s: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// checkReceived checks that a subscriber of room received its messages
+// 1..len(want) exactly once each, in order, with the client ids want.
+func checkReceived(t *testing.T, who string, got []protocol.Message, want []string) {
+	t.Helper()
+	var cids []string
+	for i, m := range got {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("%s received seq %d as its message %d (a gap or a duplicate): %v", who, m.Seq, i+1, got)
+		}
+		cids = append(cids, m.CID)
+	}
+	if !slices.Equal(cids, want) {
+		t.Fatalf("%s received %v, want %v", who, cids, want)
 	}
 }
 
@@ -209,6 +270,23 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 		send(ann, fmt.Sprint("before-", i))
 	}
 	dan := connect(t, ns[1], "dan")
+	// received keeps the messages each client got while the test read its
+	// frames for something else (sendTo, the minority send), to check them at
+	// the end.
+	received := map[*client.Conn][]protocol.Message{}
+	record := func(c *client.Conn, f client.Frame) {
+		t.Helper()
+		if f.Type != protocol.TypeMessage {
+			return
+		}
+		var m protocol.Message
+		if err := f.Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Room == cutRoom {
+			received[c] = append(received[c], m)
+		}
+	}
 	sendTo := func(c *client.Conn, r, cid string) protocol.Ack {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
@@ -222,6 +300,7 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				record(c, f)
 				if f.Type == protocol.TypeAck {
 					var ack protocol.Ack
 					_ = f.Decode(&ack)
@@ -244,6 +323,16 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 			t.Fatal(err)
 		}
 		next(t, dan, protocol.TypeJoined, &joined)
+	}
+	// eve joins cutRoom on node-2, its owner, before the cut, and stays
+	// connected there through the partition and its healing.
+	eve := connect(t, ns[2], "eve")
+	if err := eve.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: cutRoom}); err != nil {
+		t.Fatal(err)
+	}
+	next(t, eve, protocol.TypeJoined, &joined)
+	if joined.Head != 0 {
+		t.Fatalf("eve joined %s at head %d, want a new room", cutRoom, joined.Head)
 	}
 	sendTo(dan, cutRoom, "cut-before-0")
 	sendTo(dan, cutRoom, "cut-before-1")
@@ -280,10 +369,60 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 		t.Fatalf("minority answer %+v, want unavailable", refusal)
 	}
 
+	// node-2 still holds cutRoom (it owns it in its own view of one), and
+	// eve is joined to it there; her message is refused all the same: no
+	// quorum, so nothing is sequenced, let alone acknowledged. node-2 says
+	// why on /readyz, which takes it out of a Service's endpoints.
+	if code, body := readyz(t, ns[2]); code != http.StatusServiceUnavailable || !strings.Contains(body, "quorum") {
+		t.Fatalf("node-2's /readyz during the cut = %d %q, want 503 mentioning quorum", code, body)
+	}
+	storedBefore := metric(t, ns[2], "chatd_messages_total")
+	if err := eve.Send(protocol.ClientFrame{Type: protocol.TypeSend, ID: "minority", Room: cutRoom, CID: "cut-minority", Text: "cut-minority"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = eve.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for refused := false; !refused; {
+		f, err := eve.Read()
+		if err != nil {
+			t.Fatalf("waiting for the minority's answer to eve: %v", err)
+		}
+		record(eve, f)
+		switch f.Type {
+		case protocol.TypeAck:
+			t.Fatalf("the cut-off node acknowledged %s", f.Raw)
+		case protocol.TypeMessage:
+			var m protocol.Message
+			_ = f.Decode(&m)
+			if m.CID == "cut-minority" {
+				t.Fatalf("the cut-off node delivered the message it cannot commit: %s", f.Raw)
+			}
+		case protocol.TypeError:
+			var e protocol.Error
+			if err := f.Decode(&e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Code != protocol.CodeUnavailable || e.ID != "minority" || e.Room != cutRoom || !strings.Contains(e.Message, "quorum") {
+				t.Fatalf("the cut-off node answered eve's send with %+v, want unavailable for lack of quorum", e)
+			}
+			refused = true
+		}
+	}
+	if stored := metric(t, ns[2], "chatd_messages_total"); stored != storedBefore {
+		t.Fatalf("chatd_messages_total on node-2 went from %v to %v during the cut", storedBefore, stored)
+	}
+
 	// Heal: the rejoin loop merges the sides.
 	docker(t, "network", "connect", "--ip", ns[2].clusterIP, clusterNet, ns[2].container)
 	for _, n := range ns {
 		waitActive(t, n, names, 90*time.Second)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body := readyz(t, ns[2]); code != http.StatusOK; code, body = readyz(t, ns[2]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node-2's /readyz after the merge = %d %q, want 200", code, body)
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
 	}
 
 	// After the merge node-2 serves the whole history, in order, once, and
@@ -291,7 +430,36 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 	carl := connect(t, ns[2], "carl")
 	waitHistory(t, carl, room, append([]string{"before-0", "before-1", "before-2"}, acked...))
 	// node-2 owns cutRoom again and must have it whole.
-	waitHistory(t, carl, cutRoom, []string{"cut-before-0", "cut-before-1", "cut-during-0", "cut-during-1", "cut-during-2"})
+	cutHistory := []string{"cut-before-0", "cut-before-1", "cut-during-0", "cut-during-1", "cut-during-2"}
+	waitHistory(t, carl, cutRoom, cutHistory)
+	// eve sends the refused message again, with the same cid: it is
+	// acknowledged once, after what the majority acknowledged meanwhile, and
+	// a further resend is answered as its duplicate, not stored again.
+	if ack := sendTo(eve, cutRoom, "cut-minority"); ack.Seq != uint64(len(cutHistory)+1) {
+		t.Fatalf("eve's resend after the merge = %+v, want seq %d", ack, len(cutHistory)+1)
+	}
+	if ack := sendTo(eve, cutRoom, "cut-minority"); !ack.Duplicate || ack.Seq != uint64(len(cutHistory)+1) {
+		t.Fatalf("eve's second resend = %+v, want a duplicate of seq %d", ack, len(cutHistory)+1)
+	}
+	cutHistory = append(cutHistory, "cut-minority")
+	waitHistory(t, carl, cutRoom, cutHistory)
+	// Both subscribers of cutRoom, dan on the majority side and eve on the
+	// cut-off node, received all of it, each message once, in order: eve's
+	// node filled the gap the partition left.
+	for _, sub := range []struct {
+		name string
+		c    *client.Conn
+	}{{"dan", dan}, {"eve", eve}} {
+		_ = sub.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for len(received[sub.c]) < len(cutHistory) {
+			f, err := sub.c.Read()
+			if err != nil {
+				t.Fatalf("%s waiting for %s's messages (has %v): %v", sub.name, cutRoom, received[sub.c], err)
+			}
+			record(sub.c, f)
+		}
+		checkReceived(t, sub.name, received[sub.c], cutHistory)
+	}
 	if err := carl.Send(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: room}); err != nil {
 		t.Fatal(err)
 	}
