@@ -50,7 +50,8 @@ fmt-check: ## fail when a Go file is not gofmt'ed
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet (the Docker and kind suites too, which build only with their tags) and shellcheck of the scripts
+vet: ## go vet (the Docker and kind suites too, which build only with their tags), shellcheck of the scripts, no binaries tracked
+	hack/check-tracked-files.sh
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags 'e2e partition' ./e2e/...
 	@command -v shellcheck >/dev/null 2>&1 || { echo "installing shellcheck (Debian)"; \
