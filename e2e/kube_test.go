@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
@@ -66,7 +67,7 @@ func waitFor(ctx context.Context, within time.Duration, what string, check func(
 }
 
 // clusterPods lists the chatd pods of cc, by its selector labels, sorted by
-// name (so by StatefulSet ordinal for up to ten pods).
+// StatefulSet ordinal (see comparePodNames).
 func (e *environment) clusterPods(ctx context.Context, cc *chatv1alpha1.ChatCluster) ([]corev1.Pod, error) {
 	var list corev1.PodList
 	if err := e.client.List(ctx, &list, client.InNamespace(e.namespace), client.MatchingLabels(cc.SelectorLabels())); err != nil {
@@ -166,7 +167,7 @@ func dumpOnFailure(t *testing.T) {
 		} else {
 			s := sts.Status
 			t.Logf("state at failure: StatefulSet %s spec.replicas=%d generation=%d observed=%d replicas=%d ready=%d updated=%d current=%s update=%s",
-				sts.Name, ptrValue(sts.Spec.Replicas), sts.Generation, s.ObservedGeneration, s.Replicas, s.ReadyReplicas, s.UpdatedReplicas, s.CurrentRevision, s.UpdateRevision)
+				sts.Name, ptr.Deref(sts.Spec.Replicas, 0), sts.Generation, s.ObservedGeneration, s.Replicas, s.ReadyReplicas, s.UpdatedReplicas, s.CurrentRevision, s.UpdateRevision)
 		}
 		if pods, err := env.clusterPods(ctx, cc); err != nil {
 			t.Logf("state at failure: %v", err)
@@ -174,14 +175,6 @@ func dumpOnFailure(t *testing.T) {
 			t.Logf("state at failure: pods:%s", describePods(pods))
 		}
 	})
-}
-
-func ptrValue[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }
 
 // httpTarget is the client Service's target port: chatd's HTTP port
