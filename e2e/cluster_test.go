@@ -47,6 +47,21 @@ func mustSettle(t *testing.T, ctx context.Context, within time.Duration, want ex
 	t.Logf("settled at %d ready replicas of %s after %v", want.replicas, want.image, time.Since(start).Round(time.Second))
 }
 
+// clusterAndPods reads the ChatCluster and lists its pods (see clusterPods),
+// failing the test on an error.
+func clusterAndPods(t *testing.T, ctx context.Context) (*chatv1alpha1.ChatCluster, []corev1.Pod) {
+	t.Helper()
+	cc, err := env.chatCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := env.clusterPods(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc, pods
+}
+
 // TestChatClusterAvailable: the ChatCluster the scripts applied is up as
 // its status says (Available, not Progressing, not Degraded, for its
 // current generation, three ready replicas), every pod sees the same three
@@ -60,15 +75,8 @@ func TestChatClusterAvailable(t *testing.T) {
 	}
 	mustSettle(t, ctx, settleTimeout, want)
 
-	cc, err := env.chatCluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc, pods := clusterAndPods(t, ctx)
 	t.Logf("ChatCluster %s/%s: %s", env.namespace, env.name, describeStatus(cc))
-	pods, err := env.clusterPods(ctx, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("pods (placement shows whether the run spans nodes):\n%s", describePods(pods))
 	statuses, err := env.adminStatuses(ctx, cc, pods)
 	if err != nil {
@@ -107,14 +115,7 @@ func TestMessagesAcrossPods(t *testing.T) {
 	dumpOnFailure(t)
 	ctx := context.Background()
 	mustSettle(t, ctx, settleTimeout, originalExpectation())
-	cc, err := env.chatCluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := env.clusterPods(ctx, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc, pods := clusterAndPods(t, ctx)
 	room := uniqueName("across")
 	a := dialPod(t, ctx, cc, &pods[0], uniqueName("ann"))
 	b := dialPod(t, ctx, cc, &pods[1], uniqueName("bob"))
@@ -214,14 +215,7 @@ func TestScaleUpAndDown(t *testing.T) {
 // podUIDs maps the cluster's pods to their UIDs.
 func podUIDs(t *testing.T, ctx context.Context) map[string]types.UID {
 	t.Helper()
-	cc, err := env.chatCluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := env.clusterPods(ctx, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pods := clusterAndPods(t, ctx)
 	uids := make(map[string]types.UID, len(pods))
 	for _, p := range pods {
 		uids[p.Name] = p.UID
@@ -383,14 +377,7 @@ func waitConfigRolled(t *testing.T, ctx context.Context, want expectation, ok fu
 // its welcome: the pods run with the new --history-size.
 func checkHistoryKept(t *testing.T, ctx context.Context, size int) {
 	t.Helper()
-	cc, err := env.chatCluster(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods, err := env.clusterPods(ctx, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc, pods := clusterAndPods(t, ctx)
 	for i := range pods {
 		c := dialPod(t, ctx, cc, &pods[i], uniqueName("probe"))
 		if got := c.Welcome.Limits.HistoryKept; got != size {
