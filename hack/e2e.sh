@@ -136,12 +136,9 @@ wire_pod_network() {
 	local -A cidr ip
 	mapfile -t nodes < <("$KIND" get nodes --name "$CLUSTER_NAME")
 	for n in "${nodes[@]}"; do
-		for _ in $(seq 1 120); do
-			cidr[$n]="$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)"
-			[ -n "${cidr[$n]}" ] && break
-			sleep 1
-		done
-		[ -n "${cidr[$n]}" ] || die "node $n got no pod CIDR"
+		kubectl wait node/"$n" --for=create --for=jsonpath='{.spec.podCIDR}' --timeout=120s >/dev/null ||
+			die "node $n got no pod CIDR"
+		cidr[$n]="$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}')"
 		ip[$n]="$(kubectl get node "$n" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
 	done
 	for n in "${nodes[@]}"; do
@@ -198,10 +195,9 @@ kubectl delete namespace "$E2E_NS" --wait=true --timeout=3m >&2
 "$HELM" upgrade ringchat "$ROOT/charts/ringchat" --namespace "$OPERATOR_NS" --reuse-values \
 	--set cluster.enabled=true --set cluster.replicas=1 --set cluster.replicationFactor=1 \
 	--set cluster.image="ringchat/chatd:$TAG" --wait --timeout 5m >&2
-for _ in $(seq 1 60); do
-	kubectl get -n "$OPERATOR_NS" chatcluster/ringchat >/dev/null 2>&1 && break
-	sleep 2
-done
+# The operator creates the ChatCluster from the chart's ConfigMap: wait for
+# it to exist before waiting for its condition.
+kubectl wait -n "$OPERATOR_NS" chatcluster/ringchat --for=create --timeout=2m >&2
 kubectl wait -n "$OPERATOR_NS" chatcluster/ringchat --for=condition=Available --timeout=5m >&2
 "$HELM" test ringchat --namespace "$OPERATOR_NS" --timeout 3m >&2
 step "all passed"
