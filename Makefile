@@ -73,8 +73,8 @@ clean: ## remove build output
 .PHONY: test-partition
 test-partition: ## split-brain test with real network isolation (Docker; installs and starts the engine if needed)
 	hack/ensure-docker.sh
-	RINGCHAT_CHATD_IMAGE=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) \
-		$(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/
+	image=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) && \
+		RINGCHAT_CHATD_IMAGE=$$image $(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/
 
 ## --- envtest and tools (hack/envtest-assets.sh, hack/tools.sh) ---
 RINGCHAT_CACHE ?= $(HOME)/.cache/ringchat
