@@ -142,7 +142,12 @@ func (n *Node) quorumIn(v nodeView) bool {
 // quorum (see owner.Service.Suspend): the other side may have moved on with
 // some of them while this node was cut off.
 func (n *Node) quorumRegained() {
-	rooms := n.owners.Suspend(n.claim)
+	n.claimSuspended(n.owners.Suspend(n.claim))
+}
+
+// claimSuspended asks the peers for newer copies of rooms, which
+// owner.Service.Suspend returned.
+func (n *Node) claimSuspended(rooms []string) {
 	if len(rooms) == 0 {
 		return
 	}
@@ -227,7 +232,7 @@ func (n *Node) claim(room string, hasReplica bool) owner.Claim {
 	if ring.Owner(room, n.view.active) != n.cfg.Self {
 		return owner.ClaimNotOwner
 	}
-	if expected := n.ExpectedNodes(); expected > 0 && 2*len(n.view.addrs) <= expected {
+	if !n.quorumIn(n.view) {
 		// Starting a room is a write: not on the minority side.
 		return owner.ClaimNotOwner
 	}
@@ -268,12 +273,7 @@ func (n *Node) setView(v nodeView) {
 	n.viewWait = make(chan struct{})
 	n.mu.Unlock()
 	n.reconcile(old, v)
-	if len(suspended) > 0 {
-		n.log.Info("quorum regained: asking the peers for newer copies of the rooms owned here", "rooms", len(suspended))
-		for _, room := range suspended {
-			go n.claimFromPeers(room)
-		}
-	}
+	n.claimSuspended(suspended)
 }
 
 // peerLink is what the node needs from the transport.
