@@ -189,7 +189,6 @@ func (n *Node) Ring(ctx context.Context, m *membership.Membership) RingStatus {
 	}
 	answers := make(chan answer, len(members)) // callbacks never block
 	st.Members = make([]RingMember, len(members))
-	asked := 0
 	for i, mem := range members {
 		st.Members[i] = RingMember{Name: mem.name, State: mem.state}
 		switch {
@@ -210,13 +209,12 @@ func (n *Node) Ring(ctx context.Context, m *membership.Membership) RingStatus {
 				answers <- a
 			})
 		}
-		asked++
 	}
 	pending := make([]bool, len(members))
 	for i := range pending {
 		pending[i] = true
 	}
-	for ; asked > 0; asked-- {
+	for range members {
 		var a answer
 		select {
 		case a = <-answers:
