@@ -288,9 +288,8 @@ func (r *room) catchUpNodesLocked(oldEpoch string, oldHead uint64) {
 		// Only the last message: enough for a node to notice the gap.
 		msgs, _ = r.log.Before(head+1, 1)
 	}
-	for i := range msgs {
-		m := msgs[i]
-		r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+	for _, m := range msgs {
+		r.pushMessage(m)
 	}
 }
 

@@ -103,6 +103,12 @@ func (r *room) push(ev Event) {
 	}
 }
 
+// pushMessage sends message m of the room's log to every subscribed node.
+// Callers hold mu.
+func (r *room) pushMessage(m protocol.Message) {
+	r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+}
+
 // commitLocked fans out and acknowledges every pending message up to seq.
 func (r *room) commitLocked(upTo uint64) {
 	n := 0
@@ -114,7 +120,7 @@ func (r *room) commitLocked(upTo uint64) {
 		if len(r.replicas) > 0 {
 			r.svc.cfg.Observe.Replicated(r.svc.cfg.Now().Sub(p.at))
 		}
-		r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+		r.pushMessage(m)
 		r.committed = m.Seq
 		for _, reply := range p.replies {
 			reply(ackFor(m, false), nil)
