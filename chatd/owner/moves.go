@@ -311,8 +311,7 @@ func (r *room) installNodes(nodes map[string][]string) {
 func (r *room) resyncAllLocked() {
 	r.acked = make(map[string]uint64, len(r.replicas))
 	clear(r.repair)
-	r.stopRetry()
-	r.retryDelay = 0
+	r.stopRetryIfRepaired()
 	for _, rep := range r.replicas {
 		r.syncLocked(rep)
 	}

@@ -47,10 +47,7 @@ func (r *room) repairedUpTo(replica string) {
 		return
 	}
 	delete(r.repair, replica)
-	if len(r.repair) == 0 {
-		r.stopRetry()
-		r.retryDelay = 0
-	}
+	r.stopRetryIfRepaired()
 }
 
 // forgetRepairsExcept drops the repairs of replicas that left the set.
@@ -61,6 +58,12 @@ func (r *room) forgetRepairsExcept(replicas []string) {
 			delete(r.repair, rep)
 		}
 	}
+	r.stopRetryIfRepaired()
+}
+
+// stopRetryIfRepaired stops the retry timer and resets the backoff once no
+// replica needs a repair. Callers hold r.mu.
+func (r *room) stopRetryIfRepaired() {
 	if len(r.repair) == 0 {
 		r.stopRetry()
 		r.retryDelay = 0
