@@ -109,13 +109,7 @@ func (s *Service) ResyncReplica(roomName, replica string) {
 
 // DropNode forgets every subscription of a node that left the cluster.
 func (s *Service) DropNode(node string) {
-	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	s.mu.Unlock()
-	for _, r := range rooms {
+	for _, r := range s.ownedList() {
 		r.mu.Lock()
 		r.dropNode(node)
 		r.mu.Unlock()

@@ -196,6 +196,14 @@ func (s *Service) OwnedRooms() []string {
 	return slices.Collect(maps.Keys(s.rooms))
 }
 
+// ownedList returns the rooms this node owns, for work that takes their
+// locks after the service's is released.
+func (s *Service) ownedList() []*room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Values(s.rooms))
+}
+
 // ReplicaRooms lists the rooms this node keeps a replica of.
 func (s *Service) ReplicaRooms() []string {
 	s.mu.Lock()

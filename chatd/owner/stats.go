@@ -40,12 +40,7 @@ func (s *Service) Counts() (owned, replicas int) {
 
 // RoomStats describes every room this node owns, sorted by name.
 func (s *Service) RoomStats() []RoomStat {
-	s.mu.Lock()
-	rooms := make([]*room, 0, len(s.rooms))
-	for _, r := range s.rooms {
-		rooms = append(rooms, r)
-	}
-	s.mu.Unlock()
+	rooms := s.ownedList()
 	out := make([]RoomStat, 0, len(rooms))
 	for _, r := range rooms {
 		r.mu.Lock()
