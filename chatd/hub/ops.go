@@ -348,21 +348,15 @@ func (h *Hub) DirectMessage(c Conn, id, to, cid, text string) {
 }
 
 // DeliverDirect queues a direct message frame to this node's connections of
-// to, and of from, except the sending session, unless the message is to
-// oneself: then the sending session is one of the recipient's connections
-// and gets it too (docs/protocol.md, "dm"). It returns how many connections
-// of to got it.
+// to, all of them, and of from, except the sending session. A message to
+// oneself reaches the sending session too, as one of the recipient's
+// connections (docs/protocol.md, "dm"). It returns how many connections of
+// to got it.
 func (h *Hub) DeliverDirect(to, from, exceptSession string, frame []byte) int {
-	if to == from {
-		exceptSession = ""
-	}
 	h.usersMu.RLock()
 	defer h.usersMu.RUnlock()
 	delivered := 0
 	for _, c := range h.users[to] {
-		if c.SessionID() == exceptSession {
-			continue
-		}
 		c.Enqueue(frame)
 		delivered++
 	}
