@@ -330,15 +330,16 @@ func (h *Hub) DirectMessage(c Conn, id, to, cid, text string) {
 	frame := protocol.Encode(protocol.DirectMessage{Type: protocol.TypeDM, MID: mid, From: from, To: to, CID: cid, Text: text, TS: now})
 	h.router.DirectMessage(to, from, c.SessionID(), frame, func(delivered int) {
 		ack := protocol.Ack{Type: protocol.TypeAck, To: to, CID: cid, MID: mid, TS: now, Delivered: &delivered}
+		first := ack
+		first.ID = id
+		firstFrame := protocol.Encode(first)
 		// The acks are queued under dmMu (Enqueue never blocks nor calls
 		// back), so the first one precedes the duplicates on a connection.
 		h.dmMu.Lock()
 		res.done, res.ack = true, ack
 		waiting := res.waiting
 		res.waiting = nil
-		first := ack
-		first.ID = id
-		c.Enqueue(protocol.Encode(first))
+		c.Enqueue(firstFrame)
 		for _, w := range waiting {
 			enqueueDuplicate(w.c, w.id, ack)
 		}
