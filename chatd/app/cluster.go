@@ -207,7 +207,7 @@ func (c *clusterParts) checkLink(ctx context.Context, log *slog.Logger) bool {
 		c.linkErr, c.linkTried = err, names
 		attempts := c.linkFails
 		c.mu.Unlock()
-		delay := backoff - backoff/10 + rand.N(backoff/5+1) // ±10%: nodes started together do not retry in step
+		delay := membership.Jitter(backoff)
 		log.Warn("no authenticated inter-node connection to another member; staying joining",
 			"tried", names, "attempt", attempts, "retry_in", delay.Round(time.Millisecond).String(), "err", err,
 			"hint", "check that every node has the same cluster secret (--cluster-secret-file or CHATD_CLUSTER_SECRET) and that the inter-node ports are reachable")

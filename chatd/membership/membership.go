@@ -263,7 +263,7 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return m.startAbortedError(ctx, attempt, err)
 		}
-		delay := jitter(backoff)
+		delay := Jitter(backoff)
 		m.log.Warn("no seed answered; retrying",
 			"attempt", attempt,
 			"retry_in", delay.Round(time.Millisecond).String(),
@@ -300,7 +300,7 @@ func (m *Membership) startAbortedError(ctx context.Context, attempts int, last e
 // them again) and merges two nodes that bootstrapped separately.
 func (m *Membership) rejoinLoop() {
 	defer m.wg.Done()
-	t := time.NewTimer(jitter(m.cfg.RejoinInterval))
+	t := time.NewTimer(Jitter(m.cfg.RejoinInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -309,7 +309,7 @@ func (m *Membership) rejoinLoop() {
 		case <-t.C:
 		}
 		m.rejoin()
-		t.Reset(jitter(m.cfg.RejoinInterval))
+		t.Reset(Jitter(m.cfg.RejoinInterval))
 	}
 }
 
@@ -938,9 +938,9 @@ func (m *Membership) GossipAddr() string {
 	return m.selfAddr
 }
 
-// jitter spreads d by ±10% so that nodes started together do not resolve
-// and dial seeds in lockstep.
-func jitter(d time.Duration) time.Duration {
+// Jitter spreads d by ±10% so that nodes started together do not resolve
+// and dial seeds (or retry anything else) in lockstep.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
 	}
