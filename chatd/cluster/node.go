@@ -110,18 +110,24 @@ func (n *Node) ExpectedNodes() int { return int(n.expected.Load()) }
 // the cluster has shrunk keeps it at or above the number of nodes that exist,
 // which is what keeps two sides of a partition from both holding a majority.
 func (n *Node) SetExpectedNodes(v int) {
-	had := n.hasQuorum()
-	old := n.expected.Swap(int64(v))
+	old := n.expected.Load()
 	if old == int64(v) {
 		return
 	}
-	if !had && n.hasQuorum() {
-		defer n.quorumRegained()
+	// As in setView, rooms are suspended before the size that gives this
+	// node its quorum back takes effect, so no request is sequenced on a
+	// stale copy in between. (One goroutine, the file watcher, calls this.)
+	view, _ := n.currentView()
+	var suspended []string
+	if !quorumWith(view, int(old)) && quorumWith(view, v) {
+		suspended = n.owners.Suspend(n.claim)
 	}
+	n.expected.Store(int64(v))
 	if n.metrics != nil {
 		n.metrics.ExpectedNodes.Set(float64(v))
 	}
 	n.log.Info("expected nodes changed", "from", old, "to", v)
+	n.claimSuspended(suspended)
 }
 
 // hasQuorum reports whether this node sees a strict majority of the
@@ -133,20 +139,17 @@ func (n *Node) hasQuorum() bool {
 
 // quorumIn reports whether view v holds a strict majority of the expected
 // cluster.
-func (n *Node) quorumIn(v nodeView) bool {
-	expected := n.ExpectedNodes()
+func (n *Node) quorumIn(v nodeView) bool { return quorumWith(v, n.ExpectedNodes()) }
+
+// quorumWith reports whether view v holds a strict majority of expected
+// nodes (always, when expected is 0).
+func quorumWith(v nodeView, expected int) bool {
 	return expected <= 0 || 2*len(v.addrs) > expected
 }
 
-// quorumRegained re-claims the rooms this node owns after it regained a
-// quorum (see owner.Service.Suspend): the other side may have moved on with
-// some of them while this node was cut off.
-func (n *Node) quorumRegained() {
-	n.claimSuspended(n.owners.Suspend(n.claim))
-}
-
-// claimSuspended asks the peers for newer copies of rooms, which
-// owner.Service.Suspend returned.
+// claimSuspended asks the peers for newer copies of the rooms that
+// owner.Service.Suspend returned, after this node regained a quorum: the
+// other side may have moved on with some of them while it was cut off.
 func (n *Node) claimSuspended(rooms []string) {
 	if len(rooms) == 0 {
 		return
