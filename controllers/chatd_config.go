@@ -104,7 +104,8 @@ func desiredConfig(cc *chatv1alpha1.ChatCluster, plan replicaPlan, secretVersion
 	return chatdConfig{Args: args, Data: data, Hash: hash}
 }
 
-// hashData is a digest of a ConfigMap's data, independent of map order.
+// hashData is a digest of a ConfigMap's data (or of the keys chatd reads
+// from a Secret, see secretVersion), independent of map order.
 func hashData(data map[string]string) string {
 	keys := make([]string, 0, len(data))
 	for k := range data {

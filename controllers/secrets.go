@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -102,10 +100,9 @@ func joinMessages(m []string) string { return strings.Join(m, "; ") }
 // nothing away that an HS256 token signed with the secret does not already
 // (both allow only an offline guess of a weak secret).
 func secretVersion(ref secretRef, s *corev1.Secret) string {
-	h := sha256.New()
+	used := make(map[string]string, len(ref.keys))
 	for _, k := range ref.keys {
-		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(s.Data[k]))
-		h.Write(s.Data[k])
+		used[k] = string(s.Data[k])
 	}
-	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, hex.EncodeToString(h.Sum(nil))[:16])
+	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, hashData(used)[:16])
 }
