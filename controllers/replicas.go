@@ -66,7 +66,7 @@ func planReplicas(target int32, existing *appsv1.StatefulSet, now time.Time, pro
 	case target > cur && cur <= 1:
 		return replicaPlan{Replicas: target, ExpectedNodes: max(target, curExpected)}, 0
 	case target > cur:
-		return planScaleUp(target, existing, now, propagation)
+		return planScaleUp(target, p, existing, now, propagation)
 	case target == 0:
 		return replicaPlan{Replicas: 0, ExpectedNodes: curExpected}, 0
 	case target == cur:
@@ -93,9 +93,8 @@ func planReplicas(target int32, existing *appsv1.StatefulSet, now time.Time, pro
 }
 
 // planScaleUp is planReplicas for a target above the StatefulSet's replicas,
-// from 2 pods or more.
-func planScaleUp(target int32, existing *appsv1.StatefulSet, now time.Time, propagation time.Duration) (replicaPlan, time.Duration) {
-	p := currentPlan(existing)
+// from 2 pods or more; p is the StatefulSet's currentPlan.
+func planScaleUp(target int32, p replicaPlan, existing *appsv1.StatefulSet, now time.Time, propagation time.Duration) (replicaPlan, time.Duration) {
 	switch {
 	case p.ExpectedNodes > p.Replicas:
 		// The size was raised (or a scale-down is reversed): add pods up to
