@@ -120,7 +120,8 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	plan, planWait := planReplicas(cc.DesiredReplicas(), current, r.now(), r.sizePropagation())
+	now := r.now()
+	plan, planWait := planReplicas(cc.DesiredReplicas(), current, now, r.sizePropagation())
 	config := desiredConfig(cc, plan, secrets.versions)
 
 	builders := []resourceBuilder{serviceAccountBuilder{}}
@@ -136,7 +137,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// Without its Secrets a pod cannot start: leave the StatefulSet as it
 	// is (or absent) rather than roll the running pods into failure.
 	if len(secrets.missing) == 0 {
-		builders = append(builders, statefulSetBuilder{config: config, plan: plan, now: r.now()})
+		builders = append(builders, statefulSetBuilder{config: config, plan: plan, now: now})
 	} else {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventSecretMissing, "Reconcile",
 			"not updating the StatefulSet: %s", joinMessages(secrets.missing))
@@ -167,7 +168,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if len(secrets.missing) > 0 {
 		return ctrl.Result{RequeueAfter: secretRequeue}, nil
 	}
-	// A scale-down step waits for a new cluster size to reach every pod.
+	// A scaling step waits for a new cluster size to reach every pod.
 	return ctrl.Result{RequeueAfter: planWait}, nil
 }
 
