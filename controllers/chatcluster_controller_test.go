@@ -873,14 +873,7 @@ func TestProvidedGossipSecrets(t *testing.T) {
 func TestConfigMapApplier(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
-	manifest := func(replicas int) string {
-		return fmt.Sprintf("apiVersion: chat.ringchat.io/v1alpha1\nkind: ChatCluster\nmetadata:\n  name: from-chart\nspec:\n  replicas: %d\n  auth:\n    allowAnonymous: true\n", replicas)
-	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
-		Data: map[string]string{ManifestKey: manifest(3)}}
-	if err := s.admin.Create(context.Background(), cm); err != nil {
-		t.Fatal(err)
-	}
+	cm := s.chartConfigMap(t, ns)
 	a := &ConfigMapApplier{Client: s.admin, Reader: s.admin, Namespace: ns, Name: cm.Name}
 	if err := a.Apply(context.Background()); err != nil {
 		t.Fatal(err)
@@ -892,7 +885,7 @@ func TestConfigMapApplier(t *testing.T) {
 	if cc.DesiredReplicas() != 3 || len(cc.OwnerReferences) != 1 || cc.OwnerReferences[0].UID != cm.UID {
 		t.Fatalf("applied ChatCluster replicas %d owners %+v", cc.DesiredReplicas(), cc.OwnerReferences)
 	}
-	s.update(t, cm, func() { cm.Data[ManifestKey] = manifest(5) })
+	s.update(t, cm, func() { cm.Data[ManifestKey] = chartManifest(5, "ringchat/chatd:v1") })
 	if err := a.Apply(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,22 @@ spec:
 `, replicas, image)
 }
 
+// chartConfigMapName is the ConfigMap chartConfigMap creates.
+const chartConfigMapName = "rel-chatcluster"
+
+// chartConfigMap creates in ns the ConfigMap of a chart release with
+// cluster.enabled: the manifest of a ChatCluster "from-chart" of 3 nodes of
+// ringchat/chatd:v1.
+func (s *suite) chartConfigMap(t *testing.T, ns string) *corev1.ConfigMap {
+	t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: chartConfigMapName, Namespace: ns},
+		Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
+	if err := s.admin.Create(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm
+}
+
 // TestConfigMapApplierKeepsScale: the chart's ChatCluster, applied from its
 // ConfigMap by the running applier (Start, as the operator's identity),
 // keeps a count set through the scale subresource across checks and across
@@ -112,11 +128,7 @@ func TestConfigMapApplierKeepsScale(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	ctx := context.Background()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
-		Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
-	if err := s.admin.Create(ctx, cm); err != nil {
-		t.Fatal(err)
-	}
+	cm := s.chartConfigMap(t, ns)
 	op := s.operatorClient(t)
 	writes := &countingClient{Client: op}
 	reads := &hookedReader{Reader: op}
@@ -208,11 +220,7 @@ func TestConfigMapApplierScaleDuringApply(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	ctx := context.Background()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
-		Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
-	if err := s.admin.Create(ctx, cm); err != nil {
-		t.Fatal(err)
-	}
+	cm := s.chartConfigMap(t, ns)
 	writes := &countingClient{Client: s.admin}
 	reads := &hookedReader{Reader: s.admin}
 	a := &ConfigMapApplier{Client: writes, Reader: reads, Namespace: ns, Name: cm.Name}
@@ -253,23 +261,15 @@ func TestConfigMapApplierNewConfigMap(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	ctx := context.Background()
-	newCM := func() *corev1.ConfigMap {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "rel-chatcluster", Namespace: ns},
-			Data: map[string]string{ManifestKey: chartManifest(3, "ringchat/chatd:v1")}}
-		if err := s.admin.Create(ctx, cm); err != nil {
-			t.Fatal(err)
-		}
-		return cm
-	}
-	a := &ConfigMapApplier{Client: s.admin, Reader: s.admin, Namespace: ns, Name: "rel-chatcluster"}
-	old := newCM()
+	a := &ConfigMapApplier{Client: s.admin, Reader: s.admin, Namespace: ns, Name: chartConfigMapName}
+	old := s.chartConfigMap(t, ns)
 	if err := a.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.admin.Delete(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	cm := newCM()
+	cm := s.chartConfigMap(t, ns)
 	if err := a.Apply(ctx); err != nil {
 		t.Fatal(err)
 	}
