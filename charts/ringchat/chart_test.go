@@ -72,8 +72,9 @@ func runHelm(t *testing.T, args ...string) (string, string, error) {
 
 type obj = map[string]any
 
-// render runs helm template with the extra args and returns the objects.
-func render(t *testing.T, args ...string) []obj {
+// renderRelease runs helm template with the extra args and returns the
+// release's objects.
+func renderRelease(t *testing.T, args ...string) []obj {
 	t.Helper()
 	out, stderr, err := runHelm(t, append([]string{"template", "rel", chartDir, "--namespace", "chat-system"}, args...)...)
 	if err != nil {
@@ -87,15 +88,25 @@ func render(t *testing.T, args ...string) []obj {
 		}
 		if len(o) > 0 {
 			objs = append(objs, o)
-			// The optional ChatCluster travels inside a ConfigMap (see
-			// templates/chatcluster.yaml); parse it too, so tests can find it.
-			if m, ok := get(o, "data", "chatcluster.yaml").(string); ok && get(o, "kind") == "ConfigMap" {
-				var cc obj
-				if err := yaml.Unmarshal([]byte(m), &cc); err != nil {
-					t.Fatalf("embedded ChatCluster does not parse: %v\n%s", err, m)
-				}
-				objs = append(objs, cc)
+		}
+	}
+	return objs
+}
+
+// render is renderRelease plus the optional ChatCluster, which travels
+// inside a ConfigMap (see templates/chatcluster.yaml): parsed too, so that
+// tests can find it.
+func render(t *testing.T, args ...string) []obj {
+	t.Helper()
+	var objs []obj
+	for _, o := range renderRelease(t, args...) {
+		objs = append(objs, o)
+		if m, ok := get(o, "data", "chatcluster.yaml").(string); ok && get(o, "kind") == "ConfigMap" {
+			var cc obj
+			if err := yaml.Unmarshal([]byte(m), &cc); err != nil {
+				t.Fatalf("embedded ChatCluster does not parse: %v\n%s", err, m)
 			}
+			objs = append(objs, cc)
 		}
 	}
 	return objs
@@ -516,9 +527,10 @@ func TestRenderAllOptions(t *testing.T) {
 		t.Errorf("ChatCluster spec\n got %v\nwant %v", get(cc, "spec"), wantSpec)
 	}
 
-	checkTestPod(t, find(t, objs, "Pod", "rel-rc-test-chat"), "registry.example/chatctl:t1", "Never", "ws://lobby.chat-system.svc:8088/ws")
-	if get(find(t, objs, "Pod", "rel-rc-test-chat"), "spec", "imagePullSecrets", 0, "name") != "regcred" {
-		t.Errorf("test Pod imagePullSecrets %v", get(find(t, objs, "Pod", "rel-rc-test-chat"), "spec", "imagePullSecrets"))
+	tp := find(t, objs, "Pod", "rel-rc-test-chat")
+	checkTestPod(t, tp, "registry.example/chatctl:t1", "Never", "ws://lobby.chat-system.svc:8088/ws")
+	if get(tp, "spec", "imagePullSecrets", 0, "name") != "regcred" {
+		t.Errorf("test Pod imagePullSecrets %v", get(tp, "spec", "imagePullSecrets"))
 	}
 }
 
@@ -706,20 +718,7 @@ func TestRenderPDB(t *testing.T) {
 // hold no object of a kind its own CRD defines: the ChatCluster travels as
 // data of a ConfigMap, which the operator's Deployment is pointed at.
 func TestSingleInstallWithCluster(t *testing.T) {
-	out, stderr, err := runHelm(t, "template", "rel", chartDir, "--namespace", "chat-system", "--set", "cluster.enabled=true")
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, stderr)
-	}
-	var docs []obj // the release's own objects, not the embedded manifest
-	for _, doc := range strings.Split(out, "\n---") {
-		var o obj
-		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
-			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
-		}
-		if len(o) > 0 {
-			docs = append(docs, o)
-		}
-	}
+	docs := renderRelease(t, "--set", "cluster.enabled=true") // the release's own objects, without the embedded manifest
 	crd := find(t, docs, "CustomResourceDefinition", "chatclusters.chat.ringchat.io")
 	group, _ := get(crd, "spec", "group").(string)
 	if group != "chat.ringchat.io" {
