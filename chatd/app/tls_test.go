@@ -4,18 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/client"
-	"github.com/ringchat/ringchat/chatd/config"
+	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testcert"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -30,26 +25,10 @@ func TestServesTLS(t *testing.T) {
 	if !pool.AppendCertsFromPEM(certPEM) {
 		t.Fatal("bad test certificate")
 	}
-	cfg, err := config.Load([]string{"--allow-anonymous",
+	srv := chatdtest.StartWith(t, []string{"--allow-anonymous",
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
-	}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ln, slog.New(slog.NewJSONHandler(io.Discard, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("chatd: %v", err)
-		}
 	})
-	addr := ln.Addr().String()
+	addr := srv.Addr // srv.URL says ws://, wrong here
 	tlsCfg := &tls.Config{RootCAs: pool}
 
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}

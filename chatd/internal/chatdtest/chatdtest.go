@@ -5,6 +5,7 @@ package chatdtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -47,22 +48,36 @@ func defaultFlags() []string {
 	return []string{"--allow-anonymous", "--node-name", "test-node", "--log-level", "error"}
 }
 
-// serve runs app.Serve with flags on ln until the test ends (or Stop).
-func serve(t testing.TB, ln net.Listener, flags []string) *Server {
-	t.Helper()
+// loadConfig parses flags as chatd's command line, with no environment.
+func loadConfig(flags []string) (config.Config, error) {
 	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
 	if err != nil {
-		ln.Close()
-		t.Fatalf("config %q: %v", flags, err)
+		return cfg, fmt.Errorf("config %q: %w", flags, err)
 	}
+	return cfg, nil
+}
+
+// testLog is the log of a node in this process: discarded, unless
+// CHATD_TEST_LOGS is set, then on stderr.
+func testLog() *slog.Logger {
 	var logOut io.Writer = io.Discard
 	if os.Getenv("CHATD_TEST_LOGS") != "" {
 		logOut = os.Stderr
 	}
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// serve runs app.Serve with flags on ln until the test ends (or Stop).
+func serve(t testing.TB, ln net.Listener, flags []string) *Server {
+	t.Helper()
+	cfg, err := loadConfig(flags)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ln, log) }()
+	go func() { done <- app.Serve(ctx, cfg, ln, testLog()) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {

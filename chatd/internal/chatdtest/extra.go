@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/client"
 )
 
@@ -28,6 +29,30 @@ func StartWith(t testing.TB, base []string, args ...string) *Server {
 		t.Fatalf("listen: %v", err)
 	}
 	return serve(t, ln, flags)
+}
+
+// StartErr runs chatd configured by exactly flags, like StartWith, for a
+// configuration chatd must refuse to start with: it returns the error chatd
+// stops with. A node that starts anyway is stopped after Timeout, and
+// StartErr then returns nil. Flags that do not parse fail the test.
+func StartErr(t testing.TB, flags ...string) error {
+	t.Helper()
+	cfg, err := loadConfig(flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	err = app.Serve(ctx, cfg, ln, testLog())
+	if ctx.Err() != nil {
+		return nil // it served until stopped
+	}
+	return err
 }
 
 // Metric returns the current value of one series from the node's /metrics
