@@ -1,15 +1,12 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,44 +23,9 @@ type chatdProcess struct {
 	Addr string
 	URL  string
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *chatdtest.LogBuffer
 	done chan struct{}
 	err  error // the exit status, once done is closed
-}
-
-// logBuffer collects a process's output and signals every write.
-type logBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	wrote chan struct{}
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n, err := l.buf.Write(p)
-	select {
-	case l.wrote <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// line returns the first log line whose msg is msg, decoded.
-func (l *logBuffer) line(msg string) map[string]any {
-	for _, line := range strings.Split(l.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
-			return m
-		}
-	}
-	return nil
 }
 
 // startChatdProcess runs the chatd binary anonymously on 127.0.0.1:0 with
@@ -73,7 +35,7 @@ func startChatdProcess(t *testing.T, args ...string) *chatdProcess {
 	t.Helper()
 	bin := chatdtest.BuildChatd(t)
 	flags := append([]string{"--listen", "127.0.0.1:0", "--allow-anonymous", "--node-name", "proc", "--log-level", "info"}, args...)
-	p := &chatdProcess{cmd: exec.Command(bin, flags...), logs: &logBuffer{wrote: make(chan struct{}, 1)}, done: make(chan struct{})}
+	p := &chatdProcess{cmd: exec.Command(bin, flags...), logs: chatdtest.NewLogBuffer(), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start chatd: %v", err)
@@ -91,13 +53,13 @@ func startChatdProcess(t *testing.T, args ...string) *chatdProcess {
 	})
 	deadline := time.After(chatdtest.Timeout)
 	for {
-		if m := p.logs.line("chatd listening"); m != nil {
+		if m := p.logs.Line("chatd listening"); m != nil {
 			p.Addr, _ = m["addr"].(string)
 			p.URL = "ws://" + p.Addr + "/ws"
 			return p
 		}
 		select {
-		case <-p.logs.wrote:
+		case <-p.logs.Wrote():
 		case <-p.done:
 			t.Fatalf("chatd exited before listening: %v\n%s", p.err, p.logs.String())
 		case <-deadline:
@@ -219,7 +181,7 @@ func TestShutdownDrainEveryClientGets1012(t *testing.T) {
 		t.Fatalf("chatd still running %v after SIGTERM", timeout+chatdtest.Timeout)
 	}
 	// 20/s for the 2.5 s before the final phase cannot drain 1000.
-	if p.logs.line("--drain-rate × --shutdown-timeout is below --max-connections: at shutdown, connections beyond the paced ones are closed all at once") == nil {
+	if p.logs.Line("--drain-rate × --shutdown-timeout is below --max-connections: at shutdown, connections beyond the paced ones are closed all at once") == nil {
 		t.Errorf("no start-up warning that %d/s over %v cannot drain --max-connections 1000", rate, timeout)
 	}
 }

@@ -2,6 +2,7 @@ package chatdtest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,7 +62,7 @@ type ProcessNode struct {
 	URL    string
 	Gossip string
 	cmd    *exec.Cmd
-	logs   *lockedWriter
+	logs   *LogBuffer
 	done   chan struct{}
 	gone   bool
 }
@@ -121,7 +123,7 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 	flags = append(flags, c.args...)
 	cmd := exec.Command(c.binary, flags...)
 	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
-	logs := &lockedWriter{w: &bytes.Buffer{}, wrote: make(chan struct{}, 1)}
+	logs := NewLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -151,7 +153,7 @@ func (n *ProcessNode) waitListening(timeout time.Duration) bool {
 			return true
 		}
 		select {
-		case <-n.logs.wrote:
+		case <-n.logs.Wrote():
 		case <-n.done:
 			return n.logs.Contains(listening)
 		case <-deadline:
@@ -160,15 +162,20 @@ func (n *ProcessNode) waitListening(timeout time.Duration) bool {
 	}
 }
 
-type lockedWriter struct {
+// LogBuffer collects a process's output (its Stdout and Stderr) for a test
+// to read while the process runs.
+type LogBuffer struct {
 	mu sync.Mutex
-	w  *bytes.Buffer
+	w  bytes.Buffer
 	// wrote is signalled (without blocking) after every write, so a reader
 	// can wait for a log line instead of polling.
 	wrote chan struct{}
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+// NewLogBuffer returns an empty LogBuffer.
+func NewLogBuffer() *LogBuffer { return &LogBuffer{wrote: make(chan struct{}, 1)} }
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	n, err := l.w.Write(p)
 	l.mu.Unlock()
@@ -179,17 +186,32 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Wrote is signalled after writes: a reader that found nothing yet waits
+// on it before looking again.
+func (l *LogBuffer) Wrote() <-chan struct{} { return l.wrote }
+
 // Contains reports whether the output so far contains sub, without copying it.
-func (l *lockedWriter) Contains(sub string) bool {
+func (l *LogBuffer) Contains(sub string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return bytes.Contains(l.w.Bytes(), []byte(sub))
 }
 
-func (l *lockedWriter) String() string {
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.String()
+}
+
+// Line returns the first JSON log line whose msg is msg, decoded, or nil.
+func (l *LogBuffer) Line(msg string) map[string]any {
+	for _, line := range strings.Split(l.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			return m
+		}
+	}
+	return nil
 }
 
 func lastLines(s string, n int) string {
