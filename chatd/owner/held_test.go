@@ -1,15 +1,11 @@
 package owner
 
 import (
-	"io"
-	"log/slog"
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
 // heldCounter is an Observer that counts held requests, as
@@ -31,13 +27,9 @@ func (h *heldCounter) Held() { h.held.Add(1) }
 func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 	out := &recorder{}
 	var obs heldCounter
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10,
-		RoomIdleTTL: time.Minute, TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
-		HandoffGrace: time.Minute, Observe: &obs,
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
-	await := func(string, bool) Claim { return ClaimAwaitHandoff }
+	cfg := testConfig(nil)
+	cfg.Observe = &obs
+	s := startService(t, cfg, out)
 
 	var sub *SubscribeReply
 	s.Subscribe("r", "n1", []string{"cat"}, await, func(rep SubscribeReply, err error) {
@@ -74,9 +66,7 @@ func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 		t.Fatalf("pushed %v before the handoff", msgs)
 	}
 
-	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	prev.Append("bob", "x", "old 1")
-	prev.Append("bob", "y", "old 2")
+	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,24 +12,45 @@ import (
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
+// pushLog is the Push side of the tests' Outbounds: it records the events
+// each node is sent.
+type pushLog struct {
+	mu     sync.Mutex
+	pushes map[string][]Event
+}
+
+func (p *pushLog) Push(node string, ev Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pushes == nil {
+		p.pushes = map[string][]Event{}
+	}
+	p.pushes[node] = append(p.pushes[node], ev)
+}
+
+// messages returns the sequences of the messages pushed to node, in order.
+func (p *pushLog) messages(node string) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []uint64
+	for _, ev := range p.pushes[node] {
+		if ev.Kind == EventMessage {
+			out = append(out, ev.Seq)
+		}
+	}
+	return out
+}
+
 // recorder is an Outbound that records what the owner sends and lets the
 // test decide when replicas answer. It stands in for the network, which the
 // cluster tests exercise for real.
 type recorder struct {
+	pushLog
 	mu        sync.Mutex
-	pushes    map[string][]Event
 	replicate []func(error)
 	syncs     []func(error)
 }
 
-func (r *recorder) Push(node string, ev Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pushes == nil {
-		r.pushes = map[string][]Event{}
-	}
-	r.pushes[node] = append(r.pushes[node], ev)
-}
 func (r *recorder) Replicate(_ string, _ string, _ protocol.Message, done func(error)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -42,18 +63,6 @@ func (r *recorder) SyncReplica(_ string, _ roomlog.Snapshot, done func(error)) {
 }
 func (r *recorder) ForgetReplica(string, string) {}
 
-func (r *recorder) messages(node string) []uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []uint64
-	for _, ev := range r.pushes[node] {
-		if ev.Kind == EventMessage {
-			out = append(out, ev.Seq)
-		}
-	}
-	return out
-}
-
 func (r *recorder) take() (rep, syn []func(error)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -62,16 +71,42 @@ func (r *recorder) take() (rep, syn []func(error)) {
 	return rep, syn
 }
 
-func newService(out Outbound, replicas []string) *Service {
-	return New(Config{
+// testConfig is the configuration of newService: node "a", windows of 100,
+// typing and presence coalesced for a millisecond, a minute's handoff grace,
+// and replicas (none when nil) for every room. Tests change what they test.
+func testConfig(replicas []string) Config {
+	return Config{
 		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10,
 		RoomIdleTTL: time.Minute, TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
 		HandoffGrace: time.Minute,
 		Replicas:     func(string) []string { return replicas },
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+}
+
+func newService(out Outbound, replicas []string) *Service {
+	return New(testConfig(replicas), out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startService is New with cfg, out and a discarded log; the service is
+// closed when the test ends.
+func startService(t *testing.T, cfg Config, out Outbound) *Service {
+	s := New(cfg, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(s.Close)
+	return s
 }
 
 func create(string, bool) Claim { return ClaimCreate }
+
+func await(string, bool) Claim { return ClaimAwaitHandoff }
+
+// previousLog is what a previous owner hands over in these tests: room r
+// with bob's "old 1" (cid x) and "old 2" (cid y).
+func previousLog() *roomlog.Log {
+	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
+	prev.Append("bob", "x", "old 1")
+	prev.Append("bob", "y", "old 2")
+	return prev
+}
 
 type ackLog struct {
 	mu   sync.Mutex
@@ -166,15 +201,12 @@ func TestHandoffWaitsForPendingAndRefusesLessHistory(t *testing.T) {
 func TestRequestsHeldUntilHandoff(t *testing.T) {
 	out := &recorder{}
 	s := newService(out, nil)
-	await := func(string, bool) Claim { return ClaimAwaitHandoff }
 	var acks ackLog
 	s.Publish("r", "ann", "new", "held", await, acks.reply)
 	if len(acks.acks)+len(acks.errs) != 0 {
 		t.Fatal("a request was answered before the handoff")
 	}
-	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	prev.Append("bob", "x", "old 1")
-	prev.Append("bob", "y", "old 2")
+	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package owner
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,13 +23,13 @@ var errInjected = errors.New("injected: connection lost")
 // ones are applied. Answers come in call order on one goroutine of flaky's,
 // as the transport's do, never inside the call.
 type flaky struct {
+	pushLog
 	replica *Service
 
 	mu       sync.Mutex
 	fails    int
 	calls    int
 	failures int
-	pushes   map[string][]Event
 
 	answers chan func()
 	done    chan struct{}
@@ -70,21 +68,12 @@ func (f *flaky) answer(done func(error), err error) {
 	f.answers <- func() { done(err) }
 }
 
-func (f *flaky) Push(node string, ev Event) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.pushes == nil {
-		f.pushes = map[string][]Event{}
-	}
-	f.pushes[node] = append(f.pushes[node], ev)
-}
-
 func (f *flaky) Replicate(_ string, room string, msg protocol.Message, done func(error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := errInjected
 	if !f.attempt() {
-		err = f.replica.ApplyReplica(room, msg.MID[:strings.LastIndex(msg.MID, "-")], msg)
+		err = f.replica.ApplyReplica(room, epochOfMID(msg.MID), msg)
 	}
 	f.answer(done, err)
 }
@@ -100,18 +89,6 @@ func (f *flaky) SyncReplica(_ string, snap roomlog.Snapshot, done func(error)) {
 }
 
 func (f *flaky) ForgetReplica(string, string) {}
-
-func (f *flaky) fanout(node string) []uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var seqs []uint64
-	for _, ev := range f.pushes[node] {
-		if ev.Kind == EventMessage {
-			seqs = append(seqs, ev.Seq)
-		}
-	}
-	return seqs
-}
 
 func (f *flaky) counts() (calls, failures int) {
 	f.mu.Lock()
@@ -135,15 +112,9 @@ func (f *flaky) stored(t *testing.T, room string) (string, []protocol.Message) {
 // newRetryService is newService with quick replication retries, so tests
 // that wait for a retry do not wait long.
 func newRetryService(t *testing.T, out Outbound, replicas []string) *Service {
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10,
-		RoomIdleTTL: time.Minute, TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
-		HandoffGrace:     time.Minute,
-		ReplicationRetry: time.Millisecond, ReplicationRetryMax: 8 * time.Millisecond,
-		Replicas: func(string) []string { return replicas },
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
-	return s
+	cfg := testConfig(replicas)
+	cfg.ReplicationRetry, cfg.ReplicationRetryMax = time.Millisecond, 8*time.Millisecond
+	return startService(t, cfg, out)
 }
 
 type published struct {
@@ -202,7 +173,7 @@ func TestFailedReplicationRetriedUntilAcked(t *testing.T) {
 		t.Fatalf("%d calls, %d failed: the failures were not injected as meant", calls, failures)
 	}
 	checkStored(t, out, "r", epochOfMID(p.ack.MID), "hello")
-	if got := out.fanout("n1"); len(got) != 1 || got[0] != 1 {
+	if got := out.messages("n1"); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("fan-out %v, want [1]", got)
 	}
 }
@@ -240,7 +211,7 @@ func TestMessagesPendingDuringFailuresCommitInOrder(t *testing.T) {
 		t.Fatalf("resend answered %+v, want the original ack of seq 2 (%s)", dups, acks[1].MID)
 	}
 	checkStored(t, out, "r", epochOfMID(acks[0].MID), texts...)
-	if got := out.fanout("n1"); len(got) != len(texts) {
+	if got := out.messages("n1"); len(got) != len(texts) {
 		t.Fatalf("fan-out %v, want each of 1..%d once", got, len(texts))
 	} else {
 		for i, seq := range got {
@@ -253,12 +224,9 @@ func TestMessagesPendingDuringFailuresCommitInOrder(t *testing.T) {
 
 func TestReplicationRetryStopsOnClose(t *testing.T) {
 	out := &recorder{}
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, RoomIdleTTL: time.Minute,
-		HandoffGrace:     time.Minute,
-		ReplicationRetry: time.Hour, // never fires here: the test looks at the timer
-		Replicas:         func(string) []string { return []string{"b"} },
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := testConfig([]string{"b"})
+	cfg.ReplicationRetry = time.Hour // never fires here: the test looks at the timer
+	s := startService(t, cfg, out)
 	var acks ackLog
 	s.Publish("r", "ann", "c1", "hello", create, acks.reply)
 	reps, _ := out.take()
@@ -309,12 +277,9 @@ func (c *clock) advance(d time.Duration) {
 func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 	out := &recorder{} // the replica never answers
 	clk := &clock{now: time.Unix(1000, 0)}
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, RoomIdleTTL: time.Minute,
-		HandoffGrace: 10 * time.Second, Now: clk.Now,
-		Replicas: func(string) []string { return []string{"b"} },
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
+	cfg := testConfig([]string{"b"})
+	cfg.HandoffGrace, cfg.Now = 10*time.Second, clk.Now
+	s := startService(t, cfg, out)
 	reply, ch := replies()
 	s.Publish("r", "ann", "c1", "hello", create, reply)
 	var sent atomic.Int32
@@ -357,18 +322,15 @@ func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 
 func TestExpiredHandoffWaitAsksPeersAgain(t *testing.T) {
 	claims := make(chan struct{}, 1)
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, RoomIdleTTL: time.Minute,
-		HandoffGrace: time.Millisecond,
-		OnAwait: func(string) {
-			select {
-			case claims <- struct{}{}:
-			default:
-			}
-		},
-	}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
-	await := func(string, bool) Claim { return ClaimAwaitHandoff }
+	cfg := testConfig(nil)
+	cfg.HandoffGrace = time.Millisecond
+	cfg.OnAwait = func(string) {
+		select {
+		case claims <- struct{}{}:
+		default:
+		}
+	}
+	s := startService(t, cfg, &recorder{})
 	reply, ch := replies()
 	s.Publish("r", "ann", "new", "held", await, reply)
 	<-claims // the first claim, made when the wait began
@@ -380,9 +342,7 @@ func TestExpiredHandoffWaitAsksPeersAgain(t *testing.T) {
 		t.Fatal("the peers were not asked again after the grace")
 	}
 	// The handoff, held up on the previous owner, arrives late.
-	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	prev.Append("bob", "x", "old 1")
-	prev.Append("bob", "y", "old 2")
+	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)
 	}
@@ -392,12 +352,9 @@ func TestExpiredHandoffWaitAsksPeersAgain(t *testing.T) {
 }
 
 func TestExpiredHandoffWaitStartsWhenNoPeerCanHold(t *testing.T) {
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, RoomIdleTTL: time.Minute,
-		HandoffGrace: time.Millisecond,
-		OnAwait:      func(string) {},
-	}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
+	cfg := testConfig(nil)
+	cfg.HandoffGrace, cfg.OnAwait = time.Millisecond, func(string) {}
+	s := startService(t, cfg, &recorder{})
 	var asked atomic.Int32
 	// The previous owner was alive when the room was claimed, and is gone
 	// when the grace ends: nobody can hand the room over any more.
@@ -417,12 +374,9 @@ func TestExpiredHandoffWaitStartsWhenNoPeerCanHold(t *testing.T) {
 func TestHandedOverRoomResyncsItsReplicas(t *testing.T) {
 	out := newFlaky(t, 0)
 	s := newRetryService(t, out, []string{"b"})
-	await := func(string, bool) Claim { return ClaimAwaitHandoff }
 	reply, ch := replies()
 	s.Publish("r", "ann", "new", "held", await, reply)
-	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	prev.Append("bob", "x", "old 1")
-	prev.Append("bob", "y", "old 2")
+	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)
 	}

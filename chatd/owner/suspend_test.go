@@ -1,11 +1,8 @@
 package owner
 
 import (
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
@@ -17,12 +14,7 @@ import (
 func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 	t.Helper()
 	out := &recorder{}
-	s := New(Config{
-		Self: "a", HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10,
-		RoomIdleTTL: time.Minute, TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
-		HandoffGrace: time.Minute,
-	}, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(s.Close)
+	s := startService(t, testConfig(nil), out)
 	l := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
 	l.Append("bob", "x", "one")
 	l.Append("bob", "y", "two")
@@ -30,7 +22,6 @@ func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 	if err := s.SyncReplica(snap); err != nil {
 		t.Fatal(err)
 	}
-	create := func(string, bool) Claim { return ClaimCreate }
 	s.Subscribe("r", "a", []string{"ann"}, create, func(rep SubscribeReply, err error) {
 		if err != nil || rep.Head != 2 {
 			t.Fatalf("subscribe: %+v %v", rep, err)
@@ -46,7 +37,6 @@ func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 // get the messages they missed.
 func TestSuspendTakesTheMajoritysNewerCopy(t *testing.T) {
 	s, out, snap := suspendFixture(t)
-	create := func(string, bool) Claim { return ClaimCreate }
 	if got := s.Suspend(create); !slices.Equal(got, []string{"r"}) {
 		t.Fatalf("Suspend = %v, want [r]", got)
 	}
@@ -85,7 +75,6 @@ func TestSuspendTakesTheMajoritysNewerCopy(t *testing.T) {
 // the wait ends and the held message goes on the node's own log.
 func TestSuspendCarriesOnWhenNoPeerHasTheRoom(t *testing.T) {
 	s, out, _ := suspendFixture(t)
-	create := func(string, bool) Claim { return ClaimCreate }
 	s.Suspend(create)
 	var acks []protocol.Ack
 	s.Publish("r", "ann", "late", "after the heal", create, func(ack protocol.Ack, err error) {
