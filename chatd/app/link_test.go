@@ -59,10 +59,10 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 	// inter-node check; /readyz names the cause.
 	attempts := regexp.MustCompile(`; (\d+) attempts;`)
 	var body string
-	waitFor(t, "node-3 listed by node-0 and explaining itself after 3 link checks", func() bool {
+	chatdtest.Eventually(t, 30*time.Second, "node-3 listed by node-0 and explaining itself after 3 link checks", func() (bool, string) {
 		st, err := c.Nodes[0].Status()
 		if err != nil || !slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == bad.Name }) {
-			return false
+			return false, fmt.Sprintf("node-0 lists %+v (err %v)", st.Members, err)
 		}
 		var code int
 		code, body = readyz(t, bad.Addr)
@@ -74,7 +74,7 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 		if m != nil {
 			n, _ = strconv.Atoi(m[1])
 		}
-		return n >= 3
+		return n >= 3, "node-3 /readyz: " + body
 	})
 	const cause = "not ready: no authenticated inter-node connection yet: check that every node has the same cluster secret"
 	if !strings.HasPrefix(body, cause) || !strings.Contains(body, "shared secret mismatch") {
@@ -177,13 +177,13 @@ func TestWrongGossipKeyOrLabelNotReady(t *testing.T) {
 	const cause = "not ready: no other member reachable: check the gossip key and cluster label"
 	for _, n := range nodes {
 		var body string
-		waitFor(t, n.Name+" explaining why it is not ready", func() bool {
+		chatdtest.Eventually(t, 30*time.Second, n.Name+" explaining why it is not ready", func() (bool, string) {
 			var code int
 			code, body = readyz(t, n.Addr)
 			if code == http.StatusOK {
 				t.Fatalf("%s is ready", n.Name)
 			}
-			return strings.HasPrefix(body, cause)
+			return strings.HasPrefix(body, cause), "/readyz: " + body
 		})
 		if !strings.Contains(body, seed.Gossip) {
 			t.Errorf("%s /readyz body %q does not name the seed %s", n.Name, body, seed.Gossip)
@@ -239,18 +239,5 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
-	}
-}
-
-// waitFor polls cond (there is no event to wait for: these are other
-// processes' states seen over HTTP) until it holds, failing after 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
@@ -136,7 +135,7 @@ func TestAdminRingAndRooms(t *testing.T) {
 
 	for _, n := range c.Nodes {
 		// Presence reaches the owners asynchronously: poll.
-		adminEventually(t, n.Name+" /admin/rooms", func() (bool, string) {
+		chatdtest.Eventually(t, chatdtest.Timeout, n.Name+" /admin/rooms", func() (bool, string) {
 			var got cluster.AdminRooms
 			adminJSON(t, n.Addr, "/admin/rooms", &got)
 			for i := range got.Rooms {
@@ -221,23 +220,5 @@ func adminJSON(t *testing.T, addr, path string, v any) {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatalf("GET %s: %v: %s", path, err, body)
-	}
-}
-
-// adminEventually polls cond, which reads other nodes' state over HTTP (no
-// event to wait for), until it holds, failing after chatdtest.Timeout with
-// its last reason.
-func adminEventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, why)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 }

@@ -42,10 +42,7 @@ func TestClusterOwnershipBalance(t *testing.T) {
 		measuredSkew   = 0.003
 	)
 	c := chatdtest.StartCluster(t, nodes)
-	var names []string
-	for _, n := range c.Nodes {
-		names = append(names, n.Name)
-	}
+	names := c.LiveNames()
 	want := map[string][]string{}
 	for i := 0; i < rooms; i++ {
 		room := fmt.Sprint("balance-", i)

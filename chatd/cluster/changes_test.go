@@ -35,13 +35,12 @@ func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 
 // ownerNode returns the cluster node that owns room among the live ones.
 func ownerNode(c *chatdtest.Cluster, room string) *chatdtest.Node {
-	var names []string
-	byName := map[string]*chatdtest.Node{}
-	for _, n := range c.Live() {
-		names = append(names, n.Name)
-		byName[n.Name] = n
-	}
-	return byName[ring.Owner(room, names)]
+	return c.ByName(ring.Owner(room, c.LiveNames()))
+}
+
+// heirOf returns the node among names that owns room once owner is gone.
+func heirOf(room string, names []string, owner string) string {
+	return ring.Owner(room, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == owner }))
 }
 
 func TestClusterAddNodeUnderTraffic(t *testing.T) {
@@ -63,13 +62,7 @@ func TestClusterDrainOwnerUnderTraffic(t *testing.T) {
 	room := "drain-room"
 	runChanges(t, room, func(c *chatdtest.Cluster) {
 		owner := ownerNode(c, room)
-		var rest []string
-		for _, n := range c.Live() {
-			if n != owner {
-				rest = append(rest, n.Name)
-			}
-		}
-		heir := c.Nodes[slices.IndexFunc(c.Nodes, func(n *chatdtest.Node) bool { return n.Name == ring.Owner(room, rest) })]
+		heir := c.ByName(heirOf(room, c.LiveNames(), owner.Name))
 		inBefore := heir.Metric(t, handoffsIn)
 		owner.Stop()
 		c.WaitConverged()

@@ -28,13 +28,7 @@ func TestProcessesDrainOwner(t *testing.T) {
 	c := chatdtest.StartProcessCluster(t, 3, "--expected-nodes", "3")
 	room := "process-drain-room"
 	owner := c.ByName(ring.Owner(room, c.LiveNames()))
-	var rest []string
-	for _, name := range c.LiveNames() {
-		if name != owner.Name {
-			rest = append(rest, name)
-		}
-	}
-	heir := c.ByName(ring.Owner(room, rest))
+	heir := c.ByName(heirOf(room, c.LiveNames(), owner.Name))
 	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	// Publishers run until StopPublishing, so that traffic spans the
 	// change however long it takes.
@@ -105,17 +99,10 @@ func logHandoffs(t *testing.T, c *chatdtest.ProcessCluster) {
 // failing the test after chatdtest.Timeout.
 func waitMetricAtLeast(t *testing.T, s *chatdtest.Server, series string, min float64) {
 	t.Helper()
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for {
+	chatdtest.Eventually(t, chatdtest.Timeout, fmt.Sprintf("%s: metric %s at least %v", s.Addr, series, min), func() (bool, string) {
 		v := s.Metric(t, series)
-		if v >= min {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: metric %s is %v after %v, want at least %v", s.Addr, series, v, chatdtest.Timeout, min)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval: metrics have no event to wait on
-	}
+		return v >= min, fmt.Sprintf("it is %v", v)
+	})
 }
 
 // waitOwned waits until the node's admin API lists room among the rooms it
@@ -123,17 +110,10 @@ func waitMetricAtLeast(t *testing.T, s *chatdtest.Server, series string, min flo
 func waitOwned(t *testing.T, s *chatdtest.Server, room string) {
 	t.Helper()
 	n := &chatdtest.Node{Server: s}
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for {
+	chatdtest.Eventually(t, chatdtest.Timeout, fmt.Sprintf("%s to own %s", s.Addr, room), func() (bool, string) {
 		st, err := n.Status()
-		if err == nil && slices.Contains(st.OwnedRooms, room) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not own %s: owned %v, err %v", s.Addr, room, st.OwnedRooms, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval: the admin API has no event to wait on
-	}
+		return err == nil && slices.Contains(st.OwnedRooms, room), fmt.Sprintf("owned %v, err %v", st.OwnedRooms, err)
+	})
 }
 
 // witness is a subscriber kept apart from the checker's so that the test

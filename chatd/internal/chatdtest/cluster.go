@@ -218,6 +218,27 @@ func (c *Cluster) Live() []*Node {
 	return out
 }
 
+// LiveNames returns the names of the running nodes.
+func (c *Cluster) LiveNames() []string {
+	var out []string
+	for _, n := range c.Live() {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// ByName returns the node called name, running or not (nil if none is).
+func (c *Cluster) ByName(name string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
 // LiveURLs returns the WebSocket URLs of the running nodes.
 func (c *Cluster) LiveURLs() []string {
 	var out []string
