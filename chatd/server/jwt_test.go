@@ -27,6 +27,17 @@ import (
 // anonymous access, so every client must bring a token.
 var jwtBase = []string{"--node-name", "test-node", "--log-level", "error"}
 
+// jwtWriteFile writes data to a file called name in a new directory and
+// returns its path.
+func jwtWriteFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // jwtWritePublicKey writes pub as a PEM "PUBLIC KEY" file and returns its
 // path and content.
 func jwtWritePublicKey(t *testing.T, pub any) (string, []byte) {
@@ -36,11 +47,27 @@ func jwtWritePublicKey(t *testing.T, pub any) (string, []byte) {
 		t.Fatalf("marshal public key: %v", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	path := filepath.Join(t.TempDir(), "jwt.pub")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	return jwtWriteFile(t, "jwt.pub", data), data
+}
+
+// jwtRSAKey and jwtECKey generate signing keys: RSA 2048 for RS256, ECDSA
+// P-256 for ES256.
+func jwtRSAKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return path, data
+	return k
+}
+
+func jwtECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 // jwtRefused says hello with token and expects the 4001 close with reason.
@@ -64,22 +91,8 @@ func jwtAccepted(t *testing.T, srv *chatdtest.Server, token, sub string) *chatdt
 
 func TestJWTPublicKeyFile(t *testing.T) {
 	t.Parallel()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsaOther, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecOther, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rsaKey, rsaOther := jwtRSAKey(t), jwtRSAKey(t)
+	ecKey, ecOther := jwtECKey(t), jwtECKey(t)
 	for _, tc := range []struct {
 		name          string
 		pub           any
@@ -121,12 +134,9 @@ func TestJWTPublicKeyFile(t *testing.T) {
 func TestJWTSecretFile(t *testing.T) {
 	t.Parallel()
 	const secret = "jwt-secret-file-test-0123456789abcdefghij"
-	path := filepath.Join(t.TempDir(), "jwt.secret")
 	// As a Kubernetes Secret or an editor leaves it: the trailing newline is
 	// not part of the secret.
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := jwtWriteFile(t, "jwt.secret", []byte(secret+"\n"))
 	srv := chatdtest.StartWith(t, jwtBase, "--jwt-secret-file", path)
 	hs := func(key string, sub string) string {
 		return limToken(t, jwt.SigningMethodHS256, []byte(key), limClaims(sub))
@@ -139,11 +149,7 @@ func TestJWTSecretFile(t *testing.T) {
 
 	jwtRefused(t, srv, hs("another-secret-0123456789abcdefghijklmnop", "mallory"), "token signature invalid")
 	jwtRefused(t, srv, hs(secret+"\n", "mallory"), "token signature invalid")
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwtRefused(t, srv, limToken(t, jwt.SigningMethodRS256, rsaKey, limClaims("mallory")), "token algorithm not allowed")
+	jwtRefused(t, srv, limToken(t, jwt.SigningMethodRS256, jwtRSAKey(t), limClaims("mallory")), "token algorithm not allowed")
 
 	srv.WaitMetric(t, `chatd_auth_failures_total{code="token_bad_signature"}`, 2)
 	srv.WaitMetric(t, `chatd_auth_failures_total{code="token_alg_not_allowed"}`, 1)
@@ -156,18 +162,8 @@ func TestJWTSecretFile(t *testing.T) {
 func TestJWTSecretFileAndPublicKeyFile(t *testing.T) {
 	t.Parallel()
 	const secret = "jwt-both-test-0123456789abcdefghijklmnop"
-	secretPath := filepath.Join(t.TempDir(), "jwt.secret")
-	if err := os.WriteFile(secretPath, []byte(secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecOther, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secretPath := jwtWriteFile(t, "jwt.secret", []byte(secret))
+	ecKey, ecOther := jwtECKey(t), jwtECKey(t)
 	keyPath, _ := jwtWritePublicKey(t, &ecKey.PublicKey)
 	srv := chatdtest.StartWith(t, jwtBase, "--jwt-secret-file", secretPath, "--jwt-public-key-file", keyPath)
 

@@ -690,7 +690,7 @@ const limSecret = "limits-test-secret-0123456789abcdefghij"
 
 func limAuthServer(t *testing.T, args ...string) *chatdtest.Server {
 	t.Helper()
-	return chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret", limSecret}, args...)
+	return chatdtest.StartWith(t, jwtBase, append([]string{"--jwt-secret", limSecret}, args...)...)
 }
 
 // limClaims returns valid claims for sub, expiring in an hour.
@@ -1257,30 +1257,64 @@ func TestOrigin(t *testing.T) {
 	w := limWitnesses(t, srv.URL, "lobby") // no Origin header: allowed
 
 	for _, origin := range []string{"https://evil.example", "http://good.example", "https://good.example.evil.example", "https://good.example:8443", "null"} {
-		c, resp, err := limDial(srv.URL, http.Header{"Origin": {origin}})
-		if err == nil {
-			c.Close()
-			t.Fatalf("origin %s: accepted", origin)
-		}
-		if resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("origin %s: %v, want HTTP 403", origin, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(b), "origin not allowed") {
-			t.Errorf("origin %s: body %q", origin, b)
-		}
+		limOriginRefused(t, srv.URL, "", origin)
 	}
 	for i, origin := range []string{"https://good.example", "HTTPS://Good.Example", "http://" + srv.Addr} {
-		ctx, cancel := context.WithTimeout(context.Background(), chatdtest.Timeout)
-		conn, err := client.Connect(ctx, srv.URL, protocol.ClientFrame{Name: fmt.Sprint("browser", i)}, client.Options{Header: http.Header{"Origin": {origin}}})
-		cancel()
-		if err != nil {
-			t.Fatalf("origin %s: %v", origin, err)
-		}
-		limPing(t, chatdtest.Adopt(t, conn), "ok")
+		limOriginAccepted(t, srv.URL, fmt.Sprint("browser", i), "", origin)
 	}
 	w.check()
+}
+
+// limOriginHeader is a request header with Origin origin and, unless host
+// is empty, Host host; limOriginCase names the pair in failures.
+func limOriginHeader(host, origin string) http.Header {
+	h := http.Header{"Origin": {origin}}
+	if host != "" {
+		h.Set("Host", host)
+	}
+	return h
+}
+
+func limOriginCase(host, origin string) string {
+	if host == "" {
+		return "origin " + origin
+	}
+	return fmt.Sprintf("Host %q, Origin %s", host, origin)
+}
+
+// limOriginRefused checks that an upgrade with origin (and host, unless
+// empty) is refused with 403 "origin not allowed".
+func limOriginRefused(t *testing.T, url, host, origin string) {
+	t.Helper()
+	what := limOriginCase(host, origin)
+	c, resp, err := limDial(url, limOriginHeader(host, origin))
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s: accepted, want 403", what)
+	}
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("%s: %v, want HTTP 403", what, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "origin not allowed") {
+		t.Errorf("%s: body %q", what, b)
+	}
+}
+
+// limOriginAccepted connects as name with origin (and host, unless empty)
+// and checks that the connection is served.
+func limOriginAccepted(t *testing.T, url, name, host, origin string) *chatdtest.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), chatdtest.Timeout)
+	conn, err := client.Connect(ctx, url, protocol.ClientFrame{Name: name}, client.Options{Header: limOriginHeader(host, origin)})
+	cancel()
+	if err != nil {
+		t.Fatalf("%s: %v", limOriginCase(host, origin), err)
+	}
+	c := chatdtest.Adopt(t, conn)
+	limPing(t, c, "ok")
+	return c
 }
 
 // ---------------------------------------------------------------------------

@@ -1,16 +1,11 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
-	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
 // TestOriginDefault: without --allowed-origins only the server's own host is
@@ -35,23 +30,7 @@ func TestOriginDefault(t *testing.T) {
 		{"chat.example:8080", "http://" + srv.Addr},
 	}
 	for _, tc := range refused {
-		h := http.Header{"Origin": {tc.origin}}
-		if tc.host != "" {
-			h.Set("Host", tc.host)
-		}
-		c, resp, err := limDial(srv.URL, h)
-		if err == nil {
-			c.Close()
-			t.Fatalf("Host %q, Origin %s: accepted, want 403", tc.host, tc.origin)
-		}
-		if resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("Host %q, Origin %s: %v, want HTTP 403", tc.host, tc.origin, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(b), "origin not allowed") {
-			t.Errorf("Host %q, Origin %s: body %q", tc.host, tc.origin, b)
-		}
+		limOriginRefused(t, srv.URL, tc.host, tc.origin)
 	}
 	srv.WaitMetric(t, `chatd_connections_refused_total{reason="upgrade"}`, float64(len(refused)))
 
@@ -61,19 +40,7 @@ func TestOriginDefault(t *testing.T) {
 		{"chat.example:8080", "http://chat.example:8080"}, // whatever the Host is
 	}
 	for i, tc := range accepted {
-		h := http.Header{"Origin": {tc.origin}}
-		if tc.host != "" {
-			h.Set("Host", tc.host)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), chatdtest.Timeout)
-		conn, err := client.Connect(ctx, srv.URL, protocol.ClientFrame{Name: fmt.Sprint("browser", i)}, client.Options{Header: h})
-		cancel()
-		if err != nil {
-			t.Fatalf("Host %q, Origin %s: %v", tc.host, tc.origin, err)
-		}
-		c := chatdtest.Adopt(t, conn)
-		limPing(t, c, "ok")
-		c.Close()
+		limOriginAccepted(t, srv.URL, fmt.Sprint("browser", i), tc.host, tc.origin).Close()
 	}
 	if n := srv.Metric(t, "chatd_connections_accepted_total"); n != float64(2+len(accepted)) {
 		t.Fatalf("chatd_connections_accepted_total = %v, want %d", n, 2+len(accepted))
