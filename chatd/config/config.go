@@ -55,6 +55,13 @@ type Config struct {
 	PresenceListMax int
 	RoomIdleTTL     time.Duration
 
+	// Storage: DataDir empty means memory-only (history lives in the
+	// owner's and replicas' memory, HistorySize messages per room).
+	DataDir            string
+	HistoryRetention   time.Duration
+	HistoryMaxMessages uint64
+	StorageReserve     int64
+
 	// Cluster
 	GossipAddr          string
 	GossipAdvertiseAddr string
@@ -129,7 +136,11 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room for resume and history")
 	fs.IntVar(&c.DedupeWindow, "dedupe-window", 1024, "recent client message ids remembered per room for idempotent resend")
 	fs.IntVar(&c.PresenceListMax, "presence-list-max", 100, "room size (users) above which presence is sent as counts")
-	fs.DurationVar(&c.RoomIdleTTL, "room-idle-ttl", 5*time.Minute, "how long an empty room (and its history) is kept")
+	fs.DurationVar(&c.RoomIdleTTL, "room-idle-ttl", 5*time.Minute, "how long an empty room stays in memory; without --data-dir its history goes with it")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory of this node's message store (history survives restarts and idle rooms); empty keeps history in memory only")
+	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "with --data-dir: messages older than this are removed (0: kept for ever)")
+	fs.Uint64Var(&c.HistoryMaxMessages, "history-max-messages", 0, "with --data-dir: newest messages kept per room (0: no count limit)")
+	fs.Int64Var(&c.StorageReserve, "storage-reserve-bytes", 256<<20, "with --data-dir: free space kept on the data directory's filesystem; below it new messages are refused (storage_full)")
 
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "host:port for cluster gossip (memberlist, TCP and UDP); empty runs a cluster of one")
 	fs.StringVar(&c.GossipAdvertiseAddr, "gossip-advertise-addr", "", "gossip address other nodes use to reach this one (default: --gossip-addr)")
@@ -237,6 +248,12 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
 		}
+	}
+	if c.HistoryRetention < 0 {
+		errs = append(errs, fmt.Errorf("--history-retention must not be negative, got %s", c.HistoryRetention))
+	}
+	if c.StorageReserve < 0 {
+		errs = append(errs, fmt.Errorf("--storage-reserve-bytes must not be negative, got %d", c.StorageReserve))
 	}
 	if c.ReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("--replication-factor must be at least 1, got %d", c.ReplicationFactor))
