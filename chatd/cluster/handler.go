@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
@@ -20,7 +21,7 @@ func (n *Node) HandlePush(from transport.Peer, payload []byte) {
 	var err error
 	switch op(payload[0]) {
 	case opEvent:
-		var ev owner.Event
+		var ev feed.Event
 		if ev, err = decodeEvent(body); err == nil {
 			n.hub.Deliver(ev)
 		}
@@ -79,7 +80,7 @@ func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transpor
 			return
 		}
 		n.checkView(from.Name, req.Room, req.View)
-		n.owners.Subscribe(req.Room, from.Name, req.Users, n.claim, func(rep owner.SubscribeReply, err error) {
+		n.owners.Subscribe(req.Room, from.Name, req.Users, n.claim, func(rep feed.State, err error) {
 			if err != nil {
 				fail(err)
 				return

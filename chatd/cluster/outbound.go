@@ -3,7 +3,7 @@ package cluster
 import (
 	"errors"
 
-	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 	"github.com/ringchat/ringchat/chatd/transport"
@@ -11,7 +11,7 @@ import (
 
 // Push implements owner.Outbound. Events for this node go straight into the
 // hub, synchronously, which keeps them in order with the owner's replies.
-func (n *Node) Push(node string, ev owner.Event) {
+func (n *Node) Push(node string, ev feed.Event) {
 	if node == n.cfg.Self {
 		n.hub.Deliver(ev)
 		return

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
@@ -181,8 +182,8 @@ func TestClusterFailedReplicationRetried(t *testing.T) {
 	// (node-b first keeps the promise it made to node-a's claim, for up to
 	// a grace, not to start the room itself.)
 	setViews(nodes, "node-b")
-	subs := make(chan owner.SubscribeReply, 1)
-	b.Subscribe(room, []string{"bob"}, func(rep owner.SubscribeReply, err error) {
+	subs := make(chan feed.State, 1)
+	b.Subscribe(room, []string{"bob"}, func(rep feed.State, err error) {
 		if err != nil {
 			t.Errorf("subscribe at the replica: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/transport"
@@ -170,9 +171,9 @@ func (n *Node) push(to, addr string, payload []byte) {
 }
 
 // Subscribe implements hub.Router.
-func (n *Node) Subscribe(room string, users []string, reply func(owner.SubscribeReply, error)) {
+func (n *Node) Subscribe(room string, users []string, reply func(feed.State, error)) {
 	route(n, room, nil,
-		func(answer func(owner.SubscribeReply, error)) {
+		func(answer func(feed.State, error)) {
 			n.owners.Subscribe(room, n.cfg.Self, users, n.claim, answer)
 		},
 		func() []byte { return encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}) },

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
@@ -111,18 +112,18 @@ type forgetReq struct {
 	Room string `json:"room"`
 }
 
-// eventHeader is an owner.Event without its frame. A message event carries
+// eventHeader is an feed.Event without its frame. A message event carries
 // no copy of the message: the frame is the message, encoded once by the
 // owner, and the receiver decodes it from there.
 type eventHeader struct {
-	Kind    owner.EventKind `json:"k"`
-	Room    string          `json:"r"`
-	Epoch   string          `json:"e,omitempty"`
-	Seq     uint64          `json:"s,omitempty"`
-	Joined  []string        `json:"j,omitempty"`
-	Left    []string        `json:"l,omitempty"`
-	Present []string        `json:"p,omitempty"`
-	Count   int             `json:"c,omitempty"`
+	Kind    feed.Kind `json:"k"`
+	Room    string    `json:"r"`
+	Epoch   string    `json:"e,omitempty"`
+	Seq     uint64    `json:"s,omitempty"`
+	Joined  []string  `json:"j,omitempty"`
+	Left    []string  `json:"l,omitempty"`
+	Present []string  `json:"p,omitempty"`
+	Count   int       `json:"c,omitempty"`
 }
 
 func encode(o op, body any) []byte {
@@ -133,7 +134,7 @@ func encode(o op, body any) []byte {
 	return append([]byte{byte(o)}, b...)
 }
 
-func encodeEvent(ev owner.Event) []byte {
+func encodeEvent(ev feed.Event) []byte {
 	h := eventHeader{Kind: ev.Kind, Room: ev.Room, Epoch: ev.Epoch, Seq: ev.Seq, Joined: ev.Joined, Left: ev.Left, Present: ev.Present, Count: ev.Count}
 	hb, _ := json.Marshal(h)
 	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(hb)+len(ev.Frame))
@@ -143,21 +144,21 @@ func encodeEvent(ev owner.Event) []byte {
 	return append(out, ev.Frame...)
 }
 
-func decodeEvent(b []byte) (owner.Event, error) {
+func decodeEvent(b []byte) (feed.Event, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
-		return owner.Event{}, errors.New("cluster: truncated event header")
+		return feed.Event{}, errors.New("cluster: truncated event header")
 	}
 	var h eventHeader
 	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
-		return owner.Event{}, fmt.Errorf("cluster: event header: %w", err)
+		return feed.Event{}, fmt.Errorf("cluster: event header: %w", err)
 	}
-	ev := owner.Event{Kind: h.Kind, Room: h.Room, Epoch: h.Epoch, Seq: h.Seq, Joined: h.Joined, Left: h.Left, Present: h.Present, Count: h.Count}
+	ev := feed.Event{Kind: h.Kind, Room: h.Room, Epoch: h.Epoch, Seq: h.Seq, Joined: h.Joined, Left: h.Left, Present: h.Present, Count: h.Count}
 	ev.Frame = b[k+int(n):]
-	if ev.Kind == owner.EventMessage {
+	if ev.Kind == feed.KindMessage {
 		var m protocol.Message
 		if err := json.Unmarshal(ev.Frame, &m); err != nil {
-			return owner.Event{}, fmt.Errorf("cluster: event message: %w", err)
+			return feed.Event{}, fmt.Errorf("cluster: event message: %w", err)
 		}
 		ev.Message = &m
 	}

@@ -3,7 +3,7 @@ package hub
 import (
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -13,7 +13,7 @@ const resyncBackoff = 200 * time.Millisecond
 // Deliver applies an event pushed by a room's owner: a message (in sequence
 // order, duplicates dropped, gaps filled from the owner), a presence change
 // or a typing frame. Events for rooms without local subscribers are dropped.
-func (h *Hub) Deliver(ev owner.Event) {
+func (h *Hub) Deliver(ev feed.Event) {
 	r, _ := h.lookup(ev.Room, false)
 	if r == nil {
 		return
@@ -23,16 +23,16 @@ func (h *Hub) Deliver(ev owner.Event) {
 		return // the subscribe reply will carry the state
 	}
 	switch ev.Kind {
-	case owner.EventMessage:
+	case feed.KindMessage:
 		r.deliverMessage(ev)
-	case owner.EventPresence:
+	case feed.KindPresence:
 		r.applyPresence(ev)
-	case owner.EventTyping:
+	case feed.KindTyping:
 		r.broadcast(ev.Frame)
 	}
 }
 
-func (r *room) deliverMessage(ev owner.Event) {
+func (r *room) deliverMessage(ev feed.Event) {
 	m := *ev.Message
 	if ev.Epoch != r.epoch {
 		if m.Seq != 1 {
@@ -110,7 +110,7 @@ func (r *room) resync() {
 	}
 	r.resyncAt = now.Add(resyncBackoff)
 	users := r.localUsers()
-	go r.hub.router.Subscribe(r.name, users, func(rep owner.SubscribeReply, err error) {
+	go r.hub.router.Subscribe(r.name, users, func(rep feed.State, err error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.dead {
@@ -141,7 +141,7 @@ func (h *Hub) Resubscribe(roomName string) {
 }
 
 // merge folds a subscribe reply into a live local copy. Callers hold mu.
-func (r *room) merge(rep owner.SubscribeReply) {
+func (r *room) merge(rep feed.State) {
 	if rep.Epoch != r.epoch {
 		r.restartEpoch(rep.Epoch)
 	}
@@ -169,7 +169,7 @@ func (r *room) merge(rep owner.SubscribeReply) {
 
 // applyPresence updates the local presence copy and fans the frame out. A
 // user is not told of its own arrival: its joined frame already listed it.
-func (r *room) applyPresence(ev owner.Event) {
+func (r *room) applyPresence(ev feed.Event) {
 	r.count = ev.Count
 	if ev.Present != nil {
 		clear(r.present)

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/dedupe"
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/metrics"
-	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -44,7 +44,7 @@ type Conn interface {
 // is called exactly once. Replies and Deliver calls that concern one room
 // arrive in the order the owner made them.
 type Router interface {
-	Subscribe(room string, users []string, reply func(owner.SubscribeReply, error))
+	Subscribe(room string, users []string, reply func(feed.State, error))
 	Unsubscribe(room string)
 	PresenceChange(room, user string, joined bool)
 	Publish(room, user, cid, text string, reply func(protocol.Ack, error))

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/dedupe"
-	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -58,7 +58,7 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 // joins that waited. If the owner cannot be reached the waiting connections
 // get an unavailable error and the room is dropped.
 func (h *Hub) subscribe(r *room, users []string) {
-	h.router.Subscribe(r.name, users, func(rep owner.SubscribeReply, err error) {
+	h.router.Subscribe(r.name, users, func(rep feed.State, err error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.dead {
@@ -94,7 +94,7 @@ func unavailable(room string, err error) *protocol.Error {
 }
 
 // install replaces the local copy with what the owner sent. Callers hold mu.
-func (r *room) install(rep owner.SubscribeReply) {
+func (r *room) install(rep feed.State) {
 	r.epoch = rep.Epoch
 	start := rep.Head
 	if len(rep.Messages) > 0 {

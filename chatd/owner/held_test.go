@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -31,8 +32,8 @@ func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 	cfg.Observe = &obs
 	s := startService(t, cfg, out)
 
-	var sub *SubscribeReply
-	s.Subscribe("r", "n1", []string{"cat"}, await, func(rep SubscribeReply, err error) {
+	var sub *feed.State
+	s.Subscribe("r", "n1", []string{"cat"}, await, func(rep feed.State, err error) {
 		if err != nil {
 			t.Errorf("held subscribe: %v", err)
 		}

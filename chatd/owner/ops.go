@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -28,15 +29,6 @@ const (
 // whether this node keeps a replica of the room. It is called with the
 // service's lock held and must not call back into the service.
 type ClaimFunc func(room string, hasReplica bool) Claim
-
-// SubscribeReply is what a node needs to serve a room locally.
-type SubscribeReply struct {
-	Epoch    string             `json:"epoch"`
-	Head     uint64             `json:"head"`
-	Messages []protocol.Message `json:"messages,omitempty"`
-	Present  []string           `json:"present,omitempty"`
-	Count    int                `json:"count"`
-}
 
 // acquire returns the owned room, creating or awaiting it as claim says. The
 // room is returned locked.
@@ -125,10 +117,10 @@ func (r *room) whenReady(f func(), fail func(error)) {
 // Subscribe registers node as having subscribers for room, with the users
 // present there, and returns the room's state and kept history. The reply is
 // made under the room's lock, before any later push to that node.
-func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFunc, reply func(SubscribeReply, error)) {
+func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFunc, reply func(feed.State, error)) {
 	r, err := s.acquire(roomName, claim)
 	if err != nil {
-		reply(SubscribeReply{}, err)
+		reply(feed.State{}, err)
 		return
 	}
 	defer r.mu.Unlock()
@@ -141,7 +133,7 @@ func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFu
 				r.presenceChanged(u, true)
 			}
 		}
-		rep := SubscribeReply{Epoch: r.log.Epoch(), Head: r.committed, Count: len(r.users)}
+		rep := feed.State{Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), Count: len(r.users)}
 		msgs, _ := r.log.Since(r.log.Epoch(), r.log.Oldest()-1)
 		for _, m := range msgs {
 			if m.Seq <= r.committed { // pending messages reach nodes when committed
@@ -152,7 +144,7 @@ func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFu
 			rep.Present = r.presentUsers()
 		}
 		reply(rep, nil)
-	}, func(err error) { reply(SubscribeReply{}, err) })
+	}, func(err error) { reply(feed.State{}, err) })
 }
 
 // Unsubscribe removes node's subscription to a room.

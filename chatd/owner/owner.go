@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -47,43 +48,13 @@ var (
 // that lock.
 type Outbound interface {
 	// Push sends an event to a subscribed node.
-	Push(node string, ev Event)
+	Push(node string, ev feed.Event)
 	// Replicate stores msg on replica and calls done with the outcome.
 	Replicate(replica string, room string, msg protocol.Message, done func(error))
 	// SyncReplica gives a replica a full copy of a room's log and calls done.
 	SyncReplica(replica string, snap roomlog.Snapshot, done func(error))
 	// ForgetReplica tells a replica the room is gone.
 	ForgetReplica(replica string, room string)
-}
-
-// EventKind says what an Event carries.
-type EventKind uint8
-
-// Event kinds.
-const (
-	EventMessage EventKind = iota + 1
-	EventPresence
-	EventTyping
-)
-
-// Event is what an owner pushes to subscribed nodes: an encoded client frame
-// plus what a node needs to keep its local view of the room (sequence for
-// gap detection, presence changes for its presence cache).
-type Event struct {
-	Kind  EventKind
-	Room  string
-	Epoch string
-	Seq   uint64
-	// Joined, Left and Present mirror the presence frame: Present is a full
-	// list that replaces the node's; Count is the room's user count.
-	Joined  []string
-	Left    []string
-	Present []string
-	Count   int
-	// Message is set for EventMessage (nodes keep it in their cache).
-	Message *protocol.Message
-	// Frame is the encoded client frame, shared by every local subscriber.
-	Frame []byte
 }
 
 // Config tunes the owner service.

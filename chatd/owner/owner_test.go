@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -16,14 +17,14 @@ import (
 // each node is sent.
 type pushLog struct {
 	mu     sync.Mutex
-	pushes map[string][]Event
+	pushes map[string][]feed.Event
 }
 
-func (p *pushLog) Push(node string, ev Event) {
+func (p *pushLog) Push(node string, ev feed.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pushes == nil {
-		p.pushes = map[string][]Event{}
+		p.pushes = map[string][]feed.Event{}
 	}
 	p.pushes[node] = append(p.pushes[node], ev)
 }
@@ -34,7 +35,7 @@ func (p *pushLog) messages(node string) []uint64 {
 	defer p.mu.Unlock()
 	var out []uint64
 	for _, ev := range p.pushes[node] {
-		if ev.Kind == EventMessage {
+		if ev.Kind == feed.KindMessage {
 			out = append(out, ev.Seq)
 		}
 	}
@@ -127,7 +128,7 @@ func (a *ackLog) reply(ack protocol.Ack, err error) {
 func TestCommitWaitsForReplicas(t *testing.T) {
 	out := &recorder{}
 	s := newService(out, []string{"b"})
-	s.Subscribe("r", "n1", []string{"ann"}, create, func(SubscribeReply, error) {})
+	s.Subscribe("r", "n1", []string{"ann"}, create, func(feed.State, error) {})
 	_, syncs := out.take()
 	if len(syncs) != 1 {
 		t.Fatalf("%d syncs for a new room with one replica", len(syncs))

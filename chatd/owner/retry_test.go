@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -162,7 +163,7 @@ func TestFailedReplicationRetriedUntilAcked(t *testing.T) {
 	// that is unreachable for a while, then back.
 	out := newFlaky(t, 3)
 	s := newRetryService(t, out, []string{"b"})
-	s.Subscribe("r", "n1", []string{"ann"}, create, func(SubscribeReply, error) {})
+	s.Subscribe("r", "n1", []string{"ann"}, create, func(feed.State, error) {})
 	reply, ch := replies()
 	s.Publish("r", "ann", "c1", "hello", create, reply)
 	p := next(t, ch)
@@ -183,7 +184,7 @@ func TestMessagesPendingDuringFailuresCommitInOrder(t *testing.T) {
 	// sync at creation) and the first retry.
 	out := newFlaky(t, 7)
 	s := newRetryService(t, out, []string{"b"})
-	s.Subscribe("r", "n1", []string{"ann"}, create, func(SubscribeReply, error) {})
+	s.Subscribe("r", "n1", []string{"ann"}, create, func(feed.State, error) {})
 	reply, ch := replies()
 	texts := []string{"one", "two", "three", "four", "five"}
 	for i, text := range texts {

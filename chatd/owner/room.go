@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -97,7 +98,7 @@ func (s *Service) newRoom(name string, log *roomlog.Log) *room {
 }
 
 // push sends ev to every subscribed node. Callers hold mu.
-func (r *room) push(ev Event) {
+func (r *room) push(ev feed.Event) {
 	for node := range r.nodes {
 		r.svc.out.Push(node, ev)
 	}
@@ -106,7 +107,7 @@ func (r *room) push(ev Event) {
 // pushMessage sends message m of the room's log to every subscribed node.
 // Callers hold mu.
 func (r *room) pushMessage(m protocol.Message) {
-	r.push(Event{Kind: EventMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
+	r.push(feed.Event{Kind: feed.KindMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
 }
 
 // commitLocked fans out and acknowledges every pending message up to seq.
@@ -168,7 +169,7 @@ func (r *room) presenceChanged(user string, joined bool) {
 		}
 		return
 	}
-	ev := Event{Kind: EventPresence, Room: r.name, Count: len(r.users)}
+	ev := feed.Event{Kind: feed.KindPresence, Room: r.name, Count: len(r.users)}
 	switch {
 	case r.countMode:
 		r.countMode = false
@@ -189,7 +190,7 @@ func (r *room) flushCount() {
 	if r.dead || !r.countMode {
 		return
 	}
-	ev := Event{Kind: EventPresence, Room: r.name, Count: len(r.users)}
+	ev := feed.Event{Kind: feed.KindPresence, Room: r.name, Count: len(r.users)}
 	ev.Frame = protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: ev.Count})
 	r.push(ev)
 }
@@ -203,7 +204,7 @@ func (r *room) flushTyping() {
 	}
 	users := slices.Sorted(maps.Keys(r.typingPending))
 	clear(r.typingPending)
-	r.push(Event{Kind: EventTyping, Room: r.name, Frame: protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Room: r.name, Users: users})})
+	r.push(feed.Event{Kind: feed.KindTyping, Room: r.name, Frame: protocol.Encode(protocol.Typing{Type: protocol.TypeTyping, Room: r.name, Users: users})})
 }
 
 func (r *room) stopTimers() {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
@@ -22,7 +23,7 @@ func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 	if err := s.SyncReplica(snap); err != nil {
 		t.Fatal(err)
 	}
-	s.Subscribe("r", "a", []string{"ann"}, create, func(rep SubscribeReply, err error) {
+	s.Subscribe("r", "a", []string{"ann"}, create, func(rep feed.State, err error) {
 		if err != nil || rep.Head != 2 {
 			t.Fatalf("subscribe: %+v %v", rep, err)
 		}
