@@ -35,6 +35,9 @@ func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	return ServeWithOptions(ctx, cfg, ln, log, Options{})
 }
 
+// callTimeout bounds one inter-node request.
+const callTimeout = 5 * time.Second
+
 // Options are for tests that need more than a graceful stop.
 type Options struct {
 	// Crash, when closed, makes the node stop as if the process had died:
@@ -70,7 +73,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		DedupeWindow:    cfg.DedupeWindow,
 		PresenceListMax: cfg.PresenceListMax,
 		TypingInterval:  time.Second,
-		RoomIdleTTL:     cfg.RoomIdleTTL,
+		AckHoldMax:      cfg.RouteTimeout + callTimeout,
 	}, m, log)
 	node := cluster.New(cluster.Config{
 		Self:              cfg.NodeName,
@@ -78,7 +81,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		ExpectedNodes:     expectedNodes,
 		Metrics:           m,
 		RouteTimeout:      cfg.RouteTimeout,
-		CallTimeout:       5 * time.Second,
+		CallTimeout:       callTimeout,
 		HandoffGrace:      10 * time.Second,
 	}, h, owner.Config{
 		HistorySize:      cfg.HistorySize,
@@ -104,10 +107,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	// returns.
 	var wg, nodeWG sync.WaitGroup
 	nodeCtx, stopNode := context.WithCancel(context.Background())
-	nodeWG.Add(1)
+	nodeWG.Add(2)
 	go func() {
 		defer nodeWG.Done()
 		node.Run(nodeCtx, members)
+	}()
+	go func() {
+		defer nodeWG.Done()
+		node.WatchPauses(nodeCtx, members, cluster.PauseThreshold(membership.FailureDetection(cfg.GossipProfile, 1)))
 	}()
 
 	scfg := ServerConfig(cfg)

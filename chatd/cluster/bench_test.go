@@ -33,7 +33,7 @@ func BenchmarkPublishFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			m := metrics.New()
-			h := hub.New(hub.Config{HistorySize: 1000, DedupeWindow: 1024, PresenceListMax: 100, TypingInterval: time.Second, RoomIdleTTL: time.Minute}, m, log)
+			h := hub.New(hub.Config{HistorySize: 1000, DedupeWindow: 1024, PresenceListMax: 100, TypingInterval: time.Second}, m, log)
 			node := cluster.New(cluster.Config{Self: "bench", ReplicationFactor: 1, RouteTimeout: time.Second, CallTimeout: time.Second, HandoffGrace: time.Second, Metrics: m}, h,
 				owner.Config{HistorySize: 1000, DedupeWindow: 1024, PresenceListMax: 100, RoomIdleTTL: time.Minute, TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Second}, log)
 			defer node.Close()

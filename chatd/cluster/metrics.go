@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/membership"
@@ -11,7 +12,8 @@ var opNames = map[op]string{
 	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opPresence: "presence",
 	opPublish: "publish", opHistory: "history", opTyping: "typing", opDirect: "direct",
 	opReplicate: "replicate", opSync: "sync", opForget: "forget", opHandoff: "handoff",
-	opEvent: "event", opClaim: "claim",
+	opEvent: "event", opClaim: "claim", opPing: "ping", opRingStats: "ring_stats", opFetch: "fetch",
+	opRejoined: "rejoined",
 }
 
 // countForward records a message sent to another node.
@@ -27,6 +29,11 @@ type observer struct{ m *metrics.Metrics }
 
 func (o observer) Replicated(d time.Duration) { o.m.ReplicationTime.Observe(d.Seconds()) }
 func (o observer) Held()                      { o.m.HeldRequests.Inc() }
+func (o observer) Fenced()                    { o.m.Fenced.Inc() }
+func (o observer) Conflict()                  { o.m.Conflicts.Inc() }
+func (o observer) Claimed(d time.Duration, fetched bool) {
+	o.m.ClaimTime.WithLabelValues(strconv.FormatBool(fetched)).Observe(d.Seconds())
+}
 func (o observer) Handoff(out bool, err error) {
 	dir, result := "in", "ok"
 	if out {

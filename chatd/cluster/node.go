@@ -79,6 +79,12 @@ type Node struct {
 	// wait for the view to move instead of polling.
 	viewWait chan struct{}
 	closed   bool
+
+	// suspending is set while the rooms are being put back into a claim
+	// (see claimAgain): nothing commits meanwhile.
+	suspending atomic.Bool
+	// pause is the pause detector (see pause.go).
+	pause pauseDetector
 }
 
 type nodeView struct {
@@ -86,6 +92,9 @@ type nodeView struct {
 	id      string            // digest of active, comparable across nodes
 	active  []string          // sorted
 	addrs   map[string]string // live members (any state) → transport address
+	// joining holds the live members that are neither active nor
+	// draining: they have never owned or replicated a room in this life.
+	joining map[string]bool
 }
 
 // ErrNoQuorum is returned for messages refused on the minority side of a
@@ -118,16 +127,19 @@ func (n *Node) SetExpectedNodes(v int) {
 	// node its quorum back takes effect, so no request is sequenced on a
 	// stale copy in between. (One goroutine, the file watcher, calls this.)
 	view, _ := n.currentView()
-	var suspended []string
-	if !quorumWith(view, int(old)) && quorumWith(view, v) {
-		suspended = n.owners.Suspend(n.claim)
+	regained := !quorumWith(view, int(old)) && quorumWith(view, v)
+	if regained {
+		n.suspending.Store(true)
 	}
 	n.expected.Store(int64(v))
+	if regained {
+		n.claimAgain("quorum regained")
+		n.suspending.Store(false)
+	}
 	if n.metrics != nil {
 		n.metrics.ExpectedNodes.Set(float64(v))
 	}
 	n.log.Info("expected nodes changed", "from", old, "to", v)
-	n.claimSuspended(suspended)
 }
 
 // hasQuorum reports whether this node sees a strict majority of the
@@ -147,16 +159,13 @@ func quorumWith(v nodeView, expected int) bool {
 	return expected <= 0 || 2*len(v.addrs) > expected
 }
 
-// claimSuspended asks the peers for newer copies of the rooms that
-// owner.Service.Suspend returned, after this node regained a quorum: the
-// other side may have moved on with some of them while it was cut off.
-func (n *Node) claimSuspended(rooms []string) {
-	if len(rooms) == 0 {
-		return
-	}
-	n.log.Info("quorum regained: asking the peers for newer copies of the rooms owned here", "rooms", len(rooms))
-	for _, room := range rooms {
-		go n.claimFromPeers(room)
+// claimAgain puts every room this node owns back into a claim (see
+// owner.Service.Suspend): the node regained its quorum, or noticed it was
+// paused or suspected, so others may have taken its rooms over meanwhile.
+func (n *Node) claimAgain(why string) {
+	rooms := n.owners.Suspend()
+	if len(rooms) > 0 {
+		n.log.Info("claiming the rooms owned here again", "why", why, "rooms", len(rooms))
 	}
 }
 
@@ -176,12 +185,8 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 	}
 	ownerCfg.Self = cfg.Self
 	ownerCfg.HandoffGrace = cfg.HandoffGrace
-	ownerCfg.Replicas = func(room string) []string {
-		v, _ := n.currentView()
-		return replicasOf(room, v.active, n.cfg.ReplicationFactor)
-	}
-	ownerCfg.OnAwait = n.claimFromPeers
-	ownerCfg.HasQuorum = n.hasQuorum
+	ownerCfg.View = ownerView{n}
+	ownerCfg.Verified = n.verified
 	if cfg.Metrics != nil {
 		ownerCfg.Observe = observer{cfg.Metrics}
 	}
@@ -223,32 +228,6 @@ func replicasOf(room string, active []string, factor int) []string {
 	return owners[1:]
 }
 
-// claim tells the owner service how to treat a room it does not hold yet.
-// A node that becomes a room's owner cannot know from its views alone
-// whether another node holds the room (views differ in time, and a node's
-// first view says little about the past), so unless it is alone it asks the
-// other live nodes first (claimFromPeers). The exception is a replica whose
-// previous owner is gone: it takes the room over from its copy at once.
-func (n *Node) claim(room string, hasReplica bool) owner.Claim {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if ring.Owner(room, n.view.active) != n.cfg.Self {
-		return owner.ClaimNotOwner
-	}
-	if !n.quorumIn(n.view) {
-		// Starting a room is a write: not on the minority side.
-		return owner.ClaimNotOwner
-	}
-	if len(n.view.addrs) <= 1 {
-		return owner.ClaimCreate
-	}
-	prev := ring.Owner(room, n.prevView.active)
-	if _, alive := n.view.addrs[prev]; prev != "" && prev != n.cfg.Self && !alive && hasReplica {
-		return owner.ClaimCreate
-	}
-	return owner.ClaimAwaitHandoff
-}
-
 // setView installs a new membership view and reacts to it.
 func (n *Node) setView(v nodeView) {
 	// Rooms are suspended before the view that gives this node its quorum
@@ -257,9 +236,10 @@ func (n *Node) setView(v nodeView) {
 	n.mu.RLock()
 	regained := !n.closed && !n.quorumIn(n.view) && n.quorumIn(v)
 	n.mu.RUnlock()
-	var suspended []string
 	if regained {
-		suspended = n.owners.Suspend(n.claim)
+		// Nothing may commit between the view that restores the quorum and
+		// the claims that check it: Verified is false meanwhile.
+		n.suspending.Store(true)
 	}
 	n.mu.Lock()
 	if n.closed {
@@ -275,8 +255,11 @@ func (n *Node) setView(v nodeView) {
 	close(n.viewWait)
 	n.viewWait = make(chan struct{})
 	n.mu.Unlock()
+	if regained {
+		n.claimAgain("quorum regained")
+		n.suspending.Store(false)
+	}
 	n.reconcile(old, v)
-	n.claimSuspended(suspended)
 }
 
 // peerLink is what the node needs from the transport.
@@ -296,39 +279,6 @@ func (n *Node) HasActivePeers() bool {
 		}
 	}
 	return false
-}
-
-// claimFromPeers asks every other live node to hand the room over if it
-// holds it. When none does (or none can be reached) the wait ends at once,
-// so a brand-new room is not held back by the handoff grace.
-func (n *Node) claimFromPeers(room string) {
-	v, _ := n.currentView()
-	var (
-		mu      sync.Mutex
-		pending = len(v.addrs) - 1
-		handing bool
-	)
-	if pending <= 0 {
-		n.owners.EndWait(room)
-		return
-	}
-	for name, addr := range v.addrs {
-		if name == n.cfg.Self {
-			continue
-		}
-		var resp claimResp
-		n.call(name, addr, encode(opClaim, forgetReq{Room: room}), &resp, func(err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			pending--
-			if err == nil && resp.Handing {
-				handing = true
-			}
-			if pending == 0 && !handing {
-				n.owners.EndWait(room)
-			}
-		})
-	}
 }
 
 // viewID digests an active member list; two nodes with the same active set

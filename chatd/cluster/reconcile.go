@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/membership"
-	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/ring"
 )
 
@@ -31,16 +30,22 @@ func (n *Node) reconcile(old, v nodeView) {
 			}
 		}
 	}
+	for name, addr := range v.addrs {
+		if _, ok := old.addrs[name]; !ok && name != n.cfg.Self {
+			// A member this node had dropped (or never saw): whatever it
+			// was subscribed to here was dropped with it, and if it was
+			// only declared dead (paused, cut off) it does not know. It
+			// re-subscribes what this node owns.
+			n.push(name, addr, []byte{byte(opRejoined)})
+		}
+	}
 	for _, room := range n.owners.OwnedRooms() {
 		o := ring.Owner(room, v.active)
 		if o == "" {
 			continue // no active member at all (this node is draining alone)
 		}
 		if o != n.cfg.Self {
-			addr := v.addrs[o]
-			n.owners.HandOff(room, func(st owner.HandoffState, done func(error)) {
-				n.call(o, addr, encode(opHandoff, st), nil, done)
-			})
+			n.owners.HandOff(room, o)
 			continue
 		}
 		n.owners.SetReplicas(room, replicasOf(room, v.active, n.cfg.ReplicationFactor))
@@ -59,6 +64,12 @@ func viewFrom(mv membership.View) nodeView {
 	v := nodeView{version: mv.Version, addrs: make(map[string]string, len(mv.Members))}
 	for _, m := range mv.Members {
 		v.addrs[m.Name] = m.Meta.RPCAddr
+		if m.Meta.State != membership.StateActive && m.Meta.State != membership.StateDraining {
+			if v.joining == nil {
+				v.joining = make(map[string]bool)
+			}
+			v.joining[m.Name] = true
+		}
 	}
 	for _, m := range mv.Active() {
 		v.active = append(v.active, m.Name)

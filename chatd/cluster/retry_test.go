@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,12 +62,18 @@ type testNode struct {
 // are the test's to set (setViews).
 func startNodes(t *testing.T, names ...string) map[string]*testNode {
 	t.Helper()
+	return startNodesWith(t, 15*time.Second, names...)
+}
+
+// startNodesWith is startNodes with the nodes' route timeout.
+func startNodesWith(t *testing.T, routeTimeout time.Duration, names ...string) map[string]*testNode {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	nodes := make(map[string]*testNode, len(names))
 	for _, name := range names {
 		m := metrics.New()
-		h := hub.New(hub.Config{HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, TypingInterval: time.Second, RoomIdleTTL: time.Minute}, m, log)
-		n := New(Config{Self: name, ReplicationFactor: 2, RouteTimeout: 15 * time.Second, CallTimeout: 2 * time.Second, HandoffGrace: time.Second, Metrics: m}, h,
+		h := hub.New(hub.Config{HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, TypingInterval: time.Second}, m, log)
+		n := New(Config{Self: name, ReplicationFactor: 2, RouteTimeout: routeTimeout, CallTimeout: 2 * time.Second, HandoffGrace: time.Second, Metrics: m}, h,
 			owner.Config{
 				HistorySize: 100, DedupeWindow: 100, PresenceListMax: 10, RoomIdleTTL: time.Minute,
 				TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
@@ -90,12 +97,19 @@ func startNodes(t *testing.T, names ...string) map[string]*testNode {
 // setViews gives each of the named nodes the view whose active members are
 // exactly those names.
 func setViews(nodes map[string]*testNode, names ...string) {
+	setViewsOf(nodes, names, names...)
+}
+
+// setViewsOf gives the nodes called who the view whose active members are
+// exactly names: a node outside names sees itself as not active (a paused
+// node's peers have declared it dead; it has not noticed).
+func setViewsOf(nodes map[string]*testNode, who []string, names ...string) {
 	v := nodeView{addrs: make(map[string]string, len(names)), active: slices.Sorted(slices.Values(names))}
 	for _, name := range names {
 		v.addrs[name] = nodes[name].link.Addr()
 	}
 	v.id = viewID(v.active)
-	for _, name := range names {
+	for _, name := range who {
 		nodes[name].setView(v)
 	}
 }
@@ -137,7 +151,10 @@ func waitFor[T any](t *testing.T, ch chan T, what string) T {
 	}
 }
 
-func ackEpoch(ack protocol.Ack) string { return epochOf(protocol.Message{MID: ack.MID}) }
+func ackEpoch(ack protocol.Ack) string {
+	epoch, _, _ := strings.Cut(ack.MID, "-")
+	return epoch
+}
 
 // TestClusterFailedReplicationRetried: the owner's first replicates and
 // syncs to its replica fail (a connection that drops, then comes back).

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -112,7 +115,7 @@ func retryable(err error) bool {
 	if errors.As(err, &re) {
 		return re.Msg == errCodeNotOwner || re.Msg == errCodeMoving || re.Msg == errCodeNoQuorum
 	}
-	return false
+	return errors.Is(err, owner.ErrNoQuorum)
 }
 
 // remoteErr turns a transport error into an owner error where it names one.
@@ -128,6 +131,18 @@ func remoteErr(err error) error {
 			return owner.ErrClosed
 		case errCodeBehind:
 			return owner.ErrBehind
+		case errCodeNotMember:
+			return fmt.Errorf("%w: %w", owner.ErrNotMember, err)
+		case errCodeGap:
+			return fmt.Errorf("%w: %w", roomlog.ErrGap, err)
+		case errCodeConflict:
+			return fmt.Errorf("%w: %w", roomlog.ErrConflict, err)
+		case errCodeNoQuorum:
+			return fmt.Errorf("%w: %w", owner.ErrNoQuorum, err)
+		}
+		if rest, ok := strings.CutPrefix(re.Msg, errCodeStaleTerm+":"); ok {
+			promised, _ := strconv.ParseUint(rest, 10, 64)
+			return &owner.StaleTermError{Promised: promised}
 		}
 	}
 	return err
@@ -174,7 +189,7 @@ func (n *Node) push(to, addr string, payload []byte) {
 func (n *Node) Subscribe(room string, users []string, reply func(feed.State, error)) {
 	route(n, room, nil,
 		func(answer func(feed.State, error)) {
-			n.owners.Subscribe(room, n.cfg.Self, users, n.claim, answer)
+			n.owners.Subscribe(room, n.cfg.Self, users, answer)
 		},
 		func() []byte { return encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}) },
 		reply)
@@ -211,7 +226,7 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 			return nil
 		},
 		func(answer func(protocol.Ack, error)) {
-			n.owners.Publish(room, user, cid, text, n.claim, answer)
+			n.owners.Publish(room, user, cid, text, answer)
 		},
 		func() []byte {
 			return encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()})
@@ -223,7 +238,7 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 func (n *Node) History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error)) {
 	route(n, room, nil,
 		func(answer func(protocol.HistoryPage, error)) {
-			n.owners.History(room, before, limit, n.claim, answer)
+			n.owners.History(room, before, limit, answer)
 		},
 		func() []byte {
 			return encode(opHistory, historyReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
@@ -19,25 +20,35 @@ import (
 // avoids its cost where it matters.
 type op byte
 
+// Op codes. Their values travel between nodes, so they are written out
+// (never iota) and pinned by a golden test: renumbering one breaks a
+// cluster of mixed versions.
 const (
-	opSubscribe op = iota + 1
-	opUnsubscribe
-	opPresence
-	opPublish
-	opHistory
-	opTyping
-	opDirect
-	opReplicate
-	opSync
-	opForget
-	opHandoff
-	opEvent
-	opClaim
+	opSubscribe   op = 1
+	opUnsubscribe op = 2
+	opPresence    op = 3
+	opPublish     op = 4
+	opHistory     op = 5
+	opTyping      op = 6
+	opDirect      op = 7
+	opReplicate   op = 8
+	opSync        op = 9
+	opForget      op = 10
+	opHandoff     op = 11
+	opEvent       op = 12
+	opClaim       op = 13
 	// opPing asks for an empty reply: startup uses it to prove that the
 	// inter-node transport works (the secret matches) before going active.
-	opPing
+	opPing op = 14
 	// opRingStats asks a node for its room counts, for GET /admin/ring.
-	opRingStats
+	opRingStats op = 15
+	// opFetch asks a node that promised a claimant's term for its copy of
+	// the room.
+	opFetch op = 16
+	// opRejoined tells a node that this one counts it as a member again
+	// after having dropped it: its subscriptions here were dropped with
+	// it, and it re-subscribes the rooms this node owns.
+	opRejoined op = 17
 )
 
 // ringStatsResp answers opRingStats: what the node holds and the digest of
@@ -49,12 +60,15 @@ type ringStatsResp struct {
 	View     string `json:"view"`
 }
 
-type claimResp struct {
-	Handing bool `json:"handing"`
-}
+// WireProto is the inter-node protocol version, gossiped in node metadata.
+// Version 2 added ownership terms (claims, fetches, terms on replicates and
+// syncs); version 1 nodes cannot fence and are refused.
+const WireProto = 2
 
-// wireProto is the inter-node protocol version, gossiped in node metadata.
-const wireProto = 1
+type fetchReq struct {
+	Room string `json:"room"`
+	Term uint64 `json:"term"`
+}
 
 // Requests routed to a room's owner carry the sender's view (a digest of
 // its active members), so the owner can tell a disagreement about ownership
@@ -100,12 +114,6 @@ type directReq struct {
 
 type directResp struct {
 	Delivered int `json:"delivered"`
-}
-
-type replicateReq struct {
-	Room  string           `json:"room"`
-	Epoch string           `json:"epoch"`
-	Msg   protocol.Message `json:"msg"`
 }
 
 type forgetReq struct {
@@ -165,18 +173,31 @@ func decodeEvent(b []byte) (feed.Event, error) {
 	return ev, nil
 }
 
-// Remote error codes: the owner's errors travel as these strings.
+// Remote error codes: the owner's errors travel as these strings. A stale
+// term travels as errCodeStaleTerm followed by ":" and the promised term.
 const (
-	errCodeNotOwner = "not_owner"
-	errCodeMoving   = "moving"
-	errCodeClosed   = "closed"
-	errCodeGap      = "gap"
-	errCodeNoQuorum = "no_quorum"
-	errCodeBehind   = "behind"
+	errCodeNotOwner  = "not_owner"
+	errCodeMoving    = "moving"
+	errCodeClosed    = "closed"
+	errCodeGap       = "gap"
+	errCodeNoQuorum  = "no_quorum"
+	errCodeBehind    = "behind"
+	errCodeStaleTerm = "stale_term"
+	errCodeNotMember = "not_member"
+	errCodeConflict  = "conflict"
 )
 
 func errCode(err error) string {
+	var ste *owner.StaleTermError
 	switch {
+	case errors.As(err, &ste):
+		return errCodeStaleTerm + ":" + strconv.FormatUint(ste.Promised, 10)
+	case errors.Is(err, owner.ErrNotMember):
+		return errCodeNotMember
+	case errors.Is(err, roomlog.ErrConflict):
+		return errCodeConflict
+	case errors.Is(err, owner.ErrNoQuorum):
+		return errCodeNoQuorum
 	case errors.Is(err, owner.ErrNotOwner):
 		return errCodeNotOwner
 	case errors.Is(err, owner.ErrMoving):

@@ -74,6 +74,14 @@ func (r *Ring) at(seq uint64) protocol.Message {
 	return r.buf[(r.start+off)%len(r.buf)]
 }
 
+// At returns the message with sequence seq, if the ring keeps it.
+func (r *Ring) At(seq uint64) (protocol.Message, bool) {
+	if r.n == 0 || seq < r.Oldest() || seq > r.head {
+		return protocol.Message{}, false
+	}
+	return r.at(seq), true
+}
+
 // Since returns every message with a sequence above seq, in order. ok is false
 // when some of them are no longer kept (the gap is older than the history),
 // in which case nothing is returned.

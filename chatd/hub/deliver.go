@@ -25,6 +25,7 @@ func (h *Hub) Deliver(ev feed.Event) {
 	switch ev.Kind {
 	case feed.KindMessage:
 		r.deliverMessage(ev)
+		r.releaseAcks()
 	case feed.KindPresence:
 		r.applyPresence(ev)
 	case feed.KindTyping:
@@ -121,6 +122,7 @@ func (r *room) resync() {
 			return
 		}
 		r.merge(rep)
+		r.releaseAcks()
 	})
 }
 
@@ -138,6 +140,23 @@ func (h *Hub) Resubscribe(roomName string) {
 	}
 	r.resyncAt = time.Time{}
 	r.resync()
+}
+
+// ResubscribeAll re-subscribes every local room. The cluster calls it when
+// this node was paused or suspected: owners that declared it dead dropped
+// its subscriptions, and its clients would otherwise hear nothing more.
+// The answers fill every gap (or tell the clients to reload).
+func (h *Hub) ResubscribeAll() { h.ResubscribeOwnedBy(func(string) bool { return true }) }
+
+// ResubscribeOwnedBy re-subscribes the local rooms for which owned says
+// true: the cluster calls it for the rooms of an owner that dropped this
+// node and now counts it as a member again.
+func (h *Hub) ResubscribeOwnedBy(owned func(room string) bool) {
+	for _, name := range h.LocalRooms() {
+		if owned(name) {
+			h.Resubscribe(name)
+		}
+	}
 }
 
 // merge folds a subscribe reply into a live local copy. Callers hold mu.

@@ -68,11 +68,17 @@ type Config struct {
 	// TypingInterval is the minimum time between two accepted typing signals
 	// of one user in one room; extra signals are dropped.
 	TypingInterval time.Duration
-	// RoomIdleTTL is how often the sweeper runs (a quarter of it).
-	RoomIdleTTL time.Duration
+	// AckHoldMax bounds how long an acknowledgement waits for its message
+	// to reach this node before it is sent anyway (it should never come to
+	// that: the owner pushes a message before it answers its sender).
+	// Zero means DefaultAckHoldMax.
+	AckHoldMax time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultAckHoldMax is Config.AckHoldMax's default.
+const DefaultAckHoldMax = 10 * time.Second
 
 // Hub is the set of local rooms and users of one node.
 type Hub struct {
@@ -98,6 +104,9 @@ type Hub struct {
 func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AckHoldMax <= 0 {
+		cfg.AckHoldMax = DefaultAckHoldMax
 	}
 	return &Hub{
 		cfg:      cfg,

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"slices"
+	"strings"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -201,12 +202,98 @@ func (h *Hub) Publish(c Conn, id, roomName, cid, text string, start time.Time) {
 			return
 		}
 		ack.ID = id
-		c.Enqueue(protocol.Encode(ack))
+		h.sendAck(c, roomName, ack)
 		if !ack.Duplicate {
 			h.metrics.MessagesStored.Inc()
 		}
 		h.metrics.SendToAck.Observe(time.Since(start).Seconds())
 	})
+}
+
+// sendAck queues a send's acknowledgement to c once this node has
+// delivered the message it acknowledges: the protocol promises the sender
+// its own message before the ack (§5.5). The owner pushes a message before
+// it answers its sender, and both travel on one ordered stream, so the
+// message is normally here first; around an ownership move (a new owner, a
+// resubscription filling a gap) it may not be, and the ack waits for it.
+func (h *Hub) sendAck(c Conn, roomName string, ack protocol.Ack) {
+	frame := protocol.Encode(ack)
+	r, _ := h.lookup(roomName, false)
+	if r == nil {
+		c.Enqueue(frame)
+		return
+	}
+	defer r.mu.Unlock()
+	epoch := epochOfMID(ack.MID)
+	if _, joined := r.index[c]; !joined || (r.state == ready && epoch == r.epoch && r.cache.Head() >= ack.Seq) {
+		c.Enqueue(frame)
+		return
+	}
+	r.acks = append(r.acks, heldAck{c: c, epoch: epoch, seq: ack.Seq, frame: frame, since: h.now()})
+	if r.ackTimer == nil {
+		r.ackTimer = time.AfterFunc(h.cfg.AckHoldMax, r.ackDeadline)
+	}
+}
+
+// epochOfMID reads the epoch from a message id ("<epoch>-<seq>").
+func epochOfMID(mid string) string {
+	if i := strings.LastIndexByte(mid, '-'); i >= 0 {
+		return mid[:i]
+	}
+	return ""
+}
+
+// releaseAcks sends the held acknowledgements whose message this node has
+// now delivered, those of connections that left, and those of another
+// epoch than the local copy's (the room restarted; its subscribers were
+// told to reload). Callers hold r.mu.
+func (r *room) releaseAcks() {
+	if len(r.acks) == 0 {
+		return
+	}
+	kept := r.acks[:0]
+	for _, a := range r.acks {
+		_, joined := r.index[a.c]
+		if !joined || a.epoch != r.epoch || r.cache.Head() >= a.seq {
+			a.c.Enqueue(a.frame)
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(r.acks[len(kept):])
+	r.acks = kept
+	if len(r.acks) == 0 && r.ackTimer != nil {
+		r.ackTimer.Stop()
+		r.ackTimer = nil
+	}
+}
+
+// ackDeadline sends the acknowledgements held for AckHoldMax without their
+// message arriving. That breaks the message-first promise, which is logged;
+// never sending them would be worse (the client would resend for ever).
+func (r *room) ackDeadline() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ackTimer = nil
+	now := r.hub.now()
+	kept := r.acks[:0]
+	late := 0
+	for _, a := range r.acks {
+		if now.Sub(a.since) >= r.hub.cfg.AckHoldMax {
+			a.c.Enqueue(a.frame)
+			late++
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(r.acks[len(kept):])
+	r.acks = kept
+	if late > 0 {
+		r.hub.log.Warn("acknowledgements sent before their message reached this node", "room", r.name, "acks", late, "local_head", r.cache.Head())
+	}
+	if len(r.acks) > 0 {
+		r.ackTimer = time.AfterFunc(r.hub.cfg.AckHoldMax, r.ackDeadline)
+	}
 }
 
 func notJoined(id, room string) *protocol.Error {

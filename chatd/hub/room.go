@@ -51,6 +51,23 @@ type room struct {
 	resyncAt time.Time
 
 	typingLast map[string]time.Time
+
+	// acks holds acknowledgements that reached this node before the
+	// message they acknowledge: the protocol promises a sender its own
+	// message first (docs/protocol.md §5.5). They go out as soon as the
+	// local copy has the message (releaseAcks), or after AckHoldMax.
+	acks     []heldAck
+	ackTimer *time.Timer
+}
+
+// heldAck is an acknowledgement waiting for its message to be delivered
+// here.
+type heldAck struct {
+	c     Conn
+	epoch string
+	seq   uint64
+	frame []byte
+	since time.Time
 }
 
 type waitingJoin struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -254,4 +255,21 @@ func (cfg Config) memberlistConfig(d *delegates, logger *log.Logger) *memberlist
 	mc.Conflict = d
 	mc.Logger = logger
 	return mc
+}
+
+// FailureDetection is about how long the others take to declare a silent
+// member dead under profile (lan or local): the next probe, its timeout,
+// and the suspicion timeout memberlist applies before it gives up on a
+// suspect (SuspicionMult probe intervals at fewer than ten members; more,
+// logarithmically, beyond). It is a lower bound: with many members and no
+// confirmations the suspicion lasts longer. Windows that must outlast a
+// node being declared dead (tests, the pause detector) derive from it.
+func FailureDetection(profile string, members int) time.Duration {
+	mc := memberlist.DefaultLANConfig()
+	if profile == ProfileLocal {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	scale := max(1, math.Log10(float64(max(members, 1))))
+	suspicion := time.Duration(float64(mc.SuspicionMult) * scale * float64(mc.ProbeInterval))
+	return mc.ProbeInterval + mc.ProbeTimeout + suspicion
 }

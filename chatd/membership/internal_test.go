@@ -3,7 +3,11 @@ package membership
 import (
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,7 +148,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestLogBridge(t *testing.T) {
 	t.Parallel()
 	logs := &logRecorder{}
-	l := newLogBridge(slog.New(&recHandler{r: logs}))
+	var refutes atomic.Uint64
+	l := newLogBridge(slog.New(&recHandler{r: logs}), &refutes)
 	l.Printf("[DEBUG] memberlist: Stream connection from=127.0.0.1:5000")
 	l.Printf("[INFO] memberlist: Marking n1 as failed, suspect timeout reached (0 peer confirmations)")
 	l.Printf("[WARN] memberlist: Refuting a suspect message (from: n2)")
@@ -172,6 +177,30 @@ func TestLogBridge(t *testing.T) {
 	}
 	if logs.contains("[DEBUG]") || logs.contains("memberlist: ") {
 		t.Error("memberlist's level tag or prefix left in the message")
+	}
+	l.Printf("[WARN] memberlist: Refuting a dead message (from: n3)")
+	if got := refutes.Load(); got != 2 {
+		t.Errorf("counted %d refutations, want 2 (one suspect, one dead)", got)
+	}
+}
+
+// TestRefuteMarkersInMemberlist pins the log text refutations are counted
+// by (memberlist has no callback for them) to the memberlist this module
+// builds with: an upgrade that rewords them fails here, not in production.
+func TestRefuteMarkersInMemberlist(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/hashicorp/memberlist").Output()
+	if err != nil {
+		t.Fatalf("locate memberlist's source: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "state.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, marker := range refuteMarkers {
+		if !strings.Contains(string(src), "memberlist: "+marker) {
+			t.Errorf("memberlist's state.go no longer logs %q", marker)
+		}
 	}
 }
 

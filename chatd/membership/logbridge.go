@@ -5,6 +5,7 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 )
 
 // rejectedPeerHint is attached to memberlist's complaints about traffic it
@@ -31,20 +32,34 @@ var rejectionMarkers = []string{
 // prefixed by a level tag such as "[DEBUG]" or "[ERR]". Records carry
 // origin=memberlist: the caller's logger usually already has a component
 // attribute, and a second one would be ambiguous.
-func newLogBridge(l *slog.Logger) *log.Logger {
-	return log.New(&logBridge{log: l.With("origin", "memberlist")}, "", 0)
+// Every refutation of a suspicion of this node is counted in refutes.
+func newLogBridge(l *slog.Logger, refutes *atomic.Uint64) *log.Logger {
+	return log.New(&logBridge{log: l.With("origin", "memberlist"), refutes: refutes}, "", 0)
 }
+
+// refuteMarkers start memberlist's messages when it refutes a suspect or
+// dead message about this node: the others suspected it (it was slow, or
+// paused, or cut off) and it answers with a higher incarnation. memberlist
+// offers no callback for this; its log line is the one signal, and a test
+// checks the pinned memberlist still writes these words.
+var refuteMarkers = []string{"Refuting a suspect message", "Refuting a dead message"}
 
 // logBridge is the io.Writer behind newLogBridge's logger. log.Logger
 // serializes calls to Write, and slog handlers are safe for concurrent use.
 type logBridge struct {
-	log *slog.Logger
+	log     *slog.Logger
+	refutes *atomic.Uint64
 }
 
 // Write turns one memberlist log line into one slog record. It never fails,
 // so memberlist never sees a logging error.
 func (b *logBridge) Write(p []byte) (int, error) {
 	level, msg := parseMemberlistLine(string(p))
+	for _, marker := range refuteMarkers {
+		if strings.HasPrefix(msg, marker) && b.refutes != nil {
+			b.refutes.Add(1)
+		}
+	}
 	lower := strings.ToLower(msg)
 	for _, marker := range rejectionMarkers {
 		if strings.Contains(lower, marker) {

@@ -125,7 +125,16 @@ type Membership struct {
 	claimants  map[string]time.Time
 	subs       map[chan View]struct{}
 	subsClosed bool
+
+	// refutes counts memberlist's refutations of suspicions of this node.
+	refutes atomic.Uint64
 }
+
+// Refutes returns how many times memberlist refuted a suspect or dead
+// message about this node: each means the others suspected it (or declared
+// it dead) and may have acted on it. The cluster watches it to claim its
+// rooms again (see chatd/cluster's pause detection).
+func (m *Membership) Refutes() uint64 { return m.refutes.Load() }
 
 // New validates cfg and creates the memberlist instance, which starts
 // listening on the gossip port at once; it does not contact any seed (see
@@ -159,7 +168,7 @@ func New(cfg Config) (*Membership, error) {
 
 	// memberlist calls our delegates (NotifyJoin for this node itself)
 	// from inside Create, so everything they touch is initialized above.
-	list, err := memberlist.Create(cfg.memberlistConfig(&delegates{m: m}, newLogBridge(cfg.Logger)))
+	list, err := memberlist.Create(cfg.memberlistConfig(&delegates{m: m}, newLogBridge(cfg.Logger, &m.refutes)))
 	if err != nil {
 		m.cancel()
 		return nil, fmt.Errorf("membership: create memberlist on %s: %w",

@@ -41,6 +41,10 @@ type Metrics struct {
 	Handoffs         *prometheus.CounterVec // direction, result
 	HeldRequests     prometheus.Counter
 	ViewMismatches   prometheus.Counter
+	ClaimTime        *prometheus.HistogramVec // fetched
+	Fenced           prometheus.Counter
+	Conflicts        prometheus.Counter
+	Pauses           prometheus.Counter
 	TransportFrames  *prometheus.CounterVec // direction
 	TransportBytes   *prometheus.CounterVec // direction
 	TransportDrops   *prometheus.CounterVec // reason
@@ -133,6 +137,20 @@ func New() *Metrics {
 		ViewMismatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_forwards_view_mismatch_total", Help: "Forwarded requests whose sender's view of the active members differed from this node's.",
 		}),
+		ClaimTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "chatd_room_claim_seconds",
+			Help:    "Time from becoming a room's owner to serving it (promises collected, newest copy fetched when fetched=true).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"fetched"}),
+		Fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_rooms_fenced_total", Help: "Rooms this node gave up because another node owns them in a newer term (a refused write showed it).",
+		}),
+		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_replication_conflicts_total", Help: "Replicated messages refused because the copy held another message at the same sequence number (should stay 0).",
+		}),
+		Pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_pauses_total", Help: "Times this node noticed it had been paused or suspected by the cluster, and claimed its rooms again.",
+		}),
 		TransportFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatd_transport_frames_total", Help: "Inter-node frames, by direction (sent, received).",
 		}, []string{"direction"}),
@@ -151,6 +169,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
+		m.ClaimTime, m.Fenced, m.Conflicts, m.Pauses,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 	)
 	m.Registry.MustRegister(

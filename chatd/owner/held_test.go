@@ -28,12 +28,12 @@ func (h *heldCounter) Held() { h.held.Add(1) }
 func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 	out := &recorder{}
 	var obs heldCounter
-	cfg := testConfig(nil)
+	cfg := awaitingConfig(out, nil)
 	cfg.Observe = &obs
 	s := startService(t, cfg, out)
 
 	var sub *feed.State
-	s.Subscribe("r", "n1", []string{"cat"}, await, func(rep feed.State, err error) {
+	s.Subscribe("r", "n1", []string{"cat"}, func(rep feed.State, err error) {
 		if err != nil {
 			t.Errorf("held subscribe: %v", err)
 		}
@@ -47,7 +47,7 @@ func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 	}
 	var answers []answer
 	publish := func(user, cid string) {
-		s.Publish("r", user, cid, "text "+cid, await, func(ack protocol.Ack, err error) {
+		s.Publish("r", user, cid, "text "+cid, func(ack protocol.Ack, err error) {
 			answers = append(answers, answer{cid, ack, err})
 		})
 	}
@@ -67,6 +67,7 @@ func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 		t.Fatalf("pushed %v before the handoff", msgs)
 	}
 
+	waitUntil(t, "the claim to ask the previous owner", func() bool { return len(out.claimsMade()) == 1 })
 	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)

@@ -3,58 +3,12 @@ package owner
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
-
-// HandoffState is a room as the old owner gives it to the new one.
-type HandoffState struct {
-	Snapshot roomlog.Snapshot    `json:"snapshot"`
-	Nodes    map[string][]string `json:"nodes"` // node → users present there
-}
-
-// ApplyReplica stores a message the owner sequenced on this node's replica of
-// the room. It returns roomlog.ErrGap when the replica needs a full sync.
-func (s *Service) ApplyReplica(roomName, epoch string, msg protocol.Message) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.replicas[roomName]
-	if l == nil || l.Epoch() != epoch {
-		if msg.Seq != 1 {
-			return fmt.Errorf("%w: no replica of %s in epoch %s", roomlog.ErrGap, roomName, epoch)
-		}
-		var err error
-		l, err = roomlog.Restore(roomlog.Snapshot{Room: roomName, Epoch: epoch}, s.logConfig())
-		if err != nil {
-			return err
-		}
-		s.replicas[roomName] = l
-	}
-	return l.Apply(msg)
-}
-
-// SyncReplica replaces this node's replica of a room with a full copy.
-func (s *Service) SyncReplica(snap roomlog.Snapshot) error {
-	l, err := roomlog.Restore(snap, s.logConfig())
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.replicas[snap.Room] = l
-	return nil
-}
-
-// ForgetReplica drops this node's replica of a room.
-func (s *Service) ForgetReplica(roomName string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.replicas, roomName)
-}
 
 // SetReplicas tells an owned room which nodes replicate it now. New replicas
 // get a full copy before they count; replicas that left stop counting, which
@@ -65,10 +19,10 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 		return
 	}
 	defer r.mu.Unlock()
-	if slices.Equal(r.replicas, replicas) {
-		return
+	if slices.Equal(r.replicas, replicas) || r.state == stateWaiting {
+		return // a claim gives every replica of the view a copy when it ends
 	}
-	if s.cfg.HasQuorum != nil && !s.cfg.HasQuorum() {
+	if !s.view.HasQuorum() {
 		// Dropping an unreachable replica here could commit, on the
 		// minority side, messages the majority never sees.
 		return
@@ -92,7 +46,8 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 // Callers hold r.mu.
 func (r *room) syncLocked(rep string) {
 	snap := r.log.Snapshot()
-	r.svc.out.SyncReplica(rep, snap, func(err error) { r.onReplicated(rep, "sync", snap.Epoch, snap.Head, err) })
+	term := r.term
+	r.svc.out.SyncReplica(rep, snap, func(err error) { r.onReplicated(rep, "sync", snap.Epoch, term, snap.Head, err) })
 }
 
 // ResyncReplica is called when a replica reported a gap: it gets a full copy.
@@ -102,7 +57,7 @@ func (s *Service) ResyncReplica(roomName, replica string) {
 		return
 	}
 	defer r.mu.Unlock()
-	if slices.Contains(r.replicas, replica) {
+	if r.state != stateWaiting && slices.Contains(r.replicas, replica) {
 		r.syncLocked(replica)
 	}
 }
@@ -118,23 +73,31 @@ func (s *Service) DropNode(node string) {
 
 // HandOff gives an owned room to newOwner. New requests are refused with
 // ErrMoving from now on; messages already sequenced are committed first, so
-// the snapshot carries everything acknowledged. send delivers the state and
-// reports the outcome; on failure the room stays here, ready, and the
-// cluster tries again on its next pass.
+// the state carries everything acknowledged. On failure the room stays
+// here, ready, and the cluster tries again on its next pass.
 //
 // A later call while the room still waits for pending messages (the
 // cluster's next pass, or the new owner's claim) aims the handoff at its
-// send instead, and once the wait has lasted drainLimit it stops waiting:
+// node instead, and once the wait has lasted drainLimit it stops waiting:
 // the senders are told ErrMoving and the state goes now (see
 // abandonPendingLocked). A replica that does not answer must not keep the
 // room from its new owner, which holds requests meanwhile.
-func (s *Service) HandOff(roomName string, send func(HandoffState, func(error))) {
+func (s *Service) HandOff(roomName, newOwner string) {
 	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
 	defer r.mu.Unlock()
-	start := func() { r.sendHandoff(send) }
+	s.handOffRoomLocked(r, newOwner)
+}
+
+// handOffLocked is HandOff for a room whose service lock the caller holds.
+// Callers hold s.mu and r.mu.
+func (s *Service) handOffLocked(r *room, newOwner string) { s.handOffRoomLocked(r, newOwner) }
+
+// handOffRoomLocked starts or re-aims r's handoff. Callers hold r.mu.
+func (s *Service) handOffRoomLocked(r *room, newOwner string) {
+	start := func() { r.sendHandoff(newOwner) }
 	switch {
 	case r.state == stateReady:
 		r.state = stateMoving
@@ -154,16 +117,16 @@ func (s *Service) HandOff(roomName string, send func(HandoffState, func(error)))
 		r.afterDrain = nil
 		start()
 	}
-	// Otherwise the room awaits its own handoff, or its state is on the way.
+	// Otherwise the room is being claimed here, or its state is on the way.
 }
 
 // drainLimit bounds how long a handoff waits for pending messages: half the
-// new owner's grace, so the state normally reaches it before it asks the
-// peers again.
+// new owner's grace, so the state normally reaches it before it claims the
+// room from every member instead.
 func (s *Service) drainLimit() time.Duration { return s.cfg.HandoffGrace / 2 }
 
 // abandonPendingLocked answers the senders of pending messages with err.
-// The messages stay in the log, so the handoff state carries them and a
+// The messages stay in the log, so a handoff state carries them and a
 // resend (which ErrMoving prompts) is answered by the new owner from its
 // dedupe window with the original sequence number. They also stay pending
 // here, without senders, so they are still committed in order if the
@@ -178,19 +141,21 @@ func (r *room) abandonPendingLocked(err error) {
 	}
 }
 
-// sendHandoff sends the room's state with send and, once it is accepted,
+// sendHandoff sends the room's state to newOwner and, once it is accepted,
 // retires the room here. Callers hold r.mu.
-func (r *room) sendHandoff(send func(HandoffState, func(error))) {
+func (r *room) sendHandoff(newOwner string) {
 	s := r.svc
-	st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: make(map[string][]string, len(r.nodes))}
-	for node, users := range r.nodes {
-		st.Nodes[node] = slices.Collect(maps.Keys(users))
-	}
-	send(st, func(err error) {
+	st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: r.subscribersLocked()}
+	st.Snapshot.Term = r.term
+	s.out.HandOff(newOwner, st, func(err error) {
 		s.cfg.Observe.Handoff(true, err)
 		r.mu.Lock()
+		if r.dead {
+			r.mu.Unlock()
+			return
+		}
 		if err != nil && !errors.Is(err, ErrBehind) {
-			r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "err", err)
+			r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "to", newOwner, "err", err)
 			r.state = stateReady
 			r.mu.Unlock()
 			return
@@ -211,8 +176,9 @@ func (r *room) sendHandoff(send func(HandoffState, func(error))) {
 	})
 }
 
-// AcceptHandoff installs a room handed over by its previous owner. Requests
-// held while waiting for it are applied in order.
+// AcceptHandoff installs a room handed over by its previous owner, in a
+// term above every term this node knows for it. Requests held while the
+// room was being claimed are applied in order.
 func (s *Service) AcceptHandoff(st HandoffState) (err error) {
 	defer func() { s.cfg.Observe.Handoff(false, err) }()
 	l, err := roomlog.Restore(st.Snapshot, s.logConfig())
@@ -221,51 +187,51 @@ func (s *Service) AcceptHandoff(st HandoffState) (err error) {
 	}
 	name := st.Snapshot.Room
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.promised[name]; p > st.Snapshot.Term && s.rooms[name] == nil {
+		// A newer term was promised to another claimant since the giver
+		// took the room: its state may miss what that owner wrote.
+		return &StaleTermError{Room: name, Promised: p}
+	}
 	r := s.rooms[name]
 	if r == nil {
 		r = s.newRoom(name, l)
 		s.rooms[name] = r
 		delete(s.replicas, name)
-		s.mu.Unlock()
 		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.claimStart = s.cfg.Now()
 		r.installNodes(st.Nodes)
-		r.mu.Unlock()
+		r.finishClaimLocked(s.nextTermLocked(r, st.Snapshot.Term), nil)
 		return nil
 	}
 	delete(s.replicas, name)
-	s.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// Never trade acknowledged history for less of it: a node that was cut
-	// off may hand over a room it started empty on its side of a partition.
-	if r.committed > l.Head() || (r.log.Epoch() != l.Epoch() && r.committed == l.Head() && r.committed > 0) {
-		s.log.Warn("handoff refused: local room is ahead", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())
-		return fmt.Errorf("room %s (%d ≥ %d): %w", name, r.committed, l.Head(), ErrBehind)
+	if r.dead {
+		return fmt.Errorf("room %s: %w", name, ErrMoving)
+	}
+	// Never trade acknowledged history for less of it. A room this node
+	// serves is only replaced by a newer copy (a higher term, or the same
+	// term and longer): an older one comes from a node that was cut off
+	// and missed this node's claim of the room.
+	if r.state != stateWaiting && !roomlog.Newer(st.Snapshot.Term, l.Head(), r.term, r.committed) {
+		s.log.Warn("handoff refused: local room is newer", "room", name, "local_epoch", r.log.Epoch(), "local_term", r.term, "local_head", r.committed,
+			"epoch", l.Epoch(), "term", st.Snapshot.Term, "head", l.Head())
+		return fmt.Errorf("room %s (term %d head %d, offered term %d head %d): %w", name, r.term, r.committed, st.Snapshot.Term, l.Head(), ErrBehind)
 	}
 	if r.log.Epoch() != l.Epoch() && r.committed > 0 {
 		s.log.Warn("handoff replaces a room of another epoch", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())
 	}
-	// Messages sequenced here but never committed were never acknowledged:
-	// their senders are told to resend, and the incoming state wins.
-	for _, p := range r.pending {
-		for _, reply := range append(p.replies, p.dups...) {
-			reply(protocol.Ack{}, ErrMoving)
-		}
+	if err := r.installLocked(st); err != nil {
+		return err
 	}
-	r.pending = nil
-	r.afterDrain = nil
-	oldEpoch, oldHead := r.log.Epoch(), r.committed
-	r.log = l
-	r.committed = l.Head()
-	r.resyncAllLocked()
-	r.installNodes(st.Nodes)
-	r.catchUpNodesLocked(oldEpoch, oldHead)
-	r.becomeReady()
+	r.finishClaimLocked(s.nextTermLocked(r, st.Snapshot.Term), nil)
 	return nil
 }
 
-// catchUpNodesLocked pushes to every subscribed node what the handed-over
-// log holds beyond the log it replaced (from oldHead in oldEpoch). Nodes that
+// catchUpNodesLocked pushes to every subscribed node what the installed log
+// holds beyond the log it replaced (from oldHead in oldEpoch). Nodes that
 // followed the previous owner have it and drop the duplicates; a node that
 // kept subscribers of this room under the replaced log (this node itself,
 // after a partition in which it kept owning the room in its own view, so it
@@ -298,10 +264,8 @@ func (r *room) installNodes(nodes map[string][]string) {
 	}
 }
 
-// resyncAllLocked gives every replica a full copy after the log was
-// replaced: what they acknowledged was another log, and otherwise they
-// would learn of the handed-over history only when a later message showed
-// the gap. Callers hold r.mu.
+// resyncAllLocked gives every replica a full copy in the room's term: what
+// they acknowledged was another log or another term. Callers hold r.mu.
 func (r *room) resyncAllLocked() {
 	r.acked = make(map[string]uint64, len(r.replicas))
 	clear(r.repair)
@@ -311,98 +275,22 @@ func (r *room) resyncAllLocked() {
 	}
 }
 
-// becomeReady ends a wait for a handoff and runs the held requests in order.
+// becomeReady ends a claim and runs the held requests in order. With no
+// replica, what was pending commits at once.
 func (r *room) becomeReady() {
 	if r.state != stateWaiting {
 		return
 	}
-	r.stopWait()
 	r.state = stateReady
 	if len(r.repair) > 0 {
-		r.scheduleRetryLocked() // paused while the room waited
+		r.scheduleRetryLocked() // paused while the room was claimed
 	}
 	held := r.held
 	r.held = nil
-	for _, f := range held {
-		f()
+	r.commitLocked(r.replicatedUpTo())
+	for _, h := range held {
+		h.run()
 	}
-}
-
-// Suspend puts every room this node serves back into a wait for a handoff
-// and returns their names, for the caller to claim them from the peers
-// (Config.OnAwait). The cluster calls it when this node regains a quorum: on
-// the minority side of a partition its rooms took no message, but the
-// majority may have taken some of them over from their replicas and gone on,
-// so this node's copies may be stale. Until the peers have answered,
-// requests are held and repairs paused; then a peer that holds a newer copy
-// hands it over, or the wait ends and the room carries on from its own
-// copy. claim is consulted again if the wait expires.
-func (s *Service) Suspend(claim ClaimFunc) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var names []string
-	for name, r := range s.rooms {
-		r.mu.Lock()
-		if !r.dead && r.state == stateReady {
-			r.state = stateWaiting
-			r.claim = claim
-			r.stopRetry()
-			r.startWaitTimer()
-			names = append(names, name)
-		}
-		r.mu.Unlock()
-	}
-	return names
-}
-
-// startWaitTimer bounds a wait for a handoff (see waitExpired). The callback
-// must ask the claim under the service's lock before it takes the room's,
-// so it cannot check which timer it is under the room's lock first: a
-// generation number, copied into the callback, tells it instead. Callers
-// hold r.mu, or hold the only reference to r.
-func (r *room) startWaitTimer() {
-	r.waitGen++
-	gen := r.waitGen
-	r.waitTimer = time.AfterFunc(r.svc.cfg.HandoffGrace, func() { r.waitExpired(gen) })
-}
-
-func (r *room) stopWait() {
-	r.waitGen++
-	if r.waitTimer != nil {
-		r.waitTimer.Stop()
-		r.waitTimer = nil
-	}
-}
-
-// waitExpired ends a grace without a handoff. When the claim still says a
-// live peer may hold the room, it asks the peers again and waits another
-// grace instead of starting the room: a wait outlives the grace only when a
-// peer answered that it is handing the room over (peers that hold nothing
-// answer at once and end the wait), and that peer's handoff may be held up
-// by messages waiting for a replica. Starting without it would open the
-// room from local state, which on a node that never had a copy is an empty
-// room in a new epoch, and the acknowledged history would be lost to
-// clients. Otherwise (no peer can hold it, or this node is no longer the
-// owner and will hand it on) the room starts from what this node has.
-func (r *room) waitExpired(gen uint64) {
-	s := r.svc
-	s.mu.Lock()
-	_, hasReplica := s.replicas[r.name]
-	claim := r.claim(r.name, hasReplica)
-	s.mu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if gen != r.waitGen || r.state != stateWaiting || r.dead || s.closed.Load() {
-		return
-	}
-	if claim == ClaimAwaitHandoff && s.cfg.OnAwait != nil {
-		s.log.Warn("no handoff arrived yet; asking the peers again", "room", r.name)
-		r.startWaitTimer()
-		go s.cfg.OnAwait(r.name)
-		return
-	}
-	s.log.Warn("no handoff arrived; starting the room from local state", "room", r.name, "head", r.log.Head())
-	r.becomeReady()
 }
 
 // Sweep forgets owned rooms that have had no subscribed node for RoomIdleTTL,
@@ -425,48 +313,20 @@ func (s *Service) Sweep() {
 	}
 }
 
-// Close refuses further requests and stops the rooms' timers, replication
-// retries and handoff waits included.
+// Close refuses further requests, stops the rooms' timers, replication
+// retries and claims, and waits for the claim loops to end.
 func (s *Service) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed.Store(true)
+	if s.closed.Swap(true) {
+		s.mu.Unlock()
+		return
+	}
+	close(s.done)
 	for _, r := range s.rooms {
 		r.mu.Lock()
 		r.stopTimers()
 		r.mu.Unlock()
 	}
-}
-
-// EndWait ends a wait for a handoff that will not come (the previous owner
-// confirmed it holds nothing): held requests run now.
-func (s *Service) EndWait(roomName string) {
-	r := s.lockHeld(roomName)
-	if r == nil {
-		return
-	}
-	defer r.mu.Unlock()
-	r.becomeReady()
-}
-
-// ReleaseTo answers a new owner's claim on a room: when this node holds the
-// room it hands it over now (even before its own view has caught up, since
-// the claimant's view is newer) and reports true; otherwise it promises not
-// to start the room for the grace period and reports false.
-func (s *Service) ReleaseTo(roomName string, send func(HandoffState, func(error))) bool {
-	s.mu.Lock()
-	r := s.rooms[roomName]
-	if r == nil {
-		// Long enough for this node's view to catch up with the
-		// claimant's, short enough not to block a later legitimate claim.
-		s.relinquished[roomName] = s.cfg.Now().Add(min(s.cfg.HandoffGrace, relinquishFor))
-		s.mu.Unlock()
-		return false
-	}
 	s.mu.Unlock()
-	s.HandOff(roomName, send)
-	return true
+	s.acquiring.Wait()
 }
-
-// relinquishFor bounds the promise made by ReleaseTo.
-const relinquishFor = 3 * time.Second

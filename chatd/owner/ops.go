@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -10,43 +11,33 @@ import (
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
-// Claim tells the service how to treat a request for a room it does not hold
-// yet. The cluster decides it from the membership views.
-type Claim int
-
-const (
-	// ClaimNotOwner: another node owns the room in this node's view.
-	ClaimNotOwner Claim = iota
-	// ClaimCreate: this node owns the room and nobody else can hold it:
-	// start it (from a local replica when there is one).
-	ClaimCreate
-	// ClaimAwaitHandoff: this node owns the room but the previous owner is
-	// alive and will hand it over; hold requests until it does.
-	ClaimAwaitHandoff
-)
-
-// ClaimFunc answers Claim for a room; set by the cluster. hasReplica says
-// whether this node keeps a replica of the room. It is called with the
-// service's lock held and must not call back into the service.
-type ClaimFunc func(room string, hasReplica bool) Claim
-
-// acquire returns the owned room, creating or awaiting it as claim says. The
-// room is returned locked.
-func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
+// acquire returns the owned room, starting a claim of it when this node is
+// its owner in the current view and does not hold it yet. The room is
+// returned locked; a room being claimed holds requests (whenReady).
+func (s *Service) acquire(name string) (*room, error) {
 	s.mu.Lock()
 	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
 	r := s.rooms[name]
-	_, hasReplica := s.replicas[name]
-	if r != nil && claim(name, hasReplica) == ClaimNotOwner {
+	owner := s.view.Owner(name)
+	if r != nil && owner != s.cfg.Self {
 		// Still held here (a handoff is pending or failed), but another
 		// node owns it now: serving it would fork the room.
 		s.mu.Unlock()
 		return nil, ErrNotOwner
 	}
 	if r == nil {
+		if owner != s.cfg.Self {
+			s.mu.Unlock()
+			return nil, ErrNotOwner
+		}
+		if !s.view.HasQuorum() {
+			// Starting a room is a write: not on the minority side.
+			s.mu.Unlock()
+			return nil, ErrNoQuorum
+		}
 		if until, ok := s.relinquished[name]; ok {
 			if s.cfg.Now().Before(until) {
 				s.mu.Unlock()
@@ -54,32 +45,12 @@ func (s *Service) acquire(name string, claim ClaimFunc) (*room, error) {
 			}
 			delete(s.relinquished, name)
 		}
-		switch claim(name, hasReplica) {
-		case ClaimNotOwner:
-			s.mu.Unlock()
-			return nil, ErrNotOwner
-		case ClaimCreate:
-			r = s.newRoom(name, s.takeReplicaLocked(name))
-		case ClaimAwaitHandoff:
-			r = s.newRoom(name, s.takeReplicaLocked(name))
-			r.state = stateWaiting
-			r.claim = claim
-			r.startWaitTimer()
-			if s.cfg.OnAwait != nil {
-				go s.cfg.OnAwait(name)
-			}
-		}
+		r = s.newRoom(name, s.takeReplicaLocked(name))
 		s.rooms[name] = r
-		if s.cfg.Replicas != nil {
-			// Replicated from the first message on: a room must not live
-			// unreplicated until the next reconciliation.
-			r.mu.Lock()
-			r.replicas = s.cfg.Replicas(name)
-			for _, rep := range r.replicas {
-				r.syncLocked(rep)
-			}
-			r.mu.Unlock()
-		}
+		r.mu.Lock()
+		r.replicas = s.view.Replicas(name)
+		s.startClaimLocked(r, 0, true)
+		r.mu.Unlock()
 	}
 	s.mu.Unlock()
 	r.mu.Lock()
@@ -108,7 +79,7 @@ func (r *room) whenReady(f func(), fail func(error)) {
 		f()
 	case stateWaiting:
 		r.svc.cfg.Observe.Held()
-		r.held = append(r.held, f)
+		r.held = append(r.held, heldRequest{run: f, fail: fail})
 	case stateMoving:
 		fail(ErrMoving)
 	}
@@ -117,8 +88,8 @@ func (r *room) whenReady(f func(), fail func(error)) {
 // Subscribe registers node as having subscribers for room, with the users
 // present there, and returns the room's state and kept history. The reply is
 // made under the room's lock, before any later push to that node.
-func (s *Service) Subscribe(roomName, node string, users []string, claim ClaimFunc, reply func(feed.State, error)) {
-	r, err := s.acquire(roomName, claim)
+func (s *Service) Subscribe(roomName, node string, users []string, reply func(feed.State, error)) {
+	r, err := s.acquire(roomName)
 	if err != nil {
 		reply(feed.State{}, err)
 		return
@@ -180,8 +151,8 @@ func (s *Service) PresenceChange(roomName, node, user string, joined bool) {
 // every replica and has been pushed to the subscribed nodes; a resend of a
 // (user, cid) already seen is answered with the original ack, marked
 // duplicate.
-func (s *Service) Publish(roomName, user, cid, text string, claim ClaimFunc, reply PublishReply) {
-	r, err := s.acquire(roomName, claim)
+func (s *Service) Publish(roomName, user, cid, text string, reply PublishReply) {
+	r, err := s.acquire(roomName)
 	if err != nil {
 		reply(protocol.Ack{}, err)
 		return
@@ -211,9 +182,9 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 		r.commitLocked(msg.Seq)
 		return
 	}
-	epoch, seq := r.log.Epoch(), msg.Seq
+	epoch, term, seq := r.log.Epoch(), r.term, msg.Seq
 	for _, rep := range r.replicas {
-		r.svc.out.Replicate(rep, r.name, msg, func(err error) { r.onReplicated(rep, "replicate", epoch, seq, err) })
+		r.svc.out.Replicate(rep, Replication{Room: r.name, Epoch: epoch, Term: term, Msg: msg}, func(err error) { r.onReplicated(rep, "replicate", epoch, term, seq, err) })
 	}
 }
 
@@ -223,15 +194,23 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 // commit pending messages. A failure leaves them pending and schedules a
 // repair (see retryLocked), so they end in an ack once the replica answers
 // again, or once the replica set changes without it.
-func (r *room) onReplicated(replica, op, epoch string, seq uint64, err error) {
+func (r *room) onReplicated(replica, op, epoch string, term, seq uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.dead || epoch != r.log.Epoch() || !slices.Contains(r.replicas, replica) {
-		// About a log or a replica this room no longer has (replaced by a
-		// handoff, or dropped by SetReplicas): it must not count.
+	if r.dead || epoch != r.log.Epoch() || term != r.term || r.state == stateWaiting || !slices.Contains(r.replicas, replica) {
+		// About a log, a term or a replica this room no longer has
+		// (replaced by a handoff, claimed again, or dropped by
+		// SetReplicas): it must not count.
 		return
 	}
 	if err != nil {
+		if errors.Is(err, ErrStaleTerm) || errors.Is(err, ErrNotMember) {
+			// The replica promised a newer term to another owner, or does
+			// not count this node as a member (it was declared dead): this
+			// node is not the room's owner any more, whatever its view says.
+			r.fencedLocked(replica, err)
+			return
+		}
 		r.replicationFailed(replica, op, seq, err)
 		return
 	}
@@ -243,22 +222,23 @@ func (r *room) onReplicated(replica, op, epoch string, seq uint64, err error) {
 }
 
 // History returns a page of a room's committed history.
-func (s *Service) History(roomName string, before uint64, limit int, claim ClaimFunc, reply func(protocol.HistoryPage, error)) {
+func (s *Service) History(roomName string, before uint64, limit int, reply func(protocol.HistoryPage, error)) {
 	// Reading a room nobody holds must not create it: answer an empty page.
+	// A room this node keeps a copy of is served (claimed) from it.
 	s.mu.Lock()
 	_, held := s.rooms[roomName]
-	_, hasReplica := s.replicas[roomName]
-	c := claim(roomName, hasReplica)
+	_, hasCopy := s.replicas[roomName]
+	owner := s.view.Owner(roomName)
 	s.mu.Unlock()
-	if !held {
-		if c == ClaimNotOwner {
+	if !held && !hasCopy {
+		if owner != s.cfg.Self {
 			reply(protocol.HistoryPage{}, ErrNotOwner)
 			return
 		}
 		reply(protocol.HistoryPage{Type: protocol.TypeHistory, Room: roomName, Oldest: 1, Messages: []protocol.Message{}}, nil)
 		return
 	}
-	r, err := s.acquire(roomName, claim)
+	r, err := s.acquire(roomName)
 	if err != nil {
 		reply(protocol.HistoryPage{}, err)
 		return

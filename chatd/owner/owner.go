@@ -5,9 +5,35 @@
 // coalesces typing, keeps replica copies of rooms other nodes own, and hands
 // rooms over when ownership moves.
 //
-// The package talks to other nodes only through the Outbound interface, so it
-// is tested without a network, and the cluster package supplies the real
-// transport.
+// # Fencing
+//
+// Ownership is decided from each node's own membership view, and views
+// differ for a while after every change: a node that was paused (a long GC,
+// a throttled container, a VM migrated) wakes up believing it still owns
+// rooms the others took over long ago. Every ownership of a room therefore
+// carries a term, a number that only grows (Raft's term, Kafka's leader
+// epoch):
+//
+//   - A node that becomes a room's owner first claims it: it asks every live
+//     member to promise a term higher than any term they have seen for the
+//     room. A member that promised term T refuses every later write of the
+//     room (replicate, sync) from a term below T, and an owner that promises
+//     a higher term to another node retires the room at once.
+//   - The claimant collects, with the promises, every member's copy of the
+//     room and starts from the newest (highest term, then longest: see
+//     roomlog.Newer), fetching it when it is not its own, so a new owner
+//     never starts a room empty while a copy lives.
+//   - An owner acknowledges a message only once every replica of the room
+//     has stored it in the owner's current term. A stale owner's first
+//     write is refused by a replica that promised a newer term; it learns
+//     there that it was replaced, and gives the room up.
+//
+// The proof sketch and its assumptions are in docs/architecture.md
+// ("Fencing").
+//
+// The package talks to other nodes only through the Outbound interface and
+// sees the membership only through View, so it is tested without a network;
+// the cluster package supplies both.
 package owner
 
 import (
@@ -36,58 +62,158 @@ var (
 	ErrBehind = errors.New("handoff refused: the new owner is ahead")
 	// ErrClosed: the service is shutting down.
 	ErrClosed = errors.New("owner service closed")
+	// ErrStaleTerm: a write or claim carried an ownership term older than
+	// one this node has promised: another node owns the room now.
+	ErrStaleTerm = errors.New("stale ownership term")
+	// ErrOwnedHere: a claim was refused because this node owns the room in
+	// its own view; the claimant waits until the views agree.
+	ErrOwnedHere = errors.New("the room is owned by this node in its view")
+	// ErrNotMember: a claim or sync came from a node this node does not
+	// count as a live member (it was declared dead and has not rejoined).
+	ErrNotMember = errors.New("not a live member in this node's view")
+	// ErrNoQuorum: this node sees no majority of the cluster and refuses
+	// writes and claims.
+	ErrNoQuorum = errors.New("no quorum")
 )
 
-// Outbound is how the owner reaches other nodes (and itself). Its methods
-// must return without blocking. Pushes to one node must arrive in the order
-// they were made, and after any reply made earlier to that node; so must
-// replicates and syncs to one replica, since a snapshot overtaken by a later
-// replicate would take that message back off the replica. Callbacks
-// (done) must never run synchronously inside the call that takes them: the
-// owner calls these methods with a room's lock held, and the callbacks take
-// that lock.
+// View is what the owner needs to know of the membership. The cluster
+// implements it from its current view; every method must be cheap and must
+// not call back into the service.
+type View interface {
+	// Owner returns the room's owner among the active members, or "" when
+	// there is none.
+	Owner(room string) string
+	// PreviousOwner returns the room's owner in the view before the last
+	// change of the active members, and whether it is still a live member.
+	PreviousOwner(room string) (node string, alive bool)
+	// Replicas returns the replicas of a room this node owns (the owner
+	// excluded; nil for none).
+	Replicas(room string) []string
+	// Peers returns every live member other than this node that owns or
+	// replicates rooms, or may have (active and draining members): a claim
+	// needs each one's promise.
+	Peers() []string
+	// Newcomers returns the live members that are still joining: they
+	// never owned or replicated a room in their current life, so a claim
+	// asks them (their copies from a previous life count when they answer
+	// in time) but does not wait for them.
+	Newcomers() []string
+	// Alive reports whether node is a live member.
+	Alive(node string) bool
+	// HasQuorum reports whether this node sees a strict majority of the
+	// expected cluster.
+	HasQuorum() bool
+	// Changed returns a channel that is closed at the next view change.
+	Changed() <-chan struct{}
+}
+
+// Outbound is how the owner reaches other nodes. Its methods must return
+// without blocking. Pushes to one node must arrive in the order they were
+// made, and after any reply made earlier to that node; so must replicates
+// and syncs to one replica, since a snapshot overtaken by a later replicate
+// would take that message back off the replica. Callbacks must never run
+// synchronously inside the call that takes them: the owner calls these
+// methods with a room's lock held, and the callbacks take that lock.
 type Outbound interface {
 	// Push sends an event to a subscribed node.
 	Push(node string, ev feed.Event)
-	// Replicate stores msg on replica and calls done with the outcome.
-	Replicate(replica string, room string, msg protocol.Message, done func(error))
+	// Replicate stores a message on a replica and calls done with the outcome.
+	Replicate(replica string, rep Replication, done func(error))
 	// SyncReplica gives a replica a full copy of a room's log and calls done.
 	SyncReplica(replica string, snap roomlog.Snapshot, done func(error))
 	// ForgetReplica tells a replica the room is gone.
 	ForgetReplica(replica string, room string)
+	// Claim asks peer to promise a term for a room (or, with Promise
+	// false, whether it is handing the room over), and calls done with its
+	// answer.
+	Claim(peer string, req ClaimRequest, done func(ClaimReply, error))
+	// Fetch asks peer for its copy of a room (after it promised term).
+	Fetch(peer string, room string, term uint64, done func(HandoffState, error))
+	// HandOff gives a room's state to its new owner and calls done.
+	HandOff(node string, st HandoffState, done func(error))
+}
+
+// Replication is one message an owner stores on a replica, in its term.
+type Replication struct {
+	Room  string           `json:"room"`
+	Epoch string           `json:"epoch"`
+	Term  uint64           `json:"term"`
+	Msg   protocol.Message `json:"msg"`
+}
+
+// ClaimRequest asks a node about a room this node is becoming the owner of.
+type ClaimRequest struct {
+	Room string `json:"room"`
+	// Promise asks the node to promise Term: to refuse, from now on, writes
+	// of the room from any lower term. Without it the node only says
+	// whether it is handing the room over (the previous owner, when it is
+	// alive, hands it over with its subscribers and without a new term
+	// round: it retires the room itself).
+	Promise bool   `json:"promise,omitempty"`
+	Term    uint64 `json:"term,omitempty"`
+}
+
+// ClaimReply is a node's answer to a claim.
+type ClaimReply struct {
+	// Refused, when set, says why the claim was not granted: stale_term
+	// (Promised is higher), owned (the node owns the room in its view),
+	// not_member (the node does not count the claimant as a live member)
+	// or no_quorum.
+	Refused string `json:"refused,omitempty"`
+	// Handing: the node owned the room and is handing it over (query), or
+	// retired it on this promise (its copy is then the one to fetch).
+	Handing bool `json:"handing,omitempty"`
+	// Promised is the highest term the node has promised for the room
+	// (after this claim, when it was granted).
+	Promised uint64 `json:"promised,omitempty"`
+	// Copy describes the node's copy of the room, if it holds one.
+	Copy *CopyInfo `json:"copy,omitempty"`
+}
+
+// CopyInfo describes a copy of a room's log.
+type CopyInfo struct {
+	Epoch string `json:"epoch"`
+	Term  uint64 `json:"term"`
+	Head  uint64 `json:"head"`
+}
+
+// HandoffState is a room as one node gives it to another: the log, and when
+// the giver owned the room, the nodes subscribed to it.
+type HandoffState struct {
+	Snapshot roomlog.Snapshot    `json:"snapshot"`
+	Nodes    map[string][]string `json:"nodes,omitempty"` // node → users present there
 }
 
 // Config tunes the owner service.
 type Config struct {
 	// Self is this node's name.
-	Self             string
-	HistorySize      int
-	DedupeWindow     int
-	PresenceListMax  int
+	Self            string
+	HistorySize     int
+	DedupeWindow    int
+	PresenceListMax int
+	// RoomIdleTTL is how long a room without subscribed nodes is kept.
 	RoomIdleTTL      time.Duration
 	TypingCoalesce   time.Duration
 	PresenceCoalesce time.Duration
-	// Replicas returns the replicas of a room this node owns (owner
-	// excluded), for rooms created or taken over between two membership
-	// reconciliations. Nil means none.
-	Replicas func(room string) []string
-	// HasQuorum reports whether this node sees a majority of the cluster.
-	// Without it, replica sets are not shrunk, so a message waiting for an
-	// unreachable replica is never committed on the minority side of a
-	// partition. Nil means always.
-	HasQuorum func() bool
+	// View is the membership as this node sees it. Required.
+	View View
+	// Verified reports whether this node may acknowledge messages: false
+	// from the moment it notices it was paused or suspected by the others
+	// until its rooms were claimed again (see Service.Reverify). Nil means
+	// always.
+	Verified func() bool
 	// Observe receives events worth measuring; nil drops them.
 	Observe Observer
-	// OnAwait is called (on its own goroutine) when this node starts
-	// waiting for a room's handoff, so the cluster can ask the previous
-	// owner to hand it over now, or to confirm it has nothing (EndWait).
-	OnAwait func(room string)
 	// HandoffGrace is how long a new owner holds requests for a room while
-	// waiting for the previous owner's handoff before it asks the peers
-	// again (when a live peer may still hold the room) or starts the room
-	// from its replica (or empty). Half of it bounds how long an old owner's
+	// waiting for the previous owner's handoff before it claims the room
+	// from every member instead. Half of it bounds how long an old owner's
 	// handoff waits for messages still being replicated.
 	HandoffGrace time.Duration
+	// ClaimRetry is the pause between two claim rounds that could not
+	// complete (a member did not answer, or owns the room in its view)
+	// when the view does not change meanwhile. Zero means
+	// DefaultClaimRetry.
+	ClaimRetry time.Duration
 	// ReplicationRetry is the first pause before a replica whose replicate
 	// or sync failed gets a full copy again; each failure in a row doubles
 	// it, up to ReplicationRetryMax. Zero means the defaults.
@@ -103,23 +229,36 @@ type Config struct {
 const (
 	DefaultReplicationRetry    = 200 * time.Millisecond
 	DefaultReplicationRetryMax = 5 * time.Second
+	DefaultClaimRetry          = 100 * time.Millisecond
 )
 
 // Service holds the rooms this node owns and the replicas it keeps.
 type Service struct {
-	cfg Config
-	out Outbound
-	log *slog.Logger
+	cfg  Config
+	view View
+	out  Outbound
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	rooms    map[string]*room
 	replicas map[string]*roomlog.Log
+	// promised holds, per room, the highest ownership term this node has
+	// promised (to a claimant, or by accepting a write of that term):
+	// writes of lower terms are refused.
+	promised map[string]uint64
+	// retired holds the subscribers of rooms this node gave up to a
+	// claimant with a newer term, until the claimant fetches the copy.
+	retired map[string]map[string][]string
 	// relinquished holds rooms this node told a new owner it does not hold,
 	// with when that promise expires: until then it must not start them.
 	relinquished map[string]time.Time
 	// closed is set by Close under mu; rooms read it under their own lock
 	// (which may not take mu) before arming a timer.
 	closed atomic.Bool
+	// done is closed by Close: claim rounds in flight stop.
+	done chan struct{}
+	// acquiring counts claim loops, for Close to wait on.
+	acquiring sync.WaitGroup
 }
 
 // New returns an empty service.
@@ -130,13 +269,27 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 	if cfg.Observe == nil {
 		cfg.Observe = nopObserver{}
 	}
+	if cfg.Verified == nil {
+		cfg.Verified = func() bool { return true }
+	}
+	if cfg.ClaimRetry <= 0 {
+		cfg.ClaimRetry = DefaultClaimRetry
+	}
 	if cfg.ReplicationRetry <= 0 {
 		cfg.ReplicationRetry = DefaultReplicationRetry
 	}
 	if cfg.ReplicationRetryMax < cfg.ReplicationRetry {
 		cfg.ReplicationRetryMax = max(DefaultReplicationRetryMax, cfg.ReplicationRetry)
 	}
-	return &Service{cfg: cfg, out: out, log: log, rooms: make(map[string]*room), replicas: make(map[string]*roomlog.Log), relinquished: make(map[string]time.Time)}
+	return &Service{
+		cfg: cfg, view: cfg.View, out: out, log: log,
+		rooms:        make(map[string]*room),
+		replicas:     make(map[string]*roomlog.Log),
+		promised:     make(map[string]uint64),
+		retired:      make(map[string]map[string][]string),
+		relinquished: make(map[string]time.Time),
+		done:         make(chan struct{}),
+	}
 }
 
 func (s *Service) logConfig() roomlog.Config {
@@ -182,6 +335,13 @@ func (s *Service) ReplicaRooms() []string {
 	return slices.Collect(maps.Keys(s.replicas))
 }
 
+// Promised returns the highest term this node has promised for a room.
+func (s *Service) Promised(room string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.promised[room]
+}
+
 // Observer is told about events worth a metric.
 type Observer interface {
 	// Replicated reports how long a message waited for its replicas.
@@ -190,10 +350,22 @@ type Observer interface {
 	Handoff(out bool, err error)
 	// Held reports a request held while a room waited for its handoff.
 	Held()
+	// Claimed reports a finished claim: how long it took from the first
+	// round to serving, and whether the room was fetched from another node.
+	Claimed(d time.Duration, fetched bool)
+	// Fenced reports a room this node gave up because another node holds
+	// a newer term (a write or a claim showed it).
+	Fenced()
+	// Conflict reports a replicated message refused because the copy held
+	// another message at its sequence number.
+	Conflict()
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Replicated(time.Duration) {}
-func (nopObserver) Handoff(bool, error)      {}
-func (nopObserver) Held()                    {}
+func (nopObserver) Replicated(time.Duration)     {}
+func (nopObserver) Handoff(bool, error)          {}
+func (nopObserver) Held()                        {}
+func (nopObserver) Claimed(time.Duration, bool) {}
+func (nopObserver) Fenced()                      {}
+func (nopObserver) Conflict()                    {}

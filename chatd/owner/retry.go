@@ -101,7 +101,7 @@ func (r *room) retryLocked() {
 	if r.dead || r.svc.closed.Load() || r.state == stateWaiting {
 		return // a waiting room resumes its repairs in becomeReady
 	}
-	if hq := r.svc.cfg.HasQuorum; hq != nil && !hq() {
+	if !r.svc.view.HasQuorum() {
 		// Cut off from the majority, a repair could only land on a replica
 		// that the other side may have moved on from; keep waiting (the
 		// pause grows to its maximum) until the quorum is back.

@@ -2,9 +2,11 @@ package owner
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ var errInjected = errors.New("injected: connection lost")
 // as the transport's do, never inside the call.
 type flaky struct {
 	pushLog
+	peerAnswers
 	replica *Service
 
 	mu       sync.Mutex
@@ -37,7 +40,13 @@ type flaky struct {
 }
 
 func newFlaky(t *testing.T, fails int) *flaky {
-	f := &flaky{replica: newService(&recorder{}, nil), fails: fails, answers: make(chan func(), 1024), done: make(chan struct{})}
+	rcfg := testConfig(nil)
+	rcfg.Self = "b"
+	rv := newFakeView(nil, "a")
+	rv.self = "b"
+	rv.owners["r"] = "a"
+	rcfg.View = rv
+	f := &flaky{replica: New(rcfg, &recorder{}, slog.New(slog.DiscardHandler)), fails: fails, answers: make(chan func(), 1024), done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		for answer := range f.answers {
@@ -69,12 +78,12 @@ func (f *flaky) answer(done func(error), err error) {
 	f.answers <- func() { done(err) }
 }
 
-func (f *flaky) Replicate(_ string, room string, msg protocol.Message, done func(error)) {
+func (f *flaky) Replicate(_ string, rep Replication, done func(error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := errInjected
 	if !f.attempt() {
-		err = f.replica.ApplyReplica(room, epochOfMID(msg.MID), msg)
+		err = f.replica.ApplyReplica("a", rep)
 	}
 	f.answer(done, err)
 }
@@ -84,7 +93,7 @@ func (f *flaky) SyncReplica(_ string, snap roomlog.Snapshot, done func(error)) {
 	defer f.mu.Unlock()
 	err := errInjected
 	if !f.attempt() {
-		err = f.replica.SyncReplica(snap)
+		err = f.replica.SyncReplica("a", snap)
 	}
 	f.answer(done, err)
 }
@@ -163,9 +172,9 @@ func TestFailedReplicationRetriedUntilAcked(t *testing.T) {
 	// that is unreachable for a while, then back.
 	out := newFlaky(t, 3)
 	s := newRetryService(t, out, []string{"b"})
-	s.Subscribe("r", "n1", []string{"ann"}, create, func(feed.State, error) {})
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
 	reply, ch := replies()
-	s.Publish("r", "ann", "c1", "hello", create, reply)
+	s.Publish("r", "ann", "c1", "hello", reply)
 	p := next(t, ch)
 	if p.err != nil || p.ack.Seq != 1 || p.ack.Duplicate {
 		t.Fatalf("publish answered %+v, %v; want the ack of seq 1", p.ack, p.err)
@@ -184,13 +193,13 @@ func TestMessagesPendingDuringFailuresCommitInOrder(t *testing.T) {
 	// sync at creation) and the first retry.
 	out := newFlaky(t, 7)
 	s := newRetryService(t, out, []string{"b"})
-	s.Subscribe("r", "n1", []string{"ann"}, create, func(feed.State, error) {})
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
 	reply, ch := replies()
 	texts := []string{"one", "two", "three", "four", "five"}
 	for i, text := range texts {
-		s.Publish("r", "ann", string(rune('a'+i)), text, create, reply)
+		s.Publish("r", "ann", string(rune('a'+i)), text, reply)
 	}
-	s.Publish("r", "ann", "b", "two again", create, reply) // a resend while "two" is pending
+	s.Publish("r", "ann", "b", "two again", reply) // a resend while "two" is pending
 	var acks, dups []protocol.Ack
 	for range len(texts) + 1 {
 		p := next(t, ch)
@@ -229,7 +238,7 @@ func TestReplicationRetryStopsOnClose(t *testing.T) {
 	cfg.ReplicationRetry = time.Hour // never fires here: the test looks at the timer
 	s := startService(t, cfg, out)
 	var acks ackLog
-	s.Publish("r", "ann", "c1", "hello", create, acks.reply)
+	s.Publish("r", "ann", "c1", "hello", acks.reply)
 	reps, _ := out.take()
 	reps[0](errInjected)
 	armed := func() bool {
@@ -245,7 +254,7 @@ func TestReplicationRetryStopsOnClose(t *testing.T) {
 		t.Fatal("the retry timer survived Close")
 	}
 	// A failure reported after Close does not arm it again.
-	s.Publish("r", "ann", "c1", "hello", create, acks.reply) // refused: closed
+	s.Publish("r", "ann", "c1", "hello", acks.reply) // refused: closed
 	r := s.lockHeld("r")
 	r.replicationFailed("b", "replicate", 1, errInjected)
 	r.mu.Unlock()
@@ -282,26 +291,26 @@ func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 	cfg.HandoffGrace, cfg.Now = 10*time.Second, clk.Now
 	s := startService(t, cfg, out)
 	reply, ch := replies()
-	s.Publish("r", "ann", "c1", "hello", create, reply)
-	var sent atomic.Int32
+	s.Publish("r", "ann", "c1", "hello", reply)
+	sentTo := make(chan string, 3)
 	var state HandoffState
-	sendAs := func(n int32) func(HandoffState, func(error)) {
-		return func(st HandoffState, done func(error)) {
-			sent.Store(n)
-			state = st
-			go done(nil)
-		}
+	out.handOff = func(node string, st HandoffState) error {
+		state = st
+		sentTo <- node
+		return nil
 	}
-	s.HandOff("r", sendAs(1))
+	s.HandOff("r", "n1")
 	clk.advance(4 * time.Second)
-	s.HandOff("r", sendAs(2)) // the cluster's next pass, still within the wait
-	if sent.Load() != 0 {
-		t.Fatal("handed over while a message was still waiting for its replica, within the drain limit")
+	s.HandOff("r", "n2") // the cluster's next pass, still within the wait
+	select {
+	case node := <-sentTo:
+		t.Fatalf("handed over to %s while a message was still waiting for its replica, within the drain limit", node)
+	default:
 	}
 	clk.advance(2 * time.Second)
-	s.HandOff("r", sendAs(3)) // past half the new owner's grace: go without the ack
-	if got := sent.Load(); got != 3 {
-		t.Fatalf("handoff sent by call %d, want the latest (3): a stuck drain must not hold the room forever", got)
+	s.HandOff("r", "n3") // past half the new owner's grace: go without the ack
+	if got := <-sentTo; got != "n3" {
+		t.Fatalf("handoff sent to %s, want the latest (n3): a stuck drain must not hold the room forever", got)
 	}
 	if state.Snapshot.Head != 1 || state.Snapshot.Messages[0].CID != "c1" {
 		t.Fatalf("handoff state = %+v, want the pending message in it", state.Snapshot)
@@ -315,68 +324,64 @@ func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	var acks ackLog
-	other.Publish("r", "ann", "c1", "hello", create, acks.reply)
+	other.Publish("r", "ann", "c1", "hello", acks.reply)
 	if len(acks.acks) != 1 || !acks.acks[0].Duplicate || acks.acks[0].Seq != 1 {
 		t.Fatalf("resend at the new owner = %+v %v, want the duplicate ack of seq 1", acks.acks, acks.errs)
 	}
 }
 
-func TestExpiredHandoffWaitAsksPeersAgain(t *testing.T) {
-	claims := make(chan struct{}, 1)
-	cfg := testConfig(nil)
+// TestExpiredHandoffWaitClaimsFromEveryMember: the previous owner said it
+// was handing the room over but its state never came; once the grace is
+// over the new owner claims the room from every member instead, and starts
+// from the newest copy among theirs (here the previous owner's, which it
+// retired on the promise), never from nothing.
+func TestExpiredHandoffWaitClaimsFromEveryMember(t *testing.T) {
+	out := &recorder{}
+	cfg := awaitingConfig(out, nil)
 	cfg.HandoffGrace = time.Millisecond
-	cfg.OnAwait = func(string) {
-		select {
-		case claims <- struct{}{}:
-		default:
-		}
-	}
-	s := startService(t, cfg, &recorder{})
-	reply, ch := replies()
-	s.Publish("r", "ann", "new", "held", await, reply)
-	<-claims // the first claim, made when the wait began
-	select {
-	case <-claims:
-	case p := <-ch:
-		t.Fatalf("the room started without the handoff a peer announced: %+v, %v", p.ack, p.err)
-	case <-time.After(failsafe):
-		t.Fatal("the peers were not asked again after the grace")
-	}
-	// The handoff, held up on the previous owner, arrives late.
 	prev := previousLog()
-	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
-		t.Fatal(err)
-	}
-	if p := next(t, ch); p.err != nil || p.ack.Seq != 3 || epochOfMID(p.ack.MID) != prev.Epoch() {
-		t.Fatalf("held publish answered %+v, %v; want seq 3 of the handed-over epoch %s", p.ack, p.err, prev.Epoch())
-	}
-}
-
-func TestExpiredHandoffWaitStartsWhenNoPeerCanHold(t *testing.T) {
-	cfg := testConfig(nil)
-	cfg.HandoffGrace, cfg.OnAwait = time.Millisecond, func(string) {}
-	s := startService(t, cfg, &recorder{})
-	var asked atomic.Int32
-	// The previous owner was alive when the room was claimed, and is gone
-	// when the grace ends: nobody can hand the room over any more.
-	claim := func(string, bool) Claim {
-		if asked.Add(1) == 1 {
-			return ClaimAwaitHandoff
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		switch {
+		case !req.Promise:
+			return ClaimReply{Handing: true}, nil
+		case req.Term <= prev.Term(): // it wrote the room in that term
+			return ClaimReply{Refused: refusedStale, Promised: prev.Term()}, nil
 		}
-		return ClaimCreate
+		return ClaimReply{Promised: req.Term, Handing: true, Copy: &CopyInfo{Epoch: prev.Epoch(), Term: prev.Term(), Head: prev.Head()}}, nil
 	}
+	out.fetch = func(_, _ string, term uint64) (HandoffState, error) {
+		if term <= prev.Term() {
+			return HandoffState{}, fmt.Errorf("fetch in term %d, want above the previous owner's %d", term, prev.Term())
+		}
+		return HandoffState{Snapshot: prev.Snapshot(), Nodes: map[string][]string{"p": {"bob"}}}, nil
+	}
+	s := startService(t, cfg, out)
 	reply, ch := replies()
-	s.Publish("r", "ann", "new", "first", claim, reply)
-	if p := next(t, ch); p.err != nil || p.ack.Seq != 1 {
-		t.Fatalf("publish answered %+v, %v; want seq 1 once the wait ended", p.ack, p.err)
+	s.Publish("r", "ann", "new", "held", reply)
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 3 || epochOfMID(p.ack.MID) != prev.Epoch() {
+		t.Fatalf("held publish answered %+v, %v; want seq 3 of the previous owner's epoch %s", p.ack, p.err, prev.Epoch())
+	}
+	claims := out.claimsMade()
+	if len(claims) != 3 || claims[0].Promise || !claims[1].Promise || claims[2].Term != prev.Term()+1 {
+		t.Fatalf("claims %+v, want the question to the previous owner, a promise refused as stale, then one above its term %d", claims, prev.Term())
+	}
+	// The retired owner's subscribed node comes with the copy: it gets the
+	// last fetched message (so a node that missed it sees the gap) and 3.
+	if got := out.messages("p"); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("the retired owner's subscribed node got %v, want [2 3]", got)
 	}
 }
 
 func TestHandedOverRoomResyncsItsReplicas(t *testing.T) {
 	out := newFlaky(t, 0)
-	s := newRetryService(t, out, []string{"b"})
+	cfg := awaitingConfig(&recorder{}, []string{"b"})
+	cfg.ReplicationRetry, cfg.ReplicationRetryMax = time.Millisecond, 8*time.Millisecond
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		return ClaimReply{Handing: !req.Promise, Promised: req.Term}, nil
+	}
+	s := startService(t, cfg, out)
 	reply, ch := replies()
-	s.Publish("r", "ann", "new", "held", await, reply)
+	s.Publish("r", "ann", "new", "held", reply)
 	prev := previousLog()
 	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
 		t.Fatal(err)

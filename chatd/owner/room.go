@@ -16,8 +16,10 @@ type roomState int
 const (
 	// stateReady: the room takes requests.
 	stateReady roomState = iota
-	// stateWaiting: this node became the owner and waits for the previous
-	// owner's handoff; requests are held and applied in order afterwards.
+	// stateWaiting: this node became the owner and claims the room (waits
+	// for the previous owner's handoff, or asks every member to promise
+	// its term and fetches the newest copy); requests are held and applied
+	// in order afterwards.
 	stateWaiting
 	// stateMoving: the room is being handed to another node; requests are
 	// refused with ErrMoving so senders retry at the new owner.
@@ -34,6 +36,13 @@ type pending struct {
 	dups    []PublishReply
 }
 
+// heldRequest is a request that arrived while the room was being claimed:
+// run when the claim is done, fail when the room is given up instead.
+type heldRequest struct {
+	run  func()
+	fail func(error)
+}
+
 // room is a room this node owns. Every field is guarded by mu.
 type room struct {
 	svc  *Service
@@ -42,8 +51,11 @@ type room struct {
 	mu    sync.Mutex
 	state roomState
 	dead  bool
-	held  []func()
+	held  []heldRequest
 	log   *roomlog.Log
+	// term is this node's ownership term of the room, valid once the
+	// claim is done (0 while the room waits for it).
+	term uint64
 
 	// Replication: a message is committed (fanned out and acked) once every
 	// current replica has acknowledged it.
@@ -64,12 +76,14 @@ type room struct {
 	retryTimer *time.Timer
 	retryDelay time.Duration
 
-	// claim is what the room was acquired with while awaiting a handoff,
-	// asked again when waitTimer expires; waitGen tells the current timer
-	// from one that was stopped or replaced (see startWaitTimer).
-	claim     ClaimFunc
-	waitTimer *time.Timer
-	waitGen   uint64
+	// claimGen identifies the current claim of the room: a claim loop
+	// that finds another generation (the room was claimed again, handed
+	// over or retired meanwhile) stops. handedIn is signalled when a
+	// handoff lands while a claim waits for it. claimStart is when the
+	// current claim began.
+	claimGen   uint64
+	handedIn   chan struct{}
+	claimStart time.Time
 
 	// nodes maps each subscribed node to the users present on it; users
 	// counts, per user, the nodes where it is present.
@@ -111,7 +125,13 @@ func (r *room) pushMessage(m protocol.Message) {
 }
 
 // commitLocked fans out and acknowledges every pending message up to seq.
+// Nothing is committed while the room is being claimed (its term is not
+// settled) or while the node is not verified (it noticed it was paused and
+// has not claimed its rooms again yet): see Config.Verified.
 func (r *room) commitLocked(upTo uint64) {
+	if r.state == stateWaiting || !r.svc.cfg.Verified() {
+		return
+	}
 	n := 0
 	for _, p := range r.pending {
 		if p.msg.Seq > upTo {
@@ -217,7 +237,7 @@ func (r *room) stopTimers() {
 		r.countTimer = nil
 	}
 	r.stopRetry()
-	r.stopWait()
+	r.claimGen++ // a claim loop in flight stops
 }
 
 // addUser records user on node; it reports whether the user is new to the room.

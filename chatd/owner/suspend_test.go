@@ -5,64 +5,71 @@ import (
 	"testing"
 
 	"github.com/ringchat/ringchat/chatd/feed"
-	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
-// suspendFixture is a node that owns room "r" with two committed messages,
-// taken over from its replica copy (epoch of snap), and a subscriber on
-// itself.
+// suspendFixture is a node "a" that owns room "r" with two committed
+// messages, taken over from its replica copy (written by "b" in term 1,
+// epoch of snap), with a subscriber on itself; "b" is its one peer and
+// answers claims as claim says (nil: granted, no copy).
 func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 	t.Helper()
 	out := &recorder{}
-	s := startService(t, testConfig(nil), out)
+	cfg := testConfig(nil)
+	cfg.View = newFakeView(nil, "b")
+	s := startService(t, cfg, out)
 	l := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
+	l.SetTerm(1)
 	l.Append("bob", "x", "one")
 	l.Append("bob", "y", "two")
 	snap := l.Snapshot()
-	if err := s.SyncReplica(snap); err != nil {
+	if err := s.SyncReplica("b", snap); err != nil {
 		t.Fatal(err)
 	}
-	s.Subscribe("r", "a", []string{"ann"}, create, func(rep feed.State, err error) {
-		if err != nil || rep.Head != 2 {
-			t.Fatalf("subscribe: %+v %v", rep, err)
+	subscribed := make(chan feed.State, 1)
+	s.Subscribe("r", "a", []string{"ann"}, func(rep feed.State, err error) {
+		if err != nil {
+			t.Errorf("subscribe: %v", err)
 		}
+		subscribed <- rep
 	})
+	if rep := <-subscribed; rep.Head != 2 || rep.Epoch != snap.Epoch {
+		t.Fatalf("subscribe answered %+v, want the replica copy's head 2 of epoch %s", rep, snap.Epoch)
+	}
 	return s, out, snap
 }
 
 // TestSuspendTakesTheMajoritysNewerCopy: a node that regains its quorum
-// after a partition holds requests for the rooms it owns until the peers
-// answer; the majority's owner hands over the room it went on with, the held
-// message is sequenced after the majority's, and the node's own subscribers
-// get the messages they missed.
+// after a partition (or notices it was paused) holds requests for the rooms
+// it owns until the members answer its claim; the majority's newer copy is
+// fetched, the held message is sequenced after the majority's, and the
+// node's own subscribers get the messages they missed.
 func TestSuspendTakesTheMajoritysNewerCopy(t *testing.T) {
 	s, out, snap := suspendFixture(t)
-	if got := s.Suspend(create); !slices.Equal(got, []string{"r"}) {
-		t.Fatalf("Suspend = %v, want [r]", got)
-	}
-	var acks []protocol.Ack
-	s.Publish("r", "ann", "late", "after the heal", create, func(ack protocol.Ack, err error) {
-		if err != nil {
-			t.Errorf("held publish: %v", err)
-		}
-		acks = append(acks, ack)
-	})
-	if len(acks) != 0 {
-		t.Fatalf("a suspended room sequenced a message on its stale copy: %+v", acks)
-	}
-
 	majority, err := roomlog.Restore(snap, roomlog.Config{HistorySize: 10, DedupeWindow: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
+	majority.SetTerm(s.Promised("r") + 1) // b took the room over while a was cut off
 	majority.Append("cat", "m3", "three")
 	majority.Append("cat", "m4", "four")
-	if err := s.AcceptHandoff(HandoffState{Snapshot: majority.Snapshot(), Nodes: map[string][]string{"b": {"cat"}}}); err != nil {
-		t.Fatal(err)
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		if req.Term <= majority.Term() {
+			return ClaimReply{Refused: refusedStale, Promised: majority.Term()}, nil
+		}
+		return ClaimReply{Promised: req.Term, Handing: true, Copy: &CopyInfo{Epoch: majority.Epoch(), Term: majority.Term(), Head: majority.Head()}}, nil
 	}
-	if len(acks) != 1 || acks[0].Seq != 5 || acks[0].Duplicate {
-		t.Fatalf("held publish acked %+v, want seq 5 after the majority's 4", acks)
+	out.fetch = func(_, _ string, _ uint64) (HandoffState, error) {
+		return HandoffState{Snapshot: majority.Snapshot(), Nodes: map[string][]string{"b": {"cat"}}}, nil
+	}
+	if got := s.Suspend(); !slices.Equal(got, []string{"r"}) {
+		t.Fatalf("Suspend = %v, want [r]", got)
+	}
+	reply, ch := replies()
+	s.Publish("r", "ann", "late", "after the heal", reply)
+	p := next(t, ch)
+	if p.err != nil || p.ack.Seq != 5 || p.ack.Duplicate {
+		t.Fatalf("held publish answered %+v, %v; want seq 5 after the majority's 4", p.ack, p.err)
 	}
 	if got := out.messages("a"); !slices.Equal(got, []uint64{3, 4, 5}) {
 		t.Errorf("this node's subscribers got %v, want the missed 3, 4 and then 5", got)
@@ -70,25 +77,27 @@ func TestSuspendTakesTheMajoritysNewerCopy(t *testing.T) {
 	if got := out.messages("b"); !slices.Equal(got, []uint64{3, 4, 5}) {
 		t.Errorf("node b got %v, want 3, 4 (dropped there as duplicates) and 5", got)
 	}
+	if got := s.Promised("r"); got <= majority.Term() {
+		t.Errorf("the room runs in term %d, want above the majority's %d", got, majority.Term())
+	}
 }
 
-// TestSuspendCarriesOnWhenNoPeerHasTheRoom: when no peer holds a newer copy
-// the wait ends and the held message goes on the node's own log.
+// TestSuspendCarriesOnWhenNoPeerHasTheRoom: when no member holds a newer
+// copy the claim ends and the held message goes on the node's own log, in a
+// new term.
 func TestSuspendCarriesOnWhenNoPeerHasTheRoom(t *testing.T) {
 	s, out, _ := suspendFixture(t)
-	s.Suspend(create)
-	var acks []protocol.Ack
-	s.Publish("r", "ann", "late", "after the heal", create, func(ack protocol.Ack, err error) {
-		if err != nil {
-			t.Errorf("held publish: %v", err)
-		}
-		acks = append(acks, ack)
-	})
-	s.EndWait("r")
-	if len(acks) != 1 || acks[0].Seq != 3 {
-		t.Fatalf("acks %+v, want seq 3", acks)
+	before := s.Promised("r")
+	s.Suspend()
+	reply, ch := replies()
+	s.Publish("r", "ann", "late", "after the heal", reply)
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 3 {
+		t.Fatalf("held publish answered %+v, %v; want seq 3", p.ack, p.err)
 	}
 	if got := out.messages("a"); !slices.Equal(got, []uint64{3}) {
 		t.Errorf("pushed %v, want [3]", got)
+	}
+	if got := s.Promised("r"); got <= before {
+		t.Errorf("term %d after the claim, want above %d", got, before)
 	}
 }

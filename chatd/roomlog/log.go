@@ -1,9 +1,14 @@
-// Package roomlog is the owner's side of a room: it assigns sequence
-// numbers, remembers recent client message ids so a resend is answered with
+// Package roomlog is one copy of a room's log, as its owner or a replica
+// keeps it: it assigns sequence numbers (on the owner), applies them (on a
+// replica), remembers recent client message ids so a resend is answered with
 // the original acknowledgement, and keeps the history.
 //
-// A Log is the unit that a cluster moves between nodes and replicates; it
-// knows nothing about connections, which is the hub's business.
+// Every copy carries the ownership term of the owner whose log it follows
+// (see chatd/owner for the fencing rule): two copies with the same term are
+// prefixes of one owner's log, and between copies of different terms the
+// higher term holds every acknowledged message. A Log is the unit that a
+// cluster moves between nodes and replicates; it knows nothing about
+// connections, which is the hub's business.
 package roomlog
 
 import (
@@ -20,8 +25,10 @@ import (
 // Log orders and stores the messages of one room. It is not safe for
 // concurrent use; the room that owns it holds its lock around every call.
 type Log struct {
-	room    string
-	epoch   string
+	room  string
+	epoch string
+	// term is the ownership term of the owner whose log this copy follows.
+	term    uint64
 	ring    *history.Ring
 	dedupe  *dedupe.Window[protocol.Message]
 	nowFunc func() time.Time
@@ -67,6 +74,29 @@ func (l *Log) Room() string { return l.room }
 
 // Epoch identifies this incarnation of the room's sequence numbers.
 func (l *Log) Epoch() string { return l.epoch }
+
+// Term is the ownership term of the owner whose log this copy follows.
+func (l *Log) Term() uint64 { return l.term }
+
+// SetTerm records that the copy now follows the log of an owner of term t,
+// which a new owner does when it takes the room over. Terms never go back.
+func (l *Log) SetTerm(t uint64) {
+	if t > l.term {
+		l.term = t
+	}
+}
+
+// Newer reports whether copy a holds a newer log than copy b: a higher term
+// wins (its owner started from a copy holding every acknowledged message,
+// then went on), and within a term the longer copy wins (both are prefixes
+// of the same owner's log). It is Raft's "more up-to-date" rule, with the
+// copy's term in place of the last entry's.
+func Newer(aTerm, aHead, bTerm, bHead uint64) bool {
+	if aTerm != bTerm {
+		return aTerm > bTerm
+	}
+	return aHead > bHead
+}
 
 // Head returns the sequence of the newest message.
 func (l *Log) Head() uint64 { return l.ring.Head() }

@@ -12,12 +12,23 @@ import (
 // log's head: the replica missed something and needs a snapshot.
 var ErrGap = errors.New("roomlog: replicated message does not follow the head")
 
+// ErrConflict is returned by Apply when the copy already holds another
+// message at the replicated message's sequence number. Within one epoch and
+// term that cannot happen unless two owners wrote the room at once, which
+// the fencing rule exists to prevent: it is refused, loudly, never
+// overwritten.
+var ErrConflict = errors.New("roomlog: another message already holds this sequence number")
+
 // Apply appends a message that another node (the room's owner) sequenced.
 // Replaying a message already applied is a no-op, so a retried replication is
-// harmless. The dedupe window learns the message's (sender, cid), so a replica
-// that becomes owner still answers resends with the original ack.
+// harmless; a different message at a sequence the copy holds is refused
+// with ErrConflict. The dedupe window learns the message's (sender, cid), so
+// a replica that becomes owner still answers resends with the original ack.
 func (l *Log) Apply(m protocol.Message) error {
 	if m.Seq <= l.ring.Head() {
+		if held, ok := l.ring.At(m.Seq); ok && !sameMessage(held, m) {
+			return fmt.Errorf("%w: room %s seq %d holds %s/%s, replicated %s/%s", ErrConflict, l.room, m.Seq, held.From, held.CID, m.From, m.CID)
+		}
 		return nil
 	}
 	if m.Seq != l.ring.Head()+1 {
@@ -32,18 +43,26 @@ func (l *Log) Apply(m protocol.Message) error {
 	return nil
 }
 
+// sameMessage reports whether two copies of a sequence number are the same
+// message: same id, sender, client id, text and time.
+func sameMessage(a, b protocol.Message) bool {
+	return a.MID == b.MID && a.From == b.From && a.CID == b.CID && a.Text == b.Text && a.TS == b.TS
+}
+
 // Snapshot is everything a node needs to carry on a room's log: its
-// incarnation, its head and the messages kept.
+// incarnation, the term of the owner whose log it is, its head and the
+// messages kept.
 type Snapshot struct {
 	Room     string             `json:"room"`
 	Epoch    string             `json:"epoch"`
+	Term     uint64             `json:"term,omitempty"`
 	Head     uint64             `json:"head"`
 	Messages []protocol.Message `json:"messages,omitempty"`
 }
 
 // Snapshot copies the log's state.
 func (l *Log) Snapshot() Snapshot {
-	return Snapshot{Room: l.room, Epoch: l.epoch, Head: l.ring.Head(), Messages: l.ring.All()}
+	return Snapshot{Room: l.room, Epoch: l.epoch, Term: l.term, Head: l.ring.Head(), Messages: l.ring.All()}
 }
 
 // Restore builds a log from a snapshot. The dedupe window is rebuilt from the
@@ -51,6 +70,7 @@ func (l *Log) Snapshot() Snapshot {
 func Restore(s Snapshot, cfg Config) (*Log, error) {
 	l := New(s.Room, cfg)
 	l.epoch = s.Epoch
+	l.term = s.Term
 	start := s.Head
 	if len(s.Messages) > 0 {
 		start = s.Messages[0].Seq - 1

@@ -1,0 +1,366 @@
+package owner
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringchat/ringchat/chatd/feed"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+// replicaNode is a Service named self whose view has the given peers, for
+// tests of the replica side.
+func replicaNode(t *testing.T, self string, peers ...string) (*Service, *fakeView) {
+	t.Helper()
+	cfg := testConfig(nil)
+	cfg.Self = self
+	v := newFakeView(nil, peers...)
+	v.self = self
+	v.owners["r"] = peers[0]
+	cfg.View = v
+	return startService(t, cfg, &recorder{}), v
+}
+
+// copyOf returns a log of room r in term with the given messages from bob.
+func copyOf(term uint64, texts ...string) *roomlog.Log {
+	l := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
+	l.SetTerm(term)
+	for i, text := range texts {
+		l.Append("bob", fmt.Sprint("c", i), text)
+	}
+	return l
+}
+
+// TestReplicaRefusesOlderTerms: once a node promised a term for a room, a
+// write (sync or replicate) of an older term is refused with the promised
+// term, so the stale owner learns it was replaced; the current owner's
+// writes go on.
+func TestReplicaRefusesOlderTerms(t *testing.T) {
+	s, _ := replicaNode(t, "b", "old", "new")
+	old := copyOf(1, "one")
+	if err := s.SyncReplica("old", old.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if rep := s.HandleClaim("new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != "" || rep.Copy == nil || rep.Copy.Head != 1 || rep.Copy.Term != 1 {
+		t.Fatalf("claim of term 2 answered %+v, want granted with the copy (term 1, head 1)", rep)
+	}
+	m, _ := old.Append("ann", "late", "from the stale owner")
+	err := s.ApplyReplica("old", Replication{Room: "r", Epoch: old.Epoch(), Term: 1, Msg: m})
+	var ste *StaleTermError
+	if !errors.As(err, &ste) || ste.Promised != 2 || !errors.Is(err, ErrStaleTerm) {
+		t.Fatalf("replicate of term 1 after the promise of 2 = %v, want a StaleTermError naming 2", err)
+	}
+	if err := s.SyncReplica("old", old.Snapshot()); !errors.Is(err, ErrStaleTerm) {
+		t.Fatalf("sync of term 1 after the promise of 2 = %v, want ErrStaleTerm", err)
+	}
+	if rep := s.HandleClaim("new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != refusedStale || rep.Promised != 2 {
+		t.Fatalf("a second claim of term 2 answered %+v, want refused as stale", rep)
+	}
+	// The new owner (term 2) syncs and replicates.
+	cur := copyOf(2, "one")
+	if err := s.SyncReplica("new", cur.Snapshot()); err != nil {
+		t.Fatalf("sync of the current term: %v", err)
+	}
+	next, _ := cur.Append("cat", "c2", "two")
+	if err := s.ApplyReplica("new", Replication{Room: "r", Epoch: cur.Epoch(), Term: 2, Msg: next}); err != nil {
+		t.Fatalf("replicate of the current term: %v", err)
+	}
+}
+
+// TestReplicaRefusesConflictingContent: a message at a sequence the copy
+// already holds is a no-op when it is the same message and refused, loudly,
+// when it is another.
+func TestReplicaRefusesConflictingContent(t *testing.T) {
+	var conflicts atomic.Int32
+	cfg := testConfig(nil)
+	cfg.Self = "b"
+	v := newFakeView(nil, "a")
+	v.self = "b"
+	cfg.View = v
+	cfg.Observe = conflictCounter{&conflicts}
+	s := startService(t, cfg, &recorder{})
+	l := copyOf(1, "one", "two")
+	if err := s.SyncReplica("a", l.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	same := l.Snapshot().Messages[1]
+	if err := s.ApplyReplica("a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: same}); err != nil {
+		t.Fatalf("replaying a held message: %v", err)
+	}
+	other := same
+	other.Text, other.CID = "something else", "zz"
+	if err := s.ApplyReplica("a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: other}); !errors.Is(err, roomlog.ErrConflict) {
+		t.Fatalf("another message at seq 2 = %v, want ErrConflict", err)
+	}
+	if conflicts.Load() != 1 {
+		t.Fatalf("%d conflicts observed, want 1", conflicts.Load())
+	}
+}
+
+type conflictCounter struct{ n *atomic.Int32 }
+
+func (conflictCounter) Replicated(time.Duration)    {}
+func (conflictCounter) Handoff(bool, error)         {}
+func (conflictCounter) Held()                       {}
+func (conflictCounter) Claimed(time.Duration, bool) {}
+func (conflictCounter) Fenced()                     {}
+func (c conflictCounter) Conflict()                 { c.n.Add(1) }
+
+// TestStaleOwnerIsFenced is the paused owner: its view still names it the
+// owner, but its replica promised a newer term to the node that took the
+// room over. Its next message is refused there: it is never acknowledged,
+// no sequence number is committed twice, and the sender is told to resend
+// (ErrMoving), which its router takes to the current owner.
+func TestStaleOwnerIsFenced(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig([]string{"b"})
+	v := newFakeView([]string{"b"}, "b")
+	cfg.View = v
+	var fenced atomic.Int32
+	cfg.Observe = fenceCounter{&fenced}
+	s := startService(t, cfg, out)
+	var acks ackLog
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
+	waitUntil(t, "the room's first sync", func() bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return len(out.syncs) == 1
+	})
+	_, syncs := out.take()
+	syncs[0](nil)
+	s.Publish("r", "ann", "c1", "acknowledged", acks.reply)
+	reps, _ := out.take()
+	reps[0](nil)
+	if a, _ := acks.snapshot(); len(a) != 1 || a[0].Seq != 1 {
+		t.Fatalf("first message acked %+v", a)
+	}
+	term := s.Promised("r")
+
+	// Meanwhile b took the room over in a newer term. The paused owner's
+	// view still says it owns the room; its next message reaches b...
+	v.change(func(v *fakeView) { v.owners["r"] = "a" })
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		return ClaimReply{Refused: refusedOwned, Promised: term + 1}, nil
+	}
+	s.Publish("r", "ann", "c2", "from a stale owner", acks.reply)
+	reps, _ = out.take()
+	if len(reps) != 1 {
+		t.Fatalf("%d replicates of the second message, want 1", len(reps))
+	}
+	// ...which refuses it: it promised term+1.
+	reps[0](&StaleTermError{Room: "r", Promised: term + 1})
+	a, errs := acks.snapshot()
+	if len(a) != 1 {
+		t.Fatalf("acks %+v: the stale owner acknowledged a message its replica refused", a)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], ErrMoving) {
+		t.Fatalf("sender of the refused message got %v, want ErrMoving (resend at the owner)", errs)
+	}
+	if fenced.Load() != 1 {
+		t.Fatalf("fenced %d times, want 1", fenced.Load())
+	}
+	if got := out.messages("n1"); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("fanned out %v, want only the acknowledged 1", got)
+	}
+	// The node claims the room again above the refused term, and is refused
+	// while b owns it: requests wait meanwhile, unanswered.
+	waitUntil(t, "a claim above the refused term", func() bool {
+		for _, c := range out.claimsMade() {
+			if c.Promise && c.Term > term+1 {
+				return true
+			}
+		}
+		return false
+	})
+	s.Publish("r", "ann", "c3", "held while fenced", acks.reply)
+	if a, e := acks.snapshot(); len(a) != 1 || len(e) != 1 {
+		t.Fatalf("a fenced room answered a request: acks %+v errors %v", a, e)
+	}
+	// Once its view catches up (b owns the room), it gives the room up and
+	// the held request goes to b through its router.
+	v.change(func(v *fakeView) { v.owners["r"] = "b" })
+	waitUntil(t, "the held request to be refused with not-owner", func() bool {
+		_, e := acks.snapshot()
+		return len(e) == 2
+	})
+	if _, e := acks.snapshot(); !errors.Is(e[1], ErrNotOwner) {
+		t.Fatalf("held request answered %v, want ErrNotOwner", e[1])
+	}
+}
+
+type fenceCounter struct{ n *atomic.Int32 }
+
+func (fenceCounter) Replicated(time.Duration)    {}
+func (fenceCounter) Handoff(bool, error)         {}
+func (fenceCounter) Held()                       {}
+func (fenceCounter) Claimed(time.Duration, bool) {}
+func (f fenceCounter) Fenced()                   { f.n.Add(1) }
+func (fenceCounter) Conflict()                   {}
+
+// TestClaimStartsFromTheNewestCopy: with every promise in, the claimant
+// fetches the newest copy (highest term, then longest) — not its own older
+// replica, not a longer copy of an older term — and the held request is
+// sequenced after it.
+func TestClaimStartsFromTheNewestCopy(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	cfg.View = newFakeView(nil, "b", "c", "d")
+	s := startService(t, cfg, out)
+	own := copyOf(1, "one")
+	if err := s.SyncReplica("b", own.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	longerOlder := copyOf(1, "one", "two", "three", "four")
+	newest := copyOf(2, "one", "two", "three")
+	copies := map[string]*roomlog.Log{"b": longerOlder, "c": newest}
+	out.claim = func(peer string, req ClaimRequest) (ClaimReply, error) {
+		rep := ClaimReply{Promised: req.Term}
+		if l := copies[peer]; l != nil {
+			if req.Term <= l.Term() {
+				return ClaimReply{Refused: refusedStale, Promised: l.Term()}, nil
+			}
+			rep.Copy = &CopyInfo{Epoch: l.Epoch(), Term: l.Term(), Head: l.Head()}
+		}
+		return rep, nil
+	}
+	var fetchedFrom atomic.Value
+	out.fetch = func(peer, _ string, _ uint64) (HandoffState, error) {
+		fetchedFrom.Store(peer)
+		return HandoffState{Snapshot: copies[peer].Snapshot()}, nil
+	}
+	reply, ch := replies()
+	s.Publish("r", "ann", "new", "after the takeover", reply)
+	p := next(t, ch)
+	if p.err != nil || p.ack.Seq != 4 || epochOfMID(p.ack.MID) != newest.Epoch() {
+		t.Fatalf("publish answered %+v, %v; want seq 4 on the newest copy (epoch %s)", p.ack, p.err, newest.Epoch())
+	}
+	if got := fetchedFrom.Load(); got != "c" {
+		t.Fatalf("fetched from %v, want c (term 2 beats b's longer term-1 copy)", got)
+	}
+	if got := s.Promised("r"); got <= 2 {
+		t.Fatalf("claimed in term %d, want above every member's (2)", got)
+	}
+}
+
+// TestClaimWaitsWhileAMemberOwnsTheRoom: a member that owns the room in its
+// own view refuses the claim (views have not converged: the claimant must
+// not take the room from a live owner), and the claim goes on once the
+// view changes.
+func TestClaimWaitsWhileAMemberOwnsTheRoom(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	v := newFakeView(nil, "b")
+	cfg.View = v
+	var owned atomic.Bool
+	owned.Store(true)
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		if owned.Load() {
+			return ClaimReply{Refused: refusedOwned}, nil
+		}
+		return ClaimReply{Promised: req.Term}, nil
+	}
+	s := startService(t, cfg, out)
+	reply, ch := replies()
+	s.Publish("r", "ann", "c1", "hello", reply)
+	waitUntil(t, "a refused claim", func() bool { return len(out.claimsMade()) >= 2 })
+	select {
+	case p := <-ch:
+		t.Fatalf("answered %+v, %v while a member owns the room", p.ack, p.err)
+	default:
+	}
+	owned.Store(false)
+	v.change(func(*fakeView) {})
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 1 {
+		t.Fatalf("answered %+v, %v; want seq 1 once the member let go", p.ack, p.err)
+	}
+}
+
+// TestHandleClaimRetiresARoomOwnedElsewhere: a node holding a room that its
+// own view gives to another node retires it on that node's promise: its
+// pending message is not acknowledged (the sender resends), and its copy
+// and subscribers go to the claimant's fetch.
+func TestHandleClaimRetiresARoomOwnedElsewhere(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig([]string{"c"})
+	v := newFakeView([]string{"c"}, "b", "c")
+	cfg.View = v
+	s := startService(t, cfg, out)
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) { return ClaimReply{Promised: req.Term}, nil }
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
+	waitUntil(t, "the room's first sync", func() bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return len(out.syncs) == 1
+	})
+	_, syncs := out.take()
+	syncs[0](nil)
+	var acks ackLog
+	s.Publish("r", "ann", "c1", "pending", acks.reply)
+	term := s.Promised("r")
+
+	if rep := s.HandleClaim("b", ClaimRequest{Room: "r", Promise: true, Term: term + 1}); rep.Refused != refusedOwned {
+		t.Fatalf("claim while this node owns the room in its view = %+v, want refused (owned)", rep)
+	}
+	if rep := s.HandleClaim("zz", ClaimRequest{Room: "r", Promise: true, Term: term + 5}); rep.Refused != refusedNotMember {
+		t.Fatalf("claim from a non-member = %+v, want refused (not_member)", rep)
+	}
+	v.change(func(v *fakeView) { v.owners["r"] = "b" })
+	rep := s.HandleClaim("b", ClaimRequest{Room: "r", Promise: true, Term: term + 1})
+	if rep.Refused != "" || !rep.Handing || rep.Copy == nil || rep.Copy.Head != 1 || rep.Copy.Term != term {
+		t.Fatalf("claim once b owns the room = %+v, want granted, handing, with the copy (term %d head 1)", rep, term)
+	}
+	if _, errs := acks.snapshot(); len(errs) != 1 || !errors.Is(errs[0], ErrMoving) {
+		t.Fatalf("pending message answered %v, want ErrMoving", errs)
+	}
+	if len(s.OwnedRooms()) != 0 {
+		t.Fatal("the room is still owned after the promise")
+	}
+	st, err := s.HandleFetch("r", term+1)
+	if err != nil || st.Snapshot.Head != 1 || !slices.Equal(st.Nodes["n1"], []string{"ann"}) {
+		t.Fatalf("fetch = %+v, %v; want the copy with the pending message and n1's subscriber", st, err)
+	}
+	if _, err := s.HandleFetch("r", term); !errors.Is(err, ErrStaleTerm) {
+		t.Fatalf("fetch in the old term = %v, want ErrStaleTerm", err)
+	}
+}
+
+// TestNothingCommitsWhileUnverified: between a pause and the moment the
+// node notices it (Verified false), replicated messages are not
+// acknowledged; they are once the node is verified again.
+func TestNothingCommitsWhileUnverified(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	var verified atomic.Bool
+	verified.Store(true)
+	cfg.Verified = verified.Load
+	s := startService(t, cfg, out)
+	var acks ackLog
+	s.Publish("r", "ann", "c1", "before", acks.reply)
+	verified.Store(false)
+	s.Publish("r", "ann", "c2", "while unverified", acks.reply)
+	if a, _ := acks.snapshot(); len(a) != 1 {
+		t.Fatalf("acks %+v while unverified, want only the first", a)
+	}
+	verified.Store(true)
+	s.Suspend() // what the pause detector does once it notices
+	if a, _ := acks.snapshot(); len(a) != 2 || a[1].Seq != 2 {
+		t.Fatalf("acks %+v after the claim, want seq 2 too", a)
+	}
+}
+
+// TestReplicaRefusesWritesWithoutQuorum: a replica that sees no majority
+// refuses writes, so nothing is committed on the minority side.
+func TestReplicaRefusesWritesWithoutQuorum(t *testing.T) {
+	s, v := replicaNode(t, "b", "a")
+	v.change(func(v *fakeView) { v.noQuorum = true })
+	if err := s.SyncReplica("a", copyOf(1, "one").Snapshot()); !errors.Is(err, ErrNoQuorum) {
+		t.Fatalf("sync without quorum = %v, want ErrNoQuorum", err)
+	}
+	if rep := s.HandleClaim("a", ClaimRequest{Room: "r", Promise: true, Term: 3}); rep.Refused != refusedNoQuorum {
+		t.Fatalf("claim without quorum = %+v, want refused (no_quorum)", rep)
+	}
+}
