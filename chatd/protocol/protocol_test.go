@@ -87,12 +87,12 @@ func TestDecodeClientFrame(t *testing.T) {
 // echoes a valid frame's room).
 func TestInapplicableMembersCleared(t *testing.T) {
 	for in, want := range map[string]ClientFrame{
-		`{"type":"ping","id":"p","room":"lobby","text":"x","since":3,"limit":5}`: {Type: TypePing, ID: "p"},
-		`{"type":"join","room":"r","since":2,"epoch":"e","text":7,"cid":"c","before":4}`: {Type: TypeJoin, Room: "r", Since: u64(2), Epoch: "e"},
+		`{"type":"ping","id":"p","room":"lobby","text":"x","since":3,"limit":5}`:          {Type: TypePing, ID: "p"},
+		`{"type":"join","room":"r","since":2,"epoch":"e","text":7,"cid":"c","before":4}`:  {Type: TypeJoin, Room: "r", Since: u64(2), Epoch: "e"},
 		`{"type":"dm","to":"bob","cid":"c","text":"hi","room":"r","token":"t","since":1}`: {Type: TypeDM, To: "bob", CID: "c", Text: "hi"},
-		`{"type":"hello","name":"ann","protocol":1,"room":"r","to":"x"}`:               {Type: TypeHello, Name: "ann", Protocol: 1},
-		`{"type":"history","room":"r","before":9,"limit":3,"epoch":"e","to":1}`:       {Type: TypeHistory, Room: "r", Before: 9, Limit: 3},
-		`{"type":"send","room":"r","cid":"c","text":"t","name":"n","limit":"x"}`:      {Type: TypeSend, Room: "r", CID: "c", Text: "t"},
+		`{"type":"hello","name":"ann","protocol":1,"room":"r","to":"x"}`:                  {Type: TypeHello, Name: "ann", Protocol: 1},
+		`{"type":"history","room":"r","before":9,"limit":3,"epoch":"e","to":1}`:           {Type: TypeHistory, Room: "r", Before: 9, Limit: 3},
+		`{"type":"send","room":"r","cid":"c","text":"t","name":"n","limit":"x"}`:          {Type: TypeSend, Room: "r", CID: "c", Text: "t"},
 	} {
 		got, err := DecodeClientFrame([]byte(in))
 		if err != nil {
