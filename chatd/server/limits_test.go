@@ -777,6 +777,12 @@ func limAuthCases(t *testing.T, srv *chatdtest.Server) int {
 		{"three garbage parts", protocol.ClientFrame{Token: "a.b.c"}, "token malformed"},
 		{"too large", protocol.ClientFrame{Token: strings.Repeat("a", 16<<10+1)}, "token too large"},
 		{"no expiry", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) { delete(c, "exp") }))}, "token has no expiry"},
+		{"exp null", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) { c["exp"] = nil }))}, "token has no expiry"},
+		{"exp zero", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) { c["exp"] = 0 }))}, "token has no expiry"},
+		{"exp a string", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) { c["exp"] = fmt.Sprint(now.Add(time.Hour).Unix()) }))}, "token claims invalid"},
+		{"exp null, nbf in the future", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) {
+			c["exp"], c["nbf"] = nil, now.Add(time.Hour).Unix()
+		}))}, "token not valid yet"},
 		{"no subject", protocol.ClientFrame{Token: limHS256(t, with("", func(c jwt.MapClaims) { delete(c, "sub") }))}, "token has no subject"},
 		{"rooms claim not an array", protocol.ClientFrame{Token: limHS256(t, with("mallory", func(c jwt.MapClaims) { c["rooms"] = "team-*" }))}, "token rooms claim invalid"},
 		{"anonymous name", protocol.ClientFrame{Name: "mallory"}, "anonymous access disabled"},
