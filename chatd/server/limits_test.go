@@ -314,6 +314,76 @@ func TestBadFrames(t *testing.T) {
 	w.check()
 }
 
+// TestInapplicableMembersIgnored: members that do not apply to a frame's
+// type are ignored whatever their JSON type (§2), while members that apply
+// keep their types (§7, bad_frame).
+func TestInapplicableMembersIgnored(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t)
+	w := limWitnesses(t, srv.URL, "lobby")
+	mal := chatdtest.Connect(t, srv.URL, "mallory")
+	raw := func(data string) {
+		t.Helper()
+		if err := mal.SendRaw([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	raw(`{"type":"join","id":"j","room":"lobby","text":7,"cid":{"a":[1]},"limit":"all","to":false}`)
+	var j protocol.Joined
+	mal.ExpectDecode(protocol.TypeJoined, &j)
+	if j.ID != "j" || j.Room != "lobby" || j.Recovered != nil {
+		t.Fatalf("joined = %+v", j)
+	}
+	raw(`{"type":"ping","id":"p","room":"not a room!","since":-1,"text":["x"]}`)
+	if p := mal.Expect(protocol.TypePong); !strings.Contains(string(p.Raw), `"id":"p"`) {
+		t.Fatalf("pong %s", p.Raw)
+	}
+	raw(`{"type":"history","id":"h","room":"lobby","limit":1,"since":"3","Text":5}`)
+	var page protocol.HistoryPage
+	mal.ExpectDecode(protocol.TypeHistory, &page)
+	if page.ID != "h" || page.Head != w.last {
+		t.Fatalf("history = %+v, want head %d", page, w.last)
+	}
+	raw(`{"type":"send","id":"s","room":"lobby","cid":"ok1","text":"members ignored","since":"x","protocol":"v1","to":7}`)
+	var ack protocol.Ack
+	mal.ExpectDecode(protocol.TypeAck, &ack)
+	if ack.ID != "s" || ack.Seq != w.last+1 || ack.To != "" {
+		t.Fatalf("ack = %+v, want seq %d", ack, w.last+1)
+	}
+	w.drain("mallory", "ok1")
+
+	// Members that apply are still checked, also behind an ignored one.
+	for _, data := range []string{
+		`{"type":"join","id":"b1","text":7,"room":"lobby","since":"3","epoch":"e"}`,
+		`{"type":"send","id":"b2","room":"lobby","cid":"x","text":["hi"],"since":"x"}`,
+		`{"type":"history","id":"b3","room":"lobby","limit":"10","cid":5}`,
+		`{"type":"join","id":"b4","room":7,"text":7}`,
+	} {
+		raw(data)
+		e := limExpectError(t, mal, protocol.CodeBadFrame, "", "")
+		if !strings.Contains(e.Message, "has the wrong type") {
+			t.Fatalf("%s: error %q does not name the mistyped member", data, e.Message)
+		}
+	}
+	limPing(t, mal, "alive")
+	w.check()
+}
+
+// TestRateLimitedEchoesNoIgnoredMember: a rate_limited refusal echoes the
+// room of a valid frame; a room the frame's type does not have is ignored,
+// so it is not reflected.
+func TestRateLimitedEchoesNoIgnoredMember(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t, "--rate", "0.001", "--rate-burst", "1")
+	c := chatdtest.Dial(t, srv.URL) // the bucket's one token goes to the first ping
+	for _, id := range []string{"p1", "p2"} {
+		c.Do(protocol.ClientFrame{Type: protocol.TypePing, ID: id, Room: "lobby"})
+	}
+	limExpectError(t, c, protocol.CodeHelloRequired, "p1", "")
+	limExpectError(t, c, protocol.CodeRateLimited, "p2", "")
+}
+
 // TestBadFrameTrailingBracket: a frame is one JSON object, so a stray "]" or
 // "}" after it must be refused like any other trailing data.
 func TestBadFrameTrailingBracket(t *testing.T) {
