@@ -526,3 +526,59 @@ func TestHTTPEndpoints(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestProtocolPipelinedRepliesInRequestOrder: on a single node, replies come
+// in the order of the requests (§3.4), interleaved with pushed frames; a
+// sender's own message comes before its ack (§5.5), and so does a DM to
+// oneself (§5.7). Every request is sent before any reply is read, and the
+// sequence is repeated so that a reply that is merely usually on time does
+// not pass by luck.
+func TestProtocolPipelinedRepliesInRequestOrder(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t, "--rate-burst", "1000", "--rate", "1000")
+	ann := chatdtest.Connect(t, srv.URL, "ann")
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	const rounds = 20
+	var want []string // "type id" of every frame ann must get, in order
+	for i := range rounds {
+		id := func(s string) string { return fmt.Sprint(s, i) }
+		room := id("room-")
+		for _, f := range []protocol.ClientFrame{
+			{Type: protocol.TypeDM, ID: id("d"), To: "bob", CID: id("dm-"), Text: "hi bob"},
+			{Type: protocol.TypePing, ID: id("p")},
+			{Type: protocol.TypeHistory, ID: id("h"), Room: room},
+			{Type: protocol.TypeJoin, ID: id("j"), Room: room},
+			{Type: protocol.TypeSend, ID: id("s"), Room: room, CID: id("c"), Text: "hi room"},
+			{Type: protocol.TypeDM, ID: id("e"), To: "ann", CID: id("note-"), Text: "to myself"},
+			{Type: protocol.TypeDM, ID: id("f"), To: "bob", CID: id("dm-"), Text: "hi bob"}, // a resend
+			{Type: protocol.TypeLeave, ID: id("l"), Room: room},
+			{Type: protocol.TypeLeave, ID: id("n"), Room: room}, // not joined any more: an error
+			{Type: protocol.TypePing, ID: id("q")},
+		} {
+			ann.Do(f)
+		}
+		want = append(want,
+			"ack "+id("d"), "pong "+id("p"), "history "+id("h"), "joined "+id("j"),
+			"message ", "ack "+id("s"), "dm ", "ack "+id("e"), "ack "+id("f"),
+			"left "+id("l"), "error "+id("n"), "pong "+id("q"))
+	}
+	for i, w := range want {
+		f := ann.Next()
+		var head struct{ ID string }
+		if err := f.Decode(&head); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Type + " " + head.ID; got != w {
+			t.Fatalf("frame %d is %s, want %q: replies out of request order", i, f.Raw, w)
+		}
+	}
+	// bob got each round's DM once (the resend is a duplicate).
+	for i := range rounds {
+		var dm protocol.DirectMessage
+		bob.ExpectDecode(protocol.TypeDM, &dm)
+		if dm.CID != fmt.Sprint("dm-", i) {
+			t.Fatalf("bob's dm %d = %+v", i, dm)
+		}
+	}
+	limPing(t, bob, "bob-done")
+}

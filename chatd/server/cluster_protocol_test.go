@@ -69,3 +69,45 @@ func TestProtocolHistoryAfterOwnerCrash(t *testing.T) {
 			h.Epoch, h.Head, len(h.Messages), j.Epoch)
 	}
 }
+
+// TestProtocolClusterDMAckInRequestOrder: a dm's ack waits for every node,
+// yet keeps its place among the replies in a cluster too (§3.4): ann's
+// pipelined dm, ping and dm to herself are answered in that order, and bob,
+// on the other node, gets the dm.
+func TestProtocolClusterDMAckInRequestOrder(t *testing.T) {
+	t.Parallel()
+	c := chatdtest.StartCluster(t, 2)
+	ann := chatdtest.Connect(t, c.Nodes[0].URL, "ann")
+	bob := chatdtest.Connect(t, c.Nodes[1].URL, "bob")
+	const rounds = 10
+	var want []string
+	for i := range rounds {
+		ann.Do(protocol.ClientFrame{Type: protocol.TypeDM, ID: fmt.Sprint("d", i), To: "bob", CID: fmt.Sprint("dm-", i), Text: "hi bob"})
+		ann.Do(protocol.ClientFrame{Type: protocol.TypePing, ID: fmt.Sprint("p", i)})
+		ann.Do(protocol.ClientFrame{Type: protocol.TypeDM, ID: fmt.Sprint("e", i), To: "ann", CID: fmt.Sprint("note-", i), Text: "to myself"})
+		want = append(want, fmt.Sprint("ack d", i), fmt.Sprint("pong p", i), "dm ", fmt.Sprint("ack e", i))
+	}
+	for i, w := range want {
+		f := ann.Next()
+		var head struct{ ID string }
+		if err := f.Decode(&head); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Type + " " + head.ID; got != w {
+			t.Fatalf("frame %d is %s, want %q: replies out of request order", i, f.Raw, w)
+		}
+		if w == fmt.Sprint("ack d", i/4) {
+			var ack protocol.Ack
+			if err := f.Decode(&ack); err != nil || ack.Delivered == nil || *ack.Delivered != 1 {
+				t.Fatalf("ack %s: want delivered 1 (bob, on the other node)", f.Raw)
+			}
+		}
+	}
+	for i := range rounds {
+		var dm protocol.DirectMessage
+		bob.ExpectDecode(protocol.TypeDM, &dm)
+		if dm.CID != fmt.Sprint("dm-", i) || dm.From != "ann" {
+			t.Fatalf("bob's dm %d = %+v", i, dm)
+		}
+	}
+}
