@@ -17,12 +17,14 @@ import (
 	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/config"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
 // Timeout bounds every wait in these helpers: long enough for a loaded CI
-// machine running -race, short enough that a hang fails quickly.
-const Timeout = 10 * time.Second
+// machine running -race, short enough that a hang fails quickly. It is
+// testtime.Timeout, scaled by RINGCHAT_TEST_TIMEOUT_SCALE.
+var Timeout = testtime.Timeout
 
 // Server is a chatd node running in this process.
 type Server struct {
