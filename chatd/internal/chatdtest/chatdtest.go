@@ -26,6 +26,10 @@ import (
 // testtime.Timeout, scaled by RINGCHAT_TEST_TIMEOUT_SCALE.
 var Timeout = testtime.Timeout
 
+// stopTimeout bounds a node's graceful stop (its shutdown timeout, 10 s by
+// default in these helpers' flags, plus the drain).
+var stopTimeout = testtime.Bound(30 * time.Second)
+
 // Server is a chatd node running in this process.
 type Server struct {
 	// Addr is host:port; URL is the WebSocket endpoint.
@@ -89,8 +93,8 @@ func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 				if err != nil && !errors.Is(err, context.Canceled) {
 					t.Errorf("chatd exited with error: %v", err)
 				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("chatd did not stop within 30s")
+			case <-time.After(stopTimeout):
+				t.Errorf("chatd did not stop within %v", stopTimeout)
 			}
 		})
 	}

@@ -49,3 +49,9 @@ func Bound(d time.Duration) time.Duration { return time.Duration(float64(d) * sc
 // starting): 10 s, scaled. Long enough for a loaded 2-core machine running
 // -race, short enough that a hang fails within seconds.
 var Timeout = Bound(10 * time.Second)
+
+// Slack is how late an event that the code under test schedules at a
+// configured time (a close at the hello timeout, a drop after two missed
+// pongs, a timer's expiry) may come on a loaded machine: 2 s, scaled. Such
+// an event is expected within [configured, configured + Slack].
+var Slack = Bound(2 * time.Second)
