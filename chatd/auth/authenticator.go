@@ -310,11 +310,15 @@ func (a *Authenticator) classify(tok *jwt.Token, claims jwt.MapClaims, err error
 	}
 }
 
-// hasExpiry reports whether claims has an "exp" that jwt considers set.
-// Asking jwt rather than looking at the map keeps us in step with its
-// notion of absent, which includes null and 0. A mistyped exp counts as
-// set: it is reported as invalid claims, not as missing.
+// hasExpiry reports whether claims has an "exp": absent, null and 0 all
+// mean none (docs/protocol.md §10.1). jwt agrees about absent and 0, but
+// reads null as a claim of the wrong type, so null is checked here first.
+// Any other mistyped exp (a string, say) counts as set: it is reported as
+// invalid claims, not as missing.
 func hasExpiry(claims jwt.MapClaims) bool {
+	if raw, present := claims["exp"]; !present || raw == nil {
+		return false
+	}
 	exp, err := claims.GetExpirationTime()
 	return err != nil || exp != nil
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // logRecorder is a slog handler that keeps records in memory. Tests must
@@ -134,7 +136,7 @@ func newNode(t *testing.T, cfg Config) *testNode {
 func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
 	n := newNode(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtime.Timeout)
 	defer cancel()
 	if err := n.Start(ctx); err != nil {
 		t.Fatalf("Start(%s): %v", cfg.NodeName, err)

@@ -10,15 +10,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
+)
+
+var (
+	// convergeTimeout bounds gossip convergence on loopback; it is
+	// generous because the race detector and parallel tests share two cores.
+	convergeTimeout = testtime.Bound(15 * time.Second)
+	// failureTimeout bounds failure detection of a crashed node with the
+	// local profile (probe 1s, suspicion >= 3s): usually ~5s.
+	failureTimeout = testtime.Bound(30 * time.Second)
+	// logTimeout bounds the wait for a log line written right after a view
+	// change the test has seen, and a graceful Leave.
+	logTimeout = testtime.Bound(5 * time.Second)
 )
 
 const (
-	// convergeTimeout bounds gossip convergence on loopback; it is
-	// generous because the race detector and parallel tests share two cores.
-	convergeTimeout = 15 * time.Second
-	// failureTimeout bounds failure detection of a crashed node with the
-	// local profile (probe 1s, suspicion >= 3s): usually ~5s.
-	failureTimeout = 30 * time.Second
 	// notReadyReason is what Ready must say when alone because of a
 	// key or label mismatch.
 	notReadyReason = "no other member reachable: check the gossip key and cluster label"
@@ -182,14 +190,14 @@ func TestLeaveRemovesMember(t *testing.T) {
 		waitView(t, nd, convergeTimeout, "all members", hasNames("node-0", "node-1", "node-2"))
 	}
 	start := time.Now()
-	if err := nodes[2].Leave(5 * time.Second); err != nil {
+	if err := nodes[2].Leave(logTimeout); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
 	for _, nd := range nodes[:2] {
 		waitView(t, nd, convergeTimeout, "node-2 gone", hasNames("node-0", "node-1"))
 	}
 	t.Logf("leave seen by all in %s", time.Since(start).Round(time.Millisecond))
-	nodes[0].logs.waitLog(t, 5*time.Second, `"member gone`, "member=node-2")
+	nodes[0].logs.waitLog(t, logTimeout, `"member gone`, "member=node-2")
 	if ok, reason := nodes[2].Ready(); ok || !strings.Contains(reason, "left") {
 		t.Errorf("after Leave: Ready = %v, %q", ok, reason)
 	}
@@ -215,7 +223,7 @@ func TestCrashDetected(t *testing.T) {
 		waitView(t, nd, failureTimeout, "node-2 declared dead", hasNames("node-0", "node-1"))
 	}
 	t.Logf("crash detected by all in %s", time.Since(start).Round(time.Millisecond))
-	nodes[0].logs.waitLog(t, 5*time.Second, `"member gone`, "member=node-2")
+	nodes[0].logs.waitLog(t, logTimeout, `"member gone`, "member=node-2")
 }
 
 // TestRestartedNodeReclaimsName restarts a crashed node at once under the
@@ -361,7 +369,9 @@ func TestReady(t *testing.T) {
 		t.Parallel()
 		cfg := testConfig("solo")
 		cfg.Bootstrap = true
-		cfg.SettleTime = time.Second
+		// Scaled: Ready is asked "right after Start", which must come
+		// before the settle time is over on a loaded machine too.
+		cfg.SettleTime = testtime.Bound(time.Second)
 		n := newNode(t, cfg)
 		if ok, reason := n.Ready(); ok || reason != "membership not started" {
 			t.Fatalf("before Start: Ready = %v, %q", ok, reason)
@@ -373,7 +383,7 @@ func TestReady(t *testing.T) {
 		if ok, reason := n.Ready(); ok || !strings.Contains(reason, "settling") {
 			t.Fatalf("right after Start: Ready = %v, %q", ok, reason)
 		}
-		waitReady(t, n, 10*time.Second)
+		waitReady(t, n, cfg.SettleTime+convergeTimeout)
 		if took := time.Since(start); took < cfg.SettleTime {
 			t.Errorf("ready after %s, before SettleTime %s", took, cfg.SettleTime)
 		}
@@ -384,13 +394,13 @@ func TestReady(t *testing.T) {
 		a := startNode(t, func() Config { c := testConfig("a"); c.Bootstrap = true; return c }())
 		cfg := testConfig("b")
 		cfg.Seeds = []string{a.GossipAddr()}
-		cfg.SettleTime = time.Second
+		cfg.SettleTime = testtime.Bound(time.Second) // scaled, as above
 		start := time.Now()
 		b := startNode(t, cfg)
 		if ok, reason := b.Ready(); ok || !strings.Contains(reason, "settling") {
 			t.Fatalf("right after joining: Ready = %v, %q", ok, reason)
 		}
-		waitReady(t, b, 10*time.Second)
+		waitReady(t, b, cfg.SettleTime+convergeTimeout)
 		if took := time.Since(start); took < cfg.SettleTime {
 			t.Errorf("ready after %s, before SettleTime %s", took, cfg.SettleTime)
 		}
@@ -506,7 +516,7 @@ func TestShutdownDuringStart(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- n.Start(context.Background()) }()
 	// Shutdown must interrupt the join's backoff and wait for it.
-	waitFor := time.After(10 * time.Second)
+	waitFor := time.After(convergeTimeout)
 	for ok, reason := n.Ready(); !strings.Contains(reason, notReadyReason); ok, reason = n.Ready() {
 		if ok {
 			t.Fatal("ready without a seed")
@@ -525,7 +535,7 @@ func TestShutdownDuringStart(t *testing.T) {
 		if !errors.Is(err, ErrShutdown) {
 			t.Errorf("Start = %v, want ErrShutdown", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testtime.Timeout):
 		t.Fatal("Start did not return after Shutdown")
 	}
 }

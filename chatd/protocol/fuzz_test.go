@@ -23,6 +23,13 @@ func FuzzDecodeClientFrame(f *testing.F) {
 		`{"type":"join","since":-1}`,
 		`{"type":"send","text":1e999}`,
 		`{"type":"ping"}{"type":"ping"}`,
+		`{"type":"join","room":"r","text":7,"cid":{"a":[1]},"limit":"x"}`,
+		`{"type":"join","text":7,"room":"r","since":"3"}`,
+		`{"type":"ping","room":"not a room","since":-1}`,
+		`{"type":"send","room":"r","cid":"c","text":"hi","since":[],"Since":1}`,
+		`{"type":"hello","name":"n","protocol":"1","room":1}`,
+		`{"type":"dm","to":"b","cid":"c","text":"t","TO":7}`,
+		`{"type":"shout","id":"x","text":7}`,
 		"\xff\xfe",
 		`[]`, `null`, `""`, ``,
 	} {
@@ -45,8 +52,14 @@ func FuzzDecodeClientFrame(f *testing.F) {
 		if derr != nil {
 			t.Fatalf("re-encoded frame %s refused: %v", b, derr)
 		}
-		if again.Type != frame.Type || again.Room != frame.Room || again.Text != frame.Text || again.CID != frame.CID {
+		if !sameFrame(again, frame) {
 			t.Fatalf("round trip changed the frame: %+v vs %+v", frame, again)
+		}
+		// Members that do not apply to the type are never kept.
+		cleared := frame
+		cleared.clearInapplicable()
+		if !sameFrame(cleared, frame) {
+			t.Fatalf("accepted frame %+v keeps members its type does not have", frame)
 		}
 	})
 }

@@ -96,14 +96,34 @@ const (
 // DecodeClientFrame parses one client frame. The returned *Error carries
 // CodeBadFrame for malformed JSON and CodeUnknownType for an unknown type; in
 // both cases the connection stays up.
+//
+// Members that do not apply to the frame's type are ignored whatever their
+// JSON type (a "text" on a join), and are left zero in the result; members
+// that apply must have their documented type. The common case, a frame whose
+// members all decode, costs one pass; only a frame with a member of the
+// wrong type is looked at member by member, to tell the two apart.
 func DecodeClientFrame(data []byte) (ClientFrame, *Error) {
 	var f ClientFrame
 	if !utf8.Valid(data) {
 		return f, NewError(CodeBadFrame, "", "frame is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&f); err != nil {
+	err := dec.Decode(&f)
+	// Decode returns a type mismatch unwrapped; a plain assertion, unlike
+	// errors.As, costs no allocation on the hot path.
+	_, mistyped := err.(*json.UnmarshalTypeError)
+	switch {
+	case mistyped:
+		// The decoder read the whole object and stopped at nothing but a
+		// type mismatch; whether that member matters depends on the type.
+		f = ClientFrame{}
+		if perr := decodeApplicable(data, &f); perr != nil {
+			return ClientFrame{}, perr
+		}
+	case err != nil:
 		return ClientFrame{}, NewError(CodeBadFrame, "", "frame is not a JSON object: "+shortJSONError(err))
+	default:
+		f.clearInapplicable()
 	}
 	// Anything but whitespace after the object (another value, a stray
 	// bracket) makes the frame ambiguous.
@@ -120,10 +140,6 @@ func shortJSONError(err error) string {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
 		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Sprintf("member %q has the wrong type", typ.Field)
 	}
 	return "invalid JSON"
 }

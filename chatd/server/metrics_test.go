@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -87,7 +88,7 @@ func TestMetricsAfterScriptedExchange(t *testing.T) {
 		"--rate", "0.001", "--rate-burst", "200", "--rate-abuse-limit", "10",
 		"--history-size", "4", "--send-queue", "20",
 		"--max-frame-bytes", "300000", "--max-text-bytes", "262144",
-		"--write-timeout", "60s")
+		"--write-timeout", testtime.Bound(60*time.Second).String())
 	m := &mtFrames{t: t}
 	metric := func(series string, want float64) {
 		t.Helper()

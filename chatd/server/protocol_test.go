@@ -1,12 +1,12 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -395,23 +395,93 @@ func TestProtocolRoomForgottenWhenIdle(t *testing.T) {
 	ann.Say("r", "1", "x")
 	ann.Do(protocol.ClientFrame{Type: protocol.TypeLeave, ID: "l", Room: "r"})
 	ann.Expect(protocol.TypeLeft)
-	// Poll the room's epoch until the sweeper has forgotten it: a new
-	// incarnation has a new epoch and an empty history.
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for {
-		ann.Do(protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h", Room: "r"})
-		var h protocol.HistoryPage
-		ann.ExpectDecode(protocol.TypeHistory, &h)
-		if h.Head == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("empty room was never forgotten")
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-	if again := ann.Join("r"); again.Epoch == first.Epoch || again.Head != 0 {
+	// The sweeper gives no event: poll until the room is gone. A room that
+	// no longer exists has no epoch (§5.6), which tells a client holding
+	// the old one that those messages are gone.
+	chatdtest.Eventually(t, chatdtest.Timeout, "the empty room to be forgotten", func() (bool, string) {
+		h := historyPage(t, ann, "h", "r")
+		return h.Epoch == "" && h.Head == 0, fmt.Sprintf("history page %+v", h)
+	})
+	if again := ann.Join("r"); again.Epoch == first.Epoch || again.Epoch == "" || again.Head != 0 {
 		t.Fatalf("recreated room = %+v, first epoch %s", again, first.Epoch)
+	}
+}
+
+// historyPage asks c for the newest page of room.
+func historyPage(t *testing.T, c *chatdtest.Client, id, room string) protocol.HistoryPage {
+	t.Helper()
+	c.Do(protocol.ClientFrame{Type: protocol.TypeHistory, ID: id, Room: room})
+	var h protocol.HistoryPage
+	c.ExpectDecode(protocol.TypeHistory, &h)
+	if h.ID != id || h.Room != room {
+		t.Fatalf("history reply %+v to request %s for %s", h, id, room)
+	}
+	return h
+}
+
+// ownedRooms lists the rooms the node's owner service holds (/admin/rooms).
+func ownedRooms(t *testing.T, addr string) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/admin/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Rooms []struct {
+			Room string `json:"room"`
+		} `json:"rooms"`
+	}
+	if err := json.Unmarshal([]byte(readAll(t, resp)), &body); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range body.Rooms {
+		names = append(names, r.Room)
+	}
+	return names
+}
+
+// TestProtocolHistoryOfUnusedRoom: reading a room nobody used does not
+// create it; the page says so with an empty epoch (§5.6), and a client that
+// read it follows the room correctly afterwards: a join without since, then
+// history for what was posted in between.
+func TestProtocolHistoryOfUnusedRoom(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t)
+	ann := chatdtest.Connect(t, srv.URL, "ann")
+	h := historyPage(t, ann, "h1", "fresh")
+	if h.Epoch != "" || h.Head != 0 || h.Oldest != 1 || h.More || h.Messages == nil || len(h.Messages) != 0 {
+		t.Fatalf("history of an unused room = %+v, want epoch \"\", head 0, oldest 1, no messages", h)
+	}
+	if rooms := ownedRooms(t, srv.Addr); slices.Contains(rooms, "fresh") {
+		t.Fatalf("a history read created the room: owned rooms %v", rooms)
+	}
+	// An empty epoch is no epoch: there is nothing to resume from.
+	ann.Do(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j0", Room: "fresh", Since: u64(0), Epoch: h.Epoch})
+	if e := ann.ExpectError(protocol.CodeBadRequest); e.ID != "j0" || e.Room != "fresh" {
+		t.Fatalf("resume with an empty epoch = %+v", e)
+	}
+
+	// Someone posts before ann joins.
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	jb := bob.Join("fresh")
+	if jb.Epoch == "" || jb.Head != 0 {
+		t.Fatalf("first joined = %+v", jb)
+	}
+	bob.Say("fresh", "b1", "one")
+	bob.Say("fresh", "b2", "two")
+
+	ja := ann.Join("fresh")
+	if ja.Epoch != jb.Epoch || ja.Head != 2 || ja.Recovered != nil {
+		t.Fatalf("ann's joined = %+v, want epoch %s head 2", ja, jb.Epoch)
+	}
+	before := historyPage(t, ann, "h2", "fresh")
+	if before.Epoch != ja.Epoch || before.Head != 2 || len(before.Messages) != 2 || before.Messages[0].Seq != 1 || before.Messages[1].Text != "two" {
+		t.Fatalf("history after joining = %+v", before)
+	}
+	bob.Say("fresh", "b3", "three")
+	if m := ann.NextMessage(); m.Seq != 3 || m.Text != "three" {
+		t.Fatalf("live message after the join = %+v, want seq 3", m)
 	}
 }
 
@@ -455,4 +525,60 @@ func TestHTTPEndpoints(t *testing.T) {
 		t.Errorf("plain GET /ws = %d, want 400", resp.StatusCode)
 	}
 	resp.Body.Close()
+}
+
+// TestProtocolPipelinedRepliesInRequestOrder: on a single node, replies come
+// in the order of the requests (§3.4), interleaved with pushed frames; a
+// sender's own message comes before its ack (§5.5), and so does a DM to
+// oneself (§5.7). Every request is sent before any reply is read, and the
+// sequence is repeated so that a reply that is merely usually on time does
+// not pass by luck.
+func TestProtocolPipelinedRepliesInRequestOrder(t *testing.T) {
+	t.Parallel()
+	srv := chatdtest.Start(t, "--rate-burst", "1000", "--rate", "1000")
+	ann := chatdtest.Connect(t, srv.URL, "ann")
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	const rounds = 20
+	var want []string // "type id" of every frame ann must get, in order
+	for i := range rounds {
+		id := func(s string) string { return fmt.Sprint(s, i) }
+		room := id("room-")
+		for _, f := range []protocol.ClientFrame{
+			{Type: protocol.TypeDM, ID: id("d"), To: "bob", CID: id("dm-"), Text: "hi bob"},
+			{Type: protocol.TypePing, ID: id("p")},
+			{Type: protocol.TypeHistory, ID: id("h"), Room: room},
+			{Type: protocol.TypeJoin, ID: id("j"), Room: room},
+			{Type: protocol.TypeSend, ID: id("s"), Room: room, CID: id("c"), Text: "hi room"},
+			{Type: protocol.TypeDM, ID: id("e"), To: "ann", CID: id("note-"), Text: "to myself"},
+			{Type: protocol.TypeDM, ID: id("f"), To: "bob", CID: id("dm-"), Text: "hi bob"}, // a resend
+			{Type: protocol.TypeLeave, ID: id("l"), Room: room},
+			{Type: protocol.TypeLeave, ID: id("n"), Room: room}, // not joined any more: an error
+			{Type: protocol.TypePing, ID: id("q")},
+		} {
+			ann.Do(f)
+		}
+		want = append(want,
+			"ack "+id("d"), "pong "+id("p"), "history "+id("h"), "joined "+id("j"),
+			"message ", "ack "+id("s"), "dm ", "ack "+id("e"), "ack "+id("f"),
+			"left "+id("l"), "error "+id("n"), "pong "+id("q"))
+	}
+	for i, w := range want {
+		f := ann.Next()
+		var head struct{ ID string }
+		if err := f.Decode(&head); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Type + " " + head.ID; got != w {
+			t.Fatalf("frame %d is %s, want %q: replies out of request order", i, f.Raw, w)
+		}
+	}
+	// bob got each round's DM once (the resend is a duplicate).
+	for i := range rounds {
+		var dm protocol.DirectMessage
+		bob.ExpectDecode(protocol.TypeDM, &dm)
+		if dm.CID != fmt.Sprint("dm-", i) {
+			t.Fatalf("bob's dm %d = %+v", i, dm)
+		}
+	}
+	limPing(t, bob, "bob-done")
 }

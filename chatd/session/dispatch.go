@@ -3,6 +3,7 @@ package session
 import (
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/hub"
@@ -42,13 +43,48 @@ func (s *Session) dispatch(f *protocol.ClientFrame) {
 			s.sendError(protocol.NewError(protocol.CodeTextTooLong, f.ID, textTooLong(s.cfg.MaxTextBytes)))
 			return
 		}
-		s.deps.Hub.DirectMessage(s, f.ID, f.To, f.CID, f.Text)
+		s.directMessage(f)
 	case protocol.TypeTyping:
 		if err := s.deps.Hub.Typing(s, f.Room); err != nil {
 			err.ID = f.ID
 			s.sendError(err)
 		}
 	}
+}
+
+// directMessage hands a dm to the hub and waits until its ack is queued
+// before the read loop goes on to the next frame. The ack waits for every
+// node to deliver the dm (on a single node too, on another goroutine), so
+// without the wait the replies to later requests would overtake it, while
+// docs/protocol.md §3.4 promises replies in request order. Waiting here
+// keeps that promise at the price of serving one connection's dm requests
+// one at a time: a dm costs the connection's next frame one round trip to
+// the other nodes (at most the cluster's call timeout, while a peer is
+// unreachable but not yet declared dead). Room messages keep flowing to the
+// connection meanwhile; only its own requests wait.
+func (s *Session) directMessage(f *protocol.ClientFrame) {
+	w := &ackWaiter{Session: s, queued: make(chan struct{})}
+	s.deps.Hub.DirectMessage(w, f.ID, f.To, f.CID, f.Text)
+	select {
+	case <-w.queued:
+	case <-s.writerDone:
+		// The connection is finished; nothing more will be written to it.
+	}
+}
+
+// ackWaiter is the session as the hub sees it for one dm request: the hub
+// queues exactly one frame through it, the request's ack (a first one or a
+// duplicate's), and the waiter records that it did.
+type ackWaiter struct {
+	*Session
+	queued chan struct{}
+	once   sync.Once
+}
+
+// Enqueue implements hub.Conn.
+func (w *ackWaiter) Enqueue(frame []byte) {
+	w.Session.Enqueue(frame)
+	w.once.Do(func() { close(w.queued) })
 }
 
 func roomError(code string, f *protocol.ClientFrame, msg string) *protocol.Error {

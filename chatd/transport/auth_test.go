@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // A long backoff makes "the next Send fails fast" deterministic.
@@ -158,7 +160,7 @@ func TestStrayClients(t *testing.T) {
 			}
 			// Dropped within the handshake timeout (plus scheduling slack
 			// under -race), and a silent client not much before it.
-			if took := time.Since(start); took > hsTimeout+time.Second {
+			if took := time.Since(start); took > hsTimeout+testtime.Slack {
 				t.Fatalf("dropped after %v; handshake timeout is %v", took, hsTimeout)
 			} else if tc.send == nil && took < hsTimeout/2 {
 				t.Fatalf("silent client dropped after %v, before the handshake timeout", took)
@@ -267,7 +269,7 @@ func TestHandshakeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	if got := waitClosedByPeer(t, c3, 5*time.Second); len(got) != 0 {
+	if got := waitClosedByPeer(t, c3, failsafe); len(got) != 0 {
 		t.Fatalf("third connection got %d bytes; want it closed before the hello", len(got))
 	}
 	waitLog(t, b, "too many handshakes")

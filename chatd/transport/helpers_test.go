@@ -13,15 +13,19 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 const (
 	testSecret = "0123456789abcdef0123456789abcdef"
 	testLabel  = "test-cluster"
-	// failsafe bounds every wait in the tests, so a bug fails a test instead
-	// of hanging the run; nothing waits for it on the success path.
-	failsafe = 10 * time.Second
 )
+
+// failsafe bounds every wait in the tests, so a bug fails a test instead of
+// hanging the run; nothing waits for it on the success path. It is
+// testtime.Timeout, scaled by RINGCHAT_TEST_TIMEOUT_SCALE.
+var failsafe = testtime.Timeout
 
 // logBuffer collects a node's logs so tests can assert on them; they are
 // printed when a test fails.
@@ -157,12 +161,14 @@ type testNode struct {
 
 func testConfig(name string) Config {
 	return Config{
-		NodeName:         name,
-		ListenAddr:       "127.0.0.1:0",
-		Secret:           []byte(testSecret),
-		ClusterLabel:     testLabel,
-		HandshakeTimeout: 2 * time.Second,
-		RequestTimeout:   5 * time.Second,
+		NodeName:     name,
+		ListenAddr:   "127.0.0.1:0",
+		Secret:       []byte(testSecret),
+		ClusterLabel: testLabel,
+		// Bounds that a loaded machine must not hit, scaled like every
+		// other; tests about these timeouts set their own.
+		HandshakeTimeout: testtime.Bound(2 * time.Second),
+		RequestTimeout:   testtime.Bound(5 * time.Second),
 		// Short backoffs keep reconnection tests fast; tests about backoff
 		// itself set their own.
 		BackoffMin: time.Millisecond,

@@ -33,11 +33,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // waitTimeout bounds one wait in the page: generous for `go test -race` on a
-// loaded two-core machine, short enough that a hang fails quickly.
-const waitTimeout = 20 * time.Second
+// loaded two-core machine, short enough that a hang fails quickly; scaled by
+// RINGCHAT_TEST_TIMEOUT_SCALE. extraTimeout bounds the small things around
+// it (closing the browser, reading the page's state for a failure message).
+var (
+	waitTimeout  = testtime.Bound(20 * time.Second)
+	extraTimeout = testtime.Bound(5 * time.Second)
+)
 
 func chromiumPath() string {
 	if p := os.Getenv("CHROMIUM_PATH"); p != "" {
@@ -97,7 +103,7 @@ func startBrowser(t *testing.T, pageURL string) *browser {
 				tb.cancel()
 			}
 		}
-		closeCtx, cancel := context.WithTimeout(root, 10*time.Second)
+		closeCtx, cancel := context.WithTimeout(root, 2*extraTimeout)
 		if err := chromedp.Cancel(closeCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			t.Logf("closing chromium: %v", err)
 		}
@@ -199,7 +205,7 @@ func (tb *tab) eval(expr string, v any) {
 // waitJS polls a JavaScript expression until it is truthy.
 func (tb *tab) waitJS(what, expr string) {
 	tb.b.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, waitTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, waitTimeout+extraTimeout)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(25*time.Millisecond),
@@ -211,7 +217,7 @@ func (tb *tab) waitJS(what, expr string) {
 
 // diagnose describes the page state for a failure message.
 func (tb *tab) diagnose() string {
-	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, extraTimeout)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
 		conn: document.querySelector('[data-testid=conn-state]')?.innerText,

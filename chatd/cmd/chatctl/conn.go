@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,7 @@ func (f *connFailure) describe() string {
 
 // cli converts f into the command's final error.
 func (f *connFailure) cli(ctx context.Context, what string) *cliError {
-	if ctx.Err() != nil {
+	if ended(ctx) {
 		return contextError(ctx, what)
 	}
 	code, _, _ := client.CloseCode(f.err)
@@ -116,7 +117,7 @@ func withRetry(ctx context.Context, e *env, o *options, what string, op func(c *
 				return err
 			}
 		}
-		if ctx.Err() != nil || !established || f.disp != client.Reconnect {
+		if ended(ctx) || !established || f.disp != client.Reconnect {
 			return f.cli(ctx, what)
 		}
 		delay := backoffDelay(&bo, f)
@@ -135,8 +136,8 @@ func runOnConn(ctx context.Context, c *client.Conn, op func(c *client.Conn) erro
 	defer stop()
 	defer c.Close()
 	err := op(c)
-	if err != nil && ctx.Err() != nil {
-		return &connFailure{err: ctx.Err(), disp: client.GiveUp, lost: true}
+	if err != nil && ended(ctx) {
+		return &connFailure{err: cmp.Or(ctx.Err(), context.DeadlineExceeded), disp: client.GiveUp, lost: true}
 	}
 	return err
 }

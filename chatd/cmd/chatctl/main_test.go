@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -63,7 +65,7 @@ func background(t *testing.T, args ...string) (out *syncBuffer, wait func() resu
 			select {
 			case code := <-done:
 				res = result{code: code, stdout: out.String(), stderr: errOut.String()}
-			case <-time.After(60 * time.Second):
+			case <-time.After(testtime.Bound(60 * time.Second)): // past every --timeout given below
 				cancel()
 				<-done
 				t.Fatalf("chatctl %v did not finish; stdout:\n%s\nstderr:\n%s", args, out.String(), errOut.String())
@@ -118,15 +120,12 @@ func texts(msgs []map[string]any) []string {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond, for what chatctl prints (output has no event to wait
+// on), until within has passed: the --timeout of the chatctl that prints it,
+// which gives up by then anyway.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(chatdtest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	chatdtest.Eventually(t, within, what, func() (bool, string) { return cond(), "not yet" })
 }
 
 func TestSendAndTail(t *testing.T) {
@@ -150,8 +149,9 @@ func TestSendAndTail(t *testing.T) {
 		t.Fatalf("resend: code %d, stdout %q", r.code, r.stdout)
 	}
 
-	out, wait := background(t, "tail", "--url", srv.URL, "--name", "bob", "--room", "lobby", "--since", "0", "--count", "3", "--timeout", "20s", "--json")
-	waitFor(t, "tail to print the history", func() bool { return strings.Count(out.String(), `"type":"message"`) == 2 })
+	tailTimeout := testtime.Bound(20 * time.Second)
+	out, wait := background(t, "tail", "--url", srv.URL, "--name", "bob", "--room", "lobby", "--since", "0", "--count", "3", "--timeout", tailTimeout.String(), "--json")
+	waitFor(t, "tail to print the history", tailTimeout, func() bool { return strings.Count(out.String(), `"type":"message"`) == 2 })
 	r = chatctl(t, map[string]string{envURL: srv.URL, envName: "carl"}, "send", "--room", "lobby", "third")
 	if r.code != exitOK {
 		t.Fatalf("send with env defaults: code %d, stderr %q", r.code, r.stderr)
@@ -173,15 +173,35 @@ func TestSendAndTail(t *testing.T) {
 	}
 }
 
+// awaitPresent returns once user is in room as obs sees it: listed in the
+// joined frame obs got, or announced by a presence frame after it. within is
+// how long the user has to get there.
+func awaitPresent(t *testing.T, obs *chatdtest.Client, joined protocol.Joined, user string, within time.Duration) {
+	t.Helper()
+	if slices.Contains(joined.Present, user) {
+		return
+	}
+	_ = obs.SetReadDeadline(time.Now().Add(within))
+	for {
+		f, err := obs.Read()
+		if err != nil {
+			t.Fatalf("waiting for %s to join %s: %v", user, joined.Room, err)
+		}
+		var p protocol.Presence
+		if f.Type == protocol.TypePresence && f.Decode(&p) == nil && p.Room == joined.Room && slices.Contains(p.Joined, user) {
+			return
+		}
+	}
+}
+
 func TestTailHumanOutputAndTimeouts(t *testing.T) {
 	srv := chatdtest.Start(t)
-	out, wait := background(t, "tail", "--url", srv.URL, "--room", "lobby", "--count", "1", "--timeout", "20s")
+	tailTimeout := testtime.Bound(20 * time.Second)
+	out, wait := background(t, "tail", "--url", srv.URL, "--room", "lobby", "--count", "1", "--timeout", tailTimeout.String())
 	obs := chatdtest.Connect(t, srv.URL, "obs")
-	obs.Join("lobby")
-	// Wait until tail's user is present, so that the message is live.
-	waitFor(t, "tail to join", func() bool {
-		return strings.Contains(chatctl(t, nil, "presence", "--url", srv.URL, "--name", "obs", "--room", "lobby").stdout, "chatctl")
-	})
+	// Wait until tail's user is present, so that the message is live. tail
+	// gives up after its --timeout, so that is how long it has to join.
+	awaitPresent(t, obs, obs.Join("lobby"), "chatctl", tailTimeout)
 	obs.Say("lobby", "c1", "line one\nline two")
 	res := wait()
 	if res.code != exitOK {
@@ -211,14 +231,15 @@ func TestTailHumanOutputAndTimeouts(t *testing.T) {
 // was recreated (new epoch, recovered=false), says so and reloads it.
 func TestTailSurvivesRestart(t *testing.T) {
 	srv1 := chatdtest.Start(t)
-	out, wait := background(t, "tail", "--url", srv1.URL, "--name", "bob", "--room", "lobby", "--since", "0", "--count", "3", "--timeout", "45s", "--json")
+	tailTimeout := testtime.Bound(45 * time.Second)
+	out, wait := background(t, "tail", "--url", srv1.URL, "--name", "bob", "--room", "lobby", "--since", "0", "--count", "3", "--timeout", tailTimeout.String(), "--json")
 	ann := chatdtest.Connect(t, srv1.URL, "ann")
 	ann.Join("lobby")
 	ann.Say("lobby", "b1", "before restart")
-	waitFor(t, "the first message", func() bool { return strings.Contains(out.String(), "before restart") })
+	waitFor(t, "the first message", tailTimeout, func() bool { return strings.Contains(out.String(), "before restart") })
 
 	srv1.Stop()
-	waitFor(t, "the reconnect notice", func() bool { return strings.Contains(out.String(), "chatctl.reconnecting") })
+	waitFor(t, "the reconnect notice", tailTimeout, func() bool { return strings.Contains(out.String(), "chatctl.reconnecting") })
 	srv2 := chatdtest.StartOn(t, srv1.Addr)
 	ann2 := chatdtest.Connect(t, srv2.URL, "ann")
 	ann2.Join("lobby")
@@ -254,7 +275,7 @@ func TestTailResumeFromCursor(t *testing.T) {
 		ann.Say("lobby", fmt.Sprint("c", i), fmt.Sprint("m", i))
 	}
 	// Resume within the kept history: recovered, replay 4 and 5.
-	r := chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "3", "--epoch", j.Epoch, "--count", "2", "--timeout", "10s", "--json")
+	r := chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "3", "--epoch", j.Epoch, "--count", "2", "--timeout", chatdtest.Timeout.String(), "--json")
 	if r.code != exitOK {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
@@ -266,7 +287,7 @@ func TestTailResumeFromCursor(t *testing.T) {
 		t.Fatalf("resumed %v", res)
 	}
 	// Resume from before the kept history (3..5): a gap notice for 2, then 3..5.
-	r = chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "1", "--epoch", j.Epoch, "--count", "3", "--timeout", "10s", "--json")
+	r = chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "1", "--epoch", j.Epoch, "--count", "3", "--timeout", chatdtest.Timeout.String(), "--json")
 	if r.code != exitOK {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
@@ -279,7 +300,7 @@ func TestTailResumeFromCursor(t *testing.T) {
 		t.Fatalf("resumed %v, gaps %v", res, gaps)
 	}
 	// A stale epoch: the room's kept history is reloaded, with a notice.
-	r = chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "4", "--epoch", "stale", "--count", "3", "--timeout", "10s")
+	r = chatctl(t, nil, "tail", "--url", srv.URL, "--room", "lobby", "--since", "4", "--epoch", "stale", "--count", "3", "--timeout", chatdtest.Timeout.String())
 	if r.code != exitOK || !strings.Contains(r.stderr, "the room was recreated") || !strings.Contains(r.stderr, "#1 to #2 are no longer kept") {
 		t.Fatalf("stale epoch: code %d, stderr %q", r.code, r.stderr)
 	}

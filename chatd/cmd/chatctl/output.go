@@ -52,10 +52,32 @@ func ioError(err error) *cliError {
 	return &cliError{exit: exitFailure, code: "io", msg: "output", err: err}
 }
 
+// ended reports whether the command context has ended, counting a deadline
+// that has passed although its timer has not cancelled the context yet. The
+// client sets socket deadlines from the same instant (the hello's read, for
+// one), and the read they end can return first: the failure it causes is the
+// --timeout expiring, not a broken connection.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// timedOut reports whether the command context ended, or is ending, because
+// --timeout expired. Only --timeout puts a deadline on the command context.
+func timedOut(ctx context.Context) bool {
+	if cause := context.Cause(ctx); cause != nil {
+		return errors.Is(cause, errTimeout)
+	}
+	return ended(ctx)
+}
+
 // contextError turns the end of the command context into the right failure:
 // the --timeout expiring, or an interrupt.
 func contextError(ctx context.Context, what string) *cliError {
-	if errors.Is(context.Cause(ctx), errTimeout) {
+	if timedOut(ctx) {
 		return &cliError{exit: exitTimeout, code: "timeout", msg: "timed out " + what}
 	}
 	return &cliError{exit: exitInterrupted, code: "interrupted", msg: "interrupted " + what}

@@ -170,7 +170,7 @@ func runTail(ctx context.Context, e *env, o *options, args []string) error {
 				return err
 			}
 		}
-		if ctx.Err() != nil {
+		if ended(ctx) {
 			return t.stopped()
 		}
 		if !established || f.disp != client.Reconnect || o.noRetry {
@@ -189,7 +189,7 @@ func runTail(ctx context.Context, e *env, o *options, args []string) error {
 // --timeout without --count are the normal ways to stop; a --timeout before
 // --count messages is a failure.
 func (t *tailer) stopped() error {
-	if errors.Is(context.Cause(t.ctx), errTimeout) && t.o.count > 0 && t.printed < t.o.count {
+	if timedOut(t.ctx) && t.o.count > 0 && t.printed < t.o.count {
 		return &cliError{exit: exitTimeout, code: "timeout",
 			msg: fmt.Sprintf("timed out after %d of %d messages", t.printed, t.o.count)}
 	}

@@ -17,12 +17,18 @@ import (
 	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/config"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
 // Timeout bounds every wait in these helpers: long enough for a loaded CI
-// machine running -race, short enough that a hang fails quickly.
-const Timeout = 10 * time.Second
+// machine running -race, short enough that a hang fails quickly. It is
+// testtime.Timeout, scaled by RINGCHAT_TEST_TIMEOUT_SCALE.
+var Timeout = testtime.Timeout
+
+// stopTimeout bounds a node's graceful stop (its shutdown timeout, 10 s by
+// default in these helpers' flags, plus the drain).
+var stopTimeout = testtime.Bound(30 * time.Second)
 
 // Server is a chatd node running in this process.
 type Server struct {
@@ -87,8 +93,8 @@ func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 				if err != nil && !errors.Is(err, context.Canceled) {
 					t.Errorf("chatd exited with error: %v", err)
 				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("chatd did not stop within 30s")
+			case <-time.After(stopTimeout):
+				t.Errorf("chatd did not stop within %v", stopTimeout)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/app"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // Cluster is a set of chatd nodes in this process, gossiping and talking to
@@ -170,8 +171,8 @@ func (c *Cluster) AddNode() *Node {
 			if err != nil && !errors.Is(err, context.Canceled) {
 				c.t.Errorf("%s exited with error: %v", name, err)
 			}
-		case <-time.After(60 * time.Second):
-			c.t.Errorf("%s still running 60s after %s", name, what)
+		case <-time.After(2 * stopTimeout):
+			c.t.Errorf("%s still running %v after %s", name, 2*stopTimeout, what)
 		}
 	}
 	stop := func() {
@@ -286,9 +287,14 @@ func (c *Cluster) WaitViews() {
 	c.waitViews(false)
 }
 
+// convergeTimeout bounds how long a cluster takes to agree on its members
+// after a change: failure detection (about 5 s with the local gossip
+// profile) and gossip, with a margin for a loaded machine.
+var convergeTimeout = testtime.Bound(30 * time.Second)
+
 func (c *Cluster) waitViews(ready bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(convergeTimeout)
 	for {
 		live := c.Live()
 		want := make([]string, 0, len(live))
@@ -310,7 +316,7 @@ func (c *Cluster) waitViews(ready bool) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("cluster did not converge on %v: %s", want, why)
+			c.t.Fatalf("cluster did not converge on %v within %v: %s", want, convergeTimeout, why)
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval
 	}

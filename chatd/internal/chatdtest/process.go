@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // BuildChatd compiles the chatd binary once per test binary and returns its
@@ -86,7 +88,7 @@ func (c *ProcessCluster) start(i int) {
 	// ports rather than failing the test for a reason that is not chatd's.
 	for attempt := 1; ; attempt++ {
 		node := c.launch(i)
-		if node.waitListening(30*time.Second) || attempt == 5 || !node.logs.Contains("address already in use") {
+		if node.waitListening(testtime.Bound(30*time.Second)) || attempt == 5 || !node.logs.Contains("address already in use") {
 			c.mu.Lock()
 			c.Nodes = append(c.Nodes, node)
 			c.mu.Unlock()
@@ -269,8 +271,8 @@ func (c *ProcessCluster) Terminate(n *ProcessNode) {
 	n.signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
-	case <-time.After(60 * time.Second):
-		c.t.Errorf("%s did not exit within 60s of SIGTERM", n.Name)
+	case <-time.After(2 * stopTimeout):
+		c.t.Errorf("%s did not exit within %v of SIGTERM", n.Name, 2*stopTimeout)
 	}
 }
 
@@ -300,7 +302,7 @@ func (c *ProcessCluster) LiveURLs() []string {
 // the live ones as active.
 func (c *ProcessCluster) WaitConverged() {
 	c.t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(testtime.Bound(45 * time.Second))
 	for {
 		live := c.live()
 		want := make([]string, 0, len(live))

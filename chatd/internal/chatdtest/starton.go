@@ -4,6 +4,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // StartOn is Start on a given address instead of a free port: the same
@@ -18,7 +20,7 @@ func StartOn(t testing.TB, addr string, args ...string) *Server {
 		ln  net.Listener
 		err error
 	)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testtime.Bound(5 * time.Second))
 	for {
 		ln, err = net.Listen("tcp", addr)
 		if err == nil {
