@@ -17,9 +17,6 @@ import (
 // read, through a node that holds nothing of the room: it must be answered
 // from the new owner's replica, with the room's epoch and messages.
 func TestProtocolHistoryAfterOwnerCrash(t *testing.T) {
-	t.Skip(`needs owner change: owner.Service.History answers the empty, epoch-less page for a room this node does not hold ` +
-		`even when it keeps a replica of it (the new owner after a crash, before any other request promoted the replica); ` +
-		`it must go through acquire then (condition "!held && !hasReplica" for the empty page)`)
 	t.Parallel()
 	c := chatdtest.StartCluster(t, 3)
 	ann := chatdtest.Connect(t, c.Nodes[0].URL, "ann")
