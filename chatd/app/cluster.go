@@ -127,7 +127,7 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		BindPort:       gPort,
 		AdvertiseAddr:  advHost,
 		AdvertisePort:  advPort,
-		Meta:           membership.Meta{RPCAddr: tr.Addr(), HTTPAddr: httpAddr, State: membership.StateJoining, Proto: 1},
+		Meta:           membership.Meta{RPCAddr: tr.Addr(), HTTPAddr: httpAddr, State: membership.StateJoining, Proto: cluster.WireProto},
 		Seeds:          seeds,
 		RejoinInterval: cfg.RejoinInterval,
 		ClusterLabel:   cfg.ClusterLabel,

@@ -85,6 +85,9 @@ type Node struct {
 	suspending atomic.Bool
 	// pause is the pause detector (see pause.go).
 	pause pauseDetector
+	// foreignSeen remembers the members of another protocol version
+	// already logged.
+	foreignSeen sync.Map
 }
 
 type nodeView struct {

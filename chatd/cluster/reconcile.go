@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/membership"
@@ -59,10 +60,21 @@ func (n *Node) reconcile(old, v nodeView) {
 	}
 }
 
-// viewFrom converts a membership view.
-func viewFrom(mv membership.View) nodeView {
+// viewFrom converts a membership view. Members that speak another
+// inter-node protocol version than this node are left out altogether (they
+// own nothing, replicate nothing, and their claims and writes are refused
+// as from non-members): mixing versions could break the fencing rule, so an
+// upgrade across protocol versions is a full restart (docs/architecture.md).
+// foreign receives the names of those members.
+func viewFrom(mv membership.View, foreign func(name string, proto int)) nodeView {
 	v := nodeView{version: mv.Version, addrs: make(map[string]string, len(mv.Members))}
 	for _, m := range mv.Members {
+		if m.Name != mv.Self && m.Meta.Proto != WireProto {
+			if foreign != nil {
+				foreign(m.Name, m.Meta.Proto)
+			}
+			continue
+		}
 		v.addrs[m.Name] = m.Meta.RPCAddr
 		if m.Meta.State != membership.StateActive && m.Meta.State != membership.StateDraining {
 			if v.joining == nil {
@@ -72,7 +84,9 @@ func viewFrom(mv membership.View) nodeView {
 		}
 	}
 	for _, m := range mv.Active() {
-		v.active = append(v.active, m.Name)
+		if _, ok := v.addrs[m.Name]; ok {
+			v.active = append(v.active, m.Name)
+		}
 	}
 	slices.Sort(v.active)
 	v.id = viewID(v.active)
@@ -88,7 +102,7 @@ func (n *Node) Run(ctx context.Context, m *membership.Membership) {
 		ch, cancel := m.Subscribe()
 		defer cancel()
 		views = ch
-		n.setView(viewFrom(m.View()))
+		n.setView(viewFrom(m.View(), n.foreignMember))
 	}
 	t := time.NewTicker(reconcilePeriod)
 	defer t.Stop()
@@ -97,7 +111,7 @@ func (n *Node) Run(ctx context.Context, m *membership.Membership) {
 		case <-ctx.Done():
 			return
 		case mv := <-views:
-			n.setView(viewFrom(mv))
+			n.setView(viewFrom(mv, n.foreignMember))
 			n.updateGauges(m)
 		case <-t.C:
 			v, _ := n.currentView()
@@ -105,6 +119,16 @@ func (n *Node) Run(ctx context.Context, m *membership.Membership) {
 			n.owners.Sweep()
 			n.updateGauges(m)
 		}
+	}
+}
+
+// foreignMember logs, once per member and version, a member that speaks
+// another inter-node protocol version and is therefore left out.
+func (n *Node) foreignMember(name string, proto int) {
+	key := name + "/" + strconv.Itoa(proto)
+	if _, seen := n.foreignSeen.LoadOrStore(key, true); !seen {
+		n.log.Error("ignoring a member that speaks another inter-node protocol version; upgrades across protocol versions need every node restarted",
+			"member", name, "its_version", proto, "our_version", WireProto)
 	}
 }
 

@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"testing"
+
+	"github.com/ringchat/ringchat/chatd/feed"
+	"github.com/ringchat/ringchat/chatd/membership"
+	"github.com/ringchat/ringchat/chatd/owner"
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
+)
+
+// The inter-node wire is pinned here: op codes, the event frame's layout and
+// the JSON of every request. A change that fails these tests breaks a
+// cluster of mixed versions; make it on purpose, with WireProto bumped and
+// the upgrade note in docs/architecture.md, then update the golden values.
+
+func TestGoldenOpCodes(t *testing.T) {
+	want := map[op]byte{
+		opSubscribe: 1, opUnsubscribe: 2, opPresence: 3, opPublish: 4, opHistory: 5, opTyping: 6, opDirect: 7,
+		opReplicate: 8, opSync: 9, opForget: 10, opHandoff: 11, opEvent: 12, opClaim: 13, opPing: 14,
+		opRingStats: 15, opFetch: 16, opRejoined: 17,
+	}
+	for o, v := range want {
+		if byte(o) != v {
+			t.Errorf("op %s = %d, want %d", opNames[o], o, v)
+		}
+	}
+	for o := range requestHandlers {
+		if _, ok := want[o]; !ok {
+			t.Errorf("request op %d has no golden value", o)
+		}
+	}
+	for o := range pushHandlers {
+		if _, ok := want[o]; !ok {
+			t.Errorf("push op %d has no golden value", o)
+		}
+	}
+	if WireProto != 2 {
+		t.Errorf("WireProto = %d: update the golden values of this file with it", WireProto)
+	}
+}
+
+func TestGoldenEventFrame(t *testing.T) {
+	m := protocol.Message{Type: protocol.TypeMessage, Room: "r", Seq: 7, MID: "ep-7", From: "ann", CID: "c", Text: "hi", TS: 1}
+	ev := feed.Event{Kind: feed.KindMessage, Room: "r", Epoch: "ep", Seq: 7, Frame: protocol.Encode(m)}
+	got := hex.EncodeToString(encodeEvent(ev))
+	const want = "0c1e" + // op 12, header length 30 (uvarint)
+		"7b226b223a312c2272223a2272222c2265223a226570222c2273223a377d" // {"k":1,"r":"r","e":"ep","s":7}
+	if got != want+hex.EncodeToString(ev.Frame) {
+		t.Fatalf("event frame %s, want %s then the client frame raw", got, want)
+	}
+	back, err := decodeEvent(encodeEvent(ev)[1:])
+	if err != nil || back.Seq != 7 || back.Message == nil || back.Message.Text != "hi" {
+		t.Fatalf("decoded %+v, %v", back, err)
+	}
+}
+
+func TestGoldenRequestBodies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"replicate", owner.Replication{Room: "r", Epoch: "ep", Term: 3, Msg: protocol.Message{Type: "message", Room: "r", Seq: 1, MID: "ep-1", From: "a", CID: "c", Text: "t", TS: 2}},
+			`{"room":"r","epoch":"ep","term":3,"msg":{"type":"message","room":"r","seq":1,"mid":"ep-1","from":"a","cid":"c","text":"t","ts":2}}`},
+		{"sync", roomlog.Snapshot{Room: "r", Epoch: "ep", Term: 3, Head: 0}, `{"room":"r","epoch":"ep","term":3,"head":0}`},
+		{"claim", owner.ClaimRequest{Room: "r", Promise: true, Term: 4}, `{"room":"r","promise":true,"term":4}`},
+		{"claim reply", owner.ClaimReply{Refused: "stale_term", Promised: 5, Copy: &owner.CopyInfo{Epoch: "ep", Term: 4, Head: 9}},
+			`{"refused":"stale_term","promised":5,"copy":{"epoch":"ep","term":4,"head":9}}`},
+		{"fetch", fetchReq{Room: "r", Term: 4}, `{"room":"r","term":4}`},
+		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: WireProto}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
+	} {
+		b, err := json.Marshal(tc.v)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%s encodes as %s (%v), want %s", tc.name, b, err, tc.want)
+		}
+	}
+}
