@@ -59,4 +59,5 @@ func (n *Node) updateGauges(m *membership.Membership) {
 	}
 	n.metrics.RoomsOwned.Set(float64(len(n.owners.OwnedRooms())))
 	n.metrics.RoomsReplicated.Set(float64(len(n.owners.ReplicaRooms())))
+	n.metrics.RoomsOutOfSync.Set(float64(n.owners.OutOfSync()))
 }

@@ -45,6 +45,7 @@ type Metrics struct {
 	Fenced           prometheus.Counter
 	Conflicts        prometheus.Counter
 	Pauses           prometheus.Counter
+	RoomsOutOfSync   prometheus.Gauge
 	TransportFrames  *prometheus.CounterVec // direction
 	TransportBytes   *prometheus.CounterVec // direction
 	TransportDrops   *prometheus.CounterVec // reason
@@ -148,6 +149,9 @@ func New() *Metrics {
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_replication_conflicts_total", Help: "Replicated messages refused because the copy held another message at the same sequence number (should stay 0).",
 		}),
+		RoomsOutOfSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_rooms_out_of_sync", Help: "Rooms this node owns that do not have their full number of copies yet (being claimed, or a replica still syncing).",
+		}),
 		Pauses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_pauses_total", Help: "Times this node noticed it had been paused or suspected by the cluster, and claimed its rooms again.",
 		}),
@@ -169,7 +173,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
-		m.ClaimTime, m.Fenced, m.Conflicts, m.Pauses,
+		m.ClaimTime, m.Fenced, m.Conflicts, m.Pauses, m.RoomsOutOfSync,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 	)
 	m.Registry.MustRegister(

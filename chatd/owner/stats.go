@@ -23,11 +23,36 @@ type RoomStat struct {
 	State string `json:"state"`
 	// Replicas are the nodes the owner replicates to (nil when none).
 	Replicas []string `json:"replicas,omitempty"`
+	// Term is the ownership term the owner serves the room in.
+	Term uint64 `json:"term"`
+	// InSync is true when the room is served and every replica the view
+	// names holds the whole log: the room has its full number of copies.
+	InSync bool `json:"in_sync"`
 	// Nodes is the number of nodes with subscribers in the room, this node
 	// included when it has some; Users the distinct users present across
 	// them.
 	Nodes int `json:"nodes"`
 	Users int `json:"users"`
+}
+
+// inSyncLocked reports whether r is served and every replica the view names
+// for it holds its whole log. Callers hold r.mu.
+func (r *room) inSyncLocked() bool {
+	return r.state == stateReady && slices.Equal(r.replicas, r.svc.view.Replicas(r.name)) && r.replicatedUpTo() >= r.log.Head()
+}
+
+// OutOfSync counts the rooms this node owns that are not InSync (see
+// RoomStat): being claimed or handed over, or waiting for a replica's copy.
+func (s *Service) OutOfSync() int {
+	n := 0
+	for _, r := range s.ownedList() {
+		r.mu.Lock()
+		if !r.dead && !r.inSyncLocked() {
+			n++
+		}
+		r.mu.Unlock()
+	}
+	return n
 }
 
 // Counts returns how many rooms this node owns and how many it keeps a
@@ -56,6 +81,8 @@ func (s *Service) RoomStats() []RoomStat {
 			Pending:   len(r.pending),
 			State:     r.state.String(),
 			Replicas:  slices.Clone(r.replicas),
+			Term:      r.term,
+			InSync:    r.inSyncLocked(),
 			Nodes:     len(r.nodes),
 			Users:     len(r.users),
 		}
