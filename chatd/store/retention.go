@@ -223,7 +223,7 @@ func (s *Store) ageCut(room string, from, head uint64, cutoff int64) (uint64, in
 func (s *Store) trim(room string, gen, cut uint64) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, true)
+	st, err := s.writableLocked(room, 0, true)
 	if err != nil || st == nil || st.gen != gen {
 		return 0, err
 	}

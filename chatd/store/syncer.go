@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,56 +21,93 @@ type notice struct {
 var syncMarker = []byte("ringchat-sync")
 
 // syncLoop is the group commit: whenever writes are waiting, it syncs the
-// WAL once for all of them, records the watermark, and hands their done
-// callbacks to the notifier. Writes made while a sync runs wait for the
-// next one, so under load one fsync covers many writes.
+// WAL once for all of them. Writes made while a sync runs wait for the next
+// one, so under load one fsync covers many writes. The watermark of one
+// group (guard.go) is synced while the WAL sync of the next group runs, and
+// only then are the first group's done callbacks handed to the notifier: a
+// write is reported durable once both the WAL and the watermark cover it,
+// at the cost of one fsync per cycle, not two.
 func (s *Store) syncLoop() {
 	defer s.wg.Done()
+	var prev *syncGroup // synced in the WAL, its watermark not yet
 	for {
-		select {
-		case <-s.kick:
-			s.syncOnce()
-		case <-s.quit:
-			s.syncOnce() // Close refuses new writes before quitting.
-			return
+		cur := s.takePending()
+		if cur == nil && prev == nil {
+			select {
+			case <-s.kick:
+				continue
+			case <-s.quit:
+				// Close refuses new writes before quitting: take the last.
+				if cur = s.takePending(); cur == nil {
+					return
+				}
+			}
 		}
+		var wg sync.WaitGroup
+		if prev != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.finishGroup(prev)
+			}()
+		}
+		if cur != nil {
+			cur.start = time.Now()
+			if err := s.failure(); err != nil {
+				cur.err = err
+			} else {
+				cur.err = s.syncWAL()
+			}
+		}
+		wg.Wait()
+		if prev != nil {
+			s.notify <- notice{writes: prev.writes, err: prev.err}
+		}
+		prev = cur
 	}
 }
 
-func (s *Store) syncOnce() {
+// syncGroup is the writes one WAL sync covers.
+type syncGroup struct {
+	writes []pendingWrite
+	upto   uint64 // highest write number among them
+	start  time.Time
+	err    error
+}
+
+func (s *Store) takePending() *syncGroup {
 	s.mu.Lock()
-	writes := s.pending
+	defer s.mu.Unlock()
+	if len(s.pending) == 0 {
+		return nil
+	}
+	g := &syncGroup{writes: s.pending, upto: s.writeNum}
 	s.pending = nil
-	upto := s.writeNum
-	s.mu.Unlock()
-	if len(writes) == 0 {
-		return
-	}
-	bytes := 0
-	for _, w := range writes {
-		bytes += w.bytes
-	}
-	start := time.Now()
-	err := s.failure()
-	if err == nil {
-		err = s.syncWAL()
-	}
-	if err == nil && upto > s.synced.last {
-		if err = s.synced.advance(upto); err != nil {
+	return g
+}
+
+// finishGroup records the group's watermark (after its WAL sync) and its
+// figures.
+func (s *Store) finishGroup(g *syncGroup) {
+	if g.err == nil && g.upto > s.synced.last {
+		if err := s.synced.advance(g.upto); err != nil {
 			s.setFailure(err)
-			err = s.failure()
+			g.err = s.failure()
 		}
 	}
-	took := time.Since(start)
+	took := time.Since(g.start)
+	bytes := 0
+	for _, w := range g.writes {
+		bytes += w.bytes
+	}
 	s.stats.Lock()
 	s.stats.lastSync = took
 	s.stats.syncs++
-	if err == nil {
-		s.stats.syncedWrites += uint64(len(writes))
+	if g.err == nil {
+		s.stats.syncedWrites += uint64(len(g.writes))
 	}
 	s.stats.Unlock()
-	s.obs.GroupCommit(took, len(writes), bytes, err)
-	s.notify <- notice{writes: writes, err: err}
+	s.obs.GroupCommit(took, len(g.writes), bytes, g.err)
 }
 
 // syncWAL forces the WAL to disk. It waits for the sync itself

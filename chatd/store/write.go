@@ -90,7 +90,7 @@ func (s *Store) Append(room string, entries []Entry, done func(error)) error {
 func (s *Store) Promise(room string, term uint64, done func(error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, true)
+	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (s *Store) Promise(room string, term uint64, done func(error)) error {
 func (s *Store) SetTerm(room string, term uint64, done func(error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, false)
+	st, err := s.writableLocked(room, 0, false)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (s *Store) Reset(room string, m RoomMeta, done func(error)) error {
 	m = m.clone()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, true)
+	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (s *Store) Reset(room string, m RoomMeta, done func(error)) error {
 func (s *Store) TruncateAfter(room string, seq uint64, done func(error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, false)
+	st, err := s.writableLocked(room, 0, false)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (s *Store) TruncateAfter(room string, seq uint64, done func(error)) error {
 func (s *Store) Delete(room string, done func(error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, err := s.writableLocked(room, 64, true)
+	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
 	}
@@ -209,8 +209,10 @@ func (s *Store) Delete(room string, done func(error)) error {
 	return s.commitLocked(room, st, nil, b, 64, true, done)
 }
 
-// writableLocked checks the room name, that the store takes writes, and the
-// free space; it returns the room's state (nil for a room it does not
+// writableLocked checks the room name, that the store takes writes, and,
+// for a write that adds payload bytes (Append), the free space. Metadata
+// writes and deletions pass a full disk: they are tiny (the reserve covers
+// them), fencing needs them, and deleting is how space comes back. It returns the room's state (nil for a room it does not
 // hold, which is an error unless mayCreate).
 func (s *Store) writableLocked(room string, payload int, mayCreate bool) (*roomState, error) {
 	if err := validRoom(room); err != nil {
@@ -235,6 +237,20 @@ func (s *Store) refuseLocked(room string, payload int) error {
 		return fmt.Errorf("room %q: %w", room, err)
 	}
 	return s.space.admit(room, payload, &s.ballast, s.log)
+}
+
+// Sync calls done once every write made before it is durable (or the store
+// failed). It writes nothing and passes a full disk.
+func (s *Store) Sync(done func(error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.failure(); err != nil {
+		return err
+	}
+	return s.noopLocked(done)
 }
 
 // noopLocked queues done behind every write made so far: it runs once they
