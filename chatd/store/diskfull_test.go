@@ -58,16 +58,32 @@ type tracker struct {
 	failed  int
 }
 
+// appendOne appends a batch of fullBatch messages from seq on and records
+// them as durable when done says so.
 func (tr *tracker) appendOne(s *Store, room string, seq uint64) error {
-	return s.Append(room, []Entry{crashEntry(room, seq)}, func(err error) {
+	es := make([]Entry, fullBatch)
+	for i := range es {
+		es[i] = fullEntry(room, seq+uint64(i))
+	}
+	last := es[len(es)-1].Seq
+	return s.Append(room, es, func(err error) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		if err != nil {
 			tr.failed++
 			return
 		}
-		tr.durable[room] = max(tr.durable[room], seq)
+		tr.durable[room] = max(tr.durable[room], last)
 	})
+}
+
+const fullBatch = 16
+
+// fullEntry is crashEntry with a 1 KiB text, to fill a disk quickly.
+func fullEntry(room string, seq uint64) Entry {
+	e := crashEntry(room, seq)
+	e.Text = fmt.Sprintf("%s %01000d", e.Text, seq)
+	return e
 }
 
 // writeUntilFull appends to a few rooms until a write is refused, and
@@ -95,9 +111,9 @@ func syncPoint(t *testing.T, s *Store) {
 }
 
 func TestDiskFull(t *testing.T) {
-	dir := smallFS(t, "48m")
+	dir := smallFS(t, "32m")
 	opts := testOptions(dir)
-	opts.ReserveBytes = 8 << 20
+	opts.ReserveBytes = 6 << 20
 	opts.MemTableBytes = 1 << 20
 	opts.CacheBytes = 1 << 20
 	s := mustOpen(t, opts)
@@ -206,7 +222,7 @@ func checkReopened(t *testing.T, opts Options, tr *tracker) {
 			t.Fatalf("room %s: %v, %d of %d", room, err, len(p.Entries), m.Count())
 		}
 		for _, e := range p.Entries {
-			if e != crashEntry(room, e.Seq) {
+			if e != fullEntry(room, e.Seq) {
 				t.Fatalf("room %s: %+v", room, e)
 			}
 		}

@@ -27,8 +27,10 @@ import (
 //     also stops reading a MANIFEST quietly at its first bad record, which
 //     forgets later flushes (their tables are then deleted as obsolete), so
 //     some rooms would come back with older metadata;
-//   - every room's first and last kept message present;
-//   - every table the MANIFEST lists of the size it records.
+//   - every room's first and last kept message present.
+//
+// Pebble's own Open checks that every table the MANIFEST lists exists with
+// the recorded size (a truncated table is refused there).
 //
 // Block checksums catch flipped bytes in tables when they are read.
 

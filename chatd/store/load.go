@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -14,9 +12,6 @@ import (
 // guard.go. On a new store it writes the format key and the first write
 // mark, synced.
 func (s *Store) load() error {
-	if err := s.checkTables(); err != nil {
-		return err
-	}
 	format, err := s.get(keyFormat)
 	if err != nil {
 		return err
@@ -34,6 +29,9 @@ func (s *Store) load() error {
 			return fmt.Errorf("store: initialise %s: %w", s.dir, err)
 		}
 		return b.Close()
+	}
+	if format == nil {
+		return fmt.Errorf("%w: %s: the engine holds no format key, yet writes through #%d were reported durable: its MANIFEST or tables lost data", ErrCorrupt, s.dir, s.synced.last)
 	}
 	if len(format) != 1 || format[0] != formatVersion {
 		return fmt.Errorf("%w: %s: engine format key %v, want [%d]", ErrFormat, s.dir, format, formatVersion)
@@ -94,33 +92,6 @@ func (s *Store) get(key []byte) ([]byte, error) {
 	return v, closer.Close()
 }
 
-// checkTables compares every table's size on disk with the one the
-// MANIFEST records: a truncated table is refused at Open rather than at
-// the first read that needs it (Pebble itself checks sizes only in a
-// background task, which calls Fatalf).
-func (s *Store) checkTables() error {
-	levels, err := s.db.SSTables()
-	if err != nil {
-		return fmt.Errorf("store: list tables: %w", err)
-	}
-	for l, tables := range levels {
-		for _, t := range tables {
-			if t.Virtual {
-				continue
-			}
-			name := filepath.Join(s.dir, fmt.Sprintf("%06d.sst", t.BackingSSTNum))
-			st, err := os.Stat(name)
-			if err != nil {
-				return fmt.Errorf("%w: L%d table %s: %w", ErrCorrupt, l, name, err)
-			}
-			if uint64(st.Size()) != t.Size {
-				return fmt.Errorf("%w: L%d table %s has %d bytes, the MANIFEST says %d", ErrCorrupt, l, name, st.Size(), t.Size)
-			}
-		}
-	}
-	return nil
-}
-
 // checkRoomBounds checks that every room's first and last kept messages
 // are there and nothing lies outside them: two seeks per room.
 func (s *Store) checkRoomBounds() error {
@@ -164,7 +135,7 @@ func (s *Store) readErr(room string, err error) error {
 	if room != "" {
 		where = fmt.Sprintf("room %q", room)
 	}
-	if errors.Is(err, pebble.ErrCorruption) {
+	if pebble.IsCorruptionError(err) {
 		return fmt.Errorf("%w: %s: %w", ErrCorrupt, where, err)
 	}
 	return fmt.Errorf("store: read %s: %w", where, err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,7 +264,7 @@ func (s *Store) open() error {
 	popts := s.pebbleOptions(s.synced.last > 0)
 	db, err := pebble.Open(s.dir, popts)
 	if err != nil {
-		if errors.Is(err, pebble.ErrCorruption) {
+		if isDamage(err) {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.dir, err)
 		}
 		if errors.Is(err, pebble.ErrDBDoesNotExist) {
@@ -283,6 +284,15 @@ func (s *Store) open() error {
 		s.space.forceFull()
 	}
 	return nil
+}
+
+// isDamage tells whether an error of pebble.Open means damaged files
+// rather than a failure to open them: Pebble marks what it recognises as
+// corruption, but its consistency check at Open (every table the MANIFEST
+// lists exists, of the recorded size) returns plain errors.
+func isDamage(err error) bool {
+	return pebble.IsCorruptionError(err) || errors.Is(err, fs.ErrNotExist) ||
+		strings.Contains(err.Error(), "size mismatch") || strings.Contains(err.Error(), "unknown to the objstorage provider")
 }
 
 // checkFormat reports whether the directory is new (empty) and refuses one
