@@ -165,7 +165,6 @@ func TestHeldAckSentAfterAckHoldMax(t *testing.T) {
 // TestEveryHeldAckSentWithinAckHoldMax: AckHoldMax bounds the wait of every
 // held ack, not only of the first one held.
 func TestEveryHeldAckSentWithinAckHoldMax(t *testing.T) {
-	knownBug(t, "after the first deadline, ackDeadline re-arms its timer for a whole AckHoldMax, so an ack held later waits up to twice AckHoldMax")
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 50 * time.Millisecond
 		h, r := newTestHub(Config{AckHoldMax: hold})

@@ -2,8 +2,8 @@ package hub
 
 import (
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +32,10 @@ type JoinRequest struct {
 func (h *Hub) Join(c Conn, req JoinRequest) {
 	r, created := h.lookup(req.Room, true)
 	_, already := r.index[c]
+	if !already {
+		// A join pipelined behind one still waiting for the owner.
+		already = slices.ContainsFunc(r.waiting, func(w waitingJoin) bool { return w.c == c })
+	}
 	newUser := false
 	if !already {
 		r.users[c.UserID()]++
@@ -61,10 +65,18 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 func (h *Hub) subscribe(r *room, users []string) {
 	h.router.Subscribe(r.name, users, func(rep feed.State, err error) {
 		r.mu.Lock()
-		defer r.mu.Unlock()
 		if r.dead {
+			// Every join left while the owner was asked (Leave): the
+			// subscription the owner just made is undone now, after it,
+			// so an unsubscription cannot overtake it.
+			undo := err == nil && r.unsubscribeOnReply
+			r.mu.Unlock()
+			if undo {
+				h.router.Unsubscribe(r.name)
+			}
 			return
 		}
+		defer r.mu.Unlock()
 		if err != nil {
 			h.log.Warn("subscribe failed", "room", r.name, "err", err)
 			for _, w := range r.waiting {
@@ -164,17 +176,29 @@ func (h *Hub) Leave(c Conn, roomName string) bool {
 		return false
 	}
 	was, lastOfUser := r.remove(c)
+	if !was {
+		// A leave of a join still waiting for the owner cancels it.
+		was, lastOfUser = r.removeWaiting(c)
+	}
 	empty := len(r.subs) == 0 && len(r.waiting) == 0
+	subscribing := r.state != ready
 	if empty && was {
 		h.drop(r)
+		// While the owner has not answered, the unsubscription waits for
+		// its answer (see subscribe).
+		r.unsubscribeOnReply = subscribing
 	}
 	r.mu.Unlock()
 	if !was {
 		return false
 	}
-	if empty {
+	switch {
+	case empty && !subscribing:
 		h.router.Unsubscribe(roomName)
-	} else if lastOfUser {
+	case !empty && lastOfUser:
+		// The user's arrival went with the subscription, or as a presence
+		// change, on the same ordered stream to the owner: its departure
+		// follows it there.
 		h.router.PresenceChange(roomName, c.UserID(), false)
 	}
 	return true
@@ -292,7 +316,8 @@ func (r *room) ackDeadline() {
 		r.hub.log.Warn("acknowledgements sent before their message reached this node", "room", r.name, "acks", late, "local_head", r.cache.Head())
 	}
 	if len(r.acks) > 0 {
-		r.ackTimer = time.AfterFunc(r.hub.cfg.AckHoldMax, r.ackDeadline)
+		// The oldest ack kept is the first: acks are held in arrival order.
+		r.ackTimer = time.AfterFunc(r.acks[0].since.Add(r.hub.cfg.AckHoldMax).Sub(now), r.ackDeadline)
 	}
 }
 

@@ -31,6 +31,9 @@ type room struct {
 	state roomState
 	// waiting holds local joins that arrived while subscribing.
 	waiting []waitingJoin
+	// unsubscribeOnReply: every join left while subscribing; the owner's
+	// answer is followed by an unsubscription.
+	unsubscribeOnReply bool
 
 	// subs is a slice for fast fan-out; index maps a conn to its position so
 	// removal is a swap with the last element.
@@ -127,4 +130,37 @@ func (r *room) remove(c Conn) (wasMember, lastOfUser bool) {
 
 func (r *room) localUsers() []string {
 	return slices.Collect(maps.Keys(r.users))
+}
+
+// removeWaiting drops c's joins that still wait for the owner's State,
+// answering each with not_joined (the leave cancelled it) and freeing its
+// slot; it reports whether c had one and whether c was its user's last
+// connection here.
+func (r *room) removeWaiting(c Conn) (wasWaiting, lastOfUser bool) {
+	kept := r.waiting[:0]
+	for _, w := range r.waiting {
+		if w.c == c {
+			wasWaiting = true
+			e := protocol.NewError(protocol.CodeNotJoined, w.req.ID, "left before the join completed")
+			e.Room = r.name
+			c.Enqueue(protocol.Encode(e))
+			if w.req.OnFail != nil {
+				w.req.OnFail()
+			}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(r.waiting[len(kept):])
+	r.waiting = kept
+	if !wasWaiting {
+		return false, false
+	}
+	u := c.UserID()
+	r.users[u]--
+	if r.users[u] > 0 {
+		return true, false
+	}
+	delete(r.users, u)
+	return true, true
 }
