@@ -2,10 +2,10 @@ package owner
 
 import (
 	"errors"
-	"sync"
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/roomlog"

@@ -363,9 +363,9 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Replicated(time.Duration)     {}
-func (nopObserver) Handoff(bool, error)          {}
-func (nopObserver) Held()                        {}
+func (nopObserver) Replicated(time.Duration)    {}
+func (nopObserver) Handoff(bool, error)         {}
+func (nopObserver) Held()                       {}
 func (nopObserver) Claimed(time.Duration, bool) {}
-func (nopObserver) Fenced()                      {}
-func (nopObserver) Conflict()                    {}
+func (nopObserver) Fenced()                     {}
+func (nopObserver) Conflict()                   {}
