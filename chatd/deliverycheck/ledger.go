@@ -20,7 +20,9 @@ type slotKey struct {
 	seq         uint64
 }
 
-func (s slotKey) String() string { return fmt.Sprintf("room %s seq %d (epoch %s)", s.room, s.seq, s.epoch) }
+func (s slotKey) String() string {
+	return fmt.Sprintf("room %s seq %d (epoch %s)", s.room, s.seq, s.epoch)
+}
 
 // cidKey names one message of one incarnation of a room by its sender and
 // client id.
