@@ -55,16 +55,21 @@ func (k *MultiRoom) checkLost(rep *Report) {
 		}
 		done[m] = true
 		var missing []string
+		owed := 0
 		for _, a := range k.actors {
 			e := a.rooms[r.key.room].epochs[r.key.epoch]
 			if e == nil || !e.owes(r.key.seq) {
 				continue
 			}
+			owed++
 			if got, ok := e.got[r.key.seq]; !ok {
 				missing = append(missing, a.name+" never got it")
 			} else if got != r.c {
 				missing = append(missing, fmt.Sprintf("%s got %s there", a.name, got))
 			}
+		}
+		if len(missing) > 0 && len(missing) == owed {
+			rep.LostEverywhere++
 		}
 		if len(missing) > 0 {
 			rep.find.example(CheckLost, fmt.Sprintf("%s acked to %s on %s at %s as %s: %s", r.key, r.actor, k.nodeName(r.url), k.at(r.at), r.c, strings.Join(missing[:min(3, len(missing))], "; ")))

@@ -79,9 +79,14 @@ type ledger struct {
 	// and first delivery: another seq later is the message stored twice.
 	ackSeq       map[cidKey]uint64
 	deliveredSeq map[cidKey]uint64
-	maxSeq       map[epochKey]uint64
-	epochs       map[string][]epochSeen
-	restarts     []restart
+	// storedTwice holds the messages already reported delivered under a
+	// second seq, so that each counts once, not once per subscriber.
+	storedTwice map[[2]any]bool
+	// early holds the acks counted by noteEarlyAck and not recorded yet.
+	early    map[string]bool
+	maxSeq   map[epochKey]uint64
+	epochs   map[string][]epochSeen
+	restarts []restart
 	// gaps counts joined frames with recovered:false in the same epoch.
 	gaps int
 	find findings
@@ -89,7 +94,7 @@ type ledger struct {
 
 func newLedger() *ledger {
 	return &ledger{slots: map[slotKey]*slot{}, roomAcks: map[string]int{}, acked: map[[3]string]bool{},
-		ackSeq: map[cidKey]uint64{}, deliveredSeq: map[cidKey]uint64{}, maxSeq: map[epochKey]uint64{},
+		ackSeq: map[cidKey]uint64{}, deliveredSeq: map[cidKey]uint64{}, storedTwice: map[[2]any]bool{}, early: map[string]bool{}, maxSeq: map[epochKey]uint64{},
 		epochs: map[string][]epochSeen{}, find: newFindings()}
 }
 
@@ -158,23 +163,36 @@ func (l *ledger) noteDelivered(key slotKey, c content, who string) {
 		l.deliveredSeq[ck] = key.seq
 		return
 	}
-	if prev != key.seq {
+	if twice := [2]any{ck, key.seq}; prev != key.seq && !l.storedTwice[twice] {
+		l.storedTwice[twice] = true
 		l.find.example(CheckDuplicated, fmt.Sprintf("%s got %s at seq %d and again at seq %d of room %s (epoch %s): stored twice", who, c, prev, key.seq, key.room, key.epoch))
 	}
 }
 
-// noteAck records an ack and checks it against the seqs and contents seen.
-func (l *ledger) noteAck(r ackRec) {
+// noteEarlyAck counts an ack that came before its message right away (for
+// WaitProgress and the count of messages acknowledged); noteAck records it
+// in full once its epoch is known.
+func (l *ledger) noteEarlyAck(r ackRec) {
+	l.acked[[3]string{r.key.room, r.c.From, r.c.CID}] = true
+	l.roomAcks[r.key.room]++
+	l.early[r.key.room+"\x00"+r.c.CID] = true
+}
+
+// noteAck records an ack (received on node) and checks it against the
+// seqs and contents seen.
+func (l *ledger) noteAck(r ackRec, node string) {
 	l.acks = append(l.acks, r)
 	l.acked[[3]string{r.key.room, r.c.From, r.c.CID}] = true
-	if !r.duplicate {
+	if early := r.key.room + "\x00" + r.c.CID; l.early[early] {
+		delete(l.early, early) // counted already
+	} else if !r.duplicate {
 		l.roomAcks[r.key.room]++
 	}
 	ek := epochKey{r.key.room, r.key.epoch}
 	l.maxSeq[ek] = max(l.maxSeq[ek], r.key.seq)
-	who := fmt.Sprintf("acked to %s on %s as", r.actor, r.url)
+	who := fmt.Sprintf("acked to %s on %s as", r.actor, node)
 	if r.duplicate {
-		who = fmt.Sprintf("acked (duplicate) to %s on %s as", r.actor, r.url)
+		who = fmt.Sprintf("acked (duplicate) to %s on %s as", r.actor, node)
 	}
 	l.noteSlot(r.key, r.c, who)
 	ck := cidKey{r.key.room, r.key.epoch, r.c.From, r.c.CID}

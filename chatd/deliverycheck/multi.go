@@ -277,14 +277,20 @@ func (k *MultiRoom) Fault(label string, rooms []string) {
 	k.faults = append(k.faults, faultMark{label: label, at: time.Now(), rooms: slices.Clone(rooms)})
 }
 
-// Impair records that the node at url stops serving its clients from now
-// (frozen, or cut off from the cluster) until Restore: its subscribers'
-// silence meanwhile is the fault itself and is not held against the
-// silence bound, which applies again from Restore on.
+// Impair records that the node at url cannot serve its clients from now
+// (frozen, cut off from the cluster, or holding a view that still counts a
+// dead node as alive) until Restore: its subscribers' silence meanwhile is
+// the fault itself and is not held against the silence bound, which
+// applies again from Restore on. Impairing a node already impaired changes
+// nothing.
 func (k *MultiRoom) Impair(url string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.impaired[url] = append(k.impaired[url], window{from: time.Now()})
+	ws := k.impaired[url]
+	if len(ws) > 0 && ws[len(ws)-1].to.IsZero() {
+		return
+	}
+	k.impaired[url] = append(ws, window{from: time.Now()})
 }
 
 // Restore ends the window Impair opened for url.

@@ -173,8 +173,8 @@ func TestMultiRoomDetectsLossAndGap(t *testing.T) {
 	runFor(t, k, 5)
 	rep := k.Verify("drop")
 	wantChecks(t, rep, rec, CheckLost, CheckOutOfOrder)
-	if rep.Lost != 1 || rep.OutOfOrder != 1 {
-		t.Fatalf("lost %d, out of order %d; want 1 and 1", rep.Lost, rep.OutOfOrder)
+	if rep.Lost != 1 || rep.LostEverywhere != 0 || rep.OutOfOrder != 1 {
+		t.Fatalf("lost %d (%d everywhere), out of order %d; want 1 (0 everywhere) and 1", rep.Lost, rep.LostEverywhere, rep.OutOfOrder)
 	}
 }
 
@@ -255,6 +255,9 @@ func TestMultiRoomDetectsConflictingAck(t *testing.T) {
 	// Another message sits at the seq the ack names, and no subscriber has
 	// the acknowledged one there: a conflict and a loss.
 	wantChecks(t, rep, rec, CheckConflict, CheckLost)
+	if rep.LostEverywhere != 1 {
+		t.Fatalf("%d messages lost everywhere, want 1 (the acknowledged one is nowhere at its seq)", rep.LostEverywhere)
+	}
 }
 
 func TestMultiRoomDetectsAckBeforeMessage(t *testing.T) {

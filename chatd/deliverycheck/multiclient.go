@@ -3,7 +3,9 @@ package deliverycheck
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,7 +149,13 @@ type session struct {
 	joinAt   map[string]time.Time
 	joinSent map[string]client.Cursor
 	ownSeen  map[[2]string]bool
-	ids      int
+	// early holds the acks that came before their message (room, cid):
+	// which epoch such an ack belongs to is only known once the message
+	// comes (it may be a new epoch the connection has not been told of
+	// yet), so it is recorded then, or, if the message never comes on this
+	// connection, when the connection ends.
+	early map[[2]string]ackRec
+	ids   int
 }
 
 // connect runs one connection until it breaks or the checker stops, and
@@ -168,7 +176,7 @@ func (a *actor) connect(url string) bool {
 		return false
 	}
 	s := &session{a: a, conn: c, url: url, pace: pacer(c.Welcome.Limits), joined: map[string]bool{},
-		joinAt: map[string]time.Time{}, joinSent: map[string]client.Cursor{}, ownSeen: map[[2]string]bool{}}
+		joinAt: map[string]time.Time{}, joinSent: map[string]client.Cursor{}, ownSeen: map[[2]string]bool{}, early: map[[2]string]ackRec{}}
 	now := time.Now()
 	k.mu.Lock()
 	for _, r := range k.cfg.Rooms {
@@ -299,6 +307,11 @@ func (s *session) sendFrame(p *pendingSend, now time.Time) protocol.ClientFrame 
 func (s *session) read(dead chan<- struct{}) {
 	defer close(dead)
 	k := s.a.k
+	defer func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		s.flushEarly()
+	}()
 	for {
 		f, err := s.conn.Read()
 		if err != nil {
@@ -449,7 +462,18 @@ func (s *session) onMessage(m protocol.Message, at time.Time) {
 	}
 	tr.cursor.Seq = max(last, m.Seq)
 	if m.From == a.name {
-		s.ownSeen[[2]string{m.Room, m.CID}] = true
+		id := [2]string{m.Room, m.CID}
+		s.ownSeen[id] = true
+		if r, ok := s.early[id]; ok {
+			// The ack that came first belongs to the epoch the message
+			// came in, and must name its seq.
+			delete(s.early, id)
+			if r.key.seq != m.Seq {
+				led.find.example(CheckConflict, fmt.Sprintf("%s: %s acked at seq %d, then delivered at %s", s.who(), m.CID, r.key.seq, key))
+			}
+			r.key.epoch = tr.cursor.Epoch
+			led.noteAck(r, k.nodeName(r.url))
+		}
 	}
 	tr.events = append(tr.events, event{at: at, epoch: tr.cursor.Epoch, last: tr.cursor.Seq, url: s.url})
 }
@@ -478,12 +502,15 @@ func (s *session) onAck(ack protocol.Ack, at time.Time) {
 	}
 	key := slotKey{room: ack.Room, epoch: tr.cursor.Epoch, seq: ack.Seq}
 	c := content{From: a.name, CID: ack.CID, Text: text}
-	if !ack.Duplicate && !s.ownSeen[[2]string{ack.Room, ack.CID}] {
-		if e := tr.epochs[tr.cursor.Epoch]; e == nil || e.owes(ack.Seq) {
-			led.find.example(CheckAckBeforeMessage, fmt.Sprintf("%s: ack for %s at %s before the message (cursor at %d)", s.who(), ack.CID, key, tr.cursor.Seq))
-		}
+	rec := ackRec{at: at, actor: a.name, url: s.url, key: key, c: c, duplicate: ack.Duplicate}
+	id := [2]string{ack.Room, ack.CID}
+	if e := tr.epochs[tr.cursor.Epoch]; !ack.Duplicate && !s.ownSeen[id] && (e == nil || e.owes(ack.Seq)) {
+		led.find.example(CheckAckBeforeMessage, fmt.Sprintf("%s: ack for %s at seq %d of room %s before the message (cursor at seq %d of epoch %s)", s.who(), ack.CID, ack.Seq, ack.Room, tr.cursor.Seq, tr.cursor.Epoch))
+		led.noteEarlyAck(rec)
+		s.early[id] = rec
+	} else {
+		led.noteAck(rec, k.nodeName(s.url))
 	}
-	led.noteAck(ackRec{at: at, actor: a.name, url: s.url, key: key, c: c, duplicate: ack.Duplicate})
 	if p != nil {
 		delete(a.pending, ack.CID)
 		if a.inflight[p.room] == ack.CID {
@@ -523,6 +550,17 @@ func (s *session) onError(e protocol.Error, at time.Time) {
 		}
 	default:
 		k.led.find.example(CheckProtocol, fmt.Sprintf("%s: error %s (%s) for request %q", s.who(), e.Code, e.Message, e.ID))
+	}
+}
+
+// flushEarly records the acks whose message never came on this
+// connection, in the epoch the connection was in when they came. Called
+// under MultiRoom.mu.
+func (s *session) flushEarly() {
+	for _, id := range slices.SortedFunc(maps.Keys(s.early), func(a, b [2]string) int { return strings.Compare(a[0]+a[1], b[0]+b[1]) }) {
+		r := s.early[id]
+		delete(s.early, id)
+		s.a.k.led.noteAck(r, s.a.k.nodeName(r.url))
 	}
 }
 

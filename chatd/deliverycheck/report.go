@@ -106,6 +106,9 @@ type Report struct {
 	// Lost is the number of acknowledged messages missing (or replaced by
 	// another message) at one subscriber or more that was owed them.
 	Lost int
+	// LostEverywhere is how many of those no subscriber got at all (at the
+	// seq they were acknowledged at).
+	LostEverywhere int
 	// Duplicated counts deliveries of a seq a subscriber already had, and
 	// messages stored under two seqs.
 	Duplicated int
@@ -203,8 +206,19 @@ func (r Report) Summary() string {
 	} else if len(r.Recoveries) > 0 {
 		rec = "never"
 	}
-	return fmt.Sprintf("acked %d, lost %d, duplicated %d, out of order %d, conflicting seqs %d, ack before message %d, silent subscribers %d (bound %v), longest stall %v, recovery %s, announced gaps %d, epoch restarts %s",
-		r.Acked, r.Lost, r.Duplicated, r.OutOfOrder, r.ConflictingSeqs, r.AckBeforeMessage, r.SilentSubscribers,
+	var each []string
+	for _, x := range r.Recoveries {
+		if len(x.Never) > 0 {
+			each = append(each, fmt.Sprintf("%s: never (%d rooms)", x.Fault, len(x.Never)))
+		} else {
+			each = append(each, fmt.Sprintf("%s: %v (%s)", x.Fault, x.After.Round(10*time.Millisecond), x.Room))
+		}
+	}
+	if len(each) > 0 {
+		rec += " [" + strings.Join(each, "; ") + "]"
+	}
+	return fmt.Sprintf("acked %d, lost %d (%d at no subscriber), duplicated %d, out of order %d, conflicting seqs %d, ack before message %d, silent subscribers %d (bound %v), longest stall %v, recovery %s, announced gaps %d, epoch restarts %s",
+		r.Acked, r.Lost, r.LostEverywhere, r.Duplicated, r.OutOfOrder, r.ConflictingSeqs, r.AckBeforeMessage, r.SilentSubscribers,
 		r.SilenceBound.Round(100*time.Millisecond), r.LongestStall.Round(10*time.Millisecond), rec, r.AnnouncedGaps, r.restartCell())
 }
 
@@ -254,8 +268,12 @@ func MarkdownTable(reps []Report) string {
 			}
 			result = "**FAIL**: " + strings.Join(names, ", ")
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %.1f s | %s | %s | %s |\n",
-			r.Scenario, r.Acked, r.Lost, r.Duplicated, r.OutOfOrder, r.ConflictingSeqs, r.AckBeforeMessage,
+		lost := fmt.Sprint(r.Lost)
+		if r.LostEverywhere > 0 {
+			lost = fmt.Sprintf("%d (%d at no subscriber)", r.Lost, r.LostEverywhere)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %d | %d | %d | %.1f s | %s | %s | %s |\n",
+			r.Scenario, r.Acked, lost, r.Duplicated, r.OutOfOrder, r.ConflictingSeqs, r.AckBeforeMessage,
 			r.SilentSubscribers, r.LongestStall.Seconds(), rec, r.restartCell(), result)
 	}
 	return b.String()

@@ -318,29 +318,35 @@ func (c *ProcessCluster) WaitConverged() {
 	c.t.Helper()
 	deadline := time.Now().Add(testtime.Bound(45 * time.Second))
 	for {
-		live := c.live()
-		want := make([]string, 0, len(live))
-		for _, n := range live {
-			want = append(want, n.Name)
-		}
-		slices.Sort(want)
-		why := ""
-		for _, n := range live {
-			node := &Node{Server: &Server{Addr: n.Addr}}
-			st, err := node.Status()
-			if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
-				why = fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
-				break
-			}
-		}
-		if why == "" {
+		ok, why := c.Converged()
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("processes did not converge on %v: %s", want, why)
+			c.t.Fatalf("processes did not converge on %v: %s", c.LiveNames(), why)
 		}
 		time.Sleep(100 * time.Millisecond) // polling interval
 	}
+}
+
+// Converged reports whether every live process is ready and sees exactly
+// the live ones as active, and if not, why: for tests that wait for it
+// with their own deadline and carry on (to report) when it never happens.
+func (c *ProcessCluster) Converged() (bool, string) {
+	live := c.live()
+	want := make([]string, 0, len(live))
+	for _, n := range live {
+		want = append(want, n.Name)
+	}
+	slices.Sort(want)
+	for _, n := range live {
+		node := &Node{Server: &Server{Addr: n.Addr}}
+		st, err := node.Status()
+		if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
+			return false, fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
+		}
+	}
+	return true, ""
 }
 
 // ByName returns the process called name.
@@ -430,3 +436,24 @@ func (n *ProcessNode) Logs() *LogBuffer { return n.logs }
 
 // Exited is closed once the process has exited.
 func (n *ProcessNode) Exited() <-chan struct{} { return n.done }
+
+// NameOf returns the name of the process serving the WebSocket URL url
+// ("" if none does); safe to call while processes restart.
+func (c *ProcessCluster) NameOf(url string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.Nodes {
+		if n.URL == url {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// All returns every process started, running or not (the latest one of
+// each name); safe to call while processes restart.
+func (c *ProcessCluster) All() []*ProcessNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Nodes)
+}
