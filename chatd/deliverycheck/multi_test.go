@@ -506,3 +506,27 @@ func TestMultiRoomRecoveryTime(t *testing.T) {
 		t.Fatalf("recovery %v (%v), want a positive time under the bound", d, ok)
 	}
 }
+
+// TestMultiRoomAcceptsDuplicateAck replays an ack as the duplicate a
+// resend would get: the same message at the same seq, not a conflict.
+func TestMultiRoomAcceptsDuplicateAck(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	tamper := func(who string, f client.Frame) []client.Frame {
+		var a protocol.Ack
+		if who != "pub-0" || f.Type != protocol.TypeAck || f.Decode(&a) != nil {
+			return []client.Frame{f}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if n++; n%3 != 0 {
+			return []client.Frame{f}
+		}
+		a.Duplicate = true
+		return []client.Frame{f, frameOf(t, a)}
+	}
+	k, rec := newTestChecker(t, tamper)
+	runFor(t, k, 5)
+	rep := k.Verify("duplicate ack")
+	wantChecks(t, rep, rec)
+}

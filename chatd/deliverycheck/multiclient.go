@@ -44,8 +44,11 @@ type actor struct {
 	rooms map[string]*roomTrack
 	// pending holds the messages not acknowledged yet, by cid; inflight
 	// the cid pending in each room (one at a time per room).
-	pending     map[string]*pendingSend
-	inflight    map[string]string
+	pending  map[string]*pendingSend
+	inflight map[string]string
+	// texts keeps the text of every message sent, by cid, for the
+	// duplicate acks that come after the first one.
+	texts       map[string]string
 	made        int
 	next        int // the room to publish in next, round robin
 	nextPublish time.Time
@@ -108,7 +111,7 @@ type pendingSend struct {
 
 func newActor(k *MultiRoom, name string, home int, interval time.Duration) *actor {
 	a := &actor{k: k, name: name, home: home, interval: interval, rooms: map[string]*roomTrack{},
-		pending: map[string]*pendingSend{}, inflight: map[string]string{}}
+		pending: map[string]*pendingSend{}, inflight: map[string]string{}, texts: map[string]string{}}
 	for _, r := range k.cfg.Rooms {
 		a.rooms[r] = &roomTrack{epochs: map[string]*epochLog{}}
 	}
@@ -156,6 +159,47 @@ type session struct {
 	// connection, when the connection ends.
 	early map[[2]string]ackRec
 	ids   int
+	// recent is the last frames read, oldest first, for examples.
+	recent []string
+}
+
+// recentFrames is how many frames a connection keeps for examples.
+const recentFrames = 6
+
+// remember keeps a short form of f among the connection's recent frames
+// (joined, message, ack and error frames: the ones the checks are about).
+func (s *session) remember(f client.Frame) {
+	switch f.Type {
+	case protocol.TypeJoined, protocol.TypeMessage, protocol.TypeAck, protocol.TypeError:
+	default:
+		return
+	}
+	var v struct {
+		ID, Room, CID, Epoch string
+		Seq, Head            uint64
+		Recovered            *bool
+		Duplicate            bool
+	}
+	_ = f.Decode(&v)
+	short := fmt.Sprintf("%s %s", f.Type, v.Room)
+	switch f.Type {
+	case protocol.TypeMessage:
+		short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
+	case protocol.TypeAck:
+		short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
+		if v.Duplicate {
+			short += " (duplicate)"
+		}
+	case protocol.TypeJoined:
+		short += fmt.Sprintf(" epoch %s head %d", v.Epoch, v.Head)
+		if v.Recovered != nil {
+			short += fmt.Sprintf(" recovered %v", *v.Recovered)
+		}
+	}
+	if len(s.recent) == recentFrames {
+		s.recent = s.recent[1:]
+	}
+	s.recent = append(s.recent, short)
 }
 
 // connect runs one connection until it breaks or the checker stops, and
@@ -288,6 +332,7 @@ func (s *session) due(now time.Time) []protocol.ClientFrame {
 		p := &pendingSend{room: room, cid: cid, text: fmt.Sprintf("%s says %d in %s", a.name, a.made, room)}
 		a.pending[cid] = p
 		a.inflight[room] = cid
+		a.texts[cid] = p.text
 		a.nextPublish = now.Add(a.interval)
 		out = append(out, s.sendFrame(p, now))
 		break
@@ -336,6 +381,7 @@ func (s *session) who() string { return fmt.Sprintf("%s on %s", s.a.name, s.a.k.
 
 // handle records one frame. Called under MultiRoom.mu.
 func (s *session) handle(f client.Frame, at time.Time) {
+	s.remember(f)
 	switch f.Type {
 	case protocol.TypeJoined:
 		var j protocol.Joined
@@ -490,22 +536,18 @@ func (s *session) onAck(ack protocol.Ack, at time.Time) {
 	case !ok:
 		led.find.example(CheckProtocol, fmt.Sprintf("%s: ack for room %s, never joined: %+v", s.who(), ack.Room, ack))
 		return
-	case p == nil && !led.acked[[3]string{ack.Room, a.name, ack.CID}]:
+	case a.texts[ack.CID] == "":
 		led.find.example(CheckProtocol, fmt.Sprintf("%s: ack for cid %s, never sent", s.who(), ack.CID))
 		return
 	}
-	text := ""
-	if p != nil {
-		text = p.text
-	} else if k := led.textOf(ack.Room, a.name, ack.CID); k != "" {
-		text = k
-	}
+	text := a.texts[ack.CID]
 	key := slotKey{room: ack.Room, epoch: tr.cursor.Epoch, seq: ack.Seq}
 	c := content{From: a.name, CID: ack.CID, Text: text}
 	rec := ackRec{at: at, actor: a.name, url: s.url, key: key, c: c, duplicate: ack.Duplicate}
 	id := [2]string{ack.Room, ack.CID}
 	if e := tr.epochs[tr.cursor.Epoch]; !ack.Duplicate && !s.ownSeen[id] && (e == nil || e.owes(ack.Seq)) {
-		led.find.example(CheckAckBeforeMessage, fmt.Sprintf("%s: ack for %s at seq %d of room %s before the message (cursor at seq %d of epoch %s)", s.who(), ack.CID, ack.Seq, ack.Room, tr.cursor.Seq, tr.cursor.Epoch))
+		led.find.example(CheckAckBeforeMessage, fmt.Sprintf("%s: ack for %s at seq %d of room %s before the message (cursor at seq %d of epoch %s); its last frames: %s",
+			s.who(), ack.CID, ack.Seq, ack.Room, tr.cursor.Seq, tr.cursor.Epoch, strings.Join(s.recent, " | ")))
 		led.noteEarlyAck(rec)
 		s.early[id] = rec
 	} else {
@@ -572,15 +614,4 @@ func (k *MultiRoom) nodeName(url string) string {
 		}
 	}
 	return url
-}
-
-// textOf finds the text of a message acknowledged before, for a later
-// duplicate ack.
-func (l *ledger) textOf(room, from, cid string) string {
-	for i := len(l.acks) - 1; i >= 0; i-- {
-		if r := l.acks[i]; r.key.room == room && r.c.From == from && r.c.CID == cid {
-			return r.c.Text
-		}
-	}
-	return ""
 }
