@@ -76,7 +76,7 @@ test-faults: ## fault schedule: real chatd processes under SIGKILL, SIGTERM, SIG
 	$(GO) test -tags faults -race -count=1 -timeout $(TEST_TIMEOUT) -v ./chatd/faults/
 
 .PHONY: test-partition
-test-partition: ## split-brain test with real network isolation (Docker; installs and starts the engine if needed)
+test-partition: ## split-brain, docker pause and partition-and-heal tests with real isolation (Docker; installs and starts the engine if needed)
 	hack/ensure-docker.sh
 	image=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) && \
 		RINGCHAT_CHATD_IMAGE=$$image $(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/

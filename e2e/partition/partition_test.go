@@ -4,6 +4,9 @@
 // isolation: chatd nodes run as containers (FROM-scratch images built from
 // the static binary) on a Docker network that this test creates, and one
 // node is cut off with `docker network disconnect`, then reconnected.
+// faults_test.go runs two more faults under traffic in many rooms, checked
+// by deliverycheck.MultiRoom: a room owner paused with `docker pause`, and
+// a partition healed; the run ends with their table.
 //
 // Run it with `make test-partition` (which makes sure a Docker engine runs).
 package partition
