@@ -32,15 +32,22 @@ func (r *run) killRestart(victim *chatdtest.ProcessNode) string {
 	return fmt.Sprintf("SIGKILL of %s (owner of %d of %d rooms, holding a copy of %d), restarted once declared dead", victim.Name, len(owned), len(r.rooms), len(held))
 }
 
-// restart starts a stopped node again and waits until it is back in
+// restart starts stopped nodes again and waits until they are back in
 // every view and the rooms take messages.
-func (r *run) restart(victim *chatdtest.ProcessNode) {
+func (r *run) restart(victims ...*chatdtest.ProcessNode) {
 	r.t.Helper()
-	names := append(r.c.LiveNames(), victim.Name)
-	r.k.Fault("restart of "+victim.Name, r.heldBy(victim.Name, names))
-	r.c.Restart(victim)
-	r.converge("restart of " + victim.Name)
-	r.progress("after the restart of "+victim.Name, nil)
+	names := r.c.LiveNames()
+	for _, v := range victims {
+		names = append(names, v.Name)
+	}
+	var what []string
+	for _, v := range victims {
+		r.k.Fault("restart of "+v.Name, r.heldBy(v.Name, names))
+		r.c.Restart(v)
+		what = append(what, v.Name)
+	}
+	r.converge(fmt.Sprintf("restart of %v", what))
+	r.progress(fmt.Sprintf("after the restart of %v", what), nil)
 }
 
 // drainRestart SIGTERMs victim (it hands its rooms off and closes its
@@ -166,8 +173,7 @@ func (r *run) twoKills(inside bool) string {
 	r.staleViews(b)
 	r.waitDropped(a, b)
 	r.progress("after the two kills", nil)
-	r.restart(na)
-	r.restart(nb)
+	r.restart(na, nb)
 	where := "outside"
 	if inside {
 		where = "inside"
