@@ -160,46 +160,58 @@ type session struct {
 	early map[[2]string]ackRec
 	ids   int
 	// recent is the last frames read, oldest first, for examples.
-	recent []string
+	recent []client.Frame
 }
 
 // recentFrames is how many frames a connection keeps for examples.
 const recentFrames = 6
 
-// remember keeps a short form of f among the connection's recent frames
-// (joined, message, ack and error frames: the ones the checks are about).
+// remember keeps f among the connection's recent frames (joined, message,
+// ack and error frames: the ones the checks are about). It keeps the frame
+// as read; recentText decodes them only when an example needs them.
 func (s *session) remember(f client.Frame) {
 	switch f.Type {
 	case protocol.TypeJoined, protocol.TypeMessage, protocol.TypeAck, protocol.TypeError:
 	default:
 		return
 	}
-	var v struct {
-		ID, Room, CID, Epoch string
-		Seq, Head            uint64
-		Recovered            *bool
-		Duplicate            bool
-	}
-	_ = f.Decode(&v)
-	short := fmt.Sprintf("%s %s", f.Type, v.Room)
-	switch f.Type {
-	case protocol.TypeMessage:
-		short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
-	case protocol.TypeAck:
-		short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
-		if v.Duplicate {
-			short += " (duplicate)"
-		}
-	case protocol.TypeJoined:
-		short += fmt.Sprintf(" epoch %s head %d", v.Epoch, v.Head)
-		if v.Recovered != nil {
-			short += fmt.Sprintf(" recovered %v", *v.Recovered)
-		}
-	}
 	if len(s.recent) == recentFrames {
 		s.recent = s.recent[1:]
 	}
-	s.recent = append(s.recent, short)
+	s.recent = append(s.recent, f)
+}
+
+// recentText is the connection's recent frames in short form.
+func (s *session) recentText() string {
+	out := make([]string, 0, len(s.recent))
+	for _, f := range s.recent {
+		var v struct {
+			Room, CID, Epoch, Code string
+			Seq, Head              uint64
+			Recovered              *bool
+			Duplicate              bool
+		}
+		_ = f.Decode(&v)
+		short := fmt.Sprintf("%s %s", f.Type, v.Room)
+		switch f.Type {
+		case protocol.TypeMessage:
+			short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
+		case protocol.TypeAck:
+			short += fmt.Sprintf(" seq %d %s", v.Seq, v.CID)
+			if v.Duplicate {
+				short += " (duplicate)"
+			}
+		case protocol.TypeJoined:
+			short += fmt.Sprintf(" epoch %s head %d", v.Epoch, v.Head)
+			if v.Recovered != nil {
+				short += fmt.Sprintf(" recovered %v", *v.Recovered)
+			}
+		case protocol.TypeError:
+			short += " " + v.Code
+		}
+		out = append(out, short)
+	}
+	return strings.Join(out, " | ")
 }
 
 // connect runs one connection until it breaks or the checker stops, and
@@ -547,7 +559,7 @@ func (s *session) onAck(ack protocol.Ack, at time.Time) {
 	id := [2]string{ack.Room, ack.CID}
 	if e := tr.epochs[tr.cursor.Epoch]; !ack.Duplicate && !s.ownSeen[id] && (e == nil || e.owes(ack.Seq)) {
 		led.find.example(CheckAckBeforeMessage, fmt.Sprintf("%s: ack for %s at seq %d of room %s before the message (cursor at seq %d of epoch %s); its last frames: %s",
-			s.who(), ack.CID, ack.Seq, ack.Room, tr.cursor.Seq, tr.cursor.Epoch, strings.Join(s.recent, " | ")))
+			s.who(), ack.CID, ack.Seq, ack.Room, tr.cursor.Seq, tr.cursor.Epoch, s.recentText()))
 		led.noteEarlyAck(rec)
 		s.early[id] = rec
 	} else {
