@@ -99,10 +99,10 @@ func twoKills(t *testing.T, name string, factor int, inside bool) {
 
 // randomSchedule runs a sequence of faults drawn from the seed on one
 // five-node cluster (replication factor 2), FAULT_STEPS of them (default
-// 3), plus a long freeze with clients attached to the frozen owner, which
+// 2, to keep the whole run near five minutes), plus a long freeze with clients attached to the frozen owner, which
 // runs every time at a position the seed picks.
 func randomSchedule(t *testing.T, name string) {
-	steps := 3
+	steps := 2
 	if s := os.Getenv("FAULT_STEPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {

@@ -174,12 +174,12 @@ func (r *run) twoKills(inside bool) string {
 	r.waitDropped(a, b)
 	r.progress("after the two kills", nil)
 	r.restart(na, nb)
-	where := "outside"
-	if inside {
-		where = "inside"
+	when := fmt.Sprintf("before %s could have been declared dead (under the probe timeout plus the suspicion timeout, %v)", a, r.timing.ProbeTimeout+r.timing.SuspicionMin)
+	if !inside {
+		when = fmt.Sprintf("once every node had declared %s dead and every room was back to %d copies", a, r.s.factor)
 	}
-	return fmt.Sprintf("SIGKILL of %s, then of %s %.1fs later, %s failure detection (%v); they shared %d rooms, %d with no other copy; both restarted",
-		a, b, gap.Seconds(), where, r.timing.Detection, len(both), len(erasable))
+	return fmt.Sprintf("SIGKILL of %s, then of %s %.1fs later, %s; they shared %d rooms, %d with no other copy; both restarted",
+		a, b, gap.Seconds(), when, len(both), len(erasable))
 }
 
 // addNode starts one more node and waits until the rooms it now owns take
