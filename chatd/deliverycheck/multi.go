@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/client"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
 
 // MultiRoomConfig describes the traffic of a MultiRoom and the cluster's
@@ -38,21 +39,23 @@ type MultiRoomConfig struct {
 	NodeName func(url string) string
 	// SilenceMargin multiplies FailureDetection + RouteTimeout into the
 	// silence bound (SilenceBound); zero means 1.5, the margin a loaded
-	// two-core machine needs.
+	// two-core machine needs. RINGCHAT_TEST_TIMEOUT_SCALE (testtime)
+	// multiplies it further.
 	SilenceMargin float64
 }
 
 // SilenceBound is the longest a subscriber may receive nothing from a room
 // that keeps acknowledging messages: a room whose owner died is taken over
 // within failure detection, and a request to it is answered within the
-// route timeout, so past their sum (times the margin) a subscriber that has
-// heard nothing, not even a joined with recovered:false, was left silent.
+// route timeout, so past their sum (times the margin, and the tests' time
+// scale) a subscriber that has heard nothing, not even a joined with
+// recovered:false, was left silent.
 func (c MultiRoomConfig) SilenceBound() time.Duration {
 	m := c.SilenceMargin
 	if m == 0 {
 		m = 1.5
 	}
-	return time.Duration(m * float64(c.FailureDetection+c.RouteTimeout))
+	return testtime.Bound(time.Duration(m * float64(c.FailureDetection+c.RouteTimeout)))
 }
 
 // ackTimeout is how long a publisher waits for an ack before it sends the

@@ -15,6 +15,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/ring"
 )
 
@@ -195,10 +196,11 @@ func (r *run) staleViews(victims ...string) {
 
 // waitDropped waits until every live node has dropped names from its
 // active members: failure detection. The deadline is the longest a
-// suspicion can last (no confirmation) after the longest wait for a probe.
+// suspicion can last (no confirmation) after the longest wait for a probe
+// (times the tests' time scale).
 func (r *run) waitDropped(names ...string) {
 	r.t.Helper()
-	within := r.timing.Detection + r.timing.SuspicionMax
+	within := testtime.Bound(r.timing.Detection + r.timing.SuspicionMax)
 	start := time.Now()
 	done := map[string]bool{}
 	err := r.eventually(within, func() (bool, string) {
@@ -270,7 +272,7 @@ func (r *run) waitCopies() {
 func (r *run) converge(what string) {
 	r.t.Helper()
 	start := time.Now()
-	within := 2*r.timing.Detection + r.k.Config().SilenceBound()
+	within := testtime.Bound(2*r.timing.Detection) + r.k.Config().SilenceBound()
 	if err := r.eventually(within, r.c.Converged); err != nil {
 		r.t.Errorf("%s: the cluster did not converge: %v", what, err)
 		return

@@ -410,7 +410,7 @@ func (c *ProcessCluster) Restart(old *ProcessNode) *ProcessNode {
 		} else {
 			node = c.launch(old.index)
 		}
-		if node.waitListening(30*time.Second) || attempt == restartSamePortAttempts+5 || !node.logs.Contains("address already in use") {
+		if node.waitListening(testtime.Bound(30*time.Second)) || attempt == restartSamePortAttempts+5 || !node.logs.Contains("address already in use") {
 			break
 		}
 		c.t.Logf("%s could not bind its ports again (attempt %d); retrying", old.Name, attempt)
