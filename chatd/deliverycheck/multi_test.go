@@ -530,3 +530,36 @@ func TestMultiRoomAcceptsDuplicateAck(t *testing.T) {
 	rep := k.Verify("duplicate ack")
 	wantChecks(t, rep, rec)
 }
+
+// TestMultiRoomDetectsMessageStoredTwice makes sub-0 read the 4th message
+// of r-0 it gets with the content of the 3rd: one message under two seqs
+// (and, at the 4th seq, another message than the one acknowledged there).
+func TestMultiRoomDetectsMessageStoredTwice(t *testing.T) {
+	var mu sync.Mutex
+	var third protocol.Message
+	seen := 0
+	tamper := func(who string, f client.Frame) []client.Frame {
+		var m protocol.Message
+		if who != "sub-0" || f.Type != protocol.TypeMessage || f.Decode(&m) != nil || m.Room != "r-0" {
+			return []client.Frame{f}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch seen++; seen {
+		case 3:
+			third = m
+		case 4:
+			again := third
+			again.Seq, again.MID = m.Seq, m.MID
+			return []client.Frame{frameOf(t, again)}
+		}
+		return []client.Frame{f}
+	}
+	k, rec := newTestChecker(t, tamper)
+	runFor(t, k, 5)
+	rep := k.Verify("stored twice")
+	wantChecks(t, rep, rec, CheckDuplicated, CheckConflict, CheckLost)
+	if rep.Duplicated != 1 {
+		t.Fatalf("duplicated %d, want 1 (the 3rd message again at the 4th seq)", rep.Duplicated)
+	}
+}
