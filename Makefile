@@ -54,6 +54,7 @@ vet: ## go vet (the Docker and kind suites too, which build only with their tags
 	hack/check-tracked-files.sh
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags 'e2e partition' ./e2e/...
+	$(GO) vet -tags faults ./chatd/faults/
 	@command -v shellcheck >/dev/null 2>&1 || { echo "installing shellcheck (Debian)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
 	shellcheck -x hack/*.sh hack/lib/*.sh .ci/run
@@ -70,8 +71,12 @@ bench: ## run the Go benchmarks (see docs/benchmarks.md)
 clean: ## remove build output
 	rm -rf $(BIN)
 
+.PHONY: test-faults
+test-faults: ## fault schedule: real chatd processes under SIGKILL, SIGTERM, SIGSTOP, adds and double kills (FAULT_SEED=… replays a run)
+	$(GO) test -tags faults -race -count=1 -timeout $(TEST_TIMEOUT) -v ./chatd/faults/
+
 .PHONY: test-partition
-test-partition: ## split-brain test with real network isolation (Docker; installs and starts the engine if needed)
+test-partition: ## split-brain, docker pause and partition-and-heal tests with real isolation (Docker; installs and starts the engine if needed)
 	hack/ensure-docker.sh
 	image=$$(hack/build-image.sh chatd ringchat/chatd:partition-test) && \
 		RINGCHAT_CHATD_IMAGE=$$image $(GO) test -tags partition -count=1 -timeout 10m -v ./e2e/partition/

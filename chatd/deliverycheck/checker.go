@@ -18,6 +18,13 @@
 // It only needs the WebSocket URLs of the nodes that are up, so the same
 // checker runs against nodes in the test process, chatd processes on
 // loopback (chatd/cluster's tests) and pods on Kubernetes (e2e/).
+//
+// MultiRoom does the same in many rooms at once, for the fault schedule
+// (chatd/faults) and the container faults (e2e/partition), and checks more:
+// one sequence number carrying two messages (across subscribers and acks),
+// an ack before the sender's own message, subscribers left silent, rooms
+// restarted under a new epoch, and the recovery time of each fault. Its
+// Report renders as a Markdown table.
 package deliverycheck
 
 import (

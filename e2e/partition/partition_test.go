@@ -4,6 +4,9 @@
 // isolation: chatd nodes run as containers (FROM-scratch images built from
 // the static binary) on a Docker network that this test creates, and one
 // node is cut off with `docker network disconnect`, then reconnected.
+// faults_test.go runs two more faults under traffic in many rooms, checked
+// by deliverycheck.MultiRoom: a room owner paused with `docker pause`, and
+// a partition healed; the run ends with their table.
 //
 // Run it with `make test-partition` (which makes sure a Docker engine runs).
 package partition
@@ -14,9 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -31,6 +32,10 @@ import (
 )
 
 const nodes = 3
+
+// adminClient reads the nodes' admin API; its timeout keeps a paused
+// container from hanging the test.
+var adminClient = &http.Client{Timeout: 10 * time.Second}
 
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
@@ -50,7 +55,7 @@ type node struct {
 
 func (n *node) status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := http.Get("http://" + n.http + "/admin/cluster")
+	resp, err := adminClient.Get("http://" + n.http + "/admin/cluster")
 	if err != nil {
 		return st, err
 	}
@@ -189,52 +194,8 @@ func checkReceived(t *testing.T, who string, got []protocol.Message, want []stri
 }
 
 func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
-	image := os.Getenv("RINGCHAT_CHATD_IMAGE")
-	if image == "" {
-		t.Fatal("RINGCHAT_CHATD_IMAGE is not set: run `make test-partition`, which builds the image")
-	}
-	id := fmt.Sprintf("%06x", rand.IntN(1<<24))
-	subnet := fmt.Sprintf("10.%d.%d", 200+rand.IntN(50), rand.IntN(250))
-	clusterNet, clientNet := "ringchat-clu-"+id, "ringchat-cli-"+id
-	docker(t, "network", "create", "--subnet", subnet+".0/24", clusterNet)
-	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", clusterNet).Run() })
-	docker(t, "network", "create", clientNet)
-	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", clientNet).Run() })
-
-	ns := make([]*node, nodes)
-	var names []string
-	for i := range ns {
-		n := &node{name: fmt.Sprintf("node-%d", i), container: fmt.Sprintf("ringchat-p-%s-%d", id, i), clusterIP: fmt.Sprintf("%s.%d", subnet, 10+i)}
-		ns[i] = n
-		names = append(names, n.name)
-		args := []string{"create", "--name", n.container, "--network", clientNet, "-p", "127.0.0.1::8080",
-			"-e", "CHATD_CLUSTER_SECRET=partition-test-secret-0123456789abcdef",
-			image, "--listen", "0.0.0.0:8080", "--node-name", n.name, "--allow-anonymous",
-			"--gossip-addr", "0.0.0.0:7946", "--gossip-advertise-addr", n.clusterIP + ":7946",
-			"--rpc-addr", "0.0.0.0:7947", "--rpc-advertise-addr", n.clusterIP + ":7947",
-			"--cluster-label", "partition-" + id, "--expected-nodes", "3", "--rejoin-interval", "2s",
-			"--route-timeout", "2s", "--log-level", "info"}
-		if i == 0 {
-			args = append(args, "--bootstrap")
-		} else {
-			args = append(args, "--join", ns[0].clusterIP+":7946")
-		}
-		docker(t, args...)
-		t.Cleanup(func() {
-			if t.Failed() {
-				out, _ := exec.Command("docker", "logs", "--tail", "30", n.container).CombinedOutput()
-				t.Logf("--- %s ---\n%s", n.container, out)
-			}
-			_ = exec.Command("docker", "rm", "-f", n.container).Run()
-		})
-		docker(t, "network", "connect", "--ip", n.clusterIP, clusterNet, n.container)
-		docker(t, "start", n.container)
-		n.http = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "8080/tcp"), "\n")[0])
-	}
-	slices.Sort(names)
-	for _, n := range ns {
-		waitActive(t, n, names, 60*time.Second)
-	}
+	c := startCluster(t)
+	ns, names, clusterNet := c.nodes, c.names, c.clusterNet
 
 	// A room owned on the majority side, so it keeps its owner.
 	room := ""

@@ -67,6 +67,13 @@ type ProcessNode struct {
 	logs   *LogBuffer
 	done   chan struct{}
 	gone   bool
+	// frozen is true between Freeze and Thaw: the process exists but does
+	// not run, so it is left out of LiveURLs (no client should be sent to
+	// it) and of convergence.
+	frozen bool
+	// index is the i of proc-<i>, kept so that Restart can launch the same
+	// node again.
+	index int
 }
 
 // StartProcessCluster starts n chatd processes that form one cluster, and
@@ -100,17 +107,23 @@ func (c *ProcessCluster) start(i int) {
 
 func (c *ProcessCluster) launch(i int) *ProcessNode {
 	c.t.Helper()
-	name := fmt.Sprintf("proc-%d", i)
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	httpPort := freePort(c.t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
+	return c.launchOn(i, addr, gossip)
+}
+
+// launchOn starts proc-<i> serving HTTP on addr and gossiping on gossip
+// (its inter-node port is gossip's plus one, chatd's default).
+func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
+	c.t.Helper()
+	name := fmt.Sprintf("proc-%d", i)
 	flags := []string{"--listen", addr, "--allow-anonymous", "--node-name", name,
 		"--gossip-addr", gossip, "--gossip-profile", "local", "--rejoin-interval", "1s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}
 	c.mu.Lock()
 	seed := ""
 	for _, n := range c.Nodes {
-		if !n.gone {
+		if !n.gone && !n.frozen && n.Name != name {
 			seed = n.Gossip
 			break
 		}
@@ -130,7 +143,7 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
-	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{})}
+	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{}), index: i}
 	go func() {
 		_ = cmd.Wait()
 		close(node.done)
@@ -276,20 +289,21 @@ func (c *ProcessCluster) Terminate(n *ProcessNode) {
 	}
 }
 
-// live returns the running processes.
+// live returns the running processes (not stopped, not frozen).
 func (c *ProcessCluster) live() []*ProcessNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []*ProcessNode
 	for _, n := range c.Nodes {
-		if !n.gone {
+		if !n.gone && !n.frozen {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// LiveURLs returns the WebSocket URLs of running processes.
+// LiveURLs returns the WebSocket URLs of running processes; a frozen one
+// (Freeze) is left out until it is thawed.
 func (c *ProcessCluster) LiveURLs() []string {
 	var out []string
 	for _, n := range c.live() {
@@ -304,29 +318,35 @@ func (c *ProcessCluster) WaitConverged() {
 	c.t.Helper()
 	deadline := time.Now().Add(testtime.Bound(45 * time.Second))
 	for {
-		live := c.live()
-		want := make([]string, 0, len(live))
-		for _, n := range live {
-			want = append(want, n.Name)
-		}
-		slices.Sort(want)
-		why := ""
-		for _, n := range live {
-			node := &Node{Server: &Server{Addr: n.Addr}}
-			st, err := node.Status()
-			if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
-				why = fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
-				break
-			}
-		}
-		if why == "" {
+		ok, why := c.Converged()
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("processes did not converge on %v: %s", want, why)
+			c.t.Fatalf("processes did not converge on %v: %s", c.LiveNames(), why)
 		}
 		time.Sleep(100 * time.Millisecond) // polling interval
 	}
+}
+
+// Converged reports whether every live process is ready and sees exactly
+// the live ones as active, and if not, why: for tests that wait for it
+// with their own deadline and carry on (to report) when it never happens.
+func (c *ProcessCluster) Converged() (bool, string) {
+	live := c.live()
+	want := make([]string, 0, len(live))
+	for _, n := range live {
+		want = append(want, n.Name)
+	}
+	slices.Sort(want)
+	for _, n := range live {
+		node := &Node{Server: &Server{Addr: n.Addr}}
+		st, err := node.Status()
+		if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
+			return false, fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
+		}
+	}
+	return true, ""
 }
 
 // ByName returns the process called name.
@@ -348,4 +368,92 @@ func (c *ProcessCluster) LiveNames() []string {
 		out = append(out, n.Name)
 	}
 	return out
+}
+
+// Freeze stops the process with SIGSTOP: it keeps its sockets and its
+// clients' connections, but runs nothing (no gossip, no replies) until Thaw,
+// as under a long GC pause, CPU throttling or a VM paused for migration.
+// It is left out of LiveURLs and convergence meanwhile.
+func (c *ProcessCluster) Freeze(n *ProcessNode) {
+	c.mu.Lock()
+	n.frozen = true
+	c.mu.Unlock()
+	n.signal(syscall.SIGSTOP)
+}
+
+// Thaw resumes a frozen process with SIGCONT.
+func (c *ProcessCluster) Thaw(n *ProcessNode) {
+	n.signal(syscall.SIGCONT)
+	c.mu.Lock()
+	n.frozen = false
+	c.mu.Unlock()
+}
+
+// Restart starts a stopped process (Kill or Terminate) again under the same
+// name and, when they are still free, the same ports, so that clients and
+// seeds that knew its address find it there again. It waits until the
+// process listens, not for convergence (call WaitConverged). It returns the
+// new process, which replaces the old one in Nodes and ByName.
+func (c *ProcessCluster) Restart(old *ProcessNode) *ProcessNode {
+	c.t.Helper()
+	c.mu.Lock()
+	gone := old.gone
+	c.mu.Unlock()
+	if !gone {
+		c.t.Fatalf("restart %s: it is still running; Kill or Terminate it first", old.Name)
+	}
+	<-old.done
+	var node *ProcessNode
+	for attempt := 1; ; attempt++ {
+		if attempt <= restartSamePortAttempts {
+			node = c.launchOn(old.index, old.Addr, old.Gossip)
+		} else {
+			node = c.launch(old.index)
+		}
+		if node.waitListening(testtime.Bound(30*time.Second)) || attempt == restartSamePortAttempts+5 || !node.logs.Contains("address already in use") {
+			break
+		}
+		c.t.Logf("%s could not bind its ports again (attempt %d); retrying", old.Name, attempt)
+		node.signal(syscall.SIGKILL)
+		<-node.done
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, n := range c.Nodes {
+		if n == old {
+			c.Nodes[i] = node
+		}
+	}
+	return node
+}
+
+// restartSamePortAttempts is how often Restart tries the old ports before
+// it falls back to new ones (another process may have taken them).
+const restartSamePortAttempts = 3
+
+// Logs returns the process's output so far.
+func (n *ProcessNode) Logs() *LogBuffer { return n.logs }
+
+// Exited is closed once the process has exited.
+func (n *ProcessNode) Exited() <-chan struct{} { return n.done }
+
+// NameOf returns the name of the process serving the WebSocket URL url
+// ("" if none does); safe to call while processes restart.
+func (c *ProcessCluster) NameOf(url string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.Nodes {
+		if n.URL == url {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// All returns every process started, running or not (the latest one of
+// each name); safe to call while processes restart.
+func (c *ProcessCluster) All() []*ProcessNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.Nodes)
 }
