@@ -47,6 +47,7 @@ func (s *Store) load() error {
 		return fmt.Errorf("%w: %s recovered writes through #%d, but writes through #%d were reported durable: the WAL or a table lost synced data", ErrCorrupt, s.dir, num, s.synced.last)
 	}
 	s.writeNum = num
+	s.durableNum.Store(s.synced.last)
 
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: metaLower, UpperBound: metaUpper})
 	if err != nil {
