@@ -126,8 +126,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 	free, _ := freeBytes(dir)
-	if free <= 0 {
-		t.Fatalf("the filesystem itself is full (%d free): the reserve did not hold", free)
+	if free <= 0 || s.space.engineFull.Load() {
+		t.Fatalf("the filesystem itself filled up (%d free, engine met ENOSPC: %v): the reserve did not hold", free, s.space.engineFull.Load())
+	}
+	if _, err := os.Stat(filepath.Join(dir, ballastName)); err != nil {
+		t.Fatalf("the ballast was used: %v", err)
 	}
 	syncPoint(t, s)
 	checkReadable(t, s, tr)

@@ -148,17 +148,22 @@ type Store struct {
 	life       sync.RWMutex
 	readClosed bool
 
-	// mu guards the index and the write path (writes are applied one at a
-	// time, so write numbers follow commit order).
+	// wmu serialises writes: validation, the Pebble commit and the index
+	// update happen one write at a time, so write numbers follow commit
+	// order. Writers read the index without mu (only they change it).
+	wmu   sync.Mutex
+	space spaceCheck // guarded by wmu
+	// mu guards the index, for the moment a writer updates it after its
+	// commit and a reader takes a room's bounds. Readers never wait for a
+	// Pebble commit (which can stall when the disk is full).
 	mu       sync.RWMutex
-	closed   bool
+	closed   bool // set under wmu and mu
 	rooms    map[string]*roomState
 	gen      uint64
 	writeNum uint64
 	digest   uint64
 	messages uint64
 	pending  []pendingWrite
-	space    spaceCheck
 
 	kick   chan struct{}
 	notify chan notice
@@ -453,13 +458,15 @@ func (s *Store) onDiskFull() {
 // accepted write's done runs), then closes Pebble. Reads in progress
 // finish first; later calls fail with ErrClosed.
 func (s *Store) Close() error {
+	s.wmu.Lock()
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
+	closed := s.closed
 	s.closed = true
 	s.mu.Unlock()
+	s.wmu.Unlock()
+	if closed {
+		return nil
+	}
 	s.cancel()
 	close(s.quit)
 	s.wg.Wait()
