@@ -88,6 +88,9 @@ type Options struct {
 	Observer Observer
 	// Now is the clock of retention by age (default time.Now).
 	Now func() time.Time
+
+	// noAutoCompactions lets a test control the MANIFEST's edits.
+	noAutoCompactions bool
 }
 
 // Observer receives the store's measurements. Its methods are called from
@@ -406,6 +409,7 @@ func (s *Store) pebbleOptions(mustExist bool) *pebble.Options {
 	// messages (about 8 KiB) then costs one block read, not two or three,
 	// when it comes from the disk.
 	o.Levels[0].BlockSize = 16 << 10
+	o.DisableAutomaticCompactions = s.opts.noAutoCompactions
 	o.EnsureDefaults()
 	return o
 }
