@@ -89,6 +89,13 @@
 // Reads work throughout. Nothing reported durable is lost: done(nil) only
 // follows a successful WAL sync and SYNCED write.
 //
+// Measured here on a 32 MiB tmpfs with the reserve check switched off:
+// once the ballast is used up too, Pebble neither crashes nor fails the
+// write. Its flushes fail with ENOSPC and are retried, the memtables fill,
+// and the next commit stalls until a flush succeeds: an Append blocks
+// (reads do not, see Concurrency). The reserve exists so that this never
+// happens.
+//
 // # Retention
 //
 // A background pass (retention.go) moves each room's Oldest forward by
@@ -109,15 +116,19 @@
 // 2 × MemTableBytes (default 16 MiB each; a 16 MiB memtable flushes every
 // ~100,000 messages, large enough that group commits rarely wait on a
 // memtable switch, small enough to keep the idle footprint and the WAL to
-// replay at Open small).
+// replay at Open small). Tables use 16 KiB blocks (Pebble's default is
+// 4 KiB), so a history page of 50 messages read from disk is one block
+// read.
 //
 // # Concurrency
 //
 // All methods are safe for concurrent use. Callers serialise the writes of
 // one room (the owner's per-room lock); the store orders all writes under
-// one lock, for the few microseconds a non-syncing Pebble commit takes.
-// Reads take only a read lock to snapshot the room's bounds and open an
-// iterator, then read without it. Retention runs concurrently with writes
+// one write mutex, for the few microseconds a non-syncing Pebble commit
+// takes, and updates the index under a separate read-write lock
+// afterwards. Reads take only that read lock, to snapshot the room's
+// bounds and open an iterator, then read without it: a commit that stalls
+// never holds up a read. Retention runs concurrently with writes
 // and reads of the same room: a room reset, truncated or deleted while a
 // pass looked at it is left for the next pass.
 package store
