@@ -3,9 +3,13 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
 )
 
 // buildFlushed makes a store whose messages sit in tables (two flushes,
@@ -149,6 +153,163 @@ func TestDamagedFiles(t *testing.T) {
 			}
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrFailed) {
 				t.Fatalf("refused with %v, want ErrCorrupt (or ErrFailed)", err)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+}
+
+// TestManifestLostEdits drops the MANIFEST's last edits at a record
+// boundary, which Pebble reads as a clean end: each copy must either be
+// refused or serve every room whole.
+func TestManifestLostEdits(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(dir)
+	opts.noAutoCompactions = true
+	s := mustOpen(t, opts)
+	heads := map[string]uint64{"a": 100, "b": 200, "c": 10}
+	for _, r := range []string{"a", "b"} {
+		newRoom(t, s, r)
+		appendN(t, s, r, 1, 100, 1)
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, "b", 101, 100, 1)
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	newRoom(t, s, "c") // the WAL holds this, and the newest write mark
+	appendN(t, s, "c", 1, 10, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	name := filepath.Base(manifests[len(manifests)-1])
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := record.NewReader(f, 0)
+	var offsets []int64
+	for {
+		off := rr.Offset()
+		r, err := rr.Next()
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			break
+		}
+		offsets = append(offsets, off)
+	}
+	_ = f.Close()
+	for k := 1; k < len(offsets); k++ {
+		cp := copyDir(t, dir)
+		if err := os.Truncate(filepath.Join(cp, name), offsets[len(offsets)-k]); err != nil {
+			t.Fatal(err)
+		}
+		err := openAndReadAllEntries(t, cp, heads)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("drop last %d edits: refused with %v, want ErrCorrupt", k, err)
+		}
+		t.Logf("drop last %d of %d edits: %v", k, len(offsets), err)
+	}
+}
+
+// openAndReadAllEntries is openAndReadAll for stores written by appendN.
+func openAndReadAllEntries(t *testing.T, dir string, heads map[string]uint64) error {
+	t.Helper()
+	s, err := Open(testOptions(dir))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for r, head := range heads {
+		p, err := s.Read(r, 1, int(head)+1)
+		if err != nil {
+			return err
+		}
+		checkRange(t, p, 1, head, 1)
+	}
+	return nil
+}
+
+// rawPebble opens a closed store's Pebble database directly, to damage it
+// in ways files cannot be damaged on purpose.
+func rawPebble(t *testing.T, dir string) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{&Store{log: testLogger()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestGuards makes the damage each Open guard exists for, through the
+// engine, and checks Open refuses it.
+func TestGuards(t *testing.T) {
+	build := func(t *testing.T) string {
+		dir := t.TempDir()
+		s := mustOpen(t, testOptions(dir))
+		for _, r := range []string{"a", "b"} {
+			newRoom(t, s, r)
+			appendN(t, s, r, 1, 50, 1)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	tests := []struct {
+		name   string
+		damage func(db *pebble.DB) error
+	}{
+		{"a room reverts, metadata and messages (a lost flush)", func(db *pebble.DB) error {
+			old := RoomMeta{Epoch: "e-b", Term: 1, Promised: 1, Head: 40, Oldest: 1, Terms: []TermStart{{1, 1}}}
+			b := db.NewBatch()
+			_ = b.Set(metaKey("b"), encodeMeta(nil, &old), nil)
+			_ = b.DeleteRange(msgKey("b", 41), msgRoomUpper("b"), nil)
+			return b.Commit(pebble.Sync)
+		}},
+		{"the write mark reverts (a lost WAL tail)", func(db *pebble.DB) error {
+			v, closer, err := db.Get(keyWriteMark)
+			if err != nil {
+				return err
+			}
+			num, digest, err := decodeWriteMark(v)
+			closer.Close()
+			if err != nil {
+				return err
+			}
+			return db.Set(keyWriteMark, encodeWriteMark(nil, num-1, digest), pebble.Sync)
+		}},
+		{"the last message is missing", func(db *pebble.DB) error {
+			return db.Delete(msgKey("a", 50), pebble.Sync)
+		}},
+		{"the first message is missing", func(db *pebble.DB) error {
+			return db.Delete(msgKey("a", 1), pebble.Sync)
+		}},
+		{"a message after head", func(db *pebble.DB) error {
+			return db.Set(msgKey("a", 51), encodeEntry(nil, &Entry{Seq: 51}), pebble.Sync)
+		}},
+		{"the format key is gone", func(db *pebble.DB) error {
+			return db.Delete(keyFormat, pebble.Sync)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := build(t)
+			db := rawPebble(t, dir)
+			if err := tc.damage(db); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(testOptions(dir))
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
 			}
 			t.Logf("refused: %v", err)
 		})

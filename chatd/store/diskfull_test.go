@@ -3,12 +3,14 @@ package store
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // smallFS mounts a tmpfs of size bytes for the test, or skips when this
@@ -79,11 +81,37 @@ func (tr *tracker) appendOne(s *Store, room string, seq uint64) error {
 
 const fullBatch = 16
 
-// fullEntry is crashEntry with a 1 KiB text, to fill a disk quickly.
+// fullEntry is crashEntry with a 1 KiB text that does not compress, to
+// fill a disk quickly.
 func fullEntry(room string, seq uint64) Entry {
 	e := crashEntry(room, seq)
-	e.Text = fmt.Sprintf("%s %01000d", e.Text, seq)
+	rng := rand.New(rand.NewPCG(seq, uint64(len(room))))
+	b := make([]byte, 1000)
+	for i := range b {
+		b[i] = byte('a' + rng.IntN(26))
+	}
+	e.Text = string(b)
 	return e
+}
+
+// waitFree waits until the filesystem has at least n bytes free: deleted
+// tables go away shortly after the compaction that obsoleted them.
+func waitFree(t *testing.T, dir string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		free, err := freeBytes(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if free >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes free after 30s, want %d", free, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // writeUntilFull appends to a few rooms until a write is refused, and
@@ -111,10 +139,10 @@ func syncPoint(t *testing.T, s *Store) {
 }
 
 func TestDiskFull(t *testing.T) {
-	dir := smallFS(t, "32m")
+	dir := smallFS(t, "24m")
 	opts := testOptions(dir)
 	opts.ReserveBytes = 6 << 20
-	opts.MemTableBytes = 1 << 20
+	opts.MemTableBytes = 2 << 20
 	opts.CacheBytes = 1 << 20
 	s := mustOpen(t, opts)
 	tr := &tracker{durable: map[string]uint64{}}
@@ -126,8 +154,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 	free, _ := freeBytes(dir)
-	if free <= 0 {
-		t.Fatalf("the filesystem itself is full (%d free): the reserve did not hold", free)
+	if free <= 0 || s.space.engineFull.Load() {
+		t.Fatalf("the filesystem itself filled up (%d free, engine met ENOSPC: %v): the reserve did not hold", free, s.space.engineFull.Load())
+	}
+	if _, err := os.Stat(filepath.Join(dir, ballastName)); err != nil {
+		t.Fatalf("the ballast was used: %v", err)
 	}
 	syncPoint(t, s)
 	checkReadable(t, s, tr)
@@ -141,6 +172,7 @@ func TestDiskFull(t *testing.T) {
 	if err := s.db.Compact(t.Context(), msgLower, msgUpper, false); err != nil {
 		t.Fatal(err)
 	}
+	waitFree(t, dir, opts.ReserveBytes+(1<<20))
 	s.space.at = s.space.at.AddDate(-1, 0, 0) // no need to wait for the next look
 	if err := tr.appendOne(s, crashRoom(5), mustMeta(t, s, crashRoom(5)).Head+1); err != nil {
 		t.Fatalf("write after space came back: %v", err)

@@ -119,4 +119,3 @@ func checkRange(t testing.TB, p Page, lo, hi uint64, term uint64) {
 func isErr(err error, target error) bool { return errors.Is(err, target) }
 
 func removeFile(name string) error { return os.Remove(name) }
-

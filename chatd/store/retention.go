@@ -221,8 +221,8 @@ func (s *Store) ageCut(room string, from, head uint64, cutoff int64) (uint64, in
 // trim moves room's Oldest to cut (if the room was not reshaped since gen
 // was read) and removes the messages below it. It returns how many went.
 func (s *Store) trim(room string, gen, cut uint64) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, true)
 	if err != nil || st == nil || st.gen != gen {
 		return 0, err

@@ -21,7 +21,7 @@ const (
 )
 
 // spaceCheck decides whether a write still fits above the reserve. Its
-// fields are guarded by Store.mu, except engineFull.
+// fields are guarded by Store.wmu, except the atomics.
 type spaceCheck struct {
 	dir     string
 	reserve int64 // negative: no check
@@ -31,6 +31,8 @@ type spaceCheck struct {
 	// engineFull is set when Pebble met ENOSPC: writes are refused until
 	// the reserve and the ballast fit again.
 	engineFull atomic.Bool
+	// avail is free-written at the last admission, for Stats.
+	avail atomic.Int64
 }
 
 func (c *spaceCheck) forceFull() { c.engineFull.Store(true) }
@@ -63,7 +65,9 @@ func (c *spaceCheck) admit(room string, n int, b *ballast, log *slog.Logger) err
 		log.Info("disk space is back; writes accepted again", "free_bytes", c.free)
 		return c.admit(room, n, b, log)
 	}
-	if avail := c.free - c.written; avail-int64(n) < c.reserve {
+	avail := c.free - c.written
+	c.avail.Store(avail)
+	if avail-int64(n) < c.reserve {
 		return fmt.Errorf("%w: room %q: %d bytes free in %s, %d reserved", ErrFull, room, avail, c.dir, c.reserve)
 	}
 	c.written += int64(n)

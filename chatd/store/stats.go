@@ -30,8 +30,8 @@ func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	st.Rooms = len(s.rooms)
 	st.Messages = s.messages
-	st.FreeBytes = s.space.free - s.space.written
-	st.Full = s.space.engineFull.Load() || (s.space.reserve >= 0 && !s.space.at.IsZero() && st.FreeBytes < s.space.reserve)
+	st.FreeBytes = s.space.avail.Load()
+	st.Full = s.space.engineFull.Load() || (s.space.reserve >= 0 && st.FreeBytes > 0 && st.FreeBytes < s.space.reserve)
 	closed := s.closed
 	s.mu.RUnlock()
 	st.Failed = s.failure()

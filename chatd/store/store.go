@@ -88,6 +88,9 @@ type Options struct {
 	Observer Observer
 	// Now is the clock of retention by age (default time.Now).
 	Now func() time.Time
+
+	// noAutoCompactions lets a test control the MANIFEST's edits.
+	noAutoCompactions bool
 }
 
 // Observer receives the store's measurements. Its methods are called from
@@ -129,33 +132,41 @@ type pendingWrite struct {
 // concurrent use; callers serialise the writes of one room themselves
 // (their per-room lock), the store orders writes of different rooms.
 type Store struct {
-	opts    Options
-	dir     string
-	log     *slog.Logger
-	obs     Observer
-	lock    *os.File
-	synced  *syncedFile
-	cache   *pebble.Cache
-	db      *pebble.DB
-	fatal   atomic.Pointer[error] // first failure Pebble reported; sticky
-	ballast ballast
+	opts   Options
+	dir    string
+	log    *slog.Logger
+	obs    Observer
+	lock   *os.File
+	synced *syncedFile
+	cache  *pebble.Cache
+	db     *pebble.DB
+	fatal  atomic.Pointer[error] // first failure Pebble reported; sticky
+	// durableNum is the highest write number known durable (WAL synced and
+	// recorded in SYNCED).
+	durableNum atomic.Uint64
+	ballast    ballast
 
 	// life is held shared by reads and exclusively by Close, so Pebble is
 	// never closed under a read.
 	life       sync.RWMutex
 	readClosed bool
 
-	// mu guards the index and the write path (writes are applied one at a
-	// time, so write numbers follow commit order).
+	// wmu serialises writes: validation, the Pebble commit and the index
+	// update happen one write at a time, so write numbers follow commit
+	// order. Writers read the index without mu (only they change it).
+	wmu   sync.Mutex
+	space spaceCheck // guarded by wmu
+	// mu guards the index, for the moment a writer updates it after its
+	// commit and a reader takes a room's bounds. Readers never wait for a
+	// Pebble commit (which can stall when the disk is full).
 	mu       sync.RWMutex
-	closed   bool
+	closed   bool // set under wmu and mu
 	rooms    map[string]*roomState
 	gen      uint64
 	writeNum uint64
 	digest   uint64
 	messages uint64
 	pending  []pendingWrite
-	space    spaceCheck
 
 	kick   chan struct{}
 	notify chan notice
@@ -394,6 +405,11 @@ func (s *Store) pebbleOptions(mustExist bool) *pebble.Options {
 			},
 		},
 	}
+	// 16 KiB blocks (Pebble's default is 4 KiB): a history page of 50
+	// messages (about 8 KiB) then costs one block read, not two or three,
+	// when it comes from the disk.
+	o.Levels[0].BlockSize = 16 << 10
+	o.DisableAutomaticCompactions = s.opts.noAutoCompactions
 	o.EnsureDefaults()
 	return o
 }
@@ -446,13 +462,15 @@ func (s *Store) onDiskFull() {
 // accepted write's done runs), then closes Pebble. Reads in progress
 // finish first; later calls fail with ErrClosed.
 func (s *Store) Close() error {
+	s.wmu.Lock()
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
+	closed := s.closed
 	s.closed = true
 	s.mu.Unlock()
+	s.wmu.Unlock()
+	if closed {
+		return nil
+	}
 	s.cancel()
 	close(s.quit)
 	s.wg.Wait()

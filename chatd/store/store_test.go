@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -334,4 +335,34 @@ func TestClosedStore(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close = %v", err)
 	}
+}
+
+// TestDoneAfterSync checks that a write is reported durable only once the
+// WAL sync and the SYNCED watermark cover it. (A kill -9 cannot show a
+// missing fsync: the kernel keeps what a killed process wrote.)
+func TestDoneAfterSync(t *testing.T) {
+	s := mustOpen(t, testOptions(t.TempDir()))
+	const rooms, per = 4, 200
+	for r := range rooms {
+		newRoom(t, s, fmt.Sprint("r", r))
+	}
+	var wg sync.WaitGroup
+	for i := range rooms * per {
+		room := fmt.Sprint("r", i%rooms)
+		wg.Add(1)
+		var num atomic.Uint64
+		err := s.Append(room, entries(uint64(i/rooms+1), 1, 1), func(err error) {
+			defer wg.Done()
+			if synced := s.durableNum.Load(); err != nil || synced < num.Load() {
+				t.Errorf("write %d reported durable (err %v) with the watermark at %d", num.Load(), err, synced)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.mu.RLock()
+		num.Store(s.writeNum) // this write's number: appends here are sequential
+		s.mu.RUnlock()
+	}
+	wg.Wait()
 }

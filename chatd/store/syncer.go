@@ -93,6 +93,8 @@ func (s *Store) finishGroup(g *syncGroup) {
 		if err := s.synced.advance(g.upto); err != nil {
 			s.setFailure(err)
 			g.err = s.failure()
+		} else {
+			s.durableNum.Store(g.upto)
 		}
 	}
 	took := time.Since(g.start)

@@ -35,8 +35,8 @@ func (s *Store) Append(room string, entries []Entry, done func(error)) error {
 	for i := range entries {
 		payload += entrySize(&entries[i])
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, payload, false)
 	if err != nil {
 		return err
@@ -88,8 +88,8 @@ func (s *Store) Append(room string, entries []Entry, done func(error)) error {
 // term is a no-op (done still waits for durability). A room the store does
 // not hold is created empty (no epoch, Head 0) to keep the promise.
 func (s *Store) Promise(room string, term uint64, done func(error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
@@ -114,8 +114,8 @@ func (s *Store) Promise(room string, term uint64, done func(error)) error {
 // term) without appending. A term below the current Term fails with
 // ErrStaleTerm; the same term is a no-op.
 func (s *Store) SetTerm(room string, term uint64, done func(error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, false)
 	if err != nil {
 		return err
@@ -148,8 +148,8 @@ func (s *Store) Reset(room string, m RoomMeta, done func(error)) error {
 		return fmt.Errorf("room %q: %w", room, err)
 	}
 	m = m.clone()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
@@ -167,8 +167,8 @@ func (s *Store) Reset(room string, m RoomMeta, done func(error)) error {
 // Term is kept. seq ≥ Head is a no-op; seq below Oldest-1 fails with
 // ErrInvalid (those messages are gone already: Reset the room instead).
 func (s *Store) TruncateAfter(room string, seq uint64, done func(error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, false)
 	if err != nil {
 		return err
@@ -195,8 +195,8 @@ func (s *Store) TruncateAfter(room string, seq uint64, done func(error)) error {
 // Delete removes room: its messages and its metadata, promise included.
 // Deleting a room the store does not hold is a no-op.
 func (s *Store) Delete(room string, done func(error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	st, err := s.writableLocked(room, 0, true)
 	if err != nil {
 		return err
@@ -250,18 +250,22 @@ func (s *Store) Sync(done func(error)) error {
 	if err := s.failure(); err != nil {
 		return err
 	}
-	return s.noopLocked(done)
-}
-
-// noopLocked queues done behind every write made so far: it runs once they
-// are durable.
-func (s *Store) noopLocked(done func(error)) error {
 	s.pending = append(s.pending, pendingWrite{num: s.writeNum, done: done})
 	s.kickSyncer()
 	return nil
 }
 
-// commitLocked completes b with the room's new metadata (nil: delete it)
+// noopLocked queues done behind every write made so far: it runs once they
+// are durable. The caller holds s.wmu.
+func (s *Store) noopLocked(done func(error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = append(s.pending, pendingWrite{num: s.writeNum, done: done})
+	s.kickSyncer()
+	return nil
+}
+
+// commitLocked (the caller holds s.wmu) completes b with the room's new metadata (nil: delete it)
 // and the write mark, commits it without waiting for the WAL sync, updates
 // the index and queues done for the next group commit. reshape marks a
 // write that removes messages other than by retention (Reset,
@@ -298,6 +302,8 @@ func (s *Store) commitLocked(room string, st *roomState, next *RoomMeta, b *pebb
 		s.obs.WriteRefused(err)
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.writeNum, s.digest = num, digest
 	if ns != nil {
 		s.rooms[room] = ns
