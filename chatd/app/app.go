@@ -25,6 +25,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/server"
 	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/store"
 	"github.com/ringchat/ringchat/chatd/version"
 )
 
@@ -68,6 +69,38 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			return err
 		}
 	}
+	var st *store.Store
+	if cfg.DataDir != "" {
+		st, err = store.Open(store.Options{
+			Dir:          cfg.DataDir,
+			MaxAge:       cfg.HistoryRetention,
+			MaxMessages:  cfg.HistoryMaxMessages,
+			ReserveBytes: cfg.StorageReserve,
+			Logger:       log.With("component", "store"),
+			Observer:     storeObserver{m},
+		})
+		if err != nil {
+			return fmt.Errorf("open the message store in --data-dir %s: %w", cfg.DataDir, err)
+		}
+		defer func() {
+			if err := st.Close(); err != nil {
+				log.Error("closing the message store", "err", err)
+			}
+		}()
+		stats := st.Stats()
+		log.Info("message store open", "dir", cfg.DataDir, "rooms", stats.Rooms, "messages", stats.Messages)
+	}
+	ownerCfg := owner.Config{
+		HistorySize:      cfg.HistorySize,
+		DedupeWindow:     cfg.DedupeWindow,
+		PresenceListMax:  cfg.PresenceListMax,
+		RoomIdleTTL:      cfg.RoomIdleTTL,
+		TypingCoalesce:   250 * time.Millisecond,
+		PresenceCoalesce: time.Second,
+	}
+	if st != nil {
+		ownerCfg.Store = st
+	}
 	h := hub.New(hub.Config{
 		HistorySize:     cfg.HistorySize,
 		DedupeWindow:    cfg.DedupeWindow,
@@ -83,14 +116,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		RouteTimeout:      cfg.RouteTimeout,
 		CallTimeout:       callTimeout,
 		HandoffGrace:      10 * time.Second,
-	}, h, owner.Config{
-		HistorySize:      cfg.HistorySize,
-		DedupeWindow:     cfg.DedupeWindow,
-		PresenceListMax:  cfg.PresenceListMax,
-		RoomIdleTTL:      cfg.RoomIdleTTL,
-		TypingCoalesce:   250 * time.Millisecond,
-		PresenceCoalesce: time.Second,
-	}, log)
+	}, h, ownerCfg, log)
 
 	var parts *clusterParts
 	if cfg.GossipAddr != "" {

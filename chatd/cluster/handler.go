@@ -7,7 +7,6 @@ import (
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/roomlog"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -114,45 +113,60 @@ var requestHandlers = map[op]requestHandler{
 		}
 		a.ok(directResp{Delivered: n.hub.DeliverDirect(req.To, req.From, req.Except, req.Frame)})
 	},
+	// Writes to a replica are answered once durable there, from the
+	// store's goroutine (at once without a store).
 	opReplicate: func(n *Node, from transport.Peer, body []byte, a answerer) {
 		req, ok := decodeRequest[owner.Replication](body, a)
 		if !ok {
 			return
 		}
-		a.done(n.owners.ApplyReplica(from.Name, req))
+		n.owners.ApplyReplica(from.Name, req, a.done)
 	},
 	opSync: func(n *Node, from transport.Peer, body []byte, a answerer) {
-		snap, ok := decodeRequest[roomlog.Snapshot](body, a)
+		offer, ok := decodeRequest[owner.SyncOffer](body, a)
 		if !ok {
 			return
 		}
-		a.done(n.owners.SyncReplica(from.Name, snap))
+		n.owners.HandleSyncOffer(from.Name, offer, func(ans owner.SyncAnswer, err error) {
+			if err != nil {
+				a.fail(err)
+				return
+			}
+			a.ok(ans)
+		})
+	},
+	opSyncChunk: func(n *Node, from transport.Peer, body []byte, a answerer) {
+		chunk, ok := decodeRequest[owner.Chunk](body, a)
+		if !ok {
+			return
+		}
+		n.owners.HandleSyncChunk(from.Name, chunk, a.done)
 	},
 	opHandoff: func(n *Node, _ transport.Peer, body []byte, a answerer) {
-		st, ok := decodeRequest[owner.HandoffState](body, a)
+		notice, ok := decodeRequest[owner.HandoffNotice](body, a)
 		if !ok {
 			return
 		}
-		a.done(n.owners.AcceptHandoff(st))
+		a.done(n.owners.AcceptHandoff(notice))
 	},
 	opClaim: func(n *Node, from transport.Peer, body []byte, a answerer) {
 		req, ok := decodeRequest[owner.ClaimRequest](body, a)
 		if !ok {
 			return
 		}
-		a.ok(n.owners.HandleClaim(from.Name, req))
+		n.owners.HandleClaim(from.Name, req, func(rep owner.ClaimReply) { a.ok(rep) })
 	},
 	opFetch: func(n *Node, _ transport.Peer, body []byte, a answerer) {
-		req, ok := decodeRequest[fetchReq](body, a)
+		req, ok := decodeRequest[owner.FetchRequest](body, a)
 		if !ok {
 			return
 		}
-		st, err := n.owners.HandleFetch(req.Room, req.Term)
+		rep, err := n.owners.HandleFetch(req)
 		if err != nil {
 			a.fail(err)
 			return
 		}
-		a.ok(st)
+		a.ok(rep)
 	},
 	opPing: func(_ *Node, _ transport.Peer, _ []byte, a answerer) { _ = a.reply.OK(nil) },
 	opRingStats: func(n *Node, _ transport.Peer, _ []byte, a answerer) {

@@ -13,7 +13,7 @@ var opNames = map[op]string{
 	opPublish: "publish", opHistory: "history", opTyping: "typing", opDirect: "direct",
 	opReplicate: "replicate", opSync: "sync", opForget: "forget", opHandoff: "handoff",
 	opEvent: "event", opClaim: "claim", opPing: "ping", opRingStats: "ring_stats", opFetch: "fetch",
-	opRejoined: "rejoined",
+	opRejoined: "rejoined", opSyncChunk: "sync_chunk",
 }
 
 // countForward records a message sent to another node.

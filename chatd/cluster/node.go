@@ -114,6 +114,18 @@ func (n *Node) HasQuorum() (bool, string) {
 	return false, fmt.Sprintf("no quorum: sees %d of %d expected nodes", len(v.addrs), n.ExpectedNodes())
 }
 
+// minAnswers is how many members must answer a claim before a room nobody
+// holds a copy of starts afresh (owner.Config.MinAnswers): N−R+1 of the N
+// expected members meet every set of R copies. Without an expected size,
+// the node itself suffices.
+func (n *Node) minAnswers() int {
+	e := n.ExpectedNodes()
+	if e <= 0 {
+		return 1
+	}
+	return max(1, e-max(n.cfg.ReplicationFactor, 1)+1)
+}
+
 // ExpectedNodes is the cluster size the quorum rule currently applies.
 func (n *Node) ExpectedNodes() int { return int(n.expected.Load()) }
 
@@ -190,6 +202,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 	ownerCfg.HandoffGrace = cfg.HandoffGrace
 	ownerCfg.View = ownerView{n}
 	ownerCfg.Verified = n.verified
+	ownerCfg.MinAnswers = n.minAnswers
 	if cfg.Metrics != nil {
 		ownerCfg.Observe = observer{cfg.Metrics}
 	}

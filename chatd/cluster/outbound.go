@@ -22,6 +22,9 @@ func (n *Node) addrOf(node string) string {
 	return n.view.addrs[node]
 }
 
+// errSelf refuses an inter-node call addressed to this node itself.
+var errSelf = fmt.Errorf("%w: a node does not replicate to itself", transport.ErrUnknownPeer)
+
 // Push implements owner.Outbound. Events for this node go straight into the
 // hub, synchronously, which keeps them in order with the owner's replies.
 func (n *Node) Push(node string, ev feed.Event) {
@@ -33,10 +36,10 @@ func (n *Node) Push(node string, ev feed.Event) {
 }
 
 // Replicate implements owner.Outbound. A replica that answers with a gap
-// gets a full copy (ResyncReplica).
+// is brought to the log again (ResyncReplica).
 func (n *Node) Replicate(replica string, rep owner.Replication, done func(error)) {
 	if replica == n.cfg.Self {
-		go done(fmt.Errorf("%w: a node does not replicate to itself", transport.ErrUnknownPeer))
+		go done(errSelf)
 		return
 	}
 	n.call(replica, n.addrOf(replica), encode(opReplicate, rep), nil, func(err error) {
@@ -47,13 +50,23 @@ func (n *Node) Replicate(replica string, rep owner.Replication, done func(error)
 	})
 }
 
-// SyncReplica implements owner.Outbound.
-func (n *Node) SyncReplica(replica string, snap roomlog.Snapshot, done func(error)) {
+// SyncOffer implements owner.Outbound.
+func (n *Node) SyncOffer(replica string, offer owner.SyncOffer, done func(owner.SyncAnswer, error)) {
 	if replica == n.cfg.Self {
-		go done(fmt.Errorf("%w: a node does not replicate to itself", transport.ErrUnknownPeer))
+		go done(owner.SyncAnswer{}, errSelf)
 		return
 	}
-	n.call(replica, n.addrOf(replica), encode(opSync, snap), nil, done)
+	var ans owner.SyncAnswer
+	n.call(replica, n.addrOf(replica), encode(opSync, offer), &ans, func(err error) { done(ans, err) })
+}
+
+// SyncChunk implements owner.Outbound.
+func (n *Node) SyncChunk(replica string, chunk owner.Chunk, done func(error)) {
+	if replica == n.cfg.Self {
+		go done(errSelf)
+		return
+	}
+	n.call(replica, n.addrOf(replica), encode(opSyncChunk, chunk), nil, done)
 }
 
 // ForgetReplica implements owner.Outbound.
@@ -72,12 +85,12 @@ func (n *Node) Claim(peer string, req owner.ClaimRequest, done func(owner.ClaimR
 }
 
 // Fetch implements owner.Outbound.
-func (n *Node) Fetch(peer, room string, term uint64, done func(owner.HandoffState, error)) {
-	var st owner.HandoffState
-	n.call(peer, n.addrOf(peer), encode(opFetch, fetchReq{Room: room, Term: term}), &st, func(err error) { done(st, err) })
+func (n *Node) Fetch(peer string, req owner.FetchRequest, done func(owner.FetchReply, error)) {
+	var rep owner.FetchReply
+	n.call(peer, n.addrOf(peer), encode(opFetch, req), &rep, func(err error) { done(rep, err) })
 }
 
 // HandOff implements owner.Outbound.
-func (n *Node) HandOff(node string, st owner.HandoffState, done func(error)) {
-	n.call(node, n.addrOf(node), encode(opHandoff, st), nil, done)
+func (n *Node) HandOff(node string, notice owner.HandoffNotice, done func(error)) {
+	n.call(node, n.addrOf(node), encode(opHandoff, notice), nil, done)
 }

@@ -49,6 +49,7 @@ func (n *Node) reconcile(old, v nodeView) {
 			n.owners.HandOff(room, o)
 			continue
 		}
+		n.owners.Reclaim(room)
 		n.owners.SetReplicas(room, replicasOf(room, v.active, n.cfg.ReplicationFactor))
 	}
 	if !slices.Equal(old.active, v.active) {

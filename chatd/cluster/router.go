@@ -14,6 +14,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
+	"github.com/ringchat/ringchat/chatd/store"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -139,6 +140,10 @@ func remoteErr(err error) error {
 			return fmt.Errorf("%w: %w", roomlog.ErrConflict, err)
 		case errCodeNoQuorum:
 			return fmt.Errorf("%w: %w", owner.ErrNoQuorum, err)
+		case errCodeStorageFull:
+			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFull, err)
+		case errCodeStorageFailed:
+			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFailed, err)
 		}
 		if rest, ok := strings.CutPrefix(re.Msg, errCodeStaleTerm+":"); ok {
 			promised, _ := strconv.ParseUint(rest, 10, 64)
@@ -215,9 +220,23 @@ func (n *Node) PresenceChange(room, user string, joined bool) {
 	n.push(o, addr, encode(opPresence, presenceReq{Room: room, User: user, Joined: joined}))
 }
 
+// storageError turns a storage refusal into the protocol error the client
+// gets (storage_full or storage_failed); other errors pass through.
+func storageError(err error) error {
+	if !errors.Is(err, owner.ErrStorage) {
+		return err
+	}
+	if errors.Is(err, store.ErrFull) {
+		return protocol.NewError(protocol.CodeStorageFull, "", "the room's storage is full; nothing was stored: retry later with the same cid")
+	}
+	return protocol.NewError(protocol.CodeStorageFailed, "", "the room's storage failed; nothing was acknowledged: retry later with the same cid")
+}
+
 // Publish implements hub.Router. It is refused (and retried) on the minority
 // side of a partition.
 func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, error)) {
+	inner := reply
+	reply = func(ack protocol.Ack, err error) { inner(ack, storageError(err)) }
 	route(n, room,
 		func() error {
 			if !n.hasQuorum() {

@@ -11,6 +11,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
+	"github.com/ringchat/ringchat/chatd/store"
 )
 
 // Inter-node messages are one op byte followed by a JSON body, except owner
@@ -49,6 +50,9 @@ const (
 	// after having dropped it: its subscriptions here were dropped with
 	// it, and it re-subscribes the rooms this node owns.
 	opRejoined op = 17
+	// opSyncChunk carries a run of an owner's log to a replica catching
+	// up (after an opSync offer).
+	opSyncChunk op = 18
 )
 
 // ringStatsResp answers opRingStats: what the node holds and the digest of
@@ -62,13 +66,9 @@ type ringStatsResp struct {
 
 // WireProto is the inter-node protocol version, gossiped in node metadata.
 // Version 2 added ownership terms (claims, fetches, terms on replicates and
-// syncs); version 1 nodes cannot fence and are refused.
+// syncs) and moved copies in chunks from where they diverge; version 1
+// nodes cannot fence and are refused.
 const WireProto = 2
-
-type fetchReq struct {
-	Room string `json:"room"`
-	Term uint64 `json:"term"`
-}
 
 // Requests routed to a room's owner carry the sender's view (a digest of
 // its active members), so the owner can tell a disagreement about ownership
@@ -176,15 +176,17 @@ func decodeEvent(b []byte) (feed.Event, error) {
 // Remote error codes: the owner's errors travel as these strings. A stale
 // term travels as errCodeStaleTerm followed by ":" and the promised term.
 const (
-	errCodeNotOwner  = "not_owner"
-	errCodeMoving    = "moving"
-	errCodeClosed    = "closed"
-	errCodeGap       = "gap"
-	errCodeNoQuorum  = "no_quorum"
-	errCodeBehind    = "behind"
-	errCodeStaleTerm = "stale_term"
-	errCodeNotMember = "not_member"
-	errCodeConflict  = "conflict"
+	errCodeNotOwner      = "not_owner"
+	errCodeMoving        = "moving"
+	errCodeClosed        = "closed"
+	errCodeGap           = "gap"
+	errCodeNoQuorum      = "no_quorum"
+	errCodeBehind        = "behind"
+	errCodeStaleTerm     = "stale_term"
+	errCodeNotMember     = "not_member"
+	errCodeConflict      = "conflict"
+	errCodeStorageFull   = "storage_full"
+	errCodeStorageFailed = "storage_failed"
 )
 
 func errCode(err error) string {
@@ -196,6 +198,10 @@ func errCode(err error) string {
 		return errCodeNotMember
 	case errors.Is(err, roomlog.ErrConflict):
 		return errCodeConflict
+	case errors.Is(err, store.ErrFull):
+		return errCodeStorageFull
+	case errors.Is(err, owner.ErrStorage):
+		return errCodeStorageFailed
 	case errors.Is(err, owner.ErrNoQuorum):
 		return errCodeNoQuorum
 	case errors.Is(err, owner.ErrNotOwner):

@@ -21,7 +21,7 @@ func TestGoldenOpCodes(t *testing.T) {
 	want := map[op]byte{
 		opSubscribe: 1, opUnsubscribe: 2, opPresence: 3, opPublish: 4, opHistory: 5, opTyping: 6, opDirect: 7,
 		opReplicate: 8, opSync: 9, opForget: 10, opHandoff: 11, opEvent: 12, opClaim: 13, opPing: 14,
-		opRingStats: 15, opFetch: 16, opRejoined: 17,
+		opRingStats: 15, opFetch: 16, opRejoined: 17, opSyncChunk: 18,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -66,11 +66,18 @@ func TestGoldenRequestBodies(t *testing.T) {
 	}{
 		{"replicate", owner.Replication{Room: "r", Epoch: "ep", Term: 3, Msg: protocol.Message{Type: "message", Room: "r", Seq: 1, MID: "ep-1", From: "a", CID: "c", Text: "t", TS: 2}},
 			`{"room":"r","epoch":"ep","term":3,"msg":{"type":"message","room":"r","seq":1,"mid":"ep-1","from":"a","cid":"c","text":"t","ts":2}}`},
-		{"sync", roomlog.Snapshot{Room: "r", Epoch: "ep", Term: 3, Head: 0}, `{"room":"r","epoch":"ep","term":3,"head":0}`},
+		{"sync offer", owner.SyncOffer{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 3, Head: 2, Oldest: 1, Terms: []roomlog.TermStart{{Term: 3, Seq: 1}}}},
+			`{"meta":{"room":"r","epoch":"ep","term":3,"head":2,"oldest":1,"terms":[{"term":3,"seq":1}]}}`},
+		{"sync answer", owner.SyncAnswer{Have: 2}, `{"have":2}`},
+		{"chunk", owner.Chunk{Room: "r", Epoch: "ep", Term: 3, Entries: []roomlog.Entry{{Term: 3, Msg: protocol.Message{Seq: 1, From: "a"}}}},
+			`{"room":"r","epoch":"ep","term":3,"entries":[{"term":3,"msg":{"type":"","room":"","seq":1,"mid":"","from":"a","text":"","ts":0}}]}`},
+		{"notice", owner.HandoffNotice{Room: "r", Term: 3, Head: 2, Nodes: map[string][]string{"n": {"u"}}}, `{"room":"r","term":3,"head":2,"nodes":{"n":["u"]}}`},
 		{"claim", owner.ClaimRequest{Room: "r", Promise: true, Term: 4}, `{"room":"r","promise":true,"term":4}`},
 		{"claim reply", owner.ClaimReply{Refused: "stale_term", Promised: 5, Copy: &owner.CopyInfo{Epoch: "ep", Term: 4, Head: 9}},
 			`{"refused":"stale_term","promised":5,"copy":{"epoch":"ep","term":4,"head":9}}`},
-		{"fetch", fetchReq{Room: "r", Term: 4}, `{"room":"r","term":4}`},
+		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
+		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
+			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},
 		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: WireProto}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
 	} {
 		b, err := json.Marshal(tc.v)

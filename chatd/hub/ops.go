@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,7 +101,16 @@ func (h *Hub) subscribe(r *room, users []string) {
 	})
 }
 
+// unavailable is the error frame for a request the owner could not take.
+// A router error that carries a protocol error (a storage refusal) keeps
+// its code.
 func unavailable(room string, err error) *protocol.Error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		e := protocol.NewError(pe.Code, "", pe.Message)
+		e.Room = room
+		return e
+	}
 	e := protocol.NewError(protocol.CodeUnavailable, "", "room unavailable, retry: "+err.Error())
 	e.Room = room
 	return e

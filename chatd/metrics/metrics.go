@@ -32,20 +32,26 @@ type Metrics struct {
 	SendToAck           prometheus.Histogram
 
 	// Cluster.
-	Members          *prometheus.GaugeVec // state
-	RoomsOwned       prometheus.Gauge
-	ExpectedNodes    prometheus.Gauge
-	RoomsReplicated  prometheus.Gauge
-	Forwards         *prometheus.CounterVec // op
-	ReplicationTime  prometheus.Histogram
-	Handoffs         *prometheus.CounterVec // direction, result
-	HeldRequests     prometheus.Counter
-	ViewMismatches   prometheus.Counter
-	ClaimTime        *prometheus.HistogramVec // fetched
-	Fenced           prometheus.Counter
-	Conflicts        prometheus.Counter
-	Pauses           prometheus.Counter
-	RoomsOutOfSync   prometheus.Gauge
+	Members         *prometheus.GaugeVec // state
+	RoomsOwned      prometheus.Gauge
+	ExpectedNodes   prometheus.Gauge
+	RoomsReplicated prometheus.Gauge
+	Forwards        *prometheus.CounterVec // op
+	ReplicationTime prometheus.Histogram
+	Handoffs        *prometheus.CounterVec // direction, result
+	HeldRequests    prometheus.Counter
+	ViewMismatches  prometheus.Counter
+	ClaimTime       *prometheus.HistogramVec // fetched
+	Fenced          prometheus.Counter
+	Conflicts       prometheus.Counter
+	Pauses          prometheus.Counter
+	RoomsOutOfSync  prometheus.Gauge
+
+	// Storage.
+	StoreSyncTime    prometheus.Histogram
+	StoreSyncWrites  prometheus.Histogram
+	StoreRefused     *prometheus.CounterVec // reason
+	StoreRetained    prometheus.Counter
 	TransportFrames  *prometheus.CounterVec // direction
 	TransportBytes   *prometheus.CounterVec // direction
 	TransportDrops   *prometheus.CounterVec // reason
@@ -152,6 +158,22 @@ func New() *Metrics {
 		RoomsOutOfSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chatd_rooms_out_of_sync", Help: "Rooms this node owns that do not have their full number of copies yet (being claimed, or a replica still syncing).",
 		}),
+		StoreSyncTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chatd_store_sync_seconds",
+			Help:    "Time of one group commit of the message store (WAL and watermark fsync).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		StoreSyncWrites: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chatd_store_sync_writes",
+			Help:    "Writes made durable by one group commit of the message store.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		StoreRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_store_writes_refused_total", Help: "Writes the message store refused, by reason (full, failed, closed).",
+		}, []string{"reason"}),
+		StoreRetained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_store_retention_removed_total", Help: "Messages removed by retention (--history-retention, --history-max-messages).",
+		}),
 		Pauses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_pauses_total", Help: "Times this node noticed it had been paused or suspected by the cluster, and claimed its rooms again.",
 		}),
@@ -174,6 +196,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
 		m.ClaimTime, m.Fenced, m.Conflicts, m.Pauses, m.RoomsOutOfSync,
+		m.StoreSyncTime, m.StoreSyncWrites, m.StoreRefused, m.StoreRetained,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 	)
 	m.Registry.MustRegister(

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
@@ -17,20 +18,23 @@ import (
 //
 //  1. When the room's previous owner is alive, it is asked first whether it
 //     is handing the room over; if so the claim waits (up to HandoffGrace)
-//     for that handoff, which brings the room with its subscribers and
-//     lets the previous owner commit what it had in flight. The previous
-//     owner retires the room itself, so no term round is needed.
-//  2. Otherwise every live member is asked to promise a term above any it
-//     has seen for the room. A member that owns the room in its own view
-//     refuses (the views have not converged yet: the claim waits for the
-//     next view change and asks again); one that promised a higher term
-//     refuses with that term (the claim asks again above it); a member
+//     for its handoff notice, which comes once the previous owner has
+//     committed what it had in flight, with the room's subscribers.
+//  2. Every active and draining member is asked to promise a term above
+//     any it has seen for the room. A member that owns the room in its own
+//     view refuses (the views have not converged yet: the claim waits for
+//     the next view change and asks again); one that promised a higher
+//     term refuses with that term (the claim asks again above it); a member
 //     that does not answer is asked again until it answers or leaves the
-//     view. With every promise in, the claimant starts from the newest copy
-//     among its own and the members' (roomlog.Newer), fetching it first
-//     when another member holds it.
-//  3. The room takes the term, its replicas get a full copy in that term,
-//     and the held requests run in order.
+//     view. A member that held the room but no longer owns it in its view
+//     retires it on the promise. With every promise in, the claimant starts
+//     from the newest copy among its own and the members'
+//     (roomlog.Newer), fetching what it lacks of it in chunks when another
+//     member holds it. A room no answer holds a copy of starts afresh only
+//     once enough members answered (Config.MinAnswers): its copies could
+//     be on members that are down.
+//  3. The room takes the term, its replicas are brought to its log in that
+//     term, and the held requests run in order.
 
 // startClaimLocked puts r into a claim: requests are held until the claim
 // is done. knownTerm is a term the claim must go above (one a replica
@@ -41,12 +45,13 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.state = stateWaiting
 	r.claimGen++
 	r.claimStart = s.cfg.Now()
-	r.handedIn = make(chan struct{})
+	r.noticed = make(chan struct{})
 	r.stopRetry()
-	if len(s.view.Peers()) == 0 {
+	clear(r.syncs)
+	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 {
 		// Alone: nobody else can hold the room or write it.
 		term := s.nextTermLocked(r, knownTerm)
-		r.finishClaimLocked(term, nil)
+		r.finishClaimLocked(term)
 		return
 	}
 	s.acquiring.Add(1)
@@ -54,10 +59,16 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 }
 
 // nextTermLocked picks the term of a new claim of r, above every term this
-// node knows of, and promises it here. Callers hold s.mu.
+// node knows of, and promises it here (durably, with a store). Callers hold
+// s.mu.
 func (s *Service) nextTermLocked(r *room, known uint64) uint64 {
 	t := max(s.promised[r.name], r.log.Term(), known) + 1
 	s.promised[r.name] = t
+	if s.cfg.Store != nil {
+		if err := s.cfg.Store.Promise(r.name, t, nil); err != nil {
+			s.log.Warn("could not store this node's own promise", "room", r.name, "term", t, "err", err)
+		}
+	}
 	return t
 }
 
@@ -71,8 +82,8 @@ const (
 )
 
 // claimLoop runs one claim of r until it is done, superseded (gen changed:
-// the room was claimed again, handed in, or retired) or the service closes.
-// Its goroutine is counted in s.acquiring, which Close waits for.
+// the room was claimed again, or retired) or the service closes. Its
+// goroutine is counted in s.acquiring, which Close waits for.
 func (s *Service) claimLoop(r *room, gen, knownTerm uint64, askPrevious bool) {
 	defer s.acquiring.Done()
 	for {
@@ -100,6 +111,10 @@ func (s *Service) claimLoop(r *room, gen, knownTerm uint64, askPrevious bool) {
 func (r *room) current(gen uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.currentLocked(gen)
+}
+
+func (r *room) currentLocked(gen uint64) bool {
 	return !r.dead && r.claimGen == gen && r.state == stateWaiting && !r.svc.closed.Load()
 }
 
@@ -118,72 +133,80 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 		*askPrevious = false
 		if prev, alive := s.view.PreviousOwner(r.name); alive && prev != "" && prev != s.cfg.Self {
 			rep, err := s.claimOne(prev, ClaimRequest{Room: r.name})
-			if err == nil && rep.Handing {
-				if s.waitHandoff(r, gen) {
-					return stepDone
-				}
-				s.log.Warn("no handoff arrived in time; claiming the room from every member", "room", r.name, "previous_owner", prev)
+			if err == nil && rep.Handing && !s.waitNotice(r, gen) {
+				s.log.Warn("no handoff notice arrived in time; claiming the room from every member", "room", r.name, "previous_owner", prev)
+			}
+			if !r.current(gen) {
+				return stepDone
 			}
 		}
 	}
 
 	s.mu.Lock()
 	r.mu.Lock()
-	if r.dead || r.claimGen != gen {
+	if !r.currentLocked(gen) {
 		r.mu.Unlock()
 		s.mu.Unlock()
 		return stepDone
 	}
 	term := s.nextTermLocked(r, *knownTerm)
-	own := CopyInfo{Epoch: r.log.Epoch(), Term: r.log.Term(), Head: r.log.Head()}
+	own := copyInfo(r.log)
+	ownHolds := r.log.Head() > 0 || r.log.Term() > 0
 	r.mu.Unlock()
 	s.mu.Unlock()
 
 	peers, newcomers := s.view.Peers(), s.view.Newcomers()
 	replies := s.claimAll(peers, newcomers, ClaimRequest{Room: r.name, Promise: true, Term: term})
-	peers = append(peers, newcomers...)
-	best, bestPeer := own, ""
+	all := append(slices.Clone(peers), newcomers...)
+	best, bestPeer := *own, ""
+	answered, anyCopy := 1, ownHolds
 	for i, res := range replies {
-		if i >= len(peers)-len(newcomers) && (res.err != nil || res.rep.Refused != "") {
-			continue // a newcomer that did not answer in time, or refused: it holds nothing of use
+		newcomer := i >= len(peers)
+		if newcomer && (res.err != nil || res.rep.Refused != "") {
+			continue // a newcomer that did not answer in time, or refused
 		}
 		switch {
 		case res.err == nil && res.rep.Refused == "":
 		case res.err == nil && res.rep.Refused == refusedStale:
 			*knownTerm = max(*knownTerm, res.rep.Promised)
-			s.log.Debug("claim refused: a higher term is promised", "room", r.name, "peer", peers[i], "term", term, "promised", res.rep.Promised)
+			s.log.Debug("claim refused: a higher term is promised", "room", r.name, "peer", all[i], "term", term, "promised", res.rep.Promised)
 			return stepRetry
 		default:
 			why := res.rep.Refused
 			if res.err != nil {
 				why = res.err.Error()
 			}
-			s.log.Debug("claim not granted yet; asking again", "room", r.name, "peer", peers[i], "term", term, "why", why)
+			s.log.Debug("claim not granted yet; asking again", "room", r.name, "peer", all[i], "term", term, "why", why)
 			return stepWait
 		}
-		if c := res.rep.Copy; c != nil && roomlog.Newer(c.Term, c.Head, best.Term, best.Head) {
-			best, bestPeer = *c, peers[i]
+		answered++
+		if c := res.rep.Copy; c != nil {
+			anyCopy = true
+			if roomlog.Newer(c.Term, c.Head, best.Term, best.Head) {
+				best, bestPeer = *c, all[i]
+			}
 		}
 	}
-	var fetched *HandoffState
+	if !anyCopy && answered < s.cfg.MinAnswers() {
+		s.log.Info("no copy of the room among the members that answered; waiting for more before starting it afresh", "room", r.name, "answered", answered, "needed", s.cfg.MinAnswers())
+		return stepWait
+	}
+	var nodes map[string][]string
 	if bestPeer != "" {
-		st, err := s.fetch(bestPeer, r.name, term)
-		if err != nil {
+		var err error
+		if nodes, err = s.fetchCopy(r, gen, bestPeer, term, best); err != nil {
+			if !r.current(gen) {
+				return stepDone
+			}
 			s.log.Warn("could not fetch the newest copy of a room; claiming again", "room", r.name, "from", bestPeer, "err", err)
 			return stepWait
 		}
-		if st.Snapshot.Epoch != best.Epoch || st.Snapshot.Term != best.Term || st.Snapshot.Head < best.Head {
-			s.log.Warn("fetched copy is not the one promised; claiming again", "room", r.name, "from", bestPeer,
-				"want_epoch", best.Epoch, "want_term", best.Term, "want_head", best.Head, "got_epoch", st.Snapshot.Epoch, "got_term", st.Snapshot.Term, "got_head", st.Snapshot.Head)
-			return stepWait
-		}
-		fetched = &st
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.dead || r.claimGen != gen || r.state != stateWaiting {
+	if !r.currentLocked(gen) {
 		return stepDone
 	}
 	if s.promised[r.name] != term {
@@ -191,64 +214,179 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 		*knownTerm = max(*knownTerm, s.promised[r.name])
 		return stepRetry
 	}
-	if fetched != nil {
-		if err := r.installLocked(*fetched); err != nil {
-			s.log.Error("fetched copy does not restore; claiming again", "room", r.name, "from", bestPeer, "err", err)
-			return stepWait
-		}
+	r.installNodes(nodes)
+	if bestPeer != "" {
+		s.log.Info("room claimed from another node's copy", "room", r.name, "from", bestPeer, "term", term, "epoch", r.log.Epoch(), "head", r.log.Head())
 	}
-	r.finishClaimLocked(term, fetched)
+	r.finishClaimLocked(term)
 	return stepDone
 }
 
-// installLocked replaces r's log with st's (a fetched or handed-over copy)
-// and adds its subscribers. Messages this node had sequenced but not
-// committed were never acknowledged: their senders are told to resend,
-// which the new log's dedupe window answers when it holds them. Callers
-// hold r.mu.
-func (r *room) installLocked(st HandoffState) error {
-	l, err := roomlog.Restore(st.Snapshot, r.svc.logConfig())
-	if err != nil {
+// fetchCopy brings r's log to peer's copy (the newest, described by want),
+// chunk by chunk, and returns the room's subscribers when peer owned it.
+// Messages this node had sequenced but not committed and that the fetched
+// copy does not keep were never acknowledged: their senders are told to
+// resend, which the new log's dedupe window answers when it holds them.
+func (s *Service) fetchCopy(r *room, gen uint64, peer string, term uint64, want CopyInfo) (map[string][]string, error) {
+	r.mu.Lock()
+	have := r.log.Meta()
+	r.mu.Unlock()
+	req := FetchRequest{Room: r.name, Term: term, Have: &have}
+	var nodes map[string][]string
+	for first := true; ; first = false {
+		rep, err := s.fetch(peer, req)
+		if err != nil {
+			return nil, err
+		}
+		if first && (rep.Meta.Epoch != want.Epoch || rep.Meta.Term != want.Term || rep.Meta.Head < want.Head) {
+			return nil, fmt.Errorf("fetched copy is epoch %s term %d head %d, promised epoch %s term %d head %d",
+				rep.Meta.Epoch, rep.Meta.Term, rep.Meta.Head, want.Epoch, want.Term, want.Head)
+		}
+		if rep.Nodes != nil {
+			nodes = rep.Nodes
+		}
+		r.mu.Lock()
+		if !r.currentLocked(gen) {
+			r.mu.Unlock()
+			return nil, errors.New("claim superseded")
+		}
+		err = r.applyFetchedLocked(rep, first)
+		after := r.log.Head()
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if !rep.More {
+			return nodes, nil
+		}
+		req = FetchRequest{Room: r.name, Term: term, After: after}
+	}
+}
+
+// applyFetchedLocked applies one fetched chunk to r's log: on the first, cut
+// or restart the log where it departs from the fetched copy. Callers hold
+// r.mu.
+func (r *room) applyFetchedLocked(rep FetchReply, first bool) error {
+	durable := r.durableDone()
+	if first {
+		oldEpoch, oldHead := r.log.Epoch(), r.committed
+		var err error
+		if rep.Reset {
+			start := rep.Meta
+			start.Head = rep.Meta.Oldest - 1
+			err = r.log.Reset(start, nil)
+		} else {
+			err = r.log.TruncateAfter(rep.Keep, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("start from the fetched copy: %w", err)
+		}
+		sameEpoch := oldEpoch == r.log.Epoch()
+		if r.log.Head() < r.committed || !sameEpoch {
+			r.committed = r.log.Head()
+		}
+		r.keepPendingUpTo(r.log.Head(), sameEpoch)
+		r.fetchedFrom = &fetchStart{epoch: oldEpoch, head: oldHead}
+		if !sameEpoch && oldHead > 0 {
+			// Nodes following the replaced epoch learn of the new one from
+			// the first message they get of it.
+			r.committed = 0
+		}
+	}
+	var done func(error)
+	if r.svc.cfg.Store != nil {
+		// Without a store the log is durable as soon as written (and done
+		// would run here, under the lock onDurable takes).
+		done = durable(lastSeq(rep.Entries))
+	}
+	if err := r.log.AppendEntries(rep.Entries, done); err != nil {
+		return fmt.Errorf("append the fetched chunk: %w", err)
+	}
+	if err := r.log.SetTerm(rep.Meta.Term, nil); err != nil {
 		return err
 	}
-	r.abandonPendingLocked(ErrMoving)
-	r.pending = nil
-	r.afterDrain = nil
-	oldEpoch, oldHead := r.log.Epoch(), r.committed
-	r.log = l
-	r.committed = l.Head()
-	r.installNodes(st.Nodes)
-	r.catchUpNodesLocked(oldEpoch, oldHead)
 	return nil
 }
 
-// finishClaimLocked ends a claim: the room takes term, every replica gets a
-// full copy in it, and the held requests run. Callers hold r.mu (and s.mu,
-// or the only reference to r).
-func (r *room) finishClaimLocked(term uint64, fetched *HandoffState) {
-	s := r.svc
-	r.term = term
-	r.log.SetTerm(term)
-	r.claimGen++
-	r.replicas = s.view.Replicas(r.name)
-	r.resyncAllLocked()
-	s.cfg.Observe.Claimed(s.cfg.Now().Sub(r.claimStart), fetched != nil)
-	if fetched != nil {
-		s.log.Info("room claimed from another node's copy", "room", r.name, "term", term, "epoch", r.log.Epoch(), "head", r.log.Head())
+// fetchStart remembers the log a fetch replaced.
+type fetchStart struct {
+	epoch string
+	head  uint64
+}
+
+func lastSeq(entries []roomlog.Entry) uint64 {
+	if len(entries) == 0 {
+		return 0
 	}
-	r.becomeReady()
-	if r.handedIn != nil {
-		close(r.handedIn)
-		r.handedIn = nil
+	return entries[len(entries)-1].Msg.Seq
+}
+
+// durableDone returns a constructor of done callbacks that mark r's log
+// durable up to a sequence number once the store says so.
+func (r *room) durableDone() func(seq uint64) func(error) {
+	return func(seq uint64) func(error) {
+		return func(err error) {
+			if err == nil && seq > 0 {
+				r.onDurable(seq, nil)
+			}
+		}
 	}
 }
 
-// waitHandoff waits for the previous owner's handoff of r, at most
-// HandoffGrace. It reports true when the claim is over (the handoff landed,
-// the claim was superseded, or the service closed).
-func (s *Service) waitHandoff(r *room, gen uint64) bool {
+// keepPendingUpTo drops the pending messages a fetched copy replaced —
+// those above seq, or all of them when the copy is of another epoch —
+// telling their senders to resend. Callers hold r.mu.
+func (r *room) keepPendingUpTo(seq uint64, sameEpoch bool) {
+	n := len(r.pending)
+	for n > 0 && (!sameEpoch || r.pending[n-1].msg.Seq > seq) {
+		n--
+	}
+	for _, p := range r.pending[n:] {
+		for _, reply := range append(p.replies, p.dups...) {
+			reply(protocol.Ack{}, ErrMoving)
+		}
+	}
+	clear(r.pending[n:])
+	r.pending = r.pending[:n]
+}
+
+// finishClaimLocked ends a claim: the room takes term, its log answers
+// resends (dedupe rebuilt), every replica is brought to the log in that
+// term, and the held requests run. Callers hold r.mu (and s.mu, or the
+// only reference to r).
+func (r *room) finishClaimLocked(term uint64) {
+	s := r.svc
+	r.term = term
+	if err := r.log.SetTerm(term, nil); err != nil {
+		s.log.Warn("could not store the room's new term", "room", r.name, "term", term, "err", err)
+	}
+	if err := r.log.Promote(); err != nil {
+		s.log.Warn("could not rebuild the dedupe window", "room", r.name, "err", err)
+	}
+	r.claimGen++
+	if r.notice != nil {
+		r.installNodes(r.notice.Nodes)
+		r.notice = nil
+	}
+	fetched := r.fetchedFrom != nil
+	r.fetchedFrom = nil
+	r.committed = min(r.committed, r.log.Head())
+	r.replicas = s.view.Replicas(r.name)
+	s.cfg.Observe.Claimed(s.cfg.Now().Sub(r.claimStart), fetched)
+	// Settle: the held requests run once every replica holds the log in
+	// this term (commitLocked ends it); inherited messages are fanned out
+	// then.
+	r.state = stateSettling
+	r.settleHead = r.log.Head()
+	r.resyncAllLocked()
+	r.commitLocked(r.replicatedUpTo())
+}
+
+// waitNotice waits for the previous owner's handoff notice of r, at most
+// HandoffGrace. It reports whether the notice came (or the claim ended).
+func (s *Service) waitNotice(r *room, gen uint64) bool {
 	r.mu.Lock()
-	ch := r.handedIn
+	ch := r.noticed
 	r.mu.Unlock()
 	if ch == nil {
 		return true
@@ -282,8 +420,8 @@ func (s *Service) giveUpClaim(r *room, gen uint64) {
 }
 
 // retireLocked stops serving r: held and pending requests get err, the room
-// leaves the owned set, and its log stays as a replica copy for whoever
-// claims the room next. Callers hold s.mu and r.mu.
+// leaves the owned set, and its log stays as a copy for whoever claims the
+// room next. Callers hold s.mu and r.mu.
 func (r *room) retireLocked(err error) {
 	s := r.svc
 	r.dead = true
@@ -300,11 +438,8 @@ func (r *room) retireLocked(err error) {
 	if r.log.Head() > 0 || r.log.Term() > 0 {
 		if l, ok := s.replicas[r.name]; !ok || roomlog.Newer(r.log.Term(), r.log.Head(), l.Term(), l.Head()) {
 			s.replicas[r.name] = r.log
+			s.replicaUsed[r.name] = s.cfg.Now()
 		}
-	}
-	if r.handedIn != nil {
-		close(r.handedIn)
-		r.handedIn = nil
 	}
 }
 
@@ -325,9 +460,10 @@ func (r *room) fencedLocked(replica string, err error) {
 	s.cfg.Observe.Fenced()
 	s.log.Warn("fenced: a replica refused this node's write of the room; giving it up and claiming it again",
 		"room", r.name, "replica", replica, "term", r.term, "promised_there", known, "err", err)
-	// Pending messages were not acknowledged and may never be: their senders
-	// retry, and a resend is answered from whichever log the claim keeps.
-	// They stay pending, without senders, in case this node's copy stays.
+	// Pending messages were not acknowledged and may never be: their
+	// senders retry, and a resend is answered from whichever log the
+	// claim keeps. They stay pending, without senders, in case this node's
+	// copy stays.
 	r.abandonPendingLocked(ErrMoving)
 	// s.mu must be taken before r.mu: restart the claim from a goroutine.
 	// Meanwhile the room holds requests under a generation no loop runs.
@@ -404,19 +540,19 @@ func (s *Service) claimAll(peers, newcomers []string, req ClaimRequest) []claimR
 	return res
 }
 
-// fetch asks peer for its copy of a room and waits for it.
-func (s *Service) fetch(peer, room string, term uint64) (HandoffState, error) {
+// fetch asks peer for a chunk of its copy of a room and waits for it.
+func (s *Service) fetch(peer string, req FetchRequest) (FetchReply, error) {
 	type result struct {
-		st  HandoffState
+		rep FetchReply
 		err error
 	}
 	ch := make(chan result, 1)
-	s.out.Fetch(peer, room, term, func(st HandoffState, err error) { ch <- result{st, err} })
+	s.out.Fetch(peer, req, func(rep FetchReply, err error) { ch <- result{rep, err} })
 	select {
 	case res := <-ch:
-		return res.st, res.err
+		return res.rep, res.err
 	case <-s.done:
-		return HandoffState{}, ErrClosed
+		return FetchReply{}, ErrClosed
 	}
 }
 
@@ -428,14 +564,16 @@ const (
 	refusedNoQuorum  = "no_quorum"
 )
 
-// HandleClaim answers another node's claim of a room (see ClaimRequest). A
-// claim from a node this one does not count as a live member is refused: a
-// node declared dead must rejoin before it claims anything.
-func (s *Service) HandleClaim(from string, req ClaimRequest) ClaimReply {
+// HandleClaim answers another node's claim of a room (see ClaimRequest),
+// once a granted promise is durable. A claim from a node this one does not
+// count as a live member is refused: a node declared dead must rejoin
+// before it claims anything.
+func (s *Service) HandleClaim(from string, req ClaimRequest, reply func(ClaimReply)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.view.Alive(from) {
-		return ClaimReply{Refused: refusedNotMember, Promised: s.promised[req.Room]}
+		reply(ClaimReply{Refused: refusedNotMember, Promised: s.promised[req.Room]})
+		return
 	}
 	r := s.rooms[req.Room]
 	if r != nil {
@@ -449,29 +587,33 @@ func (s *Service) HandleClaim(from string, req ClaimRequest) ClaimReply {
 	if !req.Promise {
 		switch {
 		case ownedHere:
-			return ClaimReply{Refused: refusedOwned}
+			reply(ClaimReply{Refused: refusedOwned})
 		case r != nil:
 			// This node holds the room but no longer owns it in its view:
 			// it hands it over now, even if its own pass over the view has
 			// not come to it yet.
-			s.handOffLocked(r, from)
-			return ClaimReply{Handing: true}
+			s.handOffRoomLocked(r, from)
+			reply(ClaimReply{Handing: true})
 		default:
 			// Long enough for this node's view to catch up with the
 			// claimant's, short enough not to block a later legitimate claim.
 			s.relinquished[req.Room] = s.cfg.Now().Add(min(s.cfg.HandoffGrace, relinquishFor))
-			return ClaimReply{}
+			reply(ClaimReply{})
 		}
+		return
 	}
 	if !s.view.HasQuorum() {
-		return ClaimReply{Refused: refusedNoQuorum, Promised: s.promised[req.Room]}
+		reply(ClaimReply{Refused: refusedNoQuorum, Promised: s.promised[req.Room]})
+		return
 	}
 	p := s.promised[req.Room]
 	if req.Term <= p {
-		return ClaimReply{Refused: refusedStale, Promised: p}
+		reply(ClaimReply{Refused: refusedStale, Promised: p})
+		return
 	}
 	if ownedHere {
-		return ClaimReply{Refused: refusedOwned, Promised: p}
+		reply(ClaimReply{Refused: refusedOwned, Promised: p})
+		return
 	}
 	s.promised[req.Room] = req.Term
 	rep := ClaimReply{Promised: req.Term}
@@ -483,28 +625,66 @@ func (s *Service) HandleClaim(from string, req ClaimRequest) ClaimReply {
 		r.retireLocked(ErrMoving)
 		rep.Handing = true
 	}
-	if l := s.replicas[req.Room]; l != nil {
-		rep.Copy = &CopyInfo{Epoch: l.Epoch(), Term: l.Term(), Head: l.Head()}
+	l, err := s.copyLocked(req.Room)
+	if err != nil {
+		s.log.Warn("could not load this node's copy for a claim", "room", req.Room, "err", err)
 	}
-	return rep
+	if l != nil {
+		rep.Copy = copyInfo(l)
+	}
+	if s.cfg.Store == nil {
+		reply(rep)
+		return
+	}
+	if err := s.cfg.Store.Promise(req.Room, req.Term, func(err error) {
+		if err != nil {
+			reply(ClaimReply{Refused: refusedNoQuorum, Promised: req.Term})
+			return
+		}
+		reply(rep)
+	}); err != nil {
+		s.log.Warn("could not store a promise; refusing the claim", "room", req.Room, "term", req.Term, "err", err)
+		reply(ClaimReply{Refused: refusedNoQuorum, Promised: req.Term})
+	}
 }
 
-// HandleFetch answers a claimant that was promised term for a room and
-// found this node's copy the newest: the copy, and the room's subscribers
-// when this node owned it until the claim.
-func (s *Service) HandleFetch(room string, term uint64) (HandoffState, error) {
+// HandleFetch answers a claimant that was promised req.Term for a room and
+// found this node's copy the newest, with a chunk of it: on the first
+// request, from where the claimant's own copy departs from it, with the
+// room's subscribers when this node owned it until the claim.
+func (s *Service) HandleFetch(req FetchRequest) (FetchReply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.promised[room]; p != term {
-		return HandoffState{}, &StaleTermError{Room: room, Promised: p}
+	if p := s.promised[req.Room]; p != req.Term {
+		return FetchReply{}, &StaleTermError{Room: req.Room, Promised: p}
 	}
-	l := s.replicas[room]
+	l, err := s.copyLocked(req.Room)
+	if err != nil {
+		return FetchReply{}, err
+	}
 	if l == nil {
-		return HandoffState{}, fmt.Errorf("room %s: no copy here", room)
+		return FetchReply{}, fmt.Errorf("room %s: no copy here", req.Room)
 	}
-	st := HandoffState{Snapshot: l.Snapshot(), Nodes: s.retired[room]}
-	delete(s.retired, room)
-	return st, nil
+	rep := FetchReply{Meta: l.Meta()}
+	from := req.After + 1
+	if req.Have != nil {
+		rep.Keep, rep.Reset = roomlog.Match(*req.Have, rep.Meta)
+		from = rep.Keep + 1
+		if rep.Reset {
+			from = rep.Meta.Oldest
+		}
+		rep.Nodes = s.retired[req.Room]
+	}
+	if from <= rep.Meta.Head {
+		if rep.Entries, err = l.Read(from, s.cfg.ChunkSize); err != nil {
+			return FetchReply{}, err
+		}
+	}
+	rep.More = lastSeq(rep.Entries) < rep.Meta.Head && len(rep.Entries) > 0
+	if !rep.More {
+		delete(s.retired, req.Room)
+	}
+	return rep, nil
 }
 
 // subscribersLocked copies r's subscribed nodes and their users. Callers
@@ -524,7 +704,7 @@ func (r *room) subscribersLocked() map[string][]string {
 // was paused or suspected by the others (its view may be stale, and others
 // may own its rooms now). Until the claim is done, requests are held,
 // nothing is acknowledged and repairs are paused; then a member holding a
-// newer copy has handed it over, or the room carries on from its own copy
+// newer copy has had it fetched, or the room carries on from its own copy
 // in a new term.
 func (s *Service) Suspend() []string {
 	s.mu.Lock()

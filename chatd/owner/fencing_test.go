@@ -28,7 +28,7 @@ func replicaNode(t *testing.T, self string, peers ...string) (*Service, *fakeVie
 // copyOf returns a log of room r in term with the given messages from bob.
 func copyOf(term uint64, texts ...string) *roomlog.Log {
 	l := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	l.SetTerm(term)
+	_ = l.SetTerm(term, nil)
 	for i, text := range texts {
 		l.Append("bob", fmt.Sprint("c", i), text)
 	}
@@ -42,31 +42,31 @@ func copyOf(term uint64, texts ...string) *roomlog.Log {
 func TestReplicaRefusesOlderTerms(t *testing.T) {
 	s, _ := replicaNode(t, "b", "old", "new")
 	old := copyOf(1, "one")
-	if err := s.SyncReplica("old", old.Snapshot()); err != nil {
+	if err := installCopy(s, "old", old); err != nil {
 		t.Fatal(err)
 	}
-	if rep := s.HandleClaim("new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != "" || rep.Copy == nil || rep.Copy.Head != 1 || rep.Copy.Term != 1 {
+	if rep := claimReply(s, "new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != "" || rep.Copy == nil || rep.Copy.Head != 1 || rep.Copy.Term != 1 {
 		t.Fatalf("claim of term 2 answered %+v, want granted with the copy (term 1, head 1)", rep)
 	}
-	m, _ := old.Append("ann", "late", "from the stale owner")
-	err := s.ApplyReplica("old", Replication{Room: "r", Epoch: old.Epoch(), Term: 1, Msg: m})
+	m, _, _ := old.Append("ann", "late", "from the stale owner")
+	err := applyReplica(s, "old", Replication{Room: "r", Epoch: old.Epoch(), Term: 1, Msg: m})
 	var ste *StaleTermError
 	if !errors.As(err, &ste) || ste.Promised != 2 || !errors.Is(err, ErrStaleTerm) {
 		t.Fatalf("replicate of term 1 after the promise of 2 = %v, want a StaleTermError naming 2", err)
 	}
-	if err := s.SyncReplica("old", old.Snapshot()); !errors.Is(err, ErrStaleTerm) {
+	if err := installCopy(s, "old", old); !errors.Is(err, ErrStaleTerm) {
 		t.Fatalf("sync of term 1 after the promise of 2 = %v, want ErrStaleTerm", err)
 	}
-	if rep := s.HandleClaim("new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != refusedStale || rep.Promised != 2 {
+	if rep := claimReply(s, "new", ClaimRequest{Room: "r", Promise: true, Term: 2}); rep.Refused != refusedStale || rep.Promised != 2 {
 		t.Fatalf("a second claim of term 2 answered %+v, want refused as stale", rep)
 	}
 	// The new owner (term 2) syncs and replicates.
 	cur := copyOf(2, "one")
-	if err := s.SyncReplica("new", cur.Snapshot()); err != nil {
+	if err := installCopy(s, "new", cur); err != nil {
 		t.Fatalf("sync of the current term: %v", err)
 	}
-	next, _ := cur.Append("cat", "c2", "two")
-	if err := s.ApplyReplica("new", Replication{Room: "r", Epoch: cur.Epoch(), Term: 2, Msg: next}); err != nil {
+	next, _, _ := cur.Append("cat", "c2", "two")
+	if err := applyReplica(s, "new", Replication{Room: "r", Epoch: cur.Epoch(), Term: 2, Msg: next}); err != nil {
 		t.Fatalf("replicate of the current term: %v", err)
 	}
 }
@@ -84,16 +84,16 @@ func TestReplicaRefusesConflictingContent(t *testing.T) {
 	cfg.Observe = conflictCounter{&conflicts}
 	s := startService(t, cfg, &recorder{})
 	l := copyOf(1, "one", "two")
-	if err := s.SyncReplica("a", l.Snapshot()); err != nil {
+	if err := installCopy(s, "a", l); err != nil {
 		t.Fatal(err)
 	}
-	same := l.Snapshot().Messages[1]
-	if err := s.ApplyReplica("a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: same}); err != nil {
+	same := l.Recent()[1]
+	if err := applyReplica(s, "a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: same}); err != nil {
 		t.Fatalf("replaying a held message: %v", err)
 	}
 	other := same
 	other.Text, other.CID = "something else", "zz"
-	if err := s.ApplyReplica("a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: other}); !errors.Is(err, roomlog.ErrConflict) {
+	if err := applyReplica(s, "a", Replication{Room: "r", Epoch: l.Epoch(), Term: 1, Msg: other}); !errors.Is(err, roomlog.ErrConflict) {
 		t.Fatalf("another message at seq 2 = %v, want ErrConflict", err)
 	}
 	if conflicts.Load() != 1 {
@@ -211,7 +211,7 @@ func TestClaimStartsFromTheNewestCopy(t *testing.T) {
 	cfg.View = newFakeView(nil, "b", "c", "d")
 	s := startService(t, cfg, out)
 	own := copyOf(1, "one")
-	if err := s.SyncReplica("b", own.Snapshot()); err != nil {
+	if err := installCopy(s, "b", own); err != nil {
 		t.Fatal(err)
 	}
 	longerOlder := copyOf(1, "one", "two", "three", "four")
@@ -228,9 +228,10 @@ func TestClaimStartsFromTheNewestCopy(t *testing.T) {
 		return rep, nil
 	}
 	var fetchedFrom atomic.Value
-	out.fetch = func(peer, _ string, _ uint64) (HandoffState, error) {
+	fetch := fetchFrom(copies, nil)
+	out.fetch = func(peer string, req FetchRequest) (FetchReply, error) {
 		fetchedFrom.Store(peer)
-		return HandoffState{Snapshot: copies[peer].Snapshot()}, nil
+		return fetch(peer, req)
 	}
 	reply, ch := replies()
 	s.Publish("r", "ann", "new", "after the takeover", reply)
@@ -302,14 +303,14 @@ func TestHandleClaimRetiresARoomOwnedElsewhere(t *testing.T) {
 	s.Publish("r", "ann", "c1", "pending", acks.reply)
 	term := s.Promised("r")
 
-	if rep := s.HandleClaim("b", ClaimRequest{Room: "r", Promise: true, Term: term + 1}); rep.Refused != refusedOwned {
+	if rep := claimReply(s, "b", ClaimRequest{Room: "r", Promise: true, Term: term + 1}); rep.Refused != refusedOwned {
 		t.Fatalf("claim while this node owns the room in its view = %+v, want refused (owned)", rep)
 	}
-	if rep := s.HandleClaim("zz", ClaimRequest{Room: "r", Promise: true, Term: term + 5}); rep.Refused != refusedNotMember {
+	if rep := claimReply(s, "zz", ClaimRequest{Room: "r", Promise: true, Term: term + 5}); rep.Refused != refusedNotMember {
 		t.Fatalf("claim from a non-member = %+v, want refused (not_member)", rep)
 	}
 	v.change(func(v *fakeView) { v.owners["r"] = "b" })
-	rep := s.HandleClaim("b", ClaimRequest{Room: "r", Promise: true, Term: term + 1})
+	rep := claimReply(s, "b", ClaimRequest{Room: "r", Promise: true, Term: term + 1})
 	if rep.Refused != "" || !rep.Handing || rep.Copy == nil || rep.Copy.Head != 1 || rep.Copy.Term != term {
 		t.Fatalf("claim once b owns the room = %+v, want granted, handing, with the copy (term %d head 1)", rep, term)
 	}
@@ -319,11 +320,12 @@ func TestHandleClaimRetiresARoomOwnedElsewhere(t *testing.T) {
 	if len(s.OwnedRooms()) != 0 {
 		t.Fatal("the room is still owned after the promise")
 	}
-	st, err := s.HandleFetch("r", term+1)
-	if err != nil || st.Snapshot.Head != 1 || !slices.Equal(st.Nodes["n1"], []string{"ann"}) {
+	empty := roomlog.Meta{Room: "r", Epoch: "none", Oldest: 1}
+	st, err := s.HandleFetch(FetchRequest{Room: "r", Term: term + 1, Have: &empty})
+	if err != nil || !st.Reset || st.Meta.Head != 1 || len(st.Entries) != 1 || st.Entries[0].Msg.CID != "c1" || !slices.Equal(st.Nodes["n1"], []string{"ann"}) {
 		t.Fatalf("fetch = %+v, %v; want the copy with the pending message and n1's subscriber", st, err)
 	}
-	if _, err := s.HandleFetch("r", term); !errors.Is(err, ErrStaleTerm) {
+	if _, err := s.HandleFetch(FetchRequest{Room: "r", Term: term, Have: &empty}); !errors.Is(err, ErrStaleTerm) {
 		t.Fatalf("fetch in the old term = %v, want ErrStaleTerm", err)
 	}
 }
@@ -357,10 +359,10 @@ func TestNothingCommitsWhileUnverified(t *testing.T) {
 func TestReplicaRefusesWritesWithoutQuorum(t *testing.T) {
 	s, v := replicaNode(t, "b", "a")
 	v.change(func(v *fakeView) { v.noQuorum = true })
-	if err := s.SyncReplica("a", copyOf(1, "one").Snapshot()); !errors.Is(err, ErrNoQuorum) {
+	if err := installCopy(s, "a", copyOf(1, "one")); !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("sync without quorum = %v, want ErrNoQuorum", err)
 	}
-	if rep := s.HandleClaim("a", ClaimRequest{Room: "r", Promise: true, Term: 3}); rep.Refused != refusedNoQuorum {
+	if rep := claimReply(s, "a", ClaimRequest{Room: "r", Promise: true, Term: 3}); rep.Refused != refusedNoQuorum {
 		t.Fatalf("claim without quorum = %+v, want refused (no_quorum)", rep)
 	}
 }

@@ -69,9 +69,7 @@ func TestSeveralRequestsHeldUntilHandoffInOrder(t *testing.T) {
 
 	waitUntil(t, "the claim to ask the previous owner", func() bool { return len(out.claimsMade()) == 1 })
 	prev := previousLog()
-	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
-		t.Fatal(err)
-	}
+	handOver(t, s, &out.peerAnswers, prev)
 
 	if sub == nil || sub.Epoch != prev.Epoch() || sub.Head != 2 || len(sub.Messages) != 2 {
 		t.Fatalf("held subscribe answered %+v, want the handed-over epoch %s at head 2 with its 2 messages", sub, prev.Epoch())

@@ -1,18 +1,16 @@
 package owner
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
 // SetReplicas tells an owned room which nodes replicate it now. New replicas
-// get a full copy before they count; replicas that left stop counting, which
-// may commit messages that were waiting for them.
+// are brought to the log before they count; replicas that left stop
+// counting, which may commit messages that were waiting for them.
 func (s *Service) SetReplicas(roomName string, replicas []string) {
 	r := s.lockHeld(roomName)
 	if r == nil {
@@ -20,8 +18,10 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 	}
 	defer r.mu.Unlock()
 	if slices.Equal(r.replicas, replicas) || r.state == stateWaiting {
-		return // a claim gives every replica of the view a copy when it ends
+		return // a claim brings every replica of the view to the log when it ends
 	}
+	// A settling room takes the new set too: a replica that died while it
+	// settled must not hold it up.
 	if !s.view.HasQuorum() {
 		// Dropping an unreachable replica here could commit, on the
 		// minority side, messages the majority never sees.
@@ -31,6 +31,11 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 	r.acked = make(map[string]uint64, len(replicas))
 	r.replicas = slices.Clone(replicas)
 	r.forgetRepairsExcept(r.replicas)
+	for rep := range r.syncs {
+		if !slices.Contains(r.replicas, rep) {
+			delete(r.syncs, rep)
+		}
+	}
 	for _, rep := range replicas {
 		if seq, ok := old[rep]; ok {
 			r.acked[rep] = seq
@@ -41,23 +46,15 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 	r.commitLocked(r.replicatedUpTo())
 }
 
-// syncLocked sends a full copy of the log to rep; until it lands, rep holds
-// back commits, and if it fails rep is repaired later (see retryLocked).
-// Callers hold r.mu.
-func (r *room) syncLocked(rep string) {
-	snap := r.log.Snapshot()
-	term := r.term
-	r.svc.out.SyncReplica(rep, snap, func(err error) { r.onReplicated(rep, "sync", snap.Epoch, term, snap.Head, err) })
-}
-
-// ResyncReplica is called when a replica reported a gap: it gets a full copy.
+// ResyncReplica is called when a replica reported a gap: it is brought to
+// the log again.
 func (s *Service) ResyncReplica(roomName, replica string) {
 	r := s.lockHeld(roomName)
 	if r == nil {
 		return
 	}
 	defer r.mu.Unlock()
-	if r.state != stateWaiting && slices.Contains(r.replicas, replica) {
+	if _, syncing := r.syncs[replica]; r.state != stateWaiting && !syncing && slices.Contains(r.replicas, replica) {
 		r.syncLocked(replica)
 	}
 }
@@ -72,14 +69,17 @@ func (s *Service) DropNode(node string) {
 }
 
 // HandOff gives an owned room to newOwner. New requests are refused with
-// ErrMoving from now on; messages already sequenced are committed first, so
-// the state carries everything acknowledged. On failure the room stays
-// here, ready, and the cluster tries again on its next pass.
+// ErrMoving from now on; messages already sequenced are committed first,
+// then newOwner is told this node is done with the room (HandoffNotice):
+// it claims the room, which retires it here, and fetches what it lacks of
+// this node's copy (the newest). If the notice is refused, or no claim
+// comes within HandoffGrace, the room is served here again when this node
+// owns it again in its view, or the notice goes again.
 //
 // A later call while the room still waits for pending messages (the
-// cluster's next pass, or the new owner's claim) aims the handoff at its
+// cluster's next pass, or the new owner's question) aims the handoff at its
 // node instead, and once the wait has lasted drainLimit it stops waiting:
-// the senders are told ErrMoving and the state goes now (see
+// the senders are told ErrMoving and the notice goes now (see
 // abandonPendingLocked). A replica that does not answer must not keep the
 // room from its new owner, which holds requests meanwhile.
 func (s *Service) HandOff(roomName, newOwner string) {
@@ -91,43 +91,60 @@ func (s *Service) HandOff(roomName, newOwner string) {
 	s.handOffRoomLocked(r, newOwner)
 }
 
-// handOffLocked is HandOff for a room whose service lock the caller holds.
-// Callers hold s.mu and r.mu.
-func (s *Service) handOffLocked(r *room, newOwner string) { s.handOffRoomLocked(r, newOwner) }
-
-// handOffRoomLocked starts or re-aims r's handoff. Callers hold r.mu.
+// handOffRoomLocked starts, re-aims or renews r's handoff. Callers hold
+// r.mu.
 func (s *Service) handOffRoomLocked(r *room, newOwner string) {
-	start := func() { r.sendHandoff(newOwner) }
+	start := func() { r.sendNotice(newOwner) }
+	now := s.cfg.Now()
 	switch {
 	case r.state == stateReady:
 		r.state = stateMoving
-		r.drainSince = s.cfg.Now()
+		r.drainSince = now
+		r.handedAt = time.Time{}
 		if len(r.pending) == 0 {
 			start()
 			return
 		}
 		r.afterDrain = start
 	case r.state == stateMoving && r.afterDrain != nil:
-		if s.cfg.Now().Sub(r.drainSince) < s.drainLimit() {
+		if now.Sub(r.drainSince) < s.drainLimit() {
 			r.afterDrain = start
 			return
 		}
-		s.log.Warn("pending messages still not replicated; handing the room over without acknowledging them", "room", r.name, "pending", len(r.pending), "waited", s.cfg.Now().Sub(r.drainSince))
+		s.log.Warn("pending messages still not replicated; handing the room over without acknowledging them", "room", r.name, "pending", len(r.pending), "waited", now.Sub(r.drainSince))
 		r.abandonPendingLocked(ErrMoving)
 		r.afterDrain = nil
 		start()
+	case r.state == stateMoving && !r.handedAt.IsZero() && now.Sub(r.handedAt) >= s.cfg.HandoffGrace:
+		// Told, but never claimed: tell again.
+		s.log.Warn("the new owner has not claimed the room; telling it again", "room", r.name, "new_owner", newOwner)
+		start()
 	}
-	// Otherwise the room is being claimed here, or its state is on the way.
+	// Otherwise the room is being claimed here, or the notice is on its way.
+}
+
+// Reclaim serves again a room this node was handing over and owns again in
+// its view (the new owner never claimed it and the view moved back).
+func (s *Service) Reclaim(roomName string) {
+	r := s.lockHeld(roomName)
+	if r == nil {
+		return
+	}
+	defer r.mu.Unlock()
+	if r.state == stateMoving && r.afterDrain == nil && !r.handedAt.IsZero() {
+		r.state = stateReady
+		r.handedAt = time.Time{}
+	}
 }
 
 // drainLimit bounds how long a handoff waits for pending messages: half the
-// new owner's grace, so the state normally reaches it before it claims the
-// room from every member instead.
+// new owner's grace, so the notice normally reaches it before it claims the
+// room from every member without it.
 func (s *Service) drainLimit() time.Duration { return s.cfg.HandoffGrace / 2 }
 
 // abandonPendingLocked answers the senders of pending messages with err.
-// The messages stay in the log, so a handoff state carries them and a
-// resend (which ErrMoving prompts) is answered by the new owner from its
+// The messages stay in the log, so the new owner's fetch carries them and
+// a resend (which ErrMoving prompts) is answered by the new owner from its
 // dedupe window with the original sequence number. They also stay pending
 // here, without senders, so they are still committed in order if the
 // handoff fails and the room stays. Callers hold r.mu.
@@ -141,97 +158,78 @@ func (r *room) abandonPendingLocked(err error) {
 	}
 }
 
-// sendHandoff sends the room's state to newOwner and, once it is accepted,
-// retires the room here. Callers hold r.mu.
-func (r *room) sendHandoff(newOwner string) {
+// sendNotice tells newOwner this node is done with the room. The room then
+// waits, moving, for newOwner's claim to retire it. Callers hold r.mu.
+func (r *room) sendNotice(newOwner string) {
 	s := r.svc
-	st := HandoffState{Snapshot: r.log.Snapshot(), Nodes: r.subscribersLocked()}
-	st.Snapshot.Term = r.term
-	s.out.HandOff(newOwner, st, func(err error) {
+	notice := HandoffNotice{Room: r.name, Term: r.term, Head: r.log.Head(), Nodes: r.subscribersLocked()}
+	r.handedAt = s.cfg.Now()
+	s.out.HandOff(newOwner, notice, func(err error) {
 		s.cfg.Observe.Handoff(true, err)
+		if err == nil {
+			return // the claim retires the room here
+		}
 		r.mu.Lock()
-		if r.dead {
-			r.mu.Unlock()
+		defer r.mu.Unlock()
+		if r.dead || r.state != stateMoving {
 			return
 		}
-		if err != nil && !errors.Is(err, ErrBehind) {
-			r.svc.log.Warn("handoff failed; keeping the room", "room", r.name, "to", newOwner, "err", err)
-			r.state = stateReady
-			r.mu.Unlock()
-			return
-		}
-		if err != nil {
-			r.svc.log.Warn("new owner is ahead; dropping the stale copy", "room", r.name, "head", r.committed)
-		}
-		r.dead = true
-		r.stopTimers()
-		r.mu.Unlock()
-		// s.mu is taken after r.mu is released: the lock order is
-		// always service, then room.
-		s.mu.Lock()
-		if s.rooms[r.name] == r {
-			delete(s.rooms, r.name)
-		}
-		s.mu.Unlock()
+		r.svc.log.Warn("handoff notice refused; keeping the room", "room", r.name, "to", newOwner, "err", err)
+		r.state = stateReady
+		r.handedAt = time.Time{}
 	})
 }
 
-// AcceptHandoff installs a room handed over by its previous owner, in a
-// term above every term this node knows for it. Requests held while the
-// room was being claimed are applied in order.
-func (s *Service) AcceptHandoff(st HandoffState) (err error) {
+// AcceptHandoff takes a previous owner's notice that it is done with a
+// room: the room is claimed now (a claim waiting for the notice goes on at
+// once), the previous owner's copy is fetched, and its subscribers are
+// taken over. It answers at once; the claim runs on its own.
+func (s *Service) AcceptHandoff(n HandoffNotice) (err error) {
 	defer func() { s.cfg.Observe.Handoff(false, err) }()
-	l, err := roomlog.Restore(st.Snapshot, s.logConfig())
-	if err != nil {
-		return err
-	}
-	name := st.Snapshot.Room
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.promised[name]; p > st.Snapshot.Term && s.rooms[name] == nil {
-		// A newer term was promised to another claimant since the giver
-		// took the room: its state may miss what that owner wrote.
-		return &StaleTermError{Room: name, Promised: p}
+	if s.closed.Load() {
+		return ErrClosed
 	}
-	r := s.rooms[name]
+	if s.view.Owner(n.Room) != s.cfg.Self {
+		return fmt.Errorf("room %s: %w", n.Room, ErrNotOwner)
+	}
+	r := s.rooms[n.Room]
 	if r == nil {
-		r = s.newRoom(name, l)
-		s.rooms[name] = r
-		delete(s.replicas, name)
+		if !s.view.HasQuorum() {
+			return ErrNoQuorum
+		}
+		l, err := s.takeReplicaLocked(n.Room)
+		if err != nil {
+			return err
+		}
+		r = s.newRoomLocked(n.Room, l)
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.claimStart = s.cfg.Now()
-		r.installNodes(st.Nodes)
-		r.finishClaimLocked(s.nextTermLocked(r, st.Snapshot.Term), nil)
+		r.notice = &n
+		s.startClaimLocked(r, n.Term, false)
 		return nil
 	}
-	delete(s.replicas, name)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.dead {
-		return fmt.Errorf("room %s: %w", name, ErrMoving)
+	switch {
+	case r.dead:
+		return fmt.Errorf("room %s: %w", n.Room, ErrMoving)
+	case r.state == stateWaiting:
+		r.notice = &n
+		if r.noticed != nil {
+			close(r.noticed)
+			r.noticed = nil
+		}
+		return nil
+	default:
+		// Served here already, in a newer term: the notice is stale.
+		return fmt.Errorf("room %s served here in term %d (notice of term %d): %w", n.Room, r.term, n.Term, ErrBehind)
 	}
-	// Never trade acknowledged history for less of it. A room this node
-	// serves is only replaced by a newer copy (a higher term, or the same
-	// term and longer): an older one comes from a node that was cut off
-	// and missed this node's claim of the room.
-	if r.state != stateWaiting && !roomlog.Newer(st.Snapshot.Term, l.Head(), r.term, r.committed) {
-		s.log.Warn("handoff refused: local room is newer", "room", name, "local_epoch", r.log.Epoch(), "local_term", r.term, "local_head", r.committed,
-			"epoch", l.Epoch(), "term", st.Snapshot.Term, "head", l.Head())
-		return fmt.Errorf("room %s (term %d head %d, offered term %d head %d): %w", name, r.term, r.committed, st.Snapshot.Term, l.Head(), ErrBehind)
-	}
-	if r.log.Epoch() != l.Epoch() && r.committed > 0 {
-		s.log.Warn("handoff replaces a room of another epoch", "room", name, "local_epoch", r.log.Epoch(), "local_head", r.committed, "epoch", l.Epoch(), "head", l.Head())
-	}
-	if err := r.installLocked(st); err != nil {
-		return err
-	}
-	r.finishClaimLocked(s.nextTermLocked(r, st.Snapshot.Term), nil)
-	return nil
 }
 
-// catchUpNodesLocked pushes to every subscribed node what the installed log
-// holds beyond the log it replaced (from oldHead in oldEpoch). Nodes that
+// catchUpNodesLocked pushes to every subscribed node what the log holds
+// beyond the log a fetch replaced (from oldHead in oldEpoch). Nodes that
 // followed the previous owner have it and drop the duplicates; a node that
 // kept subscribers of this room under the replaced log (this node itself,
 // after a partition in which it kept owning the room in its own view, so it
@@ -246,7 +244,7 @@ func (r *room) catchUpNodesLocked(oldEpoch string, oldHead uint64) {
 	msgs, ok := r.log.Since(oldEpoch, oldHead)
 	if !ok || oldEpoch != r.log.Epoch() {
 		// Only the last message: enough for a node to notice the gap.
-		msgs, _ = r.log.Before(head+1, 1)
+		msgs, _, _ = r.log.Before(head+1, 1)
 	}
 	for _, m := range msgs {
 		r.pushMessage(m)
@@ -264,10 +262,11 @@ func (r *room) installNodes(nodes map[string][]string) {
 	}
 }
 
-// resyncAllLocked gives every replica a full copy in the room's term: what
+// resyncAllLocked brings every replica to the log in the room's term: what
 // they acknowledged was another log or another term. Callers hold r.mu.
 func (r *room) resyncAllLocked() {
 	r.acked = make(map[string]uint64, len(r.replicas))
+	clear(r.syncs)
 	clear(r.repair)
 	r.stopRetryIfRepaired()
 	for _, rep := range r.replicas {
@@ -275,10 +274,11 @@ func (r *room) resyncAllLocked() {
 	}
 }
 
-// becomeReady ends a claim and runs the held requests in order. With no
-// replica, what was pending commits at once.
+// becomeReady ends a claim (once the room settled) and runs the held
+// requests in order. What was pending commits as soon as the replicas have
+// it.
 func (r *room) becomeReady() {
-	if r.state != stateWaiting {
+	if r.state != stateSettling {
 		return
 	}
 	r.state = stateReady
@@ -293,23 +293,36 @@ func (r *room) becomeReady() {
 	}
 }
 
-// Sweep forgets owned rooms that have had no subscribed node for RoomIdleTTL,
-// and tells their replicas.
+// Sweep frees rooms that have had no subscribed node for RoomIdleTTL.
+// Without a store their history goes with them and their replicas are told
+// to drop theirs; with one, only the memory is freed (the history stays on
+// every copy's disk, and the next request claims the room again from
+// there), and replica copies idle as long leave memory too.
 func (s *Service) Sweep() {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, r := range s.rooms {
 		r.mu.Lock()
-		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
+		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && len(r.syncs) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
 			r.dead = true
 			r.stopTimers()
 			delete(s.rooms, name)
-			for _, rep := range r.replicas {
-				s.out.ForgetReplica(rep, name)
+			if s.cfg.Store == nil {
+				for _, rep := range r.replicas {
+					s.out.ForgetReplica(rep, name)
+				}
 			}
 		}
 		r.mu.Unlock()
+	}
+	if s.cfg.Store != nil {
+		for name, used := range s.replicaUsed {
+			if now.Sub(used) >= s.cfg.RoomIdleTTL {
+				delete(s.replicas, name)
+				delete(s.replicaUsed, name)
+			}
+		}
 	}
 }
 

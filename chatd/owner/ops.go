@@ -45,8 +45,12 @@ func (s *Service) acquire(name string) (*room, error) {
 			}
 			delete(s.relinquished, name)
 		}
-		r = s.newRoom(name, s.takeReplicaLocked(name))
-		s.rooms[name] = r
+		l, err := s.takeReplicaLocked(name)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		r = s.newRoomLocked(name, l)
 		r.mu.Lock()
 		r.replicas = s.view.Replicas(name)
 		s.startClaimLocked(r, 0, true)
@@ -61,14 +65,35 @@ func (s *Service) acquire(name string) (*room, error) {
 	return r, nil
 }
 
-// takeReplicaLocked promotes the local replica of a room, or starts a new
+// takeReplicaLocked returns this node's copy of a room as an owner's log
+// (with the store, reloaded with HistorySize messages in memory), or a new
 // log. Callers hold s.mu.
-func (s *Service) takeReplicaLocked(name string) *roomlog.Log {
-	if l, ok := s.replicas[name]; ok {
-		delete(s.replicas, name)
-		return l
+func (s *Service) takeReplicaLocked(name string) (*roomlog.Log, error) {
+	l, ok := s.replicas[name]
+	delete(s.replicas, name)
+	delete(s.replicaUsed, name)
+	if s.cfg.Store != nil {
+		loaded, held, err := roomlog.Load(name, s.logConfig(true))
+		if err != nil {
+			return nil, fmt.Errorf("room %s: load the copy: %w", name, err)
+		}
+		if held {
+			return loaded, nil
+		}
 	}
-	return roomlog.New(name, s.logConfig())
+	if ok {
+		return l, nil
+	}
+	return roomlog.New(name, s.logConfig(true)), nil
+}
+
+// newRoomLocked makes an owned room of l and registers it. Callers hold
+// s.mu.
+func (s *Service) newRoomLocked(name string, l *roomlog.Log) *room {
+	r := s.newRoom(name, l)
+	l.SetOnDurable(r.onDurable)
+	s.rooms[name] = r
+	return r
 }
 
 // whenReady runs f now if the room is ready, queues it while waiting for a
@@ -77,7 +102,7 @@ func (r *room) whenReady(f func(), fail func(error)) {
 	switch r.state {
 	case stateReady:
 		f()
-	case stateWaiting:
+	case stateWaiting, stateSettling:
 		r.svc.cfg.Observe.Held()
 		r.held = append(r.held, heldRequest{run: f, fail: fail})
 	case stateMoving:
@@ -105,8 +130,7 @@ func (s *Service) Subscribe(roomName, node string, users []string, reply func(fe
 			}
 		}
 		rep := feed.State{Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), Count: len(r.users)}
-		msgs, _ := r.log.Since(r.log.Epoch(), r.log.Oldest()-1)
-		for _, m := range msgs {
+		for _, m := range r.log.Recent() {
 			if m.Seq <= r.committed { // pending messages reach nodes when committed
 				rep.Messages = append(rep.Messages, m)
 			}
@@ -162,7 +186,11 @@ func (s *Service) Publish(roomName, user, cid, text string, reply PublishReply) 
 }
 
 func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
-	msg, dup := r.log.Append(user, cid, text)
+	msg, dup, err := r.log.Append(user, cid, text)
+	if err != nil {
+		reply(protocol.Ack{}, storageErr(err))
+		return
+	}
 	if dup {
 		if msg.Seq <= r.committed {
 			reply(ackFor(msg, true), nil)
@@ -178,14 +206,14 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 		return
 	}
 	r.pending = append(r.pending, pending{at: r.svc.cfg.Now(), msg: msg, replies: []PublishReply{reply}})
-	if len(r.replicas) == 0 {
-		r.commitLocked(msg.Seq)
-		return
-	}
 	epoch, term, seq := r.log.Epoch(), r.term, msg.Seq
 	for _, rep := range r.replicas {
+		if _, syncing := r.syncs[rep]; syncing {
+			continue // the catch-up's chunks bring it
+		}
 		r.svc.out.Replicate(rep, Replication{Room: r.name, Epoch: epoch, Term: term, Msg: msg}, func(err error) { r.onReplicated(rep, "replicate", epoch, term, seq, err) })
 	}
+	r.commitLocked(r.replicatedUpTo())
 }
 
 // onReplicated records a replica's answer to a replicate or sync (op) that
@@ -227,7 +255,7 @@ func (s *Service) History(roomName string, before uint64, limit int, reply func(
 	// A room this node keeps a copy of is served (claimed) from it.
 	s.mu.Lock()
 	_, held := s.rooms[roomName]
-	_, hasCopy := s.replicas[roomName]
+	hasCopy := s.hasCopyLocked(roomName)
 	owner := s.view.Owner(roomName)
 	s.mu.Unlock()
 	if !held && !hasCopy {
@@ -248,7 +276,11 @@ func (s *Service) History(roomName string, before uint64, limit int, reply func(
 		if before == 0 || before > r.committed+1 {
 			before = r.committed + 1
 		}
-		msgs, more := r.log.Before(before, limit)
+		msgs, more, err := r.log.Before(before, limit)
+		if err != nil {
+			reply(protocol.HistoryPage{}, err)
+			return
+		}
 		page := protocol.HistoryPage{Type: protocol.TypeHistory, Room: r.name, Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), More: more, Messages: msgs}
 		if page.Messages == nil {
 			page.Messages = []protocol.Message{}

@@ -38,6 +38,7 @@ package owner
 
 import (
 	"errors"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -48,6 +49,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
+	"github.com/ringchat/ringchat/chatd/store"
 )
 
 // Errors returned to routers; the cluster maps them onto its wire format.
@@ -74,6 +76,9 @@ var (
 	// ErrNoQuorum: this node sees no majority of the cluster and refuses
 	// writes and claims.
 	ErrNoQuorum = errors.New("no quorum")
+	// ErrStorage: the node's store refused a write (a full disk, a failed
+	// device); it wraps the store's error (store.ErrFull, store.ErrFailed).
+	ErrStorage = errors.New("storage refused the write")
 )
 
 // View is what the owner needs to know of the membership. The cluster
@@ -109,28 +114,35 @@ type View interface {
 
 // Outbound is how the owner reaches other nodes. Its methods must return
 // without blocking. Pushes to one node must arrive in the order they were
-// made, and after any reply made earlier to that node; so must replicates
-// and syncs to one replica, since a snapshot overtaken by a later replicate
-// would take that message back off the replica. Callbacks must never run
-// synchronously inside the call that takes them: the owner calls these
-// methods with a room's lock held, and the callbacks take that lock.
+// made, and after any reply made earlier to that node; so must replicates,
+// sync offers and chunks to one replica, since a chunk overtaken by a later
+// replicate would leave a gap. Callbacks must never run synchronously
+// inside the call that takes them: the owner calls these methods with a
+// room's lock held, and the callbacks take that lock.
 type Outbound interface {
 	// Push sends an event to a subscribed node.
 	Push(node string, ev feed.Event)
-	// Replicate stores a message on a replica and calls done with the outcome.
+	// Replicate stores a message on a replica and calls done once it is
+	// durable there (or failed).
 	Replicate(replica string, rep Replication, done func(error))
-	// SyncReplica gives a replica a full copy of a room's log and calls done.
-	SyncReplica(replica string, snap roomlog.Snapshot, done func(error))
-	// ForgetReplica tells a replica the room is gone.
-	ForgetReplica(replica string, room string)
+	// SyncOffer starts bringing a replica's copy to the owner's log: the
+	// replica keeps what it shares with it (or starts over) and answers
+	// how far its copy now goes, durably.
+	SyncOffer(replica string, offer SyncOffer, done func(SyncAnswer, error))
+	// SyncChunk appends a run of the owner's log to a replica's copy and
+	// calls done once it is durable there.
+	SyncChunk(replica string, chunk Chunk, done func(error))
+	// ForgetReplica tells a node to drop its copy of a room.
+	ForgetReplica(node string, room string)
 	// Claim asks peer to promise a term for a room (or, with Promise
 	// false, whether it is handing the room over), and calls done with its
 	// answer.
 	Claim(peer string, req ClaimRequest, done func(ClaimReply, error))
-	// Fetch asks peer for its copy of a room (after it promised term).
-	Fetch(peer string, room string, term uint64, done func(HandoffState, error))
-	// HandOff gives a room's state to its new owner and calls done.
-	HandOff(node string, st HandoffState, done func(error))
+	// Fetch asks peer, which promised req.Term, for a chunk of its copy.
+	Fetch(peer string, req FetchRequest, done func(FetchReply, error))
+	// HandOff tells a room's new owner this node is done with it: claim it
+	// now (its copy here is the newest) and take its subscribers.
+	HandOff(node string, notice HandoffNotice, done func(error))
 }
 
 // Replication is one message an owner stores on a replica, in its term.
@@ -139,6 +151,59 @@ type Replication struct {
 	Epoch string           `json:"epoch"`
 	Term  uint64           `json:"term"`
 	Msg   protocol.Message `json:"msg"`
+}
+
+// SyncOffer describes the owner's log to a replica that is to follow it.
+type SyncOffer struct {
+	Meta roomlog.Meta `json:"meta"`
+}
+
+// SyncAnswer is how far a replica's copy matches the owner's log after a
+// SyncOffer: the owner sends the rest from Have+1.
+type SyncAnswer struct {
+	Have uint64 `json:"have"`
+}
+
+// Chunk is a run of an owner's log, in its term, sent to a replica that
+// follows it.
+type Chunk struct {
+	Room    string          `json:"room"`
+	Epoch   string          `json:"epoch"`
+	Term    uint64          `json:"term"`
+	Entries []roomlog.Entry `json:"entries"`
+}
+
+// FetchRequest asks a node that promised Term for its copy of a room. The
+// first request describes the claimant's own copy (Have), so only what it
+// lacks is sent; the next ones ask for the entries after After.
+type FetchRequest struct {
+	Room  string        `json:"room"`
+	Term  uint64        `json:"term"`
+	Have  *roomlog.Meta `json:"have,omitempty"`
+	After uint64        `json:"after,omitempty"`
+}
+
+// FetchReply is a chunk of a copy: the copy's metadata, where the
+// claimant's copy must be cut (Keep) or restarted (Reset, at Meta.Oldest),
+// entries from Keep+1 (or After+1), whether more follow, and the room's
+// subscribers when the node owned it until the claim.
+type FetchReply struct {
+	Meta    roomlog.Meta        `json:"meta"`
+	Keep    uint64              `json:"keep"`
+	Reset   bool                `json:"reset,omitempty"`
+	Entries []roomlog.Entry     `json:"entries,omitempty"`
+	More    bool                `json:"more,omitempty"`
+	Nodes   map[string][]string `json:"nodes,omitempty"`
+}
+
+// HandoffNotice is what an old owner tells the new one when it is done with
+// a room: its term and head (its copy is the newest: it committed what it
+// could) and the nodes subscribed to the room with their users.
+type HandoffNotice struct {
+	Room  string              `json:"room"`
+	Term  uint64              `json:"term"`
+	Head  uint64              `json:"head"`
+	Nodes map[string][]string `json:"nodes,omitempty"` // node → users present there
 }
 
 // ClaimRequest asks a node about a room this node is becoming the owner of.
@@ -177,13 +242,6 @@ type CopyInfo struct {
 	Head  uint64 `json:"head"`
 }
 
-// HandoffState is a room as one node gives it to another: the log, and when
-// the giver owned the room, the nodes subscribed to it.
-type HandoffState struct {
-	Snapshot roomlog.Snapshot    `json:"snapshot"`
-	Nodes    map[string][]string `json:"nodes,omitempty"` // node → users present there
-}
-
 // Config tunes the owner service.
 type Config struct {
 	// Self is this node's name.
@@ -197,6 +255,27 @@ type Config struct {
 	PresenceCoalesce time.Duration
 	// View is the membership as this node sees it. Required.
 	View View
+	// Store, when set, keeps every copy of a room this node holds on disk
+	// (chatd/store): history survives restarts and idle rooms, memory only
+	// caches the newest HistorySize messages of the rooms in use, and a
+	// message is acknowledged once it is durable on every copy. Nil keeps
+	// history in memory only.
+	Store Store
+	// ReplicaCache is how many of a replica copy's newest messages stay in
+	// memory when there is a Store (the rest is read from disk when
+	// needed). Zero means DefaultReplicaCache.
+	ReplicaCache int
+	// ChunkSize bounds the messages of one chunk when a copy is sent to
+	// another node (a replica catching up, a claimant fetching). Zero means
+	// DefaultChunkSize.
+	ChunkSize int
+	// MinAnswers is how many members (this node included) must have
+	// answered a claim before a room that no answer holds a copy of is
+	// started afresh in a new epoch: with N expected members and
+	// replication factor R, N−R+1 answers meet every set of R copies, so
+	// none answering means no copy exists; fewer may mean the copies are on
+	// members that are down and coming back. Nil means one (this node).
+	MinAnswers func() int
 	// Verified reports whether this node may acknowledge messages: false
 	// from the moment it notices it was paused or suspected by the others
 	// until its rooms were claimed again (see Service.Reverify). Nil means
@@ -222,6 +301,16 @@ type Config struct {
 	Now                 func() time.Time
 }
 
+// Store is what the owner needs of the node's durable store
+// (*store.Store): the room logs' backing, promises, and the rooms it holds.
+type Store interface {
+	roomlog.Backing
+	// Promise durably records that this node promised term for room.
+	Promise(room string, term uint64, done func(error)) error
+	// Rooms yields every room the store holds, with its metadata.
+	Rooms() iter.Seq2[string, store.RoomMeta]
+}
+
 // Defaults for the zero values of Config's retry pauses. The first retry is
 // quick because most failures are a dropped connection that redials at once;
 // the cap keeps a replica that is down for long from costing a snapshot per
@@ -230,6 +319,8 @@ const (
 	DefaultReplicationRetry    = 200 * time.Millisecond
 	DefaultReplicationRetryMax = 5 * time.Second
 	DefaultClaimRetry          = 100 * time.Millisecond
+	DefaultReplicaCache        = 16
+	DefaultChunkSize           = 512
 )
 
 // Service holds the rooms this node owns and the replicas it keeps.
@@ -249,6 +340,9 @@ type Service struct {
 	// retired holds the subscribers of rooms this node gave up to a
 	// claimant with a newer term, until the claimant fetches the copy.
 	retired map[string]map[string][]string
+	// replicaUsed is when each replica copy in memory was last written or
+	// read: with a store, idle copies leave memory (Sweep).
+	replicaUsed map[string]time.Time
 	// relinquished holds rooms this node told a new owner it does not hold,
 	// with when that promise expires: until then it must not start them.
 	relinquished map[string]time.Time
@@ -275,25 +369,56 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 	if cfg.ClaimRetry <= 0 {
 		cfg.ClaimRetry = DefaultClaimRetry
 	}
+	if cfg.ReplicaCache <= 0 {
+		cfg.ReplicaCache = DefaultReplicaCache
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = DefaultChunkSize
+	}
+	if cfg.MinAnswers == nil {
+		cfg.MinAnswers = func() int { return 1 }
+	}
 	if cfg.ReplicationRetry <= 0 {
 		cfg.ReplicationRetry = DefaultReplicationRetry
 	}
 	if cfg.ReplicationRetryMax < cfg.ReplicationRetry {
 		cfg.ReplicationRetryMax = max(DefaultReplicationRetryMax, cfg.ReplicationRetry)
 	}
-	return &Service{
+	s := &Service{
 		cfg: cfg, view: cfg.View, out: out, log: log,
 		rooms:        make(map[string]*room),
 		replicas:     make(map[string]*roomlog.Log),
 		promised:     make(map[string]uint64),
 		retired:      make(map[string]map[string][]string),
+		replicaUsed:  make(map[string]time.Time),
 		relinquished: make(map[string]time.Time),
 		done:         make(chan struct{}),
 	}
+	if cfg.Store != nil {
+		// Promises outlive restarts: a node must not accept, after one,
+		// a write its promise refused before. A copy's term counts as
+		// promised too: the node accepted writes of that term.
+		for room, m := range cfg.Store.Rooms() {
+			if p := max(m.Promised, m.Term); p > 0 {
+				s.promised[room] = p
+			}
+		}
+	}
+	return s
 }
 
-func (s *Service) logConfig() roomlog.Config {
-	return roomlog.Config{HistorySize: s.cfg.HistorySize, DedupeWindow: s.cfg.DedupeWindow, Now: s.cfg.Now}
+// logConfig is the configuration of a copy's log: an owner's keeps
+// HistorySize messages in memory; with a store, a replica's only
+// ReplicaCache of them.
+func (s *Service) logConfig(owned bool) roomlog.Config {
+	cfg := roomlog.Config{HistorySize: s.cfg.HistorySize, DedupeWindow: s.cfg.DedupeWindow, Now: s.cfg.Now}
+	if s.cfg.Store != nil {
+		cfg.Backing = s.cfg.Store
+		if !owned {
+			cfg.HistorySize = min(s.cfg.HistorySize, s.cfg.ReplicaCache)
+		}
+	}
+	return cfg
 }
 
 // lockHeld returns the owned room called name, locked, or nil when this

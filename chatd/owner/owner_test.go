@@ -125,9 +125,9 @@ type peerAnswers struct {
 	// claim answers a claim (nil: an empty, granted reply).
 	claim func(peer string, req ClaimRequest) (ClaimReply, error)
 	// fetch answers a fetch (nil: an error).
-	fetch func(peer, room string, term uint64) (HandoffState, error)
-	// handOff receives a handoff (nil: accepted).
-	handOff func(node string, st HandoffState) error
+	fetch func(peer string, req FetchRequest) (FetchReply, error)
+	// handOff receives a handoff notice (nil: accepted).
+	handOff func(node string, n HandoffNotice) error
 	claims  []ClaimRequest
 }
 
@@ -145,20 +145,20 @@ func (p *peerAnswers) Claim(peer string, req ClaimRequest, done func(ClaimReply,
 	}()
 }
 
-func (p *peerAnswers) Fetch(peer, room string, term uint64, done func(HandoffState, error)) {
+func (p *peerAnswers) Fetch(peer string, req FetchRequest, done func(FetchReply, error)) {
 	p.mu.Lock()
 	f := p.fetch
 	p.mu.Unlock()
 	go func() {
 		if f == nil {
-			done(HandoffState{}, errors.New("no fetch in this test"))
+			done(FetchReply{}, errors.New("no fetch in this test"))
 			return
 		}
-		done(f(peer, room, term))
+		done(f(peer, req))
 	}()
 }
 
-func (p *peerAnswers) HandOff(node string, st HandoffState, done func(error)) {
+func (p *peerAnswers) HandOff(node string, n HandoffNotice, done func(error)) {
 	p.mu.Lock()
 	f := p.handOff
 	p.mu.Unlock()
@@ -167,8 +167,36 @@ func (p *peerAnswers) HandOff(node string, st HandoffState, done func(error)) {
 			done(nil)
 			return
 		}
-		done(f(node, st))
+		done(f(node, n))
 	}()
+}
+
+// fetchFrom answers fetches from copies (by peer) as a real holder does.
+func fetchFrom(copies map[string]*roomlog.Log, nodes map[string][]string) func(string, FetchRequest) (FetchReply, error) {
+	return func(peer string, req FetchRequest) (FetchReply, error) {
+		l := copies[peer]
+		if l == nil {
+			return FetchReply{}, errors.New("no copy")
+		}
+		rep := FetchReply{Meta: l.Meta()}
+		from := req.After + 1
+		if req.Have != nil {
+			rep.Keep, rep.Reset = roomlog.Match(*req.Have, rep.Meta)
+			from = rep.Keep + 1
+			if rep.Reset {
+				from = rep.Meta.Oldest
+			}
+			rep.Nodes = nodes
+		}
+		var err error
+		if from <= rep.Meta.Head {
+			if rep.Entries, err = l.Read(from, 3); err != nil {
+				return FetchReply{}, err
+			}
+		}
+		rep.More = len(rep.Entries) > 0 && rep.Entries[len(rep.Entries)-1].Msg.Seq < rep.Meta.Head
+		return rep, nil
+	}
 }
 
 // claimsMade returns the claims sent so far.
@@ -187,7 +215,7 @@ type recorder struct {
 	mu        sync.Mutex
 	replicate []func(error)
 	syncs     []func(error)
-	synced    []roomlog.Snapshot
+	offered   []SyncOffer
 }
 
 func (r *recorder) Replicate(_ string, _ Replication, done func(error)) {
@@ -195,12 +223,23 @@ func (r *recorder) Replicate(_ string, _ Replication, done func(error)) {
 	defer r.mu.Unlock()
 	r.replicate = append(r.replicate, done)
 }
-func (r *recorder) SyncReplica(_ string, snap roomlog.Snapshot, done func(error)) {
+
+// SyncOffer records the offer; the test's answer (a func(error) in syncs)
+// says the replica already holds the whole log (or fails).
+func (r *recorder) SyncOffer(_ string, offer SyncOffer, done func(SyncAnswer, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.offered = append(r.offered, offer)
+	head := offer.Meta.Head
+	r.syncs = append(r.syncs, func(err error) { done(SyncAnswer{Have: head}, err) })
+}
+
+func (r *recorder) SyncChunk(_ string, _ Chunk, done func(error)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.syncs = append(r.syncs, done)
-	r.synced = append(r.synced, snap)
 }
+
 func (r *recorder) ForgetReplica(string, string) {}
 
 func (r *recorder) take() (rep, syn []func(error)) {
@@ -257,7 +296,7 @@ func awaitingConfig(out *recorder, replicas []string) Config {
 // with bob's "old 1" (cid x) and "old 2" (cid y), in term 1.
 func previousLog() *roomlog.Log {
 	prev := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	prev.SetTerm(1)
+	_ = prev.SetTerm(1, nil)
 	prev.Append("bob", "x", "old 1")
 	prev.Append("bob", "y", "old 2")
 	return prev
@@ -300,8 +339,8 @@ func TestCommitWaitsForReplicas(t *testing.T) {
 	if len(syncs) != 1 {
 		t.Fatalf("%d syncs for a new room with one replica", len(syncs))
 	}
-	if out.synced[0].Term == 0 {
-		t.Fatal("the replica's first copy carries no term")
+	if out.offered[0].Meta.Term == 0 {
+		t.Fatal("the replica's first sync carries no term")
 	}
 	syncs[0](nil)
 	var acks ackLog
@@ -330,43 +369,64 @@ func TestCommitWaitsForReplicas(t *testing.T) {
 	}
 }
 
-func TestHandoffWaitsForPendingAndRefusesOlderCopies(t *testing.T) {
+// TestHandoffNoticeAfterPendingCommit: an old owner handing a room over
+// first lets its pending messages commit, then tells the new owner it is
+// done (its term, head and subscribers), and keeps refusing requests until
+// the new owner's claim retires the room.
+func TestHandoffNoticeAfterPendingCommit(t *testing.T) {
 	out := &recorder{}
-	var sent *HandoffState
-	handed := make(chan struct{})
-	out.handOff = func(_ string, st HandoffState) error {
-		sent = &st
-		close(handed)
+	notices := make(chan HandoffNotice, 1)
+	out.handOff = func(_ string, n HandoffNotice) error {
+		notices <- n
 		return nil
 	}
-	s := newService(out, nil)
+	s := startService(t, testConfig([]string{"b"}), out)
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
+	_, syncs := out.take()
+	syncs[0](nil)
 	var acks ackLog
-	for _, cid := range []string{"a", "b", "c"} {
-		s.Publish("r", "ann", cid, cid, acks.reply)
-	}
+	s.Publish("r", "ann", "c1", "pending", acks.reply)
 	s.HandOff("r", "b")
-	<-handed
-	if sent == nil || sent.Snapshot.Head != 3 || sent.Snapshot.Term == 0 {
-		t.Fatalf("handoff state = %+v, want head 3 and the giver's term", sent)
+	select {
+	case n := <-notices:
+		t.Fatalf("notice %+v sent while a message was pending", n)
+	default:
 	}
-	waitUntil(t, "the room to be retired after its handoff", func() bool { return len(s.OwnedRooms()) == 0 })
-	// The receiver takes a term above the giver's; it then refuses an older
-	// copy (a lower term, or the same term and shorter).
-	other := newService(&recorder{}, nil)
-	if err := other.AcceptHandoff(*sent); err != nil {
-		t.Fatal(err)
+	reps, _ := out.take()
+	reps[0](nil)
+	n := <-notices
+	if n.Head != 1 || n.Term == 0 || !slices.Equal(n.Nodes["n1"], []string{"ann"}) {
+		t.Fatalf("notice = %+v, want head 1, the giver's term and n1's subscriber", n)
 	}
-	if got := other.Promised("r"); got <= sent.Snapshot.Term {
-		t.Fatalf("the new owner promised term %d, want above the giver's %d", got, sent.Snapshot.Term)
+	if a, _ := acks.snapshot(); len(a) != 1 || a[0].Seq != 1 {
+		t.Fatalf("acks %+v, want the pending message acknowledged before the notice", a)
 	}
-	older := *sent
-	older.Snapshot = roomlog.Snapshot{Room: "r", Epoch: sent.Snapshot.Epoch, Term: sent.Snapshot.Term, Head: 1, Messages: sent.Snapshot.Messages[:1]}
-	if err := other.AcceptHandoff(older); !errors.Is(err, ErrBehind) {
-		t.Fatalf("older handoff = %v, want ErrBehind", err)
+	s.Publish("r", "ann", "c2", "after the notice", acks.reply)
+	if _, errs := acks.snapshot(); len(errs) != 1 || !errors.Is(errs[0], ErrMoving) {
+		t.Fatalf("a request after the notice got %v, want ErrMoving", errs)
 	}
-	empty := HandoffState{Snapshot: roomlog.Snapshot{Room: "r", Epoch: "another"}}
-	if err := other.AcceptHandoff(empty); !errors.Is(err, ErrBehind) {
-		t.Fatalf("empty handoff of another epoch = %v, want ErrBehind", err)
+	// The new owner's claim retires the room; its copy goes to the fetch.
+	s.cfg.View.(*fakeView).change(func(v *fakeView) { v.owners["r"] = "b"; v.peers = []string{"b"} })
+	rep := claimReply(s, "b", ClaimRequest{Room: "r", Promise: true, Term: n.Term + 1})
+	if !rep.Handing || rep.Copy == nil || rep.Copy.Head != 1 || len(s.OwnedRooms()) != 0 {
+		t.Fatalf("claim after the notice = %+v (owned %v), want the room retired with its copy", rep, s.OwnedRooms())
+	}
+}
+
+// TestStaleHandoffNoticeRefused: a node serving a room refuses a notice
+// about it (its own claim was newer), and a node that does not own the room
+// in its view refuses one too.
+func TestStaleHandoffNoticeRefused(t *testing.T) {
+	out := &recorder{}
+	s := startService(t, testConfig(nil), out)
+	var acks ackLog
+	s.Publish("r", "ann", "c1", "served here", acks.reply)
+	if err := s.AcceptHandoff(HandoffNotice{Room: "r", Term: 1, Head: 0}); !errors.Is(err, ErrBehind) {
+		t.Fatalf("notice about a served room = %v, want ErrBehind", err)
+	}
+	s.cfg.View.(*fakeView).change(func(v *fakeView) { v.owners["x"] = "b" })
+	if err := s.AcceptHandoff(HandoffNotice{Room: "x", Term: 1}); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("notice about a room owned elsewhere = %v, want ErrNotOwner", err)
 	}
 }
 
@@ -380,14 +440,13 @@ func TestRequestsHeldUntilHandoff(t *testing.T) {
 	}
 	waitUntil(t, "the claim to ask the previous owner", func() bool { return len(out.claimsMade()) == 1 })
 	prev := previousLog()
-	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
-		t.Fatal(err)
-	}
-	if a, _ := acks.snapshot(); len(a) != 1 || a[0].Seq != 3 {
+	handOver(t, s, &out.peerAnswers, prev)
+	waitUntil(t, "the held publish to be acked", func() bool { a, _ := acks.snapshot(); return len(a) == 1 })
+	if a, _ := acks.snapshot(); a[0].Seq != 3 || epochOfMID(a[0].MID) != prev.Epoch() {
 		t.Fatalf("held publish acked %+v, want seq 3 after the handed-over 2", a)
 	}
-	if claims := out.claimsMade(); len(claims) != 1 || claims[0].Promise {
-		t.Fatalf("claims %+v: a cooperative handoff needs no term round", claims)
+	if claims := out.claimsMade(); len(claims) != 2 || claims[0].Promise || !claims[1].Promise {
+		t.Fatalf("claims %+v: want the question to the previous owner, then, once its notice came, the promise round", claims)
 	}
 }
 
@@ -402,4 +461,64 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond) // polling state with no event to wait on
 	}
+}
+
+// installCopy gives s a copy of l, written by from as an owner does (a sync
+// offer, then chunks), and returns the first refusal.
+func installCopy(s *Service, from string, l *roomlog.Log) error {
+	var err error
+	offer := SyncOffer{Meta: l.Meta()}
+	var have uint64
+	s.HandleSyncOffer(from, offer, func(a SyncAnswer, e error) { have, err = a.Have, e })
+	for err == nil && have < l.Head() {
+		var entries []roomlog.Entry
+		if entries, err = l.Read(have+1, 4); err != nil {
+			return err
+		}
+		s.HandleSyncChunk(from, Chunk{Room: l.Room(), Epoch: l.Epoch(), Term: l.Term(), Entries: entries}, func(e error) { err = e })
+		have = entries[len(entries)-1].Msg.Seq
+	}
+	return err
+}
+
+// applyReplica runs ApplyReplica and returns its answer (at once: the
+// tests' services keep their copies in memory).
+func applyReplica(s *Service, from string, rep Replication) error {
+	var err error
+	s.ApplyReplica(from, rep, func(e error) { err = e })
+	return err
+}
+
+// claimReply runs HandleClaim and returns its answer.
+func claimReply(s *Service, from string, req ClaimRequest) ClaimReply {
+	var rep ClaimReply
+	s.HandleClaim(from, req, func(r ClaimReply) { rep = r })
+	return rep
+}
+
+// handOver plays the previous owner "p" handing its copy prev over to s:
+// its notice, then the answers to s's claim (retired, with prev's copy) and
+// fetch. It returns once the claim has fetched prev and s serves the room.
+func handOver(t *testing.T, s *Service, out *peerAnswers, prev *roomlog.Log) {
+	t.Helper()
+	out.mu.Lock()
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
+		if !req.Promise {
+			return ClaimReply{Handing: true}, nil
+		}
+		return ClaimReply{Promised: req.Term, Handing: true, Copy: copyInfo(prev)}, nil
+	}
+	out.fetch = fetchFrom(map[string]*roomlog.Log{"p": prev}, nil)
+	out.mu.Unlock()
+	if err := s.AcceptHandoff(HandoffNotice{Room: prev.Room(), Term: prev.Term(), Head: prev.Head()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the room to be served after the handoff", func() bool {
+		r := s.lockHeld(prev.Room())
+		if r == nil {
+			return false
+		}
+		defer r.mu.Unlock()
+		return r.state == stateReady
+	})
 }

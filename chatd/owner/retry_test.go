@@ -78,22 +78,47 @@ func (f *flaky) answer(done func(error), err error) {
 	f.answers <- func() { done(err) }
 }
 
+// replicaAnswer runs a write on the real replica and returns its answer
+// (the replica answers at once: it keeps its copy in memory).
+func replicaAnswer(write func(reply func(error))) error {
+	var err error
+	write(func(e error) { err = e })
+	return err
+}
+
 func (f *flaky) Replicate(_ string, rep Replication, done func(error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := errInjected
 	if !f.attempt() {
-		err = f.replica.ApplyReplica("a", rep)
+		err = replicaAnswer(func(reply func(error)) { f.replica.ApplyReplica("a", rep, reply) })
 	}
 	f.answer(done, err)
 }
 
-func (f *flaky) SyncReplica(_ string, snap roomlog.Snapshot, done func(error)) {
+func (f *flaky) SyncOffer(_ string, offer SyncOffer, done func(SyncAnswer, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.attempt() {
+		f.failures++
+		f.answers <- func() { done(SyncAnswer{}, errInjected) }
+		return
+	}
+	var ans SyncAnswer
+	var err error
+	f.replica.HandleSyncOffer("a", offer, func(a SyncAnswer, e error) { ans, err = a, e })
+	if err != nil {
+		f.failures++
+	}
+	f.answers <- func() { done(ans, err) }
+}
+
+func (f *flaky) SyncChunk(_ string, c Chunk, done func(error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := errInjected
 	if !f.attempt() {
-		err = f.replica.SyncReplica("a", snap)
+		err = replicaAnswer(func(reply func(error)) { f.replica.HandleSyncChunk("a", c, reply) })
 	}
 	f.answer(done, err)
 }
@@ -239,8 +264,10 @@ func TestReplicationRetryStopsOnClose(t *testing.T) {
 	s := startService(t, cfg, out)
 	var acks ackLog
 	s.Publish("r", "ann", "c1", "hello", acks.reply)
-	reps, _ := out.take()
-	reps[0](errInjected)
+	_, syncs := out.take()
+	syncs[0](nil) // the replica answers the new room's sync offer: it holds nothing
+	_, chunks := out.take()
+	chunks[0](errInjected) // the chunk with the message is lost
 	armed := func() bool {
 		r := s.lockHeld("r")
 		defer r.mu.Unlock()
@@ -293,9 +320,9 @@ func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 	reply, ch := replies()
 	s.Publish("r", "ann", "c1", "hello", reply)
 	sentTo := make(chan string, 3)
-	var state HandoffState
-	out.handOff = func(node string, st HandoffState) error {
-		state = st
+	var notice HandoffNotice
+	out.handOff = func(node string, n HandoffNotice) error {
+		notice = n
 		sentTo <- node
 		return nil
 	}
@@ -312,21 +339,31 @@ func TestHandoffStopsWaitingForAnUnansweredReplica(t *testing.T) {
 	if got := <-sentTo; got != "n3" {
 		t.Fatalf("handoff sent to %s, want the latest (n3): a stuck drain must not hold the room forever", got)
 	}
-	if state.Snapshot.Head != 1 || state.Snapshot.Messages[0].CID != "c1" {
-		t.Fatalf("handoff state = %+v, want the pending message in it", state.Snapshot)
+	if notice.Head != 1 {
+		t.Fatalf("notice = %+v, want the pending message (head 1) in the copy", notice)
 	}
 	if p := next(t, ch); !errors.Is(p.err, ErrMoving) {
 		t.Fatalf("sender of the pending message got %+v, %v; want ErrMoving, so it resends to the new owner", p.ack, p.err)
 	}
-	// The new owner answers that resend from its dedupe window.
-	other := newService(&recorder{}, nil)
-	if err := other.AcceptHandoff(state); err != nil {
+	// The new owner n3 claims the room from s and fetches its copy; it
+	// answers the resend from its dedupe window.
+	s.cfg.View.(*fakeView).change(func(v *fakeView) { v.owners["r"] = "n3"; v.peers = []string{"n3", "b"} })
+	ocfg := testConfig(nil)
+	ocfg.Self = "n3"
+	ov := newFakeView(nil, "a")
+	ov.self = "n3"
+	ocfg.View = ov
+	oout := &recorder{}
+	oout.claim = func(_ string, req ClaimRequest) (ClaimReply, error) { return claimReply(s, "n3", req), nil }
+	oout.fetch = func(_ string, req FetchRequest) (FetchReply, error) { return s.HandleFetch(req) }
+	other := startService(t, ocfg, oout)
+	if err := other.AcceptHandoff(notice); err != nil {
 		t.Fatal(err)
 	}
-	var acks ackLog
-	other.Publish("r", "ann", "c1", "hello", acks.reply)
-	if len(acks.acks) != 1 || !acks.acks[0].Duplicate || acks.acks[0].Seq != 1 {
-		t.Fatalf("resend at the new owner = %+v %v, want the duplicate ack of seq 1", acks.acks, acks.errs)
+	oreply, och := replies()
+	other.Publish("r", "ann", "c1", "hello", oreply)
+	if p := next(t, och); p.err != nil || !p.ack.Duplicate || p.ack.Seq != 1 {
+		t.Fatalf("resend at the new owner = %+v %v, want the duplicate ack of seq 1", p.ack, p.err)
 	}
 }
 
@@ -349,11 +386,12 @@ func TestExpiredHandoffWaitClaimsFromEveryMember(t *testing.T) {
 		}
 		return ClaimReply{Promised: req.Term, Handing: true, Copy: &CopyInfo{Epoch: prev.Epoch(), Term: prev.Term(), Head: prev.Head()}}, nil
 	}
-	out.fetch = func(_, _ string, term uint64) (HandoffState, error) {
-		if term <= prev.Term() {
-			return HandoffState{}, fmt.Errorf("fetch in term %d, want above the previous owner's %d", term, prev.Term())
+	fetch := fetchFrom(map[string]*roomlog.Log{"p": prev}, map[string][]string{"p": {"bob"}})
+	out.fetch = func(peer string, req FetchRequest) (FetchReply, error) {
+		if req.Term <= prev.Term() {
+			return FetchReply{}, fmt.Errorf("fetch in term %d, want above the previous owner's %d", req.Term, prev.Term())
 		}
-		return HandoffState{Snapshot: prev.Snapshot(), Nodes: map[string][]string{"p": {"bob"}}}, nil
+		return fetch(peer, req)
 	}
 	s := startService(t, cfg, out)
 	reply, ch := replies()
@@ -366,9 +404,10 @@ func TestExpiredHandoffWaitClaimsFromEveryMember(t *testing.T) {
 		t.Fatalf("claims %+v, want the question to the previous owner, a promise refused as stale, then one above its term %d", claims, prev.Term())
 	}
 	// The retired owner's subscribed node comes with the copy: it gets the
-	// last fetched message (so a node that missed it sees the gap) and 3.
-	if got := out.messages("p"); !slices.Equal(got, []uint64{2, 3}) {
-		t.Fatalf("the retired owner's subscribed node got %v, want [2 3]", got)
+	// inherited messages once they are on every copy of the new term (it
+	// drops those it has), then 3.
+	if got := out.messages("p"); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("the retired owner's subscribed node got %v, want [1 2 3]", got)
 	}
 }
 
@@ -383,9 +422,7 @@ func TestHandedOverRoomResyncsItsReplicas(t *testing.T) {
 	reply, ch := replies()
 	s.Publish("r", "ann", "new", "held", reply)
 	prev := previousLog()
-	if err := s.AcceptHandoff(HandoffState{Snapshot: prev.Snapshot()}); err != nil {
-		t.Fatal(err)
-	}
+	handOver(t, s, &out.peerAnswers, prev)
 	if p := next(t, ch); p.err != nil || p.ack.Seq != 3 {
 		t.Fatalf("held publish answered %+v, %v; want seq 3", p.ack, p.err)
 	}

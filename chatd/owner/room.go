@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -24,6 +25,12 @@ const (
 	// stateMoving: the room is being handed to another node; requests are
 	// refused with ErrMoving so senders retry at the new owner.
 	stateMoving
+	// stateSettling: the claim is done (the room has its term) and the
+	// replicas are being brought to the log in that term; requests are
+	// still held, and run once every replica holds what the log held when
+	// the claim ended (messages sequenced by earlier owners are shown only
+	// once they are stored on every copy of the new term).
+	stateSettling
 )
 
 // PublishReply receives the outcome of a publish: the ack, or an error.
@@ -57,10 +64,14 @@ type room struct {
 	// claim is done (0 while the room waits for it).
 	term uint64
 
-	// Replication: a message is committed (fanned out and acked) once every
-	// current replica has acknowledged it.
+	// Replication: a message is committed (fanned out and acked) once it
+	// is durable here and every current replica has acknowledged it.
+	// syncs holds the replicas still catching up (see sync.go): they get
+	// chunks of the log, not replicates, until they reach the head.
 	replicas  []string
 	acked     map[string]uint64
+	syncs     map[string]*replicaSync
+	syncGen   uint64
 	pending   []pending
 	committed uint64
 	// afterDrain runs once pending is empty (a handoff waiting to start);
@@ -78,12 +89,22 @@ type room struct {
 
 	// claimGen identifies the current claim of the room: a claim loop
 	// that finds another generation (the room was claimed again, handed
-	// over or retired meanwhile) stops. handedIn is signalled when a
-	// handoff lands while a claim waits for it. claimStart is when the
-	// current claim began.
+	// over or retired meanwhile) stops. notice is the previous owner's
+	// handoff notice, once it came; noticed is closed then, waking a claim
+	// that waits for it. claimStart is when the current claim began.
 	claimGen   uint64
-	handedIn   chan struct{}
+	notice     *HandoffNotice
+	noticed    chan struct{}
 	claimStart time.Time
+	// handedAt is when this node, the room's old owner, told the new one it
+	// was done (see HandOff); the room waits for the new owner's claim.
+	handedAt time.Time
+	// fetchedFrom is the log a claim's fetch replaced, until the claim is
+	// done (the subscribed nodes are caught up from it).
+	fetchedFrom *fetchStart
+	// settleHead is the log's head when the claim ended: the room settles
+	// (serves) once it is committed.
+	settleHead uint64
 
 	// nodes maps each subscribed node to the users present on it; users
 	// counts, per user, the nodes where it is present.
@@ -103,12 +124,49 @@ func (s *Service) newRoom(name string, log *roomlog.Log) *room {
 		name:  name,
 		log:   log,
 		acked: make(map[string]uint64),
+		syncs: make(map[string]*replicaSync),
 		nodes: make(map[string]map[string]struct{}),
 		users: make(map[string]int),
 	}
 	r.committed = log.Head()
 	r.emptySince = s.cfg.Now()
 	return r
+}
+
+// onDurable is the log's Config.OnDurable for an owned room: the node's own
+// copy is durable up to seq, which may commit pending messages.
+func (r *room) onDurable(upTo uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead {
+		return
+	}
+	if err != nil {
+		// The store failed after accepting the write: the message is not
+		// known durable here and cannot be acknowledged. Its sender is told
+		// (the store refuses further writes until it recovers).
+		r.svc.log.Error("a sequenced message did not become durable", "room", r.name, "seq", upTo, "err", err)
+		r.failPendingFromLocked(upTo, fmt.Errorf("%w: %w", ErrStorage, err))
+		return
+	}
+	r.log.MarkDurable(upTo)
+	r.commitLocked(r.replicatedUpTo())
+}
+
+// failPendingFromLocked answers the senders of pending messages from seq on
+// with err. The messages stay pending, without senders: a resend is
+// answered from the dedupe window once they commit. Callers hold r.mu.
+func (r *room) failPendingFromLocked(seq uint64, err error) {
+	for i := range r.pending {
+		p := &r.pending[i]
+		if p.msg.Seq < seq {
+			continue
+		}
+		for _, reply := range append(p.replies, p.dups...) {
+			reply(protocol.Ack{}, err)
+		}
+		p.replies, p.dups = nil, nil
+	}
 }
 
 // push sends ev to every subscribed node. Callers hold mu.
@@ -124,13 +182,25 @@ func (r *room) pushMessage(m protocol.Message) {
 	r.push(feed.Event{Kind: feed.KindMessage, Room: r.name, Epoch: r.log.Epoch(), Seq: m.Seq, Message: &m, Frame: protocol.Encode(m)})
 }
 
-// commitLocked fans out and acknowledges every pending message up to seq.
-// Nothing is committed while the room is being claimed (its term is not
-// settled) or while the node is not verified (it noticed it was paused and
-// has not claimed its rooms again yet): see Config.Verified.
+// commitLocked commits the log up to seq: messages sequenced by earlier
+// owners (inherited, not pending here) are fanned out, pending ones fanned
+// out and acknowledged. Nothing is committed while the room is being
+// claimed (its term is not settled) or while the node is not verified (it
+// noticed it was paused and has not claimed its rooms again yet): see
+// Config.Verified. A settling room becomes ready once its settle head is
+// committed.
 func (r *room) commitLocked(upTo uint64) {
 	if r.state == stateWaiting || !r.svc.cfg.Verified() {
 		return
+	}
+	upTo = min(upTo, r.log.Head())
+	firstPending := r.log.Head() + 1
+	if len(r.pending) > 0 {
+		firstPending = r.pending[0].msg.Seq
+	}
+	if inherited := min(upTo, firstPending-1); inherited > r.committed {
+		r.pushInheritedLocked(r.committed, inherited)
+		r.committed = inherited
 	}
 	n := 0
 	for _, p := range r.pending {
@@ -153,6 +223,9 @@ func (r *room) commitLocked(upTo uint64) {
 	}
 	clear(r.pending[:n])
 	r.pending = r.pending[n:]
+	if r.state == stateSettling && r.committed >= r.settleHead {
+		r.becomeReady()
+	}
 	if len(r.pending) == 0 && r.afterDrain != nil {
 		f := r.afterDrain
 		r.afterDrain = nil
@@ -160,9 +233,31 @@ func (r *room) commitLocked(upTo uint64) {
 	}
 }
 
-// replicatedUpTo is the highest sequence every current replica holds.
+// pushInheritedLocked fans out the messages (from, to] that an earlier
+// owner sequenced and this node committed now: those in memory, or, past
+// that, the last one, enough for a subscribed node that lacks the rest to
+// notice the gap and fetch it (nodes drop what they already have). Callers
+// hold r.mu.
+func (r *room) pushInheritedLocked(from, to uint64) {
+	if len(r.nodes) == 0 {
+		return
+	}
+	msgs, ok := r.log.Since(r.log.Epoch(), from)
+	if !ok {
+		msgs, _, _ = r.log.Before(to+1, 1)
+	}
+	for _, m := range msgs {
+		if m.Seq > to {
+			break
+		}
+		r.pushMessage(m)
+	}
+}
+
+// replicatedUpTo is the highest sequence this node and every current
+// replica hold durably.
 func (r *room) replicatedUpTo() uint64 {
-	upTo := r.log.Head()
+	upTo := r.log.Durable()
 	for _, rep := range r.replicas {
 		upTo = min(upTo, r.acked[rep])
 	}
@@ -238,6 +333,7 @@ func (r *room) stopTimers() {
 	}
 	r.stopRetry()
 	r.claimGen++ // a claim loop in flight stops
+	clear(r.syncs)
 }
 
 // addUser records user on node; it reports whether the user is new to the room.

@@ -102,6 +102,8 @@ func (st roomState) String() string {
 		return "awaiting_handoff"
 	case stateMoving:
 		return "moving"
+	case stateSettling:
+		return "settling"
 	}
 	return "unknown"
 }

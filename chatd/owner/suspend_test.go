@@ -12,18 +12,17 @@ import (
 // messages, taken over from its replica copy (written by "b" in term 1,
 // epoch of snap), with a subscriber on itself; "b" is its one peer and
 // answers claims as claim says (nil: granted, no copy).
-func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
+func suspendFixture(t *testing.T) (*Service, *recorder, *roomlog.Log) {
 	t.Helper()
 	out := &recorder{}
 	cfg := testConfig(nil)
 	cfg.View = newFakeView(nil, "b")
 	s := startService(t, cfg, out)
 	l := roomlog.New("r", roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	l.SetTerm(1)
+	_ = l.SetTerm(1, nil)
 	l.Append("bob", "x", "one")
 	l.Append("bob", "y", "two")
-	snap := l.Snapshot()
-	if err := s.SyncReplica("b", snap); err != nil {
+	if err := installCopy(s, "b", l); err != nil {
 		t.Fatal(err)
 	}
 	subscribed := make(chan feed.State, 1)
@@ -33,10 +32,10 @@ func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 		}
 		subscribed <- rep
 	})
-	if rep := <-subscribed; rep.Head != 2 || rep.Epoch != snap.Epoch {
-		t.Fatalf("subscribe answered %+v, want the replica copy's head 2 of epoch %s", rep, snap.Epoch)
+	if rep := <-subscribed; rep.Head != 2 || rep.Epoch != l.Epoch() {
+		t.Fatalf("subscribe answered %+v, want the replica copy's head 2 of epoch %s", rep, l.Epoch())
 	}
-	return s, out, snap
+	return s, out, l
 }
 
 // TestSuspendTakesTheMajoritysNewerCopy: a node that regains its quorum
@@ -45,23 +44,17 @@ func suspendFixture(t *testing.T) (*Service, *recorder, roomlog.Snapshot) {
 // fetched, the held message is sequenced after the majority's, and the
 // node's own subscribers get the messages they missed.
 func TestSuspendTakesTheMajoritysNewerCopy(t *testing.T) {
-	s, out, snap := suspendFixture(t)
-	majority, err := roomlog.Restore(snap, roomlog.Config{HistorySize: 10, DedupeWindow: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	majority.SetTerm(s.Promised("r") + 1) // b took the room over while a was cut off
+	s, out, majority := suspendFixture(t)        // b's copy: the same log, then b went on
+	_ = majority.SetTerm(s.Promised("r")+1, nil) // b took the room over while a was cut off
 	majority.Append("cat", "m3", "three")
 	majority.Append("cat", "m4", "four")
 	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) {
 		if req.Term <= majority.Term() {
 			return ClaimReply{Refused: refusedStale, Promised: majority.Term()}, nil
 		}
-		return ClaimReply{Promised: req.Term, Handing: true, Copy: &CopyInfo{Epoch: majority.Epoch(), Term: majority.Term(), Head: majority.Head()}}, nil
+		return ClaimReply{Promised: req.Term, Handing: true, Copy: copyInfo(majority)}, nil
 	}
-	out.fetch = func(_, _ string, _ uint64) (HandoffState, error) {
-		return HandoffState{Snapshot: majority.Snapshot(), Nodes: map[string][]string{"b": {"cat"}}}, nil
-	}
+	out.fetch = fetchFrom(map[string]*roomlog.Log{"b": majority}, map[string][]string{"b": {"cat"}})
 	if got := s.Suspend(); !slices.Equal(got, []string{"r"}) {
 		t.Fatalf("Suspend = %v, want [r]", got)
 	}

@@ -29,6 +29,12 @@ const (
 	CodeUnavailable = "unavailable"
 	// CodeInternal: the server failed; the request may be retried.
 	CodeInternal = "internal"
+	// CodeStorageFull: a node that must store the message has too little
+	// free disk space; nothing was stored. Retry later (same cid).
+	CodeStorageFull = "storage_full"
+	// CodeStorageFailed: a node that must store the message cannot write
+	// to its disk; nothing was acknowledged. Retry later (same cid).
+	CodeStorageFailed = "storage_failed"
 )
 
 // Error is an error frame. ID is the id of the request that caused it, when

@@ -4,61 +4,180 @@
 // the original acknowledgement, and keeps the history.
 //
 // Every copy carries the ownership term of the owner whose log it follows
-// (see chatd/owner for the fencing rule): two copies with the same term are
-// prefixes of one owner's log, and between copies of different terms the
-// higher term holds every acknowledged message. A Log is the unit that a
-// cluster moves between nodes and replicates; it knows nothing about
-// connections, which is the hub's business.
+// (see chatd/owner for the fencing rule), and the first sequence number of
+// each term it holds (Terms, Kafka's leader-epoch cache): two copies with
+// the same term are prefixes of one owner's log, between copies of
+// different terms the higher term holds every acknowledged message, and
+// Match finds where a copy departs from another so only what differs is
+// sent.
+//
+// A log lives in memory only (its ring is all the history kept, the
+// newest Config.HistorySize messages) or on a Backing, the node's durable
+// store (chatd/store): then every write goes to the store too, reads older
+// than the ring come from it, and the ring is a cache of the newest
+// messages. Writes to the store are durable later (group commit): an
+// owner's own appends report it through Config.OnDurable, a replica's
+// writes through their done callback.
+//
+// A Log is the unit that a cluster moves between nodes and replicates; it
+// knows nothing about connections, which is the hub's business. It is not
+// safe for concurrent use: its owner (a room's lock) serialises every call.
 package roomlog
 
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/dedupe"
 	"github.com/ringchat/ringchat/chatd/history"
 	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/store"
 )
 
-// Log orders and stores the messages of one room. It is not safe for
-// concurrent use; the room that owns it holds its lock around every call.
+// TermStart records the first sequence number of a term in a copy.
+type TermStart = store.TermStart
+
+// Entry is one message with the term of the owner that sequenced it.
+type Entry struct {
+	Term uint64           `json:"term"`
+	Msg  protocol.Message `json:"msg"`
+}
+
+// MaxTerms bounds the term starts a copy remembers (the store's bound).
+const MaxTerms = store.MaxTermHistory
+
+// Meta describes a copy: what Match compares and what a new copy starts
+// from.
+type Meta struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	// Term is the term of the owner whose log the copy follows.
+	Term uint64 `json:"term"`
+	// Head is the newest sequence number; Oldest the oldest one kept
+	// (Head+1 when none is).
+	Head   uint64      `json:"head"`
+	Oldest uint64      `json:"oldest"`
+	Terms  []TermStart `json:"terms,omitempty"`
+}
+
+// Log orders and stores the messages of one room.
 type Log struct {
 	room  string
 	epoch string
-	// term is the ownership term of the owner whose log this copy follows.
-	term    uint64
-	ring    *history.Ring
-	dedupe  *dedupe.Window[protocol.Message]
-	nowFunc func() time.Time
+	term  uint64
+	terms []TermStart
+	head  uint64
+	// oldest is the oldest sequence number kept, in memory or on the
+	// backing (whose retention may move it forward: see Oldest).
+	oldest uint64
+	// ring holds the newest messages: all the history in memory mode, a
+	// cache of it on a backing.
+	ring *history.Ring
+	// dedupe answers resends; only an owner's log keeps one (Promote).
+	dedupe *dedupe.Window[protocol.Message]
+	back   Backing
+	// durable is the newest sequence number known durable here.
+	durable uint64
+	cfg     Config
+}
+
+// Backing is the durable store a log writes through, for one node: its
+// methods are those of *store.Store (see there for the contract: writes are
+// readable at once, durable when done is called, from the store's own
+// goroutine).
+type Backing interface {
+	Append(room string, entries []store.Entry, done func(error)) error
+	SetTerm(room string, term uint64, done func(error)) error
+	Reset(room string, m store.RoomMeta, done func(error)) error
+	TruncateAfter(room string, seq uint64, done func(error)) error
+	Delete(room string, done func(error)) error
+	Sync(done func(error)) error
+	Meta(room string) (store.RoomMeta, bool)
+	Read(room string, from uint64, limit int) (store.Page, error)
+	ReadBefore(room string, before uint64, limit int) (store.Page, error)
+	Last(room string, n int) (store.Page, error)
 }
 
 // Config sizes a Log.
 type Config struct {
-	// HistorySize is the number of messages kept for resume and paging.
+	// HistorySize is the number of messages kept in memory: the whole
+	// history without a backing, the newest of it with one.
 	HistorySize int
-	// DedupeWindow is the number of recent (sender, cid) pairs remembered.
+	// DedupeWindow is the number of recent (sender, cid) pairs remembered
+	// by an owner.
 	DedupeWindow int
+	// Backing, when set, is where the log is stored.
+	Backing Backing
+	// OnDurable, with a backing, is told when the owner's appends up to a
+	// sequence number are durable (or failed): called from the store's
+	// goroutine, never inside Append. Nil ignores it.
+	OnDurable func(upTo uint64, err error)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
 
-// New starts the log of a room with a fresh epoch. The epoch changes whenever
-// a room is recreated after being forgotten, which is how a resuming client
-// learns that sequence numbers started over.
+// ErrTooOld is returned by reads below the oldest message kept.
+var ErrTooOld = errors.New("roomlog: messages older than the history kept")
+
+func (c *Config) defaults() {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.HistorySize < 1 {
+		c.HistorySize = 1
+	}
+}
+
+// New starts the log of a room with a fresh epoch, empty, in memory. It is
+// written to the backing at its first write.
 func New(room string, cfg Config) *Log {
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
-	}
+	cfg.defaults()
 	return &Log{
-		room:    room,
-		epoch:   newEpoch(),
-		ring:    history.NewRing(cfg.HistorySize),
-		dedupe:  dedupe.NewWindow[protocol.Message](cfg.DedupeWindow),
-		nowFunc: now,
+		room:   room,
+		epoch:  newEpoch(),
+		oldest: 1,
+		ring:   history.NewRing(cfg.HistorySize),
+		back:   cfg.Backing,
+		cfg:    cfg,
 	}
+}
+
+// Load opens the copy of room the backing holds, with the newest
+// HistorySize messages in memory. ok is false when the backing holds no
+// copy of it (nothing, or only a promise).
+func Load(room string, cfg Config) (l *Log, ok bool, err error) {
+	cfg.defaults()
+	if cfg.Backing == nil {
+		return nil, false, nil
+	}
+	m, ok := cfg.Backing.Meta(room)
+	if !ok || m.Epoch == "" {
+		return nil, false, nil
+	}
+	l = &Log{room: room, epoch: m.Epoch, term: m.Term, terms: cloneTerms(m.Terms), head: m.Head, oldest: m.Oldest,
+		ring: history.NewRing(cfg.HistorySize), back: cfg.Backing, durable: m.Head, cfg: cfg}
+	page, err := cfg.Backing.Last(room, cfg.HistorySize)
+	if err != nil {
+		return nil, false, fmt.Errorf("load room %s: %w", room, err)
+	}
+	start := m.Head
+	if len(page.Entries) > 0 {
+		start = page.Entries[0].Seq - 1
+	}
+	l.ring.Restart(start)
+	for _, e := range page.Entries {
+		if err := l.ring.Append(l.message(e)); err != nil {
+			return nil, false, fmt.Errorf("load room %s: %w", room, err)
+		}
+	}
+	if l.ring.Head() != m.Head {
+		return nil, false, fmt.Errorf("load room %s: messages end at %d, metadata head is %d", room, l.ring.Head(), m.Head)
+	}
+	return l, true, nil
 }
 
 var epochEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -78,12 +197,33 @@ func (l *Log) Epoch() string { return l.epoch }
 // Term is the ownership term of the owner whose log this copy follows.
 func (l *Log) Term() uint64 { return l.term }
 
-// SetTerm records that the copy now follows the log of an owner of term t,
-// which a new owner does when it takes the room over. Terms never go back.
-func (l *Log) SetTerm(t uint64) {
-	if t > l.term {
-		l.term = t
+// Head returns the sequence of the newest message.
+func (l *Log) Head() uint64 { return l.head }
+
+// Durable returns the newest sequence number known durable here (the head,
+// without a backing).
+func (l *Log) Durable() uint64 {
+	if l.back == nil {
+		return l.head
 	}
+	return l.durable
+}
+
+// Oldest returns the sequence of the oldest message kept (Head+1 when
+// none is). With a backing, retention moves it forward in the background.
+func (l *Log) Oldest() uint64 {
+	if l.back != nil {
+		if m, ok := l.back.Meta(l.room); ok && m.Epoch == l.epoch && m.Oldest > l.oldest {
+			l.oldest = min(m.Oldest, l.head+1)
+		}
+		return l.oldest
+	}
+	return l.ring.Oldest()
+}
+
+// Meta describes the copy.
+func (l *Log) Meta() Meta {
+	return Meta{Room: l.room, Epoch: l.epoch, Term: l.term, Head: l.head, Oldest: l.Oldest(), Terms: cloneTerms(l.terms)}
 }
 
 // Newer reports whether copy a holds a newer log than copy b: a higher term
@@ -98,46 +238,25 @@ func Newer(aTerm, aHead, bTerm, bHead uint64) bool {
 	return aHead > bHead
 }
 
-// Head returns the sequence of the newest message.
-func (l *Log) Head() uint64 { return l.ring.Head() }
-
-// Oldest returns the sequence of the oldest message kept.
-func (l *Log) Oldest() uint64 { return l.ring.Oldest() }
-
-// Append sequences a new message from sender with client id cid. When the
-// same sender already sent cid within the dedupe window, it returns the
-// original message and duplicate=true, and stores nothing.
-func (l *Log) Append(sender, cid, text string) (msg protocol.Message, duplicate bool) {
-	if prev, ok := l.dedupe.Get(dedupe.Key{Sender: sender, ID: cid}); ok {
-		return prev, true
+// termAt is the term of the message at seq, as the term starts tell (0 when
+// they do not reach back that far).
+func (l *Log) termAt(seq uint64) uint64 {
+	for i := len(l.terms) - 1; i >= 0; i-- {
+		if l.terms[i].Seq <= seq {
+			return l.terms[i].Term
+		}
 	}
-	seq := l.ring.Head() + 1
-	msg = protocol.Message{
-		Type: protocol.TypeMessage,
-		Room: l.room,
-		Seq:  seq,
-		MID:  l.epoch + "-" + strconv.FormatUint(seq, 10),
-		From: sender,
-		CID:  cid,
-		Text: text,
-		TS:   l.nowFunc().UnixMilli(),
-	}
-	if err := l.ring.Append(msg); err != nil {
-		// The log computes seq from the ring's own head, so this cannot
-		// happen; a panic here means the invariant was broken elsewhere.
-		panic(err)
-	}
-	// The dedupe entry only needs what an ack carries; dropping the text keeps
-	// the window cheap.
-	ackOnly := msg
-	ackOnly.Text = ""
-	l.dedupe.Put(dedupe.Key{Sender: sender, ID: cid}, ackOnly)
-	return msg, false
+	return 0
 }
 
-// Since returns the messages after seq for a client resuming in epoch. ok is
-// false when the client cannot be brought up to date from what is kept: the
-// epoch differs or the gap is older than the history.
+// message builds the client frame of a stored entry.
+func (l *Log) message(e store.Entry) protocol.Message {
+	return protocol.Message{Type: protocol.TypeMessage, Room: l.room, Seq: e.Seq, MID: l.epoch + "-" + strconv.FormatUint(e.Seq, 10), From: e.From, CID: e.CID, Text: e.Text, TS: e.TS}
+}
+
+// Since returns the messages after seq for a client resuming in epoch, from
+// memory. ok is false when the client cannot be brought up to date from
+// what is in memory: the epoch differs or the gap is older than the ring.
 func (l *Log) Since(epoch string, seq uint64) (msgs []protocol.Message, ok bool) {
 	if epoch != l.epoch {
 		return nil, false
@@ -145,7 +264,94 @@ func (l *Log) Since(epoch string, seq uint64) (msgs []protocol.Message, ok bool)
 	return l.ring.Since(seq)
 }
 
-// Before pages back through history; see history.Ring.Before.
-func (l *Log) Before(before uint64, limit int) ([]protocol.Message, bool) {
-	return l.ring.Before(before, limit)
+// Recent returns the messages in memory, oldest first.
+func (l *Log) Recent() []protocol.Message { return l.ring.All() }
+
+// Before pages back through history: up to limit messages below before (0:
+// the newest), ascending, and whether older ones are kept. Pages the ring
+// does not hold are read from the backing.
+func (l *Log) Before(before uint64, limit int) ([]protocol.Message, bool, error) {
+	if before == 0 || before > l.head+1 {
+		before = l.head + 1
+	}
+	oldest := l.Oldest()
+	if limit <= 0 || before <= oldest {
+		return nil, false, nil
+	}
+	from := oldest
+	if before-oldest > uint64(limit) {
+		from = before - uint64(limit)
+	}
+	if l.back == nil || from >= l.ring.Oldest() {
+		msgs, _ := l.ring.Before(before, limit)
+		return msgs, from > oldest, nil
+	}
+	page, err := l.back.ReadBefore(l.room, before, limit)
+	if err != nil {
+		return nil, false, fmt.Errorf("room %s: read before %d: %w", l.room, before, err)
+	}
+	msgs := make([]protocol.Message, len(page.Entries))
+	for i, e := range page.Entries {
+		msgs[i] = l.message(e)
+	}
+	more := len(msgs) > 0 && msgs[0].Seq > page.Oldest
+	return msgs, more, nil
+}
+
+// Read returns up to limit entries from seq from upwards, for sending a
+// copy to another node: from memory when the ring holds them, else from the
+// backing. It fails with ErrTooOld below the oldest message kept.
+func (l *Log) Read(from uint64, limit int) ([]Entry, error) {
+	if from > l.head || limit <= 0 {
+		return nil, nil
+	}
+	if from < l.Oldest() {
+		return nil, fmt.Errorf("room %s: read from %d, oldest kept %d: %w", l.room, from, l.Oldest(), ErrTooOld)
+	}
+	to := min(l.head, from+uint64(limit)-1)
+	if from >= l.ring.Oldest() {
+		out := make([]Entry, 0, to-from+1)
+		for s := from; s <= to; s++ {
+			m, _ := l.ring.At(s)
+			out = append(out, Entry{Term: l.termAt(s), Msg: m})
+		}
+		return out, nil
+	}
+	if l.back == nil {
+		return nil, fmt.Errorf("room %s: read from %d, oldest in memory %d: %w", l.room, from, l.ring.Oldest(), ErrTooOld)
+	}
+	page, err := l.back.Read(l.room, from, int(to-from+1))
+	if err != nil {
+		return nil, fmt.Errorf("room %s: read from %d: %w", l.room, from, err)
+	}
+	if page.TooOld {
+		return nil, fmt.Errorf("room %s: read from %d, oldest kept %d: %w", l.room, from, page.Oldest, ErrTooOld)
+	}
+	out := make([]Entry, len(page.Entries))
+	for i, e := range page.Entries {
+		out[i] = Entry{Term: e.Term, Msg: l.message(e)}
+	}
+	return out, nil
+}
+
+// at returns the message at seq if it is kept (memory, then backing).
+func (l *Log) at(seq uint64) (protocol.Message, bool) {
+	if m, ok := l.ring.At(seq); ok {
+		return m, true
+	}
+	if l.back == nil || seq < l.Oldest() || seq > l.head {
+		return protocol.Message{}, false
+	}
+	page, err := l.back.Read(l.room, seq, 1)
+	if err != nil || len(page.Entries) != 1 || page.Entries[0].Seq != seq {
+		return protocol.Message{}, false
+	}
+	return l.message(page.Entries[0]), true
+}
+
+func cloneTerms(t []TermStart) []TermStart {
+	if len(t) == 0 {
+		return nil
+	}
+	return append([]TermStart(nil), t...)
 }

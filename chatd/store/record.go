@@ -41,8 +41,8 @@ type Entry struct {
 // TermStart records the first sequence number written in a term: the
 // leader-epoch cache two copies compare to find where they diverge.
 type TermStart struct {
-	Term uint64
-	Seq  uint64
+	Term uint64 `json:"term"`
+	Seq  uint64 `json:"seq"`
 }
 
 // RoomMeta is what the store keeps about one room besides its messages.
