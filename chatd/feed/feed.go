@@ -49,8 +49,10 @@ type State struct {
 	Epoch string `json:"epoch"`
 	// Head is the newest committed sequence number.
 	Head uint64 `json:"head"`
-	// Oldest is the oldest sequence number the room still keeps (Head+1
-	// when it keeps none); messages below it were removed by retention.
+	// Oldest, when set, is the oldest sequence number the room keeps on
+	// disk (messages below it were removed by retention): history older
+	// than Messages is read from the owner. Zero means the room keeps only
+	// what it holds in memory, which Messages mirrors.
 	Oldest   uint64             `json:"oldest,omitempty"`
 	Messages []protocol.Message `json:"messages,omitempty"`
 	Present  []string           `json:"present,omitempty"`

@@ -95,6 +95,7 @@ func (r *room) restartEpoch(epoch string) {
 	r.hub.log.Warn("room restarted in a new epoch", "room", r.name, "old", r.epoch, "new", epoch)
 	r.epoch = epoch
 	r.cache.Restart(0)
+	r.oldest = 1
 	clear(r.early)
 	notRecovered := false
 	frame := protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: epoch, Head: 0, Oldest: 1, Count: r.count, Recovered: &notRecovered})
@@ -175,7 +176,7 @@ func (r *room) merge(rep feed.State) {
 		r.hub.log.Warn("gap older than the owner's history", "room", r.name, "local", r.cache.Head(), "owner", rep.Head)
 		r.install(rep)
 		notRecovered := false
-		r.broadcast(protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: r.epoch, Head: r.cache.Head(), Oldest: r.cache.Oldest(), Count: rep.Count, Recovered: &notRecovered}))
+		r.broadcast(protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: r.epoch, Head: r.cache.Head(), Oldest: r.roomOldest(), Count: rep.Count, Recovered: &notRecovered}))
 		return
 	}
 	r.drainEarly()

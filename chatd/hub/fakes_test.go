@@ -370,7 +370,7 @@ func push(room, epoch string, seq uint64) feed.Event {
 
 // state is an owner's subscribe reply holding the messages from..head.
 func state(room, epoch string, from, head uint64, present ...string) feed.State {
-	st := feed.State{Epoch: epoch, Head: head, Oldest: from, Present: present, Count: len(present)}
+	st := feed.State{Epoch: epoch, Head: head, Present: present, Count: len(present)}
 	if from <= head {
 		st.Messages = messages(room, epoch, from, head)
 	}

@@ -127,6 +127,7 @@ func (r *room) install(rep feed.State) {
 	for _, m := range rep.Messages {
 		_ = r.cache.Append(m) // the owner sends a gapless run
 	}
+	r.oldest = rep.Oldest
 	clear(r.present)
 	for _, u := range rep.Present {
 		r.present[u] = struct{}{}
@@ -154,7 +155,7 @@ func (r *room) answerJoin(c Conn, req JoinRequest) {
 		Room:   r.name,
 		Epoch:  r.epoch,
 		Head:   r.cache.Head(),
-		Oldest: r.cache.Oldest(),
+		Oldest: r.roomOldest(),
 		Count:  count,
 	}
 	if count <= r.hub.cfg.PresenceListMax {
@@ -338,21 +339,30 @@ func notJoined(id, room string) *protocol.Error {
 }
 
 // History queues a page of a room's history to c: from the local copy when
-// this node has the room, from the owner otherwise.
+// this node has the room and the page is in memory here, from the owner
+// otherwise (older pages of a stored room are read from its disk).
 func (h *Hub) History(c Conn, id, roomName string, before uint64, limit int) {
 	if r, _ := h.lookup(roomName, false); r != nil {
 		if r.state == ready {
 			if before == 0 || before > r.cache.Head()+1 {
 				before = r.cache.Head() + 1
 			}
-			msgs, more := r.cache.Before(before, limit)
-			if msgs == nil {
-				msgs = []protocol.Message{}
+			oldest := r.roomOldest()
+			from := oldest
+			if before > oldest && before-oldest > uint64(limit) {
+				from = before - uint64(limit)
 			}
-			page := protocol.HistoryPage{Type: protocol.TypeHistory, ID: id, Room: roomName, Epoch: r.epoch, Head: r.cache.Head(), Oldest: r.cache.Oldest(), More: more, Messages: msgs}
-			r.mu.Unlock()
-			c.Enqueue(protocol.Encode(page))
-			return
+			if from >= r.cache.Oldest() || before <= oldest {
+				msgs, _ := r.cache.Before(before, limit)
+				if msgs == nil {
+					msgs = []protocol.Message{}
+				}
+				more := len(msgs) > 0 && msgs[0].Seq > oldest
+				page := protocol.HistoryPage{Type: protocol.TypeHistory, ID: id, Room: roomName, Epoch: r.epoch, Head: r.cache.Head(), Oldest: oldest, More: more, Messages: msgs}
+				r.mu.Unlock()
+				c.Enqueue(protocol.Encode(page))
+				return
+			}
 		}
 		r.mu.Unlock()
 	}

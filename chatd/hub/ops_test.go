@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -86,6 +87,31 @@ func TestHistoryServedFromTheLocalCopy(t *testing.T) {
 		}
 		if n := len(r.historyCalls()); n != 0 {
 			t.Fatalf("%d History calls to the owner for a live local room", n)
+		}
+	})
+}
+
+// TestHistoryOfAStoredRoomBeyondTheLocalCopy: an owner with a store says
+// how far back the room's history goes (State.Oldest); joined frames and
+// pages report it, and a page older than the local copy is read from the
+// owner (its disk).
+func TestHistoryOfAStoredRoomBeyondTheLocalCopy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, r := newTestHub(Config{HistorySize: 4})
+		ann := newConn("ann1", "ann")
+		st := state("lobby", "e1", 97, 100)
+		st.Oldest = 1
+		joinReady(t, h, r, "lobby", st, ann)
+		h.History(ann, "h1", "lobby", 0, 2)
+		ann.expect(t, "history lobby id=h1 epoch=e1 head=100 oldest=1 more=true [e1-99 e1-100]")
+		h.History(ann, "h2", "lobby", 98, 3)
+		if calls := r.historyCalls(); len(calls) != 1 {
+			t.Fatalf("History calls %v: a page below the local copy (97..100) must be read from the owner", calls)
+		}
+		bob := newConn("bob1", "bob")
+		h.Join(bob, JoinRequest{ID: "j", Room: "lobby"})
+		if got := bob.take(t); len(got) != 1 || !strings.Contains(got[0], " head=100 oldest=1 ") {
+			t.Fatalf("bob's join got %v, want a joined frame saying the history goes back to 1", got)
 		}
 	})
 }

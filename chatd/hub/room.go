@@ -45,7 +45,11 @@ type room struct {
 	// The local copy of the room, fed by the owner's pushes: its epoch,
 	// recent history (whose head is the last sequence delivered here), and
 	// presence across the cluster.
-	epoch   string
+	epoch string
+	// oldest is the oldest sequence number the room keeps anywhere (the
+	// owner's, on disk with a store), as the owner last said; 0 when it did
+	// not say. The local copy (cache) may start later.
+	oldest  uint64
 	cache   *history.Ring
 	present map[string]struct{}
 	count   int
@@ -126,6 +130,17 @@ func (r *room) remove(c Conn) (wasMember, lastOfUser bool) {
 	delete(r.users, u)
 	delete(r.typingLast, u)
 	return true, true
+}
+
+// roomOldest is the oldest sequence number the room keeps: the owner's
+// word, or the local copy's when it is older or the owner said nothing.
+// Callers hold mu.
+func (r *room) roomOldest() uint64 {
+	o := r.cache.Oldest()
+	if r.oldest > 0 && r.oldest < o {
+		return r.oldest
+	}
+	return o
 }
 
 func (r *room) localUsers() []string {

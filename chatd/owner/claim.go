@@ -187,8 +187,13 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 			}
 		}
 	}
-	if !anyCopy && answered < s.cfg.MinAnswers() {
-		s.log.Info("no copy of the room among the members that answered; waiting for more before starting it afresh", "room", r.name, "answered", answered, "needed", s.cfg.MinAnswers())
+	// With a store, the members that are down keep their copies and come
+	// back with them: the newest copy may be among them unless enough
+	// members answered to meet every set of R copies. Without one, a
+	// member that is down has lost its copies, and only a room no answer
+	// holds a copy of must wait (its copies may be on members cut off).
+	if (!anyCopy || s.cfg.Store != nil) && answered < s.cfg.MinAnswers() {
+		s.log.Info("too few members answered to be sure the newest copy of the room is among them; waiting for more", "room", r.name, "answered", answered, "needed", s.cfg.MinAnswers(), "copy_found", anyCopy)
 		return stepWait
 	}
 	var nodes map[string][]string

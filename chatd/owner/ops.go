@@ -129,7 +129,11 @@ func (s *Service) Subscribe(roomName, node string, users []string, reply func(fe
 				r.presenceChanged(u, true)
 			}
 		}
-		rep := feed.State{Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), Count: len(r.users)}
+		rep := feed.State{Epoch: r.log.Epoch(), Head: r.committed, Count: len(r.users)}
+		if s.cfg.Store != nil {
+			// Older than the messages sent here, the history is on disk.
+			rep.Oldest = r.log.Oldest()
+		}
 		for _, m := range r.log.Recent() {
 			if m.Seq <= r.committed { // pending messages reach nodes when committed
 				rep.Messages = append(rep.Messages, m)

@@ -270,11 +270,14 @@ type Config struct {
 	// DefaultChunkSize.
 	ChunkSize int
 	// MinAnswers is how many members (this node included) must have
-	// answered a claim before a room that no answer holds a copy of is
-	// started afresh in a new epoch: with N expected members and
+	// answered a claim before it may go on: with N expected members and
 	// replication factor R, N−R+1 answers meet every set of R copies, so
-	// none answering means no copy exists; fewer may mean the copies are on
-	// members that are down and coming back. Nil means one (this node).
+	// the newest copy is among them. Without a store it applies only to a
+	// room no answer holds a copy of (a member that is down lost its
+	// copies; one that is cut off may hold them), which would otherwise
+	// start afresh in a new epoch; with a store it applies to every claim,
+	// since members that are down come back with their copies. Nil means
+	// one (this node).
 	MinAnswers func() int
 	// Verified reports whether this node may acknowledge messages: false
 	// from the moment it notices it was paused or suspected by the others
