@@ -316,6 +316,11 @@ func (s *Service) Sweep() {
 		}
 		r.mu.Unlock()
 	}
+	for name, until := range s.relinquished {
+		if now.After(until) {
+			delete(s.relinquished, name)
+		}
+	}
 	if s.cfg.Store != nil {
 		for name, used := range s.replicaUsed {
 			if now.Sub(used) >= s.cfg.RoomIdleTTL {
