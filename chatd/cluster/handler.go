@@ -213,7 +213,7 @@ var pushHandlers = map[op]pushHandler{
 	opForget: func(n *Node, _ transport.Peer, body []byte) error {
 		req, err := decodePush[forgetReq](body)
 		if err == nil {
-			n.owners.ForgetReplica(req.Room)
+			n.owners.ForgetReplica(req.Room, req.Term)
 		}
 		return err
 	},

@@ -70,12 +70,12 @@ func (n *Node) SyncChunk(replica string, chunk owner.Chunk, done func(error)) {
 }
 
 // ForgetReplica implements owner.Outbound.
-func (n *Node) ForgetReplica(replica, room string) {
+func (n *Node) ForgetReplica(replica, room string, term uint64) {
 	if replica == n.cfg.Self {
-		n.owners.ForgetReplica(room)
+		n.owners.ForgetReplica(room, term)
 		return
 	}
-	n.push(replica, n.addrOf(replica), encode(opForget, forgetReq{Room: room}))
+	n.push(replica, n.addrOf(replica), encode(opForget, forgetReq{Room: room, Term: term}))
 }
 
 // Claim implements owner.Outbound.

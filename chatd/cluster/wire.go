@@ -118,6 +118,7 @@ type directResp struct {
 
 type forgetReq struct {
 	Room string `json:"room"`
+	Term uint64 `json:"term,omitempty"`
 }
 
 // eventHeader is an feed.Event without its frame. A message event carries

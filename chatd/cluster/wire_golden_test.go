@@ -75,6 +75,7 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"claim", owner.ClaimRequest{Room: "r", Promise: true, Term: 4}, `{"room":"r","promise":true,"term":4}`},
 		{"claim reply", owner.ClaimReply{Refused: "stale_term", Promised: 5, Copy: &owner.CopyInfo{Epoch: "ep", Term: 4, Head: 9}},
 			`{"refused":"stale_term","promised":5,"copy":{"epoch":"ep","term":4,"head":9}}`},
+		{"forget", forgetReq{Room: "r", Term: 3}, `{"room":"r","term":3}`},
 		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
 		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
 			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},

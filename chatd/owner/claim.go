@@ -160,6 +160,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 	all := append(slices.Clone(peers), newcomers...)
 	best, bestPeer := *own, ""
 	answered, anyCopy := 1, ownHolds
+	var holders []string
 	for i, res := range replies {
 		newcomer := i >= len(peers)
 		if newcomer && (res.err != nil || res.rep.Refused != "") {
@@ -182,6 +183,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 		answered++
 		if c := res.rep.Copy; c != nil {
 			anyCopy = true
+			holders = append(holders, all[i])
 			if roomlog.Newer(c.Term, c.Head, best.Term, best.Head) {
 				best, bestPeer = *c, all[i]
 			}
@@ -220,6 +222,9 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 		return stepRetry
 	}
 	r.installNodes(nodes)
+	for _, h := range holders {
+		r.markStaleLocked(h) // current replicas among them are skipped when told
+	}
 	if bestPeer != "" {
 		s.log.Info("room claimed from another node's copy", "room", r.name, "from", bestPeer, "term", term, "epoch", r.log.Epoch(), "head", r.log.Head())
 	}

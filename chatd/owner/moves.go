@@ -28,6 +28,11 @@ func (s *Service) SetReplicas(roomName string, replicas []string) {
 		return
 	}
 	old := r.acked
+	for _, rep := range r.replicas {
+		if !slices.Contains(replicas, rep) {
+			r.markStaleLocked(rep)
+		}
+	}
 	r.acked = make(map[string]uint64, len(replicas))
 	r.replicas = slices.Clone(replicas)
 	r.forgetRepairsExcept(r.replicas)
@@ -310,7 +315,7 @@ func (s *Service) Sweep() {
 			delete(s.rooms, name)
 			if s.cfg.Store == nil {
 				for _, rep := range r.replicas {
-					s.out.ForgetReplica(rep, name)
+					s.out.ForgetReplica(rep, name, r.term)
 				}
 			}
 		}

@@ -132,8 +132,9 @@ type Outbound interface {
 	// SyncChunk appends a run of the owner's log to a replica's copy and
 	// calls done once it is durable there.
 	SyncChunk(replica string, chunk Chunk, done func(error))
-	// ForgetReplica tells a node to drop its copy of a room.
-	ForgetReplica(node string, room string)
+	// ForgetReplica tells a node to drop its copy of a room, unless its
+	// copy follows a term above term (a newer owner's).
+	ForgetReplica(node string, room string, term uint64)
 	// Claim asks peer to promise a term for a room (or, with Promise
 	// false, whether it is handing the room over), and calls done with its
 	// answer.

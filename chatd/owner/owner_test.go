@@ -240,7 +240,7 @@ func (r *recorder) SyncChunk(_ string, _ Chunk, done func(error)) {
 	r.syncs = append(r.syncs, done)
 }
 
-func (r *recorder) ForgetReplica(string, string) {}
+func (r *recorder) ForgetReplica(string, string, uint64) {}
 
 func (r *recorder) take() (rep, syn []func(error)) {
 	r.mu.Lock()

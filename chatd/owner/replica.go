@@ -186,14 +186,19 @@ func (s *Service) ApplyReplica(from string, rep Replication, reply func(error)) 
 	}
 }
 
-// ForgetReplica drops this node's copy of a room (its owner forgot it).
-func (s *Service) ForgetReplica(roomName string) {
+// ForgetReplica drops this node's copy of a room: its owner (of term)
+// forgot the room, or no longer needs this copy. A copy that follows a
+// newer owner's term is kept (the forget is older than that owner's sync).
+func (s *Service) ForgetReplica(roomName string, term uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rooms[roomName] != nil {
 		return // owned here now: not a replica copy to forget
 	}
 	l, _ := s.copyLocked(roomName)
+	if l != nil && l.Term() > term {
+		return
+	}
 	delete(s.replicas, roomName)
 	delete(s.replicaUsed, roomName)
 	if l != nil {

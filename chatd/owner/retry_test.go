@@ -123,7 +123,7 @@ func (f *flaky) SyncChunk(_ string, c Chunk, done func(error)) {
 	f.answer(done, err)
 }
 
-func (f *flaky) ForgetReplica(string, string) {}
+func (f *flaky) ForgetReplica(string, string, uint64) {}
 
 func (f *flaky) counts() (calls, failures int) {
 	f.mu.Lock()

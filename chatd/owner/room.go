@@ -105,6 +105,10 @@ type room struct {
 	// settleHead is the log's head when the claim ended: the room settles
 	// (serves) once it is committed.
 	settleHead uint64
+	// stale holds nodes with a copy of the room they no longer need (former
+	// replicas, copies a claim found): once every current replica holds the
+	// whole log, they are told to drop theirs.
+	stale map[string]bool
 
 	// nodes maps each subscribed node to the users present on it; users
 	// counts, per user, the nodes where it is present.
@@ -226,11 +230,28 @@ func (r *room) commitLocked(upTo uint64) {
 	if r.state == stateSettling && r.committed >= r.settleHead {
 		r.becomeReady()
 	}
+	if len(r.stale) > 0 && r.state == stateReady && r.inSyncLocked() {
+		for node := range r.stale {
+			if !slices.Contains(r.replicas, node) && node != r.svc.cfg.Self {
+				r.svc.out.ForgetReplica(node, r.name, r.term)
+			}
+		}
+		clear(r.stale)
+	}
 	if len(r.pending) == 0 && r.afterDrain != nil {
 		f := r.afterDrain
 		r.afterDrain = nil
 		f()
 	}
+}
+
+// markStaleLocked records that node holds a copy it no longer needs.
+// Callers hold r.mu.
+func (r *room) markStaleLocked(node string) {
+	if r.stale == nil {
+		r.stale = make(map[string]bool)
+	}
+	r.stale[node] = true
 }
 
 // pushInheritedLocked fans out the messages (from, to] that an earlier
