@@ -218,14 +218,14 @@ func podTemplate(cc *chatv1alpha1.ChatCluster, cfg chatdConfig) corev1.PodTempla
 			EnableServiceLinks:            ptr.To(false), // keep Service variables out of chatd's CHATD_ environment
 			TerminationGracePeriodSeconds: ptr.To(cc.TerminationGracePeriodSeconds()),
 			SecurityContext:               securityContext,
-			Containers:                []corev1.Container{chatdContainer(cc, cfg, mounts)},
-			Volumes:                   volumes,
-			Affinity:                  affinity,
-			TopologySpreadConstraints: spread,
-			Tolerations:               o.Tolerations,
-			NodeSelector:              o.NodeSelector,
-			PriorityClassName:         o.PriorityClassName,
-			ImagePullSecrets:          o.ImagePullSecrets,
+			Containers:                    []corev1.Container{chatdContainer(cc, cfg, mounts)},
+			Volumes:                       volumes,
+			Affinity:                      affinity,
+			TopologySpreadConstraints:     spread,
+			Tolerations:                   o.Tolerations,
+			NodeSelector:                  o.NodeSelector,
+			PriorityClassName:             o.PriorityClassName,
+			ImagePullSecrets:              o.ImagePullSecrets,
 		},
 	}
 }

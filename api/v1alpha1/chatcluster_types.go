@@ -148,7 +148,7 @@ type ChatClusterSpec struct {
 // off before it stops, and its volume is deleted once the pod is gone.
 //
 // +kubebuilder:validation:XValidation:rule="!isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size)) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",message="storage.size cannot shrink: a volume can only grow",fieldPath=".size"
-// +kubebuilder:validation:XValidation:rule="(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",message="storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class",fieldPath=".storageClassName"
+// +kubebuilder:validation:XValidation:rule="(has(self.storageClassName) ? self.storageClassName : ”) == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : ”)",message="storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class",fieldPath=".storageClassName"
 // +kubebuilder:validation:XValidation:rule="!has(self.reserve) || !isQuantity(string(self.size)) || !isQuantity(string(self.reserve)) || quantity(string(self.reserve)).compareTo(quantity(string(self.size))) < 0",message="storage.reserve must be less than storage.size: chatd refuses every new message while its free space is below the reserve",fieldPath=".reserve"
 type StorageSpec struct {
 	// Capacity requested for each pod's volume, such as "10Gi"; at least
