@@ -148,7 +148,7 @@ type ChatClusterSpec struct {
 // off before it stops, and its volume is deleted once the pod is gone.
 //
 // +kubebuilder:validation:XValidation:rule="!isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size)) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",message="storage.size cannot shrink: a volume can only grow",fieldPath=".size"
-// +kubebuilder:validation:XValidation:rule="(has(self.storageClassName) ? self.storageClassName : ”) == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : ”)",message="storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class",fieldPath=".storageClassName"
+// +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class",fieldPath=".storageClassName"
 // +kubebuilder:validation:XValidation:rule="!has(self.reserve) || !isQuantity(string(self.size)) || !isQuantity(string(self.reserve)) || quantity(string(self.reserve)).compareTo(quantity(string(self.size))) < 0",message="storage.reserve must be less than storage.size: chatd refuses every new message while its free space is below the reserve",fieldPath=".reserve"
 type StorageSpec struct {
 	// Capacity requested for each pod's volume, such as "10Gi"; at least
@@ -160,10 +160,10 @@ type StorageSpec struct {
 	// +required
 	Size resource.Quantity `json:"size"`
 
-	// StorageClass of the volumes. Empty means the Kubernetes cluster's
+	// StorageClass of the volumes. Left out, the Kubernetes cluster's
 	// default StorageClass. Immutable.
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +optional
 	StorageClassName string `json:"storageClassName,omitempty"`
 
