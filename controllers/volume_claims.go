@@ -53,13 +53,15 @@ func filterDataClaims(cc *chatv1alpha1.ChatCluster, claims []corev1.PersistentVo
 	return out
 }
 
-// claimsToGrow are the claims whose storage request is below size. Claims
-// being deleted are left alone.
+// claimsToGrow are the bound claims whose storage request is below size.
+// Claims being deleted are left alone, and so are claims not bound yet (the
+// API server expands only bound ones): the watch on claims brings the
+// reconcile that grows them once they are.
 func claimsToGrow(claims []corev1.PersistentVolumeClaim, size resource.Quantity) []corev1.PersistentVolumeClaim {
 	var out []corev1.PersistentVolumeClaim
 	for _, c := range claims {
 		req := c.Spec.Resources.Requests[corev1.ResourceStorage]
-		if c.DeletionTimestamp.IsZero() && req.Cmp(size) < 0 {
+		if c.DeletionTimestamp.IsZero() && c.Status.Phase == corev1.ClaimBound && req.Cmp(size) < 0 {
 			out = append(out, c)
 		}
 	}

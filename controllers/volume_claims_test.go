@@ -51,8 +51,8 @@ func TestFilterDataClaims(t *testing.T) {
 	}
 }
 
-// TestClaimsToGrow: claims below the size grow, the others (equal, larger,
-// being deleted) are left alone.
+// TestClaimsToGrow: bound claims below the size grow, the others (equal,
+// larger, being deleted, not bound yet) are left alone.
 func TestClaimsToGrow(t *testing.T) {
 	deleting := claim("data-prod-3", "1Gi", corev1.ClaimBound, "1Gi")
 	deleting.DeletionTimestamp = ptr.To(metav1.Now())
@@ -61,7 +61,8 @@ func TestClaimsToGrow(t *testing.T) {
 		claim("data-prod-1", "2Gi", corev1.ClaimBound, "2Gi"),
 		claim("data-prod-2", "3Gi", corev1.ClaimPending, ""),
 		deleting,
-		claim("data-prod-4", "1024Mi", corev1.ClaimPending, ""),
+		claim("data-prod-4", "1024Mi", corev1.ClaimBound, "1Gi"),
+		claim("data-prod-5", "1Gi", corev1.ClaimPending, ""),
 	}
 	got := claimNames(claimsToGrow(claims, resource.MustParse("2Gi")))
 	if want := []string{"data-prod-0", "data-prod-4"}; !slices.Equal(got, want) {
