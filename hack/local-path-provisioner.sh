@@ -77,8 +77,10 @@ if ! have "$HELPER_IMAGE"; then
 		(cd "$work/deb" && apt-get download busybox-static >/dev/null) || die "apt-get download busybox-static failed"
 	fi
 	dpkg-deb -x "$work"/deb/busybox-static_*.deb "$work/deb/root"
-	bb="$(find "$work/deb/root" -type f -name busybox | head -n 1)"
-	[ -n "$bb" ] || die "no busybox binary in Debian's busybox-static package"
+	# (The package has another file named busybox, an initramfs hook.)
+	bb="$work/deb/root/bin/busybox"
+	[ -f "$bb" ] || bb="$work/deb/root/usr/bin/busybox"
+	[ -f "$bb" ] || die "no bin/busybox in Debian's busybox-static package"
 	install -m 0755 "$bb" "$work/helper/bin/busybox"
 	for applet in sh mkdir rm; do
 		ln -s busybox "$work/helper/bin/$applet"
@@ -89,6 +91,13 @@ ENV PATH=/bin
 ENTRYPOINT ["/bin/sh"]'
 	log "built $HELPER_IMAGE"
 fi
+
+# Images of earlier recipes are dead weight: keep only the current ones.
+for repo in ringchat.local/local-path-provisioner ringchat.local/local-path-helper; do
+	docker images --format '{{.Repository}}:{{.Tag}}' "$repo" | while read -r old; do
+		[ "$old" = "$PROVISIONER_IMAGE" ] || [ "$old" = "$HELPER_IMAGE" ] || docker rmi "$old" >/dev/null 2>&1 || true
+	done
+done
 
 echo "$PROVISIONER_IMAGE"
 echo "$HELPER_IMAGE"
