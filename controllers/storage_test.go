@@ -21,8 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // storageClass creates a StorageClass (cluster-wide, so named uniquely)
@@ -163,6 +165,37 @@ func TestStorageStatefulSet(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A reconcile that changes nothing writes nothing, claims included.
+	objs := children(cc)
+	for i := range int32(3) {
+		objs = append(objs, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.DataClaimName(i)}})
+	}
+	versions := map[string]string{}
+	for _, o := range objs {
+		if err := s.get(o); err != nil {
+			t.Fatal(err)
+		}
+		versions[fmt.Sprintf("%T/%s", o, o.GetName())] = o.GetResourceVersion()
+	}
+	rec := events.NewFakeRecorder(100)
+	r := &ChatClusterReconciler{Client: s.admin, Scheme: s.scheme, Recorder: rec}
+	for range 2 {
+		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(cc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range objs {
+		if err := s.get(o); err != nil {
+			t.Fatal(err)
+		}
+		if k := fmt.Sprintf("%T/%s", o, o.GetName()); versions[k] != o.GetResourceVersion() {
+			t.Errorf("%s was written again by a reconcile that had nothing to do", k)
+		}
+	}
+	if len(rec.Events) > 0 {
+		t.Errorf("events from a reconcile that changed nothing: %s", <-rec.Events)
+	}
 
 	// Scaling to 0 keeps the volumes; scaling up again deletes a scaled-away
 	// pod's.
