@@ -61,7 +61,9 @@ type ChatClusterSpec struct {
 	Gossip GossipSpec `json:"gossip,omitempty"`
 
 	// Messages kept per room, in memory, for resume after a reconnect and for
-	// history paging (chatd --history-size).
+	// history paging (chatd --history-size). With storage this is the
+	// in-memory part of a room's history; older messages are read from the
+	// volume, within storage.retention.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=100000
