@@ -474,8 +474,8 @@ func checkHistory(t *testing.T, sr *seededRoom, j protocol.Joined, msgs []protoc
 }
 
 // checkRoomsThrough reads each room's whole history through a fresh client
-// (the NodePort, or a port-forward to the pod that owns it when owners is
-// set) and checks it.
+// (the NodePort, or, when owners is set, a port-forward to the pod expected
+// to own it, which /admin/cluster must confirm) and checks it.
 func checkRoomsThrough(t *testing.T, ctx context.Context, rooms []*seededRoom, owners map[string]*corev1.Pod) {
 	t.Helper()
 	cc, err := env.chatCluster(ctx)
@@ -490,6 +490,14 @@ func checkRoomsThrough(t *testing.T, ctx context.Context, rooms []*seededRoom, o
 			c = nodePortClient(t, ctx, uniqueName("reader"))
 		}
 		j, msgs, err := c.readHistory(sr.room)
+		if err == nil && owners[sr.room] != nil {
+			// The reader's join brought the room into its owner's memory:
+			// the pods themselves must agree it is the one expected.
+			var owner *corev1.Pod
+			if owner, err = env.waitRoomOwner(ctx, sr.room); err == nil && owner.Name != owners[sr.room].Name {
+				err = fmt.Errorf("owned by %s, want %s", owner.Name, owners[sr.room].Name)
+			}
+		}
 		c.Close()
 		if err != nil {
 			t.Errorf("%s: %v", sr.room, err)
