@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -566,5 +568,106 @@ func TestPodTemplateOverridesCannotReplaceTheOperators(t *testing.T) {
 	}
 	if n := len(names); n != 5 || names[n-1] != "CHATD_LOG_LEVEL" {
 		t.Errorf("env %v, want the operator's four and CHATD_LOG_LEVEL", names)
+	}
+}
+
+// withStorage gives f's ChatCluster a volume of size.
+func (f *stsFixture) withStorage(size string) *stsFixture {
+	f.cc.Spec.Storage = &chatv1alpha1.StorageSpec{Size: resource.MustParse(size), StorageClassName: "fast"}
+	f.b.config = desiredConfig(f.cc, f.b.plan, nil)
+	return f
+}
+
+// TestStatefulSetStorage: with spec.storage the StatefulSet gets one
+// ReadWriteOnce claim template of the spec's size and class, labelled with
+// the cluster's labels; the chatd container mounts it at its --data-dir;
+// the pods skip the recursive ownership walk; claims are kept when the
+// StatefulSet is deleted and deleted when their pod is scaled away.
+func TestStatefulSetStorage(t *testing.T) {
+	f := newStsFixture().withStorage("5Gi")
+	sts := build(t, f.b, f.cc).(*appsv1.StatefulSet)
+	if n := len(sts.Spec.VolumeClaimTemplates); n != 1 {
+		t.Fatalf("%d volumeClaimTemplates, want 1", n)
+	}
+	vct := sts.Spec.VolumeClaimTemplates[0]
+	if vct.Name != chatv1alpha1.DataVolumeName || !reflect.DeepEqual(vct.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) ||
+		ptr.Deref(vct.Spec.StorageClassName, "") != "fast" {
+		t.Errorf("claim template %s %v class %v, want data ReadWriteOnce fast", vct.Name, vct.Spec.AccessModes, vct.Spec.StorageClassName)
+	}
+	if got := vct.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("5Gi")) != 0 {
+		t.Errorf("claim template requests %s, want 5Gi", got.String())
+	}
+	for k, v := range f.cc.SelectorLabels() {
+		if vct.Labels[k] != v {
+			t.Errorf("claim template label %s = %q, want %q (claims are listed by the selector labels)", k, vct.Labels[k], v)
+		}
+	}
+	c := findContainer(sts.Spec.Template.Spec.Containers, containerName)
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == chatv1alpha1.DataVolumeName && m.MountPath == chatv1alpha1.DataMountPath && !m.ReadOnly
+	}) {
+		t.Errorf("no writable mount of %s at %s: %+v", chatv1alpha1.DataVolumeName, chatv1alpha1.DataMountPath, c.VolumeMounts)
+	}
+	if !slices.Contains(c.Args, "--data-dir="+chatv1alpha1.DataMountPath) {
+		t.Errorf("args lack --data-dir=%s: %q", chatv1alpha1.DataMountPath, c.Args)
+	}
+	if p := sts.Spec.Template.Spec.SecurityContext.FSGroupChangePolicy; ptr.Deref(p, "") != corev1.FSGroupChangeOnRootMismatch {
+		t.Errorf("fsGroupChangePolicy %v, want OnRootMismatch", p)
+	}
+	want := appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+		WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+		WhenScaled:  appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+	}
+	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || *p != want {
+		t.Errorf("claim retention policy %+v, want %+v", p, want)
+	}
+	if g := ptr.Deref(sts.Spec.Template.Spec.TerminationGracePeriodSeconds, 0); g != f.cc.TerminationGracePeriodSeconds() {
+		t.Errorf("terminationGracePeriodSeconds %d, want %d", g, f.cc.TerminationGracePeriodSeconds())
+	}
+}
+
+// TestStatefulSetClaimRetentionFollowsThePlan: scaling to 0 keeps the
+// volumes (whenScaled Retain while the plan has no pod), any other plan
+// deletes a scaled-away pod's volume; the claim templates, fixed once the
+// StatefulSet exists, are left as stored.
+func TestStatefulSetClaimRetentionFollowsThePlan(t *testing.T) {
+	f := newStsFixture().withStorage("5Gi")
+	sts := f.storedSts(t)
+	stored := slices.Clone(sts.Spec.VolumeClaimTemplates)
+	f.b.plan = replicaPlan{Replicas: 0, ExpectedNodes: 3}
+	f.update(t, sts)
+	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p.WhenScaled != appsv1.RetainPersistentVolumeClaimRetentionPolicyType ||
+		p.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("scaled to 0: policy %+v, want Retain, Retain", p)
+	}
+	f.b.plan = replicaPlan{Replicas: 2, ExpectedNodes: 3}
+	f.cc.Spec.Storage.Size = resource.MustParse("8Gi") // grown: applied to the claims, not the template
+	f.update(t, sts)
+	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p.WhenScaled != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("at 2 replicas: whenScaled %s, want Delete", p.WhenScaled)
+	}
+	if !equality.Semantic.DeepEqual(sts.Spec.VolumeClaimTemplates, stored) {
+		t.Errorf("the claim templates changed on an existing StatefulSet (the API server refuses that)")
+	}
+}
+
+// TestStatefulSetMemoryOnly: without spec.storage, no claim template, no
+// data mount, no fsGroupChangePolicy, and the API server's default
+// retention policy, so that an existing memory-only StatefulSet is not
+// written again.
+func TestStatefulSetMemoryOnly(t *testing.T) {
+	f := newStsFixture()
+	sts := build(t, f.b, f.cc).(*appsv1.StatefulSet)
+	c := findContainer(sts.Spec.Template.Spec.Containers, containerName)
+	if len(sts.Spec.VolumeClaimTemplates) != 0 || sts.Spec.Template.Spec.SecurityContext.FSGroupChangePolicy != nil ||
+		slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == chatv1alpha1.DataVolumeName }) {
+		t.Errorf("memory-only StatefulSet has storage: templates %v, mounts %v", sts.Spec.VolumeClaimTemplates, c.VolumeMounts)
+	}
+	want := appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+		WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+		WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+	}
+	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p == nil || *p != want {
+		t.Errorf("claim retention policy %+v, want the default %+v", p, want)
 	}
 }

@@ -38,6 +38,11 @@ const AnnotationPauseReconcile = "chat.ringchat.io/pause-reconcile"
 // looked at again, besides the watch on Secrets that notices their creation.
 const secretRequeue = 30 * time.Second
 
+// resizeRequeue is how soon a ChatCluster whose volumes could not be grown
+// is tried again (a StorageClass may have been given allowVolumeExpansion
+// meanwhile; nothing else would say so).
+const resizeRequeue = time.Minute
+
 // Event reasons.
 const (
 	eventCreated       = "Created"
@@ -83,7 +88,9 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // ChatClusters only by server-side apply (create, patch: the chart's
 // applier) and their status only by patch, and needs
 // chatclusters/finalizers only because owner references with
-// blockOwnerDeletion require it.
+// blockOwnerDeletion require it. The pods' PersistentVolumeClaims, which the
+// StatefulSet controller creates and which outlive the ChatCluster, are only
+// read and patched (one field: a grown storage request).
 //
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=patch
@@ -92,6 +99,7 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one ChatCluster's objects to its spec and writes its status.
@@ -158,6 +166,17 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			obs.StatefulSet, obs.Plan = sts, plan
 		}
 	}
+	if cc.Spec.Storage != nil && obs.ReconcileErr == nil {
+		claims, err := r.dataClaims(ctx, cc)
+		if err != nil {
+			obs.ReconcileErr = err
+		} else {
+			obs.Claims, obs.ResizeErr = r.growClaims(ctx, cc, claims)
+			if obs.ResizeErr != nil {
+				r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, chatv1alpha1.ReasonVolumeResizeFailed, "Resize", "%v", obs.ResizeErr)
+			}
+		}
+	}
 
 	if err := r.writeStatus(ctx, cc, obs); err != nil {
 		return ctrl.Result{}, errors.Join(obs.ReconcileErr, err)
@@ -167,6 +186,9 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	if len(secrets.missing) > 0 {
 		return ctrl.Result{RequeueAfter: secretRequeue}, nil
+	}
+	if obs.ResizeErr != nil {
+		return ctrl.Result{RequeueAfter: max(planWait, resizeRequeue)}, nil
 	}
 	// A scaling step waits for a new cluster size to reach every pod.
 	return ctrl.Result{RequeueAfter: planWait}, nil
@@ -248,8 +270,9 @@ func (r *ChatClusterReconciler) now() time.Time {
 }
 
 // SetupWithManager registers the reconciler: it watches ChatClusters, the
-// objects they own, and the Secrets they refer to (metadata only: the
-// operator keeps no Secret content in memory).
+// objects they own, the Secrets they refer to (metadata only: the
+// operator keeps no Secret content in memory) and their pods'
+// PersistentVolumeClaims (status.storage).
 func (r *ChatClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return r.SetupWithManagerOptions(mgr, 1)
 }
@@ -271,6 +294,7 @@ func (r *ChatClusterReconciler) SetupWithManagerOptions(mgr ctrl.Manager, worker
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(clusterOfClaim)).
 		Named("chatcluster").
 		Complete(r)
 }
@@ -301,6 +325,18 @@ func (r *ChatClusterReconciler) clustersForSecret(ctx context.Context, obj clien
 		}
 	}
 	return reqs
+}
+
+// clusterOfClaim maps a PersistentVolumeClaim to the ChatCluster whose pods
+// use it: the StatefulSet controller labels the claims with the pods'
+// selector labels.
+func clusterOfClaim(_ context.Context, obj client.Object) []reconcile.Request {
+	l := obj.GetLabels()
+	name, ok := l[chatv1alpha1.LabelCluster]
+	if !ok || l[chatv1alpha1.LabelName] != chatv1alpha1.LabelNameValue {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
 }
 
 func kindOf(obj client.Object) string {

@@ -193,7 +193,23 @@ func chatdArgs(cc *chatv1alpha1.ChatCluster, plan replicaPlan) []string {
 	if auth.Audience != "" {
 		a = append(a, "--jwt-audience="+auth.Audience)
 	}
+	a = append(a, storageArgs(cc.Spec.Storage)...)
 	return append(a, cc.Spec.Limits.Args()...)
+}
+
+// storageArgs are chatd's storage flags for spec.storage: the data
+// directory on the pod's volume, retention and reserve. None without
+// storage (chatd then keeps history in memory only).
+func storageArgs(s *chatv1alpha1.StorageSpec) []string {
+	if s == nil {
+		return nil
+	}
+	return []string{
+		"--data-dir=" + chatv1alpha1.DataMountPath,
+		"--history-retention=" + s.Retention.MaxAgeOrDefault().String(),
+		"--history-max-messages=" + strconv.FormatInt(s.Retention.MaxMessagesOrDefault(), 10),
+		"--storage-reserve-bytes=" + strconv.FormatInt(s.ReserveBytes(), 10),
+	}
 }
 
 func itoa(v int32) string { return strconv.FormatInt(int64(v), 10) }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
 
@@ -130,5 +132,47 @@ func TestManagedAnnotations(t *testing.T) {
 	got = withManagedAnnotations(got, nil)
 	if len(got) != 1 || got["other"] != "x" {
 		t.Errorf("annotations %v, want only other", got)
+	}
+}
+
+// TestArgsStorage: with spec.storage chatd stores under the volume's mount
+// with the retention and reserve of the spec (defaults filled in); without
+// it, no storage flag at all (memory-only).
+func TestArgsStorage(t *testing.T) {
+	cc := testCluster(3)
+	for _, a := range chatdArgs(cc, replicaPlan{3, 3}) {
+		if strings.HasPrefix(a, "--data-dir") || strings.HasPrefix(a, "--history-retention") ||
+			strings.HasPrefix(a, "--history-max-messages") || strings.HasPrefix(a, "--storage-reserve-bytes") {
+			t.Errorf("memory-only cluster has the storage flag %s", a)
+		}
+	}
+
+	cc.Spec.Storage = &chatv1alpha1.StorageSpec{Size: resource.MustParse("10Gi")}
+	want := []string{
+		"--data-dir=/var/lib/chatd",
+		"--history-retention=720h0m0s",
+		"--history-max-messages=0",
+		"--storage-reserve-bytes=268435456", // a quarter of 10Gi is more than 256Mi
+	}
+	if got := storageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
+		t.Errorf("defaults: %q, want %q", got, want)
+	}
+	if got := chatdArgs(cc, replicaPlan{3, 3}); !slices.Contains(got, want[0]) {
+		t.Errorf("chatdArgs lack %s: %q", want[0], got)
+	}
+
+	cc.Spec.Storage = &chatv1alpha1.StorageSpec{
+		Size:      resource.MustParse("512Mi"),
+		Retention: chatv1alpha1.RetentionSpec{MaxAge: &metav1.Duration{Duration: 0}, MaxMessages: ptr.To[int64](5000)},
+	}
+	want = []string{"--data-dir=/var/lib/chatd", "--history-retention=0s", "--history-max-messages=5000",
+		"--storage-reserve-bytes=134217728"} // a quarter of 512Mi
+	if got := storageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
+		t.Errorf("small volume, retention set: %q, want %q", got, want)
+	}
+
+	cc.Spec.Storage.Reserve = ptr.To(resource.MustParse("1Mi"))
+	if got := storageArgs(cc.Spec.Storage); got[3] != "--storage-reserve-bytes=1048576" {
+		t.Errorf("reserve set: %q, want --storage-reserve-bytes=1048576", got[3])
 	}
 }

@@ -48,9 +48,10 @@ func (statefulSetBuilder) Build(cc *chatv1alpha1.ChatCluster) client.Object {
 	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: cc.Name, Namespace: cc.Namespace}}
 }
 
-// Update sets replicas (per the plan) and the pod template. The fields a
-// StatefulSet cannot change (selector, serviceName, podManagementPolicy) are
-// set when it is created.
+// Update sets replicas (per the plan), the claim retention policy and the
+// pod template. The fields a StatefulSet cannot change (selector,
+// serviceName, podManagementPolicy, volumeClaimTemplates) are set when it is
+// created.
 //
 // The pod template is replaced when it differs from the desired one in a
 // field the operator sets (equality.Semantic.DeepDerivative: fields the
@@ -70,8 +71,10 @@ func (b statefulSetBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Obje
 		// once it has joined others and sees a majority, so OrderedReady would
 		// wait for pod 0 to be ready before creating pod 1: forever.
 		sts.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+		sts.Spec.VolumeClaimTemplates = volumeClaimTemplates(cc)
 	}
 	sts.Spec.Replicas = ptr.To(b.plan.Replicas)
+	sts.Spec.PersistentVolumeClaimRetentionPolicy = claimRetentionPolicy(cc, b.plan)
 	// Rolling updates replace one pod at a time, highest ordinal first, each
 	// after the previous one is ready (whatever podManagementPolicy says).
 	// (maxUnavailable, which the API server may default, is left alone.)
@@ -106,6 +109,62 @@ func (b statefulSetBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Obje
 	return nil
 }
 
+// volumeClaimTemplates is the pods' volume when spec.storage is set: one
+// ReadWriteOnce claim per pod (data-<name>-<ordinal>), labelled like the
+// cluster's other objects (the StatefulSet controller adds the selector
+// labels too, so `kubectl get pvc -l chat.ringchat.io/cluster=<name>` lists
+// them). Fixed once the StatefulSet exists: growing spec.storage.size is
+// applied to the claims themselves (volume_claims.go).
+func volumeClaimTemplates(cc *chatv1alpha1.ChatCluster) []corev1.PersistentVolumeClaim {
+	s := cc.Spec.Storage
+	if s == nil {
+		return nil
+	}
+	var class *string
+	if s.StorageClassName != "" {
+		class = ptr.To(s.StorageClassName)
+	}
+	return []corev1.PersistentVolumeClaim{{
+		ObjectMeta: metav1.ObjectMeta{Name: chatv1alpha1.DataVolumeName, Labels: commonLabels(cc)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: class,
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: s.Size},
+			},
+		},
+	}}
+}
+
+// claimRetentionPolicy decides what happens to the pods' volumes.
+//
+//   - whenDeleted: Retain. Deleting the ChatCluster (and so its
+//     StatefulSet) keeps every volume; a ChatCluster of the same name finds
+//     them again. Delete them by hand (docs: controllers/README.md).
+//   - whenScaled: Delete. A pod removed by a scale-down is given SIGTERM,
+//     hands the rooms it owns to the nodes that stay (chatd's drain, bounded
+//     by drainTimeout within terminationGracePeriodSeconds), and exits; only
+//     then, the pod gone, does the garbage collector delete its claim (the
+//     StatefulSet controller makes the pod the claim's owner). If the drain
+//     times out, the rooms it did not hand off are still stored on their
+//     other replicas (replicationFactor ≥ 2), which take them over.
+//   - Except while the plan is 0 replicas: scaling to 0 stops every pod at
+//     once, with nobody to hand rooms to, so the volumes are kept
+//     (whenScaled: Retain) and the history comes back with the pods.
+//
+// Without storage there are no claims; the API server's default
+// (Retain, Retain) is set so that a reconcile writes nothing.
+func claimRetentionPolicy(cc *chatv1alpha1.ChatCluster, plan replicaPlan) *appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy {
+	p := &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+		WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+		WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+	}
+	if cc.Spec.Storage != nil && plan.Replicas > 0 {
+		p.WhenScaled = appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	}
+	return p
+}
+
 func templateDigest(t corev1.PodTemplateSpec) (string, error) {
 	b, err := json.Marshal(t)
 	if err != nil {
@@ -130,6 +189,19 @@ func podTemplate(cc *chatv1alpha1.ChatCluster, cfg chatdConfig) corev1.PodTempla
 	annotations[chatv1alpha1.AnnotationConfigHash] = cfg.Hash
 
 	volumes, mounts := podVolumes(cc)
+	securityContext := &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To(chatdUID),
+		RunAsGroup:     ptr.To(chatdUID),
+		FSGroup:        ptr.To(chatdUID),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if cc.Spec.Storage != nil {
+		// The volume is chatd's group's from its first start; walking a
+		// store of millions of files at every start to set it again
+		// would delay each restart.
+		securityContext.FSGroupChangePolicy = ptr.To(corev1.FSGroupChangeOnRootMismatch)
+	}
 	affinity := o.Affinity
 	if affinity == nil {
 		affinity = defaultAffinity(cc)
@@ -145,21 +217,15 @@ func podTemplate(cc *chatv1alpha1.ChatCluster, cfg chatdConfig) corev1.PodTempla
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false), // keep Service variables out of chatd's CHATD_ environment
 			TerminationGracePeriodSeconds: ptr.To(cc.TerminationGracePeriodSeconds()),
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   ptr.To(true),
-				RunAsUser:      ptr.To(chatdUID),
-				RunAsGroup:     ptr.To(chatdUID),
-				FSGroup:        ptr.To(chatdUID),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers:                []corev1.Container{chatdContainer(cc, cfg, mounts)},
-			Volumes:                   volumes,
-			Affinity:                  affinity,
-			TopologySpreadConstraints: spread,
-			Tolerations:               o.Tolerations,
-			NodeSelector:              o.NodeSelector,
-			PriorityClassName:         o.PriorityClassName,
-			ImagePullSecrets:          o.ImagePullSecrets,
+			SecurityContext:               securityContext,
+			Containers:                    []corev1.Container{chatdContainer(cc, cfg, mounts)},
+			Volumes:                       volumes,
+			Affinity:                      affinity,
+			TopologySpreadConstraints:     spread,
+			Tolerations:                   o.Tolerations,
+			NodeSelector:                  o.NodeSelector,
+			PriorityClassName:             o.PriorityClassName,
+			ImagePullSecrets:              o.ImagePullSecrets,
 		},
 	}
 }
@@ -239,9 +305,11 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdConfig, mounts []core
 	}
 }
 
-// podVolumes mounts the JWT secret or public key (the one key, as a file
-// with a fixed name: a key such as ".." is a valid Secret key but not a valid
-// file name) and spec.tls's Secret.
+// podVolumes mounts the cluster size, the JWT secret or public key (the one
+// key, as a file with a fixed name: a key such as ".." is a valid Secret key
+// but not a valid file name), spec.tls's Secret, and with spec.storage the
+// pod's claim (its volume comes from the StatefulSet's volumeClaimTemplate,
+// so only the mount is here) at chatd's --data-dir.
 func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeMount) {
 	mode := ptr.To[int32](0o440) // owner and fsGroup (chatd's group) read
 	// The cluster size, from the ConfigMap: mounted as a directory (not
@@ -277,6 +345,9 @@ func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeM
 			DefaultMode: mode,
 		}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolumeName, MountPath: tlsMountDir, ReadOnly: true})
+	}
+	if cc.Spec.Storage != nil {
+		mounts = append(mounts, corev1.VolumeMount{Name: chatv1alpha1.DataVolumeName, MountPath: chatv1alpha1.DataMountPath})
 	}
 	return vols, mounts
 }

@@ -28,6 +28,10 @@ type observed struct {
 	MissingSecrets []string
 	// ReconcileErr is the first error creating or updating an object.
 	ReconcileErr error
+	// Claims are the pods' data claims (spec.storage), as read or grown.
+	Claims []corev1.PersistentVolumeClaim
+	// ResizeErr says which claims could not be grown to spec.storage.size.
+	ResizeErr error
 }
 
 // computeStatus is the status of cc given what the reconcile observed. It
@@ -48,6 +52,11 @@ func computeStatus(cc *chatv1alpha1.ChatCluster, obs observed, now metav1.Time) 
 			}
 			st.ConfigHash = sts.Spec.Template.Annotations[chatv1alpha1.AnnotationConfigHash]
 		}
+	}
+	// A reconcile that failed before reading the claims keeps what the
+	// last one saw.
+	if obs.ReconcileErr == nil || st.Storage == nil {
+		st.Storage = storageStatus(cc, obs.Claims)
 	}
 	// The cluster counts as created once a rollout has finished with every
 	// pod ready; until then, missing or unready pods are not a degradation.
@@ -152,8 +161,8 @@ func progressingCondition(cc *chatv1alpha1.ChatCluster, obs observed, created bo
 }
 
 // degradedCondition: True when the operator cannot reconcile, a referenced
-// Secret is missing, or fewer pods are ready than wanted (not while the
-// cluster is first created).
+// Secret is missing, a volume cannot grow to spec.storage.size, or fewer
+// pods are ready than wanted (not while the cluster is first created).
 func degradedCondition(cc *chatv1alpha1.ChatCluster, obs observed, created bool) metav1.Condition {
 	c := metav1.Condition{Type: chatv1alpha1.ConditionDegraded, Status: metav1.ConditionTrue}
 	desired := cc.DesiredReplicas()
@@ -166,6 +175,8 @@ func degradedCondition(cc *chatv1alpha1.ChatCluster, obs observed, created bool)
 		c.Reason, c.Message = chatv1alpha1.ReasonReconcileFailed, obs.ReconcileErr.Error()
 	case len(obs.MissingSecrets) > 0:
 		c.Reason, c.Message = chatv1alpha1.ReasonSecretNotFound, strings.Join(obs.MissingSecrets, "; ")
+	case obs.ResizeErr != nil:
+		c.Reason, c.Message = chatv1alpha1.ReasonVolumeResizeFailed, obs.ResizeErr.Error()
 	case ready < desired && created:
 		c.Reason = chatv1alpha1.ReasonReplicasNotReady
 		c.Message = fmt.Sprintf("%d of %d nodes ready", ready, desired)

@@ -20,6 +20,7 @@ import (
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -74,6 +75,11 @@ const (
 	msgMinAvailable      = "must be a non-negative number or a percentage such as 50%"
 	msgRate              = "rate must be greater than 0"
 	msgName              = "metadata.name must be at most 52 characters of lower-case letters, digits and '-', starting with a letter: it names the cluster's pods and Services"
+	msgStorageAddRemove  = "storage cannot be added to or removed from an existing ChatCluster: a StatefulSet's volume claims are fixed when it is created; create a new ChatCluster instead"
+	msgStorageShrink     = "storage.size cannot shrink: a volume can only grow"
+	msgStorageClass      = "storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class"
+	msgStorageReserve    = "storage.reserve must be less than storage.size: chatd refuses every new message while its free space is below the reserve"
+	msgStorageMinSize    = "storage.size must be at least 64Mi"
 )
 
 // celCoveredElsewhere are the CEL rules whose refusal
@@ -142,6 +148,22 @@ func limits(l chatv1alpha1.LimitsSpec) func(*chatv1alpha1.ChatCluster) {
 }
 
 func intOrStr(s string) *intstr.IntOrString { v := intstr.Parse(s); return &v }
+
+// storage gives the ChatCluster a volume of size (and class, when not
+// empty).
+func storage(size, class string) func(*chatv1alpha1.ChatCluster) {
+	return func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Storage = &chatv1alpha1.StorageSpec{Size: resource.MustParse(size), StorageClassName: class}
+	}
+}
+
+// withReserve is storage(size, "") with a reserve.
+func withReserve(size, reserve string) func(*chatv1alpha1.ChatCluster) {
+	return func(c *chatv1alpha1.ChatCluster) {
+		storage(size, "")(c)
+		c.Spec.Storage.Reserve = ptr.To(resource.MustParse(reserve))
+	}
+}
 
 // celRows: one or more refused rows per CEL rule (every branch of the rule),
 // and the accepted boundary. The five refusals in celCoveredElsewhere are
@@ -281,6 +303,51 @@ var celRows = []validationRow{
 	{name: "name with a dot", spec: func(c *chatv1alpha1.ChatCluster) { c.Name = "chat.lobby" },
 		field: "<nil>", want: msgName},
 	{name: "name of 52 characters", spec: func(c *chatv1alpha1.ChatCluster) { c.Name = "c" + strings.Repeat("a", 51) }},
+
+	// storage: neither added to nor removed from an existing cluster.
+	{name: "storage added", update: storage("1Gi", ""), field: "spec.storage", want: msgStorageAddRemove},
+	{name: "storage removed", spec: storage("1Gi", ""),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage = nil }, field: "spec.storage", want: msgStorageAddRemove},
+	{name: "storage kept while the rest changes", spec: storage("1Gi", "fast"),
+		update: func(c *chatv1alpha1.ChatCluster) {
+			c.Spec.HistorySize = 2000
+			c.Spec.Storage.Retention.MaxMessages = ptr.To[int64](100)
+		}},
+	{name: "no storage while the rest changes", update: func(c *chatv1alpha1.ChatCluster) { c.Spec.HistorySize = 2000 }},
+
+	// storage.size never shrinks; it may grow or be written another way.
+	{name: "storage size shrunk", spec: storage("2Gi", ""),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.Size = resource.MustParse("2047Mi") },
+		field:  "spec.storage.size", want: msgStorageShrink},
+	{name: "storage size grown", spec: storage("2Gi", ""),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.Size = resource.MustParse("2049Mi") }},
+	{name: "storage size rewritten equal", spec: storage("2Gi", ""),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.Size = resource.MustParse("2048Mi") }},
+
+	// storage.storageClassName is immutable, set or left out.
+	{name: "storageClassName changed", spec: storage("1Gi", "fast"),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.StorageClassName = "slow" },
+		field:  "spec.storage.storageClassName", want: msgStorageClass},
+	{name: "storageClassName added", spec: storage("1Gi", ""),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.StorageClassName = "fast" },
+		field:  "spec.storage.storageClassName", want: msgStorageClass},
+	{name: "storageClassName removed", spec: storage("1Gi", "fast"),
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Storage.StorageClassName = "" },
+		field:  "spec.storage.storageClassName", want: msgStorageClass},
+
+	// storage.reserve below storage.size.
+	{name: "storage reserve equal to size", spec: withReserve("1Gi", "1024Mi"),
+		field: "spec.storage.reserve", want: msgStorageReserve},
+	{name: "storage reserve above size", spec: withReserve("1Gi", "2Gi"),
+		field: "spec.storage.reserve", want: msgStorageReserve},
+	{name: "storage reserve just below size", spec: withReserve("1Gi", "1073741823")},
+	{name: "storage reserve 0", spec: withReserve("64Mi", "0")},
+
+	// storage.size at least 64Mi.
+	{name: "storage size below 64Mi", spec: storage("67108863", ""), field: "spec.storage.size", want: msgStorageMinSize},
+	{name: "storage size negative", spec: storage("-1Gi", ""), field: "spec.storage.size", want: msgStorageMinSize},
+	{name: "storage size 64Mi", spec: storage("64Mi", "")},
+	{name: "storage size written in decimal units", spec: storage("68M", "")},
 }
 
 // schemaRows: the OpenAPI rules (markers other than XValidation).
@@ -414,6 +481,33 @@ var schemaRows = []validationRow{
 	{name: "rate of 17 characters", spec: limits(chatv1alpha1.LimitsSpec{Rate: "1." + strings.Repeat("0", 15)}),
 		field: "spec.limits.rate", want: maxLen(16)},
 	{name: "rate of 16 characters", spec: limits(chatv1alpha1.LimitsSpec{Rate: "1." + strings.Repeat("0", 14)})},
+
+	{name: "storage without size", raw: func(o map[string]any) { setRaw(o, map[string]any{}, "spec", "storage") },
+		field: "spec.storage.size", want: "Required value"},
+	{name: "storage size not a quantity", raw: func(o map[string]any) { setRaw(o, "lots", "spec", "storage", "size") },
+		field: "spec.storage.size", want: "should match", absent: typeConversion},
+	{name: "storage reserve not a quantity", spec: storage("1Gi", ""),
+		raw:   func(o map[string]any) { setRaw(o, "1 Gi", "spec", "storage", "reserve") },
+		field: "spec.storage.reserve", want: "should match", absent: typeConversion},
+	{name: "storageClassName with capitals", spec: storage("1Gi", "Fast"),
+		field: "spec.storage.storageClassName", want: nameRE},
+	{name: "storageClassName empty", spec: storage("1Gi", ""),
+		raw:   func(o map[string]any) { setRaw(o, "", "spec", "storage", "storageClassName") },
+		field: "spec.storage.storageClassName", want: nameRE},
+	{name: "storageClassName of 254 characters", spec: storage("1Gi", strings.Repeat("s", 254)),
+		field: "spec.storage.storageClassName", want: maxLen(253)},
+	{name: "storageClassName of 253 characters", spec: storage("1Gi", strings.Repeat("s", 253))},
+	{name: "retention maxAge not a duration", spec: storage("1Gi", ""),
+		raw:   func(o map[string]any) { setRaw(o, "a month", "spec", "storage", "retention", "maxAge") },
+		field: "spec.storage.retention.maxAge", want: durationRE},
+	{name: "retention maxAge 0s and maxMessages 0", spec: func(c *chatv1alpha1.ChatCluster) {
+		storage("1Gi", "")(c)
+		c.Spec.Storage.Retention = chatv1alpha1.RetentionSpec{MaxAge: dur(0), MaxMessages: ptr.To[int64](0)}
+	}},
+	{name: "retention maxMessages -1", spec: func(c *chatv1alpha1.ChatCluster) {
+		storage("1Gi", "")(c)
+		c.Spec.Storage.Retention.MaxMessages = ptr.To[int64](-1)
+	}, field: "spec.storage.retention.maxMessages", want: minimum(0)},
 }
 
 // TestValidationRules sends each row to the API server.
@@ -546,8 +640,8 @@ func TestEveryCELRuleHasARow(t *testing.T) {
 		}
 	}
 	walk(crd)
-	if len(messages) < 16 {
-		t.Fatalf("found %d CEL rules in the CRD, want at least 16: %q", len(messages), messages)
+	if len(messages) < 21 {
+		t.Fatalf("found %d CEL rules in the CRD, want at least 21: %q", len(messages), messages)
 	}
 
 	refused := map[string]bool{}

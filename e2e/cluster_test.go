@@ -196,16 +196,35 @@ func TestMessagesAcrossPods(t *testing.T) {
 // cluster size the pods read from their mounted ConfigMap, then adds pods;
 // scaling down drains one pod at a time. The original pods are never
 // restarted, every pod ends up applying the new size (settled checks it),
-// and no acknowledged message is lost or duplicated.
+// and no acknowledged message is lost or duplicated. With spec.storage,
+// each new pod gets a volume of its own, and a pod scaled away loses its
+// volume once it is gone (its rooms handed off first).
 func TestScaleUpAndDown(t *testing.T) {
 	ctx, orig := beginChange(t)
 	before := podUIDs(t, ctx)
 	tr := startTraffic(t, ctx)
+	cc, err := env.chatCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := func(n int32) {
+		t.Helper()
+		if cc.Spec.Storage == nil {
+			return
+		}
+		if err := waitFor(ctx, rolloutTimeout, fmt.Sprintf("claims of ordinals 0..%d only, bound", n-1), func(ctx context.Context) (string, bool) {
+			return env.claimsExactly(ctx, cc, n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	up := orig
 	up.replicas = orig.replicas + 2
 	changeAndSettle(t, ctx, tr, rolloutTimeout, up, func() error { return env.scale(ctx, up.replicas) })
+	claims(up.replicas)
 	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
+	claims(orig.replicas)
 	tr.verify()
 	if after := podUIDs(t, ctx); !maps.Equal(after, before) {
 		t.Errorf("pods were replaced by scaling: before %v, after %v", before, after)

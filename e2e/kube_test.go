@@ -139,6 +139,9 @@ func describeStatus(cc *chatv1alpha1.ChatCluster) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "generation=%d observedGeneration=%d spec.replicas=%d replicas=%d ready=%d currentImage=%q configHash=%q",
 		cc.Generation, st.ObservedGeneration, cc.DesiredReplicas(), st.Replicas, st.ReadyReplicas, st.CurrentImage, st.ConfigHash)
+	if s := st.Storage; s != nil {
+		fmt.Fprintf(&b, " storage=%s claims=%d bound=%d", s.Mode, s.Claims, s.BoundClaims)
+	}
 	for _, c := range st.Conditions {
 		fmt.Fprintf(&b, "; %s=%s/%s (gen %d): %s", c.Type, c.Status, c.Reason, c.ObservedGeneration, c.Message)
 	}

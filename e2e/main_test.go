@@ -56,7 +56,8 @@ const (
 
 // minTimeout is the go test -timeout the whole suite needs: rollouts of
 // three to five pods that each drain before stopping take minutes apiece on
-// a small machine, and the suite does eight of them.
+// a small machine, and the suite does eleven of them (the storage tests add
+// three: every pod deleted at once, and a scale up and down).
 const minTimeout = 40 * time.Minute
 
 // environment is what the suite knows about the cluster under test. It is

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The kind end-to-end run behind `make e2e`:
-#   engine → tools → node image → cluster → images → chart → ChatCluster →
-#   Go suite (e2e/, build tag e2e) → helm test of a chart-made ChatCluster →
-#   delete the cluster.
+#   engine → tools → node image → cluster → images → volume provisioner →
+#   chart → ChatCluster → Go suite (e2e/, build tag e2e) → helm test of a
+#   chart-made ChatCluster → delete the cluster.
 # Everything it needs it installs or builds (see docs/testing.md for the cold
 # and warm times); nothing is pulled from a registry.
 #
@@ -51,6 +51,11 @@ step "ringchat images"
 # The rolling-upgrade test switches the ChatCluster to this second tag (same
 # binary: what is tested is the operator's rollout, not a chatd change).
 docker tag "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next"
+step "volume provisioner images (local-path-provisioner, built offline)"
+mapfile -t lpp_images < <("$HACK/local-path-provisioner.sh")
+[ "${#lpp_images[@]}" -eq 2 ] || die "hack/local-path-provisioner.sh printed ${#lpp_images[@]} images, want 2"
+PROVISIONER_IMAGE="${lpp_images[0]}"
+HELPER_IMAGE="${lpp_images[1]}"
 
 # --- cluster -----------------------------------------------------------------------------
 WORK="$(mktemp -d /tmp/ringchat-e2e.XXXXXX)"
@@ -61,11 +66,11 @@ dump() {
 	mkdir -p "$ARTIFACTS"
 	log "dumping cluster state to $ARTIFACTS"
 	kubectl get nodes -o wide >"$ARTIFACTS/nodes.txt" 2>&1 || true
-	kubectl get all,chatclusters,pdb,cm,events -A -o wide >"$ARTIFACTS/objects.txt" 2>&1 || true
+	kubectl get all,chatclusters,pdb,cm,pvc,pv,storageclass,events -A -o wide >"$ARTIFACTS/objects.txt" 2>&1 || true
 	kubectl get chatclusters -A -o yaml >"$ARTIFACTS/chatclusters.yaml" 2>&1 || true
 	kubectl get events -A --sort-by=.lastTimestamp >"$ARTIFACTS/events.txt" 2>&1 || true
 	local ns pod
-	for ns in "$OPERATOR_NS" "$E2E_NS" kube-system; do
+	for ns in "$OPERATOR_NS" "$E2E_NS" kube-system local-path-storage; do
 		for pod in $(kubectl get pods -n "$ns" -o name 2>/dev/null); do
 			kubectl logs -n "$ns" "$pod" --all-containers --prefix --tail=-1 >"$ARTIFACTS/$ns-${pod#pod/}.log" 2>&1 || true
 			kubectl logs -n "$ns" "$pod" --all-containers --prefix --previous >"$ARTIFACTS/$ns-${pod#pod/}.previous.log" 2>/dev/null || true
@@ -166,9 +171,23 @@ kubectl wait --for=condition=Ready nodes --all --timeout=180s >&2
 kubectl -n kube-system rollout status deployment/coredns --timeout=180s >&2
 
 step "load images into the nodes"
-for img in "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next" "ringchat/ringchat-operator:$TAG" "ringchat/chatctl:$TAG"; do
+for img in "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next" "ringchat/ringchat-operator:$TAG" "ringchat/chatctl:$TAG" \
+	"$PROVISIONER_IMAGE" "$HELPER_IMAGE"; do
 	"$KIND" load docker-image "$img" --name "$CLUSTER_NAME" >&2
 done
+
+# The chatd pods' volumes come from a real dynamic provisioner, the default
+# StorageClass. kind installs a "standard" default class of its own; from a
+# node image built here its provisioner does not exist (kind falls back to
+# the in-tree host-path one, which no controller runs), so its default mark
+# is taken off.
+step "dynamic volume provisioner (local-path, default StorageClass)"
+for sc in $(kubectl get storageclass -o name); do
+	kubectl annotate "$sc" storageclass.kubernetes.io/is-default-class=false --overwrite >&2
+done
+sed -e "s#@PROVISIONER_IMAGE@#$PROVISIONER_IMAGE#" -e "s#@HELPER_IMAGE@#$HELPER_IMAGE#" \
+	"$ROOT/e2e/testdata/local-path-provisioner.yaml" | kubectl apply -f - >&2
+kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout=180s >&2
 
 step "helm install the operator"
 "$HELM" install ringchat "$ROOT/charts/ringchat" --namespace "$OPERATOR_NS" --create-namespace \
@@ -176,7 +195,7 @@ step "helm install the operator"
 	--set tests.image.tag="$TAG" --set tests.image.pullPolicy=Never \
 	--wait --timeout 5m >&2
 
-step "apply a 3-replica ChatCluster"
+step "apply a 3-replica ChatCluster with storage"
 kubectl create namespace "$E2E_NS" >&2
 sed "s#@IMAGE@#ringchat/chatd:$TAG#" "$ROOT/e2e/testdata/chatcluster.yaml" | kubectl apply -n "$E2E_NS" -f - >&2
 kubectl wait -n "$E2E_NS" chatcluster/chat --for=condition=Available --timeout=10m >&2

@@ -42,6 +42,14 @@ const (
 	// longest label ClusterLabel derives.
 	MaxClusterLabelLength = 64
 
+	// DefaultRetentionMaxAge is spec.storage.retention.maxAge when left
+	// out (chatd's --history-retention default: 30 days).
+	DefaultRetentionMaxAge = 720 * time.Hour
+	// MaxDefaultStorageReserve caps the reserve derived from
+	// spec.storage.size when spec.storage.reserve is left out (chatd's own
+	// --storage-reserve-bytes default).
+	MaxDefaultStorageReserve int64 = 256 << 20
+
 	chatdDefaultSendQueue      = 4096 // chatd --send-queue default
 	chatdSendQueueHistorySlack = 16   // chatd: --send-queue >= --history-size + 16
 )
@@ -59,6 +67,16 @@ const (
 	AnnotationConfigHash = "chat.ringchat.io/config-hash"
 )
 
+// Names of the volume that holds a pod's history (spec.storage).
+const (
+	// DataVolumeName is the name of the StatefulSet's volumeClaimTemplate,
+	// so each pod's PersistentVolumeClaim is data-<cluster>-<ordinal>.
+	DataVolumeName = "data"
+	// DataMountPath is where the volume is mounted in the chatd container,
+	// and chatd's --data-dir.
+	DataMountPath = "/var/lib/chatd"
+)
+
 // PreStopSleepSeconds is how long a stopping chatd pod keeps serving as
 // usual before it gets SIGTERM (a preStop sleep; the image has no shell):
 // the time for its removal from the Service's endpoints to reach every
@@ -70,6 +88,12 @@ const PreStopSleepSeconds = 5
 // shutdownTimeout: the preStop sleep, chatd's leave of the gossip cluster
 // (up to 5 s after the shutdown), and a margin.
 const terminationGraceExtra = PreStopSleepSeconds*time.Second + 10*time.Second
+
+// storageCloseGrace is the extra grace of a pod with a volume: after its
+// shutdown chatd syncs and closes its store. Killed during it, nothing
+// acknowledged is lost (it is on disk already), but the next start replays
+// the store's log.
+const storageCloseGrace = 10 * time.Second
 
 // DesiredReplicas is spec.replicas, or its default when unset.
 func (c *ChatCluster) DesiredReplicas() int32 {
@@ -138,12 +162,52 @@ func (c *ChatCluster) ShutdownTimeout() time.Duration {
 }
 
 // TerminationGracePeriodSeconds is the pods' terminationGracePeriodSeconds:
-// on SIGTERM chatd drains (up to drainTimeout), shuts down (up to
-// shutdownTimeout), then leaves the gossip cluster (up to 5 s); the kubelet
-// must not kill it before. Rounded up to whole seconds.
+// on SIGTERM chatd drains (up to drainTimeout: it hands its rooms off),
+// shuts down (up to shutdownTimeout), leaves the gossip cluster (up to 5 s)
+// and, with storage, closes its store; the kubelet must not kill it before.
+// A pod scaled away loses its volume only once it is gone, so the grace
+// period is also what bounds its handoff. Rounded up to whole seconds.
 func (c *ChatCluster) TerminationGracePeriodSeconds() int64 {
 	d := c.DrainTimeout() + c.ShutdownTimeout() + terminationGraceExtra
+	if c.Spec.Storage != nil {
+		d += storageCloseGrace
+	}
 	return int64((d + time.Second - 1) / time.Second)
+}
+
+// DataClaimName is the PersistentVolumeClaim of the pod with the given
+// ordinal when spec.storage is set (the StatefulSet controller's naming:
+// <template>-<StatefulSet>-<ordinal>).
+func (c *ChatCluster) DataClaimName(ordinal int32) string {
+	return DataVolumeName + "-" + c.Name + "-" + strconv.FormatInt(int64(ordinal), 10)
+}
+
+// MaxAgeOrDefault is retention.maxAge (chatd --history-retention), or its default;
+// 0 keeps messages for ever.
+func (r *RetentionSpec) MaxAgeOrDefault() time.Duration {
+	if r.MaxAge == nil {
+		return DefaultRetentionMaxAge
+	}
+	return r.MaxAge.Duration
+}
+
+// MaxMessagesOrDefault is retention.maxMessages (chatd
+// --history-max-messages); 0, the default, means no count limit.
+func (r *RetentionSpec) MaxMessagesOrDefault() int64 {
+	if r.MaxMessages == nil {
+		return 0
+	}
+	return *r.MaxMessages
+}
+
+// ReserveBytes is chatd --storage-reserve-bytes: reserve, or when left
+// out a quarter of size, at most MaxDefaultStorageReserve (so that a small
+// volume is not all reserve).
+func (s *StorageSpec) ReserveBytes() int64 {
+	if s.Reserve != nil {
+		return s.Reserve.Value()
+	}
+	return min(MaxDefaultStorageReserve, s.Size.Value()/4)
 }
 
 // ExpectedNodes is the cluster size the pods are meant to apply once every

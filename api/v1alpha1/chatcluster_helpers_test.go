@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -267,5 +268,46 @@ func TestDeepCopyIsDeep(t *testing.T) {
 	cp.Spec.PodTemplate.Labels["team"] = "other"
 	if *c.Spec.Replicas != 3 || c.Spec.PodTemplate.Labels["team"] != "chat" {
 		t.Error("DeepCopy shares memory with the original")
+	}
+}
+
+// TestStorageHelpers: the claim names the StatefulSet controller gives,
+// retention defaults, the reserve derived from the size (a quarter, at most
+// chatd's 256Mi) or set, and the extra grace a pod with a store gets.
+func TestStorageHelpers(t *testing.T) {
+	c := newCluster("chat", "prod")
+	if got := c.DataClaimName(12); got != "data-prod-12" {
+		t.Errorf("DataClaimName(12) = %q, want data-prod-12", got)
+	}
+	var r RetentionSpec
+	if r.MaxAgeOrDefault() != 720*time.Hour || r.MaxMessagesOrDefault() != 0 {
+		t.Errorf("empty retention: %v %d, want 720h and 0", r.MaxAgeOrDefault(), r.MaxMessagesOrDefault())
+	}
+	r = RetentionSpec{MaxAge: &metav1.Duration{}, MaxMessages: ptr.To[int64](7)}
+	if r.MaxAgeOrDefault() != 0 || r.MaxMessagesOrDefault() != 7 {
+		t.Errorf("retention 0s, 7: %v %d", r.MaxAgeOrDefault(), r.MaxMessagesOrDefault())
+	}
+	for _, tc := range []struct {
+		size, reserve string
+		want          int64
+	}{
+		{"64Mi", "", 16 << 20},
+		{"1Gi", "", 256 << 20},
+		{"100Gi", "", 256 << 20},
+		{"1Gi", "0", 0},
+		{"100Gi", "2Gi", 2 << 30},
+	} {
+		s := StorageSpec{Size: resource.MustParse(tc.size)}
+		if tc.reserve != "" {
+			s.Reserve = ptr.To(resource.MustParse(tc.reserve))
+		}
+		if got := s.ReserveBytes(); got != tc.want {
+			t.Errorf("size %s reserve %q: ReserveBytes() = %d, want %d", tc.size, tc.reserve, got, tc.want)
+		}
+	}
+	memoryOnly := c.TerminationGracePeriodSeconds()
+	c.Spec.Storage = &StorageSpec{Size: resource.MustParse("1Gi")}
+	if got := c.TerminationGracePeriodSeconds(); got != memoryOnly+10 {
+		t.Errorf("grace with storage %d, want %d + 10 s to close the store", got, memoryOnly)
 	}
 }

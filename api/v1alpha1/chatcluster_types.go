@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -11,13 +12,17 @@ import (
 // and how the cluster is exposed.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 0 || !has(self.replicationFactor) || self.replicationFactor <= self.replicas",message="replicationFactor cannot exceed replicas",fieldPath=".replicationFactor"
+// +kubebuilder:validation:XValidation:rule="has(self.storage) == has(oldSelf.storage)",message="storage cannot be added to or removed from an existing ChatCluster: a StatefulSet's volume claims are fixed when it is created; create a new ChatCluster instead",fieldPath=".storage"
 type ChatClusterSpec struct {
 	// Number of chatd nodes (pods). Each room is owned by one node and stored
 	// on replicationFactor nodes, so replicas must be at least
-	// replicationFactor unless it is 0 (0 stops the cluster, and its rooms and
-	// history with it: chatd keeps them in memory). The operator scales one
-	// node at a time so rooms move without losing acknowledged messages. Also
-	// set through the scale subresource (kubectl scale, HorizontalPodAutoscaler).
+	// replicationFactor unless it is 0. 0 stops the cluster: without storage
+	// its rooms and history go with it (chatd keeps them in memory); with
+	// storage the volumes are kept and the history comes back with the pods.
+	// The operator scales one node at a time so rooms move without losing
+	// acknowledged messages; a node scaled away hands its rooms off before
+	// its volume is deleted. Also set through the scale subresource (kubectl
+	// scale, HorizontalPodAutoscaler).
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
@@ -56,7 +61,9 @@ type ChatClusterSpec struct {
 	Gossip GossipSpec `json:"gossip,omitempty"`
 
 	// Messages kept per room, in memory, for resume after a reconnect and for
-	// history paging (chatd --history-size).
+	// history paging (chatd --history-size). With storage this is the
+	// in-memory part of a room's history; older messages are read from the
+	// volume, within storage.retention.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=100000
@@ -123,6 +130,77 @@ type ChatClusterSpec struct {
 	// default.
 	// +optional
 	Limits *LimitsSpec `json:"limits,omitempty"`
+
+	// Durable history: each chatd pod gets a PersistentVolumeClaim and keeps
+	// every room it owns or replicates on it (chatd --data-dir), so history
+	// survives restarts, idle rooms and the loss of every pod at once. Left
+	// out, the cluster is memory-only: each room keeps its last historySize
+	// messages in the memory of its owner and replicas, and loses them when
+	// they all stop. Cannot be added to or removed from an existing
+	// ChatCluster.
+	// +optional
+	Storage *StorageSpec `json:"storage,omitempty"`
+}
+
+// StorageSpec is the volume of each chatd pod and what chatd keeps on it.
+//
+// The volumes (PersistentVolumeClaims named data-<name>-<ordinal>, labelled
+// with the pods' selector labels) are kept when the ChatCluster is deleted,
+// and when it is scaled to 0; a pod removed by a scale-down hands its rooms
+// off before it stops, and its volume is deleted once the pod is gone.
+//
+// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self.size)) || !isQuantity(string(oldSelf.size)) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",message="storage.size cannot shrink: a volume can only grow",fieldPath=".size"
+// +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="storage.storageClassName is immutable: the volumes exist already; create a new ChatCluster to use another class",fieldPath=".storageClassName"
+// +kubebuilder:validation:XValidation:rule="!has(self.reserve) || !isQuantity(string(self.size)) || !isQuantity(string(self.reserve)) || quantity(string(self.reserve)).compareTo(quantity(string(self.size))) < 0",message="storage.reserve must be less than storage.size: chatd refuses every new message while its free space is below the reserve",fieldPath=".reserve"
+type StorageSpec struct {
+	// Capacity requested for each pod's volume, such as "10Gi"; at least
+	// 64Mi. It can grow, never shrink: the operator then asks each existing
+	// volume for the new size, which needs a StorageClass with
+	// allowVolumeExpansion (status.storage shows the smallest capacity the
+	// volumes have).
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="storage.size must be at least 64Mi"
+	// +required
+	Size resource.Quantity `json:"size"`
+
+	// StorageClass of the volumes. Left out, the Kubernetes cluster's
+	// default StorageClass. Immutable.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	StorageClassName string `json:"storageClassName,omitempty"`
+
+	// How long and how much history each room keeps on disk; compaction
+	// removes what falls outside.
+	// +kubebuilder:default={}
+	// +optional
+	Retention RetentionSpec `json:"retention,omitempty"`
+
+	// Free space chatd keeps on its volume (chatd --storage-reserve-bytes):
+	// below it, new messages are refused with the protocol error
+	// storage_full while joins, history and resumes go on. Must be less than
+	// size. Left out: a quarter of size, at most 256Mi.
+	// +optional
+	Reserve *resource.Quantity `json:"reserve,omitempty"`
+}
+
+// RetentionSpec bounds each room's stored history by age and by count; a
+// message is removed as soon as it falls outside either bound.
+type RetentionSpec struct {
+	// Messages older than this are removed (chatd --history-retention),
+	// such as "720h" (30 days, the default); "0s" keeps them for ever.
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+
+	// The newest messages kept per room (chatd --history-max-messages);
+	// 0, the default, means no count limit.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxMessages *int64 `json:"maxMessages,omitempty"`
 }
 
 // AuthSpec says how clients authenticate.
@@ -481,6 +559,10 @@ const (
 	// ReasonReconcileFailed: the operator failed to create or update an
 	// object; the message says which (Degraded=True).
 	ReasonReconcileFailed = "ReconcileFailed"
+	// ReasonVolumeResizeFailed: a volume could not be grown to
+	// spec.storage.size, typically because its StorageClass does not allow
+	// expansion; the message says which and why (Degraded=True).
+	ReasonVolumeResizeFailed = "VolumeResizeFailed"
 )
 
 // ChatClusterStatus is the observed state of a ChatCluster.
@@ -517,6 +599,45 @@ type ChatClusterStatus struct {
 	// Hash of the chatd configuration the pods run; a new hash rolls the pods.
 	// +optional
 	ConfigHash string `json:"configHash,omitempty"`
+
+	// Where the pods keep history, and the state of their volumes.
+	// +optional
+	Storage *StorageStatus `json:"storage,omitempty"`
+}
+
+// StorageMode says where a ChatCluster's pods keep history.
+// +kubebuilder:validation:Enum=Persistent;Memory
+type StorageMode string
+
+const (
+	// StorageModePersistent: every pod keeps history on its own volume
+	// (spec.storage).
+	StorageModePersistent StorageMode = "Persistent"
+	// StorageModeMemory: history lives only in the memory of each room's
+	// owner and replicas (no spec.storage).
+	StorageModeMemory StorageMode = "Memory"
+)
+
+// StorageStatus is the state of a ChatCluster's volumes.
+type StorageStatus struct {
+	// Persistent when the pods keep history on volumes (spec.storage),
+	// Memory when they keep it in memory only.
+	// +required
+	Mode StorageMode `json:"mode"`
+
+	// PersistentVolumeClaims of the cluster that exist, including those of
+	// pods scaled away whose volumes are kept.
+	// +optional
+	Claims int32 `json:"claims,omitempty"`
+
+	// Of those, the claims bound to a volume.
+	// +optional
+	BoundClaims int32 `json:"boundClaims,omitempty"`
+
+	// Smallest capacity among the bound volumes: the most history any node
+	// is sure to have room for. Below spec.storage.size while volumes grow.
+	// +optional
+	Capacity *resource.Quantity `json:"capacity,omitempty"`
 }
 
 // ChatCluster runs a cluster of ringchat chat servers (chatd): WebSocket chat
@@ -530,6 +651,7 @@ type ChatClusterStatus struct {
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`,description="Desired chatd nodes"
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`,description="Ready chatd nodes"
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`,description="chatd image"
+// +kubebuilder:printcolumn:name="Storage",type=string,JSONPath=`.status.storage.mode`,description="Where history is kept: Persistent (volumes) or Memory"
 // +kubebuilder:printcolumn:name="Available",type=string,JSONPath=`.status.conditions[?(@.type=="Available")].status`,description="Whether clients can connect and send"
 // +kubebuilder:printcolumn:name="Progressing",type=string,JSONPath=`.status.conditions[?(@.type=="Progressing")].status`,priority=1,description="Whether a rollout or scaling is under way"
 // +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`,priority=1,description="Whether the cluster runs below its spec"

@@ -208,6 +208,12 @@ var allOptions = []string{
 	"--set", "cluster.resources.limits.cpu=2",
 	"--set", "cluster.resources.limits.memory=2Gi",
 	"--set", "cluster.pdb.minAvailable=60%",
+	"--set", "cluster.storage.enabled=true",
+	"--set", "cluster.storage.size=20Gi",
+	"--set", "cluster.storage.storageClassName=fast-ssd",
+	"--set", "cluster.storage.retention.maxAge=168h",
+	"--set", "cluster.storage.retention.maxMessages=100000",
+	"--set", "cluster.storage.reserve=1Gi",
 	"--set", "cluster.podTemplate.labels.team=chat",
 	"--set", "cluster.podTemplate.annotations.note=hi",
 	"--set", "cluster.podTemplate.nodeSelector.pool=chat",
@@ -234,13 +240,16 @@ var (
 	noResourcesOptions = []string{"--set", "resources.requests.cpu=", "--set", "resources.limits=null",
 		"--set", "cluster.enabled=true", "--set", "cluster.resources.requests=null", "--set", "cluster.resources.limits.memory="}
 	pdbMaxOptions = []string{"--set", "cluster.enabled=true", "--set", "cluster.pdb.maxUnavailable=0"}
+	// Storage with its defaults: no class (the cluster's default), no
+	// reserve (chatd's derived one).
+	storageDefaultOptions = []string{"--set", "cluster.enabled=true", "--set", "cluster.storage.enabled=true"}
 )
 
 // optionSets are the renderings TestEveryValueIsSet looks through.
 var optionSets = map[string][]string{
 	"allOptions": allOptions, "fullnameOptions": fullnameOptions, "existingSAOption": existingSAOption,
 	"defaultSAOption": defaultSAOption, "noTestsOptions": noTestsOptions, "jwtOptions": jwtOptions,
-	"noResourcesOptions": noResourcesOptions, "pdbMaxOptions": pdbMaxOptions,
+	"noResourcesOptions": noResourcesOptions, "pdbMaxOptions": pdbMaxOptions, "storageDefaultOptions": storageDefaultOptions,
 }
 
 func TestLintStrict(t *testing.T) {
@@ -509,6 +518,12 @@ func TestRenderAllOptions(t *testing.T) {
 			"limits":   obj{"cpu": float64(2), "memory": "2Gi"},
 		},
 		"podDisruptionBudget": obj{"minAvailable": "60%"},
+		"storage": obj{
+			"size":             "20Gi",
+			"storageClassName": "fast-ssd",
+			"retention":        obj{"maxAge": "168h", "maxMessages": float64(100000)},
+			"reserve":          "1Gi",
+		},
 		"podTemplate": obj{
 			"labels":       obj{"team": "chat"},
 			"annotations":  obj{"note": "hi"},
@@ -712,6 +727,18 @@ func TestRenderPDB(t *testing.T) {
 	}
 }
 
+// TestRenderStorage: cluster.storage.enabled with its defaults gives the
+// ChatCluster a 10Gi volume of the default class, 30 days of history, no
+// count limit and no reserve (the operator derives it); disabled (the
+// default, TestRenderClusterDefaultsAndJWT) gives no storage at all.
+func TestRenderStorage(t *testing.T) {
+	cc := find(t, render(t, storageDefaultOptions...), "ChatCluster", "rel")
+	want := obj{"size": "10Gi", "retention": obj{"maxAge": "720h", "maxMessages": float64(0)}}
+	if got := get(cc, "spec", "storage"); !reflect.DeepEqual(got, want) {
+		t.Errorf("storage %v, want %v", got, want)
+	}
+}
+
 // TestSingleInstallWithCluster: one `helm install --set cluster.enabled=true`
 // creates the CRD, the operator and the ChatCluster. Helm maps every object
 // of a release to an API resource before creating any, so the release must
@@ -772,6 +799,13 @@ func TestRenderRejectsBadValues(t *testing.T) {
 		{[]string{"--set", "cluster.pdb.maxUnavailable=-1"}, []string{"/cluster/pdb/maxUnavailable"}},
 		{[]string{"--set", "cluster.pdb.minAvailable=half"}, []string{"/cluster/pdb/minAvailable"}},
 		{[]string{"--set", "cluster.podTemplate.bogus=1"}, []string{"/cluster/podTemplate", "bogus"}},
+		{[]string{"--set", "cluster.storage.bogus=1"}, []string{"/cluster/storage", "bogus"}},
+		{[]string{"--set", "cluster.storage.size=lots"}, []string{"/cluster/storage/size"}},
+		{[]string{"--set", "cluster.storage.size=-1Gi"}, []string{"/cluster/storage/size"}},
+		{[]string{"--set", "cluster.storage.storageClassName=Fast_SSD"}, []string{"/cluster/storage/storageClassName"}},
+		{[]string{"--set", "cluster.storage.retention.maxAge=forever"}, []string{"/cluster/storage/retention/maxAge"}},
+		{[]string{"--set", "cluster.storage.retention.maxMessages=-1"}, []string{"/cluster/storage/retention/maxMessages"}},
+		{[]string{"--set", "cluster.storage.reserve=some"}, []string{"/cluster/storage/reserve"}},
 		{[]string{"--set", "cluster.podTemplate.tolerations=x"}, []string{"/cluster/podTemplate/tolerations"}},
 		{[]string{"--set", "cluster.enabled=true", "--set", "cluster.pdb.maxUnavailable=1", "--set", "cluster.pdb.minAvailable=50%"},
 			[]string{"cluster.pdb: set maxUnavailable or minAvailable, not both"}},
