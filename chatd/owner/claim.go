@@ -48,7 +48,7 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.noticed = make(chan struct{})
 	r.stopRetry()
 	clear(r.syncs)
-	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 {
+	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 {
 		// Alone: nobody else can hold the room or write it.
 		term := s.nextTermLocked(r, knownTerm)
 		r.finishClaimLocked(term)
