@@ -31,6 +31,9 @@ type ServerSample struct {
 	HeapInuseBytes  uint64
 	StackInuseBytes uint64
 	Goroutines      uint64
+	// RoomsInMemory is chatd_rooms_owned + chatd_rooms_replicated: the
+	// rooms (and replica copies) the node holds in memory.
+	RoomsInMemory uint64
 }
 
 // serverStats samples the server under test from /proc/<pid> (RSS, CPU)
@@ -120,6 +123,7 @@ func (s *serverStats) sample() (ServerSample, error) {
 			out.HeapInuseBytes = uint64(m["go_memstats_heap_inuse_bytes"])
 			out.StackInuseBytes = uint64(m["go_memstats_stack_inuse_bytes"])
 			out.Goroutines = uint64(m["go_goroutines"])
+			out.RoomsInMemory = uint64(m["chatd_rooms_owned"] + m["chatd_rooms_replicated"])
 		}
 	}
 	if s.pid > 0 {
@@ -158,6 +162,8 @@ var wantedMetrics = map[string]bool{
 	"go_memstats_heap_inuse_bytes":  true,
 	"go_memstats_stack_inuse_bytes": true,
 	"go_goroutines":                 true,
+	"chatd_rooms_owned":             true,
+	"chatd_rooms_replicated":        true,
 }
 
 // parseMetrics reads unlabelled series named in wantedMetrics.
