@@ -49,6 +49,11 @@ func TestRoomsDurableAckLatency(t *testing.T) {
 	if s.Latency.Count != 3*s.AckLatency.Count {
 		t.Fatalf("%d delivery samples for %d acked sends in rooms of 3", s.Latency.Count, s.AckLatency.Count)
 	}
+	// Every ack waited for a sync: the store synced, at least one write
+	// each time.
+	if ss := s.StoreSync; ss == nil || ss.SyncsPerSec <= 0 || ss.WritesPerSync < 1 || ss.MeanSyncMS <= 0 {
+		t.Fatalf("store sync figures %+v", s.StoreSync)
+	}
 	if rep.Params["rate_per_connection"] != 10.0 {
 		t.Fatalf("--total-rate 120 over 12 connections: rate_per_connection %v", rep.Params["rate_per_connection"])
 	}
@@ -225,6 +230,9 @@ func TestFillHistoryReady(t *testing.T) {
 	if !rep.OK || !rep.Integrity.Clean || f.RoomsFilled != rooms || f.Messages != rooms*perRoom || f.AckLatency.Count != rooms*perRoom ||
 		rep.Integrity.Delivered != rooms*perRoom || rep.Integrity.Published != rooms*perRoom {
 		t.Fatalf("fill:\n%s", reportText(rep))
+	}
+	if f.StoreSync == nil || f.StoreSync.WritesPerSync < 1 {
+		t.Fatalf("fill without store sync figures:\n%s", reportText(rep))
 	}
 	if f.Idle == nil || !f.Idle.RoomsGone || f.Idle.RSSBytes == 0 || rep.Server == nil || !strings.HasPrefix(rep.Server.Source, "proc") {
 		t.Fatalf("idle memory %+v, server %+v:\n%s", f.Idle, rep.Server, reportText(rep))

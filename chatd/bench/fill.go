@@ -57,6 +57,8 @@ type FillReport struct {
 	MessagesPerSec float64 `json:"messages_per_sec"`
 	// AckLatency is send→ack of every message, under the fill's load.
 	AckLatency LatencyReport `json:"ack_latency"`
+	// StoreSync is the first server's group commits during the fill.
+	StoreSync *StoreSyncReport `json:"store_sync,omitempty"`
 	// Samples of what went wrong, at most a few.
 	Problems []string `json:"problems,omitempty"`
 	// Idle is the server's memory after the fill, once idle.
@@ -126,6 +128,7 @@ func Fill(ctx context.Context, cfg FillConfig) (*Report, error) {
 	rep.Connections = ConnReport{Requested: conns, Opened: int(f.opened.Load()), Failed: conns - int(f.opened.Load()),
 		FailureSamples: f.dialErrs, ClosedByServer: f.closeCodes}
 	rep.Server = run.serverReport(before, before, after)
+	fr.StoreSync = storeSyncReport(before, after)
 	rep.Integrity = f.integrity()
 	if fr.RoomsShort > 0 || fr.RoomsFailed > 0 {
 		rep.Integrity.Clean = false

@@ -92,6 +92,9 @@ type StepReport struct {
 	// send to reading its ack (with --data-dir, the ack waits for the
 	// message to be on disk on every copy). Nil when nothing was acked.
 	AckLatency *LatencyReport `json:"ack_latency,omitempty"`
+	// StoreSync is the first server's group commits in the step (with
+	// --data-dir and /metrics).
+	StoreSync *StoreSyncReport `json:"store_sync,omitempty"`
 	// CPU figures are percent of one core: the server's, chatbench's own,
 	// the whole machine's (all cores, so up to 100 × cores) and what
 	// remains (other processes, kernel work not charged to either). A
@@ -104,6 +107,19 @@ type StepReport struct {
 	// publishes below target, or p99 above the limit; Reason says which.
 	Behind bool   `json:"behind"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// StoreSyncReport describes a server's group commits over a window, from
+// its chatd_store_sync_seconds and chatd_store_sync_writes histograms:
+// how often the store synced, how long a sync took, how many writes shared
+// one (group commit at work when above 1), and the share of the window
+// the syncer spent syncing (near 100%: the disk's sync latency bounds the
+// durable rate).
+type StoreSyncReport struct {
+	SyncsPerSec   float64 `json:"syncs_per_sec"`
+	MeanSyncMS    float64 `json:"mean_sync_ms"`
+	WritesPerSync float64 `json:"writes_per_sync"`
+	BusyPercent   float64 `json:"busy_percent"`
 }
 
 // LatencyReport summarises a latency histogram, in milliseconds.
@@ -236,10 +252,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if hasAckLatency(r.Steps) {
-		p("\nstep\tacked/s\tack p50 ms\tack p90 ms\tack p99 ms\tack p99.9 ms\tack max ms\tsamples\t\n")
+		p("\nstep\tacked/s\tack p50 ms\tack p90 ms\tack p99 ms\tack p99.9 ms\tack max ms\tsamples\tsyncs/s\twrites/sync\tmean sync ms\tsyncer busy\t\n")
 		for _, s := range r.Steps {
 			if a := s.AckLatency; a != nil {
-				p("%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t\n", s.Step, formatRate(s.AckedPerSec), a.P50MS, a.P90MS, a.P99MS, a.P999MS, a.MaxMS, a.Count)
+				p("%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%s\t\n", s.Step, formatRate(s.AckedPerSec), a.P50MS, a.P90MS, a.P99MS, a.P999MS, a.MaxMS, a.Count, formatSync(s.StoreSync))
 			}
 		}
 	}
@@ -270,6 +286,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+func formatSync(s *StoreSyncReport) string {
+	if s == nil {
+		return "-\t-\t-\t-"
+	}
+	return fmt.Sprintf("%.0f\t%.1f\t%.2f\t%.0f%%", s.SyncsPerSec, s.WritesPerSync, s.MeanSyncMS, s.BusyPercent)
 }
 
 func hasAckLatency(steps []StepReport) bool {

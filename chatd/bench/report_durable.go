@@ -13,6 +13,9 @@ func (r *Report) writeDurable(p func(format string, args ...any)) {
 			f.Rooms, f.RoomPrefix, f.MessagesPerRoom, f.RoomsFilled, f.RoomsShort, f.RoomsFailed, f.RoomsNotEmpty)
 		p("fill rate\tacked %d in %.1fs  %s msgs/s\n", f.Messages, f.Seconds, formatRate(f.MessagesPerSec))
 		p("fill send→ack\t%s\n", formatLatency(f.AckLatency))
+		if s := f.StoreSync; s != nil {
+			p("store syncs\t%.0f/s  %.1f writes/sync  mean sync %.2f ms  syncer busy %.0f%%\n", s.SyncsPerSec, s.WritesPerSync, s.MeanSyncMS, s.BusyPercent)
+		}
 		for _, s := range f.Problems {
 			p("fill problem\t%s\n", s)
 		}

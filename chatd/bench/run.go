@@ -524,6 +524,7 @@ func (r *runState) fillStep(s *StepReport, a, b window) {
 	if r.stats.source != "none" && a.serverErr == nil && b.serverErr == nil {
 		cpu := 100 * (b.server.CPUSeconds - a.server.CPUSeconds) / dt
 		s.ServerCPUPercent = &cpu
+		s.StoreSync = storeSyncReport(a, b)
 	}
 	if a.machineErr == nil && b.machineErr == nil {
 		m := 100 * (b.machineSec - a.machineSec) / dt
@@ -532,6 +533,22 @@ func (r *runState) fillStep(s *StepReport, a, b window) {
 			other := max(m-*s.ServerCPUPercent-s.ClientCPUPercent, 0)
 			s.OtherCPUPercent = &other
 		}
+	}
+}
+
+// storeSyncReport is the first node's group commits between two marks,
+// nil when it made none (no --data-dir, or no /metrics).
+func storeSyncReport(a, b window) *StoreSyncReport {
+	if a.serverErr != nil || b.serverErr != nil || b.server.StoreSyncs <= a.server.StoreSyncs {
+		return nil
+	}
+	dt := b.at.Sub(a.at).Seconds()
+	syncs := float64(b.server.StoreSyncs - a.server.StoreSyncs)
+	return &StoreSyncReport{
+		SyncsPerSec:   syncs / dt,
+		MeanSyncMS:    1000 * (b.server.StoreSyncSeconds - a.server.StoreSyncSeconds) / syncs,
+		WritesPerSync: float64(b.server.StoreSyncedWrites-a.server.StoreSyncedWrites) / syncs,
+		BusyPercent:   100 * (b.server.StoreSyncSeconds - a.server.StoreSyncSeconds) / dt,
 	}
 }
 
