@@ -144,9 +144,13 @@ func Ready(ctx context.Context, cfg ReadyConfig) (*Report, error) {
 		room := RoomName(cfg.RoomPrefix, rand.IntN(cfg.Rooms))
 		rr.FirstPageRoom = room
 		page, lat, err := firstPage(ctx, run, room)
+		rep.Connections.Requested = 1
 		if err != nil {
+			rep.Connections.Failed = 1
+			rep.Connections.FailureSamples = []string{err.Error()}
 			return run.finish(ctx, rep, fmt.Errorf("first page of %s: %w", room, err)), nil
 		}
+		rep.Connections.Opened = 1
 		rr.FirstPageSeconds = time.Since(rr.StartedAt).Seconds()
 		rr.FirstPageMS = float64(lat.Microseconds()) / 1000
 		if err := checkPage(page, room, 0, protocol.MaxHistoryReq, uint64(cfg.MessagesPerRoom)); err != nil {

@@ -274,7 +274,9 @@ read them back. --connections connections each join --batch rooms at a time
 of --text-size bytes), wait for every ack, leave and take the next batch.
 Every ack is checked: a room's acks must carry the sequence numbers after
 its head at the join, each once, and every message is read back once and
-in order. The report gives the fill rate and send→ack latency under it.
+in order. A connection that gets no ack for --drain gives up (its rooms
+count as failed). The report gives the fill rate, send→ack latency under
+it and the server's group commits (syncs/s, writes per sync).
 With --settle, it then waits until no node holds a room in memory
 (chatd_rooms_owned + chatd_rooms_replicated from /metrics: the rooms left
 after --room-idle-ttl), holds --hold, and reads the server's RSS (VmRSS)
