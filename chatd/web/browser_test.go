@@ -34,6 +34,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
 // waitTimeout bounds one wait in the page: generous for `go test -race` on a
@@ -976,9 +977,10 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 	srv := storedServer(t, t.TempDir())
 	const total = 200
 	post(t, srv.URL, "carol", "archive", "message", total)
-	proxy := startFaultProxy(t, srv.Addr)
+	proxy := chatdtest.StartFaultProxy(t, srv.Addr)
+	older := func(f protocol.ClientFrame) bool { return f.Type == protocol.TypeHistory && f.Before > 0 }
 
-	br := startBrowser(t, proxy.URL)
+	br := startBrowser(t, "http://"+proxy.Addr+"/")
 	a := br.newTab("A")
 	a.signIn("alice")
 	a.join("archive")
@@ -1002,12 +1004,12 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 	firstShown := func() int { return a.seqs("archive")[0] }
 
 	// Transient refusals: retried with backoff until the page comes.
-	proxy.injectOlder("unavailable", "storage_failed")
+	proxy.Refuse(older, protocol.CodeUnavailable, protocol.CodeStorageFailed)
 	oldest := firstShown()
 	scrollTop()
 	a.waitJS("the older page arrives after two refusals", fmt.Sprintf(
 		`document.querySelector('[data-testid=message][data-room="archive"]').dataset.seq < %d`, oldest))
-	if got := attemptsFor(proxy.requests(), uint64(oldest)); !slices.Equal(got, []string{"unavailable", "storage_failed", ""}) {
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"unavailable", "storage_failed", ""}) {
 		t.Errorf("requests for the page before %d: %q, want two refused then one to chatd", oldest, got)
 	}
 	var notes []string
@@ -1018,18 +1020,18 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 	}
 
 	// A lasting refusal: shown, and asked again only when the reader says so.
-	proxy.injectOlder("forbidden")
+	proxy.Refuse(older, protocol.CodeForbidden)
 	oldest = firstShown()
 	scrollTop()
 	a.waitJS("the refusal is shown with a Try again button",
 		`document.querySelector('[data-testid=history-error] [data-testid=history-retry]') !== null`)
-	if got := attemptsFor(proxy.requests(), uint64(oldest)); !slices.Equal(got, []string{"forbidden"}) {
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"forbidden"}) {
 		t.Errorf("requests for the page before %d once refused: %q, want only the refused one", oldest, got)
 	}
 	a.do("try again", chromedp.Click(chromedp.CSS(`[data-testid=history-retry]`)))
 	a.waitJS("the older page arrives after trying again", fmt.Sprintf(
 		`document.querySelector('[data-testid=message][data-room="archive"]').dataset.seq < %d`, oldest))
-	if got := attemptsFor(proxy.requests(), uint64(oldest)); !slices.Equal(got, []string{"forbidden", ""}) {
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"forbidden", ""}) {
 		t.Errorf("requests for the page before %d: %q, want the refused one, then one to chatd", oldest, got)
 	}
 
@@ -1038,9 +1040,9 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 		t.Fatalf("after scrolling back alice shows seqs %v, want 1..%d once each in order\n%s", got, total, a.diagnose())
 	}
 	sent := map[uint64]int{}
-	for _, r := range proxy.requests() {
-		if r.Injected == "" {
-			sent[r.Before]++
+	for _, r := range proxy.Seen() {
+		if r.Frame.Type == protocol.TypeHistory && r.Refused == "" {
+			sent[r.Frame.Before]++
 		}
 	}
 	for before, n := range sent {
@@ -1051,12 +1053,12 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 }
 
 // attemptsFor lists how each history request for the page below before was
-// answered: an injected code, or "" for chatd.
-func attemptsFor(reqs []historyRequest, before uint64) []string {
+// answered: a refusal's code, or "" for chatd.
+func attemptsFor(seen []chatdtest.Intercepted, before uint64) []string {
 	var out []string
-	for _, r := range reqs {
-		if r.Before == before {
-			out = append(out, r.Injected)
+	for _, r := range seen {
+		if r.Frame.Type == protocol.TypeHistory && r.Frame.Before == before {
+			out = append(out, r.Refused)
 		}
 	}
 	return out
