@@ -1,7 +1,6 @@
 package chatdtest
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -33,29 +32,24 @@ type FaultProxy struct {
 
 	mu     sync.Mutex
 	refuse []refusal
-	cut    cutRule
+	cut    func(protocol.ClientFrame) bool
 	seen   []Intercepted
 	conns  []*websocket.Conn
 	closed bool
 }
 
 // Intercepted is a client frame the proxy saw, and the code it answered
-// it with ("" when it went to the node).
+// it with ("" when it went to the node), or whether it cut the connection
+// instead.
 type Intercepted struct {
 	Frame   protocol.ClientFrame
 	Refused string
+	Cut     bool
 }
 
 type refusal struct {
 	match func(protocol.ClientFrame) bool
 	code  string
-}
-
-// cutRule cuts the connection once after frames of type typ have been
-// passed to the client.
-type cutRule struct {
-	typ   string
-	after int
 }
 
 // StartFaultProxy relays to the node at addr (host:port) until the test
@@ -97,12 +91,13 @@ func (p *FaultProxy) Refuse(match func(protocol.ClientFrame) bool, codes ...stri
 	}
 }
 
-// CutAfter drops the next connection that has passed n more server frames
-// of type typ to its client (without a close frame, both ways), once.
-func (p *FaultProxy) CutAfter(typ string, n int) {
+// CutOn drops the connection (without a close frame, both ways) that
+// sends the next client frame for which match is true, instead of passing
+// that frame on; once.
+func (p *FaultProxy) CutOn(match func(protocol.ClientFrame) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = cutRule{typ: typ, after: n}
+	p.cut = match
 }
 
 // Seen returns the client frames seen so far, in order.
@@ -154,7 +149,7 @@ func (p *FaultProxy) relay(t testing.TB, w http.ResponseWriter, r *http.Request)
 			downWrite.Lock()
 			err = down.WriteMessage(mt, data)
 			downWrite.Unlock()
-			if err != nil || p.cutNow(data) {
+			if err != nil {
 				return
 			}
 		}
@@ -167,7 +162,11 @@ func (p *FaultProxy) relay(t testing.TB, w http.ResponseWriter, r *http.Request)
 			if err != nil {
 				return
 			}
-			if reply := p.intercept(data); reply != nil {
+			reply, cut := p.intercept(data)
+			if cut {
+				return
+			}
+			if reply != nil {
 				downWrite.Lock()
 				err = down.WriteMessage(websocket.TextMessage, reply)
 				downWrite.Unlock()
@@ -181,39 +180,22 @@ func (p *FaultProxy) relay(t testing.TB, w http.ResponseWriter, r *http.Request)
 	}()
 }
 
-// cutNow counts the frames of a server message against the cut rule and
-// reports whether the connection must be cut now.
-func (p *FaultProxy) cutNow(data []byte) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut.typ == "" {
-		return false
-	}
-	for _, line := range bytes.Split(data, []byte{'\n'}) {
-		var f struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(line, &f) == nil && f.Type == p.cut.typ {
-			p.cut.after--
-		}
-	}
-	if p.cut.after > 0 {
-		return false
-	}
-	p.cut = cutRule{}
-	return true
-}
-
 // intercept records a client frame and returns the error frame to answer
-// it with, or nil to pass it on.
-func (p *FaultProxy) intercept(data []byte) []byte {
+// it with, or nil to pass it on, or cut to drop the connection.
+func (p *FaultProxy) intercept(data []byte) (reply []byte, cut bool) {
 	var f protocol.ClientFrame
 	if json.Unmarshal(data, &f) != nil {
-		return nil
+		return nil, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	in := Intercepted{Frame: f}
+	if p.cut != nil && p.cut(f) {
+		p.cut = nil
+		in.Cut = true
+		p.seen = append(p.seen, in)
+		return nil, true
+	}
 	for i, r := range p.refuse {
 		if r.match(f) {
 			in.Refused = r.code
@@ -223,9 +205,9 @@ func (p *FaultProxy) intercept(data []byte) []byte {
 	}
 	p.seen = append(p.seen, in)
 	if in.Refused == "" {
-		return nil
+		return nil, false
 	}
 	e := protocol.NewError(in.Refused, f.ID, "refused by the test's fault proxy")
 	e.Room = f.Room
-	return protocol.Encode(e)
+	return protocol.Encode(e), false
 }
