@@ -991,7 +991,7 @@ func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
 		window.seenNotes = [];
 		new MutationObserver(() => {
 			for (const n of document.querySelectorAll('[data-testid=load-older][data-state=retrying], [data-testid=history-error]')) window.seenNotes.push(n.textContent);
-		}).observe(document.querySelector('[data-testid=messages]'), {childList: true});
+		}).observe(document.querySelector('[data-testid=messages]'), {childList: true, subtree: true});
 		return true;
 	})()`, &ok)
 

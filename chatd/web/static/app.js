@@ -1152,7 +1152,7 @@
     }
     let unread = 0;
     for (const c of S.rooms.values()) unread += c.unread;
-    document.title = (unread ? '(' + unread + ') ' : '') + (S.active ? (S.active.startsWith('@') ? S.active : '#' + S.active) + ' · ' : '') + 'ringchat';
+    set(document, 'title', (unread ? '(' + unread + ') ' : '') + (S.active ? (S.active.startsWith('@') ? S.active : '#' + S.active) + ' · ' : '') + 'ringchat');
   }
 
   function renderConn() {
@@ -1164,28 +1164,41 @@
       case 'reconnecting': text = 'Reconnecting in ' + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + 's'; break;
       default: text = retryTimer ? 'Offline · retrying in ' + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + 's' : 'Offline';
     }
-    box.dataset.state = S.conn;
-    box.title = S.conn === 'online' && S.server ? 'Connected to ' + S.server : '';
+    setData(box, 'state', S.conn);
+    set(box, 'title', S.conn === 'online' && S.server ? 'Connected to ' + S.server : '');
     if ($('conn-text').textContent !== text) $('conn-text').textContent = text;
-    $('conn-retry').hidden = !(S.auth && (S.conn === 'reconnecting' || S.conn === 'offline'));
+    set($('conn-retry'), 'hidden', !(S.auth && (S.conn === 'reconnecting' || S.conn === 'offline')));
   }
 
   function renderMe() {
     const me = $('me');
     if (!S.auth || !S.me) {
-      me.hidden = true;
+      set(me, 'hidden', true);
       return;
     }
-    me.hidden = false;
-    $('me-name').textContent = S.me;
+    set(me, 'hidden', false);
+    set($('me-name'), 'textContent', S.me);
     const av = $('me-avatar');
-    av.className = 'avatar avatar-sm c' + (hashString(S.me) % 8);
-    av.textContent = initials(S.me);
-    $('me-anon').hidden = !S.anonymous;
+    set(av, 'className', 'avatar avatar-sm c' + (hashString(S.me) % 8));
+    set(av, 'textContent', initials(S.me));
+    set($('me-anon'), 'hidden', !S.anonymous);
+  }
+
+  // set writes a DOM property only when the value changes, and setData a
+  // data attribute: writing the same value again still dirties the page's
+  // style and layout, which a long message list pays for on every render.
+  function set(node, prop, value) {
+    if (node[prop] !== value) node[prop] = value;
+  }
+
+  function setData(node, key, value) {
+    if (node.dataset[key] !== value) node.dataset[key] = value;
   }
 
   // syncChildren makes nodes the children of parent, touching the DOM only
-  // when the list changed, so focus, hover and selection survive renders.
+  // where the list changed, so focus, hover and selection survive renders,
+  // and a long list that gains a page or a message has only those nodes
+  // inserted (replacing every child would lay the whole list out again).
   function syncChildren(parent, nodes) {
     const cur = parent.children;
     if (cur.length === nodes.length) {
@@ -1193,7 +1206,17 @@
       for (let i = 0; same && i < nodes.length; i++) same = cur[i] === nodes[i];
       if (same) return;
     }
-    parent.replaceChildren(...nodes);
+    const keep = new Set(nodes);
+    for (let c = parent.firstChild; c;) {
+      const next = c.nextSibling;
+      if (!keep.has(c)) c.remove();
+      c = next;
+    }
+    let ref = parent.firstChild;
+    for (const n of nodes) {
+      if (n === ref) ref = ref.nextSibling;
+      else parent.insertBefore(n, ref); // inserts, or moves it here
+    }
   }
 
   const sidebarNodes = new Map(); // conversation key -> {li, link, badge}
@@ -1218,7 +1241,7 @@
     }
     const cls = 'room-item' + (c.key === S.active ? ' active' : '') + (c.unread ? ' has-unread' : '') + (c.kind === 'room' && !c.joined ? ' not-joined' : '');
     if (it.li.className !== cls) it.li.className = cls;
-    if (c.kind === 'room') it.li.dataset.joined = String(c.joined);
+    if (c.kind === 'room') setData(it.li, 'joined', String(c.joined));
     if (c.unread) {
       const text = c.unread > 99 ? '99+' : String(c.unread);
       if (it.badge.textContent !== text) it.badge.textContent = text;
@@ -1236,23 +1259,23 @@
     for (const key of sidebarNodes.keys()) if (!S.rooms.has(key)) sidebarNodes.delete(key);
     syncChildren($('room-list'), rooms);
     syncChildren($('dm-list'), dms);
-    $('rooms-empty').hidden = rooms.length > 0;
+    set($('rooms-empty'), 'hidden', rooms.length > 0);
   }
 
   function renderHeader() {
     const c = S.rooms.get(S.active);
     const sub = $('chat-sub');
     if (!c) {
-      $('chat-kind').textContent = '';
-      $('chat-name').textContent = 'ringchat';
-      sub.textContent = '';
+      set($('chat-kind'), 'textContent', '');
+      set($('chat-name'), 'textContent', 'ringchat');
+      set(sub, 'textContent', '');
       return;
     }
-    $('chat-kind').textContent = c.kind === 'room' ? '#' : '@';
-    $('chat-name').textContent = c.name;
-    if (c.kind === 'dm') sub.textContent = 'Direct messages';
-    else if (!c.joined) sub.textContent = S.conn === 'online' ? 'Joining…' : 'Waiting for connection…';
-    else sub.textContent = c.count === 1 ? '1 member online' : c.count + ' members online';
+    set($('chat-kind'), 'textContent', c.kind === 'room' ? '#' : '@');
+    set($('chat-name'), 'textContent', c.name);
+    if (c.kind === 'dm') set(sub, 'textContent', 'Direct messages');
+    else if (!c.joined) set(sub, 'textContent', S.conn === 'online' ? 'Joining…' : 'Waiting for connection…');
+    else set(sub, 'textContent', c.count === 1 ? '1 member online' : c.count + ' members online');
   }
 
   function msgKey(m) {
@@ -1296,9 +1319,11 @@
       state = 'undelivered';
       note = conv.name + ' is offline — not delivered';
     }
-    if (li.dataset.state === state && li.dataset.note === note) return;
-    li.dataset.state = state;
-    li.dataset.note = note;
+    if (li.rcState === state && li.rcNote === note) return;
+    li.rcState = state;
+    li.rcNote = note;
+    setData(li, 'state', state);
+    setData(li, 'note', note);
     li.classList.toggle('pending', state === 'pending');
     li.classList.toggle('failed', state === 'failed');
     const status = li.querySelector('.msg-status');
@@ -1313,13 +1338,14 @@
   }
 
   function renderMessages() {
-    const list = $('messages');
+    const list = $('messages'); // the scroller
+    const run = $('message-run'); // the items in it
     const conv = S.rooms.get(S.active);
-    $('empty-state').hidden = !!conv;
-    list.hidden = !conv;
+    set($('empty-state'), 'hidden', !!conv);
+    set(list, 'hidden', !conv);
     if (!conv) {
-      list.replaceChildren();
-      $('jump').hidden = true;
+      run.replaceChildren();
+      set($('jump'), 'hidden', true);
       return;
     }
     const switched = lastRenderedKey !== conv.key;
@@ -1327,7 +1353,7 @@
     const oldTop = list.scrollTop;
     // The message at the top of the view keeps its place on screen when
     // older pages are prepended (or anything above it changes).
-    const anchor = !switched && !wasBottom ? topVisibleMessage(list) : null;
+    const anchor = !switched && !wasBottom ? topVisibleMessage(list, run) : null;
     const anchorY = anchor ? anchor.getBoundingClientRect().top : 0;
 
     // Pending sends whose message has not come back yet go last.
@@ -1389,26 +1415,32 @@
         h('p', { class: 'muted', text: 'Direct messages are delivered live and are not stored by the server.' }))));
     }
 
+    // This loop runs over every message shown on every render: what it
+    // can, it remembers (the day of a message, the classes of a node).
     let prev = null;
+    let prevDay = '';
     for (const m of conv.msgs.concat(pendingOnly)) {
-      if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) {
+      const day = m.day || (m.day = dayKey(m.ts));
+      if (!prev || prevDay !== day) {
         const label = dayLabel(m.ts);
-        nodes.push(cached('d:' + dayKey(m.ts) + ':' + label, () => h('li', { class: 'day-sep', role: 'separator' }, h('span', { text: label }))));
+        nodes.push(cached('d:' + day + ':' + label, () => h('li', { class: 'day-sep', role: 'separator' }, h('span', { text: label }))));
         prev = null;
       }
       const li = cached(msgKey(m), () => buildMessageNode(conv, m));
       const grouped = !!prev && prev.from === m.from && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
-      li.classList.toggle('grouped', grouped);
-      li.classList.toggle('own', m.from === S.me);
+      const own = m.from === S.me;
+      if (li.rcGrouped !== grouped) li.classList.toggle('grouped', (li.rcGrouped = grouped));
+      if (li.rcOwn !== own) li.classList.toggle('own', (li.rcOwn = own));
       const p = m.pending || (m.from === S.me && m.cid ? pendingByCid.get(m.cid) : undefined);
       updateMessageState(li, conv, m, p);
       nodes.push(li);
       prev = m;
+      prevDay = day;
     }
     for (const k of conv.nodes.keys()) if (!seen.has(k)) conv.nodes.delete(k);
 
-    syncChildren(list, nodes);
-    list.dataset.room = conv.key;
+    syncChildren(run, nodes);
+    setData(list, 'room', conv.key);
 
     if (switched) {
       list.scrollTop = conv.scrollTop === null ? list.scrollHeight : conv.scrollTop;
@@ -1422,17 +1454,17 @@
     forceBottom = false;
     lastRenderedKey = conv.key;
     if (isVisible(conv.key)) conv.unread = 0;
-    $('jump').hidden = atBottom();
+    set($('jump'), 'hidden', atBottom());
     // Still near the top after this render (a page that does not fill the
     // view cannot scroll, so no scroll event would come): fetch more.
     loadOlderIfNear();
   }
 
-  // topVisibleMessage is the first message element whose bottom is below
-  // the top of the list's view.
-  function topVisibleMessage(list) {
+  // topVisibleMessage is the first message element of run whose bottom is
+  // below the top of the scroller's view.
+  function topVisibleMessage(list, run) {
     const top = list.getBoundingClientRect().top;
-    const items = list.children;
+    const items = run.children;
     let lo = 0;
     let hi = items.length;
     while (lo < hi) { // children are laid out top to bottom
@@ -1467,9 +1499,9 @@
     const users = conv ? [...conv.typing].filter(([, until]) => until > now).map(([u]) => u).sort() : [];
     const box = $('typing');
     const text = typingText(users);
-    box.dataset.users = users.join(',');
+    setData(box, 'users', users.join(','));
     if (box.dataset.text === text) return;
-    box.dataset.text = text;
+    setData(box, 'text', text);
     box.replaceChildren();
     if (text) box.append(h('span', { class: 'typing-dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { text }));
   }
@@ -1481,29 +1513,29 @@
     const title = $('members-title');
     $('members').classList.toggle('stale', !!conv && conv.kind === 'room' && !conv.joined);
     if (!conv) {
-      title.textContent = 'Members';
-      count.textContent = '';
+      set(title, 'textContent', 'Members');
+      set(count, 'textContent', '');
       list.replaceChildren();
       return;
     }
     if (conv.kind === 'dm') {
-      title.textContent = 'Conversation';
-      count.textContent = '';
+      set(title, 'textContent', 'Conversation');
+      set(count, 'textContent', '');
       syncChildren(list, S.me && S.me !== conv.name ? [memberItem(conv.name), memberItem(S.me)] : [memberItem(conv.name)]);
       return;
     }
-    title.textContent = conv.listMode ? 'Members — ' + conv.count : 'Members';
+    set(title, 'textContent', conv.listMode ? 'Members — ' + conv.count : 'Members');
     if (!conv.joined && conv.count === 0) {
-      count.textContent = '';
+      set(count, 'textContent', '');
       list.replaceChildren();
       return;
     }
     if (!conv.listMode) {
-      count.textContent = conv.count + ' people online — too many to list';
+      set(count, 'textContent', conv.count + ' people online — too many to list');
       list.replaceChildren();
       return;
     }
-    count.textContent = '';
+    set(count, 'textContent', '');
     const users = [...conv.present].sort((a, b) => (a === S.me) - (b === S.me) || a.localeCompare(b));
     syncChildren(list, users.map(memberItem));
     if (memberNodes.size > 4 * users.length + 100) {
@@ -1641,7 +1673,7 @@
     $('messages').addEventListener('scroll', () => {
       const conv = S.rooms.get(S.active);
       if (!conv) return;
-      $('jump').hidden = atBottom();
+      set($('jump'), 'hidden', atBottom());
       loadOlderIfNear();
     }, { passive: true });
     $('jump').addEventListener('click', () => {
