@@ -1,8 +1,7 @@
 package chatdtest
 
 import (
-	"context"
-	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -26,7 +25,9 @@ type Process struct {
 	args []string
 	cmd  *exec.Cmd
 	logs *LogBuffer
-	done chan struct{}
+	// stderr is the process's stderr alone (logs has both streams).
+	stderr *LogBuffer
+	done   chan struct{}
 }
 
 // StartProcess starts chatd with anonymous clients on a free loopback port
@@ -46,12 +47,12 @@ func launchProcess(t testing.TB, addr string, args []string) *Process {
 	flags := append([]string{"--listen", addr, "--allow-anonymous", "--node-name", "solo",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}, args...)
 	cmd := exec.Command(BuildChatd(t), flags...)
-	logs := NewLogBuffer()
-	cmd.Stdout, cmd.Stderr = logs, logs
+	logs, stderr := NewLogBuffer(), NewLogBuffer()
+	cmd.Stdout, cmd.Stderr = logs, io.MultiWriter(logs, stderr)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chatd: %v", err)
 	}
-	p := &Process{Addr: addr, URL: "ws://" + addr + "/ws", t: t, args: args, cmd: cmd, logs: logs, done: make(chan struct{})}
+	p := &Process{Addr: addr, URL: "ws://" + addr + "/ws", t: t, args: args, cmd: cmd, logs: logs, stderr: stderr, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -118,61 +119,33 @@ func (p *Process) Restart() *Process {
 	}
 }
 
-// ExitResult is how a chatd process that was meant to refuse to start
-// ended.
+// ExitResult is how a chatd process that did not start ended.
 type ExitResult struct {
-	// Code is the exit status; -1 when the process still ran at the
-	// bound and was killed (Served is then true).
+	// Code is the exit status (-1 when it did not exit within the bound and
+	// was killed).
 	Code int
-	// Output is everything it wrote to stdout and stderr.
-	Output string
-	// Served is true when it listened for clients before it exited or was
-	// killed.
-	Served bool
+	// Stderr is what it wrote to stderr (chatd's log).
+	Stderr string
 }
 
-// RunChatdExit runs chatd with anonymous clients on a free loopback port
-// and args, and waits for it to exit, up to a bound after which it is
-// killed (a process that starts serving is killed at once). It is for
-// configurations chatd must refuse: the test reads the exit code and the
-// output.
-func RunChatdExit(t testing.TB, args ...string) ExitResult {
+// TryStartProcess is StartProcess for a configuration chatd may refuse:
+// it returns the process once it listens, or, when it exits first, how it
+// exited. A process that does neither within a bound fails the test.
+func TryStartProcess(t testing.TB, args ...string) (*Process, *ExitResult) {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	ctx, cancel := context.WithTimeout(context.Background(), testtime.Bound(30*time.Second))
-	defer cancel()
-	flags := append([]string{"--listen", addr, "--allow-anonymous", "--node-name", "solo", "--log-level", "info"}, args...)
-	cmd := exec.CommandContext(ctx, BuildChatd(t), flags...)
-	logs := NewLogBuffer()
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chatd: %v", err)
+	p := launchProcess(t, addr, args)
+	n := &ProcessNode{logs: p.logs, done: p.done}
+	if n.waitListening(testtime.Bound(30 * time.Second)) {
+		return p, nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	const listening = `"msg":"chatd listening"`
-	for {
-		select {
-		case err := <-done:
-			res := ExitResult{Output: logs.String(), Served: logs.Contains(listening)}
-			var ee *exec.ExitError
-			switch {
-			case err == nil:
-				res.Code = 0
-			case errors.As(err, &ee):
-				res.Code = ee.ExitCode()
-			default:
-				t.Fatalf("wait for chatd: %v", err)
-			}
-			return res
-		case <-logs.Wrote():
-			if logs.Contains(listening) {
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-				<-done
-				return ExitResult{Code: -1, Output: logs.String(), Served: true}
-			}
-		}
+	select {
+	case <-p.done:
+	default:
+		t.Fatalf("chatd on %s neither listened nor exited within the bound; its output:\n%s", addr, lastLines(p.logs.String(), 40))
 	}
+	res := &ExitResult{Code: p.cmd.ProcessState.ExitCode(), Stderr: p.stderr.String()}
+	return p, res
 }
 
 // DirSize is the total size of the regular files under dir, for tests of
