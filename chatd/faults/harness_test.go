@@ -42,6 +42,11 @@ type setup struct {
 	expected int
 	// factor is --replication-factor.
 	factor int
+	// perNode, when set, gives each node flags of its own (its
+	// --data-dir: chatdtest.DataDirs), at every start and restart.
+	perNode func(name string) []string
+	// extra are flags every node gets on top of the scenario's own.
+	extra []string
 }
 
 // run is one scenario in progress: its cluster, its traffic and its
@@ -84,8 +89,9 @@ func start(t *testing.T, name string, s setup, rooms []string) *run {
 		s.expected = s.nodes
 	}
 	timing := chatdtest.LocalGossipTiming(s.nodes)
-	c := chatdtest.StartProcessCluster(t, s.nodes, "--expected-nodes", strconv.Itoa(s.expected),
-		"--replication-factor", strconv.Itoa(s.factor), "--route-timeout", routeTimeout.String())
+	args := append([]string{"--expected-nodes", strconv.Itoa(s.expected),
+		"--replication-factor", strconv.Itoa(s.factor), "--route-timeout", routeTimeout.String()}, s.extra...)
+	c := chatdtest.StartProcessClusterWith(t, s.nodes, s.perNode, args...)
 	r := &run{t: t, name: name, rng: rngFor(name), s: s, c: c, timing: timing, rooms: rooms,
 		admin: &http.Client{Timeout: timing.Detection}}
 	r.k = deliverycheck.NewMultiRoom(t, deliverycheck.MultiRoomConfig{

@@ -2,6 +2,7 @@ package chatdtest
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -73,14 +74,16 @@ type HistoryWalk struct {
 
 // WalkHistory reads the whole kept history of room, limit messages a page,
 // paging back with before = the lowest seq of the previous page while
-// more is true.
+// more is true. A page answered unavailable (the room moving between
+// nodes) is asked again after a pause, for up to Timeout; any other error
+// fails the test.
 func (c *Client) WalkHistory(room string, limit int) HistoryWalk {
 	c.t.Helper()
 	var w HistoryWalk
 	var before uint64
 	var pages [][]protocol.Message
 	for {
-		h := c.History(room, before, limit)
+		h := c.historyRetry(room, before, limit)
 		w.Pages++
 		if w.Pages == 1 {
 			w.First = h
@@ -119,4 +122,21 @@ func (c *Client) WalkHistory(room string, limit int) HistoryWalk {
 		w.Messages = append(w.Messages, pages[i]...)
 	}
 	return w
+}
+
+// historyRetry is History, asking again while the answer is unavailable,
+// up to Timeout.
+func (c *Client) historyRetry(room string, before uint64, limit int) protocol.HistoryPage {
+	c.t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for {
+		h, e := c.TryHistory(room, before, limit)
+		if e == nil {
+			return h
+		}
+		if e.Code != protocol.CodeUnavailable || time.Now().After(deadline) {
+			c.t.Fatalf("history of %s before %d: error %s (%s)", room, before, e.Code, e.Message)
+		}
+		time.Sleep(100 * time.Millisecond) // the backoff docs/protocol.md asks of a client after unavailable
+	}
 }
