@@ -5,6 +5,7 @@ package faults
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,15 +134,18 @@ func (r *run) killAllRestart() string {
 	return fmt.Sprintf("SIGKILL of all %d nodes at once (%d messages acknowledged before), all restarted on their data dirs", len(nodes), acked)
 }
 
-// durableScale grows the cluster from 3 to 5 nodes and back (SIGTERM: the
-// leaving nodes hand their rooms off), with the stored history read back
-// whole after each step.
+// durableScale grows the cluster from 3 to 5 nodes and back, one node at a
+// time, as the operator does: the expected size raised before a node is
+// added, lowered once a node drained (SIGTERM: it hands its rooms off);
+// the stored history is read back whole after each step.
 func durableScale(t *testing.T, name string) {
+	chatdtest.KnownBug(t, "rooms whose log starts a term above seq 1 cannot be claimed by an added node (see TestDurableNewOwnerAfterFailover in chatd/cluster): two rooms stop taking messages after the fifth node joins")
 	s := durableSetup(t, 3, 2)
-	s.expected = 5 // raised before the scale-up, as the operator does; 3 of 5 is a majority
+	s.expectedFile = filepath.Join(t.TempDir(), "expected-nodes")
 	r := start(t, name, s, roomsNamed(name))
 	r.checkStored("before scaling")
-	for range 2 {
+	for n := 4; n <= 5; n++ {
+		r.setExpected(n)
 		r.addNode()
 	}
 	r.checkStored("after scaling to 5")
@@ -151,10 +155,11 @@ func durableScale(t *testing.T, name string) {
 		r.k.Fault("SIGTERM "+n.Name+" (scale-down)", owned)
 		r.c.Terminate(n)
 		r.progress("after the drain of "+n.Name, owned)
+		r.setExpected(len(r.c.LiveNames()))
 	}
 	r.converge("scale-down to 3")
 	r.checkStored("after scaling back to 3")
-	r.finishDurable("3 → 5 nodes (two added) → 3 (the two drained with SIGTERM), each node on its own data dir")
+	r.finishDurable("3 → 5 nodes, one at a time (expected size raised first) → 3 (each drained with SIGTERM, then the expected size lowered), each node on its own data dir")
 }
 
 // checkStored reads every room's whole history through the live nodes in

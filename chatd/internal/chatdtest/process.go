@@ -169,6 +169,7 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		if c.t.Failed() {
 			c.t.Logf("--- %s logs ---\n%s", name, lastLines(logs.String(), 40))
 		}
+		keepLogs(c.t, name, logs)
 	})
 	return node
 }
@@ -494,5 +495,27 @@ func (c *ProcessCluster) KillAll(nodes ...*ProcessNode) {
 func DataDirs(base string) func(name string) []string {
 	return func(name string) []string {
 		return []string{"--data-dir", filepath.Join(base, name)}
+	}
+}
+
+// LogsDirEnv names the environment variable that, when set to a directory,
+// makes every process's whole output be written there when its test ends
+// (<test>-<name>-<pid>.log), for the investigation of a failure the last
+// lines do not explain.
+const LogsDirEnv = "CHATD_PROCESS_LOGS"
+
+func keepLogs(t testing.TB, name string, logs *LogBuffer) {
+	dir := os.Getenv(LogsDirEnv)
+	if dir == "" {
+		return
+	}
+	f, err := os.CreateTemp(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+"-*.log")
+	if err != nil {
+		t.Logf("keep %s logs: %v", name, err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(logs.String()); err != nil {
+		t.Logf("keep %s logs: %v", name, err)
 	}
 }
