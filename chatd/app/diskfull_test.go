@@ -1,13 +1,10 @@
 package app_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,61 +13,6 @@ import (
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
-
-// mountTmpfs mounts a tmpfs of size (mount's syntax, "64m") for the test
-// and unmounts it when the test ends; it skips the test, saying why, where
-// this machine cannot mount one (not root, no mount namespace rights).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a %s tmpfs here (the test needs root): %v: %s", size, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// freeBytes is what statfs says is free on dir's filesystem for an
-// unprivileged writer, as the store measures it.
-func freeBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * st.Bsize
-}
-
-// fillTo writes a ballast file at path until dir's filesystem has at most
-// leave bytes free (or none), and returns its size.
-func fillTo(t *testing.T, path string, leave int64) int64 {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	var n int64
-	for freeBytes(t, filepath.Dir(path)) > leave {
-		w, err := f.Write(buf)
-		n += int64(w)
-		if errors.Is(err, syscall.ENOSPC) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return n
-}
 
 // answer returns c's next ack or error frame, skipping the messages,
 // presence and typing frames in between.
@@ -95,7 +37,7 @@ func answer(t *testing.T, c *chatdtest.Client) client.Frame {
 // restart every acknowledged message is still there.
 func TestDiskFullNode(t *testing.T) {
 	t.Parallel()
-	mnt := mountTmpfs(t, "64m")
+	mnt := chatdtest.MountTmpfs(t, "64m")
 	const reserve = 16 << 20
 	data := filepath.Join(mnt, "data")
 	p := chatdtest.StartProcess(t, "--data-dir", data, "--storage-reserve-bytes", fmt.Sprint(reserve))
@@ -105,8 +47,8 @@ func TestDiskFullNode(t *testing.T) {
 	acked := uint64(10)
 
 	ballast := filepath.Join(mnt, "ballast")
-	size := fillTo(t, ballast, reserve/2)
-	t.Logf("ballast of %d MiB: %d KiB free, reserve %d KiB", size>>20, freeBytes(t, mnt)>>10, reserve>>10)
+	size := chatdtest.FillTo(t, ballast, reserve/2)
+	t.Logf("ballast of %d MiB: %d KiB free, reserve %d KiB", size>>20, chatdtest.FreeBytes(t, mnt)>>10, reserve>>10)
 
 	// The store looks at the free space at most every 10 ms or 256 KiB:
 	// a send or two may still pass; past a bound, none may.

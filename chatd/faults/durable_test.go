@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/ring"
 )
 
 // Durable history (issue 12) under faults: every node has its own
@@ -44,6 +47,7 @@ var durableScenarios = []struct {
 		r.finishDurable(r.killAllRestart())
 	}},
 	{"durable-scale-3-5-3", durableScale},
+	{"durable-replica-disk-full", replicaDiskFull},
 }
 
 // durableSetup is a cluster of n nodes, replication factor factor, each
@@ -210,4 +214,108 @@ func (r *run) finishDurable(note string) {
 		r.t.Logf("sends and joins refused and retried: %v", refused)
 	}
 	record(rep, note)
+}
+
+// replicaDiskFull fills the disk of a node that is the replica, never the
+// owner, of every room under traffic (its --data-dir on a small tmpfs,
+// the others on the machine's disk), below --storage-reserve-bytes, for a
+// while, then frees it. An owner acknowledges a message only once every
+// replica stored it: while the replica refuses, senders must get an error
+// (storage_full or unavailable, retried with the same cid), never an ack;
+// once space is back, every room takes messages again without a restart,
+// and nothing acknowledged is missing anywhere.
+func replicaDiskFull(t *testing.T, name string) {
+	const reserve = 16 << 20
+	names := nodeNames(3)
+	victim := names[rngFor(name+"/victim").IntN(len(names))]
+	mnt := chatdtest.MountTmpfs(t, "64m")
+	base := t.TempDir()
+	dataDirs := func(node string) []string {
+		if node == victim {
+			return []string{"--data-dir", filepath.Join(mnt, "data")}
+		}
+		return []string{"--data-dir", filepath.Join(base, node)}
+	}
+	var rooms []string
+	for i := 0; len(rooms) < roomCount; i++ {
+		room := name + "-" + strconv.Itoa(i)
+		if cp := ring.Owners(room, names, 2); cp[1] == victim {
+			rooms = append(rooms, room)
+		}
+	}
+	r := start(t, name, setup{nodes: 3, factor: 2, perNode: dataDirs, extra: []string{"--storage-reserve-bytes", strconv.Itoa(reserve)}}, rooms)
+	vn := r.c.ByName(victim).Server()
+
+	r.k.Fault("disk of "+victim+" full", nil)
+	ballast := filepath.Join(mnt, "ballast")
+	size := chatdtest.FillTo(t, ballast, reserve/2)
+	r.t.Logf("%s's disk filled: ballast of %d MiB, %d KiB free, reserve %d KiB", victim, size>>20, chatdtest.FreeBytes(t, mnt)>>10, reserve>>10)
+	if err := r.eventually(testtime.Timeout, func() (bool, string) {
+		n := vn.Metric(t, `chatd_store_writes_refused_total{reason="full"}`)
+		return n > 0, fmt.Sprintf("%s refused %v writes", victim, n)
+	}); err != nil {
+		r.t.Fatalf("%s's store never refused a write on a full disk: %v", victim, err)
+	}
+	ackedAtFull := r.k.Acked()
+	refusedAtFull := r.k.Refusals()
+	r.probeSend(ring.Owner(rooms[0], names), rooms[0])
+	// The fault lasts as long as a sender waits for an answer before it
+	// sends again (route timeout + 5 s, docs/protocol.md §5.5), twice: long
+	// enough for every send in flight to be answered, and for an ack that
+	// should not come to come.
+	hold := time.NewTimer(2 * (routeTimeout + 5*time.Second))
+	<-hold.C
+	ackedFull := r.k.Acked() - ackedAtFull
+	refused := r.k.Refusals()
+	var seen []string
+	for code, n := range refused {
+		if d := n - refusedAtFull[code]; d > 0 {
+			seen = append(seen, fmt.Sprintf("%s ×%d", code, d))
+		}
+	}
+	refusedWrites := vn.Metric(t, `chatd_store_writes_refused_total{reason="full"}`)
+	r.t.Logf("while %s's disk was full (%v): %d messages acknowledged, sends answered %v; %s's store refused %v writes",
+		victim, 2*(routeTimeout+5*time.Second), ackedFull, seen, victim, refusedWrites)
+	if ackedFull > 0 {
+		r.t.Errorf("%d messages were acknowledged while the only replica of their rooms refused every write: acknowledged without being stored on every replica", ackedFull)
+	}
+	if len(seen) == 0 {
+		r.t.Errorf("no send was refused while %s's disk was full: the senders waited in silence", victim)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	r.k.Fault("disk of "+victim+" freed", nil)
+	r.progress("after freeing "+victim+"'s disk", nil)
+	r.finishDurable(fmt.Sprintf("%s, the replica (never the owner) of every room, on a 64 MiB tmpfs filled below its 16 MiB reserve for %v, then freed; sends meanwhile: %d acknowledged, answered %v",
+		victim, 2*(routeTimeout+5*time.Second), ackedFull, seen))
+}
+
+// probeSend sends one message to room through node, as a client of its
+// own, and reports the answer and how long it took: what a sender sees.
+// An ack fails the test (the caller knows the room cannot store).
+func (r *run) probeSend(node, room string) {
+	r.t.Helper()
+	c := chatdtest.Connect(r.t, r.c.ByName(node).URL, "probe")
+	defer c.Close()
+	c.Join(room)
+	start := time.Now()
+	c.Do(protocol.ClientFrame{Type: protocol.TypeSend, ID: "probe", Room: room, CID: "probe-1", Text: "probe"})
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(2 * (routeTimeout + 5*time.Second)))
+		f, err := c.Read()
+		if err != nil {
+			r.t.Errorf("probe send to %s through %s: no answer: %v", room, node, err)
+			return
+		}
+		switch f.Type {
+		case protocol.TypeAck:
+			r.t.Errorf("probe send to %s through its owner %s acknowledged after %v: %s", room, node, time.Since(start), f.Raw)
+			return
+		case protocol.TypeError:
+			r.t.Logf("probe send to %s through its owner %s answered after %v: %s", room, node, time.Since(start).Round(time.Millisecond), f.Raw)
+			return
+		}
+	}
 }
