@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,40 @@ func TestDurableNewOwnerAfterFailover(t *testing.T) {
 	for _, n := range c.All() {
 		r := chatdtest.Connect(t, n.URL, "reader-"+n.Name)
 		checkWalk(t, "history through "+n.Name, r.WalkHistory(room, 50), epoch, 20)
+	}
+}
+
+// TestDurableIdleRoomInCluster: in three processes on data dirs with
+// --room-idle-ttl 2s, a room everybody left leaves its owner's memory
+// (GET /admin/rooms on every node stops listing it) within the TTL and the
+// node's one-second sweep, plus slack; the next history read through a
+// node that is neither owner nor replica, and the next join, find every
+// message in the same epoch, and the next message takes the next seq.
+func TestDurableIdleRoomInCluster(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	c := startDurable(t, 3, "--room-idle-ttl", ttl.String(), "--history-size", "20")
+	room := "idle-cluster"
+	owners := ring.Owners(room, c.LiveNames(), 3)
+	ann := chatdtest.Connect(t, c.ByName(owners[0]).URL, "ann")
+	epoch := ann.Join(room).Epoch
+	sendAll(t, ann, room, 1, 60)
+	ann.Close()
+	chatdtest.Eventually(t, testtime.Bound(ttl+time.Second)+testtime.Slack, "the idle room to leave every node's memory", func() (bool, string) {
+		for _, n := range c.All() {
+			if s := roomStats(t, n); strings.Contains(s, "Room:"+room+" ") {
+				return false, n.Name + " still holds it: " + s
+			}
+		}
+		return true, ""
+	})
+	third := c.ByName(owners[2])
+	bob := chatdtest.Connect(t, third.URL, "bob")
+	checkWalk(t, "history of the idle room through "+third.Name, bob.WalkHistory(room, 25), epoch, 60)
+	if j := bob.Join(room); j.Epoch != epoch || j.Head != 60 || j.Oldest != 1 {
+		t.Fatalf("join of the idle room = %+v, want epoch %s, head 60, oldest 1", j, epoch)
+	}
+	if a := bob.Say(room, "m-61", "text 61"); a.Seq != 61 || a.MID != epoch+"-61" {
+		t.Fatalf("first message after the idle time: %+v, want seq 61 in epoch %s", a, epoch)
 	}
 }
