@@ -24,6 +24,9 @@ import (
 // that pass. (That the disk space comes back is the store's own test,
 // TestRetentionFreesDisk.)
 func TestDurableRetention(t *testing.T) {
+	// Parallel: it mostly waits for the pass, which the damaged data dir
+	// test (parallel too) can use to run beside it, after the scenarios.
+	t.Parallel()
 	// The pass runs a retention interval after the process starts; the
 	// bound adds a slow machine's slack.
 	within := testtime.Bound(store.DefaultRetentionInterval) + testtime.Timeout
