@@ -70,6 +70,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}
 	}
 	var st *store.Store
+	storeObs := &storeObserver{m: m}
 	if cfg.DataDir != "" {
 		st, err = store.Open(store.Options{
 			Dir:          cfg.DataDir,
@@ -77,7 +78,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			MaxMessages:  cfg.HistoryMaxMessages,
 			ReserveBytes: cfg.StorageReserve,
 			Logger:       log.With("component", "store"),
-			Observer:     storeObserver{m},
+			Observer:     storeObs,
 		})
 		if err != nil {
 			return fmt.Errorf("open the message store in --data-dir %s: %w", cfg.DataDir, err)
@@ -117,6 +118,9 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		CallTimeout:       callTimeout,
 		HandoffGrace:      10 * time.Second,
 	}, h, ownerCfg, log)
+
+	retained := node.Retained
+	storeObs.retained.Store(&retained)
 
 	var parts *clusterParts
 	if cfg.GossipAddr != "" {

@@ -178,16 +178,6 @@ func roomStats(t *testing.T, n *chatdtest.ProcessNode) string {
 	return fmt.Sprintf("%+v", body.Rooms)
 }
 
-// termStartsPastReset is the bug TestDurableNewOwnerAfterFailover pins:
-// roomlog.Log.Reset hands the store the copy's whole term history before
-// it trims the term starts above the new head (it trims only its memory),
-// and the store refuses the metadata ("invalid write: term 2 starts at seq
-// 6, after head 0"). A node without a copy (added, or a new replica) can
-// therefore neither claim nor follow a room whose log has a term starting
-// above seq 1: the claimant retries for ever, each attempt promising a
-// higher term, which retires the room's serving owner.
-const termStartsPastReset = "a node with no copy cannot claim or replicate a stored room whose term history starts a term above seq 1 (roomlog.Log.Reset writes untrimmed term starts; the store refuses them)"
-
 // TestDurableNewOwnerAfterFailover: a room taken over after its owner's
 // SIGKILL carries a second term that starts above seq 1; a node added
 // next, which the ring names the room's owner, has no copy and claims it
@@ -195,7 +185,6 @@ const termStartsPastReset = "a node with no copy cannot claim or replicate a sto
 // (in a cluster on data dirs, adding a node must not take a room down).
 func TestDurableNewOwnerAfterFailover(t *testing.T) {
 	t.Parallel()
-	chatdtest.KnownBug(t, termStartsPastReset)
 	c := startDurable(t, 3)
 	timing := chatdtest.LocalGossipTiming(4)
 	names := c.LiveNames()

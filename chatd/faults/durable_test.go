@@ -112,21 +112,12 @@ func (r *run) killRestartAt(victim *chatdtest.ProcessNode, waitDead bool) {
 }
 
 // progressWhileDown is progress for the rooms a node that is still down
-// held. A room whose new replica is a node with an older copy of it
-// cannot take messages until the node comes back: the known bug of
-// chatd/cluster's TestDurableNewOwnerAfterFailover (the replica refuses
-// the sync offer, "storage_failed", because roomlog.Log.Reset writes term
-// starts past its new head). Unless RINGCHAT_KNOWN_BUGS=1 that stall is
-// logged, not failed; everything else the scenario checks still holds.
+// held: their other copies take them over, and new replicas are brought to
+// the log (a replica with an older copy too), so they take messages while
+// the node is down.
 func (r *run) progressWhileDown(what string, rooms []string) {
 	r.t.Helper()
-	if os.Getenv("RINGCHAT_KNOWN_BUGS") == "1" {
-		r.progress(what, rooms)
-		return
-	}
-	if err := r.k.WaitProgress(rooms, progressAcks); err != nil {
-		r.t.Logf("KNOWN BUG (RINGCHAT_KNOWN_BUGS=1 fails on it): %s: rooms do not take messages while the node is down: %v", what, err)
-	}
+	r.progress(what, rooms)
 }
 
 // killAllRestart SIGKILLs every node at once, under traffic, and restarts
@@ -161,7 +152,6 @@ func (r *run) killAllRestart() string {
 // added, lowered once a node drained (SIGTERM: it hands its rooms off);
 // the stored history is read back whole after each step.
 func durableScale(t *testing.T, name string) {
-	chatdtest.KnownBug(t, "rooms whose log starts a term above seq 1 cannot be claimed by an added node (see TestDurableNewOwnerAfterFailover in chatd/cluster): two rooms stop taking messages after the fifth node joins")
 	s := durableSetup(t, 3, 2)
 	s.expectedFile = filepath.Join(t.TempDir(), "expected-nodes")
 	r := start(t, name, s, roomsNamed(name))

@@ -41,11 +41,11 @@ func TestDurableRetention(t *testing.T) {
 		}
 		waitRemoved(t, p, sent-keep, within)
 		t.Run("in memory", func(t *testing.T) {
-			chatdtest.KnownBug(t, retentionInMemory)
-			checkTrimmed(t, p, "counted", epoch, sent-keep+1, sent)
+			waitTrimmed(t, p, "counted", epoch, sent-keep+1)
+			checkTrimmed(t, p, "counted", epoch, sent-keep+1, sent, false)
 		})
 		t.Run("after a restart", func(t *testing.T) {
-			checkTrimmed(t, p.Restart(), "counted", epoch, sent-keep+1, sent)
+			checkTrimmed(t, p.Restart(), "counted", epoch, sent-keep+1, sent, true)
 		})
 	})
 	t.Run("age", func(t *testing.T) {
@@ -61,23 +61,27 @@ func TestDurableRetention(t *testing.T) {
 		// is older than 2 s by then, so every one goes.
 		waitRemoved(t, p, sent, within)
 		t.Run("in memory", func(t *testing.T) {
-			chatdtest.KnownBug(t, retentionInMemory)
-			checkTrimmed(t, p, "aged", epoch, sent+1, sent)
+			waitTrimmed(t, p, "aged", epoch, sent+1)
+			checkTrimmed(t, p, "aged", epoch, sent+1, sent, false)
 		})
 		t.Run("after a restart", func(t *testing.T) {
-			checkTrimmed(t, p.Restart(), "aged", epoch, sent+1, sent)
+			checkTrimmed(t, p.Restart(), "aged", epoch, sent+1, sent, true)
 		})
 	})
 }
 
-// retentionInMemory is the bug the "in memory" subtests pin: the store's
-// retention pass moves a room's oldest on disk, but a room its owner holds
-// in memory keeps the removed messages in its ring: history pages served
-// from memory go on returning them (a walk ends with more:false at seq 181
-// where the page says oldest 201), and a join answers oldest 1 and replays
-// them on a resume that should be recovered:false. A restart (the room
-// reloaded from the store) makes the answers right.
-const retentionInMemory = "retention trims the store only: a room held in memory still serves and replays the removed messages, and joined says oldest 1"
+// waitTrimmed waits until a join of room says the kept history starts at
+// oldest: the rooms in memory learn of a retention pass right after it
+// (chatd/owner's Trim), a moment after the store counts what it removed.
+func waitTrimmed(t *testing.T, p *chatdtest.Process, room, epoch string, oldest uint64) {
+	t.Helper()
+	chatdtest.Eventually(t, chatdtest.Timeout, "the room in memory to forget what retention removed", func() (bool, string) {
+		c := chatdtest.Connect(t, p.URL, "peek")
+		defer c.Close()
+		j := resumeJoin(t, c, room, epoch, 0)
+		return j.Oldest == oldest, fmt.Sprintf("joined says oldest %d, want %d", j.Oldest, oldest)
+	})
+}
 
 // waitRemoved waits until the process's store reports n messages removed
 // by retention.
@@ -92,9 +96,9 @@ func waitRemoved(t *testing.T, p *chatdtest.Process, n int, within time.Duration
 }
 
 // checkTrimmed checks room as a client sees it once retention kept only
-// seqs oldest..head: history pages, resumes before and after oldest, the
-// next send.
-func checkTrimmed(t *testing.T, p *chatdtest.Process, room, epoch string, oldest, head uint64) {
+// seqs oldest..head: history pages, resumes before and after oldest, and,
+// when send is set, the next send.
+func checkTrimmed(t *testing.T, p *chatdtest.Process, room, epoch string, oldest, head uint64, send bool) {
 	t.Helper()
 	c := chatdtest.Connect(t, p.URL, "reader")
 	defer c.Close()
@@ -132,6 +136,9 @@ func checkTrimmed(t *testing.T, p *chatdtest.Process, room, epoch string, oldest
 			t.Fatalf("replay from %d began at seq %d", head-1, m.Seq)
 		}
 		d.Close()
+	}
+	if !send {
+		return
 	}
 	next := fmt.Sprint("after-", p.Addr, "-", head)
 	if a := c.Say(room, next, "text after"); a.Seq <= head || a.Duplicate {
