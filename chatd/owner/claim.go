@@ -48,8 +48,10 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.noticed = make(chan struct{})
 	r.stopRetry()
 	clear(r.syncs)
-	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 {
-		// Alone: nobody else can hold the room or write it.
+	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 && s.view.HasQuorum() {
+		// Alone, and a majority by itself (a one-node cluster, or no
+		// expected size): nobody else can hold the room or write it. A node
+		// alone in a bigger cluster waits in the loop for its quorum.
 		term := s.nextTermLocked(r, knownTerm)
 		r.finishClaimLocked(term)
 		return

@@ -366,3 +366,38 @@ func TestReplicaRefusesWritesWithoutQuorum(t *testing.T) {
 		t.Fatalf("claim without quorum = %+v, want refused (no_quorum)", rep)
 	}
 }
+
+// TestLoneNodeWithoutQuorumDoesNotClaim: a node that sees no other member
+// and no majority of the expected cluster either (cut off, then it noticed
+// a pause) holds its rooms' requests in a claim instead of claiming them
+// alone, even when one answer would be enough to start a room; once a
+// majority is back, the claim goes on.
+func TestLoneNodeWithoutQuorumDoesNotClaim(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	v := newFakeView(nil)
+	cfg.View = v
+	s := startService(t, cfg, out)
+	reply, ch := replies()
+	s.Publish("r", "ann", "c1", "hello", reply)
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 1 {
+		t.Fatalf("answered %+v, %v; want seq 1", p.ack, p.err)
+	}
+	v.change(func(v *fakeView) { v.noQuorum = true })
+	if rooms := s.Suspend(); len(rooms) != 1 {
+		t.Fatalf("Suspend put %v into a claim, want [r]", rooms)
+	}
+	if stats := s.RoomStats(); len(stats) != 1 || stats[0].State != "awaiting_handoff" {
+		t.Fatalf("room stats %+v alone without quorum, want the room held in a claim", stats)
+	}
+	s.Publish("r", "ann", "c2", "again", reply)
+	select {
+	case p := <-ch:
+		t.Fatalf("answered %+v, %v alone without quorum", p.ack, p.err)
+	default:
+	}
+	v.change(func(v *fakeView) { v.noQuorum = false })
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 2 {
+		t.Fatalf("answered %+v, %v; want seq 2 once the quorum is back", p.ack, p.err)
+	}
+}
