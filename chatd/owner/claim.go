@@ -734,6 +734,24 @@ func (s *Service) Suspend() []string {
 	return names
 }
 
+// Recommit commits, in every room served or settling here, what its
+// replicas have acknowledged. A node calls it once it is verified again
+// (Config.Verified): acknowledgements that arrived while it was not were
+// recorded but committed nothing, and a room that was settling (Suspend
+// leaves its claim alone) would otherwise wait for an acknowledgement that
+// already came, holding its requests for good.
+func (s *Service) Recommit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		if !r.dead && r.state != stateWaiting {
+			r.commitLocked(r.replicatedUpTo())
+		}
+		r.mu.Unlock()
+	}
+}
+
 // StaleTermError is a write or fetch refused because the node promised a
 // newer term for the room. It matches ErrStaleTerm.
 type StaleTermError struct {
