@@ -86,6 +86,9 @@ func (r *room) apply(m protocol.Message, frame []byte) {
 	}
 	r.broadcast(frame)
 	r.hub.metrics.Deliveries.Add(float64(len(r.subs)))
+	if r.state == ready {
+		r.answerCaughtUp(false)
+	}
 }
 
 func (r *room) drainEarly() {
@@ -117,6 +120,9 @@ func (r *room) restartEpoch(epoch string) {
 	notRecovered := false
 	frame := protocol.Encode(protocol.Joined{Type: protocol.TypeJoined, Room: r.name, Epoch: epoch, Head: 0, Oldest: 1, Count: r.count, Recovered: &notRecovered})
 	r.broadcast(frame)
+	if r.state == ready {
+		r.answerCaughtUp(true) // of the old epoch: recovered=false
+	}
 }
 
 // resync asks the owner again for the room's state, to fill a gap or to
@@ -137,9 +143,11 @@ func (r *room) resync() {
 		}
 		if err != nil {
 			r.hub.log.Warn("resubscribe failed", "room", r.name, "err", err)
+			r.answerCaughtUp(true)
 			return
 		}
 		r.merge(rep)
+		r.answerCaughtUp(true)
 		r.releaseAcks()
 	})
 }

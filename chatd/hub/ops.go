@@ -42,6 +42,20 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 		r.users[c.UserID()]++
 		newUser = r.users[c.UserID()] == 1
 	}
+	if r.state == ready && r.behind(req) {
+		// The client saw messages this node's copy has not delivered yet
+		// (it comes from a node that was ahead): answering now would rewind
+		// it, and the messages would reach it twice. Its answer waits for
+		// the copy to reach its position, at most one resync.
+		r.waiting = append(r.waiting, waitingJoin{c, req})
+		r.resyncAt = time.Time{}
+		r.resync()
+		r.mu.Unlock()
+		if newUser {
+			h.router.PresenceChange(r.name, c.UserID(), true)
+		}
+		return
+	}
 	if r.state == ready {
 		r.answerJoin(c, req)
 		r.mu.Unlock()
@@ -173,6 +187,33 @@ func (r *room) answerJoin(c Conn, req JoinRequest) {
 	for _, m := range replay {
 		c.Enqueue(protocol.Encode(m))
 	}
+}
+
+// behind reports whether a resume asks for messages after a position this
+// node's copy of the room has not reached, in the same epoch. Callers hold
+// mu.
+func (r *room) behind(req JoinRequest) bool {
+	return req.Since != nil && req.Epoch == r.epoch && *req.Since > r.cache.Head()
+}
+
+// answerCaughtUp answers the resumes that waited for this node's copy to
+// reach their position (see Join): those it reached, or every one when all
+// is set (the owner's answer came, or could not: there is nothing more to
+// wait for). Callers hold mu; the room is ready.
+func (r *room) answerCaughtUp(all bool) {
+	if len(r.waiting) == 0 {
+		return
+	}
+	kept := r.waiting[:0]
+	for _, w := range r.waiting {
+		if all || !r.behind(w.req) {
+			r.answerJoin(w.c, w.req)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(r.waiting[len(kept):])
+	r.waiting = kept
 }
 
 func insertSorted(list []string, s string) []string {
