@@ -143,13 +143,28 @@ func (r *room) resync() {
 		}
 		if err != nil {
 			r.hub.log.Warn("resubscribe failed", "room", r.name, "err", err)
-			r.answerCaughtUp(true)
+			if len(r.waiting) > 0 {
+				// Resumes wait for the copy: ask again, after the backoff
+				// (the owner may be changing).
+				time.AfterFunc(resyncBackoff, r.retryResync)
+			}
 			return
 		}
 		r.merge(rep)
-		r.answerCaughtUp(true)
+		r.answerCaughtUp(false)
 		r.releaseAcks()
 	})
+}
+
+// retryResync asks the owner again for the room's state while resumes
+// wait for this node's copy (see Join); catchUpDeadline bounds the wait.
+func (r *room) retryResync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead || r.state != ready || len(r.waiting) == 0 {
+		return
+	}
+	r.resync()
 }
 
 // Resubscribe re-registers this node's interest in a room with its (new)

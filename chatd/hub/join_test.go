@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/ringchat/ringchat/chatd/feed"
 )
@@ -133,18 +134,23 @@ func TestJoinResumesFromTheLocalCopy(t *testing.T) {
 // that was ahead (its own died, or lagged less) resumes from a position this
 // node's copy has not reached. Answering at once would rewind it (joined with
 // the lower head, recovered) and send it the messages it already has. Its
-// answer waits for the copy to reach its position, asking the owner at once;
-// if the owner's answer comes and the copy is still behind, it is answered
-// then, from what there is.
+// answer waits for the copy to reach its position, asking the owner at once
+// and again while the owner cannot be reached; past AckHoldMax it is
+// answered from what there is (the position may be made up).
 func TestResumeAheadOfTheLocalCopyWaitsForIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, r := newTestHub(Config{})
+		h, r := newTestHub(Config{AckHoldMax: 10 * time.Second})
 		joinReady(t, h, r, "lobby", state("lobby", "e1", 1, 5), newConn("w", "watcher"))
 		ann := newConn("ann1", "ann")
 		h.Join(ann, JoinRequest{ID: "j", Room: "lobby", Since: ptr[uint64](7), Epoch: "e1"})
 		synctest.Wait()
 		ann.expect(t) // nothing yet: the local copy is at 5
-		resync := r.onlyNewSubscribe(t, 1)
+		// The owner cannot be reached: asked again after the backoff.
+		r.onlyNewSubscribe(t, 1).reply(feed.State{}, errors.New("owner unavailable"))
+		time.Sleep(resyncBackoff)
+		synctest.Wait()
+		resync := r.onlyNewSubscribe(t, 2)
+		ann.expect(t)
 		h.Deliver(push("lobby", "e1", 6))
 		ann.expect(t)
 		h.Deliver(push("lobby", "e1", 7))
@@ -154,13 +160,18 @@ func TestResumeAheadOfTheLocalCopyWaitsForIt(t *testing.T) {
 		resync.reply(state("lobby", "e1", 1, 8), nil)
 		ann.expect(t)
 
-		// The owner says the copy is whole at 8, below bob's 9: bob is
-		// answered from what there is once the owner's answer came.
+		// The owner's copy is at 8, below bob's 9: bob waits AckHoldMax,
+		// then is answered from what there is.
 		bob := newConn("bob1", "bob")
 		h.Join(bob, JoinRequest{ID: "j", Room: "lobby", Since: ptr[uint64](9), Epoch: "e1"})
 		synctest.Wait()
+		r.onlyNewSubscribe(t, 3).reply(state("lobby", "e1", 1, 8), nil)
 		bob.expect(t)
-		r.onlyNewSubscribe(t, 2).reply(state("lobby", "e1", 1, 8), nil)
+		time.Sleep(10*time.Second - time.Millisecond)
+		synctest.Wait()
+		bob.expect(t)
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
 		bob.expect(t, "joined lobby id=j epoch=e1 head=8 oldest=1 count=1 present=bob recovered=true")
 	})
 }

@@ -46,8 +46,12 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 		// The client saw messages this node's copy has not delivered yet
 		// (it comes from a node that was ahead): answering now would rewind
 		// it, and the messages would reach it twice. Its answer waits for
-		// the copy to reach its position, at most one resync.
-		r.waiting = append(r.waiting, waitingJoin{c, req})
+		// the copy to reach its position (the owner is asked at once), at
+		// most AckHoldMax.
+		r.waiting = append(r.waiting, waitingJoin{c: c, req: req, since: h.now()})
+		if r.catchUpTimer == nil {
+			r.catchUpTimer = time.AfterFunc(h.cfg.AckHoldMax, r.catchUpDeadline)
+		}
 		r.resyncAt = time.Time{}
 		r.resync()
 		r.mu.Unlock()
@@ -64,7 +68,7 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 		}
 		return
 	}
-	r.waiting = append(r.waiting, waitingJoin{c, req})
+	r.waiting = append(r.waiting, waitingJoin{c: c, req: req})
 	users := r.localUsers()
 	r.mu.Unlock()
 	if created {
@@ -198,8 +202,8 @@ func (r *room) behind(req JoinRequest) bool {
 
 // answerCaughtUp answers the resumes that waited for this node's copy to
 // reach their position (see Join): those it reached, or every one when all
-// is set (the owner's answer came, or could not: there is nothing more to
-// wait for). Callers hold mu; the room is ready.
+// is set (the copy restarted in a new epoch, or they waited AckHoldMax).
+// Callers hold mu; the room is ready.
 func (r *room) answerCaughtUp(all bool) {
 	if len(r.waiting) == 0 {
 		return
@@ -214,6 +218,42 @@ func (r *room) answerCaughtUp(all bool) {
 	}
 	clear(r.waiting[len(kept):])
 	r.waiting = kept
+	if len(r.waiting) == 0 && r.catchUpTimer != nil {
+		r.catchUpTimer.Stop()
+		r.catchUpTimer = nil
+	}
+}
+
+// catchUpDeadline answers the resumes that waited AckHoldMax for this
+// node's copy to reach their position, from the copy as it is: the owner
+// has not confirmed the messages they saw (a client's position may also be
+// made up), and waiting longer would leave them silent.
+func (r *room) catchUpDeadline() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.catchUpTimer = nil
+	if r.dead || r.state != ready || len(r.waiting) == 0 {
+		return
+	}
+	now := r.hub.now()
+	late := 0
+	kept := r.waiting[:0]
+	for _, w := range r.waiting {
+		if now.Sub(w.since) >= r.hub.cfg.AckHoldMax {
+			r.answerJoin(w.c, w.req)
+			late++
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(r.waiting[len(kept):])
+	r.waiting = kept
+	if late > 0 {
+		r.hub.log.Warn("resumes answered before this node's copy reached their position", "room", r.name, "resumes", late, "local_head", r.cache.Head())
+	}
+	if len(r.waiting) > 0 {
+		r.catchUpTimer = time.AfterFunc(r.waiting[0].since.Add(r.hub.cfg.AckHoldMax).Sub(now), r.catchUpDeadline)
+	}
 }
 
 func insertSorted(list []string, s string) []string {

@@ -29,8 +29,11 @@ type room struct {
 	mu    sync.Mutex
 	dead  bool
 	state roomState
-	// waiting holds local joins that arrived while subscribing.
-	waiting []waitingJoin
+	// waiting holds local joins that arrived while subscribing, and, once
+	// ready, resumes from a position the local copy has not reached yet
+	// (Join), answered as it does or at catchUpTimer (AckHoldMax).
+	waiting      []waitingJoin
+	catchUpTimer *time.Timer
 	// unsubscribeOnReply: every join left while subscribing; the owner's
 	// answer is followed by an unsubscription.
 	unsubscribeOnReply bool
@@ -84,6 +87,9 @@ type heldAck struct {
 type waitingJoin struct {
 	c   Conn
 	req JoinRequest
+	// since is when a resume started waiting for the local copy to reach
+	// its position (zero for a join waiting for the owner's State).
+	since time.Time
 }
 
 func newRoom(name string, h *Hub) *room {
