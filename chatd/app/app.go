@@ -118,6 +118,9 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		PresenceListMax: cfg.PresenceListMax,
 		TypingInterval:  time.Second,
 		AckHoldMax:      cfg.RouteTimeout + callTimeout,
+		// A resume from a node that died waits for the room's new owner:
+		// failure detection, its claim, the resubscription.
+		CatchUpMax: 2*membership.FailureDetection(cfg.GossipProfile, max(expectedNodes, 1)) + cfg.RouteTimeout + callTimeout,
 	}, m, log)
 	node := cluster.New(cluster.Config{
 		Self:              cfg.NodeName,

@@ -157,7 +157,8 @@ func (r *room) resync() {
 }
 
 // retryResync asks the owner again for the room's state while resumes
-// wait for this node's copy (see Join); catchUpDeadline bounds the wait.
+// wait for this node's copy (see Join); catchUpDeadline bounds the wait
+// (CatchUpMax).
 func (r *room) retryResync() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -73,6 +73,12 @@ type Config struct {
 	// that: the owner pushes a message before it answers its sender).
 	// Zero means DefaultAckHoldMax.
 	AckHoldMax time.Duration
+	// CatchUpMax bounds how long a resume from a position this node's copy
+	// has not reached waits for it (the client comes from a node that was
+	// ahead, typically one that died: the copy catches up once the room's
+	// new owner answers, after failure detection and its claim). Zero
+	// means AckHoldMax.
+	CatchUpMax time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -107,6 +113,9 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 	}
 	if cfg.AckHoldMax <= 0 {
 		cfg.AckHoldMax = DefaultAckHoldMax
+	}
+	if cfg.CatchUpMax <= 0 {
+		cfg.CatchUpMax = cfg.AckHoldMax
 	}
 	return &Hub{
 		cfg:      cfg,

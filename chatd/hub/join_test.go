@@ -135,11 +135,11 @@ func TestJoinResumesFromTheLocalCopy(t *testing.T) {
 // node's copy has not reached. Answering at once would rewind it (joined with
 // the lower head, recovered) and send it the messages it already has. Its
 // answer waits for the copy to reach its position, asking the owner at once
-// and again while the owner cannot be reached; past AckHoldMax it is
+// and again while the owner cannot be reached; past CatchUpMax it is
 // answered from what there is (the position may be made up).
 func TestResumeAheadOfTheLocalCopyWaitsForIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, r := newTestHub(Config{AckHoldMax: 10 * time.Second})
+		h, r := newTestHub(Config{AckHoldMax: time.Second, CatchUpMax: 10 * time.Second})
 		joinReady(t, h, r, "lobby", state("lobby", "e1", 1, 5), newConn("w", "watcher"))
 		ann := newConn("ann1", "ann")
 		h.Join(ann, JoinRequest{ID: "j", Room: "lobby", Since: ptr[uint64](7), Epoch: "e1"})
@@ -160,7 +160,7 @@ func TestResumeAheadOfTheLocalCopyWaitsForIt(t *testing.T) {
 		resync.reply(state("lobby", "e1", 1, 8), nil)
 		ann.expect(t)
 
-		// The owner's copy is at 8, below bob's 9: bob waits AckHoldMax,
+		// The owner's copy is at 8, below bob's 9: bob waits CatchUpMax,
 		// then is answered from what there is.
 		bob := newConn("bob1", "bob")
 		h.Join(bob, JoinRequest{ID: "j", Room: "lobby", Since: ptr[uint64](9), Epoch: "e1"})

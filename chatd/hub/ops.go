@@ -47,10 +47,10 @@ func (h *Hub) Join(c Conn, req JoinRequest) {
 		// (it comes from a node that was ahead): answering now would rewind
 		// it, and the messages would reach it twice. Its answer waits for
 		// the copy to reach its position (the owner is asked at once), at
-		// most AckHoldMax.
+		// most CatchUpMax.
 		r.waiting = append(r.waiting, waitingJoin{c: c, req: req, since: h.now()})
 		if r.catchUpTimer == nil {
-			r.catchUpTimer = time.AfterFunc(h.cfg.AckHoldMax, r.catchUpDeadline)
+			r.catchUpTimer = time.AfterFunc(h.cfg.CatchUpMax, r.catchUpDeadline)
 		}
 		r.resyncAt = time.Time{}
 		r.resync()
@@ -202,7 +202,7 @@ func (r *room) behind(req JoinRequest) bool {
 
 // answerCaughtUp answers the resumes that waited for this node's copy to
 // reach their position (see Join): those it reached, or every one when all
-// is set (the copy restarted in a new epoch, or they waited AckHoldMax).
+// is set (the copy restarted in a new epoch).
 // Callers hold mu; the room is ready.
 func (r *room) answerCaughtUp(all bool) {
 	if len(r.waiting) == 0 {
@@ -224,7 +224,7 @@ func (r *room) answerCaughtUp(all bool) {
 	}
 }
 
-// catchUpDeadline answers the resumes that waited AckHoldMax for this
+// catchUpDeadline answers the resumes that waited CatchUpMax for this
 // node's copy to reach their position, from the copy as it is: the owner
 // has not confirmed the messages they saw (a client's position may also be
 // made up), and waiting longer would leave them silent.
@@ -239,7 +239,7 @@ func (r *room) catchUpDeadline() {
 	late := 0
 	kept := r.waiting[:0]
 	for _, w := range r.waiting {
-		if now.Sub(w.since) >= r.hub.cfg.AckHoldMax {
+		if now.Sub(w.since) >= r.hub.cfg.CatchUpMax {
 			r.answerJoin(w.c, w.req)
 			late++
 			continue
@@ -252,7 +252,7 @@ func (r *room) catchUpDeadline() {
 		r.hub.log.Warn("resumes answered before this node's copy reached their position", "room", r.name, "resumes", late, "local_head", r.cache.Head())
 	}
 	if len(r.waiting) > 0 {
-		r.catchUpTimer = time.AfterFunc(r.waiting[0].since.Add(r.hub.cfg.AckHoldMax).Sub(now), r.catchUpDeadline)
+		r.catchUpTimer = time.AfterFunc(r.waiting[0].since.Add(r.hub.cfg.CatchUpMax).Sub(now), r.catchUpDeadline)
 	}
 }
 

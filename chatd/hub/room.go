@@ -31,7 +31,7 @@ type room struct {
 	state roomState
 	// waiting holds local joins that arrived while subscribing, and, once
 	// ready, resumes from a position the local copy has not reached yet
-	// (Join), answered as it does or at catchUpTimer (AckHoldMax).
+	// (Join), answered as it does or at catchUpTimer (CatchUpMax).
 	waiting      []waitingJoin
 	catchUpTimer *time.Timer
 	// unsubscribeOnReply: every join left while subscribing; the owner's
