@@ -196,12 +196,15 @@ func TestMessagesAcrossPods(t *testing.T) {
 // cluster size the pods read from their mounted ConfigMap, then adds pods;
 // scaling down drains one pod at a time. The original pods are never
 // restarted, every pod ends up applying the new size (settled checks it),
-// and no acknowledged message is lost or duplicated. With spec.storage,
+// and no acknowledged message is lost or duplicated; no container restarts
+// either. The operator moves each step on as soon as every pod reports the
+// size it applies (chatd_expected_nodes). With spec.storage,
 // each new pod gets a volume of its own, and a pod scaled away loses its
 // volume once it is gone (its rooms handed off first).
 func TestScaleUpAndDown(t *testing.T) {
 	ctx, orig := beginChange(t)
 	before := podUIDs(t, ctx)
+	restartsBefore := containerRestarts(t, ctx)
 	tr := startTraffic(t, ctx)
 	cc, err := env.chatCluster(ctx)
 	if err != nil {
@@ -221,14 +224,39 @@ func TestScaleUpAndDown(t *testing.T) {
 
 	up := orig
 	up.replicas = orig.replicas + 2
-	changeAndSettle(t, ctx, tr, rolloutTimeout, up, func() error { return env.scale(ctx, up.replicas) })
+	// timed scales through the scale subresource and logs how long the
+	// cluster took to settle (docs/testing.md quotes these lines).
+	timed := func(from int32, within time.Duration, want expectation) {
+		t.Helper()
+		start := time.Now()
+		changeAndSettle(t, ctx, tr, within, want, func() error { return env.scale(ctx, want.replicas) })
+		t.Logf("timing: kubectl scale %d→%d settled in %v", from, want.replicas, time.Since(start).Round(100*time.Millisecond))
+	}
+	timed(orig.replicas, rolloutTimeout, up)
 	claims(up.replicas)
-	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
+	timed(up.replicas, 2*rolloutTimeout, orig)
 	claims(orig.replicas)
 	tr.verify()
 	if after := podUIDs(t, ctx); !maps.Equal(after, before) {
 		t.Errorf("pods were replaced by scaling: before %v, after %v", before, after)
 	}
+	if after := containerRestarts(t, ctx); !maps.Equal(after, restartsBefore) {
+		t.Errorf("containers restarted while scaling: restarts before %v, after %v", restartsBefore, after)
+	}
+}
+
+// containerRestarts maps the cluster's pods to their containers' restart
+// counts.
+func containerRestarts(t *testing.T, ctx context.Context) map[string]int32 {
+	t.Helper()
+	_, pods := clusterAndPods(t, ctx)
+	out := make(map[string]int32, len(pods))
+	for _, p := range pods {
+		for _, c := range p.Status.ContainerStatuses {
+			out[p.Name] += c.RestartCount
+		}
+	}
+	return out
 }
 
 // podUIDs maps the cluster's pods to their UIDs.
