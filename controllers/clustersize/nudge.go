@@ -20,13 +20,14 @@ const (
 )
 
 // NeedsNudge reports whether the operator should write the annotations on
-// r's pod so that it applies size: it does not say it applies size, it is
-// not being deleted, and it has not been asked for size yet, or was asked
-// longer than resync ago (its kubelet may have synced before its copy of the
-// ConfigMap had the new size).
+// r's pod so that it applies size: it does not say it applies size, it
+// runs (a pod without an IP has not started: its kubelet mounts the
+// ConfigMap as it is then), it is not being deleted, and it has not been
+// asked for size yet, or was asked longer than resync ago (its kubelet may
+// have synced before its copy of the ConfigMap had the new size).
 func NeedsNudge(r Report, size int32, now time.Time, resync time.Duration) bool {
 	pod := r.Pod
-	if r.Applies(size) || pod.DeletionTimestamp != nil {
+	if r.Applies(size) || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" {
 		return false
 	}
 	if pod.Annotations[AnnotationExpectedNodes] != strconv.Itoa(int(size)) {

@@ -217,7 +217,7 @@ func TestNeedsNudge(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	const resync = 5 * time.Second
 	pod := func(size string, at time.Time, deleting bool) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "chat-0", Annotations: map[string]string{}}}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "chat-0", Annotations: map[string]string{}}, Status: corev1.PodStatus{PodIP: "10.0.0.7"}}
 		if size != "" {
 			Nudge(p, 0, at)
 			p.Annotations[AnnotationExpectedNodes] = size
@@ -227,6 +227,8 @@ func TestNeedsNudge(t *testing.T) {
 		}
 		return p
 	}
+	notStarted := pod("", now, false)
+	notStarted.Status.PodIP = ""
 	for _, tc := range []struct {
 		name string
 		r    Report
@@ -240,6 +242,7 @@ func TestNeedsNudge(t *testing.T) {
 		{"unreachable, asked just now", Report{Pod: pod("5", now, false), Err: errors.New("refused")}, false},
 		{"unreachable, never asked", Report{Pod: pod("", now, false), Err: errors.New("refused")}, true},
 		{"being deleted", Report{Pod: pod("", now, true), Applied: 3}, false},
+		{"not started", Report{Pod: notStarted, Err: errors.New("no IP yet")}, false},
 	} {
 		if got := NeedsNudge(tc.r, 5, now, resync); got != tc.want {
 			t.Errorf("%s: NeedsNudge = %v, want %v", tc.name, got, tc.want)
