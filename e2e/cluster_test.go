@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -275,12 +276,44 @@ func podUIDs(t *testing.T, ctx context.Context) map[string]types.UID {
 // settled cluster, which it returns the expectation of.
 func beginChange(t *testing.T) (context.Context, expectation) {
 	t.Helper()
+	noReconcileFailures(t)
 	restoreOnCleanup(t)
 	dumpOnFailure(t)
 	ctx := context.Background()
 	want := originalExpectation()
 	mustSettle(t, ctx, settleTimeout, want)
 	return ctx, want
+}
+
+// noReconcileFailures fails the test, when it ends (after the cleanups
+// registered later, which restore the cluster), if the operator recorded a
+// ReconcileFailed event about the ChatCluster meanwhile: a rollout, a
+// scaling step or a replaced pod is no failure of the operator (a write
+// refused because its cache lagged is retried quietly, and must not show
+// as a Warning, nor as Degraded=True).
+func noReconcileFailures(t *testing.T) {
+	start := time.Now()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var list eventsv1.EventList
+		if err := env.client.List(ctx, &list, client.InNamespace(env.namespace)); err != nil {
+			t.Errorf("listing the events: %v", err)
+			return
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Kind != "ChatCluster" || e.Regarding.Name != env.name || e.Reason != chatv1alpha1.ReasonReconcileFailed {
+				continue
+			}
+			last := e.EventTime.Time
+			if e.Series != nil {
+				last = e.Series.LastObservedTime.Time
+			}
+			if last.After(start) {
+				t.Errorf("the operator failed a reconcile during the test (%s, %s): %s", e.Type, last.Format(time.RFC3339), e.Note)
+			}
+		}
+	})
 }
 
 // changeAndSettle makes a change to the cluster under traffic, waits until
