@@ -36,6 +36,16 @@ func Serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	return ServeWithOptions(ctx, cfg, ln, log, Options{})
 }
 
+// reserveBytes maps --storage-reserve-bytes onto the store's option: 0
+// means no reserve (the store reads 0 as its default, a negative value as
+// none).
+func reserveBytes(flag int64) int64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
+}
+
 // callTimeout bounds one inter-node request.
 const callTimeout = 5 * time.Second
 
@@ -70,14 +80,15 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}
 	}
 	var st *store.Store
+	storeObs := &storeObserver{m: m}
 	if cfg.DataDir != "" {
 		st, err = store.Open(store.Options{
 			Dir:          cfg.DataDir,
 			MaxAge:       cfg.HistoryRetention,
 			MaxMessages:  cfg.HistoryMaxMessages,
-			ReserveBytes: cfg.StorageReserve,
+			ReserveBytes: reserveBytes(cfg.StorageReserve),
 			Logger:       log.With("component", "store"),
-			Observer:     storeObserver{m},
+			Observer:     storeObs,
 		})
 		if err != nil {
 			return fmt.Errorf("open the message store in --data-dir %s: %w", cfg.DataDir, err)
@@ -117,6 +128,9 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		CallTimeout:       callTimeout,
 		HandoffGrace:      10 * time.Second,
 	}, h, ownerCfg, log)
+
+	retained := node.Retained
+	storeObs.retained.Store(&retained)
 
 	var parts *clusterParts
 	if cfg.GossipAddr != "" {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/metrics"
@@ -10,10 +11,15 @@ import (
 
 // storeObserver maps the message store's measurements onto metrics
 // (store.Observer).
-type storeObserver struct{ m *metrics.Metrics }
+type storeObserver struct {
+	m *metrics.Metrics
+	// retained, once set (after the node exists), is told after every
+	// retention pass that removed messages.
+	retained atomic.Pointer[func()]
+}
 
 // GroupCommit implements store.Observer.
-func (o storeObserver) GroupCommit(latency time.Duration, writes, _ int, err error) {
+func (o *storeObserver) GroupCommit(latency time.Duration, writes, _ int, err error) {
 	if err != nil {
 		return
 	}
@@ -22,7 +28,7 @@ func (o storeObserver) GroupCommit(latency time.Duration, writes, _ int, err err
 }
 
 // WriteRefused implements store.Observer.
-func (o storeObserver) WriteRefused(err error) {
+func (o *storeObserver) WriteRefused(err error) {
 	reason := "failed"
 	switch {
 	case errors.Is(err, store.ErrFull):
@@ -34,6 +40,9 @@ func (o storeObserver) WriteRefused(err error) {
 }
 
 // Retention implements store.Observer.
-func (o storeObserver) Retention(_ time.Duration, _ int, removed uint64, _ error) {
+func (o *storeObserver) Retention(_ time.Duration, _ int, removed uint64, _ error) {
 	o.m.StoreRetained.Add(float64(removed))
+	if f := o.retained.Load(); removed > 0 && f != nil {
+		(*f)()
+	}
 }

@@ -162,6 +162,10 @@ func TestRoomsSmoke(t *testing.T) {
 	if rep.Integrity.Expected != rep.Integrity.Stored*5 {
 		t.Fatalf("expected %d deliveries for %d messages in rooms of 5", rep.Integrity.Expected, rep.Integrity.Stored)
 	}
+	// Memory only: acks are timed, and there is no store to sync.
+	if s := rep.Steps[0]; s.AckLatency == nil || s.AckLatency.Count == 0 || s.StoreSync != nil {
+		t.Fatalf("step %+v", s)
+	}
 }
 
 func TestCrossNodeSmoke(t *testing.T) {
@@ -266,8 +270,10 @@ func TestLimitsAndProc(t *testing.T) {
 	if err != nil || p.RSSBytes == 0 {
 		t.Fatalf("readProc(self) = %+v, %v", p, err)
 	}
-	m, err := parseMetrics(strings.NewReader("# HELP x\nprocess_resident_memory_bytes 1.5e+07\nprocess_cpu_seconds_total 2.5\ngo_goroutines{x=\"y\"} 3\ngo_goroutines 12\n"))
-	if err != nil || m["process_resident_memory_bytes"] != 1.5e7 || m["process_cpu_seconds_total"] != 2.5 || m["go_goroutines"] != 12 {
+	m, err := parseMetrics(strings.NewReader("# HELP x\nprocess_resident_memory_bytes 1.5e+07\nprocess_cpu_seconds_total 2.5\ngo_goroutines{x=\"y\"} 3\ngo_goroutines 12\n" +
+		"chatd_store_sync_seconds_bucket{le=\"0.001\"} 3\nchatd_store_sync_seconds_sum 0.25\nchatd_store_sync_seconds_count 10\nchatd_store_sync_writes_sum 400\n"))
+	if err != nil || m["process_resident_memory_bytes"] != 1.5e7 || m["process_cpu_seconds_total"] != 2.5 || m["go_goroutines"] != 12 ||
+		m["chatd_store_sync_seconds_sum"] != 0.25 || m["chatd_store_sync_seconds_count"] != 10 || m["chatd_store_sync_writes_sum"] != 400 {
 		t.Fatalf("parseMetrics = %v, %v", m, err)
 	}
 }

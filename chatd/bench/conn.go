@@ -53,11 +53,19 @@ type conn struct {
 	foreign  uint64   // messages not sent by a benchmark publisher
 	samples  []latencySample
 	latShard *latencyShard
+	// ackSamples are send→ack latencies of the WebSocket message being
+	// processed; ackShard is where they go.
+	ackSamples []latencySample
+	ackShard   *latencyShard
+	pending    pendingSends
+
+	sent atomic.Uint64 // sends written
 
 	received   atomic.Uint64 // messages of its room received
 	acked      atomic.Uint64 // non-duplicate acks of its sends
 	ackDups    atomic.Uint64 // acks flagged duplicate (should stay 0)
 	errored    atomic.Uint64 // sends refused with an error frame
+	unmatched  atomic.Uint64 // acks naming no send in flight (should stay 0)
 	closeCode  atomic.Int64  // close code from the server, or -1 for a network error
 	readerDone chan struct{}
 }
@@ -74,42 +82,22 @@ var errRefused = errors.New("upgrade refused")
 // dialConn connects, says hello and joins room. It returns once the joined
 // frame arrived; the reader is not started yet.
 func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*conn, protocol.Joined, error) {
-	d := websocket.Dialer{
-		HandshakeTimeout: dc.timeout,
-		ReadBufferSize:   dc.readBuffer,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  writeBufferPool,
-	}
 	ctx, cancel := context.WithTimeout(ctx, dc.timeout)
 	defer cancel()
-	ws, resp, err := d.DialContext(ctx, url, nil)
+	ws, err := dialHello(ctx, url, user, dc)
 	if err != nil {
-		if resp != nil {
-			return nil, protocol.Joined{}, fmt.Errorf("dial %s: %w: HTTP %d (Retry-After %v)", url, errRefused, resp.StatusCode, client.RetryAfter(resp))
-		}
-		return nil, protocol.Joined{}, fmt.Errorf("dial %s: %w", url, err)
+		return nil, protocol.Joined{}, err
 	}
 	c := &conn{user: user, url: url, ws: ws, room: r, slot: -1, readerDone: make(chan struct{})}
-	c.closeCode.Store(0)
-	if dl, ok := ctx.Deadline(); ok {
-		_ = ws.SetReadDeadline(dl)
-	}
 	fail := func(err error) (*conn, protocol.Joined, error) {
 		_ = ws.Close()
 		return nil, protocol.Joined{}, err
-	}
-	hello, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeHello, Name: user, Protocol: protocol.Version})
-	if err := ws.WriteMessage(websocket.TextMessage, hello); err != nil {
-		return fail(fmt.Errorf("send hello: %w", err))
-	}
-	if _, err := c.expect(protocol.TypeWelcome); err != nil {
-		return fail(fmt.Errorf("hello: %w", err))
 	}
 	join, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: r.name})
 	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
 		return fail(fmt.Errorf("send join: %w", err))
 	}
-	raw, err := c.expect(protocol.TypeJoined)
+	raw, err := expectFrame(ws, protocol.TypeJoined)
 	if err != nil {
 		return fail(fmt.Errorf("join %s: %w", r.name, err))
 	}
@@ -122,11 +110,43 @@ func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*c
 	return c, j, nil
 }
 
-// expect reads frames until one of type typ (skipping presence and typing),
-// failing on an error frame or a close.
-func (c *conn) expect(typ string) ([]byte, error) {
+// dialHello connects and says hello, returning once the welcome arrived.
+// The read deadline is left at ctx's deadline; callers clear it when they
+// are done with their handshake.
+func dialHello(ctx context.Context, url, user string, dc dialConfig) (*websocket.Conn, error) {
+	d := websocket.Dialer{
+		HandshakeTimeout: dc.timeout,
+		ReadBufferSize:   dc.readBuffer,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  writeBufferPool,
+	}
+	ws, resp, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: %w: HTTP %d (Retry-After %v)", url, errRefused, resp.StatusCode, client.RetryAfter(resp))
+		}
+		return nil, fmt.Errorf("dial %s: %w", url, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = ws.SetReadDeadline(dl)
+	}
+	hello, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeHello, Name: user, Protocol: protocol.Version})
+	if err := ws.WriteMessage(websocket.TextMessage, hello); err != nil {
+		_ = ws.Close()
+		return nil, fmt.Errorf("send hello: %w", err)
+	}
+	if _, err := expectFrame(ws, protocol.TypeWelcome); err != nil {
+		_ = ws.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	return ws, nil
+}
+
+// expectFrame reads frames until one of type typ (skipping presence and
+// typing), failing on an error frame or a close.
+func expectFrame(ws *websocket.Conn, typ string) ([]byte, error) {
 	for {
-		_, data, err := c.ws.ReadMessage()
+		_, data, err := ws.ReadMessage()
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +260,7 @@ func (c *conn) process(data []byte) {
 				msgs++
 			}
 		case bytes.HasPrefix(line, prefixAck):
-			c.onAck(line)
+			c.onAck(line, now)
 		case bytes.HasPrefix(line, prefixError):
 			c.onError(line)
 		}
@@ -252,6 +272,10 @@ func (c *conn) process(data []byte) {
 			c.latShard.record(c.samples)
 			c.samples = c.samples[:0]
 		}
+	}
+	if len(c.ackSamples) > 0 {
+		c.ackShard.record(c.ackSamples)
+		c.ackSamples = c.ackSamples[:0]
 	}
 }
 
@@ -289,22 +313,36 @@ func (c *conn) onMessage(line []byte, now int64) {
 	}
 }
 
-func (c *conn) onAck(line []byte) {
-	var a protocol.Ack
-	if err := json.Unmarshal(line, &a); err != nil {
+func (c *conn) onAck(line []byte, now int64) {
+	a, ok := parseAck(line)
+	if !ok {
 		c.run.badFrames.Add(1)
 		return
 	}
-	if a.Room == "" {
+	if a.room == "" {
 		return // a DM ack; benchmarks send none
 	}
-	if a.Duplicate {
+	if a.duplicate {
 		c.ackDups.Add(1)
 	} else {
 		c.acked.Add(1)
+		c.run.stored.Add(1)
 	}
-	c.room.noteAck(a.Seq)
+	c.room.noteAck(a.seq)
 	c.run.acked.Add(1)
+	n, ok := cidCounter(a.cid)
+	if !ok {
+		c.unmatched.Add(1)
+		return
+	}
+	p, ok := c.pending.take(n)
+	if !ok {
+		c.unmatched.Add(1)
+		return
+	}
+	if p.step > 0 && c.ackShard != nil {
+		c.ackSamples = append(c.ackSamples, latencySample{step: p.step, micros: max((now-p.sentNs)/1000, 1)})
+	}
 }
 
 func (c *conn) onError(line []byte) {
@@ -317,6 +355,7 @@ func (c *conn) onError(line []byte) {
 	if e.Room != "" && e.ID == "" {
 		// Send frames carry no id: a room error answers a send.
 		c.errored.Add(1)
+		c.run.refused.Add(1)
 		c.run.acked.Add(1) // answered, although not stored
 	}
 }
@@ -329,11 +368,23 @@ func (c *conn) publish(step int, textSize int) error {
 		return errConnClosed
 	}
 	c.sentN++
-	c.wbuf = appendSend(c.wbuf[:0], c.room.name, c.slot, c.sentN, time.Now().UnixNano(), step, textSize)
+	now := time.Now().UnixNano()
+	c.wbuf = appendSend(c.wbuf[:0], c.room.name, c.slot, c.sentN, now, step, textSize)
+	// Noted before the write: the ack may be read before WriteMessage
+	// returns.
+	c.pending.add(c.sentN, now, step)
 	if err := c.ws.WriteMessage(websocket.TextMessage, c.wbuf); err != nil {
+		c.pending.take(c.sentN)
 		return fmt.Errorf("publish: %w", err)
 	}
+	c.sent.Add(1)
 	return nil
+}
+
+// inflight is the number of sends written and not yet answered (acked or
+// refused).
+func (c *conn) inflight() int64 {
+	return int64(c.sent.Load()) - int64(c.acked.Load()+c.ackDups.Load()+c.errored.Load())
 }
 
 // errConnClosed is returned by publish after close.

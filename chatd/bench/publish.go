@@ -28,6 +28,11 @@ type scheduler struct {
 	// window, when set, returns how many more messages may be in flight
 	// (sent but not yet received by every subscriber).
 	window func() int64
+	// connWindow, when positive, is the most sends one connection may
+	// have written and not yet seen answered: a connection at its window
+	// is passed over, and when all are, the tick's remaining messages are
+	// skipped (the step then publishes below its target).
+	connWindow int64
 
 	sent     atomic.Uint64
 	skipped  atomic.Uint64
@@ -89,8 +94,14 @@ func (s *scheduler) loop(ctx context.Context, run *runState) {
 				}
 			}
 			for i := int64(0); i < due; i++ {
-				p := s.pubs[next]
-				next = (next + 1) % len(s.pubs)
+				p := s.pick(&next)
+				if p == nil {
+					rest := due - i
+					s.windowed.Add(1)
+					s.skipped.Add(uint64(rest))
+					accepted += rest
+					break
+				}
 				accepted++
 				if err := p.publish(cur.step, s.textSize); err != nil {
 					s.sendErrs.Add(1)
@@ -101,6 +112,19 @@ func (s *scheduler) loop(ctx context.Context, run *runState) {
 			}
 		}
 	}
+}
+
+// pick returns the next publisher in round robin order that is under its
+// window, or nil when none is.
+func (s *scheduler) pick(next *int) *conn {
+	for range s.pubs {
+		p := s.pubs[*next]
+		*next = (*next + 1) % len(s.pubs)
+		if s.connWindow <= 0 || p.inflight() < s.connWindow {
+			return p
+		}
+	}
+	return nil
 }
 
 // schedulers splits pubs over n schedulers sharing a total rate.

@@ -34,11 +34,18 @@ type Report struct {
 	Steps []StepReport `json:"steps,omitempty"`
 	// MaxSustainedDeliveries is fanout's highest delivery rate over the
 	// steps that kept up.
-	MaxSustainedDeliveries float64    `json:"max_sustained_deliveries_per_sec,omitempty"`
-	Integrity              *Integrity `json:"integrity,omitempty"`
-	// OK is false when a message was lost, duplicated or reordered, a
-	// connection failed or was closed by the server, or the run was
-	// interrupted.
+	MaxSustainedDeliveries float64 `json:"max_sustained_deliveries_per_sec,omitempty"`
+	// MaxSustainedAcked is throughput's highest acked (stored) message
+	// rate over the steps that kept up.
+	MaxSustainedAcked float64    `json:"max_sustained_acked_per_sec,omitempty"`
+	Integrity         *Integrity `json:"integrity,omitempty"`
+	// Fill, History and Ready are those scenarios' own sections.
+	Fill    *FillReport    `json:"fill,omitempty"`
+	History *HistoryReport `json:"history,omitempty"`
+	Ready   *ReadyReport   `json:"ready,omitempty"`
+	// OK is false when a message was lost, duplicated, reordered or wrong
+	// in a page (Consistent), a connection failed or was closed by the
+	// server, or the run was interrupted.
 	OK bool `json:"ok"`
 }
 
@@ -79,6 +86,15 @@ type StepReport struct {
 	DeliveriesPerSec       float64 `json:"deliveries_per_sec"`
 	// Latency is publish→receive of the messages sent in this step.
 	Latency LatencyReport `json:"latency"`
+	// AckedPerSec is the rate of acks (messages stored) in the step.
+	AckedPerSec float64 `json:"acked_per_sec"`
+	// AckLatency is send→ack of the step's sends: the time from writing a
+	// send to reading its ack (with --data-dir, the ack waits for the
+	// message to be on disk on every copy). Nil when nothing was acked.
+	AckLatency *LatencyReport `json:"ack_latency,omitempty"`
+	// StoreSync is the first server's group commits in the step (with
+	// --data-dir and /metrics).
+	StoreSync *StoreSyncReport `json:"store_sync,omitempty"`
 	// CPU figures are percent of one core: the server's, chatbench's own,
 	// the whole machine's (all cores, so up to 100 × cores) and what
 	// remains (other processes, kernel work not charged to either). A
@@ -91,6 +107,19 @@ type StepReport struct {
 	// publishes below target, or p99 above the limit; Reason says which.
 	Behind bool   `json:"behind"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// StoreSyncReport describes a server's group commits over a window, from
+// its chatd_store_sync_seconds and chatd_store_sync_writes histograms:
+// how often the store synced, how long a sync took, how many writes shared
+// one (group commit at work when above 1), and the share of the window
+// the syncer spent syncing (near 100%: the disk's sync latency bounds the
+// durable rate).
+type StoreSyncReport struct {
+	SyncsPerSec   float64 `json:"syncs_per_sec"`
+	MeanSyncMS    float64 `json:"mean_sync_ms"`
+	WritesPerSync float64 `json:"writes_per_sync"`
+	BusyPercent   float64 `json:"busy_percent"`
 }
 
 // LatencyReport summarises a latency histogram, in milliseconds.
@@ -124,11 +153,14 @@ func latencyReport(h *hdrhistogram.Histogram) LatencyReport {
 // cross-check per publisher: messages per (subscriber, publisher) against
 // the publisher's acks, and cid counters going backwards.
 type Integrity struct {
-	Published     uint64            `json:"published"`
-	Stored        uint64            `json:"stored"`
-	Refused       uint64            `json:"refused"`
-	Unanswered    uint64            `json:"unanswered"`
-	DuplicateAcks uint64            `json:"duplicate_acks"`
+	Published     uint64 `json:"published"`
+	Stored        uint64 `json:"stored"`
+	Refused       uint64 `json:"refused"`
+	Unanswered    uint64 `json:"unanswered"`
+	DuplicateAcks uint64 `json:"duplicate_acks"`
+	// UnmatchedAcks are acks whose cid names no send waiting for one
+	// (acked twice, or never sent).
+	UnmatchedAcks uint64            `json:"unmatched_acks"`
 	Expected      uint64            `json:"expected_deliveries"`
 	Delivered     uint64            `json:"delivered"`
 	Lost          uint64            `json:"lost"`
@@ -144,6 +176,20 @@ type Integrity struct {
 	// Clean is true when nothing above indicates a lost, duplicated or
 	// reordered message.
 	Clean bool `json:"clean"`
+}
+
+// Consistent reports whether nothing in the report shows a lost,
+// duplicated, reordered or wrong message (chatbench exits 3 otherwise).
+func (r *Report) Consistent() bool {
+	switch {
+	case r.Integrity != nil && !r.Integrity.Clean:
+		return false
+	case r.History != nil && !r.History.Clean:
+		return false
+	case r.Ready != nil && r.Ready.PageProblem != "":
+		return false
+	}
+	return true
 }
 
 // WriteJSON writes the report as one indented JSON document.
@@ -205,17 +251,29 @@ func (r *Report) WriteText(w io.Writer) error {
 				s.Latency.P50MS, s.Latency.P99MS, s.Latency.P999MS, s.Latency.MaxMS, s.Latency.Count, cpu, s.ClientCPUPercent, other, flag)
 		}
 	}
+	if hasAckLatency(r.Steps) {
+		p("\nstep\tacked/s\tack p50 ms\tack p90 ms\tack p99 ms\tack p99.9 ms\tack max ms\tsamples\tsyncs/s\twrites/sync\tmean sync ms\tsyncer busy\t\n")
+		for _, s := range r.Steps {
+			if a := s.AckLatency; a != nil {
+				p("%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%s\t\n", s.Step, formatRate(s.AckedPerSec), a.P50MS, a.P90MS, a.P99MS, a.P999MS, a.MaxMS, a.Count, formatSync(s.StoreSync))
+			}
+		}
+	}
 	if r.MaxSustainedDeliveries > 0 {
 		p("\nmax sustained deliveries/s: %s\n", formatRate(r.MaxSustainedDeliveries))
 	}
+	if r.MaxSustainedAcked > 0 {
+		p("\nmax sustained acked messages/s: %s\n", formatRate(r.MaxSustainedAcked))
+	}
 	if in := r.Integrity; in != nil {
-		p("\nmessages\tpublished %d\tstored %d\trefused %d\tunanswered %d\n", in.Published, in.Stored, in.Refused, in.Unanswered)
+		p("\nmessages\tpublished %d\tstored %d\trefused %d\tunanswered %d\tduplicate acks %d\tunmatched acks %d\n", in.Published, in.Stored, in.Refused, in.Unanswered, in.DuplicateAcks, in.UnmatchedAcks)
 		p("deliveries\texpected %d\tdelivered %d\tlost %d\tduplicated %d\tout of order %d\n", in.Expected, in.Delivered, in.Lost, in.Duplicated, in.OutOfOrder)
 		p("by cid\tmissing %d\textra %d\tout of order %d\tforeign %d\tbad frames %d\n", in.CIDMissing, in.CIDExtra, in.CIDOutOfOrder, in.Foreign, in.BadFrames)
 		if len(in.Errors) > 0 {
 			p("error frames\t%s\n", formatCodes64(in.Errors))
 		}
 	}
+	r.writeDurable(p)
 	for _, n := range r.Notes {
 		p("note: %s\n", n)
 	}
@@ -228,6 +286,22 @@ func (r *Report) WriteText(w io.Writer) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+func formatSync(s *StoreSyncReport) string {
+	if s == nil {
+		return "-\t-\t-\t-"
+	}
+	return fmt.Sprintf("%.0f\t%.1f\t%.2f\t%.0f%%", s.SyncsPerSec, s.WritesPerSync, s.MeanSyncMS, s.BusyPercent)
+}
+
+func hasAckLatency(steps []StepReport) bool {
+	for _, s := range steps {
+		if s.AckLatency != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func formatCodes(m map[string]int) string {

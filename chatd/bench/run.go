@@ -118,9 +118,11 @@ type runState struct {
 	id       string
 	started  time.Time
 	lat      *latencySet
-	stats    *serverStats
-	fdLimit  uint64
-	notes    []string
+	// ackLat is send→ack latency, by step like lat.
+	ackLat  *latencySet
+	stats   *serverStats
+	fdLimit uint64
+	notes   []string
 
 	rooms   []*room
 	conns   []*conn
@@ -128,6 +130,8 @@ type runState struct {
 
 	published  atomic.Uint64
 	acked      atomic.Uint64 // acks and send refusals: answered sends
+	stored     atomic.Uint64 // acks not flagged duplicate: messages stored
+	refused    atomic.Uint64 // sends refused with an error frame
 	delivered  atomic.Uint64
 	slowParses atomic.Uint64
 	badFrames  atomic.Uint64
@@ -154,7 +158,7 @@ func newRun(scenario string, o Options) (*runState, error) {
 	default:
 		return nil, fmt.Errorf("--server-stats %q: want auto, proc, metrics or none", o.Stats)
 	}
-	r := &runState{scenario: scenario, opts: o, id: runID(), started: time.Now(), lat: newLatencySet(), errors: map[string]uint64{}}
+	r := &runState{scenario: scenario, opts: o, id: runID(), started: time.Now(), lat: newLatencySet(), ackLat: newLatencySet(), errors: map[string]uint64{}}
 	limit, err := RaiseFileLimit()
 	if err != nil {
 		r.note("cannot raise the open-file limit: %v", err)
@@ -183,6 +187,17 @@ func (r *runState) countError(code string) {
 	r.errMu.Lock()
 	r.errors[code]++
 	r.errMu.Unlock()
+}
+
+// errorsCopy returns the error frames counted so far, by code.
+func (r *runState) errorsCopy() map[string]uint64 {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	out := make(map[string]uint64, len(r.errors))
+	for k, v := range r.errors {
+		out[k] = v
+	}
+	return out
 }
 
 func (r *runState) newRoom(name string) *room {
@@ -240,6 +255,7 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 				}
 				c.id, c.track, c.run = base+i, s.track, r
 				c.latShard = r.lat.shard(base + i)
+				c.ackShard = r.ackLat.shard(base + i)
 				out[i] = c
 				opened.Add(1)
 			}
@@ -420,6 +436,7 @@ func (r *runState) integrity() *Integrity {
 		for _, p := range rm.pubs {
 			in.Refused += p.errored.Load()
 			in.DuplicateAcks += p.ackDups.Load()
+			in.UnmatchedAcks += p.unmatched.Load()
 		}
 		for _, c := range rm.subs {
 			in.Expected += stored
@@ -455,7 +472,7 @@ func (r *runState) integrity() *Integrity {
 	}
 	r.errMu.Unlock()
 	in.Clean = in.Lost == 0 && in.Duplicated == 0 && in.OutOfOrder == 0 && in.CIDMissing == 0 &&
-		in.CIDExtra == 0 && in.CIDOutOfOrder == 0 && in.Unanswered == 0 && in.DuplicateAcks == 0 && in.BadFrames == 0
+		in.CIDExtra == 0 && in.CIDOutOfOrder == 0 && in.Unanswered == 0 && in.DuplicateAcks == 0 && in.UnmatchedAcks == 0 && in.BadFrames == 0
 	return in
 }
 
@@ -475,6 +492,7 @@ func (r *runState) connReport(requested int) ConnReport {
 type window struct {
 	at         time.Time
 	published  uint64
+	stored     uint64
 	delivered  uint64
 	server     ServerSample
 	serverErr  error
@@ -484,7 +502,7 @@ type window struct {
 }
 
 func (r *runState) mark() window {
-	w := window{at: time.Now(), published: r.published.Load(), delivered: r.delivered.Load(), selfCPUSec: selfCPUSeconds()}
+	w := window{at: time.Now(), published: r.published.Load(), stored: r.stored.Load(), delivered: r.delivered.Load(), selfCPUSec: selfCPUSeconds()}
 	w.machineSec, w.machineErr = machineCPUSeconds()
 	if r.stats.source != "none" {
 		w.server, w.serverErr = r.stats.sample()
@@ -501,10 +519,12 @@ func (r *runState) fillStep(s *StepReport, a, b window) {
 	s.Seconds = dt
 	s.PublishPerSec = float64(b.published-a.published) / dt
 	s.DeliveriesPerSec = float64(b.delivered-a.delivered) / dt
+	s.AckedPerSec = float64(b.stored-a.stored) / dt
 	s.ClientCPUPercent = 100 * (b.selfCPUSec - a.selfCPUSec) / dt
 	if r.stats.source != "none" && a.serverErr == nil && b.serverErr == nil {
 		cpu := 100 * (b.server.CPUSeconds - a.server.CPUSeconds) / dt
 		s.ServerCPUPercent = &cpu
+		s.StoreSync = storeSyncReport(a, b)
 	}
 	if a.machineErr == nil && b.machineErr == nil {
 		m := 100 * (b.machineSec - a.machineSec) / dt
@@ -513,6 +533,22 @@ func (r *runState) fillStep(s *StepReport, a, b window) {
 			other := max(m-*s.ServerCPUPercent-s.ClientCPUPercent, 0)
 			s.OtherCPUPercent = &other
 		}
+	}
+}
+
+// storeSyncReport is the first node's group commits between two marks,
+// nil when it made none (no --data-dir, or no /metrics).
+func storeSyncReport(a, b window) *StoreSyncReport {
+	if a.serverErr != nil || b.serverErr != nil || b.server.StoreSyncs <= a.server.StoreSyncs {
+		return nil
+	}
+	dt := b.at.Sub(a.at).Seconds()
+	syncs := float64(b.server.StoreSyncs - a.server.StoreSyncs)
+	return &StoreSyncReport{
+		SyncsPerSec:   syncs / dt,
+		MeanSyncMS:    1000 * (b.server.StoreSyncSeconds - a.server.StoreSyncSeconds) / syncs,
+		WritesPerSync: float64(b.server.StoreSyncedWrites-a.server.StoreSyncedWrites) / syncs,
+		BusyPercent:   100 * (b.server.StoreSyncSeconds - a.server.StoreSyncSeconds) / dt,
 	}
 }
 

@@ -104,19 +104,9 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	if cfg.Subscribers < 1 {
 		return nil, errors.New("fanout needs --subscribers ≥ 1")
 	}
-	rates := cfg.Rates
-	if len(rates) == 0 {
-		if cfg.StartRate <= 0 || cfg.StepRate <= 0 || cfg.MaxRate < cfg.StartRate {
-			return nil, errors.New("fanout needs --rates, or --start-rate, --step-rate and --max-rate with max ≥ start")
-		}
-		for r := cfg.StartRate; r <= cfg.MaxRate+1e-9; r += cfg.StepRate {
-			rates = append(rates, r)
-		}
-	}
-	for _, r := range rates {
-		if r <= 0 {
-			return nil, errors.New("fanout rates must be positive")
-		}
+	rates, err := stepRates("fanout", cfg.Rates, cfg.StartRate, cfg.StepRate, cfg.MaxRate)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.StepDuration <= 0 {
 		cfg.StepDuration = 5 * time.Second
@@ -183,6 +173,24 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	return run.complete(ctx, rep, len(specs), before, measured), nil
 }
 
+// stepRates returns the explicit rates, or start, start+step, … up to max.
+func stepRates(scenario string, rates []float64, start, step, maxRate float64) ([]float64, error) {
+	if len(rates) == 0 {
+		if start <= 0 || step <= 0 || maxRate < start {
+			return nil, fmt.Errorf("%s needs --rates, or --start-rate, --step-rate and --max-rate with max ≥ start", scenario)
+		}
+		for r := start; r <= maxRate+1e-9; r += step {
+			rates = append(rates, r)
+		}
+	}
+	for _, r := range rates {
+		if r <= 0 {
+			return nil, fmt.Errorf("%s rates must be positive", scenario)
+		}
+	}
+	return rates, nil
+}
+
 // RoomsConfig configures Rooms.
 type RoomsConfig struct {
 	Options
@@ -191,6 +199,10 @@ type RoomsConfig struct {
 	Connections int
 	RoomSize    int
 	Rate        float64
+	// TotalRate, when positive, replaces Rate: the messages per second of
+	// all connections together, shared equally (the figure the send→ack
+	// latency targets are stated at).
+	TotalRate float64
 	// Duration of the measured window (after Warmup).
 	Duration time.Duration
 	// Schedulers is the number of publishing goroutines.
@@ -202,8 +214,8 @@ type RoomsConfig struct {
 // Rooms runs many small rooms where every member publishes, the shape of
 // ordinary chat traffic.
 func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
-	if cfg.RoomSize < 1 || cfg.Connections < cfg.RoomSize || cfg.Rate <= 0 {
-		return nil, errors.New("rooms needs --room-size ≥ 1, --connections ≥ --room-size and --rate > 0")
+	if cfg.RoomSize < 1 || cfg.Connections < cfg.RoomSize || (cfg.Rate <= 0 && cfg.TotalRate <= 0) {
+		return nil, errors.New("rooms needs --room-size ≥ 1, --connections ≥ --room-size and --rate > 0 or --total-rate > 0")
 	}
 	if cfg.Duration <= 0 {
 		cfg.Duration = 10 * time.Second
@@ -237,14 +249,20 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	rep := run.newReport(map[string]any{
 		"connections": cfg.Connections, "room_size": cfg.RoomSize, "rate_per_connection": cfg.Rate,
 		"duration": cfg.Duration.String(), "text_size": run.opts.TextSize, "tick": run.opts.Tick.String(),
-		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(),
+		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(), "total_rate": cfg.TotalRate,
 	})
 	before := run.mark()
 	run.connect(ctx, specs)
 	var pubs []*conn
-	deliveries := 0.0
 	for _, r := range run.rooms {
 		pubs = append(pubs, r.pubs...)
+	}
+	if cfg.TotalRate > 0 && len(pubs) > 0 {
+		cfg.Rate = cfg.TotalRate / float64(len(pubs))
+		rep.Params["rate_per_connection"] = cfg.Rate
+	}
+	deliveries := 0.0
+	for _, r := range run.rooms {
 		deliveries += float64(len(r.pubs)*len(r.subs)) * cfg.Rate
 	}
 	ss := newSchedulers(pubs, cfg.Schedulers, run.opts.Tick, run.opts.TextSize)
@@ -333,11 +351,15 @@ func CrossNode(ctx context.Context, cfg CrossNodeConfig) (*Report, error) {
 }
 
 // stepPlan is one step: total publish rate, the deliveries it should
-// produce, and its length.
+// produce, and its length. When acked is positive the step is also behind
+// if fewer acks than that per second came back, and when ackP99 is, if the
+// send→ack p99 exceeded it.
 type stepPlan struct {
 	publish    float64
 	deliveries float64
 	duration   time.Duration
+	acked      float64
+	ackP99     time.Duration
 }
 
 // measuredSpan is the first and last mark of the measured steps.
@@ -387,6 +409,7 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 	for i, p := range plan {
 		r.setPhase(fmt.Sprintf("step %d/%d at %s deliveries/s", i+1, len(plan), formatRate(p.deliveries)))
 		closedBefore := len(r.conns) - r.openConns()
+		refusedBefore := r.refused.Load()
 		ss.set(p.publish, i+1, pubs)
 		a := r.mark()
 		completed := client.Sleep(ctx, p.duration)
@@ -398,6 +421,7 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 		s := StepReport{Step: i + 1, TargetPublishPerSec: p.publish, TargetDeliveriesPerSec: p.deliveries}
 		r.fillStep(&s, a, b)
 		s.Latency = latencyReport(r.lat.merged(i + 1))
+		s.AckLatency = r.ackReport(i + 1)
 		var reasons []string
 		if s.PublishPerSec < 0.95*p.publish {
 			reasons = append(reasons, fmt.Sprintf("published %s/s of %s/s", formatRate(s.PublishPerSec), formatRate(p.publish)))
@@ -407,6 +431,17 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 		}
 		if p99 := time.Duration(s.Latency.P99MS * float64(time.Millisecond)); p99 > maxP99 {
 			reasons = append(reasons, fmt.Sprintf("p99 %v above %v", p99.Round(time.Millisecond), maxP99))
+		}
+		if p.acked > 0 && s.AckedPerSec < 0.95*p.acked {
+			reasons = append(reasons, fmt.Sprintf("acked %s/s of %s/s", formatRate(s.AckedPerSec), formatRate(p.acked)))
+		}
+		if p.ackP99 > 0 && s.AckLatency != nil {
+			if p99 := time.Duration(s.AckLatency.P99MS * float64(time.Millisecond)); p99 > p.ackP99 {
+				reasons = append(reasons, fmt.Sprintf("ack p99 %v above %v", p99.Round(100*time.Microsecond), p.ackP99))
+			}
+		}
+		if n := r.refused.Load() - refusedBefore; n > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d sends refused", n))
 		}
 		if closed := len(r.conns) - r.openConns(); closed > closedBefore {
 			reasons = append(reasons, fmt.Sprintf("%d connections closed by the server", closed-closedBefore))
@@ -452,6 +487,7 @@ func (r *runState) complete(ctx context.Context, rep *Report, requested int, bef
 	r.teardown()
 	for i := range rep.Steps {
 		rep.Steps[i].Latency = latencyReport(r.lat.merged(rep.Steps[i].Step))
+		rep.Steps[i].AckLatency = r.ackReport(rep.Steps[i].Step)
 	}
 	rep.Integrity = r.integrity()
 	var err error
@@ -459,6 +495,17 @@ func (r *runState) complete(ctx context.Context, rep *Report, requested int, bef
 		err = fmt.Errorf("not every message arrived within --drain %v", r.opts.Drain)
 	}
 	return r.finish(ctx, rep, err)
+}
+
+// ackReport is the send→ack latency of a step's sends, nil when the step
+// sent nothing that was acked.
+func (r *runState) ackReport(step int) *LatencyReport {
+	h := r.ackLat.merged(step)
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	l := latencyReport(h)
+	return &l
 }
 
 // newReport starts a report.
@@ -504,6 +551,6 @@ func (r *runState) finish(ctx context.Context, rep *Report, err error) *Report {
 	rep.Notes = append([]string{}, r.notes...)
 	rep.Seconds = time.Since(r.started).Seconds()
 	rep.OK = err == nil && ctx.Err() == nil && rep.Connections.Failed == 0 && len(rep.Connections.ClosedByServer) == 0 &&
-		(rep.Integrity == nil || rep.Integrity.Clean)
+		rep.Consistent()
 	return rep
 }

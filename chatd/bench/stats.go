@@ -31,6 +31,14 @@ type ServerSample struct {
 	HeapInuseBytes  uint64
 	StackInuseBytes uint64
 	Goroutines      uint64
+	// RoomsInMemory is chatd_rooms_owned + chatd_rooms_replicated: the
+	// rooms (and replica copies) the node holds in memory.
+	RoomsInMemory uint64
+	// The message store's group commits so far (chatd_store_sync_seconds
+	// and chatd_store_sync_writes; zero without --data-dir).
+	StoreSyncs        uint64
+	StoreSyncSeconds  float64
+	StoreSyncedWrites uint64
 }
 
 // serverStats samples the server under test from /proc/<pid> (RSS, CPU)
@@ -120,6 +128,10 @@ func (s *serverStats) sample() (ServerSample, error) {
 			out.HeapInuseBytes = uint64(m["go_memstats_heap_inuse_bytes"])
 			out.StackInuseBytes = uint64(m["go_memstats_stack_inuse_bytes"])
 			out.Goroutines = uint64(m["go_goroutines"])
+			out.RoomsInMemory = uint64(m["chatd_rooms_owned"] + m["chatd_rooms_replicated"])
+			out.StoreSyncs = uint64(m["chatd_store_sync_seconds_count"])
+			out.StoreSyncSeconds = m["chatd_store_sync_seconds_sum"]
+			out.StoreSyncedWrites = uint64(m["chatd_store_sync_writes_sum"])
 		}
 	}
 	if s.pid > 0 {
@@ -153,11 +165,16 @@ func (s *serverStats) scrape(u string) (map[string]float64, error) {
 }
 
 var wantedMetrics = map[string]bool{
-	"process_resident_memory_bytes": true,
-	"process_cpu_seconds_total":     true,
-	"go_memstats_heap_inuse_bytes":  true,
-	"go_memstats_stack_inuse_bytes": true,
-	"go_goroutines":                 true,
+	"process_resident_memory_bytes":  true,
+	"process_cpu_seconds_total":      true,
+	"go_memstats_heap_inuse_bytes":   true,
+	"go_memstats_stack_inuse_bytes":  true,
+	"go_goroutines":                  true,
+	"chatd_rooms_owned":              true,
+	"chatd_rooms_replicated":         true,
+	"chatd_store_sync_seconds_count": true,
+	"chatd_store_sync_seconds_sum":   true,
+	"chatd_store_sync_writes_sum":    true,
 }
 
 // parseMetrics reads unlabelled series named in wantedMetrics.

@@ -88,6 +88,8 @@ type Node struct {
 	// foreignSeen remembers the members of another protocol version
 	// already logged.
 	foreignSeen sync.Map
+	// retained is kicked after a retention pass (see Retained).
+	retained chan struct{}
 }
 
 type nodeView struct {
@@ -197,6 +199,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 		log:      log,
 		hub:      h,
 		viewWait: make(chan struct{}),
+		retained: make(chan struct{}, 1),
 	}
 	ownerCfg.Self = cfg.Self
 	ownerCfg.HandoffGrace = cfg.HandoffGrace

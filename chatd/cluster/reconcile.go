@@ -111,6 +111,8 @@ func (n *Node) Run(ctx context.Context, m *membership.Membership) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.retained:
+			n.owners.Trim()
 		case mv := <-views:
 			n.setView(viewFrom(mv, n.foreignMember))
 			n.updateGauges(m)
@@ -130,6 +132,16 @@ func (n *Node) foreignMember(name string, proto int) {
 	if _, seen := n.foreignSeen.LoadOrStore(key, true); !seen {
 		n.log.Error("ignoring a member that speaks another inter-node protocol version; upgrades across protocol versions need every node restarted",
 			"member", name, "its_version", proto, "our_version", WireProto)
+	}
+}
+
+// Retained tells the node that the store's retention removed messages:
+// the rooms in memory forget them at once (not only at the next pass). It
+// never blocks.
+func (n *Node) Retained() {
+	select {
+	case n.retained <- struct{}{}:
+	default:
 	}
 }
 

@@ -253,8 +253,11 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 		reply)
 }
 
-// History implements hub.Router.
+// History implements hub.Router. A page the owner's store could not read
+// is answered storage_failed.
 func (n *Node) History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error)) {
+	inner := reply
+	reply = func(p protocol.HistoryPage, err error) { inner(p, storageError(err)) }
 	route(n, room, nil,
 		func(answer func(protocol.HistoryPage, error)) {
 			n.owners.History(room, before, limit, answer)

@@ -140,7 +140,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory of this node's message store (history survives restarts and idle rooms); empty keeps history in memory only")
 	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "with --data-dir: messages older than this are removed (0: kept for ever)")
 	fs.Uint64Var(&c.HistoryMaxMessages, "history-max-messages", 0, "with --data-dir: newest messages kept per room (0: no count limit)")
-	fs.Int64Var(&c.StorageReserve, "storage-reserve-bytes", 256<<20, "with --data-dir: free space kept on the data directory's filesystem; below it new messages are refused (storage_full)")
+	fs.Int64Var(&c.StorageReserve, "storage-reserve-bytes", 256<<20, "with --data-dir: free space kept on the data directory's filesystem; below it new messages are refused (storage_full); 0: no reserve")
 
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "host:port for cluster gossip (memberlist, TCP and UDP); empty runs a cluster of one")
 	fs.StringVar(&c.GossipAdvertiseAddr, "gossip-advertise-addr", "", "gossip address other nodes use to reach this one (default: --gossip-addr)")

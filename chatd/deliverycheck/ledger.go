@@ -89,13 +89,16 @@ type ledger struct {
 	restarts []restart
 	// gaps counts joined frames with recovered:false in the same epoch.
 	gaps int
-	find findings
+	// refusals counts the errors answered to sends and joins that the
+	// clients retried, by code.
+	refusals map[string]int
+	find     findings
 }
 
 func newLedger() *ledger {
 	return &ledger{slots: map[slotKey]*slot{}, roomAcks: map[string]int{}, acked: map[[3]string]bool{},
 		ackSeq: map[cidKey]uint64{}, deliveredSeq: map[cidKey]uint64{}, storedTwice: map[[2]any]bool{}, early: map[string]bool{}, maxSeq: map[epochKey]uint64{},
-		epochs: map[string][]epochSeen{}, find: newFindings()}
+		epochs: map[string][]epochSeen{}, refusals: map[string]int{}, find: newFindings()}
 }
 
 // noteSlot records that who saw c at key, and reports a conflict the first

@@ -574,13 +574,16 @@ func (s *session) onAck(ack protocol.Ack, at time.Time) {
 }
 
 // onError handles a refused join or send as docs/protocol.md §12.8 says:
-// unavailable (or rate_limited) is retried after a jittered backoff, with
-// the same cid for a send; not_joined means the join failed, so the room is
+// unavailable (or rate_limited, storage_full, storage_failed) is retried
+// after a jittered backoff, with the same cid for a send; not_joined means the join failed, so the room is
 // joined again first.
 func (s *session) onError(e protocol.Error, at time.Time) {
 	a, k := s.a, s.a.k
 	retry := at.Add(time.Duration(rand.Int64N(int64(retryBackoff))))
-	transient := e.Code == protocol.CodeUnavailable || e.Code == protocol.CodeRateLimited
+	transient := isRetried(e.Code)
+	if transient {
+		k.led.refusals[e.Code]++
+	}
 	switch {
 	case strings.HasPrefix(e.ID, "j:") && transient:
 		delete(s.joinSent, e.Room)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -42,6 +43,15 @@ type setup struct {
 	expected int
 	// factor is --replication-factor.
 	factor int
+	// perNode, when set, gives each node flags of its own (its
+	// --data-dir: chatdtest.DataDirs), at every start and restart.
+	perNode func(name string) []string
+	// extra are flags every node gets on top of the scenario's own.
+	extra []string
+	// expectedFile, when set, gives the nodes --expected-nodes-file (this
+	// file, holding expected) instead of --expected-nodes, so that the
+	// scenario can resize the cluster as the operator does (setExpected).
+	expectedFile string
 }
 
 // run is one scenario in progress: its cluster, its traffic and its
@@ -84,8 +94,15 @@ func start(t *testing.T, name string, s setup, rooms []string) *run {
 		s.expected = s.nodes
 	}
 	timing := chatdtest.LocalGossipTiming(s.nodes)
-	c := chatdtest.StartProcessCluster(t, s.nodes, "--expected-nodes", strconv.Itoa(s.expected),
-		"--replication-factor", strconv.Itoa(s.factor), "--route-timeout", routeTimeout.String())
+	expected := []string{"--expected-nodes", strconv.Itoa(s.expected)}
+	if s.expectedFile != "" {
+		if err := os.WriteFile(s.expectedFile, []byte(strconv.Itoa(s.expected)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		expected = []string{"--expected-nodes-file", s.expectedFile}
+	}
+	args := append(append(expected, "--replication-factor", strconv.Itoa(s.factor), "--route-timeout", routeTimeout.String()), s.extra...)
+	c := chatdtest.StartProcessClusterWith(t, s.nodes, s.perNode, args...)
 	r := &run{t: t, name: name, rng: rngFor(name), s: s, c: c, timing: timing, rooms: rooms,
 		admin: &http.Client{Timeout: timing.Detection}}
 	r.k = deliverycheck.NewMultiRoom(t, deliverycheck.MultiRoomConfig{
@@ -314,4 +331,33 @@ func (r *run) finish(note string) {
 	r.t.Helper()
 	rep := r.k.Verify(r.name)
 	record(rep, note)
+}
+
+// setExpected rewrites the scenario's --expected-nodes-file, as the
+// operator rewrites its ConfigMap, and waits until every live node applies
+// the new size (the nodes re-read the file every 2 s).
+func (r *run) setExpected(n int) {
+	r.t.Helper()
+	if r.s.expectedFile == "" {
+		r.t.Fatal("setExpected needs setup.expectedFile")
+	}
+	if err := os.WriteFile(r.s.expectedFile, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	r.s.expected = n
+	if err := r.eventually(testtime.Timeout, func() (bool, string) {
+		for _, name := range r.c.LiveNames() {
+			st, err := r.status(r.c.ByName(name))
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.ExpectedNodes != n {
+				return false, fmt.Sprintf("%s applies %d expected nodes", name, st.ExpectedNodes)
+			}
+		}
+		return true, ""
+	}); err != nil {
+		r.t.Fatalf("expected nodes %d not applied: %v", n, err)
+	}
+	r.t.Logf("every node expects %d nodes", n)
 }

@@ -20,6 +20,9 @@ const (
 	KindMessage  Kind = 1
 	KindPresence Kind = 2
 	KindTyping   Kind = 3
+	// KindTrimmed: retention removed the room's messages below Seq (the new
+	// oldest kept); nodes forget them too. It carries no client frame.
+	KindTrimmed Kind = 4
 )
 
 // Event is what an owner pushes to a subscribed node: an encoded client

@@ -121,6 +121,21 @@ func (r *Ring) Before(before uint64, limit int) (msgs []protocol.Message, more b
 	return out, from > oldest
 }
 
+// DropBefore forgets the messages below seq (retention removed them
+// elsewhere): Oldest becomes at least seq.
+func (r *Ring) DropBefore(seq uint64) {
+	for r.n > 0 && r.Oldest() < seq {
+		var zero protocol.Message
+		r.buf[r.start] = zero
+		r.start = (r.start + 1) % len(r.buf)
+		r.n--
+	}
+	if r.n == 0 {
+		r.start = 0
+		r.buf = r.buf[:0]
+	}
+}
+
 // Restart empties the ring and makes head the sequence of the last message
 // seen, so that the next Append must be head+1. A node that takes over a
 // room from a snapshot whose oldest kept message is not 1 starts this way.

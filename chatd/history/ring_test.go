@@ -130,3 +130,29 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("All = %v", got)
 	}
 }
+
+func TestDropBefore(t *testing.T) {
+	r := NewRing(4)
+	for seq := uint64(1); seq <= 6; seq++ {
+		if err := r.Append(protocol.Message{Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.DropBefore(5)
+	if r.Oldest() != 5 || r.Len() != 2 || r.Head() != 6 {
+		t.Fatalf("after DropBefore(5): oldest %d len %d head %d", r.Oldest(), r.Len(), r.Head())
+	}
+	if msgs, ok := r.Since(4); !ok || len(msgs) != 2 || msgs[0].Seq != 5 {
+		t.Fatalf("Since(4) = %v %v", msgs, ok)
+	}
+	if err := r.Append(protocol.Message{Seq: 7}); err != nil || r.Oldest() != 5 || r.Len() != 3 {
+		t.Fatalf("append after a drop: %v oldest %d len %d", err, r.Oldest(), r.Len())
+	}
+	r.DropBefore(100)
+	if r.Len() != 0 || r.Head() != 7 || r.Oldest() != 8 {
+		t.Fatalf("after dropping all: len %d head %d oldest %d", r.Len(), r.Head(), r.Oldest())
+	}
+	if err := r.Append(protocol.Message{Seq: 8}); err != nil || r.Len() != 1 {
+		t.Fatalf("append after dropping all: %v len %d", err, r.Len())
+	}
+}

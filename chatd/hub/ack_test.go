@@ -132,6 +132,27 @@ func TestHeldAckOfTheOldEpochReleasedWhenTheRoomRestarts(t *testing.T) {
 	})
 }
 
+// TestAckOfTheNewEpochWaitsForTheRestart: the room restarted in a new epoch
+// (every copy was lost) and the sender's ack of the new epoch reaches this
+// node before the copy here learnt of the restart: the ack waits for its
+// message in the new epoch, after the joined frame of the restart.
+func TestAckOfTheNewEpochWaitsForTheRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, r := newTestHub(Config{})
+		ann := newConn("ann1", "ann")
+		joinReady(t, h, r, "lobby", state("lobby", "e1", 1, 3, "ann"), ann)
+
+		publish(t, h, r, ann, "s1")(ackFor("e2", 1), nil)
+		ann.expect(t)
+		// A last message of the old epoch, still on its way here: the
+		// ack of the new epoch keeps waiting.
+		h.Deliver(push("lobby", "e1", 4))
+		ann.expect(t, "message e1-4")
+		h.Deliver(push("lobby", "e2", 1))
+		ann.expect(t, "joined lobby id= epoch=e2 head=0 oldest=1 count=1 recovered=false", "message e2-1", "ack s1 e2-1")
+	})
+}
+
 // TestHeldAckSentAfterAckHoldMax: an ack whose message never comes is sent
 // anyway once it has waited AckHoldMax: not before, and (on the bubble's
 // clock, which moves only when everything waits) exactly then. Its message,

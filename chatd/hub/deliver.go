@@ -30,6 +30,23 @@ func (h *Hub) Deliver(ev feed.Event) {
 		r.applyPresence(ev)
 	case feed.KindTyping:
 		r.broadcast(ev.Frame)
+	case feed.KindTrimmed:
+		if ev.Epoch == r.epoch {
+			r.trimTo(ev.Seq)
+		}
+	}
+}
+
+// trimTo forgets the messages below oldest, which retention removed from
+// the room's history: later joins, resumes and pages no longer show them.
+// Callers hold mu.
+func (r *room) trimTo(oldest uint64) {
+	r.oldest = max(r.oldest, oldest)
+	r.cache.DropBefore(oldest)
+	for seq := range r.early {
+		if seq < oldest {
+			delete(r.early, seq)
+		}
 	}
 }
 

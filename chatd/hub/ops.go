@@ -264,7 +264,7 @@ func (h *Hub) sendAck(c Conn, roomName string, ack protocol.Ack) {
 		c.Enqueue(frame)
 		return
 	}
-	r.acks = append(r.acks, heldAck{c: c, epoch: epoch, seq: ack.Seq, frame: frame, since: h.now()})
+	r.acks = append(r.acks, heldAck{c: c, epoch: epoch, heldIn: r.epoch, seq: ack.Seq, frame: frame, since: h.now()})
 	if r.ackTimer == nil {
 		r.ackTimer = time.AfterFunc(h.cfg.AckHoldMax, r.ackDeadline)
 	}
@@ -279,8 +279,8 @@ func epochOfMID(mid string) string {
 }
 
 // releaseAcks sends the held acknowledgements whose message this node has
-// now delivered, those of connections that left, and those of another
-// epoch than the local copy's (the room restarted; its subscribers were
+// now delivered, those of connections that left, and those of an epoch the
+// local copy has left behind (the room restarted; its subscribers were
 // told to reload). Callers hold r.mu.
 func (r *room) releaseAcks() {
 	if len(r.acks) == 0 {
@@ -289,7 +289,9 @@ func (r *room) releaseAcks() {
 	kept := r.acks[:0]
 	for _, a := range r.acks {
 		_, joined := r.index[a.c]
-		if !joined || a.epoch != r.epoch || r.cache.Head() >= a.seq {
+		delivered := a.epoch == r.epoch && r.cache.Head() >= a.seq
+		stale := a.epoch != r.epoch && a.heldIn != r.epoch
+		if !joined || delivered || stale {
 			a.c.Enqueue(a.frame)
 			continue
 		}

@@ -68,13 +68,17 @@ type room struct {
 }
 
 // heldAck is an acknowledgement waiting for its message to be delivered
-// here.
+// here. heldIn is the local copy's epoch when it was held: an ack of
+// another epoch waits while the copy is still in that one (the copy is
+// about to move to the ack's, newer, epoch), and goes once the copy moved
+// to a third one (the ack's epoch is then the older).
 type heldAck struct {
-	c     Conn
-	epoch string
-	seq   uint64
-	frame []byte
-	since time.Time
+	c      Conn
+	epoch  string
+	heldIn string
+	seq    uint64
+	frame  []byte
+	since  time.Time
 }
 
 type waitingJoin struct {

@@ -48,7 +48,7 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.noticed = make(chan struct{})
 	r.stopRetry()
 	clear(r.syncs)
-	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 {
+	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 {
 		// Alone: nobody else can hold the room or write it.
 		term := s.nextTermLocked(r, knownTerm)
 		r.finishClaimLocked(term)
@@ -191,10 +191,11 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 	}
 	// With a store, the members that are down keep their copies and come
 	// back with them: the newest copy may be among them unless enough
-	// members answered to meet every set of R copies. Without one, a
-	// member that is down has lost its copies, and only a room no answer
-	// holds a copy of must wait (its copies may be on members cut off).
-	if (!anyCopy || s.cfg.Store != nil) && answered < s.cfg.MinAnswers() {
+	// members answered to meet every set of R copies. Without one, a member
+	// that is down lost its copies with its memory; waiting for it would
+	// keep a room whose every copy died from starting afresh (the loss is
+	// done), so the claim goes on with what the majority holds.
+	if s.cfg.Store != nil && answered < s.cfg.MinAnswers() {
 		s.log.Info("too few members answered to be sure the newest copy of the room is among them; waiting for more", "room", r.name, "answered", answered, "needed", s.cfg.MinAnswers(), "copy_found", anyCopy)
 		return stepWait
 	}

@@ -2,8 +2,11 @@ package owner
 
 import (
 	"fmt"
+
 	"slices"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/feed"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -309,6 +312,7 @@ func (s *Service) Sweep() {
 	defer s.mu.Unlock()
 	for name, r := range s.rooms {
 		r.mu.Lock()
+		r.trimLocked()
 		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && len(r.syncs) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
 			r.dead = true
 			r.stopTimers()
@@ -333,6 +337,25 @@ func (s *Service) Sweep() {
 				delete(s.replicaUsed, name)
 			}
 		}
+	}
+}
+
+// Trim makes the rooms in memory forget what the store's retention removed
+// and tells their subscribed nodes (Sweep does it too, every pass; the
+// cluster calls Trim right after a retention pass).
+func (s *Service) Trim() {
+	for _, r := range s.ownedList() {
+		r.mu.Lock()
+		r.trimLocked()
+		r.mu.Unlock()
+	}
+}
+
+// trimLocked drops from memory the messages retention removed and, when
+// the oldest kept moved, tells the subscribed nodes. Callers hold r.mu.
+func (r *room) trimLocked() {
+	if r.svc.cfg.Store != nil && !r.dead && r.log.Trim() {
+		r.push(feed.Event{Kind: feed.KindTrimmed, Room: r.name, Epoch: r.log.Epoch(), Seq: r.log.Oldest()})
 	}
 }
 

@@ -282,7 +282,7 @@ func (s *Service) History(roomName string, before uint64, limit int, reply func(
 		}
 		msgs, more, err := r.log.Before(before, limit)
 		if err != nil {
-			reply(protocol.HistoryPage{}, err)
+			reply(protocol.HistoryPage{}, storageErr(err))
 			return
 		}
 		page := protocol.HistoryPage{Type: protocol.TypeHistory, Room: r.name, Epoch: r.log.Epoch(), Head: r.committed, Oldest: r.log.Oldest(), More: more, Messages: msgs}

@@ -86,6 +86,7 @@ func (s *Service) HandleSyncOffer(from string, offer SyncOffer, reply func(SyncA
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkWriteLocked(from, m.Room, m.Term); err != nil {
+		s.log.Info("refused a sync offer", "room", m.Room, "from", from, "term", m.Term, "err", err)
 		reply(SyncAnswer{}, err)
 		return
 	}
@@ -113,6 +114,7 @@ func (s *Service) HandleSyncOffer(from string, offer SyncOffer, reply func(SyncA
 	}
 	if err != nil {
 		delete(s.replicas, m.Room) // the copy is not known any more: reload it
+		s.log.Warn("could not bring this node's copy to the owner's log", "room", m.Room, "from", from, "term", m.Term, "keep", keep, "reset", reset, "err", err)
 		reply(SyncAnswer{}, storageErr(err))
 		return
 	}

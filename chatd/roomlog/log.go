@@ -261,11 +261,29 @@ func (l *Log) Since(epoch string, seq uint64) (msgs []protocol.Message, ok bool)
 	if epoch != l.epoch {
 		return nil, false
 	}
+	l.Trim()
 	return l.ring.Since(seq)
 }
 
 // Recent returns the messages in memory, oldest first.
-func (l *Log) Recent() []protocol.Message { return l.ring.All() }
+func (l *Log) Recent() []protocol.Message {
+	l.Trim()
+	return l.ring.All()
+}
+
+// Trim drops from memory the messages the backing's retention removed, and
+// reports whether it dropped any (the oldest kept moved).
+func (l *Log) Trim() bool {
+	if l.back == nil {
+		return false
+	}
+	oldest := l.Oldest()
+	if l.ring.Len() == 0 || l.ring.Oldest() >= oldest {
+		return false
+	}
+	l.ring.DropBefore(oldest)
+	return true
+}
 
 // Before pages back through history: up to limit messages below before (0:
 // the newest), ascending, and whether older ones are kept. Pages the ring

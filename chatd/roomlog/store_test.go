@@ -142,6 +142,13 @@ func TestStoredReplicaFollows(t *testing.T) {
 	for i := range 30 {
 		owner.Append("ann", fmt.Sprint("c", i), fmt.Sprint("m", i))
 	}
+	// The owner's term starts reach beyond where a replica that starts over
+	// begins (a later term began at seq 10): the replica keeps only those
+	// up to its head+1, and gets the rest with the messages.
+	_ = owner.SetTerm(3, nil)
+	for i := 30; i < 35; i++ {
+		owner.Append("ann", fmt.Sprint("c", i), fmt.Sprint("m", i))
+	}
 	rep := New("r", Config{HistorySize: 4, Backing: st})
 	keep, reset := rep.Match(owner.Meta())
 	if !reset {
@@ -165,7 +172,7 @@ func TestStoredReplicaFollows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range 4 {
+	for range 5 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -175,13 +182,13 @@ func TestStoredReplicaFollows(t *testing.T) {
 	}
 	st = openStore(t, dir)
 	back, ok, err := Load("r", Config{HistorySize: 4, Backing: st})
-	if err != nil || !ok || back.Head() != 30 || back.Epoch() != owner.Epoch() {
+	if err != nil || !ok || back.Head() != 35 || back.Epoch() != owner.Epoch() {
 		t.Fatalf("reloaded replica: %v %v head %d", ok, err, back.Head())
 	}
-	if keep, reset := back.Match(owner.Meta()); reset || keep != 30 {
-		t.Fatalf("reloaded replica matches at %d reset %v, want 30", keep, reset)
+	if keep, reset := back.Match(owner.Meta()); reset || keep != 35 {
+		t.Fatalf("reloaded replica matches at %d reset %v, want 35", keep, reset)
 	}
-	if got := texts(t, back); len(got) != 30 || got[0] != "1:m0@2" || got[29] != "30:m29@2" {
+	if got := texts(t, back); len(got) != 35 || got[0] != "1:m0@2" || got[29] != "30:m29@2" || got[34] != "35:m34@3" {
 		t.Fatalf("reloaded replica holds %v", got)
 	}
 }

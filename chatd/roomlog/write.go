@@ -292,6 +292,13 @@ func (l *Log) TruncateAfter(seq uint64, done func(error)) error {
 // node that cannot bridge its copy to another's (another epoch, or a gap
 // older than the other keeps) starts over this way, then appends.
 func (l *Log) Reset(m Meta, done func(error)) error {
+	// Term starts past the next message describe messages the copy does
+	// not hold yet: they come back with those messages.
+	terms := cloneTerms(m.Terms)
+	for len(terms) > 0 && terms[len(terms)-1].Seq > m.Head+1 {
+		terms = terms[:len(terms)-1]
+	}
+	m.Terms = terms
 	if l.back != nil {
 		sm := store.RoomMeta{Epoch: m.Epoch, Term: m.Term, Head: m.Head, Oldest: m.Head + 1, Terms: cloneTerms(m.Terms)}
 		if err := l.back.Reset(l.room, sm, done); err != nil {
@@ -299,10 +306,7 @@ func (l *Log) Reset(m Meta, done func(error)) error {
 		}
 		done = nil
 	}
-	l.epoch, l.term, l.terms = m.Epoch, m.Term, cloneTerms(m.Terms)
-	for len(l.terms) > 0 && l.terms[len(l.terms)-1].Seq > m.Head+1 {
-		l.terms = l.terms[:len(l.terms)-1]
-	}
+	l.epoch, l.term, l.terms = m.Epoch, m.Term, m.Terms
 	l.head, l.oldest, l.durable = m.Head, m.Head+1, m.Head
 	l.ring.Restart(m.Head)
 	if l.dedupe != nil {

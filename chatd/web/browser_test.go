@@ -34,6 +34,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
 // waitTimeout bounds one wait in the page: generous for `go test -race` on a
@@ -323,12 +324,13 @@ type snapshot struct {
 	Conn  string `json:"conn"`
 	Me    string `json:"me"`
 	Rooms []struct {
-		Key      string `json:"key"`
-		Joined   bool   `json:"joined"`
-		Epoch    string `json:"epoch"`
-		LastSeq  *int   `json:"lastSeq"`
-		Seqs     []int  `json:"seqs"`
-		LastJoin *struct {
+		Key          string `json:"key"`
+		Joined       bool   `json:"joined"`
+		ReachedStart bool   `json:"reachedStart"`
+		Epoch        string `json:"epoch"`
+		LastSeq      *int   `json:"lastSeq"`
+		Seqs         []int  `json:"seqs"`
+		LastJoin     *struct {
 			Since     *int   `json:"since"`
 			Epoch     string `json:"epoch"`
 			Recovered *bool  `json:"recovered"`
@@ -787,4 +789,277 @@ func TestPageServed(t *testing.T) {
 	}
 	get("/style.css", "text/css")
 	get("/favicon.svg", "image/svg+xml")
+}
+
+// storedServer starts chatd with its history on disk in dir and only
+// historySize messages per room in memory, so that older pages are read
+// from the store; flags are added.
+func storedServer(t *testing.T, dir string, flags ...string) *chatdtest.Server {
+	t.Helper()
+	return chatdtest.Start(t, storedFlags(dir, flags...)...)
+}
+
+func storedFlags(dir string, flags ...string) []string {
+	return append([]string{"--data-dir", dir, "--history-size", "20", "--storage-reserve-bytes", "0", "--rate", "1000", "--rate-burst", "1000"}, flags...)
+}
+
+// post sends n messages "<prefix> i" to room as user, each acknowledged
+// before the next.
+func post(t *testing.T, url, user, room, prefix string, n int) {
+	t.Helper()
+	c := chatdtest.Connect(t, url, user)
+	c.Join(room)
+	for i := 1; i <= n; i++ {
+		c.Say(room, fmt.Sprintf("%s-%s-%d", user, prefix, i), fmt.Sprintf("%s %d", prefix, i))
+	}
+	c.Close()
+}
+
+// scrollBack scrolls the room's list to the top again and again, each time
+// waiting for the page it asks for, until the page says it reached the
+// beginning. Each page must keep the message that was at the top of the
+// view where it was on screen. every runs after each page.
+func (tb *tab) scrollBack(room string, every func()) {
+	tb.b.t.Helper()
+	for pages := 0; ; pages++ {
+		var state struct {
+			Start  bool    `json:"start"`
+			Count  int     `json:"count"`
+			Anchor string  `json:"anchor"`
+			Y      float64 `json:"y"`
+		}
+		// One task: the scroll event (and the request it causes) comes
+		// after the position is read.
+		tb.eval(fmt.Sprintf(`(() => {
+			const list = document.querySelector('[data-testid=messages]');
+			const shown = () => list.querySelectorAll('[data-testid=message][data-room=%s]');
+			if (document.querySelector('[data-testid=room-start]')) return {start: true, count: shown().length};
+			list.scrollTop = 0;
+			const first = shown()[0];
+			return {start: false, count: shown().length, anchor: first.dataset.seq,
+				y: first.getBoundingClientRect().top - list.getBoundingClientRect().top};
+		})()`, js(room)), &state)
+		if state.Start {
+			return
+		}
+		if pages > 100 {
+			tb.b.t.Fatalf("tab %s: still not at the beginning of %s after %d pages\n%s", tb.label, room, pages, tb.diagnose())
+		}
+		tb.waitJS("an older page of "+room+" is shown", fmt.Sprintf(`document.querySelector('[data-testid=room-start]') !== null ||
+			document.querySelectorAll('[data-testid=message][data-room=%s]').length > %d`, js(room), state.Count))
+		// The page has been rendered in the same task that added it.
+		var moved float64
+		tb.eval(fmt.Sprintf(`(() => {
+			const list = document.querySelector('[data-testid=messages]');
+			const el = list.querySelector('[data-testid=message][data-seq="%s"]');
+			return el.getBoundingClientRect().top - list.getBoundingClientRect().top - %f;
+		})()`, state.Anchor, state.Y), &moved)
+		if moved < -1 || moved > 1 {
+			tb.b.t.Errorf("tab %s: message %s moved by %.1fpx on screen when an older page came; the reader's place must be kept", tb.label, state.Anchor, moved)
+		}
+		if every != nil {
+			every()
+		}
+	}
+}
+
+// shownTexts returns the text of every shown message of room, in page order.
+func (tb *tab) shownTexts(room string) []string {
+	tb.b.t.Helper()
+	var out []string
+	tb.eval(fmt.Sprintf(`[...document.querySelectorAll('[data-testid=message][data-room=%s] [data-testid=message-text]')].map(e => e.textContent)`, js(room)), &out)
+	return out
+}
+
+// TestBrowserScrollsBackThroughStoredHistory: a room of 300 messages on a
+// node keeping 20 per room in memory (the rest is read from its disk).
+// Scrolling up again and again loads page after page, keeps the reader's
+// place, and ends at the beginning: the page then holds messages 1..300
+// once each, in order, plus the live messages that arrived meanwhile below
+// them, and says it reached the beginning of the room.
+func TestBrowserScrollsBackThroughStoredHistory(t *testing.T) {
+	srv := storedServer(t, t.TempDir())
+	const total = 300
+	post(t, srv.URL, "carol", "archive", "message", total)
+
+	br := startBrowser(t, "http://"+srv.Addr+"/")
+	a := br.newTab("A")
+	a.signIn("alice")
+	a.join("archive")
+	a.waitMessage("archive", "carol", fmt.Sprintf("message %d", total), "sent")
+
+	// Live messages keep arriving at the bottom while alice reads back.
+	dave := chatdtest.Connect(t, srv.URL, "dave")
+	dave.Join("archive")
+	live := 0
+	a.scrollBack("archive", func() {
+		live++
+		dave.Say("archive", "live-"+strconv.Itoa(live), "live "+strconv.Itoa(live))
+	})
+	a.waitMessage("archive", "dave", "live "+strconv.Itoa(live), "sent")
+	// The newest 50 came with the join; the rest takes at least 5 pages.
+	if live < total/50-1 {
+		t.Errorf("the beginning came after %d pages; %d messages in pages of 50 need at least %d", live, total, total/50-1)
+	}
+
+	if got, want := a.seqs("archive"), seqRange(1, total+live); !slices.Equal(got, want) {
+		t.Fatalf("after scrolling back alice shows seqs %v, want 1..%d once each in order\n%s", got, total+live, a.diagnose())
+	}
+	want := make([]string, 0, total+live)
+	for i := 1; i <= total; i++ {
+		want = append(want, fmt.Sprintf("message %d", i))
+	}
+	for i := 1; i <= live; i++ {
+		want = append(want, fmt.Sprintf("live %d", i))
+	}
+	if got := a.shownTexts("archive"); !slices.Equal(got, want) {
+		t.Errorf("after scrolling back alice shows texts %q, want %q", got, want)
+	}
+	var start string
+	a.eval(`document.querySelector('[data-testid=room-start]').textContent`, &start)
+	if !strings.Contains(start, "beginning of the room") {
+		t.Errorf("the top of the room says %q, want it to say it is the beginning of the room", start)
+	}
+	s := a.snapshot()
+	if len(s.Rooms) != 1 || !s.Rooms[0].ReachedStart {
+		t.Errorf("the page's state does not record the beginning: %+v", s.Rooms)
+	}
+}
+
+// TestBrowserStoredHistorySurvivesRestart: chatd stops and starts again on
+// the same data dir; the reloaded page finds the room in the same epoch,
+// resumes it, and scrolls back through the whole conversation again.
+func TestBrowserStoredHistorySurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	first := storedServer(t, dir)
+	const total = 120
+	post(t, first.URL, "carol", "archive", "message", total)
+
+	br := startBrowser(t, "http://"+first.Addr+"/")
+	a := br.newTab("A")
+	a.signIn("alice")
+	a.join("archive")
+	a.waitMessage("archive", "carol", fmt.Sprintf("message %d", total), "sent")
+	before := a.snapshot()
+
+	first.Stop()
+	a.waitJS("the page shows it is reconnecting",
+		`document.querySelector('[data-testid=conn-state]').dataset.state === 'reconnecting'`)
+	second := chatdtest.StartOn(t, first.Addr, storedFlags(dir)...)
+	post(t, second.URL, "carol", "archive", "after restart", 1)
+
+	a.do("reload alice's page", chromedp.Reload())
+	a.waitJS("the page script has started again", `!!window.ringchat`)
+	a.waitOnline()
+	a.waitMessage("archive", "carol", "after restart 1", "sent")
+	after := a.snapshot()
+	if len(after.Rooms) != 1 || after.Rooms[0].Epoch != before.Rooms[0].Epoch {
+		t.Fatalf("after the restart the room is %+v, want the epoch it had: %q", after.Rooms, before.Rooms[0].Epoch)
+	}
+	if lj := after.Rooms[0].LastJoin; lj == nil || lj.Recovered == nil || !*lj.Recovered {
+		t.Errorf("the reloaded page did not resume the room: last join %+v", lj)
+	}
+	a.scrollBack("archive", nil)
+	if got, want := a.seqs("archive"), seqRange(1, total+1); !slices.Equal(got, want) {
+		t.Fatalf("after the restart alice shows seqs %v, want 1..%d\n%s", got, total+1, a.diagnose())
+	}
+}
+
+// TestBrowserOlderPagesRetryAfterErrors: the page's older-page requests
+// are refused on the way (a proxy answers them as chatd does when a room's
+// owner is unreachable or its disk fails). A transient refusal
+// (unavailable, storage_failed) is retried by itself after a backoff, with
+// a note saying so; a refusal that will not go away by itself (forbidden)
+// is shown with a "Try again" button and not retried until it is pressed.
+// The reader still ends with every message once, in order, and no page
+// reached chatd twice.
+func TestBrowserOlderPagesRetryAfterErrors(t *testing.T) {
+	srv := storedServer(t, t.TempDir())
+	const total = 200
+	post(t, srv.URL, "carol", "archive", "message", total)
+	proxy := chatdtest.StartFaultProxy(t, srv.Addr)
+	older := func(f protocol.ClientFrame) bool { return f.Type == protocol.TypeHistory && f.Before > 0 }
+
+	br := startBrowser(t, "http://"+proxy.Addr+"/")
+	a := br.newTab("A")
+	a.signIn("alice")
+	a.join("archive")
+	a.waitMessage("archive", "carol", fmt.Sprintf("message %d", total), "sent")
+	// Notes come and go between polls: remember every one shown.
+	var ok bool
+	a.eval(`(() => {
+		window.seenNotes = [];
+		new MutationObserver(() => {
+			for (const n of document.querySelectorAll('[data-testid=load-older][data-state=retrying], [data-testid=history-error]')) window.seenNotes.push(n.textContent);
+		}).observe(document.querySelector('[data-testid=messages]'), {childList: true, subtree: true});
+		return true;
+	})()`, &ok)
+
+	scrollTop := func() {
+		a.do("scroll to the top", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=messages]').scrollTop = 0`)(ctx, t)
+			return err
+		}))
+	}
+	firstShown := func() int { return a.seqs("archive")[0] }
+
+	// Transient refusals: retried with backoff until the page comes.
+	proxy.Refuse(older, protocol.CodeUnavailable, protocol.CodeStorageFailed)
+	oldest := firstShown()
+	scrollTop()
+	a.waitJS("the older page arrives after two refusals", fmt.Sprintf(
+		`document.querySelector('[data-testid=message][data-room="archive"]').dataset.seq < %d`, oldest))
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"unavailable", "storage_failed", ""}) {
+		t.Errorf("requests for the page before %d: %q, want two refused then one to chatd", oldest, got)
+	}
+	var notes []string
+	a.eval(`window.seenNotes`, &notes)
+	if !slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "unavailable") && strings.Contains(n, "Retrying") }) ||
+		!slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "storage") && strings.Contains(n, "Retrying") }) {
+		t.Errorf("the page did not say it was retrying after each refusal; notes shown: %q", notes)
+	}
+
+	// A lasting refusal: shown, and asked again only when the reader says so.
+	proxy.Refuse(older, protocol.CodeForbidden)
+	oldest = firstShown()
+	scrollTop()
+	a.waitJS("the refusal is shown with a Try again button",
+		`document.querySelector('[data-testid=history-error] [data-testid=history-retry]') !== null`)
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"forbidden"}) {
+		t.Errorf("requests for the page before %d once refused: %q, want only the refused one", oldest, got)
+	}
+	a.do("try again", chromedp.Click(chromedp.CSS(`[data-testid=history-retry]`)))
+	a.waitJS("the older page arrives after trying again", fmt.Sprintf(
+		`document.querySelector('[data-testid=message][data-room="archive"]').dataset.seq < %d`, oldest))
+	if got := attemptsFor(proxy.Seen(), uint64(oldest)); !slices.Equal(got, []string{"forbidden", ""}) {
+		t.Errorf("requests for the page before %d: %q, want the refused one, then one to chatd", oldest, got)
+	}
+
+	a.scrollBack("archive", nil)
+	if got, want := a.seqs("archive"), seqRange(1, total); !slices.Equal(got, want) {
+		t.Fatalf("after scrolling back alice shows seqs %v, want 1..%d once each in order\n%s", got, total, a.diagnose())
+	}
+	sent := map[uint64]int{}
+	for _, r := range proxy.Seen() {
+		if r.Frame.Type == protocol.TypeHistory && r.Refused == "" {
+			sent[r.Frame.Before]++
+		}
+	}
+	for before, n := range sent {
+		if n > 1 {
+			t.Errorf("the page before %d was asked of chatd %d times, want once", before, n)
+		}
+	}
+}
+
+// attemptsFor lists how each history request for the page below before was
+// answered: a refusal's code, or "" for chatd.
+func attemptsFor(seen []chatdtest.Intercepted, before uint64) []string {
+	var out []string
+	for _, r := range seen {
+		if r.Frame.Type == protocol.TypeHistory && r.Frame.Before == before {
+			out = append(out, r.Refused)
+		}
+	}
+	return out
 }

@@ -1,8 +1,10 @@
 // Command chatbench is ringchat's load generator. It drives chatd with
-// many WebSocket connections in one of four scenarios (idle, fanout, rooms,
-// crossnode), checks that every message arrives exactly once and in order,
-// and reports throughput, publish→receive latency and the server's memory
-// and CPU. See docs/benchmarks.md for the figures and how they were taken.
+// many WebSocket connections in one of its scenarios (idle, fanout, rooms,
+// throughput, crossnode; fill, history and ready for durable history),
+// checks that every message arrives exactly once and in order, and reports
+// throughput, publish→receive and send→ack latency, history page latency,
+// restart times and the server's memory and CPU. See docs/benchmarks.md
+// for the figures and how they were taken.
 package main
 
 import (
@@ -27,7 +29,7 @@ const (
 	exitOK        = 0 // the run completed and every message was accounted for
 	exitFailure   = 1 // setup failed, or connections failed, were closed by the server, or did not drain
 	exitUsage     = 2 // bad command line
-	exitIntegrity = 3 // a message was lost, duplicated or reordered
+	exitIntegrity = 3 // a message was lost, duplicated or reordered, or a history page was wrong
 )
 
 func main() {
@@ -210,19 +212,152 @@ every subscriber, so a saturated server is measured, not overflowed.`,
 		summary: "C connections in rooms of K, each publishing R msg/s",
 		details: `Every connection joins one room and publishes into it; every member receives
 every message of its room (its own included). Reports deliveries/s,
-latency and server CPU over --duration after --warmup.`,
+publish→receive and send→ack latency and server CPU over --duration after
+--warmup. --total-rate fixes the messages/s of all connections together
+(shared equally) instead of --rate per connection: the form the durable
+send→ack figures use (start chatd with --data-dir for those).`,
 		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
 			var cfg bench.RoomsConfig
 			fs.IntVar(&cfg.Connections, "connections", 5000, "connections (a multiple of --room-size)")
 			fs.IntVar(&cfg.RoomSize, "room-size", 5, "members per room")
 			fs.Var(rateFlag{&cfg.Rate}, "rate", "messages per second per connection")
 			cfg.Rate = 1
+			fs.Var(rateFlag{&cfg.TotalRate}, "total-rate", "messages per second of all connections together (e.g. 10k); overrides --rate")
 			fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured window")
 			fs.IntVar(&cfg.Schedulers, "schedulers", 4, "publishing goroutines")
 			fs.DurationVar(&cfg.MaxP99, "max-p99", time.Second, "the run is behind when p99 exceeds this")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				return bench.Rooms(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "throughput",
+		summary: "R rooms, one pipelining publisher each, stepped message rates: max sustained acked msgs/s",
+		details: `Each room has one connection that publishes into it (at most --window sends
+written and not yet acked) and reads its messages back. Rates are messages
+per second over all rooms. A step is sustained when publishes and acks keep
+up with the target (95%), send→ack p99 (and publish→receive p99) stay under
+--max-p99, no send is refused and no connection is closed; stepping stops
+after the first step that is not (unless --all-steps). The report gives
+the highest acked rate of a sustained step. Against chatd with --data-dir
+this is the durable publish rate: group commit lets many messages share one
+fsync.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.ThroughputConfig
+			var rates floatList
+			fs.IntVar(&cfg.Rooms, "rooms", 1000, "rooms, one publishing connection each")
+			fs.IntVar(&cfg.Window, "window", 16, "sends in flight (written, not yet acked) per connection, at most")
+			fs.Var(&rates, "rates", "explicit steps, messages/s, comma-separated (e.g. 10k,20k); overrides start/step/max")
+			cfg.StartRate, cfg.StepRate, cfg.MaxRate = 10e3, 10e3, 200e3
+			fs.Var(rateFlag{&cfg.StartRate}, "start-rate", "first step, messages/s")
+			fs.Var(rateFlag{&cfg.StepRate}, "step-rate", "increment between steps, messages/s")
+			fs.Var(rateFlag{&cfg.MaxRate}, "max-rate", "last step, messages/s")
+			fs.DurationVar(&cfg.StepDuration, "step-duration", 5*time.Second, "length of each step")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", 50*time.Millisecond, "a step whose send→ack p99 exceeds this is not sustained")
+			fs.BoolVar(&cfg.AllSteps, "all-steps", false, "run every step even after one fell behind")
+			fs.IntVar(&cfg.Schedulers, "schedulers", 4, "publishing goroutines")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				cfg.Rates = rates
+				return bench.Throughput(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "fill",
+		summary: "write M messages into each of K rooms as fast as acked (prepares a store); idle memory after",
+		details: `Rooms are named <prefix>-0 … <prefix>-(K-1), so that history and ready can
+read them back. --connections connections each join --batch rooms at a time
+(at most chatd's --max-rooms), pipeline --window sends (random base32 texts
+of --text-size bytes), wait for every ack, leave and take the next batch.
+Every ack is checked: a room's acks must carry the sequence numbers after
+its head at the join, each once, and every message is read back once and
+in order. A connection that gets no ack for --drain gives up (its rooms
+count as failed). The report gives the fill rate, send→ack latency under
+it and the server's group commits (syncs/s, writes per sync).
+With --settle, it then waits until no node holds a room in memory
+(chatd_rooms_owned + chatd_rooms_replicated from /metrics: the rooms left
+after --room-idle-ttl), holds --hold, and reads the server's RSS (VmRSS)
+and Go heap: the idle memory of a node that stored it all.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.FillConfig
+			fs.IntVar(&cfg.Rooms, "rooms", 1000, "rooms to fill")
+			fs.IntVar(&cfg.MessagesPerRoom, "messages-per-room", 100, "messages written into each room")
+			fs.StringVar(&cfg.RoomPrefix, "room-prefix", "fill", "rooms are named <prefix>-<i>")
+			fs.IntVar(&cfg.Connections, "connections", 32, "writing connections")
+			fs.IntVar(&cfg.Batch, "batch", 50, "rooms one connection fills at a time (at most chatd's --max-rooms)")
+			fs.IntVar(&cfg.Window, "window", 64, "sends in flight (written, not yet acked) per connection, at most")
+			fs.DurationVar(&cfg.Settle, "settle", 0, "after the fill, wait up to this long for the rooms to leave the servers' memory (0: do not wait)")
+			fs.DurationVar(&cfg.Hold, "hold", 0, "then wait this long before reading the server's idle memory")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				return bench.Fill(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "history",
+		summary: "history pages with random 'before' from filled rooms: cold (first page of a room) and warm latency",
+		details: `Reads the rooms a fill wrote (same --room-prefix and --rooms) over
+--connections connections that join nothing, at --rate requests/s (open
+loop; at most --max-inflight waiting per connection, more are skipped and
+counted). Each request names a random room and a random 'before' in
+[2, head+1]. With --requests 0 every room is read once, in random order, so
+every page is a room's first. Latency is request→page, kept apart for each
+room's first page ("cold": read from disk when the room is not in memory,
+which --wait-cold waits for after a fill, and which a restarted node gives)
+and later pages ("warm"). Every page is checked: head = --messages-per-room
+(when given), oldest 1, exactly the messages below 'before', gapless; a
+wrong page makes the exit code 3.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.HistoryConfig
+			fs.IntVar(&cfg.Rooms, "rooms", 1000, "rooms the fill wrote")
+			fs.StringVar(&cfg.RoomPrefix, "room-prefix", "fill", "the fill's room prefix")
+			fs.IntVar(&cfg.MessagesPerRoom, "messages-per-room", 0, "head every room must have (0: not checked; the first page of a room is then its newest)")
+			fs.IntVar(&cfg.Limit, "limit", 50, "messages per page (1–200)")
+			fs.IntVar(&cfg.Requests, "requests", 0, "requests to send (0: each room once)")
+			fs.Var(rateFlag{&cfg.Rate}, "rate", "requests per second")
+			cfg.Rate = 200
+			fs.IntVar(&cfg.Connections, "connections", 8, "reading connections")
+			fs.IntVar(&cfg.MaxInflight, "max-inflight", 16, "requests waiting per connection, at most")
+			fs.DurationVar(&cfg.WaitCold, "wait-cold", 0, "first wait up to this long for no node to hold a room in memory (0: do not wait)")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				return bench.History(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "ready",
+		summary: "a just-(re)started chatd: time to /readyz and to the first stored page; idle memory",
+		details: `Run it right after starting chatd on an existing --data-dir. It takes the
+process's start time from /proc/<--server-pid> (or --started-at), polls
+/readyz every --poll until it answers 200, then opens a connection and
+reads the newest page of a random room of the fill (checked like history's
+pages), and reports both times from the process start. After --hold it
+reads the server's RSS (VmRSS) and Go heap.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.ReadyConfig
+			var startedAt string
+			fs.StringVar(&startedAt, "started-at", "", "when the server process started: RFC 3339 or Unix nanoseconds (default: from /proc/<--server-pid>)")
+			fs.IntVar(&cfg.Rooms, "rooms", 0, "rooms the fill wrote (0: readiness only)")
+			fs.StringVar(&cfg.RoomPrefix, "room-prefix", "fill", "the fill's room prefix")
+			fs.IntVar(&cfg.MessagesPerRoom, "messages-per-room", 0, "head the page's room must have (0: not checked)")
+			fs.DurationVar(&cfg.Poll, "poll", 5*time.Millisecond, "/readyz polling period")
+			fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "give up when not ready this long after the start")
+			fs.DurationVar(&cfg.Hold, "hold", 10*time.Second, "wait this long after the first page before reading the idle memory")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				if startedAt != "" {
+					t, err := parseTime(startedAt)
+					if err != nil {
+						return nil, err
+					}
+					cfg.StartedAt = t
+				}
+				return bench.Ready(ctx, cfg)
 			}
 		},
 	},
@@ -258,7 +393,7 @@ Usage: chatbench <scenario> [flags]
 Scenarios:
 `)
 	for _, s := range scenarios {
-		fmt.Fprintf(&b, "  %-10s %s\n", s.name, s.summary)
+		fmt.Fprintf(&b, "  %-11s %s\n", s.name, s.summary)
 	}
 	b.WriteString(`
 Start the server with limits that do not get in the way (and say so when
@@ -272,6 +407,13 @@ Examples:
   chatbench fanout --subscribers 1000 --rates 500k --step-duration 20s
   chatbench rooms --connections 5000 --room-size 5 --rate 1
   chatbench crossnode --url ws://10.0.0.1:8080/ws --url ws://10.0.0.2:8080/ws --allow-remote
+
+Durable history (chatd --data-dir; hack/bench-durable.sh runs them all):
+  chatbench rooms --connections 5000 --room-size 5 --total-rate 10k     # send→ack
+  chatbench throughput --rooms 1000 --window 16 --start-rate 10k --step-rate 10k
+  chatbench fill --rooms 10000 --messages-per-room 100 --settle 2m --hold 30s
+  chatbench history --rooms 10000 --messages-per-room 100 --wait-cold 2m
+  chatbench ready --server-pid PID --rooms 10000 --messages-per-room 100 --hold 30s
 
 Targets must be loopback unless --allow-remote. The open-file soft limit is
 raised to the hard limit; when the hard limit caps a scenario the report
@@ -288,7 +430,8 @@ Exit codes (stable):
   1  setup failed, or connections failed to open, were closed by the
      server, or messages did not arrive within --drain
   2  usage error
-  3  a message was lost, duplicated or reordered
+  3  a message was lost, duplicated or reordered, a fill could not store
+     every message, or a history page was not exactly what was stored
 `)
 	return b.String()
 }
@@ -379,12 +522,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	switch {
-	case rep.Integrity != nil && !rep.Integrity.Clean:
+	case !rep.Consistent():
 		return exitIntegrity
 	case !rep.OK:
 		return exitFailure
 	}
 	return exitOK
+}
+
+// parseTime reads RFC 3339 or Unix nanoseconds (date +%s%N).
+func parseTime(s string) (time.Time, error) {
+	if ns, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, ns), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--started-at %q: want RFC 3339 or Unix nanoseconds", s)
+	}
+	return t, nil
 }
 
 // startCPUProfile profiles chatbench until the returned function is called.

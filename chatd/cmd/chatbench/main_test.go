@@ -98,3 +98,46 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("parseRate(1.5M) = %v, %v", v, err)
 	}
 }
+
+// TestDurableCLI: fill writes through a durable server, history reads the
+// rooms back, and a page that lacks a written message exits 3.
+func TestDurableCLI(t *testing.T) {
+	srv := chatdtest.Start(t, "--data-dir", t.TempDir(), "--rate", "1000000", "--rate-burst", "1000000", "--max-connections-per-ip", "0")
+	code, out, stderr := runCLI(t, "fill", "--url", srv.URL, "--rooms", "4", "--messages-per-room", "10", "--room-prefix", "cli",
+		"--connections", "2", "--batch", "2", "--json", "--quiet")
+	if code != exitOK {
+		t.Fatalf("fill: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	var rep struct {
+		OK   bool `json:"ok"`
+		Fill struct {
+			RoomsFilled int    `json:"rooms_filled"`
+			Messages    uint64 `json:"messages"`
+		} `json:"fill"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK || rep.Fill.RoomsFilled != 4 || rep.Fill.Messages != 40 {
+		t.Fatalf("fill report %+v (%v):\n%s", rep, err, out)
+	}
+	code, out, stderr = runCLI(t, "history", "--url", srv.URL, "--rooms", "4", "--messages-per-room", "10", "--room-prefix", "cli", "--limit", "3")
+	if code != exitOK || !strings.Contains(out, "bad pages 0") || !strings.Contains(out, "cold pages") {
+		t.Fatalf("history: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	code, out, _ = runCLI(t, "history", "--url", srv.URL, "--rooms", "4", "--messages-per-room", "11", "--room-prefix", "cli", "--quiet")
+	if code != exitIntegrity || !strings.Contains(out, "head 10, want 11") {
+		t.Fatalf("history expecting a message that is not there: exit %d\n%s", code, out)
+	}
+	code, out, stderr = runCLI(t, "rooms", "--url", srv.URL, "--connections", "4", "--room-size", "2", "--total-rate", "40",
+		"--duration", "300ms", "--warmup", "100ms", "--quiet")
+	if code != exitOK || !strings.Contains(out, "ack p99 ms") {
+		t.Fatalf("rooms --total-rate: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	if code, _, stderr := runCLI(t, "ready", "--url", srv.URL, "--quiet"); code != exitFailure || !strings.Contains(stderr, "--server-pid") {
+		t.Fatalf("ready without a pid: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCLI(t, "ready", "--url", srv.URL, "--started-at", "yesterday"); code != exitFailure {
+		t.Fatalf("ready --started-at yesterday: exit %d", code)
+	}
+	if at, err := parseTime("1700000000123456789"); err != nil || at.UnixNano() != 1700000000123456789 {
+		t.Fatalf("parseTime(ns) = %v, %v", at, err)
+	}
+}

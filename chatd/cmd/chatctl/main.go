@@ -1,6 +1,7 @@
 // Command chatctl is a command-line client of chatd for people and scripts:
 // send messages and direct messages, tail rooms (reconnecting and resuming
-// across server restarts), fetch history and show presence.
+// across server restarts), fetch history, export a room's whole kept
+// history as JSON Lines and show presence.
 //
 // Output is human-readable by default and JSON lines with --json; the exit
 // codes and the JSON records are a stable interface (see `chatctl help`),
@@ -86,6 +87,8 @@ type options struct {
 
 	to  string
 	cid string
+
+	out string
 }
 
 // stringList is a repeatable string flag.
@@ -107,7 +110,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdPresence, cmdDM}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -311,6 +314,7 @@ Examples:
   chatctl send --url ws://127.0.0.1:8080/ws --name ann --room lobby "hello"
   chatctl tail --room lobby --since 0 --count 10 --timeout 30s
   chatctl history --room lobby --limit 50 --json | jq -r 'select(.type=="message") | .text'
+  chatctl export --room lobby --out lobby.jsonl
   chatctl presence --room lobby
   chatctl dm --to bob "hi"
 
@@ -320,7 +324,8 @@ Connection (every command):
   --name NAME        otherwise connect anonymously as NAME (env CHATCTL_NAME, default chatctl;
                      needs a server started with --allow-anonymous)
   --json             JSON lines on stdout instead of text
-  --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail: none.
+  --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
+                     export: none.
 
 Requests are retried on the same connection after rate_limited, and on a new
 connection when the connection is lost (sends and DMs keep their cid, so a
@@ -331,10 +336,12 @@ Exit codes (stable):
   0    success; for tail also Ctrl-C/SIGTERM, --count reached, or --timeout
        expired when no --count was given
   1    failure: cannot connect, connection lost for good (close 1008, 1009),
-       unexpected reply, I/O error
+       unexpected reply, I/O error; export: the room was recreated (another
+       epoch) during the export or since --since/--epoch
   2    usage: unknown command or flag, missing argument
   3    the server refused the request with an error frame; its code
-       (not_joined, forbidden, invalid_room, text_too_long, ...) is printed
+       (not_joined, forbidden, invalid_room, text_too_long, ...) is printed;
+       export retries unavailable and internal instead
   4    authentication refused: close 4001 (bad token or name), 4003 (protocol
        version) or 4004 (token expired)
   5    timeout: --timeout expired first (tail: before --count messages arrived)
@@ -344,8 +351,8 @@ JSON output (--json; stable):
   One JSON object per line on stdout, each with a "type" member. Skip types
   you do not know: new ones may be added.
   - Server frames are printed verbatim, as documented in docs/protocol.md
-    section 4.2: "message" (tail, history), "ack" (send, dm), "joined"
-    (presence), "presence" (tail --presence).
+    section 4.2: "message" (tail, history, export), "ack" (send, dm),
+    "joined" (presence), "presence" (tail --presence).
   - chatctl's own records have types starting with "chatctl.":
     {"type":"chatctl.connected","url":...,"user":...,"session":...,"server":...}
         tail: each (re)connection
@@ -359,11 +366,24 @@ JSON output (--json; stable):
     {"type":"chatctl.history","room":...,"epoch":...,"head":N,"oldest":N,"more":B,"count":N}
         history: after the messages; more=true means older ones exist
         (page back with --before <first seq>)
+    {"type":"chatctl.export","room":...,"epoch":...,"oldest":N,"head":N,"since":N,
+     "first":N,"last":N,"count":N,"removed":N}
+        export: the last line of a complete export (to --out or stdout).
+        oldest and head are the room's when the export started (epoch ""
+        for a room that does not exist); first..last are the seqs written;
+        removed counts messages retention removed before the export got to
+        them. Continue later with --since <head> --epoch <epoch>.
+    {"type":"chatctl.retrying","room":...,"code":"unavailable","attempt":N,"delay_ms":N}
+        export: a page was refused with a transient error; asked again
+        after delay_ms
+    {"type":"chatctl.removed","room":...,"from":N,"to":N}
+        export: messages from..to were no longer kept when reached
     {"type":"chatctl.error","exit":N,"code":"...","message":"...","close_code":N}
         any failure, just before exiting with a non-zero code. code is the
         server's error code for exit 3, otherwise one of connect_failed,
-        connection_lost, auth_failed, timeout, interrupted, usage, io;
-        close_code is present when a close frame caused it.
+        connection_lost, auth_failed, timeout, interrupted, usage, io,
+        epoch_changed, unexpected_reply; close_code is present when a close
+        frame caused it.
   Errors are also written as text to stderr; human output notices go to
   stderr so that stdout carries only messages.
 `)

@@ -53,8 +53,11 @@ type ProcessCluster struct {
 	t      testing.TB
 	binary string
 	args   []string
-	mu     sync.Mutex
-	Nodes  []*ProcessNode
+	// perNode, when set, gives the flags of one node by name on top of
+	// args, at every start and restart (a node's own --data-dir).
+	perNode func(name string) []string
+	mu      sync.Mutex
+	Nodes   []*ProcessNode
 }
 
 // ProcessNode is one chatd process.
@@ -80,7 +83,16 @@ type ProcessNode struct {
 // waits until every one is ready and sees all n as active.
 func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
 	t.Helper()
-	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args}
+	return StartProcessClusterWith(t, n, nil, args...)
+}
+
+// StartProcessClusterWith is StartProcessCluster with flags of each node's
+// own: perNode(name) is added to args whenever the node named name (proc-<i>)
+// starts or restarts, so that a restarted node finds, say, its own
+// --data-dir again (see DataDirs). A nil perNode adds nothing.
+func StartProcessClusterWith(t testing.TB, n int, perNode func(name string) []string, args ...string) *ProcessCluster {
+	t.Helper()
+	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, perNode: perNode}
 	for i := 0; i < n; i++ {
 		c.start(i)
 	}
@@ -136,6 +148,9 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		flags = append(flags, "--join", seed)
 	}
 	flags = append(flags, c.args...)
+	if c.perNode != nil {
+		flags = append(flags, c.perNode(name)...)
+	}
 	cmd := exec.Command(c.binary, flags...)
 	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
 	logs := NewLogBuffer()
@@ -154,6 +169,7 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		if c.t.Failed() {
 			c.t.Logf("--- %s logs ---\n%s", name, lastLines(logs.String(), 40))
 		}
+		keepLogs(c.t, name, logs)
 	})
 	return node
 }
@@ -456,4 +472,50 @@ func (c *ProcessCluster) All() []*ProcessNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.Nodes)
+}
+
+// KillAll sends SIGKILL to every node in nodes before waiting for any of
+// them, so that they die together (a power cut, every pod deleted at once)
+// rather than one after another.
+func (c *ProcessCluster) KillAll(nodes ...*ProcessNode) {
+	for _, n := range nodes {
+		c.markGone(n)
+	}
+	for _, n := range nodes {
+		n.signal(syscall.SIGKILL)
+	}
+	for _, n := range nodes {
+		<-n.done
+	}
+}
+
+// DataDirs returns a perNode function for StartProcessClusterWith that gives
+// every node its own --data-dir under base (base/<name>), the same one at
+// every restart, as a StatefulSet's volume follows its pod.
+func DataDirs(base string) func(name string) []string {
+	return func(name string) []string {
+		return []string{"--data-dir", filepath.Join(base, name)}
+	}
+}
+
+// LogsDirEnv names the environment variable that, when set to a directory,
+// makes every process's whole output be written there when its test ends
+// (<test>-<name>-<pid>.log), for the investigation of a failure the last
+// lines do not explain.
+const LogsDirEnv = "CHATD_PROCESS_LOGS"
+
+func keepLogs(t testing.TB, name string, logs *LogBuffer) {
+	dir := os.Getenv(LogsDirEnv)
+	if dir == "" {
+		return
+	}
+	f, err := os.CreateTemp(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+"-*.log")
+	if err != nil {
+		t.Logf("keep %s logs: %v", name, err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(logs.String()); err != nil {
+		t.Logf("keep %s logs: %v", name, err)
+	}
 }

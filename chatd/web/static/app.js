@@ -12,7 +12,10 @@
 //   - every send carries a unique cid and stays pending until its ack; on
 //     reconnect unacked sends are repeated with the SAME cid (the server
 //     answers a repeat with the original ack);
-//   - room messages are de-duplicated by (room, seq);
+//   - room messages are de-duplicated by (room, seq), and a room shows one
+//     gapless run of seqs: the newest page on join, live messages below it,
+//     older pages (history with before = the oldest seq shown) above it as
+//     the reader scrolls up, until a page says more=false;
 //   - joined rooms, their last seq/epoch and unacked sends live in
 //     sessionStorage, so a page reload resumes where it stopped.
 'use strict';
@@ -24,6 +27,9 @@
   const ROOM_RE = /^[A-Za-z0-9._:/-]{1,64}$/;
   const NAME_RE = /^[\p{L}\p{Nd}_.-]{1,32}$/u;
   const HISTORY_PAGE = 50;
+  const OLDER_PREFETCH_PX = 200; // load the older page when this close to the top
+  const HISTORY_RETRY_BASE_MS = 500;
+  const HISTORY_RETRY_CAP_MS = 15000;
   const TYPING_SHOW_MS = 3000;
   const TYPING_SEND_EVERY_MS = 1500;
   const BACKOFF_BASE_MS = 500;
@@ -168,9 +174,20 @@
       msgs: [], // rooms: ascending seq; DMs: arrival order
       bySeq: new Map(),
       byMid: new Map(),
+      // History paging. gen counts restarts of the shown run (a cleared
+      // room): an answer to a request of an older gen is dropped. The newest
+      // page (history) and older pages (older) each have one request in
+      // flight at most, a retry timer after a transient error, and an error
+      // text after a refusal.
+      gen: 0,
       historyBusy: false,
       olderBusy: false,
-      prepended: false,
+      historyRetry: null, // {timer, note} while a retry waits
+      olderRetry: null,
+      historyAttempt: 0,
+      olderAttempt: 0,
+      historyError: '',
+      reachedStart: false, // an older page said more=false: nothing older is kept
       present: new Set(),
       count: 0,
       listMode: true,
@@ -197,10 +214,33 @@
     room.byMid.clear();
     room.nodes.clear();
     room.scrollTop = null;
+    resetHistoryPaging(room);
+    room.gen++; // answers to requests made for the old run are dropped
   }
 
+  // resetHistoryPaging forgets requests in flight and pending retries: after
+  // a reconnect (their answers never come) or when the run starts over.
+  function resetHistoryPaging(room) {
+    room.historyBusy = false;
+    room.olderBusy = false;
+    for (const r of [room.historyRetry, room.olderRetry]) if (r) clearTimeout(r.timer);
+    room.historyRetry = room.olderRetry = null;
+    room.historyAttempt = room.olderAttempt = 0;
+    room.historyError = '';
+    room.reachedStart = false;
+  }
+
+  // moreOlder: the room has older messages than the oldest one shown that
+  // a page could bring.
   function moreOlder(room) {
-    return room.kind === 'room' && room.msgs.length > 0 && room.msgs[0].seq > room.oldestKept;
+    return room.kind === 'room' && room.msgs.length > 0 && !room.reachedStart && room.msgs[0].seq > room.oldestKept;
+  }
+
+  // adjacent: seq extends (or lies in) the run of seqs shown, so adding it
+  // leaves no gap.
+  function adjacent(room, seq) {
+    const a = room.msgs;
+    return a.length > 0 && seq >= a[0].seq - 1 && seq <= a[a.length - 1].seq + 1;
   }
 
   // addRoomMessage merges one message into a room, keeping seq order and
@@ -412,8 +452,11 @@
     for (const c of S.rooms.values()) {
       c.joined = false;
       c.joinInFlight = false;
-      c.historyBusy = false;
-      c.olderBusy = false;
+      if (c.kind === 'room') {
+        const reached = c.reachedStart;
+        resetHistoryPaging(c);
+        c.reachedStart = reached; // what is shown stays shown
+      }
       c.typing.clear();
     }
   }
@@ -518,7 +561,7 @@
     setTimeout(() => {
       if (S.conn !== 'online') return; // a reconnect rebuilds everything
       const frame = { ...req.frame, id: newReqID(req.frame.type[0]) };
-      enqueue(frame, { type: req.type, key: req.key, cid: req.cid, older: req.older });
+      enqueue(frame, { type: req.type, key: req.key, cid: req.cid });
     }, RETRY_FRAME_MS + Math.random() * 500);
   }
 
@@ -535,19 +578,58 @@
     enqueue(frame, { type: 'join', key: room.key });
   }
 
+  // requestHistory asks for the newest page (older false: the page ending
+  // at joined.head, right above which live messages continue) or for the
+  // page just below the oldest message shown (older true). One request of
+  // each kind is in flight at a time, none while its retry is pending or
+  // after a refusal, and no older page while the newest is still coming: so
+  // no page is asked for twice and every page joins the run shown.
   function requestHistory(room, older) {
-    if (S.conn !== 'online' || !room.joined) return;
-    if (older ? room.olderBusy : room.historyBusy) return;
+    if (S.conn !== 'online' || !room.joined || room.historyError) return;
+    if (room.historyBusy || room.historyRetry) return;
     const frame = { type: 'history', id: newReqID('h'), room: room.name, limit: HISTORY_PAGE };
     if (older) {
-      if (!room.msgs.length) return;
+      if (room.olderBusy || room.olderRetry || !moreOlder(room)) return;
       frame.before = room.msgs[0].seq;
       room.olderBusy = true;
     } else {
+      if (room.head > 0) frame.before = room.head + 1;
       room.historyBusy = true;
     }
-    enqueue(frame, { type: 'history', key: room.key, older: !!older });
+    enqueue(frame, { type: 'history', key: room.key, older: !!older, gen: room.gen, connGen });
     scheduleRender();
+  }
+
+  // loadOlderIfNear asks for the next older page of the room on screen
+  // when the reader is near the top of the list (or the list does not fill
+  // the view, so it cannot scroll).
+  function loadOlderIfNear() {
+    const conv = S.rooms.get(S.active);
+    if (!conv || conv.kind !== 'room' || !moreOlder(conv)) return;
+    if ($('messages').scrollTop < OLDER_PREFETCH_PX) requestHistory(conv, true);
+  }
+
+  // retryHistory asks again after a transient refusal (unavailable, a
+  // storage error, rate_limited), with full-jitter exponential backoff per
+  // room and kind, on the same connection only: a reconnect starts over.
+  function retryHistory(room, older, code, msg) {
+    const attempt = older ? ++room.olderAttempt : ++room.historyAttempt;
+    const ceiling = Math.min(HISTORY_RETRY_CAP_MS, HISTORY_RETRY_BASE_MS * 2 ** Math.min(attempt, 16));
+    const delay = code === 'rate_limited' ? RETRY_FRAME_MS + Math.random() * 500 : Math.max(100, Math.random() * ceiling);
+    const gen = room.gen;
+    const conn = connGen;
+    const retry = { note: (ERROR_TEXT[code] || msg || code) + ' Retrying…' };
+    retry.timer = setTimeout(() => {
+      if (older ? room.olderRetry !== retry : room.historyRetry !== retry) return;
+      if (older) room.olderRetry = null;
+      else room.historyRetry = null;
+      if (room.gen !== gen || connGen !== conn) return;
+      if (older) loadOlderIfNear();
+      else requestHistory(room, false);
+      scheduleRender();
+    }, delay);
+    if (older) room.olderRetry = retry;
+    else room.historyRetry = retry;
   }
 
   function transmitPending(p) {
@@ -681,9 +763,10 @@
     S.pending.delete(f.cid);
     const conv = S.rooms.get(p.key);
     if (conv && conv.kind === 'room' && f.room) {
-      if (!conv.bySeq.has(Number(f.seq))) {
+      if (!conv.bySeq.has(Number(f.seq)) && adjacent(conv, Number(f.seq))) {
         // The ack came without its message (e.g. an answer to a resend):
-        // the ack has everything to show it.
+        // the ack has everything to show it. One that would not join the
+        // run shown is left to the history pages, which bring it in place.
         addRoomMessage(conv, { seq: f.seq, mid: f.mid, from: S.me, cid: f.cid, text: p.text, ts: f.ts }, false);
       }
     } else if (conv && conv.kind === 'dm') {
@@ -696,15 +779,29 @@
 
   function onHistory(f, req) {
     const room = S.rooms.get(f.room);
-    if (!room || room.kind !== 'room') return;
-    const older = !!(req && req.older);
-    if (older) room.olderBusy = false;
-    else room.historyBusy = false;
-    if (room.epoch && f.epoch && f.epoch !== room.epoch) return; // from before a restart of the room
-    if (older) room.prepended = true;
-    for (const m of f.messages || []) addRoomMessage(room, m, false);
+    if (!room || room.kind !== 'room' || !req || req.gen !== room.gen) return; // asked for a run since cleared
+    const older = !!req.older;
+    if (older) {
+      room.olderBusy = false;
+      room.olderAttempt = 0;
+    } else {
+      room.historyBusy = false;
+      room.historyAttempt = 0;
+    }
+    // From another incarnation of the room (or none: ""): the joined frame
+    // that announces the new epoch starts the room over.
+    if (room.epoch && f.epoch !== room.epoch) return;
+    const msgs = Array.isArray(f.messages) ? f.messages : [];
+    const below = older && room.msgs.length ? room.msgs[0].seq : Infinity;
+    let added = 0;
+    // A page is one gapless run ending just below what is shown (older) or
+    // at joined.head, right above which the live messages continue.
+    for (const m of msgs) if (Number(m.seq) < below && addRoomMessage(room, m, false)) added++;
     room.oldestKept = Number(f.oldest) || room.oldestKept;
     room.head = Math.max(room.head, Number(f.head) || 0);
+    // more=false: nothing older is kept. A page that brought nothing older
+    // ends the paging too, rather than asking for the same page again.
+    if (!f.more || (older && added === 0)) room.reachedStart = true;
     persistSoon();
   }
 
@@ -773,7 +870,13 @@
     rate_limited: 'Slow down a little.',
     unavailable: 'The room is unavailable right now.',
     internal: 'The server had a problem.',
+    storage_full: 'The server’s storage is full.',
+    storage_failed: 'The server’s storage failed.',
   };
+
+  // Refusals of a history request that go away by themselves: ask again
+  // after a backoff.
+  const HISTORY_TRANSIENT = new Set(['unavailable', 'internal', 'rate_limited', 'storage_full', 'storage_failed']);
 
   function onError(f, req) {
     const code = String(f.code || '');
@@ -830,15 +933,11 @@
       }
       case 'history': {
         const room = S.rooms.get(req.key);
-        if (room) {
-          if (req.older) room.olderBusy = false;
-          else room.historyBusy = false;
-        }
-        if (transient && room) {
-          if (req.older) room.olderBusy = true;
-          else room.historyBusy = true;
-          retryLater(req);
-        }
+        if (!room || room.kind !== 'room' || req.gen !== room.gen) return;
+        if (req.older) room.olderBusy = false;
+        else room.historyBusy = false;
+        if (HISTORY_TRANSIENT.has(code)) retryHistory(room, !!req.older, code, msg);
+        else room.historyError = ERROR_TEXT[code] ? ERROR_TEXT[code] + ' (' + msg + ')' : msg;
         return;
       }
       default:
@@ -1053,7 +1152,7 @@
     }
     let unread = 0;
     for (const c of S.rooms.values()) unread += c.unread;
-    document.title = (unread ? '(' + unread + ') ' : '') + (S.active ? (S.active.startsWith('@') ? S.active : '#' + S.active) + ' · ' : '') + 'ringchat';
+    set(document, 'title', (unread ? '(' + unread + ') ' : '') + (S.active ? (S.active.startsWith('@') ? S.active : '#' + S.active) + ' · ' : '') + 'ringchat');
   }
 
   function renderConn() {
@@ -1065,28 +1164,41 @@
       case 'reconnecting': text = 'Reconnecting in ' + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + 's'; break;
       default: text = retryTimer ? 'Offline · retrying in ' + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + 's' : 'Offline';
     }
-    box.dataset.state = S.conn;
-    box.title = S.conn === 'online' && S.server ? 'Connected to ' + S.server : '';
+    setData(box, 'state', S.conn);
+    set(box, 'title', S.conn === 'online' && S.server ? 'Connected to ' + S.server : '');
     if ($('conn-text').textContent !== text) $('conn-text').textContent = text;
-    $('conn-retry').hidden = !(S.auth && (S.conn === 'reconnecting' || S.conn === 'offline'));
+    set($('conn-retry'), 'hidden', !(S.auth && (S.conn === 'reconnecting' || S.conn === 'offline')));
   }
 
   function renderMe() {
     const me = $('me');
     if (!S.auth || !S.me) {
-      me.hidden = true;
+      set(me, 'hidden', true);
       return;
     }
-    me.hidden = false;
-    $('me-name').textContent = S.me;
+    set(me, 'hidden', false);
+    set($('me-name'), 'textContent', S.me);
     const av = $('me-avatar');
-    av.className = 'avatar avatar-sm c' + (hashString(S.me) % 8);
-    av.textContent = initials(S.me);
-    $('me-anon').hidden = !S.anonymous;
+    set(av, 'className', 'avatar avatar-sm c' + (hashString(S.me) % 8));
+    set(av, 'textContent', initials(S.me));
+    set($('me-anon'), 'hidden', !S.anonymous);
+  }
+
+  // set writes a DOM property only when the value changes, and setData a
+  // data attribute: writing the same value again still dirties the page's
+  // style and layout, which a long message list pays for on every render.
+  function set(node, prop, value) {
+    if (node[prop] !== value) node[prop] = value;
+  }
+
+  function setData(node, key, value) {
+    if (node.dataset[key] !== value) node.dataset[key] = value;
   }
 
   // syncChildren makes nodes the children of parent, touching the DOM only
-  // when the list changed, so focus, hover and selection survive renders.
+  // where the list changed, so focus, hover and selection survive renders,
+  // and a long list that gains a page or a message has only those nodes
+  // inserted (replacing every child would lay the whole list out again).
   function syncChildren(parent, nodes) {
     const cur = parent.children;
     if (cur.length === nodes.length) {
@@ -1094,7 +1206,17 @@
       for (let i = 0; same && i < nodes.length; i++) same = cur[i] === nodes[i];
       if (same) return;
     }
-    parent.replaceChildren(...nodes);
+    const keep = new Set(nodes);
+    for (let c = parent.firstChild; c;) {
+      const next = c.nextSibling;
+      if (!keep.has(c)) c.remove();
+      c = next;
+    }
+    let ref = parent.firstChild;
+    for (const n of nodes) {
+      if (n === ref) ref = ref.nextSibling;
+      else parent.insertBefore(n, ref); // inserts, or moves it here
+    }
   }
 
   const sidebarNodes = new Map(); // conversation key -> {li, link, badge}
@@ -1119,7 +1241,7 @@
     }
     const cls = 'room-item' + (c.key === S.active ? ' active' : '') + (c.unread ? ' has-unread' : '') + (c.kind === 'room' && !c.joined ? ' not-joined' : '');
     if (it.li.className !== cls) it.li.className = cls;
-    if (c.kind === 'room') it.li.dataset.joined = String(c.joined);
+    if (c.kind === 'room') setData(it.li, 'joined', String(c.joined));
     if (c.unread) {
       const text = c.unread > 99 ? '99+' : String(c.unread);
       if (it.badge.textContent !== text) it.badge.textContent = text;
@@ -1137,23 +1259,23 @@
     for (const key of sidebarNodes.keys()) if (!S.rooms.has(key)) sidebarNodes.delete(key);
     syncChildren($('room-list'), rooms);
     syncChildren($('dm-list'), dms);
-    $('rooms-empty').hidden = rooms.length > 0;
+    set($('rooms-empty'), 'hidden', rooms.length > 0);
   }
 
   function renderHeader() {
     const c = S.rooms.get(S.active);
     const sub = $('chat-sub');
     if (!c) {
-      $('chat-kind').textContent = '';
-      $('chat-name').textContent = 'ringchat';
-      sub.textContent = '';
+      set($('chat-kind'), 'textContent', '');
+      set($('chat-name'), 'textContent', 'ringchat');
+      set(sub, 'textContent', '');
       return;
     }
-    $('chat-kind').textContent = c.kind === 'room' ? '#' : '@';
-    $('chat-name').textContent = c.name;
-    if (c.kind === 'dm') sub.textContent = 'Direct messages';
-    else if (!c.joined) sub.textContent = S.conn === 'online' ? 'Joining…' : 'Waiting for connection…';
-    else sub.textContent = c.count === 1 ? '1 member online' : c.count + ' members online';
+    set($('chat-kind'), 'textContent', c.kind === 'room' ? '#' : '@');
+    set($('chat-name'), 'textContent', c.name);
+    if (c.kind === 'dm') set(sub, 'textContent', 'Direct messages');
+    else if (!c.joined) set(sub, 'textContent', S.conn === 'online' ? 'Joining…' : 'Waiting for connection…');
+    else set(sub, 'textContent', c.count === 1 ? '1 member online' : c.count + ' members online');
   }
 
   function msgKey(m) {
@@ -1197,9 +1319,11 @@
       state = 'undelivered';
       note = conv.name + ' is offline — not delivered';
     }
-    if (li.dataset.state === state && li.dataset.note === note) return;
-    li.dataset.state = state;
-    li.dataset.note = note;
+    if (li.rcState === state && li.rcNote === note) return;
+    li.rcState = state;
+    li.rcNote = note;
+    setData(li, 'state', state);
+    setData(li, 'note', note);
     li.classList.toggle('pending', state === 'pending');
     li.classList.toggle('failed', state === 'failed');
     const status = li.querySelector('.msg-status');
@@ -1214,19 +1338,23 @@
   }
 
   function renderMessages() {
-    const list = $('messages');
+    const list = $('messages'); // the scroller
+    const run = $('message-run'); // the items in it
     const conv = S.rooms.get(S.active);
-    $('empty-state').hidden = !!conv;
-    list.hidden = !conv;
+    set($('empty-state'), 'hidden', !!conv);
+    set(list, 'hidden', !conv);
     if (!conv) {
-      list.replaceChildren();
-      $('jump').hidden = true;
+      run.replaceChildren();
+      set($('jump'), 'hidden', true);
       return;
     }
     const switched = lastRenderedKey !== conv.key;
     const wasBottom = switched ? conv.scrollTop === null : atBottom();
-    const oldHeight = list.scrollHeight;
     const oldTop = list.scrollTop;
+    // The message at the top of the view keeps its place on screen when
+    // older pages are prepended (or anything above it changes).
+    const anchor = !switched && !wasBottom ? topVisibleMessage(list, run) : null;
+    const anchorY = anchor ? anchor.getBoundingClientRect().top : 0;
 
     // Pending sends whose message has not come back yet go last.
     const pendingOnly = [];
@@ -1254,18 +1382,31 @@
     };
     const nodes = [];
     if (conv.kind === 'room') {
-      if (moreOlder(conv)) {
+      const retry = conv.olderRetry || conv.historyRetry;
+      if (conv.historyError) {
+        const text = 'Could not load older messages: ' + conv.historyError;
+        nodes.push(cached('n:history-error:' + text, () => h('li', { class: 'list-note history-error', 'data-testid': 'history-error', role: 'alert' },
+          h('span', { text: text + ' ' }),
+          h('button', { type: 'button', class: 'linklike', 'data-testid': 'history-retry', text: 'Try again', on: { click: () => retryHistoryNow(conv) } }))));
+      } else if (retry) {
+        nodes.push(cached('n:history-retry:' + retry.note, () => h('li', { class: 'list-note loading-older', 'data-testid': 'load-older', 'data-state': 'retrying' },
+          h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' ' + retry.note)));
+      } else if (moreOlder(conv)) {
         nodes.push(conv.olderBusy
-          ? cached('n:older-busy', () => h('li', { class: 'list-note loading-older', 'data-testid': 'load-older' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Loading older messages…'))
-          : cached('n:older', () => h('li', { class: 'list-note loading-older', 'data-testid': 'load-older', text: 'Scroll up for older messages' })));
+          ? cached('n:older-busy', () => h('li', { class: 'list-note loading-older', 'data-testid': 'load-older', 'data-state': 'loading' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Loading older messages…'))
+          : cached('n:older', () => h('li', { class: 'list-note loading-older', 'data-testid': 'load-older', 'data-state': 'idle', text: 'Scroll up for older messages' })));
       } else if (conv.historyBusy || (!conv.joined && conv.msgs.length === 0)) {
         nodes.push(cached('n:loading', () => h('li', { class: 'list-note' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Loading…')));
       } else {
         const empty = !(conv.msgs.length || pendingOnly.length);
-        nodes.push(cached('n:start:' + empty, () => h('li', { class: 'room-start' },
+        const first = conv.msgs.length ? conv.msgs[0].seq : 0;
+        const text = empty ? 'No messages yet. Say hello!'
+          : first <= 1 ? 'This is the beginning of the room.'
+            : 'This is the start of the room’s kept history: older messages are no longer kept.';
+        nodes.push(cached('n:start:' + text, () => h('li', { class: 'room-start', 'data-testid': 'room-start', 'data-first-seq': String(first) },
           h('div', { class: 'room-start-icon', 'aria-hidden': 'true', text: '#' }),
           h('h3', { text: 'Welcome to #' + conv.name }),
-          h('p', { class: 'muted', text: empty ? 'No messages yet. Say hello!' : 'This is the start of the room’s kept history.' }))));
+          h('p', { class: 'muted', text }))));
       }
     } else if (conv.msgs.length === 0 && pendingOnly.length === 0) {
       nodes.push(cached('n:dm-start', () => h('li', { class: 'room-start' },
@@ -1274,44 +1415,74 @@
         h('p', { class: 'muted', text: 'Direct messages are delivered live and are not stored by the server.' }))));
     }
 
+    // This loop runs over every message shown on every render: what it
+    // can, it remembers (the day of a message, the classes of a node).
     let prev = null;
+    let prevDay = '';
     for (const m of conv.msgs.concat(pendingOnly)) {
-      if (!prev || dayKey(prev.ts) !== dayKey(m.ts)) {
+      const day = m.day || (m.day = dayKey(m.ts));
+      if (!prev || prevDay !== day) {
         const label = dayLabel(m.ts);
-        nodes.push(cached('d:' + dayKey(m.ts) + ':' + label, () => h('li', { class: 'day-sep', role: 'separator' }, h('span', { text: label }))));
+        nodes.push(cached('d:' + day + ':' + label, () => h('li', { class: 'day-sep', role: 'separator' }, h('span', { text: label }))));
         prev = null;
       }
       const li = cached(msgKey(m), () => buildMessageNode(conv, m));
       const grouped = !!prev && prev.from === m.from && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
-      li.classList.toggle('grouped', grouped);
-      li.classList.toggle('own', m.from === S.me);
+      const own = m.from === S.me;
+      if (li.rcGrouped !== grouped) li.classList.toggle('grouped', (li.rcGrouped = grouped));
+      if (li.rcOwn !== own) li.classList.toggle('own', (li.rcOwn = own));
       const p = m.pending || (m.from === S.me && m.cid ? pendingByCid.get(m.cid) : undefined);
       updateMessageState(li, conv, m, p);
       nodes.push(li);
       prev = m;
+      prevDay = day;
     }
     for (const k of conv.nodes.keys()) if (!seen.has(k)) conv.nodes.delete(k);
 
-    syncChildren(list, nodes);
-    list.dataset.room = conv.key;
+    syncChildren(run, nodes);
+    setData(list, 'room', conv.key);
 
     if (switched) {
       list.scrollTop = conv.scrollTop === null ? list.scrollHeight : conv.scrollTop;
-    } else if (conv.prepended && !wasBottom) {
-      list.scrollTop = oldTop + (list.scrollHeight - oldHeight);
     } else if (wasBottom || forceBottom) {
       list.scrollTop = list.scrollHeight;
+    } else if (anchor && anchor.isConnected) {
+      list.scrollTop = oldTop + (anchor.getBoundingClientRect().top - anchorY);
     } else {
       list.scrollTop = oldTop;
     }
-    conv.prepended = false;
     forceBottom = false;
     lastRenderedKey = conv.key;
     if (isVisible(conv.key)) conv.unread = 0;
-    $('jump').hidden = atBottom();
-    // A short page does not scroll, so it could never trigger the
-    // load-older on scroll: fetch more until it fills the view.
-    if (conv.kind === 'room' && moreOlder(conv) && !conv.olderBusy && list.scrollHeight <= list.clientHeight + 8) requestHistory(conv, true);
+    set($('jump'), 'hidden', atBottom());
+    // Still near the top after this render (a page that does not fill the
+    // view cannot scroll, so no scroll event would come): fetch more.
+    loadOlderIfNear();
+  }
+
+  // topVisibleMessage is the first message element of run whose bottom is
+  // below the top of the scroller's view.
+  function topVisibleMessage(list, run) {
+    const top = list.getBoundingClientRect().top;
+    const items = run.children;
+    let lo = 0;
+    let hi = items.length;
+    while (lo < hi) { // children are laid out top to bottom
+      const mid = (lo + hi) >> 1;
+      if (items[mid].getBoundingClientRect().bottom <= top) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < items.length; i++) if (items[i].dataset.seq) return items[i];
+    return null;
+  }
+
+  // retryHistoryNow is the "Try again" after a refused history request.
+  function retryHistoryNow(conv) {
+    conv.historyError = '';
+    conv.historyAttempt = conv.olderAttempt = 0;
+    if (conv.msgs.length === 0) requestHistory(conv, false);
+    else requestHistory(conv, true);
+    scheduleRender();
   }
 
   function typingText(users) {
@@ -1328,9 +1499,9 @@
     const users = conv ? [...conv.typing].filter(([, until]) => until > now).map(([u]) => u).sort() : [];
     const box = $('typing');
     const text = typingText(users);
-    box.dataset.users = users.join(',');
+    setData(box, 'users', users.join(','));
     if (box.dataset.text === text) return;
-    box.dataset.text = text;
+    setData(box, 'text', text);
     box.replaceChildren();
     if (text) box.append(h('span', { class: 'typing-dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { text }));
   }
@@ -1342,29 +1513,29 @@
     const title = $('members-title');
     $('members').classList.toggle('stale', !!conv && conv.kind === 'room' && !conv.joined);
     if (!conv) {
-      title.textContent = 'Members';
-      count.textContent = '';
+      set(title, 'textContent', 'Members');
+      set(count, 'textContent', '');
       list.replaceChildren();
       return;
     }
     if (conv.kind === 'dm') {
-      title.textContent = 'Conversation';
-      count.textContent = '';
+      set(title, 'textContent', 'Conversation');
+      set(count, 'textContent', '');
       syncChildren(list, S.me && S.me !== conv.name ? [memberItem(conv.name), memberItem(S.me)] : [memberItem(conv.name)]);
       return;
     }
-    title.textContent = conv.listMode ? 'Members — ' + conv.count : 'Members';
+    set(title, 'textContent', conv.listMode ? 'Members — ' + conv.count : 'Members');
     if (!conv.joined && conv.count === 0) {
-      count.textContent = '';
+      set(count, 'textContent', '');
       list.replaceChildren();
       return;
     }
     if (!conv.listMode) {
-      count.textContent = conv.count + ' people online — too many to list';
+      set(count, 'textContent', conv.count + ' people online — too many to list');
       list.replaceChildren();
       return;
     }
-    count.textContent = '';
+    set(count, 'textContent', '');
     const users = [...conv.present].sort((a, b) => (a === S.me) - (b === S.me) || a.localeCompare(b));
     syncChildren(list, users.map(memberItem));
     if (memberNodes.size > 4 * users.length + 100) {
@@ -1502,8 +1673,8 @@
     $('messages').addEventListener('scroll', () => {
       const conv = S.rooms.get(S.active);
       if (!conv) return;
-      $('jump').hidden = atBottom();
-      if (conv.kind === 'room' && $('messages').scrollTop < 120 && moreOlder(conv)) requestHistory(conv, true);
+      set($('jump'), 'hidden', atBottom());
+      loadOlderIfNear();
     }, { passive: true });
     $('jump').addEventListener('click', () => {
       const list = $('messages');
@@ -1536,6 +1707,7 @@
         rooms: [...S.rooms.values()].map((c) => ({
           key: c.key, kind: c.kind, joined: c.joined, epoch: c.epoch, lastSeq: c.lastSeq, head: c.head,
           seqs: c.msgs.map((m) => m.seq), unread: c.unread, lastJoin: c.lastJoin,
+          oldestKept: c.oldestKept, reachedStart: !!c.reachedStart, historyError: c.historyError || '',
           present: [...c.present], count: c.count,
         })),
         pending: [...S.pending.values()].map((p) => ({ cid: p.cid, key: p.key, state: p.state })),
