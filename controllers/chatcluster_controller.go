@@ -1,3 +1,10 @@
+// Package controllers is the ringchat operator: the ChatCluster reconciler
+// (this file), the applier of the Helm chart's ChatCluster manifest
+// (configmap_applier.go), and the manager binary (cmd/ringchat-operator).
+// The objects a ChatCluster owns are built in resources, chatd's
+// configuration in chatdconfig, the replica plan in scaling, the status in
+// status, and the observation of the cluster size each pod applies in
+// clustersize; this package does the reading and writing.
 package controllers
 
 import (
@@ -7,6 +14,11 @@ import (
 	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/controllers/chatdconfig"
+	"github.com/ringchat/ringchat/controllers/clustersize"
+	"github.com/ringchat/ringchat/controllers/resources"
+	"github.com/ringchat/ringchat/controllers/scaling"
+	"github.com/ringchat/ringchat/controllers/status"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -16,7 +28,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,12 +42,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// AnnotationPauseReconcile set to "true" on a ChatCluster stops the operator
-// from changing anything of it (its objects, its status but for the
-// Progressing condition) until the annotation is removed or set to another
-// value. For maintenance by hand.
-const AnnotationPauseReconcile = "chat.ringchat.io/pause-reconcile"
-
 // secretRequeue is how soon a ChatCluster whose Secrets are missing is
 // looked at again, besides the watch on Secrets that notices their creation.
 const secretRequeue = 30 * time.Second
@@ -42,6 +50,41 @@ const secretRequeue = 30 * time.Second
 // is tried again (a StorageClass may have been given allowVolumeExpansion
 // meanwhile; nothing else would say so).
 const resizeRequeue = time.Minute
+
+// Stale reads. The reconciler reads the objects it owns from the manager's
+// cache, which may not have caught up with the latest write (the StatefulSet
+// controller writes the StatefulSet's status all through a rollout, and the
+// reconciler's own previous write may not be back yet). The API server then
+// refuses the update with a conflict (or the create with AlreadyExists). That
+// is no failure: apply tries again, reading again, a few times within
+// staleBackoff, and if the cache still lags the reconcile stops there and
+// comes back after staleRequeue (the watch usually brings it sooner), with
+// no Warning event and no Degraded condition.
+var staleBackoff = wait.Backoff{Steps: 5, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+const staleRequeue = time.Second
+
+// errStaleCache marks an apply that kept meeting a stale cache.
+var errStaleCache = errors.New("the cache is behind the API server")
+
+// Scaling follows the cluster size each pod applies (see clustersize).
+const (
+	// DefaultSizePropagation bounds how long a changed cluster size may take
+	// to reach a pod that cannot be asked: the kubelet's default ConfigMap
+	// sync (its one-minute sync period plus the delay of its cache) and
+	// chatd's 2 s poll.
+	DefaultSizePropagation = 90 * time.Second
+	// DefaultSizePoll is how often the pods are asked while a step waits.
+	DefaultSizePoll = time.Second
+	// DefaultSizeResync is how long a pod that was asked to resync may go on
+	// applying an old size before it is asked again.
+	DefaultSizeResync = 5 * time.Second
+	// probeTimeout bounds one request to a pod's /metrics.
+	probeTimeout = 3 * time.Second
+)
+
+// defaultProber asks pods when the reconciler is given no Prober.
+var defaultProber = clustersize.NewHTTPProber(probeTimeout)
 
 // Event reasons.
 const (
@@ -57,28 +100,38 @@ const (
 // ChatClusterReconciler runs ChatClusters: for each, a ServiceAccount, a
 // gossip Secret (unless the spec names its own), a ConfigMap with the chatd
 // configuration, a headless and a client Service, a StatefulSet of chatd
-// nodes and a PodDisruptionBudget, all owned by the ChatCluster.
+// nodes and a PodDisruptionBudget, all owned by the ChatCluster (see the
+// resources package), scaled one safe step at a time (scaling) as the pods
+// apply each new cluster size (clustersize).
 type ChatClusterReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
-	// Now returns the time for condition transitions; time.Now when nil.
+	// Now returns the time for condition transitions and size changes;
+	// time.Now when nil.
 	Now func() time.Time
-	// SizePropagation is how long a changed cluster size (the ConfigMap key
-	// chatd reads as --expected-nodes-file) takes at most to reach every pod;
-	// DefaultSizePropagation when zero. Scaling waits for it between steps.
+	// Prober asks a pod which cluster size it applies; an
+	// clustersize.HTTPProber when nil.
+	Prober clustersize.Prober
+	// SizePropagation is how long a scaling step waits at most for a pod
+	// that does not report the new cluster size (cannot be asked, say): the
+	// time the kubelet takes at most to update the mounted ConfigMap by
+	// itself. DefaultSizePropagation when zero.
 	SizePropagation time.Duration
+	// SizePoll is how often the pods are asked while a step waits for them;
+	// DefaultSizePoll when zero.
+	SizePoll time.Duration
+	// SizeResync is how long a pod asked to apply a new size may go on
+	// applying the old one before it is asked again; DefaultSizeResync when
+	// zero.
+	SizeResync time.Duration
 }
 
-// DefaultSizePropagation covers the kubelet's default ConfigMap sync (its
-// one-minute sync period plus the delay of its cache) and chatd's 2 s poll.
-const DefaultSizePropagation = 90 * time.Second
-
-func (r *ChatClusterReconciler) sizePropagation() time.Duration {
-	if r.SizePropagation > 0 {
-		return r.SizePropagation
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return DefaultSizePropagation
+	return def
 }
 
 // The operator's permissions, generated into config/rbac/role.yaml by
@@ -90,7 +143,11 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // chatclusters/finalizers only because owner references with
 // blockOwnerDeletion require it. The pods' PersistentVolumeClaims, which the
 // StatefulSet controller creates and which outlive the ChatCluster, are only
-// read and patched (one field: a grown storage request).
+// read and patched (one field: a grown storage request). The chatd pods are
+// read (to ask each, at its IP, which cluster size it applies) and patched
+// (two annotations that make the kubelet resync the pod's ConfigMap; the
+// StatefulSet, which the operator writes, already decides everything else
+// about them); pods/proxy is not needed.
 //
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/status,verbs=patch
@@ -100,6 +157,7 @@ func (r *ChatClusterReconciler) sizePropagation() time.Duration {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one ChatCluster's objects to its spec and writes its status.
@@ -111,7 +169,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !cc.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // the garbage collector removes the rest
 	}
-	if cc.Annotations[AnnotationPauseReconcile] == "true" {
+	if cc.Annotations[chatv1alpha1.AnnotationPauseReconcile] == "true" {
 		return ctrl.Result{}, r.paused(ctx, cc)
 	}
 
@@ -129,35 +187,51 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	now := r.now()
-	plan, planWait := planReplicas(cc.DesiredReplicas(), current, now, r.sizePropagation())
-	config := desiredConfig(cc, plan, secrets.versions)
+	size := r.newSizeSync(cc, now)
+	plan, awaits := scaling.Next(cc.DesiredReplicas(), current, false)
+	if awaits {
+		// The step needs every pod to apply the size the StatefulSet
+		// records: ask them.
+		applied, err := size.applied(ctx, current)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if applied {
+			plan, awaits = scaling.Next(cc.DesiredReplicas(), current, true)
+		}
+	}
+	config := chatdconfig.Desired(cc, plan.ExpectedNodes, secrets.versions)
 
-	builders := []resourceBuilder{serviceAccountBuilder{}}
+	builders := []resources.Builder{resources.ServiceAccountBuilder{}}
 	if cc.NeedsGeneratedGossipSecret() {
-		builders = append(builders, gossipSecretBuilder{})
+		builders = append(builders, resources.GossipSecretBuilder{})
 	}
 	builders = append(builders,
-		configMapBuilder{config: config},
-		headlessServiceBuilder{},
-		clientServiceBuilder{},
-		pdbBuilder{},
+		resources.ConfigMapBuilder{Config: config},
+		resources.HeadlessServiceBuilder{},
+		resources.ClientServiceBuilder{},
+		resources.PodDisruptionBudgetBuilder{},
 	)
 	// Without its Secrets a pod cannot start: leave the StatefulSet as it
 	// is (or absent) rather than roll the running pods into failure.
 	if len(secrets.missing) == 0 {
-		builders = append(builders, statefulSetBuilder{config: config, plan: plan, now: now})
+		builders = append(builders, resources.StatefulSetBuilder{Config: config, Plan: plan, Now: now})
 	} else {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventSecretMissing, "Reconcile",
 			"not updating the StatefulSet: %s", joinMessages(secrets.missing))
 	}
 
-	obs := observed{StatefulSet: current, Plan: plan, MissingSecrets: secrets.missing}
+	obs := status.Observed{StatefulSet: current, Plan: plan, MissingSecrets: secrets.missing}
 	if current != nil {
 		// Until it is written, the status describes the StatefulSet as it is.
-		obs.Plan = currentPlan(current)
+		obs.Plan = scaling.Current(current)
 	}
 	for _, b := range builders {
 		obj, err := r.apply(ctx, cc, b)
+		if errors.Is(err, errStaleCache) {
+			log.FromContext(ctx).V(1).Info("the cache lags behind the API server; reconciling again", "err", err)
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
+		}
 		if err != nil {
 			obs.ReconcileErr = err
 			break
@@ -177,6 +251,20 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			}
 		}
 	}
+	// A new cluster size, or one some pods do not apply yet: ask them to.
+	var sizeWait time.Duration
+	if current != nil && obs.ReconcileErr == nil {
+		pending, wait, err := size.converge(ctx, obs.StatefulSet)
+		if err != nil {
+			obs.ReconcileErr = err
+		}
+		if pending != "" {
+			sizeWait = wait
+			if awaits {
+				obs.AwaitingSize = pending
+			}
+		}
+	}
 
 	if err := r.writeStatus(ctx, cc, obs); err != nil {
 		return ctrl.Result{}, errors.Join(obs.ReconcileErr, err)
@@ -188,28 +276,51 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{RequeueAfter: secretRequeue}, nil
 	}
 	if obs.ResizeErr != nil {
-		return ctrl.Result{RequeueAfter: max(planWait, resizeRequeue)}, nil
+		return ctrl.Result{RequeueAfter: minPositive(sizeWait, resizeRequeue)}, nil
 	}
-	// A scaling step waits for a new cluster size to reach every pod.
-	return ctrl.Result{RequeueAfter: planWait}, nil
+	// While pods do not apply the cluster size yet, ask them again soon.
+	return ctrl.Result{RequeueAfter: sizeWait}, nil
+}
+
+// minPositive is the smaller of a and b, ignoring a zero a.
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return b
+	}
+	return min(a, b)
 }
 
 // apply creates or updates one object with its builder, sets cc as its
 // controller, and records an event when something changed or failed. It
 // refuses to take over an object of the same name that cc does not control.
-func (r *ChatClusterReconciler) apply(ctx context.Context, cc *chatv1alpha1.ChatCluster, b resourceBuilder) (client.Object, error) {
-	obj := b.Build(cc)
-	kind := kindOf(obj)
-	op, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error {
-		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, cc) {
-			return fmt.Errorf("%s %s exists and is not controlled by this ChatCluster; rename or remove it", kind, obj.GetName())
+// A write refused because the object was read from a stale cache is tried
+// again; if the cache keeps lagging, apply returns errStaleCache and records
+// no event.
+func (r *ChatClusterReconciler) apply(ctx context.Context, cc *chatv1alpha1.ChatCluster, b resources.Builder) (client.Object, error) {
+	var obj client.Object
+	var op controllerutil.OperationResult
+	err := retry.OnError(staleBackoff, isStale, func() error {
+		obj = b.Build(cc)
+		kind := resources.KindOf(obj)
+		var err error
+		op, err = controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error {
+			if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, cc) {
+				return fmt.Errorf("%s %s exists and is not controlled by this ChatCluster; rename or remove it", kind, obj.GetName())
+			}
+			if err := b.Update(cc, obj); err != nil {
+				return err
+			}
+			return controllerutil.SetControllerReference(cc, obj, r.Scheme)
+		})
+		if isStale(err) {
+			log.FromContext(ctx).V(1).Info("write refused: read from a stale cache; reading again", "kind", kind, "name", obj.GetName(), "err", err)
 		}
-		if err := b.Update(cc, obj); err != nil {
-			return err
-		}
-		return controllerutil.SetControllerReference(cc, obj, r.Scheme)
+		return err
 	})
+	kind := resources.KindOf(obj)
 	switch {
+	case isStale(err):
+		return nil, fmt.Errorf("%s %s: %w: %w", kind, obj.GetName(), errStaleCache, err)
 	case err != nil:
 		err = fmt.Errorf("%s %s: %w", kind, obj.GetName(), err)
 		r.Recorder.Eventf(cc, obj, corev1.EventTypeWarning, eventFailed, "Reconcile", "%v", err)
@@ -223,13 +334,18 @@ func (r *ChatClusterReconciler) apply(ctx context.Context, cc *chatv1alpha1.Chat
 	return obj, nil
 }
 
+// isStale reports whether the API server refused a write because it was
+// based on an out-of-date read: an update with an old resourceVersion, or a
+// create of an object the cache had not seen yet.
+func isStale(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+
 // paused records, once, that cc is paused, and touches nothing else.
 func (r *ChatClusterReconciler) paused(ctx context.Context, cc *chatv1alpha1.ChatCluster) error {
-	if c := meta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionProgressing); c == nil || c.Reason != ReasonPaused {
+	if c := meta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionProgressing); c == nil || c.Reason != chatv1alpha1.ReasonPaused {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, eventPaused, "Reconcile",
-			"reconciliation paused by the annotation %s=true", AnnotationPauseReconcile)
+			"reconciliation paused by the annotation %s=true", chatv1alpha1.AnnotationPauseReconcile)
 	}
-	st := pausedStatus(cc, metav1.NewTime(r.now()))
+	st := status.Paused(cc, metav1.NewTime(r.now()))
 	if equality.Semantic.DeepEqual(st, cc.Status) {
 		return nil
 	}
@@ -239,8 +355,8 @@ func (r *ChatClusterReconciler) paused(ctx context.Context, cc *chatv1alpha1.Cha
 }
 
 // writeStatus computes the status and writes it when it changed.
-func (r *ChatClusterReconciler) writeStatus(ctx context.Context, cc *chatv1alpha1.ChatCluster, obs observed) error {
-	st := computeStatus(cc, obs, metav1.NewTime(r.now()))
+func (r *ChatClusterReconciler) writeStatus(ctx context.Context, cc *chatv1alpha1.ChatCluster, obs status.Observed) error {
+	st := status.Compute(cc, obs, metav1.NewTime(r.now()))
 	if equality.Semantic.DeepEqual(st, cc.Status) {
 		return nil
 	}
@@ -269,18 +385,12 @@ func (r *ChatClusterReconciler) now() time.Time {
 	return time.Now()
 }
 
-// SetupWithManager registers the reconciler: it watches ChatClusters, the
-// objects they own, the Secrets they refer to (metadata only: the
-// operator keeps no Secret content in memory) and their pods'
-// PersistentVolumeClaims (status.storage).
-func (r *ChatClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return r.SetupWithManagerOptions(mgr, 1)
-}
-
-// SetupWithManagerOptions is SetupWithManager with the number of
-// ChatClusters reconciled concurrently (one ChatCluster is never reconciled
-// twice at once).
-func (r *ChatClusterReconciler) SetupWithManagerOptions(mgr ctrl.Manager, workers int) error {
+// SetupWithManager registers the reconciler with workers ChatClusters
+// reconciled concurrently (one ChatCluster is never reconciled twice at
+// once): it watches ChatClusters, the objects they own, the Secrets they
+// refer to (metadata only: the operator keeps no Secret content in memory)
+// and their pods' PersistentVolumeClaims (status.storage).
+func (r *ChatClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(workers, 1)}).
 		For(&chatv1alpha1.ChatCluster{}, builder.WithPredicates(predicate.Or(
@@ -299,11 +409,12 @@ func (r *ChatClusterReconciler) SetupWithManagerOptions(mgr ctrl.Manager, worker
 		Complete(r)
 }
 
-// ClientOptions are the manager's client options the reconciler expects:
+// ClientOptions are the manager's client options the reconciler expects.
 // Secrets are read from the API server, not from a cache, so that the
-// operator does not hold every Secret of the cluster in memory.
+// operator does not hold every Secret of the cluster in memory; so are pods,
+// which it reads only while a scaling step waits for them.
 func ClientOptions() client.Options {
-	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}, &corev1.Pod{}}}}
 }
 
 // clustersForSecret maps a Secret to the ChatClusters of its namespace that
@@ -337,22 +448,4 @@ func clusterOfClaim(_ context.Context, obj client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
-}
-
-func kindOf(obj client.Object) string {
-	switch obj.(type) {
-	case *appsv1.StatefulSet:
-		return "StatefulSet"
-	case *corev1.Service:
-		return "Service"
-	case *corev1.ConfigMap:
-		return "ConfigMap"
-	case *corev1.Secret:
-		return "Secret"
-	case *corev1.ServiceAccount:
-		return "ServiceAccount"
-	case *policyv1.PodDisruptionBudget:
-		return "PodDisruptionBudget"
-	}
-	return fmt.Sprintf("%T", obj)
 }

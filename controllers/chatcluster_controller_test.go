@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/controllers/chatdconfig"
+	"github.com/ringchat/ringchat/controllers/resources"
+	"github.com/ringchat/ringchat/controllers/scaling"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -92,7 +95,7 @@ func (s *suite) setStsStatus(t *testing.T, cc *chatv1alpha1.ChatCluster, ready i
 		if err := s.get(sts); err != nil {
 			return err
 		}
-		n := stsReplicas(sts)
+		n := scaling.Replicas(sts)
 		sts.Status = appsv1.StatefulSetStatus{
 			ObservedGeneration: sts.Generation,
 			Replicas:           n, ReadyReplicas: min(ready, n), AvailableReplicas: min(ready, n),
@@ -104,7 +107,7 @@ func (s *suite) setStsStatus(t *testing.T, cc *chatv1alpha1.ChatCluster, ready i
 }
 
 func argsOf(sts *appsv1.StatefulSet) []string {
-	if c := findContainer(sts.Spec.Template.Spec.Containers, containerName); c != nil {
+	if c := findContainer(sts.Spec.Template.Spec.Containers, chatdconfig.ContainerName); c != nil {
 		return c.Args
 	}
 	return nil
@@ -141,7 +144,7 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 	for _, obj := range children(cc) {
 		eventually(t, fmt.Sprintf("%T %s", obj, obj.GetName()), func() error { return s.get(obj) })
 		checkOwned(t, obj, cc)
-		if l := obj.GetLabels(); l[chatv1alpha1.LabelCluster] != cc.Name || l[labelManagedBy] != managedByValue {
+		if l := obj.GetLabels(); l[chatv1alpha1.LabelCluster] != cc.Name || l[resources.LabelManagedBy] != resources.ManagedByValue {
 			t.Errorf("%T %s labels %v", obj, obj.GetName(), l)
 		}
 	}
@@ -232,7 +235,7 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 			t.Errorf("unexpected argument %s", a)
 		}
 	}
-	c := findContainer(pod.Spec.Containers, containerName)
+	c := findContainer(pod.Spec.Containers, chatdconfig.ContainerName)
 	if c.Image != chatv1alpha1.DefaultImage || c.ImagePullPolicy != corev1.PullIfNotPresent {
 		t.Errorf("image %s %s", c.Image, c.ImagePullPolicy)
 	}
@@ -283,30 +286,30 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 	}
 	hash := pod.Annotations[chatv1alpha1.AnnotationConfigHash]
 	hashed := maps.Clone(cm.Data)
-	delete(hashed, configMapExpectedNodesKey) // read at run time, not hashed
-	if hash == "" || hash != cm.Annotations[chatv1alpha1.AnnotationConfigHash] || hash != hashData(hashed) {
-		t.Errorf("pod config hash %q, ConfigMap's %q, hash of its data %q", hash, cm.Annotations[chatv1alpha1.AnnotationConfigHash], hashData(hashed))
+	delete(hashed, chatdconfig.ExpectedNodesKey) // read at run time, not hashed
+	if hash == "" || hash != cm.Annotations[chatv1alpha1.AnnotationConfigHash] || hash != chatdconfig.HashData(hashed) {
+		t.Errorf("pod config hash %q, ConfigMap's %q, hash of its data %q", hash, cm.Annotations[chatv1alpha1.AnnotationConfigHash], chatdconfig.HashData(hashed))
 	}
-	if got := cm.Data[configMapExpectedNodesKey]; got != "3\n" {
-		t.Errorf("ConfigMap %s = %q, want 3", configMapExpectedNodesKey, got)
+	if got := cm.Data[chatdconfig.ExpectedNodesKey]; got != "3\n" {
+		t.Errorf("ConfigMap %s = %q, want 3", chatdconfig.ExpectedNodesKey, got)
 	}
-	if v := findVolume(pod.Spec.Volumes, clusterVolumeName); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != cm.Name ||
-		len(v.ConfigMap.Items) != 1 || v.ConfigMap.Items[0].Key != configMapExpectedNodesKey || v.ConfigMap.Items[0].Path != expectedNodesFileName {
+	if v := findVolume(pod.Spec.Volumes, resources.ClusterVolumeName); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != cm.Name ||
+		len(v.ConfigMap.Items) != 1 || v.ConfigMap.Items[0].Key != chatdconfig.ExpectedNodesKey || v.ConfigMap.Items[0].Path != chatdconfig.ExpectedNodesFileName {
 		t.Errorf("cluster size volume %+v", v)
 	}
 	if m := c.VolumeMounts; !slices.ContainsFunc(m, func(m corev1.VolumeMount) bool {
-		return m.Name == clusterVolumeName && m.MountPath == clusterMountDir && m.SubPath == ""
+		return m.Name == resources.ClusterVolumeName && m.MountPath == chatdconfig.ClusterMountDir && m.SubPath == ""
 	}) {
-		t.Errorf("no cluster size mount at %s (without subPath, which the kubelet never updates): %+v", clusterMountDir, m)
+		t.Errorf("no cluster size mount at %s (without subPath, which the kubelet never updates): %+v", chatdconfig.ClusterMountDir, m)
 	}
-	if cm.Data[configMapArgsKey] != strings.Join(c.Args, "\n")+"\n" {
-		t.Errorf("ConfigMap args %q differ from the container's %q", cm.Data[configMapArgsKey], c.Args)
+	if cm.Data[chatdconfig.ArgsKey] != strings.Join(c.Args, "\n")+"\n" {
+		t.Errorf("ConfigMap args %q differ from the container's %q", cm.Data[chatdconfig.ArgsKey], c.Args)
 	}
 	if a := pod.Spec.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
-		a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.TopologyKey != labelHostname {
+		a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.TopologyKey != resources.LabelHostname {
 		t.Errorf("default affinity %+v", a)
 	}
-	if sp := pod.Spec.TopologySpreadConstraints; len(sp) != 1 || sp[0].TopologyKey != labelZone || sp[0].WhenUnsatisfiable != corev1.ScheduleAnyway {
+	if sp := pod.Spec.TopologySpreadConstraints; len(sp) != 1 || sp[0].TopologyKey != resources.LabelZone || sp[0].WhenUnsatisfiable != corev1.ScheduleAnyway {
 		t.Errorf("default topology spread %+v", sp)
 	}
 
@@ -380,7 +383,7 @@ func TestSpecChangeRollsPodsKeepsGossipSecret(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: configMapName(cc)}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: resources.ConfigMapName(cc)}}
 	if err := s.get(cm); err != nil {
 		t.Fatal(err)
 	}
@@ -426,14 +429,14 @@ func TestScaleSubresource(t *testing.T) {
 			if got := ptr.Deref(sts.Spec.Replicas, 0); got != r {
 				return fmt.Errorf("replicas %d, want %d", got, r)
 			}
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: configMapName(cc)}}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: resources.ConfigMapName(cc)}}
 			if err := s.get(cm); err != nil {
 				return err
 			}
-			if got, want := cm.Data[configMapExpectedNodesKey], fmt.Sprintf("%d\n", e); got != want {
+			if got, want := cm.Data[chatdconfig.ExpectedNodesKey], fmt.Sprintf("%d\n", e); got != want {
 				return fmt.Errorf("ConfigMap expected nodes %q, want %q", got, want)
 			}
-			if got := sts.Annotations[annotationExpectedNodes]; got != fmt.Sprint(e) {
+			if got := sts.Annotations[scaling.AnnotationExpectedNodes]; got != fmt.Sprint(e) {
 				return fmt.Errorf("StatefulSet records expected nodes %q, want %d", got, e)
 			}
 			return nil
@@ -448,10 +451,9 @@ func TestScaleSubresource(t *testing.T) {
 		}
 	}
 
-	// Up to 5: the size first (5 is still a majority-safe size for the 3
-	// running pods), then the pods once it has reached them.
+	// Up to 5 (the size first, then the pods once every pod applies it:
+	// TestScalingFollowsWhatThePodsApply; here no pod exists to wait for).
 	scale(5)
-	s.waitSts(t, cc, "size raised before the pods", replicasAndExpected(3, 5))
 	s.waitSts(t, cc, "scaled up to 5", replicasAndExpected(5, 5))
 	sameTemplate("scaled up")
 
@@ -552,9 +554,9 @@ func TestPauseAnnotation(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	cc := sample(t, ns)
-	cc.Annotations = map[string]string{AnnotationPauseReconcile: "true"}
+	cc.Annotations = map[string]string{chatv1alpha1.AnnotationPauseReconcile: "true"}
 	s.create(t, cc)
-	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonPaused)
+	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, chatv1alpha1.ReasonPaused)
 	s.waitEvent(t, ns, cc.Name, eventPaused, "paused")
 	// The reconcile that wrote the condition saw the annotation and built nothing.
 	for _, o := range children(cc) {
@@ -563,15 +565,15 @@ func TestPauseAnnotation(t *testing.T) {
 		}
 	}
 
-	s.update(t, cc, func() { delete(cc.Annotations, AnnotationPauseReconcile) })
+	s.update(t, cc, func() { delete(cc.Annotations, chatv1alpha1.AnnotationPauseReconcile) })
 	sts := s.waitSts(t, cc, "StatefulSet after unpausing", exists)
 	hash := sts.Spec.Template.Annotations[chatv1alpha1.AnnotationConfigHash]
 
-	s.update(t, cc, func() { cc.Annotations = map[string]string{AnnotationPauseReconcile: "true"} })
-	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonPaused)
+	s.update(t, cc, func() { cc.Annotations = map[string]string{chatv1alpha1.AnnotationPauseReconcile: "true"} })
+	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, chatv1alpha1.ReasonPaused)
 	s.update(t, cc, func() { cc.Spec.HistorySize = 3000 })
 	// Paused at the new generation: that reconcile changed nothing.
-	got := s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonPaused)
+	got := s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, chatv1alpha1.ReasonPaused)
 	if err := s.get(sts); err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +584,7 @@ func TestPauseAnnotation(t *testing.T) {
 		t.Errorf("status.observedGeneration %d is the paused generation", got.Status.ObservedGeneration)
 	}
 
-	s.update(t, cc, func() { cc.Annotations[AnnotationPauseReconcile] = "false" })
+	s.update(t, cc, func() { cc.Annotations[chatv1alpha1.AnnotationPauseReconcile] = "false" })
 	s.waitSts(t, cc, "the edit applied after unpausing", func(sts *appsv1.StatefulSet) error { return hasArg(sts, "--history-size=3000") })
 }
 
@@ -631,7 +633,7 @@ func TestMissingJWTSecret(t *testing.T) {
 		t.Error(err)
 	}
 	vols := sts.Spec.Template.Spec.Volumes
-	if v := findVolume(vols, jwtVolumeName); len(vols) != 2 || v == nil || v.Secret == nil || v.Secret.SecretName != "jwt" || v.Secret.Items[0].Key != "jwt-secret" {
+	if v := findVolume(vols, resources.JWTVolumeName); len(vols) != 2 || v == nil || v.Secret == nil || v.Secret.SecretName != "jwt" || v.Secret.Items[0].Key != "jwt-secret" {
 		t.Errorf("volumes %+v", vols)
 	}
 	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, chatv1alpha1.ReasonCreating)
@@ -692,7 +694,7 @@ func TestOverrides(t *testing.T) {
 	s.create(t, cc)
 	sts := s.waitSts(t, cc, "StatefulSet created", exists)
 	p := sts.Spec.Template
-	c := findContainer(p.Spec.Containers, containerName)
+	c := findContainer(p.Spec.Containers, chatdconfig.ContainerName)
 	switch {
 	case p.Labels["team"] != "chat" || p.Labels[chatv1alpha1.LabelCluster] != cc.Name:
 		t.Errorf("labels %v", p.Labels)

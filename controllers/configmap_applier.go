@@ -4,17 +4,24 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
@@ -42,47 +49,78 @@ const (
 // operator turns into the ChatCluster. The ChatCluster is owned by the
 // ConfigMap, so removing the ConfigMap (helm uninstall) removes the cluster.
 //
-// The manifest is applied when it changes (helm install, or a helm upgrade
-// that changes it), not on every check: between changes the ChatCluster is
-// left as others made it, so `kubectl scale`, a HorizontalPodAutoscaler
-// (both through the scale subresource) and hand edits stay. A changed
-// manifest is applied whole, except spec.replicas when it is the same as in
-// the manifest applied before: then the ChatCluster keeps its current count,
-// so a helm upgrade that changes the image does not undo an autoscaler's
-// work, while one that changes cluster.replicas sets it.
+// It is a controller: it watches the ConfigMap and the ChatClusters the
+// ConfigMap owns, and applies when the ConfigMap changes (helm install, helm
+// upgrade) or such a ChatCluster is deleted (by hand: it is created again).
+// The manifest is applied when it changes, not on every event: between
+// changes the ChatCluster is left as others made it, so `kubectl scale`, a
+// HorizontalPodAutoscaler (both through the scale subresource) and hand
+// edits stay. A changed manifest is applied whole, except spec.replicas when
+// it is the same as in the manifest applied before: then the ChatCluster
+// keeps its current count, so a helm upgrade that changes the image does not
+// undo an autoscaler's work, while one that changes cluster.replicas sets
+// it.
 type ConfigMapApplier struct {
-	// Client writes the ChatCluster; Reader reads the ConfigMap and the
-	// ChatCluster directly (not through the manager's cache, which is not
-	// started for ConfigMaps).
+	// Client writes the ChatCluster (server-side apply); Reader reads the
+	// ConfigMap and the ChatCluster from the API server, not from a cache,
+	// so that the apply conditional on the ChatCluster's resourceVersion
+	// starts from the current object.
 	Client client.Client
 	Reader client.Reader
 	// Namespace and Name locate the ConfigMap.
 	Namespace, Name string
-	// Interval is how often the ConfigMap is read for a changed manifest
-	// (helm upgrade) or a deleted ChatCluster.
-	Interval time.Duration
-	Log      logr.Logger
 }
 
-// Start applies the manifest now and every Interval until ctx is done. It
-// implements manager.Runnable.
-func (a *ConfigMapApplier) Start(ctx context.Context) error {
-	t := time.NewTicker(a.Interval)
-	defer t.Stop()
-	for {
-		if err := a.Apply(ctx); err != nil {
-			a.Log.Error(err, "applying the ChatCluster from its ConfigMap", "configmap", a.Namespace+"/"+a.Name)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+// SetupWithManager registers the applier as a controller of mgr, named
+// "chatcluster-from-configmap", under the manager's leader election.
+func (a *ConfigMapApplier) SetupWithManager(mgr ctrl.Manager) error {
+	key := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
+	toConfigMap := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: key}}
+	})
+	isConfigMap := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == a.Namespace && o.GetName() == a.Name
+	})
+	// Only the deletion of a ChatCluster the ConfigMap owns matters; its
+	// other changes (the reconciler's status writes, a scale) are left
+	// alone by design.
+	ownedDeleted := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			if e.Object.GetNamespace() != a.Namespace {
+				return false
+			}
+			for _, ref := range e.Object.GetOwnerReferences() {
+				if ref.Kind == "ConfigMap" && ref.APIVersion == "v1" && ref.Name == a.Name {
+					return true
+				}
+			}
+			return false
+		},
 	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("chatcluster-from-configmap").
+		Watches(&corev1.ConfigMap{}, toConfigMap, builder.WithPredicates(isConfigMap)).
+		Watches(&chatv1alpha1.ChatCluster{}, toConfigMap, builder.WithPredicates(ownedDeleted)).
+		Complete(a)
 }
 
-// NeedLeaderElection makes only the leader apply.
-func (a *ConfigMapApplier) NeedLeaderElection() bool { return true }
+// Reconcile applies the ConfigMap's manifest (every request is for the one
+// ConfigMap). A manifest that is not a ChatCluster is reported and not
+// retried: the fixed ConfigMap comes back through the watch.
+func (a *ConfigMapApplier) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	err := a.Apply(ctx)
+	if errors.Is(err, errBadManifest) {
+		return reconcile.Result{}, reconcile.TerminalError(err)
+	}
+	return reconcile.Result{}, err
+}
+
+// errBadManifest marks a ConfigMap whose manifest cannot be applied as it
+// is.
+var errBadManifest = errors.New("bad manifest")
 
 // Apply reads the ConfigMap and, unless the ChatCluster already carries its
 // manifest (AnnotationAppliedManifest), server-side applies the manifest's
@@ -98,11 +136,11 @@ func (a *ConfigMapApplier) Apply(ctx context.Context) error {
 	}
 	raw, ok := cm.Data[ManifestKey]
 	if !ok {
-		return fmt.Errorf("ConfigMap %s/%s has no %q key", a.Namespace, a.Name, ManifestKey)
+		return fmt.Errorf("%w: ConfigMap %s/%s has no %q key", errBadManifest, a.Namespace, a.Name, ManifestKey)
 	}
 	manifest := &chatv1alpha1.ChatCluster{}
 	if err := yaml.UnmarshalStrict([]byte(raw), manifest); err != nil {
-		return fmt.Errorf("ConfigMap %s/%s: %s is not a ChatCluster: %w", a.Namespace, a.Name, ManifestKey, err)
+		return fmt.Errorf("%w: ConfigMap %s/%s: %s is not a ChatCluster: %w", errBadManifest, a.Namespace, a.Name, ManifestKey, err)
 	}
 	manifest.APIVersion, manifest.Kind = chatv1alpha1.GroupVersion.String(), "ChatCluster"
 	manifest.Namespace = a.Namespace // owned by the ConfigMap, so in its namespace
@@ -154,7 +192,7 @@ func (a *ConfigMapApplier) Apply(ctx context.Context) error {
 		if err := a.Client.Patch(ctx, cc, client.Apply, client.FieldOwner("ringchat-chart"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply ChatCluster %s/%s: %w", cc.Namespace, cc.Name, err)
 		}
-		a.Log.Info("applied the ChatCluster from its ConfigMap", "chatcluster", cc.Namespace+"/"+cc.Name,
+		log.FromContext(ctx).Info("applied the ChatCluster from its ConfigMap", "chatcluster", cc.Namespace+"/"+cc.Name,
 			"configmap", a.Namespace+"/"+a.Name, "created", live == nil, "replicas", cc.Spec.Replicas)
 		return nil
 	})

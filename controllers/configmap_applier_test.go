@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -20,8 +20,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 // operatorClient is a client with the operator's identity: the generated
@@ -119,40 +122,79 @@ func (s *suite) chartConfigMap(t *testing.T, ns string) *corev1.ConfigMap {
 	return cm
 }
 
+// runApplier runs a as a controller in a manager of its own, as the
+// operator's identity (the generated ClusterRole), until the test ends.
+func (s *suite) runApplier(t *testing.T, a *ConfigMapApplier) {
+	t.Helper()
+	u, err := s.env.AddUser(envtest.User{Name: operatorUser}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(u.Config(), ctrl.Options{
+		Scheme:                 s.scheme,
+		Client:                 ClientOptions(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the applier's manager: %v", err)
+		}
+	})
+}
+
 // TestConfigMapApplierKeepsScale: the chart's ChatCluster, applied from its
-// ConfigMap by the running applier (Start, as the operator's identity),
-// keeps a count set through the scale subresource across checks and across
-// manifest changes that leave replicas alone; a manifest that changes
-// replicas sets them.
+// ConfigMap by the applier running as a controller (as the operator's
+// identity), keeps a count set through the scale subresource across events
+// and across manifest changes that leave replicas alone; a manifest that
+// changes replicas sets them; a ChatCluster deleted by hand is created
+// again. Nothing polls: each apply follows a watch event.
 func TestConfigMapApplierKeepsScale(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
-	ctx := context.Background()
 	cm := s.chartConfigMap(t, ns)
 	op := s.operatorClient(t)
 	writes := &countingClient{Client: op}
 	reads := &hookedReader{Reader: op}
-	a := &ConfigMapApplier{Client: writes, Reader: reads, Namespace: ns, Name: cm.Name, Interval: 100 * time.Millisecond}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Start(actx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	})
-	// checks waits for the applier to read the ConfigMap three more times,
-	// and fails if it wrote meanwhile: the manifest did not change.
-	checks := func() {
+	s.runApplier(t, &ConfigMapApplier{Client: writes, Reader: reads, Namespace: ns, Name: cm.Name})
+	// touch changes the ConfigMap without changing its manifest (a label)
+	// and waits for the applier to handle the event (read the ConfigMap).
+	touch := func() {
 		t.Helper()
-		n, w := reads.cmReads.Load()+3, writes.patches.Load()
-		eventually(t, "three more checks", func() error {
+		n := reads.cmReads.Load() + 1
+		s.update(t, cm, func() {
+			if cm.Labels == nil {
+				cm.Labels = map[string]string{}
+			}
+			cm.Labels["touched"] = strconv.Itoa(int(n))
+		})
+		eventually(t, "the applier handles the ConfigMap's update", func() error {
 			if got := reads.cmReads.Load(); got < n {
 				return fmt.Errorf("%d reads, want %d", got, n)
 			}
 			return nil
 		})
+	}
+	// unchangedEvent makes the applier handle an event of an unchanged
+	// manifest, and fails if it wrote. The applier handles one event at a
+	// time, so once it reads the ConfigMap for a second event, it is done
+	// with the first one and its writes are counted.
+	unchangedEvent := func() {
+		t.Helper()
+		w := writes.patches.Load()
+		touch()
+		touch()
 		if got := writes.patches.Load(); got != w {
 			t.Errorf("%d applies of an unchanged manifest, want none", got-w)
 		}
@@ -180,24 +222,24 @@ func TestConfigMapApplierKeepsScale(t *testing.T) {
 	}
 
 	// Unchanged manifest: no write at all.
-	checks()
+	unchangedEvent()
 
 	// kubectl scale: kept while the manifest stays.
 	s.scaleTo(t, cc, 5)
-	checks()
+	unchangedEvent()
 	wantSpec("kubectl scale kept", 5, "ringchat/chatd:v1")
 
 	// helm upgrade changing the image only: the image is applied, the scale
 	// kept.
 	s.update(t, cm, func() { cm.Data[ManifestKey] = chartManifest(3, "ringchat/chatd:v2") })
 	wantSpec("new image, count kept", 5, "ringchat/chatd:v2")
-	checks()
+	unchangedEvent()
 	wantSpec("still", 5, "ringchat/chatd:v2")
 
 	// A hand edit of a field the manifest sets stays too, until the
 	// manifest changes.
 	s.update(t, cc, func() { cc.Spec.Image = "ringchat/chatd:hotfix" })
-	checks()
+	unchangedEvent()
 	wantSpec("hand edit kept", 5, "ringchat/chatd:hotfix")
 
 	// helm upgrade changing cluster.replicas: the values win, the whole
@@ -208,8 +250,26 @@ func TestConfigMapApplierKeepsScale(t *testing.T) {
 		t.Errorf("%s %q, want 4", AnnotationAppliedReplicas, got)
 	}
 	s.scaleTo(t, cc, 2)
-	checks()
+	unchangedEvent()
 	wantSpec("scaled down by hand, kept", 2, "ringchat/chatd:v2")
+
+	// Deleted by hand: created again from the manifest, through the watch
+	// on the ChatClusters the ConfigMap owns.
+	uid := cc.UID
+	if err := s.admin.Delete(context.Background(), cc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the ChatCluster created again", func() error {
+		got := &chatv1alpha1.ChatCluster{}
+		if err := s.admin.Get(context.Background(), client.ObjectKeyFromObject(cc), got); err != nil {
+			return err
+		}
+		if got.UID == uid {
+			return fmt.Errorf("still the deleted one")
+		}
+		return nil
+	})
+	wantSpec("created again from the manifest", 4, "ringchat/chatd:v2")
 }
 
 // TestConfigMapApplierScaleDuringApply: an autoscaler that scales between

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/controllers/chatdconfig"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -104,5 +105,5 @@ func secretVersion(ref secretRef, s *corev1.Secret) string {
 	for _, k := range ref.keys {
 		used[k] = string(s.Data[k])
 	}
-	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, hashData(used)[:16])
+	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, chatdconfig.HashData(used)[:16])
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/controllers/chatdconfig"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -147,7 +148,7 @@ func TestStorageStatefulSet(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	c := findContainer(sts.Spec.Template.Spec.Containers, containerName)
+	c := findContainer(sts.Spec.Template.Spec.Containers, chatdconfig.ContainerName)
 	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "data" && m.MountPath == "/var/lib/chatd" }) {
 		t.Errorf("no data mount at /var/lib/chatd: %+v", c.VolumeMounts)
 	}

@@ -63,6 +63,8 @@ type suite struct {
 	adminKube string // admin kubeconfig file
 	stop      context.CancelFunc
 	done      chan error
+	// stale provokes conflicts on the operator's writes (staleWrites).
+	stale *staleWrites
 }
 
 var (
@@ -183,10 +185,17 @@ func startSuite() (*suite, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A short SizePropagation: no kubelet rewrites files here, and the
-	// scaling tests follow each of its steps.
-	r := &ChatClusterReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator"), SizePropagation: 2 * time.Second}
-	if err := r.SetupWithManagerOptions(mgr, 4); err != nil {
+	// The operator's client meets stale reads where a test asks for them
+	// (see staleWrites). SizePropagation is long: a scaling step here moves
+	// on because the pods report the new cluster size (or because no pod
+	// exists), never because time passed. The pods are asked often, and
+	// asked again soon, so that the scaling tests are quick.
+	s.stale = &staleWrites{Client: mgr.GetClient(), admin: s.admin, armed: map[string]int{}, conflicts: map[string]int{}}
+	r := &ChatClusterReconciler{
+		Client: s.stale, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator"),
+		SizePropagation: time.Hour, SizePoll: 200 * time.Millisecond, SizeResync: 2 * time.Second,
+	}
+	if err := r.SetupWithManager(mgr, 4); err != nil {
 		return nil, err
 	}
 	mctx, cancel := context.WithCancel(context.Background())
@@ -311,4 +320,22 @@ func (s *suite) waitEvent(t *testing.T, ns, name, reason, substr string) {
 		}
 		return fmt.Errorf("no %s event with %q among %q", reason, substr, seen)
 	})
+}
+
+// testCluster is a ChatCluster "prod" in namespace "chat", for the tests
+// that need no API server.
+func testCluster(replicas int32) *chatv1alpha1.ChatCluster {
+	return &chatv1alpha1.ChatCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "chat", Name: "prod", Generation: 4},
+		Spec:       chatv1alpha1.ChatClusterSpec{Replicas: ptr.To(replicas), Auth: chatv1alpha1.AuthSpec{AllowAnonymous: true}},
+	}
+}
+
+func findContainer(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
 }

@@ -537,7 +537,7 @@ func TestValidationRules(t *testing.T) {
 					t.Fatal("an update row cannot have raw changes")
 				}
 				// Paused: the operator leaves the object alone (no children).
-				cc.Annotations = map[string]string{AnnotationPauseReconcile: "true"}
+				cc.Annotations = map[string]string{chatv1alpha1.AnnotationPauseReconcile: "true"}
 				if err := s.admin.Create(ctx, cc); err != nil {
 					t.Fatalf("creating the object to update: %v", err)
 				}

@@ -93,27 +93,3 @@ func (r *ChatClusterReconciler) growClaims(ctx context.Context, cc *chatv1alpha1
 	}
 	return claims, errors.Join(errs...)
 }
-
-// storageStatus is status.storage for cc given its data claims (pure).
-func storageStatus(cc *chatv1alpha1.ChatCluster, claims []corev1.PersistentVolumeClaim) *chatv1alpha1.StorageStatus {
-	if cc.Spec.Storage == nil {
-		return &chatv1alpha1.StorageStatus{Mode: chatv1alpha1.StorageModeMemory}
-	}
-	st := &chatv1alpha1.StorageStatus{Mode: chatv1alpha1.StorageModePersistent, Claims: int32(len(claims))}
-	for _, c := range claims {
-		if c.Status.Phase != corev1.ClaimBound {
-			continue
-		}
-		st.BoundClaims++
-		capacity, ok := c.Status.Capacity[corev1.ResourceStorage]
-		if !ok {
-			continue
-		}
-		if st.Capacity == nil || capacity.Cmp(*st.Capacity) < 0 {
-			st.Capacity = ptrQuantity(capacity)
-		}
-	}
-	return st
-}
-
-func ptrQuantity(q resource.Quantity) *resource.Quantity { return &q }

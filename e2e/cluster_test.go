@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -196,12 +197,15 @@ func TestMessagesAcrossPods(t *testing.T) {
 // cluster size the pods read from their mounted ConfigMap, then adds pods;
 // scaling down drains one pod at a time. The original pods are never
 // restarted, every pod ends up applying the new size (settled checks it),
-// and no acknowledged message is lost or duplicated. With spec.storage,
+// and no acknowledged message is lost or duplicated; no container restarts
+// either. The operator moves each step on as soon as every pod reports the
+// size it applies (chatd_expected_nodes). With spec.storage,
 // each new pod gets a volume of its own, and a pod scaled away loses its
 // volume once it is gone (its rooms handed off first).
 func TestScaleUpAndDown(t *testing.T) {
 	ctx, orig := beginChange(t)
 	before := podUIDs(t, ctx)
+	restartsBefore := containerRestarts(t, ctx)
 	tr := startTraffic(t, ctx)
 	cc, err := env.chatCluster(ctx)
 	if err != nil {
@@ -221,14 +225,39 @@ func TestScaleUpAndDown(t *testing.T) {
 
 	up := orig
 	up.replicas = orig.replicas + 2
-	changeAndSettle(t, ctx, tr, rolloutTimeout, up, func() error { return env.scale(ctx, up.replicas) })
+	// timed scales through the scale subresource and logs how long the
+	// cluster took to settle (docs/testing.md quotes these lines).
+	timed := func(from int32, within time.Duration, want expectation) {
+		t.Helper()
+		start := time.Now()
+		changeAndSettle(t, ctx, tr, within, want, func() error { return env.scale(ctx, want.replicas) })
+		t.Logf("timing: kubectl scale %d→%d settled in %v", from, want.replicas, time.Since(start).Round(100*time.Millisecond))
+	}
+	timed(orig.replicas, rolloutTimeout, up)
 	claims(up.replicas)
-	changeAndSettle(t, ctx, tr, 2*rolloutTimeout, orig, func() error { return env.scale(ctx, orig.replicas) })
+	timed(up.replicas, 2*rolloutTimeout, orig)
 	claims(orig.replicas)
 	tr.verify()
 	if after := podUIDs(t, ctx); !maps.Equal(after, before) {
 		t.Errorf("pods were replaced by scaling: before %v, after %v", before, after)
 	}
+	if after := containerRestarts(t, ctx); !maps.Equal(after, restartsBefore) {
+		t.Errorf("containers restarted while scaling: restarts before %v, after %v", restartsBefore, after)
+	}
+}
+
+// containerRestarts maps the cluster's pods to their containers' restart
+// counts.
+func containerRestarts(t *testing.T, ctx context.Context) map[string]int32 {
+	t.Helper()
+	_, pods := clusterAndPods(t, ctx)
+	out := make(map[string]int32, len(pods))
+	for _, p := range pods {
+		for _, c := range p.Status.ContainerStatuses {
+			out[p.Name] += c.RestartCount
+		}
+	}
+	return out
 }
 
 // podUIDs maps the cluster's pods to their UIDs.
@@ -247,12 +276,44 @@ func podUIDs(t *testing.T, ctx context.Context) map[string]types.UID {
 // settled cluster, which it returns the expectation of.
 func beginChange(t *testing.T) (context.Context, expectation) {
 	t.Helper()
+	noReconcileFailures(t)
 	restoreOnCleanup(t)
 	dumpOnFailure(t)
 	ctx := context.Background()
 	want := originalExpectation()
 	mustSettle(t, ctx, settleTimeout, want)
 	return ctx, want
+}
+
+// noReconcileFailures fails the test, when it ends (after the cleanups
+// registered later, which restore the cluster), if the operator recorded a
+// ReconcileFailed event about the ChatCluster meanwhile: a rollout, a
+// scaling step or a replaced pod is no failure of the operator (a write
+// refused because its cache lagged is retried quietly, and must not show
+// as a Warning, nor as Degraded=True).
+func noReconcileFailures(t *testing.T) {
+	start := time.Now()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var list eventsv1.EventList
+		if err := env.client.List(ctx, &list, client.InNamespace(env.namespace)); err != nil {
+			t.Errorf("listing the events: %v", err)
+			return
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Kind != "ChatCluster" || e.Regarding.Name != env.name || e.Reason != chatv1alpha1.ReasonReconcileFailed {
+				continue
+			}
+			last := e.EventTime.Time
+			if e.Series != nil {
+				last = e.Series.LastObservedTime.Time
+			}
+			if last.After(start) {
+				t.Errorf("the operator failed a reconcile during the test (%s, %s): %s", e.Type, last.Format(time.RFC3339), e.Note)
+			}
+		}
+	})
 }
 
 // changeAndSettle makes a change to the cluster under traffic, waits until

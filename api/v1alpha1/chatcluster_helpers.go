@@ -67,6 +67,12 @@ const (
 	AnnotationConfigHash = "chat.ringchat.io/config-hash"
 )
 
+// AnnotationPauseReconcile set to "true" on a ChatCluster stops the operator
+// from changing anything of it (its objects, and its status but for the
+// Progressing condition, which says ReasonPaused) until the annotation is
+// removed or set to another value. For maintenance by hand.
+const AnnotationPauseReconcile = "chat.ringchat.io/pause-reconcile"
+
 // Names of the volume that holds a pod's history (spec.storage).
 const (
 	// DataVolumeName is the name of the StatefulSet's volumeClaimTemplate,

@@ -545,6 +545,9 @@ const (
 	ReasonRollingUpdate = "RollingUpdate"
 	// ReasonUpToDate: every pod matches the spec (Progressing=False).
 	ReasonUpToDate = "UpToDate"
+	// ReasonPaused: the ChatCluster carries AnnotationPauseReconcile, so
+	// the operator changes nothing of it (Progressing=False).
+	ReasonPaused = "ReconciliationPaused"
 )
 
 // Reasons of the Degraded condition.

@@ -66,7 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
-	fs.DurationVar(&o.sizePropagation, "cluster-size-propagation", controllers.DefaultSizePropagation, "how long a changed cluster size takes to reach every chatd pod through its mounted ConfigMap (the kubelet's sync period plus margin); scaling waits this long between steps")
+	fs.DurationVar(&o.sizePropagation, "cluster-size-propagation", controllers.DefaultSizePropagation, "how long a changed cluster size takes at most to reach a chatd pod through its mounted ConfigMap when the operator cannot ask the pod (the kubelet's sync period plus margin); a scaling step starts as soon as every pod reports the new size, and after this long at the latest")
 	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster, at start and whenever it changes (the Helm chart's cluster.enabled)")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -145,15 +145,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 		SizePropagation: o.sizePropagation,
 	}
-	if err := r.SetupWithManagerOptions(mgr, o.controllerWorkers); err != nil {
+	if err := r.SetupWithManager(mgr, o.controllerWorkers); err != nil {
 		setupLog.Error(err, "setting up the ChatCluster controller")
 		return 1
 	}
 	if o.clusterConfigMap != "" {
-		if err := mgr.Add(&controllers.ConfigMapApplier{
-			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.clusterCMNS, Name: o.clusterCMName,
-			Interval: 30 * time.Second, Log: logger.WithName("chatcluster-from-configmap"),
-		}); err != nil {
+		a := &controllers.ConfigMapApplier{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.clusterCMNS, Name: o.clusterCMName}
+		if err := a.SetupWithManager(mgr); err != nil {
 			setupLog.Error(err, "adding the ConfigMap applier")
 			return 1
 		}

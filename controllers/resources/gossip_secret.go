@@ -1,4 +1,4 @@
-package controllers
+package resources
 
 import (
 	"crypto/rand"
@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// gossipSecretBuilder builds the Secret with the gossip encryption key and
+// GossipSecretBuilder builds the Secret with the gossip encryption key and
 // the inter-node cluster secret, for a ChatCluster whose spec.gossip names
 // neither (or only one: the generated Secret then serves the other).
 //
@@ -28,7 +28,7 @@ import (
 // secrets in its ClusterRole), so that it cannot alter any Secret of the
 // cluster, and Update leaves an existing one exactly as read, which makes
 // controllerutil.CreateOrUpdate skip the write.
-type gossipSecretBuilder struct{}
+type GossipSecretBuilder struct{}
 
 // gossipKeyBytes is the size of the generated gossip key: AES-256. Both
 // values are stored as base64 text: environment variables cannot carry every
@@ -36,16 +36,19 @@ type gossipSecretBuilder struct{}
 // characters long as base64 (44 characters here).
 const gossipKeyBytes = 32
 
-func (gossipSecretBuilder) Build(cc *chatv1alpha1.ChatCluster) client.Object {
+// Build names the Secret (ChatCluster.GossipSecretName).
+func (GossipSecretBuilder) Build(cc *chatv1alpha1.ChatCluster) client.Object {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: cc.GossipSecretName(), Namespace: cc.Namespace}}
 }
 
-func (gossipSecretBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Object) error {
+// Update fills a new Secret with fresh random values and leaves an existing
+// one exactly as it is.
+func (GossipSecretBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Object) error {
 	s := obj.(*corev1.Secret)
 	if s.ResourceVersion != "" {
 		return nil // exists: never regenerated, never relabelled
 	}
-	s.Labels = withLabels(s.Labels, commonLabels(cc))
+	s.Labels = withLabels(s.Labels, CommonLabels(cc))
 	key, err := randomBase64(gossipKeyBytes)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package controllers
+package chatdconfig
 
 import (
 	"slices"
@@ -11,9 +11,16 @@ import (
 	"k8s.io/utils/ptr"
 )
 
+func testCluster(replicas int32) *chatv1alpha1.ChatCluster {
+	return &chatv1alpha1.ChatCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "chat", Name: "prod", Generation: 4},
+		Spec:       chatv1alpha1.ChatClusterSpec{Replicas: ptr.To(replicas), Auth: chatv1alpha1.AuthSpec{AllowAnonymous: true}},
+	}
+}
+
 func TestArgsOfASampleCluster(t *testing.T) {
 	cc := testCluster(3)
-	got := chatdArgs(cc, replicaPlan{3, 3})
+	got := Args(cc, 3)
 	want := []string{
 		"--listen=0.0.0.0:8080",
 		"--node-name=$(POD_NAME)",
@@ -45,7 +52,7 @@ func TestArgsAuthAndLimits(t *testing.T) {
 	}
 	cc.Spec.HistorySize = 5000
 	cc.Spec.Limits = &chatv1alpha1.LimitsSpec{MaxConnections: ptr.To[int32](10), Rate: "2.5"}
-	args := chatdArgs(cc, replicaPlan{5, 5})
+	args := Args(cc, 5)
 	for _, w := range []string{
 		"--allow-anonymous=false",
 		"--jwt-secret-file=/etc/chatd/jwt/jwt-secret",
@@ -61,7 +68,7 @@ func TestArgsAuthAndLimits(t *testing.T) {
 		}
 	}
 	cc.Spec.Auth = chatv1alpha1.AuthSpec{JWTPublicKeySecretRef: &chatv1alpha1.JWTPublicKeySelector{Name: "pub"}}
-	if args := chatdArgs(cc, replicaPlan{5, 5}); !slices.Contains(args, "--jwt-public-key-file=/etc/chatd/jwt/jwt-public-key") {
+	if args := Args(cc, 5); !slices.Contains(args, "--jwt-public-key-file=/etc/chatd/jwt/jwt-public-key") {
 		t.Errorf("args lack the public key file: %q", args)
 	}
 	for _, a := range args {
@@ -76,7 +83,7 @@ func TestBootstrapOnlyForASingleNode(t *testing.T) {
 		expected int32
 		want     bool
 	}{{1, true}, {2, false}, {3, false}, {0, false}} {
-		args := chatdArgs(testCluster(tc.expected), replicaPlan{tc.expected, tc.expected})
+		args := Args(testCluster(tc.expected), tc.expected)
 		if got := slices.Contains(args, "--bootstrap"); got != tc.want {
 			t.Errorf("expected nodes %d: --bootstrap %v, want %v", tc.expected, got, tc.want)
 		}
@@ -85,53 +92,38 @@ func TestBootstrapOnlyForASingleNode(t *testing.T) {
 
 func TestConfigHash(t *testing.T) {
 	cc := testCluster(3)
-	base := desiredConfig(cc, replicaPlan{3, 3}, []string{"a", "b"})
-	if again := desiredConfig(cc, replicaPlan{3, 3}, []string{"b", "a"}); again.Hash != base.Hash {
+	base := Desired(cc, 3, []string{"a", "b"})
+	if again := Desired(cc, 3, []string{"b", "a"}); again.Hash != base.Hash {
 		t.Errorf("hash depends on the order of secret versions")
 	}
-	if base.Data[configMapArgsKey] != strings.Join(base.Args, "\n")+"\n" {
-		t.Errorf("ConfigMap args %q", base.Data[configMapArgsKey])
+	if base.Data[ArgsKey] != strings.Join(base.Args, "\n")+"\n" {
+		t.Errorf("ConfigMap args %q", base.Data[ArgsKey])
 	}
-	changes := map[string]func(*chatv1alpha1.ChatCluster) (replicaPlan, []string){
-		"history size": func(c *chatv1alpha1.ChatCluster) (replicaPlan, []string) {
+	changes := map[string]func(*chatv1alpha1.ChatCluster) (int32, []string){
+		"history size": func(c *chatv1alpha1.ChatCluster) (int32, []string) {
 			c.Spec.HistorySize = 2000
-			return replicaPlan{3, 3}, []string{"a", "b"}
+			return 3, []string{"a", "b"}
 		},
-		"secret version": func(*chatv1alpha1.ChatCluster) (replicaPlan, []string) { return replicaPlan{3, 3}, []string{"a", "c"} },
+		"secret version": func(*chatv1alpha1.ChatCluster) (int32, []string) { return 3, []string{"a", "c"} },
 	}
 	for name, change := range changes {
 		c := cc.DeepCopy()
-		plan, versions := change(c)
-		if desiredConfig(c, plan, versions).Hash == base.Hash {
+		size, versions := change(c)
+		if Desired(c, size, versions).Hash == base.Hash {
 			t.Errorf("changing the %s does not change the hash", name)
 		}
 	}
 	// The cluster size is read at run time: changing it must not roll the
 	// pods, only the ConfigMap key they read.
-	resized := desiredConfig(cc, replicaPlan{3, 5}, []string{"a", "b"})
+	resized := Desired(cc, 5, []string{"a", "b"})
 	if resized.Hash != base.Hash {
 		t.Errorf("changing the expected nodes changes the hash, which would roll every pod")
 	}
-	if got := resized.Data[configMapExpectedNodesKey]; got != "5\n" {
-		t.Errorf("ConfigMap %s = %q, want 5", configMapExpectedNodesKey, got)
+	if got := resized.Data[ExpectedNodesKey]; got != "5\n" {
+		t.Errorf("ConfigMap %s = %q, want 5", ExpectedNodesKey, got)
 	}
-	if hashData(map[string]string{"ab": "c"}) == hashData(map[string]string{"a": "bc"}) {
+	if HashData(map[string]string{"ab": "c"}) == HashData(map[string]string{"a": "bc"}) {
 		t.Errorf("hashData is ambiguous")
-	}
-}
-
-func TestManagedAnnotations(t *testing.T) {
-	got := withManagedAnnotations(map[string]string{"other": "x"}, map[string]string{"a": "1", "b": "2"})
-	got = withManagedAnnotations(got, map[string]string{"b": "3"})
-	if got["other"] != "x" || got["b"] != "3" || got[annotationManagedAnnotations] != "b" {
-		t.Errorf("annotations %v", got)
-	}
-	if _, ok := got["a"]; ok {
-		t.Errorf("a removed from the spec is still there: %v", got)
-	}
-	got = withManagedAnnotations(got, nil)
-	if len(got) != 1 || got["other"] != "x" {
-		t.Errorf("annotations %v, want only other", got)
 	}
 }
 
@@ -140,7 +132,7 @@ func TestManagedAnnotations(t *testing.T) {
 // it, no storage flag at all (memory-only).
 func TestArgsStorage(t *testing.T) {
 	cc := testCluster(3)
-	for _, a := range chatdArgs(cc, replicaPlan{3, 3}) {
+	for _, a := range Args(cc, 3) {
 		if strings.HasPrefix(a, "--data-dir") || strings.HasPrefix(a, "--history-retention") ||
 			strings.HasPrefix(a, "--history-max-messages") || strings.HasPrefix(a, "--storage-reserve-bytes") {
 			t.Errorf("memory-only cluster has the storage flag %s", a)
@@ -154,10 +146,10 @@ func TestArgsStorage(t *testing.T) {
 		"--history-max-messages=0",
 		"--storage-reserve-bytes=268435456", // a quarter of 10Gi is more than 256Mi
 	}
-	if got := storageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
+	if got := StorageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
 		t.Errorf("defaults: %q, want %q", got, want)
 	}
-	if got := chatdArgs(cc, replicaPlan{3, 3}); !slices.Contains(got, want[0]) {
+	if got := Args(cc, 3); !slices.Contains(got, want[0]) {
 		t.Errorf("chatdArgs lack %s: %q", want[0], got)
 	}
 
@@ -167,12 +159,12 @@ func TestArgsStorage(t *testing.T) {
 	}
 	want = []string{"--data-dir=/var/lib/chatd", "--history-retention=0s", "--history-max-messages=5000",
 		"--storage-reserve-bytes=134217728"} // a quarter of 512Mi
-	if got := storageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
+	if got := StorageArgs(cc.Spec.Storage); !slices.Equal(got, want) {
 		t.Errorf("small volume, retention set: %q, want %q", got, want)
 	}
 
 	cc.Spec.Storage.Reserve = ptr.To(resource.MustParse("1Mi"))
-	if got := storageArgs(cc.Spec.Storage); got[3] != "--storage-reserve-bytes=1048576" {
+	if got := StorageArgs(cc.Spec.Storage); got[3] != "--storage-reserve-bytes=1048576" {
 		t.Errorf("reserve set: %q, want --storage-reserve-bytes=1048576", got[3])
 	}
 }
