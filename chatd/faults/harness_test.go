@@ -17,6 +17,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/ring"
 )
 
@@ -258,20 +259,29 @@ func (r *run) waitCopies() {
 	r.t.Helper()
 	start := time.Now()
 	err := r.eventually(r.k.Config().SilenceBound(), func() (bool, string) {
-		holders := map[string]int{}
-		for _, name := range r.c.LiveNames() {
-			st, err := r.status(r.c.ByName(name))
+		live := r.c.LiveNames()
+		want := min(r.s.factor, len(live))
+		// A room has its copies when a live node serves it, in sync (every
+		// replica its view names holds the whole log in its term), with
+		// R−1 live replicas. Counting the nodes that hold the room is not
+		// enough: a new owner still claiming it holds its old replica copy
+		// too.
+		synced := map[string]bool{}
+		for _, name := range live {
+			rooms, err := r.ownerRooms(r.c.ByName(name))
 			if err != nil {
 				return false, err.Error()
 			}
-			for _, room := range slices.Concat(st.OwnedRooms, st.ReplicaRooms) {
-				holders[room]++
+			for _, st := range rooms {
+				replicas := slices.DeleteFunc(slices.Clone(st.Replicas), func(n string) bool { return !slices.Contains(live, n) })
+				if st.State == "serving" && st.InSync && len(replicas) >= want-1 {
+					synced[st.Room] = true
+				}
 			}
 		}
-		want := min(r.s.factor, len(r.c.LiveNames()))
 		for _, room := range r.rooms {
-			if holders[room] < want {
-				return false, fmt.Sprintf("room %s has %d copies of %d", room, holders[room], want)
+			if !synced[room] {
+				return false, fmt.Sprintf("room %s is not served with %d in-sync copies yet", room, want)
 			}
 		}
 		return true, ""
@@ -281,6 +291,24 @@ func (r *run) waitCopies() {
 		return
 	}
 	r.t.Logf("every room back to %d copies after %.1fs", r.s.factor, time.Since(start).Seconds())
+}
+
+// ownerRooms is GET /admin/rooms on n: the rooms it owns, with their
+// state, replicas and whether they have every copy.
+func (r *run) ownerRooms(n *chatdtest.ProcessNode) ([]owner.RoomStat, error) {
+	var rooms cluster.AdminRooms
+	resp, err := r.admin.Get("http://" + n.Addr + "/admin/rooms")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /admin/rooms on %s: %s", n.Name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rooms); err != nil {
+		return nil, fmt.Errorf("GET /admin/rooms on %s: %w", n.Name, err)
+	}
+	return rooms.Rooms, nil
 }
 
 // converge waits until every live node is ready and sees exactly the live
