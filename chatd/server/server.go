@@ -128,7 +128,8 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 			CheckOrigin: s.upgrader.CheckOrigin,
 			Track:       s.trackSocketIO,
 		})
-		s.mux.Handle(socketio.Path, sio)
+		s.mux.Handle("GET "+socketio.Path, sio)
+		s.mux.Handle("POST "+socketio.Path, sio)
 	}
 	s.ready.Store(true)
 	return s
