@@ -104,24 +104,31 @@ async function startNode(extra = [], name = "single") {
 async function startCluster(n, extra = []) {
   const nodes = [];
   for (let i = 0; i < n; i++) {
-    const port = await freePort();
-    let gossip;
-    for (;;) {
-      gossip = await freePort();
-      if (gossip < 65000) break;
+    // A port found free can be taken before chatd binds it (its inter-node
+    // port is the gossip port + 1): such a node is started again on others.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      let gossip;
+      do gossip = await freePort(); while (gossip >= 65000);
+      const name = `sio-${i}`;
+      const args = ["--listen", `127.0.0.1:${port}`, "--allow-anonymous", "--node-name", name,
+        "--gossip-addr", `127.0.0.1:${gossip}`, "--gossip-profile", "local", "--rejoin-interval", "1s",
+        "--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info",
+        "--shutdown-timeout", "5s", "--drain-timeout", "10s"];
+      if (i === 0) args.push("--bootstrap");
+      else args.push("--join", nodes[0].gossip);
+      const node = new Node(name, [...args, ...extra]);
+      node.addr = `127.0.0.1:${port}`;
+      node.gossip = `127.0.0.1:${gossip}`;
+      try {
+        await node.start();
+      } catch (e) {
+        if (attempt < 5 && node.logs.includes("address already in use")) continue;
+        throw e;
+      }
+      nodes.push(node);
+      break;
     }
-    const name = `sio-${i}`;
-    const args = ["--listen", `127.0.0.1:${port}`, "--allow-anonymous", "--node-name", name,
-      "--gossip-addr", `127.0.0.1:${gossip}`, "--gossip-profile", "local", "--rejoin-interval", "1s",
-      "--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info",
-      "--shutdown-timeout", "5s", "--drain-timeout", "10s"];
-    if (i === 0) args.push("--bootstrap");
-    else args.push("--join", nodes[0].gossip);
-    const node = new Node(name, [...args, ...extra]);
-    node.addr = `127.0.0.1:${port}`;
-    node.gossip = `127.0.0.1:${gossip}`;
-    await node.start();
-    nodes.push(node);
   }
   await converged(nodes);
   return nodes;
@@ -150,6 +157,7 @@ class RoundRobinProxy {
     this.backends = backends;
     this.next = 0;
     this.requests = new Map();
+    this.tunnels = new Set();
   }
   pick() {
     const live = this.backends.filter((b) => !b.exited);
@@ -157,40 +165,30 @@ class RoundRobinProxy {
     return live[this.next++ % live.length];
   }
   async start() {
-    this.server = http.createServer((req, res) => this.forward(req, res, 0));
+    this.server = http.createServer((req, res) => this.forward(req, res));
+    this.server.on("clientError", (err, sock) => sock.destroy());
     this.server.on("upgrade", (req, sock, head) => this.tunnel(req, sock, head, 0));
     this.server.keepAliveTimeout = 1000;
     await new Promise((r) => this.server.listen(0, "127.0.0.1", r));
     this.url = `http://127.0.0.1:${this.server.address().port}`;
   }
-  forward(req, res, attempt) {
+  forward(req, res) {
+    const chunks = [];
+    req.on("error", () => res.destroy());
+    res.on("error", () => {});
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => this.forwardBody(req, res, Buffer.concat(chunks), 0));
+  }
+  // forwardBody sends a buffered request to the next live backend; one that
+  // refuses the connection is skipped. A backend that fails later (killed
+  // mid-request) drops the client's request, as a load balancer would.
+  forwardBody(req, res, body, attempt) {
     const b = this.pick();
     if (!b) { res.writeHead(502); res.end(); return; }
     this.requests.set(b.name, (this.requests.get(b.name) || 0) + 1);
     const [host, port] = b.addr.split(":");
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      const out = http.request({ host, port, method: req.method, path: req.url, headers: req.headers, agent: false }, (pres) => {
-        res.writeHead(pres.statusCode, pres.headers);
-        pres.pipe(res);
-      });
-      out.on("error", (err) => {
-        if (!res.headersSent && attempt < this.backends.length && err.code === "ECONNREFUSED") {
-          this.forwardBody(req, res, body, attempt + 1);
-          return;
-        }
-        res.destroy();
-      });
-      out.end(body);
-    });
-  }
-  forwardBody(req, res, body, attempt) {
-    const b = this.pick();
-    if (!b) { res.writeHead(502); res.end(); return; }
-    const [host, port] = b.addr.split(":");
     const out = http.request({ host, port, method: req.method, path: req.url, headers: req.headers, agent: false }, (pres) => {
+      pres.on("error", () => res.destroy());
       res.writeHead(pres.statusCode, pres.headers);
       pres.pipe(res);
     });
@@ -204,6 +202,8 @@ class RoundRobinProxy {
     const b = this.pick();
     if (!b) { sock.destroy(); return; }
     const [host, port] = b.addr.split(":");
+    this.tunnels.add(sock);
+    sock.on("close", () => this.tunnels.delete(sock));
     const up = net.connect(Number(port), host, () => {
       let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
@@ -221,6 +221,7 @@ class RoundRobinProxy {
     sock.on("close", () => up.destroy());
   }
   close() {
+    for (const t of this.tunnels) t.destroy();
     this.server.closeAllConnections?.();
     return new Promise((r) => this.server.close(r));
   }
