@@ -209,11 +209,36 @@ func (e *engineSession) kick() {
 // close.
 func (e *engineSession) Close(code int, reason string) {
 	e.out.Close(code, reason, code == protocol.CloseServiceRestart)
+	e.endPollingSoon()
 }
 
 // fail closes at once, discarding what is queued.
 func (e *engineSession) fail(code int, reason string) {
 	e.out.Close(code, reason, false)
+	e.endPollingSoon()
+}
+
+// pollCloseGrace is how long a closing long-polling session waits for a
+// GET to carry its close packet: a live client always has one waiting or
+// sends the next at once, so only a client already gone lets it pass.
+const pollCloseGrace = 2 * closeGrace
+
+// endPollingSoon ends a closing long-polling session that no GET comes
+// for, so that a shutdown does not wait for its heartbeat to time out.
+func (e *engineSession) endPollingSoon() {
+	e.mu.Lock()
+	polling := e.mode == modePolling && !e.ended
+	e.mu.Unlock()
+	if polling {
+		time.AfterFunc(pollCloseGrace, func() {
+			e.mu.Lock()
+			still := e.mode == modePolling
+			e.mu.Unlock()
+			if still {
+				e.finish()
+			}
+		})
+	}
 }
 
 // CloseWritten implements Conn.
