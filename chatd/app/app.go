@@ -64,6 +64,12 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	if err != nil {
 		return err
 	}
+	var clientJS []byte
+	if cfg.SocketIOClientJS != "" {
+		if clientJS, err = os.ReadFile(cfg.SocketIOClientJS); err != nil {
+			return fmt.Errorf("read --socketio-client-js: %w", err)
+		}
+	}
 	if cfg.TLSCertFile != "" {
 		// TLS ends here, in front of the whole HTTP server: the handshake
 		// runs under the server's header deadline like any slow client.
@@ -170,6 +176,9 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			}
 			return node.HasQuorum()
 		}
+	}
+	if scfg.SocketIO != nil {
+		scfg.SocketIO.ClientJS = clientJS
 	}
 	if parts != nil && scfg.SocketIO != nil {
 		// Socket.IO long-polling requests of a session held by another

@@ -87,6 +87,7 @@ type Config struct {
 	SocketIONamespaces     string
 	SocketIOPingTimeout    time.Duration
 	SocketIORecoveryWindow time.Duration
+	SocketIOClientJS       string
 
 	// Timings
 	HelloTimeout     time.Duration
@@ -169,6 +170,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SocketIONamespaces, "socketio-namespaces", "/", "Socket.IO namespaces served at /socket.io/, comma-separated (e.g. /,/support,/staff:token; :token refuses anonymous clients); empty turns the endpoint off")
 	fs.DurationVar(&c.SocketIOPingTimeout, "socketio-ping-timeout", 20*time.Second, "how long a Socket.IO client has to answer a ping (pings come every --ping-interval)")
 	fs.DurationVar(&c.SocketIORecoveryWindow, "socketio-recovery-window", 2*time.Minute, "Socket.IO connection state recovery: how old a missed message may be for a reconnecting client to recover (0: recovery off)")
+	fs.StringVar(&c.SocketIOClientJS, "socketio-client-js", "", "file served at /socket.io/socket.io.min.js for pages served by chatd (socket.io-client's dist/socket.io.min.js); empty serves none")
 	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "server ping period; a peer silent for two periods is dropped")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")

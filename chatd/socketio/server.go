@@ -18,6 +18,7 @@
 package socketio
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
@@ -63,6 +64,10 @@ type Config struct {
 	RecoveryWindow time.Duration
 	// Self is this node's name; session ids carry it.
 	Self string
+	// ClientJS, when set, is served at /socket.io/socket.io.min.js (and
+	// socket.io.js), as Socket.IO's own server serves its client: the
+	// browser bundle of socket.io-client, for pages served by chatd.
+	ClientJS []byte
 	// Locate returns the client-facing address (host:port) of another
 	// node, for forwarding requests of sessions held there; nil on a single
 	// node.
@@ -161,6 +166,10 @@ type forwardTarget struct{}
 // (GET with sid), a post of packets (POST with sid) and a WebSocket, new or
 // an upgrade of a polling session.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == Path+"socket.io.min.js" || r.URL.Path == Path+"socket.io.js" {
+		s.serveClient(w, r)
+		return
+	}
 	q := r.URL.Query()
 	if q.Get("EIO") != "4" {
 		engineError(w, http.StatusBadRequest, 5, "Unsupported protocol version: this server speaks Engine.IO 4 (Socket.IO v3/v4 clients)")
@@ -201,6 +210,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		engineError(w, http.StatusBadRequest, 2, "Bad handshake method")
 	}
 }
+
+// serveClient serves the configured client bundle.
+func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ClientJS == nil {
+		http.Error(w, "the Socket.IO client is served when chatd runs with --socketio-client-js (socket.io-client's dist/socket.io.min.js)", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "socket.io.min.js", startTime, bytes.NewReader(s.cfg.ClientJS))
+}
+
+// startTime stands for the bundle's modification time (it is read at start).
+var startTime = time.Now()
 
 // forwardTo proxies a request of a session held by another node to it,
 // WebSocket upgrades included.
