@@ -1,14 +1,16 @@
 package socketio
 
 import (
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
+	"strconv"
+	"strings"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
-// position is how far a socket has read one room: the room's client-visible
-// name, the epoch of the last message delivered and its sequence number.
+// position is how far a socket has read one room: the room's native name
+// (client-visible in offsets), the epoch of the last message delivered and
+// its sequence number.
 type position struct {
 	room  string
 	epoch string
@@ -17,37 +19,51 @@ type position struct {
 
 // offsetVersion starts every offset; a server that does not know the
 // version answers the recovery with recovered=false.
-const offsetVersion = 1
+const offsetVersion = "r1"
 
 // maxOffsetLen bounds a recovery offset a client presents (100 rooms of 64
 // bytes, their epochs and sequence numbers fit easily).
 const maxOffsetLen = 16 << 10
 
-// appendOffset appends the recovery offset for positions: base64url (no
-// padding) of a version byte, then per room its name, epoch (each preceded
-// by a varint length) and sequence number (a varint), then a CRC-32 of all
-// that. scratch is reused between calls and returned grown.
+// appendOffset appends the recovery offset for positions:
+//
+//	r1;<room>,<epoch>,<seq>;…;<checksum>
+//
+// rooms named as the client names them (prefix, the namespace's, taken off),
+// the checksum an FNV-1a of everything before it, in hex. Room names,
+// epochs and numbers never hold ',' or ';' nor need escaping in JSON, so the
+// offset is cheap to write on every event (this runs once per delivery).
+// scratch is unused and returned as is (kept for the writer's buffers).
 //
 // The offset is opaque to clients but not signed: it grants nothing the
 // credentials presented with it do not (every room in it is joined again
 // under the reconnecting identity's permissions, and a position only asks
 // for messages the identity may read anyway). The checksum catches damage,
 // which then costs a recovery, never a wrong replay.
-//
-// Positions hold native room names; prefix (the namespace's) is taken off,
-// so the offset names rooms as the client does.
 func appendOffset(dst, scratch []byte, positions []position, prefix string) ([]byte, []byte) {
-	raw := append(scratch[:0], offsetVersion)
+	start := len(dst)
+	dst = append(dst, offsetVersion...)
 	for _, p := range positions {
-		room := p.room[len(prefix):]
-		raw = binary.AppendUvarint(raw, uint64(len(room)))
-		raw = append(raw, room...)
-		raw = binary.AppendUvarint(raw, uint64(len(p.epoch)))
-		raw = append(raw, p.epoch...)
-		raw = binary.AppendUvarint(raw, p.seq)
+		dst = append(dst, ';')
+		dst = append(dst, p.room[len(prefix):]...)
+		dst = append(dst, ',')
+		dst = append(dst, p.epoch...)
+		dst = append(dst, ',')
+		dst = strconv.AppendUint(dst, p.seq, 10)
 	}
-	raw = binary.BigEndian.AppendUint32(raw, crc32.ChecksumIEEE(raw))
-	return base64.RawURLEncoding.AppendEncode(dst, raw), raw
+	sum := fnv32a(dst[start:])
+	dst = append(dst, ';')
+	return strconv.AppendUint(dst, uint64(sum), 16), scratch
+}
+
+// fnv32a is FNV-1a, 32 bits.
+func fnv32a(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
 }
 
 // decodeOffset reads an offset made by appendOffset.
@@ -55,46 +71,32 @@ func decodeOffset(s string) ([]position, error) {
 	if len(s) > maxOffsetLen {
 		return nil, errors.New("offset too long")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, errors.New("offset is not base64url")
+	i := strings.LastIndexByte(s, ';')
+	if i < 0 {
+		return nil, errors.New("offset without checksum")
 	}
-	if len(raw) < 5 {
-		return nil, errors.New("offset too short")
-	}
-	body, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
+	sum, err := strconv.ParseUint(s[i+1:], 16, 32)
+	if err != nil || uint32(sum) != fnv32a([]byte(s[:i])) {
 		return nil, errors.New("offset checksum mismatch")
 	}
-	if body[0] != offsetVersion {
+	fields := strings.Split(s[:i], ";")
+	if fields[0] != offsetVersion {
 		return nil, errors.New("unknown offset version")
 	}
-	body = body[1:]
-	var out []position
-	str := func() (string, bool) {
-		n, k := binary.Uvarint(body)
-		if k <= 0 || n > uint64(len(body)-k) {
-			return "", false
+	out := make([]position, 0, len(fields)-1)
+	for _, f := range fields[1:] {
+		parts := strings.Split(f, ",")
+		if len(parts) != 3 || parts[1] == "" {
+			return nil, errors.New("offset entry malformed")
 		}
-		s := string(body[k : k+int(n)])
-		body = body[k+int(n):]
-		return s, true
-	}
-	for len(body) > 0 {
-		var p position
-		var ok bool
-		if p.room, ok = str(); !ok {
-			return nil, errors.New("offset truncated")
+		if err := protocol.ValidateRoom(parts[0]); err != nil {
+			return nil, errors.New("offset names an invalid room")
 		}
-		if p.epoch, ok = str(); !ok {
-			return nil, errors.New("offset truncated")
+		seq, err := strconv.ParseUint(parts[2], 10, 64)
+		if err != nil {
+			return nil, errors.New("offset entry malformed")
 		}
-		seq, k := binary.Uvarint(body)
-		if k <= 0 {
-			return nil, errors.New("offset truncated")
-		}
-		p.seq, body = seq, body[k:]
-		out = append(out, p)
+		out = append(out, position{room: parts[0], epoch: parts[1], seq: seq})
 	}
 	return out, nil
 }

@@ -22,8 +22,8 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 	}
 	s.track(typ, frame)
 	ack := int64(-1)
-	if id != "" {
-		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+	if len(id) > 0 {
+		if n, ok := parseAckID(id); ok {
 			ack = n
 		}
 	}
@@ -31,7 +31,7 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 	if ack >= 0 {
 		b = appendPacketHead(append(b, eioMessage), sioAck, s.ns.Name, ack)
 		b = append(b, '[')
-		if typ == protocol.TypeError {
+		if string(typ) == protocol.TypeError {
 			b = append(b, `{"error":`...)
 			b = s.appendBody(b, rest)
 			b = append(b, '}')
@@ -40,7 +40,7 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 		}
 		b = append(b, ']')
 		emit(b)
-		if !s.offsets || (typ != protocol.TypeJoined && typ != protocol.TypeLeft) {
+		if !s.offsets || (string(typ) != protocol.TypeJoined && string(typ) != protocol.TypeLeft) {
 			*scratch = b
 			return
 		}
@@ -64,24 +64,24 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 // splitFrame reads a native frame's type and id (both always first, as
 // protocol.Encode writes them) and returns what follows them: "}" or
 // ",<members>}".
-func splitFrame(frame []byte) (typ, id string, rest []byte, ok bool) {
+func splitFrame(frame []byte) (typ, id, rest []byte, ok bool) {
 	const head = `{"type":"`
 	if !bytes.HasPrefix(frame, []byte(head)) {
-		return "", "", nil, false
+		return nil, nil, nil, false
 	}
 	r := frame[len(head):]
 	q := bytes.IndexByte(r, '"')
 	if q < 0 {
-		return "", "", nil, false
+		return nil, nil, nil, false
 	}
-	typ, rest = string(r[:q]), r[q+1:]
+	typ, rest = r[:q], r[q+1:]
 	const idHead = `,"id":"`
 	if bytes.HasPrefix(rest, []byte(idHead)) {
 		r = rest[len(idHead):]
 		if q = bytes.IndexByte(r, '"'); q < 0 {
-			return "", "", nil, false
+			return nil, nil, nil, false
 		}
-		id, rest = string(r[:q]), r[q+1:]
+		id, rest = r[:q], r[q+1:]
 	}
 	return typ, id, rest, len(rest) > 0
 }
@@ -110,8 +110,8 @@ func (s *socket) appendBody(b, rest []byte) []byte {
 
 // track keeps the socket's positions as the client is sent its frames.
 // Only the writer calls it, in queue order.
-func (s *socket) track(typ string, frame []byte) {
-	switch typ {
+func (s *socket) track(typ, frame []byte) {
+	switch string(typ) {
 	case protocol.TypeMessage:
 		room, seq, ok := messageRoomSeq(frame)
 		if !ok {
@@ -153,6 +153,21 @@ func (s *socket) track(typ string, frame []byte) {
 			}
 		}
 	}
+}
+
+// parseAckID reads an id the socket gave a request: its ack id in decimal.
+func parseAckID(id []byte) (int64, bool) {
+	if len(id) == 0 || len(id) > 16 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // messageRoomSeq reads room and seq from a message frame
