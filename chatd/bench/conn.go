@@ -39,7 +39,7 @@ type conn struct {
 	// sio: the connection speaks Socket.IO (Engine.IO 4 over WebSocket) to
 	// a /socket.io/ endpoint, chatd's or another server's (sio.go).
 	sio bool
-	run   *runState
+	run *runState
 
 	wmu    sync.Mutex
 	wbuf   []byte
