@@ -84,9 +84,13 @@ class Node {
     }
     return 0;
   }
-  kill(sig = "SIGKILL") {
+  // kill stops the process and fails when it reported a data race (a
+  // chatd built with -race: CHATD_BIN of a race build).
+  async kill(sig = "SIGKILL") {
     if (!this.exited) this.proc.kill(sig);
-    return this.exit;
+    const status = await this.exit;
+    if (this.logs.includes("WARNING: DATA RACE")) throw new Error(`${this.name} reported a data race:\n${this.logs.slice(this.logs.indexOf("WARNING: DATA RACE"), this.logs.indexOf("WARNING: DATA RACE") + 6000)}`);
+    return status;
   }
 }
 
