@@ -279,14 +279,14 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 
 // register makes a session reachable by its id and known to the shutdown.
 func (s *Server) register(es *engineSession, transport string) {
-	s.mu.Lock()
-	s.sessions[es.sid] = es
-	s.mu.Unlock()
+	es.transportLabel = transport
 	if s.hooks.Track != nil {
 		es.untrack = s.hooks.Track(es, transport)
 	}
 	s.metrics.sessions.WithLabelValues(transport).Inc()
-	es.transportLabel = transport
+	s.mu.Lock()
+	s.sessions[es.sid] = es
+	s.mu.Unlock()
 }
 
 // unregister forgets an ended session.
