@@ -63,11 +63,18 @@ const (
 
 // recovery is an attempt to restore a socket's rooms from its offset.
 type recovery struct {
-	waiting map[string]bool // native rooms not answered yet
+	// waiting holds the native rooms whose answer is not complete: awaiting
+	// their joined frame (awaitJoined), then the end of their replay (the
+	// joined frame's head).
+	waiting map[string]uint64
+	since   map[string]uint64
 	held    [][]byte
 	ok      bool
 	started time.Time
 }
+
+// awaitJoined marks a recovering room whose joined frame has not come.
+const awaitJoined = ^uint64(0)
 
 // connectPlaceholder stands for the CONNECT packet in a recovery's held
 // frames until the outcome decides which pid it carries.
@@ -114,22 +121,35 @@ func (s *socket) noteRecoveryFrame(frame []byte) {
 	switch {
 	case bytes.HasPrefix(frame, []byte(`{"type":"joined"`)):
 		var j protocol.Joined
-		if json.Unmarshal(frame, &j) == nil && j.ID == "" && r.waiting[j.Room] {
+		if json.Unmarshal(frame, &j) != nil || j.ID != "" || r.waiting[j.Room] != awaitJoined {
+			return
+		}
+		switch {
+		case j.Recovered == nil || !*j.Recovered:
 			delete(r.waiting, j.Room)
-			if j.Recovered == nil || !*j.Recovered {
-				r.ok = false
-			}
+			r.ok = false
+		case j.Head <= r.since[j.Room]:
+			delete(r.waiting, j.Room) // nothing missed
+		default:
+			r.waiting[j.Room] = j.Head // the replay up to head follows
 		}
 	case bytes.HasPrefix(frame, []byte(`{"type":"error"`)):
 		var pe protocol.Error
-		if json.Unmarshal(frame, &pe) == nil && r.waiting[pe.Room] {
-			delete(r.waiting, pe.Room)
-			r.ok = false
+		if json.Unmarshal(frame, &pe) == nil {
+			if _, ok := r.waiting[pe.Room]; ok {
+				delete(r.waiting, pe.Room)
+				r.ok = false
+			}
 		}
 	case bytes.HasPrefix(frame, []byte(`{"type":"message"`)):
 		if w := s.e.srv.cfg.RecoveryWindow; w > 0 {
 			if ts, ok := messageTS(frame); ok && r.started.Sub(time.UnixMilli(ts)) > w {
 				r.ok = false // a missed message older than the window
+			}
+		}
+		if room, seq, ok := messageRoomSeq(frame); ok {
+			if head, waiting := r.waiting[string(room)]; waiting && head != awaitJoined && seq >= head {
+				delete(r.waiting, string(room))
 			}
 		}
 	}
@@ -339,9 +359,10 @@ func (s *socket) recoverable(offset string) ([]position, bool) {
 func (s *socket) recover(pid string, positions []position) {
 	s.recMu.Lock()
 	s.recPID = pid
-	s.rec = &recovery{waiting: make(map[string]bool, len(positions)), ok: true, started: time.Now()}
+	s.rec = &recovery{waiting: make(map[string]uint64, len(positions)), since: make(map[string]uint64, len(positions)), ok: true, started: time.Now()}
 	for _, p := range positions {
-		s.rec.waiting[p.room] = true
+		s.rec.waiting[p.room] = awaitJoined
+		s.rec.since[p.room] = p.seq
 	}
 	s.state.Store(stateRecovering)
 	s.recMu.Unlock()

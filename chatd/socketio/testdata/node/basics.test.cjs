@@ -6,20 +6,21 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 const WebSocket = require("ws");
-const { startNode, once, waitFor, hs256, TIMEOUT } = require("./helpers.cjs");
+const { startNode, once, waitFor, hs256, bound, TIMEOUT } = require("./helpers.cjs");
 
 const SECRET = "socketio-test-jwt-secret-0123456789abcdef";
-let node, jwtNode, limitedNode;
+let node, jwtNode, limitedNode, windowNode;
 
 before(async () => {
-  [node, jwtNode, limitedNode] = await Promise.all([
+  [node, jwtNode, limitedNode, windowNode] = await Promise.all([
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
     startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
     startNode(["--rate", "0.5", "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
+    startNode(["--socketio-recovery-window", "3s", "--history-size", "20", "--send-queue", "100"], "window"),
   ]);
 });
 after(async () => {
-  await Promise.all([node, jwtNode, limitedNode].map((n) => n && n.kill()));
+  await Promise.all([node, jwtNode, limitedNode, windowNode].map((n) => n && n.kill()));
 });
 
 const sockets = [];
@@ -210,4 +211,55 @@ test("a native client and a Socket.IO client in one room see the same messages, 
   assert.deepEqual(got.map(key), native().map(key));
   assert.deepEqual(got.map((m) => m.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   ws.close();
+});
+
+// dropAndWait cuts a socket's transport (the client reconnects after
+// delayMs), runs meanwhile, and resolves with the socket's next connect.
+async function dropAndWait(s, meanwhile) {
+  const reconnected = once(s, "connect", bound(30000));
+  s.io.engine.close();
+  await meanwhile();
+  await reconnected;
+}
+
+test("recovery on one node: missed messages replayed once, in order; past the window or the history, recovered is false", async () => {
+  const room = "window";
+  const pub = connect(windowNode.url, { transports: ["websocket"], auth: { name: "pub" } });
+  await connected(pub);
+  await pub.emitWithAck("join", { room });
+  const say = async (n) => { for (let i = 0; i < n; i++) await pub.emitWithAck("send", { room, cid: cid(), text: "m" }); };
+
+  for (const transports of [["websocket"], ["polling"]]) {
+    // Within the window: recovered, the missed messages follow.
+    const s = connect(windowNode.url, { transports, auth: { name: "sub" }, reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 });
+    await connected(s);
+    const got = collect(s);
+    const joined = await s.emitWithAck("join", { room });
+    await say(2);
+    await waitFor("two live messages", () => got.length === 2);
+    await dropAndWait(s, () => say(3));
+    assert.equal(s.recovered, true, "reconnected within the window");
+    await say(1);
+    await waitFor("the replay and the live message", () => got.length === 6);
+    assert.deepEqual(got.map((m) => m.seq), Array.from({ length: 6 }, (_, i) => joined.head + 1 + i), transports.join());
+
+    // Missed messages older than the window: not recovered, no room.
+    const late = connect(windowNode.url, { transports, auth: { name: "late" }, reconnection: true, reconnectionDelay: bound(5000), reconnectionDelayMax: bound(5000), randomizationFactor: 0 });
+    await connected(late);
+    await late.emitWithAck("join", { room });
+    await say(1);
+    await dropAndWait(late, () => say(1));
+    assert.equal(late.recovered, false, "a missed message older than the 3 s window");
+    const notJoined = await late.emitWithAck("send", { room, cid: cid(), text: "x" });
+    assert.equal(notJoined.error.code, "not_joined", "an unrecovered socket is in no room");
+
+    // A gap beyond the room's history (20 messages): not recovered.
+    const gap = connect(windowNode.url, { transports, auth: { name: "gap" }, reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 });
+    await connected(gap);
+    await gap.emitWithAck("join", { room });
+    await say(1);
+    await dropAndWait(gap, () => say(25));
+    assert.equal(gap.recovered, false, "a gap of 25 messages, 20 kept");
+    [s, late, gap].forEach((x) => x.close());
+  }
 });
