@@ -400,14 +400,12 @@ func (e *engineSession) allow() bool {
 	return false
 }
 
-// onMessage handles a Socket.IO packet.
+// onMessage handles a Socket.IO packet. Every packet takes a token first;
+// it is decoded beforehand only so that a refusal can name it (its ack).
 func (e *engineSession) onMessage(data []byte) {
 	p, err := DecodePacket(data)
-	if ok, abusive := e.meter.Allow(); !ok {
-		e.srv.deps.Metrics.RateLimited.Inc()
-		if abusive {
-			e.srv.deps.Log.Warn("closing socket.io session for sustained rate limit abuse", "sid", e.sid, "remote", e.remote)
-			e.fail(protocol.ClosePolicyViolation, "rate limit exceeded repeatedly")
+	if !e.allow() {
+		if e.out.IsClosing() {
 			return
 		}
 		if p.Type == sioBinaryEvent || p.Type == sioBinaryAck {

@@ -1,10 +1,6 @@
 package socketio
 
 import (
-	"context"
-	"encoding/json"
-	"net/url"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringchat/ringchat/chatd/metrics"
@@ -47,9 +43,3 @@ func newMetrics(m *metrics.Metrics) *sioMetrics {
 	m.Registry.MustRegister(sm.sessions, sm.upgrades, sm.forwards, sm.recoveries, sm.packetsOut)
 	return sm
 }
-
-func contextWith(ctx context.Context, target *url.URL) context.Context {
-	return context.WithValue(ctx, forwardTarget{}, target)
-}
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -33,14 +33,13 @@ const maxOffsetLen = 16 << 10
 // the checksum an FNV-1a of everything before it, in hex. Room names,
 // epochs and numbers never hold ',' or ';' nor need escaping in JSON, so the
 // offset is cheap to write on every event (this runs once per delivery).
-// scratch is unused and returned as is (kept for the writer's buffers).
 //
 // The offset is opaque to clients but not signed: it grants nothing the
 // credentials presented with it do not (every room in it is joined again
 // under the reconnecting identity's permissions, and a position only asks
 // for messages the identity may read anyway). The checksum catches damage,
 // which then costs a recovery, never a wrong replay.
-func appendOffset(dst, scratch []byte, positions []position, prefix string) ([]byte, []byte) {
+func appendOffset(dst []byte, positions []position, prefix string) []byte {
 	start := len(dst)
 	dst = append(dst, offsetVersion...)
 	for _, p := range positions {
@@ -53,7 +52,7 @@ func appendOffset(dst, scratch []byte, positions []position, prefix string) ([]b
 	}
 	sum := fnv32a(dst[start:])
 	dst = append(dst, ';')
-	return strconv.AppendUint(dst, uint64(sum), 16), scratch
+	return strconv.AppendUint(dst, uint64(sum), 16)
 }
 
 // fnv32a is FNV-1a, 32 bits.

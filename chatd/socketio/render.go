@@ -53,7 +53,7 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 	b = s.appendBody(b, rest)
 	if s.offsets {
 		b = append(b, `,"`...)
-		b, s.offBuf = appendOffset(b, s.offBuf, s.positions, s.prefix)
+		b = appendOffset(b, s.positions, s.prefix)
 		b = append(b, '"')
 	}
 	b = append(b, ']')

@@ -18,7 +18,7 @@ func TestRender(t *testing.T) {
 	emit := func(p []byte) { got = append(got, string(p)) }
 	msg := protocol.Encode(protocol.Message{Type: protocol.TypeMessage, Room: "/support/general", Seq: 5, MID: "ep-5", From: "ann", CID: "c", Text: "hi", TS: 7})
 	s.render(msg, &scratch, emit)
-	off, _ := appendOffset(nil, nil, []position{{"/support/general", "ep", 5}}, "/support/")
+	off := appendOffset(nil, []position{{"/support/general", "ep", 5}}, "/support/")
 	want := `42/support,["message",{"room":"general","seq":5,"mid":"ep-5","from":"ann","cid":"c","text":"hi","ts":7},"` + string(off) + `"]`
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("message rendered as %q, want %q", got, want)
@@ -32,7 +32,7 @@ func TestRender(t *testing.T) {
 	}
 	got = nil
 	s.render(protocol.Encode(protocol.Left{Type: protocol.TypeLeft, ID: "3", Room: "/support/general"}), &scratch, emit)
-	off, _ = appendOffset(nil, nil, nil, "/support/")
+	off = appendOffset(nil, nil, "/support/")
 	if len(got) != 2 || got[0] != `43/support,3[{"room":"general"}]` || got[1] != `42/support,["left",{"room":"general"},"`+string(off)+`"]` {
 		t.Fatalf("leave reply rendered as %q", got)
 	}

@@ -19,8 +19,10 @@ package socketio
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -160,7 +162,14 @@ func New(cfg Config, deps Deps, hooks Hooks) *Server {
 // never forwarded again.
 const forwardedHeader = "X-Ringchat-Forwarded-By"
 
+// forwardTarget is the context key of a forwarded request's destination.
 type forwardTarget struct{}
+
+func contextWith(ctx context.Context, target *url.URL) context.Context {
+	return context.WithValue(ctx, forwardTarget{}, target)
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // ServeHTTP serves Engine.IO requests: a handshake (no sid), a long-poll
 // (GET with sid), a post of packets (POST with sid) and a WebSocket, new or

@@ -52,7 +52,6 @@ type socket struct {
 	// positions are the socket's rooms as far as the client has been sent
 	// them; only the writer touches them.
 	positions []position
-	offBuf    []byte
 }
 
 const (
