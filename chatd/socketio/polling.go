@@ -91,6 +91,13 @@ func (e *engineSession) servePoll(w http.ResponseWriter, r *http.Request) {
 			e.pollRespond(w, rc, noopPacket)
 			return
 		case <-e.done:
+			e.mu.Lock()
+			aborted := e.aborted
+			e.mu.Unlock()
+			if aborted {
+				panic(http.ErrAbortHandler) // a crash: the connection is dropped
+			}
+			e.pollRespond(w, rc, closePacket) // the session ended: tell the client
 			return
 		case <-r.Context().Done():
 			return
