@@ -139,7 +139,6 @@ func (e *engineSession) startTimers() {
 		none := len(e.sockets) == 0
 		e.mu.Unlock()
 		if none {
-			e.srv.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseHelloTimeout)).Inc()
 			e.Close(protocol.CloseHelloTimeout, "no namespace connected in time")
 		}
 	})
@@ -281,6 +280,7 @@ func (e *engineSession) finish() {
 		for _, s := range sockets {
 			s.teardown()
 		}
+		e.countClose()
 		e.out.Close(websocket.CloseNormalClosure, "", false)
 		if ws != nil {
 			_ = ws.Close()
@@ -293,6 +293,18 @@ func (e *engineSession) finish() {
 		e.release()
 		close(e.done)
 	})
+}
+
+// countClose counts, once, in chatd_connection_closes_total the close the
+// server decided for this session, whichever transport carried it (or
+// none, when a long-polling client had gone): not a normal close without a
+// reason, nor a dropped transport (1006, never sent).
+func (e *engineSession) countClose() {
+	closing, code, reason := e.out.CloseDecision()
+	if !closing || code == websocket.CloseAbnormalClosure || (code == websocket.CloseNormalClosure && reason == "") {
+		return
+	}
+	e.srv.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
 func (e *engineSession) label() string {

@@ -130,7 +130,6 @@ func (e *engineSession) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if int64(len(body)) > limit {
-		e.srv.deps.Metrics.Closes.WithLabelValues("1009").Inc()
 		engineError(w, http.StatusRequestEntityTooLarge, 3, "payload larger than maxPayload")
 		e.fail(websocket.CloseMessageTooBig, "")
 		return

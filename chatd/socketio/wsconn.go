@@ -180,9 +180,6 @@ func (e *engineSession) writeClose(ws *websocket.Conn, code int, reason string) 
 	if code == websocket.CloseAbnormalClosure {
 		return
 	}
-	if code != websocket.CloseNormalClosure || reason != "" {
-		e.srv.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(code)).Inc()
-	}
 	conn := ws.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
 	_, _ = conn.Write(appendWSFrame(nil, opClose, websocket.FormatCloseMessage(code, reason)))
