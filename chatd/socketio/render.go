@@ -12,9 +12,9 @@ import (
 // a reply to an event that asked for an acknowledgement becomes that ACK
 // (its argument the frame's members without type and id; an error's
 // members under "error"), anything else an event named after the frame's
-// type. With recovery on, every event carries the offset as its last
-// argument, and a join's or leave's ACK is followed by a joined or left
-// event, so the offset the client keeps always knows its rooms.
+// type. A join's or leave's ACK is followed by a joined or left event; with
+// recovery on, every event carries the offset as its last argument, so the
+// offset the client keeps always knows its rooms.
 func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 	typ, id, rest, ok := splitFrame(frame)
 	if !ok {
@@ -40,7 +40,10 @@ func (s *socket) render(frame []byte, scratch *[]byte, emit func([]byte)) {
 		}
 		b = append(b, ']')
 		emit(b)
-		if !s.offsets || (string(typ) != protocol.TypeJoined && string(typ) != protocol.TypeLeft) {
+		// A join's or a leave's answer is also an event, whether or not
+		// recovery is on (docs/socketio.md: after every join and leave);
+		// with recovery on it carries the offset of the new set of rooms.
+		if string(typ) != protocol.TypeJoined && string(typ) != protocol.TypeLeft {
 			*scratch = b
 			return
 		}

@@ -36,6 +36,13 @@ func TestRender(t *testing.T) {
 	if len(got) != 2 || got[0] != `43/support,3[{"room":"general"}]` || got[1] != `42/support,["left",{"room":"general"},"`+string(off)+`"]` {
 		t.Fatalf("leave reply rendered as %q", got)
 	}
+	// With recovery off (no offsets) the event still follows the ack.
+	s.offsets = false
+	got = nil
+	s.render(protocol.Encode(protocol.Left{Type: protocol.TypeLeft, ID: "4", Room: "/support/general"}), &scratch, emit)
+	if len(got) != 2 || got[0] != `43/support,4[{"room":"general"}]` || got[1] != `42/support,["left",{"room":"general"}]` {
+		t.Fatalf("leave reply without offsets rendered as %q", got)
+	}
 }
 
 // BenchmarkRenderMessage: the per-delivery cost of turning a shared
