@@ -3,6 +3,7 @@ package server_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -110,9 +111,16 @@ func TestSocketIOShutdown(t *testing.T) {
 	}
 	_, body := sioHandshake(t, srv.Addr, nil)
 	sid := body[len(`0{"sid":"`):strings.Index(body, `","`)]
+	// The poll is written before the shutdown starts (a poll that came
+	// only after the session ended would get 400, not the close packet).
 	polled := make(chan string, 1)
+	written := make(chan struct{})
 	go func() {
-		resp, err := http.Get(sioURL(srv.Addr, "polling") + "&sid=" + sid)
+		req, _ := http.NewRequest(http.MethodGet, sioURL(srv.Addr, "polling")+"&sid="+sid, nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { close(written) },
+		}))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			polled <- err.Error()
 			return
@@ -122,6 +130,11 @@ func TestSocketIOShutdown(t *testing.T) {
 		polled <- string(b)
 	}()
 	srv.WaitMetric(t, `chatd_protocol_connections{protocol="socketio"}`, 2)
+	select {
+	case <-written:
+	case <-time.After(chatdtest.Timeout):
+		t.Fatal("the poll was not sent")
+	}
 	go srv.Stop()
 	for {
 		_, _, err := ws.ReadMessage()
