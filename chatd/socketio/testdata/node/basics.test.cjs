@@ -6,9 +6,17 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 const WebSocket = require("ws");
-const { startNode, once, waitFor, hs256, bound, TIMEOUT } = require("./helpers.cjs");
+const { startNode, once, waitFor, hs256, bound, TIMEOUT, SLACK } = require("./helpers.cjs");
 
 const SECRET = "socketio-test-jwt-secret-0123456789abcdef";
+// The recovery window test: a socket that reconnects after RECONNECT_MS
+// has missed messages at most RECONNECT_MS plus a reconnection old, so
+// a window of RECONNECT_MS + 2 × SLACK recovers it on a loaded machine;
+// one that reconnects after the window and SLACK more has missed a message
+// older than the window.
+const RECONNECT_MS = 300;
+const WINDOW_MS = RECONNECT_MS + 2 * SLACK;
+const LATE_RECONNECT_MS = WINDOW_MS + SLACK;
 let node, jwtNode, limitedNode, windowNode;
 
 before(async () => {
@@ -16,7 +24,7 @@ before(async () => {
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
     startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
     startNode(["--rate", "0.5", "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
-    startNode(["--socketio-recovery-window", "3s", "--history-size", "20", "--send-queue", "100"], "window"),
+    startNode(["--socketio-recovery-window", `${WINDOW_MS}ms`, "--history-size", "20", "--send-queue", "100"], "window"),
   ]);
 });
 after(async () => {
@@ -213,10 +221,48 @@ test("a native client and a Socket.IO client in one room see the same messages, 
   ws.close();
 });
 
-// dropAndWait cuts a socket's transport (the client reconnects after
-// delayMs), runs meanwhile, and resolves with the socket's next connect.
+test("server events: presence, typing, dm (to every namespace socket of the user), left", async () => {
+  const room = "events";
+  const a = connect(node.url, { transports: ["websocket"], auth: { name: "ev-a" } });
+  const b = connect(node.url, { transports: ["polling"], auth: { name: "ev-b" } });
+  const bSupport = connect(node.url + "/support", { transports: ["websocket"], auth: { name: "ev-b" } });
+  await Promise.all([a, b, bSupport].map(connected));
+  const events = (s, name) => { const got = []; s.on(name, (e) => got.push(e)); return got; };
+  const [aPresence, aTyping, bTyping, bDM, bSupportDM, bLeft] =
+    [events(a, "presence"), events(a, "typing"), events(b, "typing"), events(b, "dm"), events(bSupport, "dm"), events(b, "left")];
+
+  assert.deepEqual((await a.emitWithAck("join", { room })).present, ["ev-a"]);
+  assert.deepEqual((await b.emitWithAck("join", { room })).present, ["ev-a", "ev-b"]);
+  await waitFor("ev-a told ev-b joined", () => aPresence.length === 1);
+  assert.deepEqual({ ...aPresence[0] }, { room, count: 2, joined: ["ev-b"] });
+
+  b.emit("typing", { room });
+  await waitFor("typing on both sockets", () => aTyping.length === 1 && bTyping.length === 1);
+  assert.deepEqual({ ...aTyping[0] }, { room, users: ["ev-b"] });
+
+  const c = cid();
+  const dm = await a.emitWithAck("dm", { to: "ev-b", cid: c, text: "psst" });
+  assert.equal(dm.to, "ev-b");
+  assert.equal(dm.cid, c);
+  assert.equal(dm.delivered, 2, "ev-b has two namespace sockets");
+  await waitFor("the dm on both of ev-b's sockets", () => bDM.length === 1 && bSupportDM.length === 1);
+  for (const d of [bDM[0], bSupportDM[0]]) {
+    assert.deepEqual({ from: d.from, to: d.to, cid: d.cid, text: d.text, mid: d.mid }, { from: "ev-a", to: "ev-b", cid: c, text: "psst", mid: dm.mid });
+  }
+
+  assert.equal((await b.emitWithAck("leave", { room })).room, room);
+  await waitFor("ev-b's left event", () => bLeft.length === 1);
+  assert.deepEqual({ ...bLeft[0] }, { room });
+  await waitFor("ev-a told ev-b left", () => aPresence.length === 2);
+  assert.deepEqual({ ...aPresence[1] }, { room, count: 1, left: ["ev-b"] });
+  [a, b, bSupport].forEach((s) => s.close());
+});
+
+// dropAndWait cuts a socket's transport (the client reconnects after its
+// reconnection delay), runs meanwhile, and resolves with the socket's next
+// connect.
 async function dropAndWait(s, meanwhile) {
-  const reconnected = once(s, "connect", bound(30000));
+  const reconnected = once(s, "connect", LATE_RECONNECT_MS + TIMEOUT);
   s.io.engine.close();
   await meanwhile();
   await reconnected;
@@ -231,7 +277,7 @@ test("recovery on one node: missed messages replayed once, in order; past the wi
 
   for (const transports of [["websocket"], ["polling"]]) {
     // Within the window: recovered, the missed messages follow.
-    const s = connect(windowNode.url, { transports, auth: { name: "sub" }, reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 });
+    const s = connect(windowNode.url, { transports, auth: { name: "sub" }, reconnection: true, reconnectionDelay: RECONNECT_MS, reconnectionDelayMax: RECONNECT_MS, randomizationFactor: 0 });
     await connected(s);
     const got = collect(s);
     const joined = await s.emitWithAck("join", { room });
@@ -244,17 +290,17 @@ test("recovery on one node: missed messages replayed once, in order; past the wi
     assert.deepEqual(got.map((m) => m.seq), Array.from({ length: 6 }, (_, i) => joined.head + 1 + i), transports.join());
 
     // Missed messages older than the window: not recovered, no room.
-    const late = connect(windowNode.url, { transports, auth: { name: "late" }, reconnection: true, reconnectionDelay: bound(5000), reconnectionDelayMax: bound(5000), randomizationFactor: 0 });
+    const late = connect(windowNode.url, { transports, auth: { name: "late" }, reconnection: true, reconnectionDelay: LATE_RECONNECT_MS, reconnectionDelayMax: LATE_RECONNECT_MS, randomizationFactor: 0 });
     await connected(late);
     await late.emitWithAck("join", { room });
     await say(1);
     await dropAndWait(late, () => say(1));
-    assert.equal(late.recovered, false, "a missed message older than the 3 s window");
+    assert.equal(late.recovered, false, `a missed message older than the ${WINDOW_MS} ms window`);
     const notJoined = await late.emitWithAck("send", { room, cid: cid(), text: "x" });
     assert.equal(notJoined.error.code, "not_joined", "an unrecovered socket is in no room");
 
     // A gap beyond the room's history (20 messages): not recovered.
-    const gap = connect(windowNode.url, { transports, auth: { name: "gap" }, reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 });
+    const gap = connect(windowNode.url, { transports, auth: { name: "gap" }, reconnection: true, reconnectionDelay: RECONNECT_MS, reconnectionDelayMax: RECONNECT_MS, randomizationFactor: 0 });
     await connected(gap);
     await gap.emitWithAck("join", { room });
     await say(1);

@@ -101,6 +101,9 @@ test("recovery: a node drained and another killed; every socket recovers, nothin
   const pub = connect(proxy.url, opts("pub", 0));
   await connected(pub);
   await pub.emitWithAck("join", { room });
+  // A reconnection that did not recover leaves the publisher in no room.
+  let rejoin = false;
+  pub.on("connect", () => { if (!pub.recovered) rejoin = true; });
   const acked = new Map();
   let stop = false;
   const publishing = (async () => {
@@ -108,7 +111,10 @@ test("recovery: a node drained and another killed; every socket recovers, nothin
       for (;;) {
         try {
           if (!pub.connected) await once(pub, "connect", bound(60000));
-          if (!pub.recovered && pub.connected) await pub.timeout(TIMEOUT).emitWithAck("join", { room });
+          if (rejoin) {
+            const j = await pub.timeout(TIMEOUT).emitWithAck("join", { room });
+            if (!j.error) rejoin = false;
+          }
           const ack = await pub.timeout(bound(5000)).emitWithAck("send", { room, cid: "p" + i, text: "m" + i });
           if (ack.error) { await new Promise((r) => setTimeout(r, 100)); continue; }
           acked.set("p" + i, ack.seq);

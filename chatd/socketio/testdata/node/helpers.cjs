@@ -11,6 +11,10 @@ const scale = Number(process.env.RINGCHAT_TEST_TIMEOUT_SCALE || "1");
 // bound scales a "this never takes this long" bound, as chatd/internal/testtime does.
 const bound = (ms) => Math.round(ms * scale);
 const TIMEOUT = bound(10000);
+// SLACK is how late an event the server schedules at a configured time may
+// come on a loaded machine (testtime.Slack): windows around configured
+// times are [configured, configured + SLACK].
+const SLACK = bound(2000);
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -238,4 +242,4 @@ function hs256(claims, secret) {
   return body + "." + crypto.createHmac("sha256", secret).update(body).digest("base64url");
 }
 
-module.exports = { bound, TIMEOUT, waitFor, once, startNode, startCluster, converged, RoundRobinProxy, hs256, freePort };
+module.exports = { bound, TIMEOUT, SLACK, waitFor, once, startNode, startCluster, converged, RoundRobinProxy, hs256, freePort };
