@@ -31,6 +31,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
 
+# node's test runner and fetch, which the tests use, need Node.js 18 or
+# newer (Debian 12's nodejs is 18.19).
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+	echo "ensure-node: node $(node --version) is too old: the Socket.IO tests need Node.js 18 or newer" >&2
+	exit 1
+fi
+
 hash="$(sha256sum "$pkg/package-lock.json" | cut -c1-16)"
 dir="$cache/$hash"
 if [ ! -f "$dir/.complete" ]; then
