@@ -23,7 +23,9 @@ before(async () => {
   [node, jwtNode, limitedNode, windowNode] = await Promise.all([
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
     startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
-    startNode(["--rate", "0.5", "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
+    // A bucket of 3 that refills one token per ten TIMEOUTs: nothing
+    // refills while the rate limit test runs, however slow the machine.
+    startNode(["--rate", String(1000 / (10 * TIMEOUT)), "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
     startNode(["--socketio-recovery-window", `${WINDOW_MS}ms`, "--history-size", "20", "--send-queue", "100"], "window"),
   ]);
 });
