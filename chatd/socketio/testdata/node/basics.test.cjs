@@ -17,20 +17,21 @@ const SECRET = "socketio-test-jwt-secret-0123456789abcdef";
 const RECONNECT_MS = 300;
 const WINDOW_MS = RECONNECT_MS + 2 * SLACK;
 const LATE_RECONNECT_MS = WINDOW_MS + SLACK;
-let node, jwtNode, limitedNode, windowNode;
+let node, jwtNode, limitedNode, windowNode, expiryNode;
 
 before(async () => {
-  [node, jwtNode, limitedNode, windowNode] = await Promise.all([
+  [node, jwtNode, limitedNode, windowNode, expiryNode] = await Promise.all([
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
     startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
     // A bucket of 3 that refills one token per ten TIMEOUTs: nothing
     // refills while the rate limit test runs, however slow the machine.
     startNode(["--rate", String(1000 / (10 * TIMEOUT)), "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
     startNode(["--socketio-recovery-window", `${WINDOW_MS}ms`, "--history-size", "20", "--send-queue", "100"], "window"),
+    startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--jwt-leeway", "0s"], "expiry"),
   ]);
 });
 after(async () => {
-  await Promise.all([node, jwtNode, limitedNode, windowNode].map((n) => n && n.kill()));
+  await Promise.all([node, jwtNode, limitedNode, windowNode, expiryNode].map((n) => n && n.kill()));
 });
 
 const sockets = [];
@@ -185,6 +186,23 @@ test("JWT: a good token connects as its subject, a bad one gets CONNECT_ERROR wi
     assert.equal(err.data.code, code, JSON.stringify(auth));
     assert.equal(typeof err.data.message, "string");
   }
+});
+
+test("token expiry: an error event token_expired, then the server disconnects the socket, at the token's exp", async () => {
+  const exp = Math.floor(Date.now() / 1000) + 2; // JWT times are whole seconds
+  const s = connect(expiryNode.url, { transports: ["websocket"], auth: { token: hs256({ sub: "u-exp", exp }, SECRET) } });
+  await connected(s);
+  assert.equal((await s.emitWithAck("join", { room: "expiring" })).room, "expiring");
+  const errored = once(s, "error", exp * 1000 - Date.now() + SLACK + TIMEOUT);
+  const disconnected = once(s, "disconnect", exp * 1000 - Date.now() + SLACK + TIMEOUT);
+  const [e] = await errored;
+  const erroredAt = Date.now();
+  assert.equal(e.code, "token_expired");
+  const [reason] = await disconnected;
+  assert.equal(reason, "io server disconnect", "a server DISCONNECT, which clients do not retry");
+  // --jwt-leeway 0s: at exp, not before, and within SLACK of it.
+  assert.ok(erroredAt >= exp * 1000 && erroredAt <= exp * 1000 + SLACK, `token_expired ${erroredAt - exp * 1000} ms after exp, want within [0, ${SLACK}]`);
+  assert.equal(s.connected, false);
 });
 
 test("rate limit: the native token bucket, refusals in the acks", async () => {
