@@ -41,8 +41,9 @@ test: test-deps fmt-check vet ## run every test with the race detector (installs
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: test-deps
-test-deps: ## install what the tests need (headless Chromium for the web page tests)
+test-deps: ## install what the tests need (headless Chromium for the web page tests; Node.js, the pinned socket.io packages and python3-socketio for the Socket.IO tests)
 	hack/ensure-chromium.sh
+	hack/ensure-node.sh
 
 .PHONY: fmt-check
 fmt-check: ## fail when a Go file is not gofmt'ed
@@ -62,6 +63,10 @@ vet: ## go vet (the Docker and kind suites too, which build only with their tags
 .PHONY: fuzz
 fuzz: ## fuzz the frame decoder for FUZZTIME (default 60s)
 	$(GO) test ./chatd/protocol -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime $${FUZZTIME:-60s}
+
+.PHONY: fuzz-socketio
+fuzz-socketio: ## fuzz the Socket.IO packet decoder for FUZZTIME (default 60s)
+	$(GO) test ./chatd/socketio -run '^$$' -fuzz FuzzDecodePacket -fuzztime $${FUZZTIME:-60s}
 
 .PHONY: bench
 bench: ## run the Go benchmarks (see docs/benchmarks.md)

@@ -25,6 +25,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/server"
 	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/socketio"
 	"github.com/ringchat/ringchat/chatd/store"
 	"github.com/ringchat/ringchat/chatd/version"
 )
@@ -62,6 +63,12 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	authn, err := newAuthenticator(cfg)
 	if err != nil {
 		return err
+	}
+	var clientJS []byte
+	if cfg.SocketIOClientJS != "" {
+		if clientJS, err = os.ReadFile(cfg.SocketIOClientJS); err != nil {
+			return fmt.Errorf("read --socketio-client-js: %w", err)
+		}
 	}
 	if cfg.TLSCertFile != "" {
 		// TLS ends here, in front of the whole HTTP server: the handshake
@@ -173,6 +180,18 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			return node.HasQuorum()
 		}
 	}
+	if scfg.SocketIO != nil {
+		scfg.SocketIO.ClientJS = clientJS
+	}
+	if parts != nil && scfg.SocketIO != nil {
+		// Socket.IO long-polling requests of a session held by another
+		// node are forwarded to it (no sticky sessions needed).
+		view := parts.members
+		scfg.SocketIO.Locate = func(node string) (string, bool) {
+			mem, ok := view.View().Get(node)
+			return socketio.ClientAddr(mem.Meta.HTTPAddr, mem.Meta.RPCAddr), ok && mem.Meta.HTTPAddr != ""
+		}
+	}
 	srv := server.New(scfg, h, authn, m, log)
 	srv.Handle("GET /admin/", node.AdminHandler(cfg.AdminToken, members))
 
@@ -280,7 +299,15 @@ func ServerConfig(cfg config.Config) server.Config {
 			origins = append(origins, o)
 		}
 	}
+	var sio *socketio.Config
+	if specs, _ := config.ParseNamespaces(cfg.SocketIONamespaces); len(specs) > 0 {
+		sio = &socketio.Config{PingTimeout: cfg.SocketIOPingTimeout, RecoveryWindow: cfg.SocketIORecoveryWindow, Self: cfg.NodeName}
+		for _, ns := range specs {
+			sio.Namespaces = append(sio.Namespaces, socketio.Namespace{Name: ns.Name, TokenOnly: ns.TokenOnly})
+		}
+	}
 	return server.Config{
+		SocketIO:            sio,
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
 		RetryAfter:          5 * time.Second,

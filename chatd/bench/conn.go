@@ -36,7 +36,10 @@ type conn struct {
 	slot int
 	// track: the reader checks sequence numbers, cids and latency.
 	track bool
-	run   *runState
+	// sio: the connection speaks Socket.IO (Engine.IO 4 over WebSocket) to
+	// a /socket.io/ endpoint, chatd's or another server's (sio.go).
+	sio bool
+	run *runState
 
 	wmu    sync.Mutex
 	wbuf   []byte
@@ -84,14 +87,30 @@ var errRefused = errors.New("upgrade refused")
 func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*conn, protocol.Joined, error) {
 	ctx, cancel := context.WithTimeout(ctx, dc.timeout)
 	defer cancel()
-	ws, err := dialHello(ctx, url, user, dc)
+	sio := isSocketIO(url)
+	var ws *websocket.Conn
+	var err error
+	if sio {
+		ws, err = dialSocketIO(ctx, url, dc)
+	} else {
+		ws, err = dialHello(ctx, url, user, dc)
+	}
 	if err != nil {
 		return nil, protocol.Joined{}, err
 	}
-	c := &conn{user: user, url: url, ws: ws, room: r, slot: -1, readerDone: make(chan struct{})}
+	c := &conn{user: user, url: url, ws: ws, room: r, slot: -1, sio: sio, readerDone: make(chan struct{})}
 	fail := func(err error) (*conn, protocol.Joined, error) {
 		_ = ws.Close()
 		return nil, protocol.Joined{}, err
+	}
+	if sio {
+		j, err := c.socketIOHandshake(user, r.name)
+		if err != nil {
+			return fail(err)
+		}
+		_ = ws.SetReadDeadline(time.Time{})
+		c.seqs.last = j.Head
+		return c, j, nil
 	}
 	join, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: r.name})
 	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
@@ -243,6 +262,10 @@ var (
 
 // process handles one WebSocket message: newline-separated frames.
 func (c *conn) process(data []byte) {
+	if c.sio {
+		c.processSocketIO(data)
+		return
+	}
 	now := time.Now().UnixNano()
 	var msgs uint64
 	for len(data) > 0 {
@@ -370,6 +393,9 @@ func (c *conn) publish(step int, textSize int) error {
 	c.sentN++
 	now := time.Now().UnixNano()
 	c.wbuf = appendSend(c.wbuf[:0], c.room.name, c.slot, c.sentN, now, step, textSize)
+	if c.sio {
+		c.wbuf = socketIOSend(c.wbuf, c.sentN)
+	}
 	// Noted before the write: the ack may be read before WriteMessage
 	// returns.
 	c.pending.add(c.sentN, now, step)

@@ -258,6 +258,12 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 				c.ackShard = r.ackLat.shard(base + i)
 				out[i] = c
 				opened.Add(1)
+				// Read (and answer pings) from now on: a connection
+				// left unread until every other one is open would be
+				// dropped by the server as dead when connecting takes
+				// longer than its ping timeout (seen at 15,000
+				// connections on a loaded machine).
+				c.startReader(&r.readers)
 			}
 		}()
 	}
@@ -278,7 +284,6 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 			c.room.subs = append(c.room.subs, c)
 		}
 		r.conns = append(r.conns, c)
-		c.startReader(&r.readers)
 	}
 	return out
 }

@@ -83,6 +83,12 @@ type Config struct {
 	ExpectedNodesFile   string
 	RouteTimeout        time.Duration
 
+	// Socket.IO endpoint (/socket.io/).
+	SocketIONamespaces     string
+	SocketIOPingTimeout    time.Duration
+	SocketIORecoveryWindow time.Duration
+	SocketIOClientJS       string
+
 	// Timings
 	HelloTimeout     time.Duration
 	PingInterval     time.Duration
@@ -161,6 +167,10 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.ExpectedNodesFile, "expected-nodes-file", "", "file holding --expected-nodes, re-read every 2s so the cluster can be resized without restarting nodes (a mounted ConfigMap key)")
 	fs.DurationVar(&c.RouteTimeout, "route-timeout", 10*time.Second, "how long a request keeps retrying while its room moves before the client gets \"unavailable\"")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "memberlist timing profile: lan, or local for tests on one machine")
+	fs.StringVar(&c.SocketIONamespaces, "socketio-namespaces", "/", "Socket.IO namespaces served at /socket.io/, comma-separated (e.g. /,/support,/staff:token; :token refuses anonymous clients); empty turns the endpoint off")
+	fs.DurationVar(&c.SocketIOPingTimeout, "socketio-ping-timeout", 20*time.Second, "how long a Socket.IO client has to answer a ping (pings come every --ping-interval)")
+	fs.DurationVar(&c.SocketIORecoveryWindow, "socketio-recovery-window", 2*time.Minute, "Socket.IO connection state recovery: how old a missed message may be for a reconnecting client to recover (0: recovery off)")
+	fs.StringVar(&c.SocketIOClientJS, "socketio-client-js", "", "file served at /socket.io/socket.io.min.js for pages served by chatd (socket.io-client's dist/socket.io.min.js); empty serves none")
 	fs.DurationVar(&c.HelloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send hello")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "server ping period; a peer silent for two periods is dropped")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
@@ -282,10 +292,70 @@ func (c *Config) Validate() error {
 	if c.JWTLeeway < 0 {
 		errs = append(errs, fmt.Errorf("--jwt-leeway must not be negative, got %s", c.JWTLeeway))
 	}
+	if _, err := ParseNamespaces(c.SocketIONamespaces); err != nil {
+		errs = append(errs, fmt.Errorf("--socketio-namespaces: %w", err))
+	}
+	if c.SocketIOPingTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--socketio-ping-timeout must be positive, got %s", c.SocketIOPingTimeout))
+	}
+	if c.SocketIORecoveryWindow < 0 {
+		errs = append(errs, fmt.Errorf("--socketio-recovery-window must not be negative, got %s", c.SocketIORecoveryWindow))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// NamespaceSpec is one entry of --socketio-namespaces.
+type NamespaceSpec struct {
+	// Name starts with "/".
+	Name string
+	// TokenOnly refuses anonymous clients (":token").
+	TokenOnly bool
+}
+
+// ParseNamespaces reads --socketio-namespaces: names starting with "/",
+// then letters, digits, '-' or '_' (at most 24 bytes, so that rooms keep
+// most of their 64 bytes), each optionally followed by ":token".
+func ParseNamespaces(s string) ([]NamespaceSpec, error) {
+	var out []NamespaceSpec
+	seen := make(map[string]bool)
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, opt, hasOpt := strings.Cut(entry, ":")
+		if hasOpt && opt != "token" {
+			return nil, fmt.Errorf("namespace %q: unknown option %q (only :token)", name, opt)
+		}
+		if !validNamespace(name) {
+			return nil, fmt.Errorf("namespace %q: use \"/\" or \"/\" followed by 1-23 letters, digits, '-' or '_'", name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("namespace %q listed twice", name)
+		}
+		seen[name] = true
+		out = append(out, NamespaceSpec{Name: name, TokenOnly: hasOpt})
+	}
+	return out, nil
+}
+
+func validNamespace(name string) bool {
+	if name == "/" {
+		return true
+	}
+	if len(name) < 2 || len(name) > 24 || name[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/socketio"
 	"github.com/ringchat/ringchat/chatd/web"
 )
 
@@ -59,6 +60,9 @@ type Config struct {
 	Ready func() (bool, string)
 	// Session holds the per-connection settings.
 	Session session.Config
+	// SocketIO configures the Socket.IO endpoint at /socket.io/ (its
+	// Session is taken from Session); nil serves none.
+	SocketIO *socketio.Config
 }
 
 // Server serves chatd's HTTP endpoints.
@@ -80,14 +84,23 @@ type Server struct {
 	draining   atomic.Bool
 	aborted    atomic.Bool
 	ready      atomic.Bool
-	// live holds the open sessions, so shutdown can close them at a pace.
+	// live holds the open connections of both protocols (native sessions
+	// and Engine.IO sessions), so shutdown can close them at a pace.
 	liveMu sync.Mutex
-	live   map[*session.Session]struct{}
+	live   map[liveConn]struct{}
+	proto  *protocolMetrics
+}
+
+// liveConn is an open connection as the shutdown sees it.
+type liveConn interface {
+	Close(code int, reason string)
+	CloseWritten() <-chan struct{}
+	Abort()
 }
 
 // New assembles a server around a hub and an authenticator.
 func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[*session.Session]struct{})}
+	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[liveConn]struct{}), proto: newProtocolMetrics(m)}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// Small read buffers and pooled write buffers keep an idle
@@ -107,6 +120,17 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	s.mux.Handle("GET /", web.Handler())
+	if cfg.SocketIO != nil {
+		sc := *cfg.SocketIO
+		sc.Session = cfg.Session
+		sio := socketio.New(sc, socketio.Deps{Hub: h, Auth: a, Metrics: m, Log: log}, socketio.Hooks{
+			Admit:       s.admitSocketIO,
+			CheckOrigin: s.upgrader.CheckOrigin,
+			Track:       s.trackSocketIO,
+		})
+		s.mux.Handle("GET "+socketio.Path, sio)
+		s.mux.Handle("POST "+socketio.Path, sio)
+	}
 	s.ready.Store(true)
 	return s
 }
@@ -155,6 +179,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	retry := max(int(s.cfg.RetryAfter/time.Second), 1)
 	if s.draining.Load() {
 		s.metrics.ConnectionsRefused.WithLabelValues("draining").Inc()
+		s.proto.refused.WithLabelValues(protoNative, "draining").Inc()
 		refuse(w, &refusal{http.StatusServiceUnavailable, "draining"}, retry)
 		return
 	}
@@ -165,6 +190,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	if ref := s.admit.acquire(ip); ref != nil {
 		s.metrics.ConnectionsRefused.WithLabelValues(ref.reason).Inc()
+		s.proto.refused.WithLabelValues(protoNative, ref.reason).Inc()
 		refuse(w, ref, retry)
 		return
 	}
@@ -172,9 +198,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.admit.release(ip)
 		s.metrics.ConnectionsRefused.WithLabelValues("upgrade").Inc()
+		s.proto.refused.WithLabelValues(protoNative, "upgrade").Inc()
 		return // the upgrader has answered the request
 	}
 	s.metrics.ConnectionsAccepted.Inc()
+	s.proto.accepted.WithLabelValues(protoNative).Inc()
 	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, r.RemoteAddr)
 	// The session runs on a goroutine of its own and the handler returns:
 	// net/http's connection goroutine would otherwise stay parked under the
@@ -196,6 +224,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			delete(s.live, sess)
 			s.liveMu.Unlock()
 		}()
+		s.proto.open.WithLabelValues(protoNative).Inc()
+		defer s.proto.open.WithLabelValues(protoNative).Dec()
 		sess.Run()
 	}()
 }
@@ -395,7 +425,7 @@ func (s *Server) waitCloseFrames(deadline time.Time) int {
 
 // liveSessions lists the open sessions, so that closing them (which takes
 // their own locks) happens outside liveMu.
-func (s *Server) liveSessions() []*session.Session {
+func (s *Server) liveSessions() []liveConn {
 	s.liveMu.Lock()
 	defer s.liveMu.Unlock()
 	return slices.Collect(maps.Keys(s.live))

@@ -101,16 +101,12 @@ func textTooLong(limit int) string {
 // Refused frames get a rate_limited error; a client that keeps going past
 // RateAbuseLimit refusals within RateAbuseWindow is disconnected with 1008.
 func (s *Session) allow(f *protocol.ClientFrame) bool {
-	if s.limiter.Allow() {
+	ok, abusive := s.meter.Allow()
+	if ok {
 		return true
 	}
 	s.deps.Metrics.RateLimited.Inc()
-	now := time.Now()
-	if now.Sub(s.abuseWindow) > s.cfg.RateAbuseWindow {
-		s.abuseWindow, s.abuseCount = now, 0
-	}
-	s.abuseCount++
-	if s.abuseCount > s.cfg.RateAbuseLimit {
+	if abusive {
 		s.log.Warn("closing connection for sustained rate limit abuse", s.logAttrs()...)
 		s.fail(protocol.ClosePolicyViolation, "rate limit exceeded repeatedly")
 		return false

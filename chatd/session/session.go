@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/hub"
@@ -78,7 +77,7 @@ type Session struct {
 	ws   *websocket.Conn
 	id   string
 	log  *slog.Logger
-	out  *outbox
+	out  *Outbox[[]byte]
 
 	// Set by the hello before the session is registered with the hub and
 	// never changed after, so the hub may read them from any goroutine.
@@ -93,9 +92,7 @@ type Session struct {
 	rooms   []string
 
 	// Used only by the read loop.
-	limiter     *rate.Limiter
-	abuseCount  int
-	abuseWindow time.Time
+	meter       *FrameMeter
 	expiryTimer *time.Timer
 	pingTimer   *time.Timer
 	// lastWrite is when the writer last wrote; only writer goroutines touch
@@ -125,11 +122,11 @@ func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session
 		ws:         ws,
 		id:         newID(),
 		log:        deps.Log,
-		limiter:    rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
+		meter:      NewFrameMeter(cfg.RatePerSecond, cfg.RateBurst, cfg.RateAbuseLimit, cfg.RateAbuseWindow),
 		remoteAddr: remoteAddr,
 		writerDone: make(chan struct{}),
 	}
-	s.out = newOutbox(cfg.QueueFrames, s.startWriter)
+	s.out = NewOutbox[[]byte](cfg.QueueFrames, s.startWriter)
 	return s
 }
 
@@ -149,7 +146,7 @@ func (s *Session) UserID() string { return s.identity.UserID }
 // Enqueue implements hub.Conn: it queues a frame without blocking, and closes
 // the session with CloseSlowConsumer when the queue is full.
 func (s *Session) Enqueue(frame []byte) {
-	if s.out.push(frame, protocol.CloseSlowConsumer, "slow consumer: outgoing queue overflowed") {
+	if s.out.Push(frame, protocol.CloseSlowConsumer, "slow consumer: outgoing queue overflowed") {
 		s.deps.Metrics.QueueOverflows.Inc()
 	}
 }
@@ -157,7 +154,7 @@ func (s *Session) Enqueue(frame []byte) {
 // Close asks the session to close with code and reason after flushing what
 // is already queued. It returns at once; Run returns when the close is done.
 func (s *Session) Close(code int, reason string) {
-	s.out.close(code, reason, true)
+	s.out.Close(code, reason, true)
 }
 
 // CloseWritten is closed once the session's writer is done for good: the
@@ -169,7 +166,7 @@ func (s *Session) CloseWritten() <-chan struct{} { return s.writerDone }
 // Abort drops the connection at once, without a close frame, as a crashed
 // server would.
 func (s *Session) Abort() {
-	s.out.close(websocket.CloseAbnormalClosure, "", false)
+	s.out.Close(websocket.CloseAbnormalClosure, "", false)
 	_ = s.ws.Close()
 }
 
@@ -204,7 +201,7 @@ func (s *Session) finish(readErr error) {
 	}
 	// If the read loop ended without a close decision (the client went
 	// away), make the writer stop without writing anything more.
-	s.out.close(websocket.CloseNormalClosure, "", false)
+	s.out.Close(websocket.CloseNormalClosure, "", false)
 	<-s.writerDone
 	_ = s.ws.Close()
 	var ce *websocket.CloseError
@@ -219,7 +216,7 @@ func (s *Session) finish(readErr error) {
 // fail closes the connection at once, discarding queued frames, with code
 // and reason. Used for auth failures and abuse.
 func (s *Session) fail(code int, reason string) {
-	s.out.close(code, reason, false)
+	s.out.Close(code, reason, false)
 }
 
 func (s *Session) readLoop() error {
@@ -240,7 +237,7 @@ func (s *Session) readLoop() error {
 		if err != nil {
 			return s.readError(err)
 		}
-		if s.out.isClosing() {
+		if s.out.IsClosing() {
 			// A close has been decided (auth failure, abuse, expiry,
 			// overflow, shutdown): nothing the client sends from now on is
 			// served. The read loop only waits for the close reply or the
@@ -310,11 +307,11 @@ func (s *Session) handleMessage(mt int, data []byte, pongWait time.Duration) {
 // setting closes the race with a close decided on another goroutine (token
 // expiry, overflow, shutdown) between the check and the update.
 func (s *Session) extendReadDeadline(d time.Duration) {
-	if s.out.isClosing() {
+	if s.out.IsClosing() {
 		return
 	}
 	_ = s.ws.SetReadDeadline(time.Now().Add(d))
-	if s.out.isClosing() {
+	if s.out.IsClosing() {
 		_ = s.ws.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 }
@@ -326,7 +323,7 @@ func (s *Session) readError(err error) error {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has already sent the 1009 close frame.
 		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseMessageTooBig)).Inc()
-	case !s.authComplete && isTimeout(err) && !s.out.isClosing():
+	case !s.authComplete && isTimeout(err) && !s.out.IsClosing():
 		s.deps.Metrics.Closes.WithLabelValues(strconv.Itoa(protocol.CloseHelloTimeout)).Inc()
 		_ = s.ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(protocol.CloseHelloTimeout, "no hello received in time"),

@@ -27,7 +27,7 @@ func (s *Session) writeLoop() {
 		time.Sleep(d)
 	}
 	for {
-		frames, closing, code, reason, park := s.out.take()
+		frames, closing, code, reason, park := s.out.Take()
 		if park {
 			return
 		}
@@ -109,7 +109,7 @@ const closeGrace = time.Second
 // ping sends a heartbeat and re-arms itself. A timer instead of a ticking
 // goroutine keeps idle connections cheap. A failed ping ends the session.
 func (s *Session) ping() {
-	if s.out.isClosing() {
+	if s.out.IsClosing() {
 		return
 	}
 	if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
@@ -122,6 +122,6 @@ func (s *Session) ping() {
 // abort ends a connection whose socket failed: nothing more is written, and
 // the read loop is unblocked at once so the session finishes.
 func (s *Session) abort() {
-	s.out.close(websocket.CloseAbnormalClosure, "", false)
+	s.out.Close(websocket.CloseAbnormalClosure, "", false)
 	_ = s.ws.SetReadDeadline(time.Now())
 }

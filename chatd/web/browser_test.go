@@ -156,7 +156,8 @@ func (b *browser) newTab(label string) *tab {
 // watchConsole records what the page reports as broken: uncaught
 // exceptions, console.error calls and browser-log errors (which include
 // Content-Security-Policy violations). Dropped WebSocket connections during
-// a reload are expected and not counted.
+// a reload, and Socket.IO long-polling requests refused while the server
+// restarts, are expected and not counted.
 func (b *browser) watchConsole(tb *tab) {
 	msgs := chromedp.Console(tb.ctx)
 	b.consoles.Add(1)
@@ -171,6 +172,9 @@ func (b *browser) watchConsole(tb *tab) {
 			}
 			if strings.Contains(m.Text, "WebSocket") || strings.Contains(m.Text, "favicon.ico") {
 				continue
+			}
+			if strings.Contains(m.Text, "net::ERR_CONNECTION_REFUSED") && strings.Contains(m.URL, "/socket.io/") {
+				continue // a long-polling request while the server restarts
 			}
 			b.mu.Lock()
 			b.problems = append(b.problems, fmt.Sprintf("tab %s: %s (%s:%d)", tb.label, m, m.URL, m.Line))
