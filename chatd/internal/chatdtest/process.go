@@ -53,8 +53,10 @@ type ProcessCluster struct {
 	t      testing.TB
 	binary string
 	args   []string
-	mu     sync.Mutex
-	Nodes  []*ProcessNode
+	// PKI is the cluster's CA, certificates and gossip keyring.
+	PKI   *PKI
+	mu    sync.Mutex
+	Nodes []*ProcessNode
 }
 
 // ProcessNode is one chatd process.
@@ -80,7 +82,7 @@ type ProcessNode struct {
 // waits until every one is ready and sees all n as active.
 func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
 	t.Helper()
-	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args}
+	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, PKI: NewPKI(t)}
 	for i := 0; i < n; i++ {
 		c.start(i)
 	}
@@ -135,9 +137,9 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		// Any running member will do: the first one may have been stopped.
 		flags = append(flags, "--join", seed)
 	}
+	flags = append(flags, c.PKI.Flags(name)...)
 	flags = append(flags, c.args...)
 	cmd := exec.Command(c.binary, flags...)
-	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
 	logs := NewLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

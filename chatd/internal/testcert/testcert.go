@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +149,44 @@ func ReplaceFile(t testing.TB, path string, b []byte) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sharedCA signs the certificates of Credentials; made once per test
+// binary.
+var sharedCA = sync.OnceValues(func() (*devpki.CA, error) { return devpki.NewCA("testcert shared CA", 24*time.Hour) })
+
+// StaticCredentials are a node's certificate and the CAs it trusts, for
+// tests that start inter-node transports directly (they satisfy
+// transport.Credentials).
+type StaticCredentials struct {
+	Cert *tls.Certificate
+	Pool *x509.CertPool
+}
+
+// Certificate returns the node's certificate.
+func (c StaticCredentials) Certificate() (*tls.Certificate, error) { return c.Cert, nil }
+
+// CAs returns the trusted CAs.
+func (c StaticCredentials) CAs() (*x509.CertPool, error) { return c.Pool, nil }
+
+// Credentials returns credentials for the node called name, signed by a
+// CA shared by every caller in the test binary, so that any two nodes
+// made by it trust each other.
+func Credentials(t testing.TB, name string) StaticCredentials {
+	t.Helper()
+	ca, err := sharedCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := ca.IssueNode(name, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return StaticCredentials{Cert: &cert, Pool: pool}
 }
