@@ -103,9 +103,9 @@ type Transport struct {
 
 // inStream is an authenticated incoming stream.
 type inStream struct {
-	conn  net.Conn  // the TCP connection, which Close and re-verification close
-	tls   *tls.Conn // the stream over it
-	chain []*x509.Certificate
+	conn  net.Conn            // the TCP connection, which Close and re-verification close
+	tls   *tls.Conn           // the stream over it; the reader reads through it (tests write to it)
+	chain []*x509.Certificate // the peer's verified chain, leaf first, checked again by reverify
 	from  Peer
 	done  chan struct{} // closed when its reader has returned
 }
