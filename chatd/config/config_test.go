@@ -141,7 +141,7 @@ func TestHelpMatchesTheDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	got := strings.Replace(out.String(), fmt.Sprintf("(default %q)", host), `(default "<hostname>")`, 1)
+	got := strings.Replace(out.String(), fmt.Sprintf("(env CHATD_NODE_NAME) (default %q)", host), `(env CHATD_NODE_NAME) (default "<hostname>")`, 1)
 	if got != block {
 		t.Errorf("docs/configuration.md's `chatd --help` block differs from the output; replace it with:\n%s", got)
 	}
