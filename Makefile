@@ -32,7 +32,7 @@ run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth; ch
 	$(BIN)/chatd --listen 127.0.0.1:8080 --allow-anonymous --node-name local --data-dir $(CURDIR)/.data/local
 
 .PHONY: cluster
-cluster: ## run a local 3-node cluster on loopback (N=5 make cluster for more)
+cluster: ## run a local 3-node cluster on loopback, nodes linked by mutual TLS with a throwaway CA (N=5 make cluster for more)
 	hack/local-cluster.sh $${N:-3}
 
 .PHONY: test

@@ -183,10 +183,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}()
 	}
 	if parts != nil {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			parts.join(runCtx, log)
+		}()
+		go func() {
+			defer wg.Done()
+			parts.watch(runCtx, cfg.ClusterReloadInterval, log)
 		}()
 	}
 	// On SIGTERM: fail readiness, hand rooms off, then let the server move

@@ -70,18 +70,22 @@ type Config struct {
 	Join                string
 	Bootstrap           bool
 	ClusterLabel        string
-	GossipKeyFile       string
-	ClusterSecretFile   string
-	ClusterInsecure     bool
-	ReplicationFactor   int
-	RejoinInterval      time.Duration
-	DrainTimeout        time.Duration
-	DrainRate           int
-	AdminToken          string
-	GossipProfile       string
-	ExpectedNodes       int
-	ExpectedNodesFile   string
-	RouteTimeout        time.Duration
+	// Peer TLS (the inter-node transport) and the gossip keyring: files,
+	// re-read every ClusterReloadInterval.
+	PeerTLSCertFile       string
+	PeerTLSKeyFile        string
+	PeerTLSCAFile         string
+	GossipKeyringFile     string
+	ClusterReloadInterval time.Duration
+	ReplicationFactor     int
+	RejoinInterval        time.Duration
+	DrainTimeout          time.Duration
+	DrainRate             int
+	AdminToken            string
+	GossipProfile         string
+	ExpectedNodes         int
+	ExpectedNodesFile     string
+	RouteTimeout          time.Duration
 
 	// Timings
 	HelloTimeout     time.Duration
@@ -149,9 +153,11 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Join, "join", "", "comma-separated seeds: host:port or DNS names (all their addresses), e.g. a Kubernetes headless Service")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "this node may start the cluster alone when no seed answers")
 	fs.StringVar(&c.ClusterLabel, "cluster-label", "ringchat", "cluster name: nodes with another label never merge")
-	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); env CHATD_GOSSIP_KEY holds it directly")
-	fs.StringVar(&c.ClusterSecretFile, "cluster-secret-file", "", "file holding the shared secret that authenticates inter-node connections; env CHATD_CLUSTER_SECRET holds it directly")
-	fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow inter-node connections without a secret (tests and local trials only)")
+	fs.StringVar(&c.PeerTLSCertFile, "peer-tls-cert-file", "", "PEM certificate of this node for inter-node mutual TLS; its DNS names must include --node-name (required with --gossip-addr)")
+	fs.StringVar(&c.PeerTLSKeyFile, "peer-tls-key-file", "", "PEM private key of --peer-tls-cert-file")
+	fs.StringVar(&c.PeerTLSCAFile, "peer-tls-ca-file", "", "PEM bundle of the CAs other nodes' certificates must chain to (list the old and the new CA to rotate it)")
+	fs.StringVar(&c.GossipKeyringFile, "gossip-keyring-file", "", "file of gossip encryption keys, one per line (base64, or raw 16/24/32 bytes), the first one primary (required with --gossip-addr)")
+	fs.DurationVar(&c.ClusterReloadInterval, "cluster-reload-interval", 10*time.Second, "how often the --peer-tls-* files and the gossip keyring are re-read, so certificates and keys rotate without a restart")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", 2, "nodes that store a message before it is acknowledged, the owner included")
 	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "how long a draining node (SIGTERM) waits for its rooms to be handed off before it moves its clients")
@@ -184,6 +190,9 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		fmt.Fprintf(fs.Output(), "chatd: ringchat's WebSocket chat server.\n\nUsage: chatd [flags]\n\nEvery flag can also be set by the environment variable shown.\n\n")
 		fs.PrintDefaults()
 	}
+	if err := removedSettings(args, getenv); err != nil {
+		return c, err
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
@@ -205,6 +214,42 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		return c, nil // --version needs no working configuration
 	}
 	return c, c.Validate()
+}
+
+// removed are settings chatd no longer has, with what replaced them: a
+// deployment that still sets one gets told, rather than an unknown flag,
+// or worse, a secret silently ignored.
+var removed = []struct{ flag, env, instead string }{
+	{"cluster-secret-file", "CHATD_CLUSTER_SECRET_FILE", "inter-node connections use mutual TLS: set --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file"},
+	{"", "CHATD_CLUSTER_SECRET", "inter-node connections use mutual TLS: set --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file"},
+	{"cluster-insecure", "CHATD_CLUSTER_INSECURE", "a cluster always runs with mutual TLS and an encrypted gossip (make cluster generates throwaway certificates and a key)"},
+	{"gossip-key-file", "CHATD_GOSSIP_KEY_FILE", "use --gossip-keyring-file: a file with one key is a keyring of one"},
+	{"", "CHATD_GOSSIP_KEY", "secrets are read from files only: put the key in a file and pass --gossip-keyring-file"},
+}
+
+// removedSettings refuses the settings in removed.
+func removedSettings(args []string, getenv func(string) string) error {
+	var errs []error
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		for _, r := range removed {
+			if r.flag != "" && name == r.flag {
+				errs = append(errs, fmt.Errorf("--%s was removed: %s", r.flag, r.instead))
+			}
+		}
+	}
+	for _, r := range removed {
+		if getenv(r.env) != "" {
+			errs = append(errs, fmt.Errorf("%s is set, but chatd no longer reads it: %s; unset it", r.env, r.instead))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks values that flags alone cannot.
@@ -263,6 +308,23 @@ func (c *Config) Validate() error {
 	}
 	if c.GossipAddr == "" && c.Join != "" {
 		errs = append(errs, errors.New("--join needs --gossip-addr"))
+	}
+	if c.GossipAddr != "" {
+		var missing []string
+		for _, f := range []struct{ name, v string }{
+			{"--peer-tls-cert-file", c.PeerTLSCertFile}, {"--peer-tls-key-file", c.PeerTLSKeyFile},
+			{"--peer-tls-ca-file", c.PeerTLSCAFile}, {"--gossip-keyring-file", c.GossipKeyringFile},
+		} {
+			if f.v == "" {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 {
+			errs = append(errs, fmt.Errorf("a cluster member (--gossip-addr) needs %s: inter-node traffic is mutual TLS and gossip is encrypted (make cluster shows how to make throwaway ones)", strings.Join(missing, ", ")))
+		}
+	}
+	if c.ClusterReloadInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster-reload-interval must be positive, got %s", c.ClusterReloadInterval))
 	}
 	if c.WriteCoalesce < 0 || c.WriteCoalesce > 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--write-coalesce must be between 0 and 100ms, got %s", c.WriteCoalesce))

@@ -27,8 +27,10 @@ import (
 // Cluster is a set of chatd nodes in this process, gossiping and talking to
 // each other on loopback, as separate processes would.
 type Cluster struct {
-	t     testing.TB
-	args  []string
+	t    testing.TB
+	args []string
+	// PKI is the cluster's CA, certificates and gossip keyring.
+	PKI   *PKI
 	mu    sync.Mutex
 	Nodes []*Node
 	next  int
@@ -50,7 +52,7 @@ type Node struct {
 // and sees all n as active.
 func StartCluster(t testing.TB, n int, args ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, args: args}
+	c := &Cluster{t: t, args: args, PKI: NewPKI(t)}
 	for i := 0; i < n; i++ {
 		c.AddNode()
 	}
@@ -137,7 +139,7 @@ func (c *Cluster) AddNode() *Node {
 	c.mu.Unlock()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
 	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
-		"--gossip-addr", gossip, "--gossip-profile", "local", "--cluster-insecure",
+		"--gossip-addr", gossip, "--gossip-profile", "local",
 		"--rejoin-interval", "1s", "--drain-timeout", "10s", "--shutdown-timeout", "10s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0"}
 	if len(seeds) == 0 {
@@ -145,6 +147,9 @@ func (c *Cluster) AddNode() *Node {
 	} else {
 		flags = append(flags, "--join", seeds[0])
 	}
+	// The cluster's own flags come last: a test may override the key
+	// material.
+	flags = append(flags, c.PKI.Flags(name)...)
 	flags = append(flags, c.args...)
 	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
 	if err != nil {

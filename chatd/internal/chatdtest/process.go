@@ -56,8 +56,10 @@ type ProcessCluster struct {
 	// perNode, when set, gives the flags of one node by name on top of
 	// args, at every start and restart (a node's own --data-dir).
 	perNode func(name string) []string
-	mu      sync.Mutex
-	Nodes   []*ProcessNode
+	// PKI is the cluster's CA, certificates and gossip keyring.
+	PKI   *PKI
+	mu    sync.Mutex
+	Nodes []*ProcessNode
 }
 
 // ProcessNode is one chatd process.
@@ -92,7 +94,7 @@ func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
 // --data-dir again (see DataDirs). A nil perNode adds nothing.
 func StartProcessClusterWith(t testing.TB, n int, perNode func(name string) []string, args ...string) *ProcessCluster {
 	t.Helper()
-	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, perNode: perNode}
+	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, perNode: perNode, PKI: NewPKI(t)}
 	for i := 0; i < n; i++ {
 		c.start(i)
 	}
@@ -147,12 +149,12 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		// Any running member will do: the first one may have been stopped.
 		flags = append(flags, "--join", seed)
 	}
+	flags = append(flags, c.PKI.Flags(name)...)
 	flags = append(flags, c.args...)
 	if c.perNode != nil {
 		flags = append(flags, c.perNode(name)...)
 	}
 	cmd := exec.Command(c.binary, flags...)
-	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
 	logs := NewLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
