@@ -154,6 +154,11 @@ func (c *Cluster) AddNode() *Node {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	adminLn, adminAddr, err := adminListener(&cfg)
+	if err != nil {
+		ln.Close()
+		c.t.Fatal(err)
+	}
 	var out io.Writer = io.Discard
 	if os.Getenv("CHATD_TEST_LOGS") != "" {
 		out = os.Stderr
@@ -162,7 +167,9 @@ func (c *Cluster) AddNode() *Node {
 	ctx, cancel := context.WithCancel(context.Background())
 	crash := make(chan struct{})
 	exited := make(chan error, 1)
-	go func() { exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash}) }()
+	go func() {
+		exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash, AdminListener: adminLn})
+	}()
 	node := &Node{Name: name, Gossip: gossip}
 	var once sync.Once
 	wait := func(what string) {
@@ -192,7 +199,7 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.t.Cleanup(stop)
 	addr := ln.Addr().String()
-	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: adminAddr, Stop: stop}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, node)
 	c.mu.Unlock()
@@ -249,10 +256,11 @@ func (c *Cluster) LiveURLs() []string {
 	return out
 }
 
-// Status fetches a node's /admin/cluster.
+// Status fetches a node's /admin/cluster (from its admin listener, which
+// needs no token in these helpers).
 func (n *Node) Status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := http.Get("http://" + n.Addr + "/admin/cluster")
+	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err
 	}
