@@ -4,26 +4,31 @@ package dedupe
 // that one sender's flood of new ids evicts its own oldest keys and
 // nobody else's. Memory is bounded twice: each sender keeps at most
 // perSender keys, and all senders together at most total. When the total
-// is reached, room is made at the expense of the sender holding the most
-// keys (the newcomer itself when it holds as many): a sender holding no
-// more than its fair share (total divided by the senders present) never
-// loses a key to another. It is not safe for concurrent use.
+// is reached, room is made at the expense of a sender holding the most
+// keys (the newcomer itself when it holds as many), so a sender holding
+// fewer keys than another never loses one: to reach a quiet user's keys, a
+// flood needs so many identities that all of them together fill the total
+// with no more keys each than that user. It is not safe for concurrent
+// use.
 type PerSender[V any] struct {
 	perSender, total int
 	n                int // keys held, all senders together
 	senders          map[string]*senderWindow[V]
-	// bySize[k] holds the senders that hold exactly k keys (k ≥ 1), so
-	// that the largest is found without a scan; largest is an upper bound
-	// of the largest non-empty k.
-	bySize  []map[string]struct{}
+	// bySize[k] lists the senders holding exactly k keys (k ≥ 1), so that
+	// a largest one is found without a scan; largest is an upper bound of
+	// the largest non-empty k.
+	bySize  []*senderWindow[V]
 	largest int
 }
 
-// senderWindow is one sender's keys, oldest first.
+// senderWindow is one sender's keys, oldest first, and its place in the
+// list of the senders holding as many keys.
 type senderWindow[V any] struct {
-	seen  map[string]V
-	order []string // order[head:] are the keys, oldest first
-	head  int
+	sender     string
+	seen       map[string]V
+	order      []string // order[head:] are the keys, oldest first
+	head       int
+	prev, next *senderWindow[V]
 }
 
 // NewPerSender returns an empty set of windows: at most perSender keys per
@@ -35,7 +40,7 @@ func NewPerSender[V any](perSender, total int) *PerSender[V] {
 	return &PerSender[V]{
 		perSender: perSender, total: total,
 		senders: make(map[string]*senderWindow[V]),
-		bySize:  make([]map[string]struct{}, perSender+1),
+		bySize:  make([]*senderWindow[V], perSender+1),
 	}
 }
 
@@ -50,7 +55,7 @@ func (p *PerSender[V]) Get(k Key) (V, bool) {
 }
 
 // Put remembers v for k. A new key beyond the sender's window evicts the
-// sender's oldest; a new key beyond the total evicts the oldest key of the
+// sender's oldest; a new key beyond the total evicts the oldest key of a
 // sender holding the most.
 func (p *PerSender[V]) Put(k Key, v V) {
 	w := p.senders[k.Sender]
@@ -62,70 +67,86 @@ func (p *PerSender[V]) Put(k Key, v V) {
 	}
 	switch {
 	case w != nil && len(w.seen) >= p.perSender:
-		p.evictOldest(k.Sender, w)
+		p.evictOldest(w)
 	case p.n >= p.total:
 		victim := p.largestSender()
-		if w != nil && len(w.seen) >= len(p.senders[victim].seen) {
-			victim = k.Sender
+		if w != nil && len(w.seen) >= len(victim.seen) {
+			victim = w
 		}
-		p.evictOldest(victim, p.senders[victim])
+		p.evictOldest(victim)
 		w = p.senders[k.Sender] // the newcomer's window may have emptied
 	}
 	if w == nil {
-		w = &senderWindow[V]{seen: make(map[string]V)}
+		w = &senderWindow[V]{sender: k.Sender, seen: make(map[string]V)}
 		p.senders[k.Sender] = w
 	}
-	p.resize(k.Sender, len(w.seen), len(w.seen)+1)
+	p.unlink(w, len(w.seen))
 	w.seen[k.ID] = v
 	w.order = append(w.order, k.ID)
+	p.link(w, len(w.seen))
 	p.n++
 }
 
-// evictOldest forgets sender's oldest key, and the sender once it holds
-// none.
-func (p *PerSender[V]) evictOldest(sender string, w *senderWindow[V]) {
+// evictOldest forgets w's oldest key, and its sender once it holds none.
+func (p *PerSender[V]) evictOldest(w *senderWindow[V]) {
+	p.unlink(w, len(w.seen))
 	id := w.order[w.head]
 	w.order[w.head] = ""
 	w.head++
 	delete(w.seen, id)
 	p.n--
-	p.resize(sender, len(w.seen)+1, len(w.seen))
 	switch {
 	case len(w.seen) == 0:
-		delete(p.senders, sender)
+		delete(p.senders, w.sender)
+		return
 	case w.head > len(w.order)/2:
 		// Compact once half the slice is dead, so a long-lived sender's
 		// slice stays within twice its keys.
 		w.order = append(w.order[:0:0], w.order[w.head:]...)
 		w.head = 0
 	}
+	p.link(w, len(w.seen))
 }
 
-// resize moves sender from the bucket of size from to that of size to
-// (0 means none).
-func (p *PerSender[V]) resize(sender string, from, to int) {
-	if from > 0 {
-		delete(p.bySize[from], sender)
+// link puts w in the list of the senders holding size keys (none for 0).
+func (p *PerSender[V]) link(w *senderWindow[V], size int) {
+	if size == 0 {
+		return
 	}
-	if to > 0 {
-		if p.bySize[to] == nil {
-			p.bySize[to] = make(map[string]struct{})
-		}
-		p.bySize[to][sender] = struct{}{}
-		p.largest = max(p.largest, to)
+	w.prev, w.next = nil, p.bySize[size]
+	if w.next != nil {
+		w.next.prev = w
 	}
+	p.bySize[size] = w
+	p.largest = max(p.largest, size)
+}
+
+// unlink takes w out of the list of the senders holding size keys.
+func (p *PerSender[V]) unlink(w *senderWindow[V], size int) {
+	if size == 0 {
+		return
+	}
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		p.bySize[size] = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	}
+	w.prev, w.next = nil, nil
 }
 
 // largestSender returns a sender holding the most keys. There is one:
 // it is only called with keys held.
-func (p *PerSender[V]) largestSender() string {
-	for p.largest > 0 && len(p.bySize[p.largest]) == 0 {
+func (p *PerSender[V]) largestSender() *senderWindow[V] {
+	for p.largest > 0 && p.bySize[p.largest] == nil {
 		p.largest--
 	}
-	for s := range p.bySize[p.largest] {
-		return s
+	if p.largest == 0 {
+		panic("dedupe: PerSender holds keys but no sender")
 	}
-	panic("dedupe: PerSender holds keys but no sender")
+	return p.bySize[p.largest]
 }
 
 // Len returns the number of keys remembered, all senders together.

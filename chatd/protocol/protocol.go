@@ -99,9 +99,6 @@ const (
 	// holds exactly (a JavaScript number), far above any sequence number a
 	// room reaches.
 	MaxSeq = 1<<53 - 1
-	// MaxProtocol bounds hello's "protocol": a version number above it (or
-	// below 0) is a malformed request, not a version to negotiate.
-	MaxProtocol = 65535
 )
 
 // DecodeClientFrame parses one client frame. The returned *Error carries
@@ -163,12 +160,9 @@ func (f *ClientFrame) Validate() *Error {
 		return NewError(CodeBadRequest, "", fmt.Sprintf("id longer than %d bytes", MaxIDLen))
 	}
 	switch f.Type {
-	case TypeHello:
-		if f.Protocol < 0 || f.Protocol > MaxProtocol {
-			return NewError(CodeBadRequest, f.ID, fmt.Sprintf("protocol must be between 0 and %d", MaxProtocol))
-		}
-		return nil
-	case TypePing:
+	case TypeHello, TypePing:
+		// Any integer "protocol" is a version: one the server does not
+		// speak is answered by closing with CloseUnsupportedVersion.
 		return nil
 	case TypeJoin:
 		if err := f.validateRoom(); err != nil {

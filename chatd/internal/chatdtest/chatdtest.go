@@ -80,9 +80,8 @@ func testLog() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// adminListener opens the admin listener of a node in this process: on
-// --admin-listen when the flags set it (":0" included), else on a free
-// loopback port; cfg.AdminListen is set to match. It returns the listener
+// adminListener opens the admin listener of a node in this process, on
+// cfg.AdminListen (":0" included; a free loopback port when empty). It returns the listener
 // and the address a test reaches it at.
 func adminListener(cfg *config.Config) (net.Listener, string, error) {
 	if cfg.AdminListen == "" {
@@ -111,7 +110,9 @@ func reachable(addr string) string {
 // serve runs app.Serve with flags on ln until the test ends (or Stop).
 func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 	t.Helper()
-	cfg, err := loadConfig(flags)
+	// Every node has an admin listener on loopback, unless the flags
+	// give another address (the later flag wins).
+	cfg, err := loadConfig(append([]string{"--admin-listen", "127.0.0.1:0"}, flags...))
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -136,7 +136,7 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.mu.Unlock()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
+	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug", "--admin-listen", "127.0.0.1:0",
 		"--gossip-addr", gossip, "--gossip-profile", "local", "--cluster-insecure",
 		"--rejoin-interval", "1s", "--drain-timeout", "10s", "--shutdown-timeout", "10s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0"}
