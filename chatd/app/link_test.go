@@ -121,7 +121,7 @@ func TestUntrustedCertificateStaysJoining(t *testing.T) {
 	// The ring view of a good node marks node-3 unknown and counts the
 	// rooms on the others.
 	var ring cluster.RingStatus
-	getJSON(t, "http://"+c.Nodes[1].Addr+"/admin/ring", &ring)
+	getJSON(t, c.Nodes[1].AdminURL("/admin/ring"), &ring)
 	if ring.Unknown != 1 || len(ring.Members) != 4 || ring.RoomsOwned != 13 {
 		t.Fatalf("ring = %+v, want 4 members, node-3 unknown, 13 rooms owned", ring)
 	}

@@ -27,19 +27,30 @@ type Config struct {
 	TLSKeyFile  string
 
 	// Auth
-	JWTSecret        string
 	JWTSecretFile    string
 	JWTPublicKeyFile string
+	JWTJWKSFile      string
 	JWTIssuer        string
 	JWTAudience      string
 	JWTRoomsClaim    string
 	JWTLeeway        time.Duration
 	AllowAnonymous   bool
 
+	// Admin listener: the admin API, /metrics and the probes, on an
+	// address of their own. AdminTokenFile and JWTJWKSFile are re-read
+	// every AuthReloadInterval.
+	AdminListen         string
+	AdminTokenFile      string
+	MetricsRequireToken bool
+	AuthReloadInterval  time.Duration
+
 	// Limits
 	AllowedOrigins      string
+	TrustedProxies      string
+	TrustedProxyHeader  string
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	MaxRoomsPerNode     int
 	MaxFrameBytes       int
 	MaxTextBytes        int
 	MaxRooms            int
@@ -81,7 +92,6 @@ type Config struct {
 	RejoinInterval        time.Duration
 	DrainTimeout          time.Duration
 	DrainRate             int
-	AdminToken            string
 	GossipProfile         string
 	ExpectedNodes         int
 	ExpectedNodesFile     string
@@ -116,18 +126,26 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 
-	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 shared secret (at least 32 bytes); prefer --jwt-secret-file")
-	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 shared secret")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 shared secret (at least 32 bytes)")
 	fs.StringVar(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key (RSA for RS256, ECDSA P-256 for ES256)")
+	fs.StringVar(&c.JWTJWKSFile, "jwt-jwks-file", "", "JSON Web Key Set file: verification keys named by kid, so keys rotate; re-read every --auth-reload-interval")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required \"iss\" claim, if set")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required \"aud\" claim, if set")
 	fs.StringVar(&c.JWTRoomsClaim, "jwt-rooms-claim", "rooms", "claim listing the room patterns a token may join (absent: any room)")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew tolerated on exp/nbf/iat, at hello and for the expiry of open connections")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let clients connect with just a name (development only)")
 
+	fs.StringVar(&c.AdminListen, "admin-listen", "", "address of the admin listener: /admin/ API, /metrics, /healthz, /readyz (empty: none); beyond loopback it needs --admin-token-file")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file of bearer tokens for the admin API, one per line (several let a token rotate); re-read every --auth-reload-interval")
+	fs.BoolVar(&c.MetricsRequireToken, "metrics-require-token", false, "require an admin token on the admin listener's /metrics too (default: open to whoever reaches the admin listener)")
+	fs.DurationVar(&c.AuthReloadInterval, "auth-reload-interval", 10*time.Second, "how often --jwt-jwks-file and --admin-token-file are re-read (at most, when used)")
+
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or *; empty allows the server's own host")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose --trusted-proxy-header names the client (empty: forwarded headers are ignored)")
+	fs.StringVar(&c.TrustedProxyHeader, "trusted-proxy-header", "x-forwarded-for", "header the trusted proxies append the client address to: x-forwarded-for or forwarded (RFC 7239)")
 	fs.IntVar(&c.MaxConnections, "max-connections", 50000, "maximum open connections on this node (0: unlimited)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "maximum open connections per client IP (0: unlimited)")
+	fs.IntVar(&c.MaxRoomsPerNode, "max-rooms-per-node", 100000, "rooms with clients on this node; a join that would add one more is refused with node_rooms_full (0: unlimited)")
 	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest client frame; a larger one closes the connection with 1009")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 4096, "longest message text in bytes")
 	fs.IntVar(&c.MaxRooms, "max-rooms", 100, "rooms one connection may join")
@@ -162,7 +180,6 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "how long a draining node (SIGTERM) waits for its rooms to be handed off before it moves its clients")
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
 	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")
 	fs.StringVar(&c.ExpectedNodesFile, "expected-nodes-file", "", "file holding --expected-nodes, re-read every 2s so the cluster can be resized without restarting nodes (a mounted ConfigMap key)")
 	fs.DurationVar(&c.RouteTimeout, "route-timeout", 10*time.Second, "how long a request keeps retrying while its room moves before the client gets \"unavailable\"")
@@ -225,6 +242,8 @@ var removed = []struct{ flag, env, instead string }{
 	{"cluster-insecure", "CHATD_CLUSTER_INSECURE", "a cluster always runs with mutual TLS and an encrypted gossip (make cluster generates throwaway certificates and a key)"},
 	{"gossip-key-file", "CHATD_GOSSIP_KEY_FILE", "use --gossip-keyring-file: a file with one key is a keyring of one"},
 	{"", "CHATD_GOSSIP_KEY", "secrets are read from files only: put the key in a file and pass --gossip-keyring-file"},
+	{"admin-token", "CHATD_ADMIN_TOKEN", "put the token in a file and pass --admin-token-file (a secret on the command line or in the environment is visible to other processes); the admin API is served on --admin-listen"},
+	{"jwt-secret", "CHATD_JWT_SECRET", "put the secret in a file and pass --jwt-secret-file (a secret on the command line or in the environment is visible to other processes)"},
 }
 
 // removedSettings refuses the settings in removed.
@@ -280,11 +299,21 @@ func (c *Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("set both --tls-cert-file and --tls-key-file, or neither"))
 	}
-	if c.JWTSecret != "" && c.JWTSecretFile != "" {
-		errs = append(errs, errors.New("set --jwt-secret or --jwt-secret-file, not both"))
+	if c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSFile == "" && !c.AllowAnonymous {
+		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file or --allow-anonymous"))
 	}
-	if c.JWTSecret == "" && c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && !c.AllowAnonymous {
-		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file or --allow-anonymous"))
+	errs = append(errs, c.validateAdmin()...)
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TrustedProxyHeader != "x-forwarded-for" && c.TrustedProxyHeader != "forwarded" {
+		errs = append(errs, fmt.Errorf("--trusted-proxy-header must be x-forwarded-for or forwarded, got %q", c.TrustedProxyHeader))
+	}
+	if c.MaxRoomsPerNode < 0 {
+		errs = append(errs, fmt.Errorf("--max-rooms-per-node must not be negative, got %d", c.MaxRoomsPerNode))
+	}
+	if c.AuthReloadInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--auth-reload-interval must be positive, got %s", c.AuthReloadInterval))
 	}
 	for _, d := range []struct {
 		name string

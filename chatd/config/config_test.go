@@ -41,7 +41,6 @@ func TestValidationNamesTheFlag(t *testing.T) {
 		"--join needs":               {"--allow-anonymous", "--join", "a:1"},
 		"--replication-factor":       {"--allow-anonymous", "--replication-factor", "0"},
 		"--log-level":                {"--allow-anonymous", "--log-level", "loud"},
-		"not both":                   {"--jwt-secret", "x", "--jwt-secret-file", "f"},
 		"--gossip-profile":           {"--allow-anonymous", "--gossip-profile", "wan"},
 		"are exclusive":              {"--allow-anonymous", "--expected-nodes", "3", "--expected-nodes-file", "f"},
 		"--tls-key-file, or neither": {"--allow-anonymous", "--tls-cert-file", "c"},
@@ -144,5 +143,92 @@ func TestHelpMatchesTheDocs(t *testing.T) {
 	got := strings.Replace(out.String(), fmt.Sprintf("(env CHATD_NODE_NAME) (default %q)", host), `(env CHATD_NODE_NAME) (default "<hostname>")`, 1)
 	if got != block {
 		t.Errorf("docs/configuration.md's `chatd --help` block differs from the output; replace it with:\n%s", got)
+	}
+}
+
+func TestRemovedSecretSettings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--allow-anonymous", "--admin-token", "x"}, want: "--admin-token was removed: put the token in a file and pass --admin-token-file"},
+		{args: []string{"--allow-anonymous", "-admin-token=x"}, want: "--admin-token was removed"},
+		{args: []string{"--jwt-secret", "0123456789abcdef0123456789abcdef"}, want: "--jwt-secret was removed: put the secret in a file and pass --jwt-secret-file"},
+		{args: []string{"--allow-anonymous"}, env: map[string]string{"CHATD_ADMIN_TOKEN": "x"}, want: "CHATD_ADMIN_TOKEN is set, but chatd no longer reads it"},
+		{args: []string{"--allow-anonymous"}, env: map[string]string{"CHATD_JWT_SECRET": "x"}, want: "CHATD_JWT_SECRET is set, but chatd no longer reads it"},
+	} {
+		_, err := Load(tc.args, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%q, %v) = %v, want an error containing %q", tc.args, tc.env, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "0123456789abcdef") || strings.Contains(err.Error(), "=x")) {
+			t.Errorf("the error repeats the secret: %v", err)
+		}
+	}
+}
+
+func TestAdminListenerRules(t *testing.T) {
+	ok := [][]string{
+		{"--admin-listen", "127.0.0.1:9090"},
+		{"--admin-listen", "[::1]:9090"},
+		{"--admin-listen", "localhost:9090"},
+		{"--admin-listen", "127.0.0.1:0"},
+		{"--admin-listen", ":9090", "--admin-token-file", "/t"},
+		{"--admin-listen", "0.0.0.0:9090", "--admin-token-file", "/t", "--metrics-require-token"},
+	}
+	for _, args := range ok {
+		if _, err := Load(append([]string{"--allow-anonymous"}, args...), env(nil), io.Discard); err != nil {
+			t.Errorf("Load(%q): %v", args, err)
+		}
+	}
+	bad := map[string][]string{
+		"is not a loopback address: an admin listener reachable from other machines needs --admin-token-file": {"--admin-listen", ":9090"},
+		"--admin-listen 0.0.0.0:9090 is not a loopback address":                                               {"--admin-listen", "0.0.0.0:9090"},
+		"--admin-listen 10.1.2.3:9090 is not a loopback":                                                      {"--admin-listen", "10.1.2.3:9090"},
+		"--admin-listen chat.example:9090 is not a loopback":                                                  {"--admin-listen", "chat.example:9090"},
+		"--admin-token-file needs --admin-listen":                                                             {"--admin-token-file", "/t"},
+		"--metrics-require-token needs --admin-token-file":                                                    {"--admin-listen", "127.0.0.1:1", "--metrics-require-token"},
+		"--admin-listen must differ from --listen":                                                            {"--admin-listen", "127.0.0.1:8080"},
+		"want host:port": {"--admin-listen", "9090"},
+	}
+	for want, args := range bad {
+		_, err := Load(append([]string{"--allow-anonymous"}, args...), env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%q) = %v, want an error containing %q", args, err, want)
+		}
+	}
+}
+
+func TestTrustedProxiesAndRoomCap(t *testing.T) {
+	c, err := Load([]string{"--allow-anonymous", "--trusted-proxies", " 10.0.0.0/8, 192.168.1.7 ,::ffff:172.16.0.1,2001:db8::/32", "--trusted-proxy-header", "forwarded"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range got {
+		s = append(s, p.String())
+	}
+	if strings.Join(s, " ") != "10.0.0.0/8 192.168.1.7/32 172.16.0.1/32 2001:db8::/32" || c.TrustedProxyHeader != "forwarded" || c.MaxRoomsPerNode != 100000 {
+		t.Fatalf("prefixes %v, header %q, room cap %d", s, c.TrustedProxyHeader, c.MaxRoomsPerNode)
+	}
+	for want, args := range map[string][]string{
+		`--trusted-proxies: "10.0.0.0/33" is not a CIDR`:              {"--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"},
+		`--trusted-proxies: "proxy.local" is not an IP address`:       {"--trusted-proxies", "proxy.local"},
+		"--trusted-proxy-header must be x-forwarded-for or forwarded": {"--trusted-proxy-header", "x-real-ip"},
+		"--max-rooms-per-node must not be negative":                   {"--max-rooms-per-node", "-1"},
+		"--auth-reload-interval must be positive":                     {"--auth-reload-interval", "0s"},
+	} {
+		_, err := Load(append([]string{"--allow-anonymous"}, args...), env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%q) = %v, want an error containing %q", args, err, want)
+		}
+	}
+	if _, err := Load([]string{"--jwt-jwks-file", "/keys.json"}, env(nil), io.Discard); err != nil {
+		t.Errorf("a JWKS file alone is a way to authenticate: %v", err)
 	}
 }

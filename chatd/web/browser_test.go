@@ -512,7 +512,7 @@ func TestBrowserSignInErrorShowsReason(t *testing.T) {
 // messages.
 func TestBrowserSignInWithToken(t *testing.T) {
 	const secret = "browser-test-secret-0123456789abcdefghij"
-	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret", secret})
+	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", secret)})
 	mint := func(sub string) string {
 		now := time.Now()
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{

@@ -59,13 +59,16 @@ func startCluster(t *testing.T, extra ...string) *dockerCluster {
 
 	c := &dockerCluster{t: t, id: id, clusterNet: clusterNet, away: map[string]bool{}}
 	pki := writePKI(t, nodes)
+	adminDir := writeAdminToken(t)
 	for i := 0; i < nodes; i++ {
 		n := &node{name: fmt.Sprintf("node-%d", i), container: fmt.Sprintf("ringchat-p-%s-%d", id, i), clusterIP: fmt.Sprintf("%s.%d", subnet, 10+i)}
 		c.nodes = append(c.nodes, n)
 		c.names = append(c.names, n.name)
 		args := []string{"create", "--name", n.container, "--network", clientNet, "-p", "127.0.0.1::8080",
+			"-p", "127.0.0.1::9090", "-v", adminDir + ":" + adminMount + ":ro",
 			"-v", pki + ":" + pkiMount + ":ro",
 			image, "--listen", "0.0.0.0:8080", "--node-name", n.name, "--allow-anonymous",
+			"--admin-listen", "0.0.0.0:9090", "--admin-token-file", adminMount + "/token",
 			"--peer-tls-cert-file", pkiMount + "/" + n.name + ".crt", "--peer-tls-key-file", pkiMount + "/" + n.name + ".key",
 			"--peer-tls-ca-file", pkiMount + "/ca.crt", "--gossip-keyring-file", pkiMount + "/gossip.keyring",
 			"--gossip-addr", "0.0.0.0:7946", "--gossip-advertise-addr", n.clusterIP + ":7946",
@@ -90,6 +93,7 @@ func startCluster(t *testing.T, extra ...string) *dockerCluster {
 		docker(t, "network", "connect", "--ip", n.clusterIP, clusterNet, n.container)
 		docker(t, "start", n.container)
 		n.http = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "8080/tcp"), "\n")[0])
+		n.admin = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "9090/tcp"), "\n")[0])
 	}
 	slices.Sort(c.names)
 	for _, n := range c.nodes {
@@ -182,4 +186,31 @@ func gossipTiming(n int) (detection, suspicionMax time.Duration) {
 	suspicion := time.Duration(float64(mc.SuspicionMult) * scale * float64(mc.ProbeInterval))
 	detection = time.Duration(max(n-1, 1))*mc.ProbeInterval + mc.ProbeTimeout + suspicion
 	return detection, time.Duration(mc.SuspicionMaxTimeoutMult) * suspicion
+}
+
+// adminMount is where the containers find the admin token file; the
+// admin listener listens on every interface of the container (the host
+// reaches it through a published port), so it needs a token.
+const adminMount = "/etc/chatd/admin"
+
+// adminToken is the admin API's bearer token in this test.
+const adminToken = "partition-test-admin-token-0123456789"
+
+// writeAdminToken writes the admin token file into a new directory,
+// readable by the containers' unprivileged user (the token protects
+// nothing but the test), and returns the directory.
+func writeAdminToken(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ringchat-partition-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(adminToken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -138,7 +138,7 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.mu.Unlock()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
+	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug", "--admin-listen", "127.0.0.1:0",
 		"--gossip-addr", gossip, "--gossip-profile", "local",
 		"--rejoin-interval", "1s", "--drain-timeout", "10s", "--shutdown-timeout", "10s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0"}
@@ -159,6 +159,11 @@ func (c *Cluster) AddNode() *Node {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	adminLn, adminAddr, err := adminListener(&cfg)
+	if err != nil {
+		ln.Close()
+		c.t.Fatal(err)
+	}
 	var out io.Writer = io.Discard
 	if os.Getenv("CHATD_TEST_LOGS") != "" {
 		out = os.Stderr
@@ -167,7 +172,9 @@ func (c *Cluster) AddNode() *Node {
 	ctx, cancel := context.WithCancel(context.Background())
 	crash := make(chan struct{})
 	exited := make(chan error, 1)
-	go func() { exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash}) }()
+	go func() {
+		exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash, AdminListener: adminLn})
+	}()
 	node := &Node{Name: name, Gossip: gossip}
 	var once sync.Once
 	wait := func(what string) {
@@ -197,7 +204,7 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.t.Cleanup(stop)
 	addr := ln.Addr().String()
-	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: adminAddr, Stop: stop}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, node)
 	c.mu.Unlock()
@@ -254,10 +261,11 @@ func (c *Cluster) LiveURLs() []string {
 	return out
 }
 
-// Status fetches a node's /admin/cluster.
+// Status fetches a node's /admin/cluster (from its admin listener, which
+// needs no token in these helpers).
 func (n *Node) Status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := http.Get("http://" + n.Addr + "/admin/cluster")
+	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err
 	}

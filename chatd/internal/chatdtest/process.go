@@ -64,14 +64,17 @@ type ProcessCluster struct {
 
 // ProcessNode is one chatd process.
 type ProcessNode struct {
-	Name   string
-	Addr   string
-	URL    string
-	Gossip string
-	cmd    *exec.Cmd
-	logs   *LogBuffer
-	done   chan struct{}
-	gone   bool
+	Name string
+	Addr string
+	URL  string
+	// AdminAddr is the admin listener (--admin-listen, on loopback): the
+	// admin API, /metrics and the probes.
+	AdminAddr string
+	Gossip    string
+	cmd       *exec.Cmd
+	logs      *LogBuffer
+	done      chan struct{}
+	gone      bool
 	// frozen is true between Freeze and Thaw: the process exists but does
 	// not run, so it is left out of LiveURLs (no client should be sent to
 	// it) and of convergence.
@@ -123,15 +126,17 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 	c.t.Helper()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	return c.launchOn(i, addr, gossip)
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
+	return c.launchOn(i, addr, admin, gossip)
 }
 
-// launchOn starts proc-<i> serving HTTP on addr and gossiping on gossip
-// (its inter-node port is gossip's plus one, chatd's default).
-func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
+// launchOn starts proc-<i> serving HTTP on addr, its admin listener on
+// admin, and gossiping on gossip (its inter-node port is gossip's plus
+// one, chatd's default).
+func (c *ProcessCluster) launchOn(i int, addr, admin, gossip string) *ProcessNode {
 	c.t.Helper()
 	name := fmt.Sprintf("proc-%d", i)
-	flags := []string{"--listen", addr, "--allow-anonymous", "--node-name", name,
+	flags := []string{"--listen", addr, "--admin-listen", admin, "--allow-anonymous", "--node-name", name,
 		"--gossip-addr", gossip, "--gossip-profile", "local", "--rejoin-interval", "1s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}
 	c.mu.Lock()
@@ -160,7 +165,7 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
-	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{}), index: i}
+	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: admin, Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{}), index: i}
 	go func() {
 		_ = cmd.Wait()
 		close(node.done)
@@ -287,7 +292,12 @@ func (c *ProcessCluster) AddNode() *ProcessNode {
 // Server returns the process's HTTP side as a Server, for the metric
 // helpers (Metric, WaitMetric). Its Stop is nil: stop processes with Kill or
 // Terminate.
-func (n *ProcessNode) Server() *Server { return &Server{Addr: n.Addr, URL: n.URL} }
+func (n *ProcessNode) Server() *Server {
+	return &Server{Addr: n.Addr, URL: n.URL, AdminAddr: n.AdminAddr}
+}
+
+// AdminURL is the URL of path on the process's admin listener.
+func (n *ProcessNode) AdminURL(path string) string { return "http://" + n.AdminAddr + path }
 
 // Kill sends SIGKILL: no drain, no leave.
 func (c *ProcessCluster) Kill(n *ProcessNode) {
@@ -358,7 +368,7 @@ func (c *ProcessCluster) Converged() (bool, string) {
 	}
 	slices.Sort(want)
 	for _, n := range live {
-		node := &Node{Server: &Server{Addr: n.Addr}}
+		node := &Node{Server: n.Server()}
 		st, err := node.Status()
 		if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
 			return false, fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
@@ -424,7 +434,7 @@ func (c *ProcessCluster) Restart(old *ProcessNode) *ProcessNode {
 	var node *ProcessNode
 	for attempt := 1; ; attempt++ {
 		if attempt <= restartSamePortAttempts {
-			node = c.launchOn(old.index, old.Addr, old.Gossip)
+			node = c.launchOn(old.index, old.Addr, old.AdminAddr, old.Gossip)
 		} else {
 			node = c.launch(old.index)
 		}
