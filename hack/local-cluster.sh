@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start an N-node chatd cluster as real processes on loopback, for a person
-# to try: node i serves HTTP on 127.0.0.1:(8080+i), gossips on
+# to try: node i serves HTTP on 127.0.0.1:(8080+i), its admin API and
+# metrics on 127.0.0.1:(9090+i) (loopback, so no token), gossips on
 # 127.0.0.1:(7946+2i) and talks to peers on 127.0.0.1:(7947+2i).
 #   hack/local-cluster.sh [N]      (default 3; Ctrl-C stops every node)
 # Logs go to ${RINGCHAT_CLUSTER_LOGS:-/tmp/ringchat-cluster}/node-i.log.
@@ -24,7 +25,7 @@ trap cleanup INT TERM EXIT
 export CHATD_CLUSTER_SECRET="${CHATD_CLUSTER_SECRET:-local-trial-secret-$(id -u)-0123456789}"
 for i in $(seq 0 $((n - 1))); do
 	gossip=$((7946 + 2 * i))
-	args=(--listen "127.0.0.1:$((8080 + i))" --node-name "node-$i" --allow-anonymous
+	args=(--listen "127.0.0.1:$((8080 + i))" --admin-listen "127.0.0.1:$((9090 + i))" --node-name "node-$i" --allow-anonymous
 		--gossip-addr "127.0.0.1:$gossip" --expected-nodes "$n" --drain-timeout 10s)
 	if [ "$i" -eq 0 ]; then
 		args+=(--bootstrap)
@@ -43,7 +44,7 @@ for i in $(seq 0 $((n - 1))); do
 done
 echo "ringchat: $n nodes up"
 for i in $(seq 0 $((n - 1))); do
-	echo "  node-$i  chat: http://127.0.0.1:$((8080 + i))/   admin: http://127.0.0.1:$((8080 + i))/admin/cluster   log: $logs/node-$i.log"
+	echo "  node-$i  chat: http://127.0.0.1:$((8080 + i))/   admin: http://127.0.0.1:$((9090 + i))/admin/cluster   log: $logs/node-$i.log"
 done
 echo "Open two nodes' pages in two tabs and chat across them. Ctrl-C stops the cluster."
 wait
