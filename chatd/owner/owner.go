@@ -271,14 +271,11 @@ type Config struct {
 	// DefaultChunkSize.
 	ChunkSize int
 	// MinAnswers is how many members (this node included) must have
-	// answered a claim before it may go on: with N expected members and
-	// replication factor R, N−R+1 answers meet every set of R copies, so
-	// the newest copy is among them. Without a store it applies only to a
-	// room no answer holds a copy of (a member that is down lost its
-	// copies; one that is cut off may hold them), which would otherwise
-	// start afresh in a new epoch; with a store it applies to every claim,
-	// since members that are down come back with their copies. Nil means
-	// one (this node).
+	// answered a claim before it may go on when the node has a Store: with
+	// N expected members and replication factor R, N−R+1 answers meet
+	// every set of R copies, so the newest copy is among them (members that
+	// are down come back with their copies). Without a store it does not
+	// apply: a member that is down lost its copies. Nil means one.
 	MinAnswers func() int
 	// Verified reports whether this node may acknowledge messages: false
 	// from the moment it notices it was paused or suspected by the others
