@@ -182,7 +182,8 @@ func dumpOnFailure(t *testing.T) {
 }
 
 // httpTarget is the client Service's target port: chatd's HTTP port
-// (WebSocket /ws, /admin/), by name or number, as the operator declares it.
+// (WebSocket /ws, the page, the probes), by name or number, as the operator
+// declares it.
 func (e *environment) httpTarget(ctx context.Context, cc *chatv1alpha1.ChatCluster) (intstr.IntOrString, error) {
 	svc, err := e.clientService(ctx, cc)
 	if err != nil {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start an N-node chatd cluster as real processes on loopback, for a person
-# to try: node i serves HTTP on 127.0.0.1:(8080+i), gossips on
+# to try: node i serves HTTP on 127.0.0.1:(8080+i), its admin API and
+# metrics on 127.0.0.1:(9090+i) (loopback, so no token), gossips on
 # 127.0.0.1:(7946+2i) and talks to peers on 127.0.0.1:(7947+2i), over
 # mutual TLS with certificates of a throwaway CA, gossip encrypted.
 #   hack/local-cluster.sh [N]      (default 3; Ctrl-C stops every node)
@@ -31,7 +32,7 @@ for i in $(seq 0 $((n - 1))); do names+=("node-$i"); done
 
 for i in $(seq 0 $((n - 1))); do
 	gossip=$((7946 + 2 * i))
-	args=(--listen "127.0.0.1:$((8080 + i))" --node-name "node-$i" --allow-anonymous
+	args=(--listen "127.0.0.1:$((8080 + i))" --admin-listen "127.0.0.1:$((9090 + i))" --node-name "node-$i" --allow-anonymous
 		--gossip-addr "127.0.0.1:$gossip" --expected-nodes "$n" --drain-timeout 10s
 		--peer-tls-cert-file "$pki/node-$i.crt" --peer-tls-key-file "$pki/node-$i.key"
 		--peer-tls-ca-file "$pki/ca.crt" --gossip-keyring-file "$pki/gossip.keyring")
@@ -52,7 +53,7 @@ for i in $(seq 0 $((n - 1))); do
 done
 echo "ringchat: $n nodes up; inter-node traffic over mutual TLS (CA $pki/ca.crt), gossip encrypted ($pki/gossip.keyring)"
 for i in $(seq 0 $((n - 1))); do
-	echo "  node-$i  chat: http://127.0.0.1:$((8080 + i))/   admin: http://127.0.0.1:$((8080 + i))/admin/cluster   log: $logs/node-$i.log"
+	echo "  node-$i  chat: http://127.0.0.1:$((8080 + i))/   admin: http://127.0.0.1:$((9090 + i))/admin/cluster   log: $logs/node-$i.log"
 done
 echo "Open two nodes' pages in two tabs and chat across them. Ctrl-C stops the cluster."
 wait

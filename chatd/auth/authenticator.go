@@ -335,7 +335,7 @@ func (a *Authenticator) authenticateToken(token string) (Identity, *Error) {
 		return v.key, err
 	})
 	if err != nil {
-		return Identity{}, classify(tok, claims, err, methods, a.issuer, a.audience)
+		return Identity{}, classify(tok, claims, err, k, methods, a.issuer, a.audience)
 	}
 	return a.identityFromClaims(claims)
 }
@@ -349,13 +349,22 @@ func (a *Authenticator) authenticateToken(token string) (Identity, *Error) {
 // consulted to tell them apart. The order of the checks matters: it puts the
 // most actionable reason first, e.g. "expired" (fetch a new token) before a
 // complaint about the audience.
-func classify(tok *jwt.Token, claims jwt.MapClaims, err error, methods []string, issuer, audience string) *Error {
+func classify(tok *jwt.Token, claims jwt.MapClaims, err error, k keys, methods []string, issuer, audience string) *Error {
 	if errors.Is(err, jwt.ErrTokenMalformed) || tok == nil {
 		return fail(CodeTokenMalformed, reasonTokenMalformed, err)
 	}
 	alg, ok := tok.Header["alg"].(string)
 	if !ok {
 		return fail(CodeTokenMalformed, reasonTokenMalformed, err)
+	}
+	// A kid that names no key of the set says more than the algorithm:
+	// after a rotation, a token of a removed key may well be of an
+	// algorithm no remaining key is for. (The parser refuses an algorithm
+	// outside methods before it asks for a key, so this is decided here.)
+	if kid, named := tok.Header["kid"].(string); named && k.set.Len() > 0 {
+		if _, known := k.set.byKID[kid]; !known {
+			return fail(CodeTokenUnknownKey, reasonUnknownKey, errUnknownKey)
+		}
 	}
 	if !slices.Contains(methods, alg) || errors.Is(err, errAlgMismatch) {
 		return fail(CodeTokenAlgNotAllowed, reasonAlgNotAllowed, err)

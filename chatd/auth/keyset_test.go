@@ -136,6 +136,8 @@ func TestKeySetVerification(t *testing.T) {
 		{name: "HS256 with its kid", a: set, token: signKID(t, jwt.SigningMethodHS256, hmacSecret, "hs-c", claims(nil))},
 		{name: "unknown kid", a: set, token: signKID(t, jwt.SigningMethodRS256, rsaKey(), "rsa-z", claims(nil)),
 			wantCode: auth.CodeTokenUnknownKey, reason: "token key unknown"},
+		{name: "unknown kid, an algorithm no key of the set is for", a: single, token: signKID(t, jwt.SigningMethodES256, ecKey(), "gone", claims(nil)),
+			wantCode: auth.CodeTokenUnknownKey, reason: "token key unknown"},
 		{name: "kid of another key", a: set, token: signKID(t, jwt.SigningMethodES256, otherECKey(), "ec-b", claims(nil)),
 			wantCode: auth.CodeTokenBadSignature},
 		{name: "RSA kid, ES256 token", a: set, token: signKID(t, jwt.SigningMethodES256, ecKey(), "rsa-a", claims(nil)),

@@ -30,9 +30,7 @@ func withMetrics(o Options, urls ...string) Options {
 // srvOptions is testOptions for srv, with its metrics endpoint (on the
 // admin listener).
 func srvOptions(srv *chatdtest.Server) Options {
-	o := srvOptions(srv)
-	o.MetricsURLs = []string{srv.AdminURL("/metrics")}
-	return o
+	return withMetrics(testOptions(srv.URL), srv.AdminURL("/metrics"))
 }
 
 // checkReport asserts the report round-trips through JSON and that no

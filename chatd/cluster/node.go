@@ -151,7 +151,7 @@ func (n *Node) SetExpectedNodes(v int) {
 	n.expected.Store(int64(v))
 	if regained {
 		n.claimAgain("quorum regained")
-		n.suspending.Store(false)
+		n.endSuspension()
 	}
 	if n.metrics != nil {
 		n.metrics.ExpectedNodes.Set(float64(v))
@@ -184,6 +184,13 @@ func (n *Node) claimAgain(why string) {
 	if len(rooms) > 0 {
 		n.log.Info("claiming the rooms owned here again", "why", why, "rooms", len(rooms))
 	}
+}
+
+// endSuspension makes the node verified again after claimAgain, and commits
+// what replicas acknowledged while it was not (owner.Service.Recommit).
+func (n *Node) endSuspension() {
+	n.suspending.Store(false)
+	n.owners.Recommit()
 }
 
 // ErrUnavailable is returned when a request could not reach the room's owner
@@ -276,7 +283,7 @@ func (n *Node) setView(v nodeView) {
 	n.mu.Unlock()
 	if regained {
 		n.claimAgain("quorum regained")
-		n.suspending.Store(false)
+		n.endSuspension()
 	}
 	n.reconcile(old, v)
 }

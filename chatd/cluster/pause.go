@@ -99,18 +99,24 @@ func (n *Node) WatchPauses(ctx context.Context, m *membership.Membership, thresh
 				}
 			}
 			if why != "" {
-				n.afterPause(why, late)
+				// Suspended before the tick is recorded, so nothing
+				// commits between the two (stale until the record).
+				n.suspending.Store(true)
 			}
 			n.pause.mu.Lock()
 			n.pause.last = now
 			n.pause.mu.Unlock()
+			if why != "" {
+				n.afterPause(why, late)
+			}
 		}
 	}
 }
 
 // afterPause is what a node does when it notices it was paused or
-// suspected: claim its rooms again, and re-subscribe the rooms its clients
-// are in.
+// suspected: claim its rooms again, commit what its replicas acknowledged
+// meanwhile, and re-subscribe the rooms its clients are in. The caller
+// set n.suspending.
 func (n *Node) afterPause(why string, late time.Duration) {
 	n.pause.mu.Lock()
 	n.pause.pauses++
@@ -119,8 +125,7 @@ func (n *Node) afterPause(why string, late time.Duration) {
 		n.metrics.Pauses.Inc()
 	}
 	n.log.Warn("this node was paused or suspected; claiming its rooms again and re-subscribing its local rooms", "why", why, "tick_late_by", late.Round(time.Millisecond).String())
-	n.suspending.Store(true)
 	n.claimAgain(why)
-	n.suspending.Store(false)
+	n.endSuspension()
 	n.hub.ResubscribeAll()
 }

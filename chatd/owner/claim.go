@@ -48,8 +48,10 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.noticed = make(chan struct{})
 	r.stopRetry()
 	clear(r.syncs)
-	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 {
-		// Alone: nobody else can hold the room or write it.
+	if len(s.view.Peers()) == 0 && len(s.view.Newcomers()) == 0 && s.cfg.MinAnswers() <= 1 && s.view.HasQuorum() {
+		// Alone, and a majority by itself (a one-node cluster, or no
+		// expected size): nobody else can hold the room or write it. A node
+		// alone in a bigger cluster waits in the loop for its quorum.
 		term := s.nextTermLocked(r, knownTerm)
 		r.finishClaimLocked(term)
 		return
@@ -730,6 +732,24 @@ func (s *Service) Suspend() []string {
 		r.mu.Unlock()
 	}
 	return names
+}
+
+// Recommit commits, in every room served or settling here, what its
+// replicas have acknowledged. A node calls it once it is verified again
+// (Config.Verified): acknowledgements that arrived while it was not were
+// recorded but committed nothing, and a room that was settling (Suspend
+// leaves its claim alone) would otherwise wait for an acknowledgement that
+// already came, holding its requests for good.
+func (s *Service) Recommit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rooms {
+		r.mu.Lock()
+		if !r.dead && r.state != stateWaiting {
+			r.commitLocked(r.replicatedUpTo())
+		}
+		r.mu.Unlock()
+	}
 }
 
 // StaleTermError is a write or fetch refused because the node promised a

@@ -366,3 +366,99 @@ func TestReplicaRefusesWritesWithoutQuorum(t *testing.T) {
 		t.Fatalf("claim without quorum = %+v, want refused (no_quorum)", rep)
 	}
 }
+
+// TestLoneNodeWithoutQuorumDoesNotClaim: a node that sees no other member
+// and no majority of the expected cluster either (cut off, then it noticed
+// a pause) holds its rooms' requests in a claim instead of claiming them
+// alone, even when one answer would be enough to start a room; once a
+// majority is back, the claim goes on.
+func TestLoneNodeWithoutQuorumDoesNotClaim(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	v := newFakeView(nil)
+	cfg.View = v
+	s := startService(t, cfg, out)
+	reply, ch := replies()
+	s.Publish("r", "ann", "c1", "hello", reply)
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 1 {
+		t.Fatalf("answered %+v, %v; want seq 1", p.ack, p.err)
+	}
+	v.change(func(v *fakeView) { v.noQuorum = true })
+	if rooms := s.Suspend(); len(rooms) != 1 {
+		t.Fatalf("Suspend put %v into a claim, want [r]", rooms)
+	}
+	if stats := s.RoomStats(); len(stats) != 1 || stats[0].State != "awaiting_handoff" {
+		t.Fatalf("room stats %+v alone without quorum, want the room held in a claim", stats)
+	}
+	s.Publish("r", "ann", "c2", "again", reply)
+	select {
+	case p := <-ch:
+		t.Fatalf("answered %+v, %v alone without quorum", p.ack, p.err)
+	default:
+	}
+	v.change(func(v *fakeView) { v.noQuorum = false })
+	if p := next(t, ch); p.err != nil || p.ack.Seq != 2 {
+		t.Fatalf("answered %+v, %v; want seq 2 once the quorum is back", p.ack, p.err)
+	}
+}
+
+// TestRecommitEndsASettleAcknowledgedWhileUnverified: a node that claimed
+// a room from another member's copy settles it (its replica must hold the
+// log in the new term before anything runs); when the replica's
+// acknowledgement arrives while the node is not verified (it is noticing
+// a pause), nothing commits then, and once verified again Recommit ends the
+// settle and the held request runs. Without it the room waited for an
+// acknowledgement that had already come, and held every request for good
+// (seen in the fault schedule: a restarted node refuting its own death
+// while it settled a room it had just claimed).
+func TestRecommitEndsASettleAcknowledgedWhileUnverified(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig([]string{"b"})
+	cfg.View = newFakeView([]string{"b"}, "b")
+	var verified atomic.Bool
+	verified.Store(true)
+	cfg.Verified = verified.Load
+	s := startService(t, cfg, out)
+	theirs := copyOf(1, "one", "two")
+	copies := map[string]*roomlog.Log{"b": theirs}
+	out.claim = func(peer string, req ClaimRequest) (ClaimReply, error) {
+		if req.Term <= theirs.Term() {
+			return ClaimReply{Refused: refusedStale, Promised: theirs.Term()}, nil
+		}
+		return ClaimReply{Promised: req.Term, Copy: &CopyInfo{Epoch: theirs.Epoch(), Term: theirs.Term(), Head: theirs.Head()}}, nil
+	}
+	out.fetch = fetchFrom(copies, nil)
+	reply, ch := replies()
+	s.Publish("r", "ann", "c3", "after the takeover", reply)
+	var syncs []func(error)
+	waitUntil(t, "the new term's sync offer", func() bool {
+		_, syn := out.take()
+		syncs = append(syncs, syn...)
+		return len(syncs) > 0
+	})
+	if st := s.RoomStats(); len(st) != 1 || st[0].State != "settling" {
+		t.Fatalf("room stats %+v, want the room settling until its replica holds the log", st)
+	}
+	verified.Store(false)
+	for _, done := range syncs {
+		done(nil)
+	}
+	verified.Store(true)
+	s.Recommit()
+	var p published
+	waitUntil(t, "the held message's ack", func() bool {
+		rep, syn := out.take()
+		for _, done := range append(rep, syn...) {
+			done(nil)
+		}
+		select {
+		case p = <-ch:
+			return true
+		default:
+			return false
+		}
+	})
+	if p.err != nil || p.ack.Seq != 3 {
+		t.Fatalf("answered %+v, %v; want seq 3 once the settle ended", p.ack, p.err)
+	}
+}

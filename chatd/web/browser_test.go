@@ -507,7 +507,7 @@ func TestBrowserSignInErrorShowsReason(t *testing.T) {
 }
 
 // TestBrowserSignInWithToken: on a server that only takes tokens
-// (--jwt-secret, no anonymous access), two tabs each paste an HS256 token
+// (--jwt-secret-file, no anonymous access), two tabs each paste an HS256 token
 // into the token field, are named by its sub (not as guests), and exchange
 // messages.
 func TestBrowserSignInWithToken(t *testing.T) {

@@ -84,8 +84,8 @@ func startCluster(t *testing.T, extra ...string) *dockerCluster {
 		docker(t, args...)
 		t.Cleanup(func() {
 			if t.Failed() {
-				out, _ := exec.Command("docker", "logs", "--tail", "30", n.container).CombinedOutput()
-				t.Logf("--- %s ---\n%s", n.container, out)
+				out, _ := exec.Command("docker", "logs", n.container).CombinedOutput()
+				keepLog(t, n.container, out)
 			}
 			_ = exec.Command("docker", "unpause", n.container).Run() // a paused container is not removed otherwise
 			_ = exec.Command("docker", "rm", "-f", n.container).Run()
@@ -213,4 +213,18 @@ func writeAdminToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// keepLog writes a failed test's whole container log to a file that outlives
+// the test (its path is logged) and logs the last 30 lines.
+func keepLog(t *testing.T, container string, out []byte) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	tail := lines[max(0, len(lines)-30):]
+	path := filepath.Join(os.TempDir(), "ringchat-partition-"+container+".log")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Logf("could not keep %s's log: %v", container, err)
+		path = "(not kept)"
+	}
+	t.Logf("--- %s (whole log: %s) ---\n%s", container, path, strings.Join(tail, "\n"))
 }
