@@ -29,12 +29,13 @@ func TestNetworkPolicyShape(t *testing.T) {
 		t.Errorf("client rule from %+v, want anyone", client.From)
 	}
 	wantPorts(t, "peers", peers, "TCP/7946", "UDP/7946", "TCP/7947")
-	if len(peers.From) != 1 || peers.From[0].NamespaceSelector != nil || peers.From[0].PodSelector.MatchLabels["chat.ringchat.io/cluster"] != "prod" ||
+	if len(peers.From) != 1 || peers.From[0].NamespaceSelector != nil || peers.From[0].PodSelector == nil ||
+		peers.From[0].PodSelector.MatchLabels["chat.ringchat.io/cluster"] != "prod" ||
 		peers.From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "chatd" {
 		t.Errorf("peer rule from %+v, want this ChatCluster's pods", peers.From)
 	}
 	wantPorts(t, "admin", admin, "TCP/9090")
-	if len(admin.From) != 1 || admin.From[0].NamespaceSelector.MatchLabels[LabelNamespaceName] != "ops" || admin.From[0].PodSelector != nil {
+	if len(admin.From) != 1 || admin.From[0].NamespaceSelector == nil || admin.From[0].NamespaceSelector.MatchLabels[LabelNamespaceName] != "ops" || admin.From[0].PodSelector != nil {
 		t.Errorf("admin rule from %+v, want the operator's namespace", admin.From)
 	}
 
