@@ -321,15 +321,19 @@ func (c *ChatCluster) PeerCertificateDuration() time.Duration {
 	return DefaultPeerCertificateDuration
 }
 
-// PeerRenewBefore is spec.peerTLS.renewBefore, or its default, never more
-// than half the certificate's duration (CEL refuses a longer one; this
-// guards objects written before the rule).
+// PeerRenewBefore is spec.peerTLS.renewBefore, or its default; half the
+// certificate's duration when it is not shorter than the duration (CEL
+// refuses that; this guards objects written before the rule, which would
+// otherwise renew at every reconcile).
 func (c *ChatCluster) PeerRenewBefore() time.Duration {
 	d := DefaultPeerRenewBefore
 	if r := c.Spec.PeerTLS.RenewBefore; r != nil && r.Duration > 0 {
 		d = r.Duration
 	}
-	return min(d, c.PeerCertificateDuration()/2)
+	if dur := c.PeerCertificateDuration(); d >= dur {
+		return dur / 2
+	}
+	return d
 }
 
 // Selector returns the selector as a Secret key selector, with the default

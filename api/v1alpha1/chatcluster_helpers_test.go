@@ -317,15 +317,19 @@ func TestStorageHelpers(t *testing.T) {
 	}
 }
 
-// TestPeerTLSDurations: the spec's durations win, and renewBefore never
-// exceeds half the certificate's lifetime.
+// TestPeerTLSDurations: the spec's durations win; a renewBefore not
+// shorter than the lifetime becomes half of it.
 func TestPeerTLSDurations(t *testing.T) {
 	c := newCluster("chat", "prod")
 	c.Spec.PeerTLS = PeerTLSSpec{CertificateDuration: &metav1.Duration{Duration: 2 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 30 * time.Minute}}
 	if c.PeerCertificateDuration() != 2*time.Hour || c.PeerRenewBefore() != 30*time.Minute {
 		t.Errorf("durations %v, %v", c.PeerCertificateDuration(), c.PeerRenewBefore())
 	}
-	c.Spec.PeerTLS.RenewBefore.Duration = 5 * time.Hour
+	c.Spec.PeerTLS.RenewBefore.Duration = 119 * time.Minute
+	if got := c.PeerRenewBefore(); got != 119*time.Minute {
+		t.Errorf("PeerRenewBefore() = %v, want 119m", got)
+	}
+	c.Spec.PeerTLS.RenewBefore.Duration = 2 * time.Hour
 	if got := c.PeerRenewBefore(); got != time.Hour {
 		t.Errorf("PeerRenewBefore() = %v, want half the lifetime (1h)", got)
 	}
