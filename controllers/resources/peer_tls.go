@@ -25,8 +25,9 @@ import (
 // (docs/security.md).
 //
 // A certificate is issued when a pod has none, when its certificate does
-// not check out under the CA (names, key, chain, usages), or when it
-// expires within RenewBefore; the others are kept byte for byte, so an
+// not check out under the CA (names, key, chain, usages), when it expires
+// within RenewBefore, or when it outlives Duration from now (the duration
+// was shortened); the others are kept byte for byte, so an
 // unchanged Secret is not written. chatd re-reads the files every
 // --cluster-reload-interval, so a renewed certificate is used without a
 // restart once the kubelet has refreshed the volume. Certificates of
@@ -74,7 +75,7 @@ func (b PeerTLSBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Object) 
 		ck, kk := chatdconfig.PeerCertFileName(pod), chatdconfig.PeerKeyFileName(pod)
 		names := PeerDNSNames(cc, i)
 		crt, key := s.Data[ck], s.Data[kk]
-		if crt == nil || b.CA.Check(crt, key, names, b.Now, renewAt) != nil {
+		if crt == nil || b.CA.Check(crt, key, names, b.Now, renewAt) != nil || b.outlives(crt) {
 			var err error
 			if crt, key, err = b.CA.IssueNode(names, b.Now, b.Duration); err != nil {
 				return fmt.Errorf("issuing the certificate of %s: %w", pod, err)
@@ -86,6 +87,15 @@ func (b PeerTLSBuilder) Update(cc *chatv1alpha1.ChatCluster, obj client.Object) 
 		s.Data = want
 	}
 	return nil
+}
+
+// outlives reports whether crt expires later than a certificate issued now
+// would (with a minute of slack): spec.peerTLS.certificateDuration was
+// shortened, which takes effect at once rather than after the old, longer
+// certificates have run down to renewBefore.
+func (b PeerTLSBuilder) outlives(crt []byte) bool {
+	na, err := peerpki.NotAfter(crt)
+	return err == nil && na.After(b.Now.Add(b.Duration+time.Minute))
 }
 
 // PeerRenewal is when the first certificate in s (a peer TLS Secret) falls

@@ -102,6 +102,27 @@ func TestPeerTLSIssueKeepRenewDrop(t *testing.T) {
 	if na.Before(b.Now.Add(9 * time.Hour)) {
 		t.Fatalf("renewed certificate expires %v", na)
 	}
+	// A shorter duration applies at once: the 10-hour certificates are
+	// replaced by 3-hour ones, which a later reconcile keeps.
+	short := b
+	short.Duration = 3 * time.Hour
+	if err := short.Update(cc, s); err != nil {
+		t.Fatal(err)
+	}
+	na, _ = peerpki.NotAfter(s.Data["prod-0.crt"])
+	if na.After(short.Now.Add(3 * time.Hour)) {
+		t.Fatalf("after the duration was shortened to 3h, prod-0's certificate expires %v", na.Sub(short.Now))
+	}
+	kept := bytes.Clone(s.Data["prod-0.crt"])
+	short.Now = short.Now.Add(10 * time.Minute)
+	if err := short.Update(cc, s); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kept, s.Data["prod-0.crt"]) {
+		t.Fatal("a certificate of the shortened duration was replaced again")
+	}
+	b.Now = short.Now
+
 	// Scale: 4 pods, then 2.
 	b.Pods = 4
 	if err := b.Update(cc, s); err != nil {
