@@ -28,11 +28,11 @@ build-chatctl: ## build bin/chatctl, the command-line client (static, version-st
 
 .PHONY: run
 run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth; chat history kept in .data/ across restarts
-	@echo "ringchat: open http://127.0.0.1:8080/ in a browser (Ctrl-C to stop; history is kept in .data/local)"
-	$(BIN)/chatd --listen 127.0.0.1:8080 --allow-anonymous --node-name local --data-dir $(CURDIR)/.data/local
+	@echo "ringchat: open http://127.0.0.1:8080/ in a browser (Ctrl-C to stop; history is kept in .data/local); admin API and metrics on http://127.0.0.1:9090/"
+	$(BIN)/chatd --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 --allow-anonymous --node-name local --data-dir $(CURDIR)/.data/local
 
 .PHONY: cluster
-cluster: ## run a local 3-node cluster on loopback (N=5 make cluster for more)
+cluster: ## run a local 3-node cluster on loopback, nodes linked by mutual TLS with a throwaway CA (N=5 make cluster for more)
 	hack/local-cluster.sh $${N:-3}
 
 .PHONY: test

@@ -21,6 +21,7 @@ import (
 	"github.com/ringchat/ringchat/controllers/status"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -125,6 +126,10 @@ type ChatClusterReconciler struct {
 	// applying the old one before it is asked again; DefaultSizeResync when
 	// zero.
 	SizeResync time.Duration
+	// OperatorNamespace is the namespace the operator runs in: the chatd
+	// pods' NetworkPolicy lets it reach their admin listeners. Empty leaves
+	// that rule out.
+	OperatorNamespace string
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -136,8 +141,11 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // The operator's permissions, generated into config/rbac/role.yaml by
 // `make manifests`. Least privilege: it never deletes what it creates (the
-// garbage collector does, through owner references), reads Secrets but only
-// creates the generated one (and never writes it again), writes
+// garbage collector does, through owner references); it reads Secrets,
+// creates its own (gossip keyring, admin token, inter-node CA and
+// certificates) and updates only those it controls (apply refuses any
+// other: the ClusterRole cannot name them, so the code does) to renew
+// certificates and rotate the gossip keyring; it writes
 // ChatClusters only by server-side apply (create, patch: the chart's
 // applier) and their status only by patch, and needs
 // chatclusters/finalizers only because owner references with
@@ -154,7 +162,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // +kubebuilder:rbac:groups=chat.ringchat.io,resources=chatclusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;patch
@@ -202,26 +211,37 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	config := chatdconfig.Desired(cc, plan.ExpectedNodes, secrets.versions)
 
-	builders := []resources.Builder{resources.ServiceAccountBuilder{}}
-	if cc.NeedsGeneratedGossipSecret() {
-		builders = append(builders, resources.GossipSecretBuilder{})
+	// The Secrets first: the pods mount them, and the peer certificates
+	// are issued by the CA of the Secret applied before them.
+	ca, renewal, err := r.applySecrets(ctx, cc, current, plan)
+	if errors.Is(err, errStaleCache) {
+		log.FromContext(ctx).V(1).Info("the cache lags behind the API server; reconciling again", "err", err)
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
-	builders = append(builders,
+	builders := []resources.Builder{
 		resources.ConfigMapBuilder{Config: config},
 		resources.HeadlessServiceBuilder{},
 		resources.ClientServiceBuilder{},
-		resources.PodDisruptionBudgetBuilder{},
-	)
+		resources.MetricsServiceBuilder{},
+	}
+	if cc.NetworkPolicyEnabled() {
+		builders = append(builders, resources.NetworkPolicyBuilder{OperatorNamespace: r.OperatorNamespace})
+	}
+	builders = append(builders, resources.PodDisruptionBudgetBuilder{})
 	// Without its Secrets a pod cannot start: leave the StatefulSet as it
 	// is (or absent) rather than roll the running pods into failure.
-	if len(secrets.missing) == 0 {
+	switch {
+	case err != nil || ca == nil:
+		// applySecrets failed: recorded below, nothing else is applied.
+		builders = nil
+	case len(secrets.missing) == 0:
 		builders = append(builders, resources.StatefulSetBuilder{Config: config, Plan: plan, Now: now})
-	} else {
+	default:
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, eventSecretMissing, "Reconcile",
 			"not updating the StatefulSet: %s", joinMessages(secrets.missing))
 	}
 
-	obs := status.Observed{StatefulSet: current, Plan: plan, MissingSecrets: secrets.missing}
+	obs := status.Observed{StatefulSet: current, Plan: plan, MissingSecrets: secrets.missing, ReconcileErr: err}
 	if current != nil {
 		// Until it is written, the status describes the StatefulSet as it is.
 		obs.Plan = scaling.Current(current)
@@ -278,8 +298,9 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if obs.ResizeErr != nil {
 		return ctrl.Result{RequeueAfter: minPositive(sizeWait, resizeRequeue)}, nil
 	}
-	// While pods do not apply the cluster size yet, ask them again soon.
-	return ctrl.Result{RequeueAfter: sizeWait}, nil
+	// While pods do not apply the cluster size yet, ask them again soon;
+	// and come back when a certificate falls due.
+	return ctrl.Result{RequeueAfter: minPositive(sizeWait, renewal)}, nil
 }
 
 // minPositive is the smaller of a and b, ignoring a zero a.
@@ -403,6 +424,7 @@ func (r *ChatClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) 
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret), builder.OnlyMetadata).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(clusterOfClaim)).
 		Named("chatcluster").

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,11 +36,16 @@ func children(cc *chatv1alpha1.ChatCluster) []client.Object {
 	return []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: m(cc.Name)},
 		&corev1.ConfigMap{ObjectMeta: m(cc.Name + "-config")},
-		&corev1.Secret{ObjectMeta: m(cc.GossipSecretName())},
+		&corev1.Secret{ObjectMeta: m(cc.GossipKeyringSecretName())},
 		&corev1.Service{ObjectMeta: m(cc.HeadlessServiceName())},
 		&corev1.Service{ObjectMeta: m(cc.ServiceName())},
 		&appsv1.StatefulSet{ObjectMeta: m(cc.Name)},
 		&policyv1.PodDisruptionBudget{ObjectMeta: m(cc.Name)},
+		&corev1.Secret{ObjectMeta: m(cc.AdminSecretName())},
+		&corev1.Secret{ObjectMeta: m(cc.PeerCASecretName())},
+		&corev1.Secret{ObjectMeta: m(cc.PeerTLSSecretName())},
+		&corev1.Service{ObjectMeta: m(cc.MetricsServiceName())},
+		&networkingv1.NetworkPolicy{ObjectMeta: m(cc.NetworkPolicyName())},
 	}
 }
 
@@ -161,18 +167,11 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 		t.Errorf("ServiceAccount mounts a token")
 	}
 
-	// Gossip Secret: two random base64 values of 32 bytes, immutable.
-	for _, k := range []string{chatv1alpha1.DefaultGossipKeyKey, chatv1alpha1.DefaultClusterSecretKey} {
-		raw, err := base64.StdEncoding.DecodeString(string(secret.Data[k]))
-		if err != nil || len(raw) != 32 {
-			t.Errorf("Secret key %s = %q: want base64 of 32 bytes (%v)", k, secret.Data[k], err)
-		}
-	}
-	if string(secret.Data[chatv1alpha1.DefaultGossipKeyKey]) == string(secret.Data[chatv1alpha1.DefaultClusterSecretKey]) {
-		t.Errorf("gossip key and cluster secret are equal")
-	}
-	if !ptr.Deref(secret.Immutable, false) {
-		t.Errorf("gossip Secret is not immutable")
+	// Gossip keyring: one random key, base64 of 32 bytes, a line.
+	if keys := resources.KeyringKeys(secret.Data[chatv1alpha1.DefaultGossipKeyringKey]); len(keys) != 1 {
+		t.Errorf("gossip keyring %q, want one key", keys)
+	} else if raw, err := base64.StdEncoding.DecodeString(keys[0]); err != nil || len(raw) != 32 {
+		t.Errorf("gossip key %q: want base64 of 32 bytes (%v)", keys[0], err)
 	}
 
 	// Headless Service: every pod, ready or not; gossip TCP+UDP and rpc.
@@ -225,6 +224,12 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 		"--drain-timeout=25s",
 		"--shutdown-timeout=20s",
 		"--allow-anonymous=true",
+		"--peer-tls-cert-file=/etc/chatd/peer/$(POD_NAME).crt",
+		"--peer-tls-key-file=/etc/chatd/peer/$(POD_NAME).key",
+		"--peer-tls-ca-file=/etc/chatd/peer/ca.crt",
+		"--gossip-keyring-file=/etc/chatd/gossip/keyring",
+		"--admin-listen=0.0.0.0:9090",
+		"--admin-token-file=/etc/chatd/admin/token",
 	} {
 		if err := hasArg(sts, arg); err != nil {
 			t.Error(err)
@@ -249,11 +254,8 @@ func TestSampleCreatesEveryObject(t *testing.T) {
 	if f := env["POD_IP"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "status.podIP" {
 		t.Errorf("POD_IP = %+v", env["POD_IP"])
 	}
-	for name, key := range map[string]string{"CHATD_GOSSIP_KEY": "gossip-key", "CHATD_CLUSTER_SECRET": "cluster-secret"} {
-		f := env[name].ValueFrom
-		if f == nil || f.SecretKeyRef == nil || f.SecretKeyRef.Name != "chat-gossip" || f.SecretKeyRef.Key != key {
-			t.Errorf("%s = %+v, want from Secret chat-gossip key %s", name, env[name], key)
-		}
+	if len(env) != 2 {
+		t.Errorf("env %v, want POD_NAME and POD_IP alone (no secret in the environment)", env)
 	}
 	sc := c.SecurityContext
 	if !ptr.Deref(sc.RunAsNonRoot, false) || ptr.Deref(sc.RunAsUser, 0) != 65532 || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) ||
@@ -338,7 +340,7 @@ func TestReconcileIsIdempotent(t *testing.T) {
 		before[fmt.Sprintf("%T/%s", o, o.GetName())] = o.GetResourceVersion()
 	}
 	rec := events.NewFakeRecorder(100)
-	r := &ChatClusterReconciler{Client: s.admin, Scheme: s.scheme, Recorder: rec}
+	r := &ChatClusterReconciler{Client: s.admin, Scheme: s.scheme, Recorder: rec, OperatorNamespace: suiteOperatorNamespace}
 	for range 2 {
 		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(cc)}); err != nil {
 			t.Fatal(err)
@@ -359,7 +361,7 @@ func TestReconcileIsIdempotent(t *testing.T) {
 
 // TestSpecChangeRollsPodsKeepsGossipSecret edits historySize: a new
 // configuration hash on the pod template (the pods roll), the same gossip
-// key and cluster secret.
+// keyring.
 func TestSpecChangeRollsPodsKeepsGossipSecret(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
@@ -367,7 +369,7 @@ func TestSpecChangeRollsPodsKeepsGossipSecret(t *testing.T) {
 	s.create(t, cc)
 	sts := s.waitSts(t, cc, "StatefulSet created", exists)
 	oldHash := sts.Spec.Template.Annotations[chatv1alpha1.AnnotationConfigHash]
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.GossipSecretName()}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.GossipKeyringSecretName()}}
 	eventually(t, "gossip Secret", func() error { return s.get(secret) })
 	oldData, oldUID := maps.Clone(secret.Data), secret.UID
 
@@ -519,7 +521,7 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		{"both JWT refs", func(c *chatv1alpha1.ChatCluster) {
 			c.Spec.Auth.JWTSecretRef = &chatv1alpha1.JWTSecretKeySelector{Name: "a"}
 			c.Spec.Auth.JWTPublicKeySecretRef = &chatv1alpha1.JWTPublicKeySelector{Name: "b"}
-		}, "set jwtSecretRef or jwtPublicKeySecretRef, not both"},
+		}, "set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"},
 		{"no way to authenticate", func(c *chatv1alpha1.ChatCluster) { c.Spec.Auth.AllowAnonymous = false },
 			"no way to authenticate"},
 		{"operator label in the pod template", func(c *chatv1alpha1.ChatCluster) {
@@ -633,7 +635,7 @@ func TestMissingJWTSecret(t *testing.T) {
 		t.Error(err)
 	}
 	vols := sts.Spec.Template.Spec.Volumes
-	if v := findVolume(vols, resources.JWTVolumeName); len(vols) != 2 || v == nil || v.Secret == nil || v.Secret.SecretName != "jwt" || v.Secret.Items[0].Key != "jwt-secret" {
+	if v := findVolume(vols, resources.JWTVolumeName); len(vols) != 5 || v == nil || v.Secret == nil || v.Secret.SecretName != "jwt" || v.Secret.Items[0].Key != "jwt-secret" {
 		t.Errorf("volumes %+v", vols)
 	}
 	s.waitCondition(t, cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, chatv1alpha1.ReasonCreating)
@@ -836,37 +838,34 @@ func TestDeletionLeavesChildrenToTheGarbageCollector(t *testing.T) {
 	}
 }
 
-// TestProvidedGossipSecrets: when the user gives the gossip key and the
-// cluster secret, no Secret is generated and the pods read the user's.
-func TestProvidedGossipSecrets(t *testing.T) {
+// TestProvidedGossipKeyring: when the user gives the gossip keyring, no
+// keyring Secret is generated and the pods mount the user's.
+func TestProvidedGossipKeyring(t *testing.T) {
 	s := envSuite(t)
 	ns := s.namespace(t)
 	user := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "my-gossip", Namespace: ns},
-		Data: map[string][]byte{"gk": []byte("0123456789abcdef0123456789abcdef"), "cs": []byte("a-long-shared-cluster-secret-value")}}
+		Data: map[string][]byte{"ring": []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")}}
 	if err := s.admin.Create(context.Background(), user); err != nil {
 		t.Fatal(err)
 	}
 	cc := sample(t, ns)
-	cc.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "my-gossip", Key: "gk"}
-	cc.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "my-gossip", Key: "cs"}
+	cc.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "my-gossip", Key: "ring"}
 	s.create(t, cc)
 	sts := s.waitSts(t, cc, "StatefulSet created", exists)
-	refs := map[string]*corev1.SecretKeySelector{}
-	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			refs[e.Name] = e.ValueFrom.SecretKeyRef
+	var vol *corev1.Volume
+	for i, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Name == resources.GossipVolumeName {
+			vol = &sts.Spec.Template.Spec.Volumes[i]
 		}
 	}
-	if r := refs["CHATD_GOSSIP_KEY"]; r == nil || r.Name != "my-gossip" || r.Key != "gk" {
-		t.Errorf("CHATD_GOSSIP_KEY from %+v, want my-gossip/gk", r)
-	}
-	if r := refs["CHATD_CLUSTER_SECRET"]; r == nil || r.Name != "my-gossip" || r.Key != "cs" {
-		t.Errorf("CHATD_CLUSTER_SECRET from %+v, want my-gossip/cs", r)
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "my-gossip" || len(vol.Secret.Items) != 1 ||
+		vol.Secret.Items[0].Key != "ring" || vol.Secret.Items[0].Path != chatdconfig.GossipKeyringFileName {
+		t.Errorf("gossip volume %+v, want my-gossip's key ring as the file keyring", vol)
 	}
 	generated := &corev1.Secret{}
-	err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: cc.GossipSecretName()}, generated)
+	err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: cc.GossipKeyringSecretName()}, generated)
 	if !apierrors.IsNotFound(err) {
-		t.Errorf("generated gossip Secret exists (err %v) although both were provided", err)
+		t.Errorf("generated gossip keyring exists (err %v) although the user provides one", err)
 	}
 }
 

@@ -34,8 +34,8 @@ const simInterval = 50 * time.Millisecond
 //     the pods above it deleted, and the StatefulSet's status written once
 //     the pods match its spec, every pod ready;
 //   - the kubelet: each pod's container is a real chatd process on loopback
-//     (the pod's IP is 127.0.0.1 and its http container port the process's
-//     port), whose --expected-nodes-file holds the ConfigMap's size when the
+//     (the pod's IP is 127.0.0.1 and its http and admin container ports the process's
+//     ports), whose --expected-nodes-file holds the ConfigMap's size when the
 //     pod starts, and is rewritten from the ConfigMap each time the pod
 //     object changes (a kubelet sync: the kubelet refreshes projected
 //     ConfigMaps when it syncs a pod), unless the test holds that pod's
@@ -227,8 +227,11 @@ func (p *podSim) startPod(ctx context.Context, sts *appsv1.StatefulSet, name str
 	}
 	tpl := sts.Spec.Template.DeepCopy()
 	for i := range tpl.Spec.Containers[0].Ports {
-		if port := &tpl.Spec.Containers[0].Ports[i]; port.Name == chatdconfig.HTTPPortName {
+		switch port := &tpl.Spec.Containers[0].Ports[i]; port.Name {
+		case chatdconfig.HTTPPortName:
 			port.ContainerPort = proc.Port()
+		case chatdconfig.AdminPortName:
+			port.ContainerPort = proc.AdminPort()
 		}
 	}
 	labels := maps.Clone(tpl.Labels)

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
-	"github.com/ringchat/ringchat/controllers/chatdconfig"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,10 +17,10 @@ type secretRef struct {
 	name  string   // Secret name, in the ChatCluster's namespace
 	keys  []string // keys that must be present
 	// rolls: chatd reads this one only at start, so a change of it must
-	// roll the pods (its version goes into the configuration hash). Gossip
-	// keys are not: a new one on some pods only would split the cluster.
+	// roll the pods (its version goes into the configuration hash). The
+	// others chatd re-reads by itself (JWKS, gossip keyring, TLS files).
 	rolls bool
-	// generated: the operator's own gossip Secret, created in the same
+	// generated: one of the operator's own Secrets, created in the same
 	// reconcile; not checked here.
 	generated bool
 }
@@ -38,17 +37,18 @@ func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
 		s := r.Selector()
 		refs = append(refs, secretRef{field: "spec.auth.jwtPublicKeySecretRef", name: s.Name, keys: []string{s.Key}, rolls: true})
 	}
-	g := cc.Spec.Gossip
-	if g.EncryptionKeySecretRef != nil {
-		s := cc.EffectiveGossipKeyRef()
-		refs = append(refs, secretRef{field: "spec.gossip.encryptionKeySecretRef", name: s.Name, keys: []string{s.Key}})
+	if r := a.JWKSSecretRef; r != nil {
+		s := r.Selector()
+		refs = append(refs, secretRef{field: "spec.auth.jwksSecretRef", name: s.Name, keys: []string{s.Key}})
 	}
-	if g.ClusterSecretRef != nil {
-		s := cc.EffectiveClusterSecretRef()
-		refs = append(refs, secretRef{field: "spec.gossip.clusterSecretRef", name: s.Name, keys: []string{s.Key}})
+	if cc.Spec.Gossip.KeyringSecretRef != nil {
+		s := cc.EffectiveGossipKeyringRef()
+		refs = append(refs, secretRef{field: "spec.gossip.keyringSecretRef", name: s.Name, keys: []string{s.Key}})
+	} else {
+		refs = append(refs, secretRef{field: "generated gossip keyring", name: cc.GossipKeyringSecretName(), generated: true})
 	}
-	if cc.NeedsGeneratedGossipSecret() {
-		refs = append(refs, secretRef{field: "generated gossip Secret", name: cc.GossipSecretName(), generated: true})
+	for _, name := range []string{cc.PeerCASecretName(), cc.PeerTLSSecretName(), cc.AdminSecretName()} {
+		refs = append(refs, secretRef{field: "generated", name: name, generated: true})
 	}
 	if t := cc.Spec.TLS; t != nil {
 		refs = append(refs, secretRef{field: "spec.tls.secretName", name: t.SecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
@@ -94,16 +94,12 @@ func (r *ChatClusterReconciler) checkSecrets(ctx context.Context, cc *chatv1alph
 
 func joinMessages(m []string) string { return strings.Join(m, "; ") }
 
-// secretVersion identifies the content chatd reads from a Secret that rolls
-// the pods: a digest of the keys it uses, so that what does not reach chatd
-// (labels, annotations, other keys, a resourceVersion bumped by a sync tool)
-// does not restart every pod. The digest is shown in the ConfigMap; it gives
-// nothing away that an HS256 token signed with the secret does not already
-// (both allow only an offline guess of a weak secret).
+// secretVersion identifies the version of a Secret that rolls the pods:
+// its name, uid and resourceVersion, so that a new Secret of the same name
+// or any write to it rolls the pods. Nothing derived from the content is
+// shown (no hash: an unsalted digest of a low-entropy secret can be guessed
+// offline). The cost: a write that does not change what chatd reads (a
+// label, another key) rolls the pods too.
 func secretVersion(ref secretRef, s *corev1.Secret) string {
-	used := make(map[string]string, len(ref.keys))
-	for _, k := range ref.keys {
-		used[k] = string(s.Data[k])
-	}
-	return fmt.Sprintf("%s=%s:sha256:%s", ref.field, s.Name, chatdconfig.HashData(used)[:16])
+	return fmt.Sprintf("%s=%s:uid=%s:resourceVersion=%s", ref.field, s.Name, s.UID, s.ResourceVersion)
 }

@@ -180,7 +180,7 @@ func TestStorageStatefulSet(t *testing.T) {
 		versions[fmt.Sprintf("%T/%s", o, o.GetName())] = o.GetResourceVersion()
 	}
 	rec := events.NewFakeRecorder(100)
-	r := &ChatClusterReconciler{Client: s.admin, Scheme: s.scheme, Recorder: rec}
+	r := &ChatClusterReconciler{Client: s.admin, Scheme: s.scheme, Recorder: rec, OperatorNamespace: suiteOperatorNamespace}
 	for range 2 {
 		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(cc)}); err != nil {
 			t.Fatal(err)

@@ -48,6 +48,9 @@ import (
 const (
 	// operatorUser is the identity the manager runs as in the suite.
 	operatorUser = "ringchat-operator-test"
+	// suiteOperatorNamespace is the namespace the suite's operator says it
+	// runs in (its NetworkPolicies let it reach the admin port).
+	suiteOperatorNamespace = "ringchat-system"
 	// waitTimeout bounds every wait for the operator; generous for a
 	// loaded 2-core machine with the race detector.
 	waitTimeout  = 30 * time.Second
@@ -194,6 +197,7 @@ func startSuite() (*suite, error) {
 	r := &ChatClusterReconciler{
 		Client: s.stale, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator"),
 		SizePropagation: time.Hour, SizePoll: 200 * time.Millisecond, SizeResync: 2 * time.Second,
+		OperatorNamespace: suiteOperatorNamespace,
 	}
 	if err := r.SetupWithManager(mgr, 4); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,10 +63,12 @@ const (
 	msgReplicationFactor = "replicationFactor cannot exceed replicas"
 	msgDrainTimeout      = "drainTimeout must be between 1s and 1h"
 	msgShutdownTimeout   = "shutdownTimeout must be between 1s and 1h"
-	msgBothJWT           = "set jwtSecretRef or jwtPublicKeySecretRef, not both"
-	msgNoAuth            = "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef or allowAnonymous"
-	msgGossipKey         = "gossip.encryptionKeySecretRef is immutable: nodes with different gossip keys cannot talk, so changing it would split the running cluster"
-	msgClusterSecret     = "gossip.clusterSecretRef is immutable: nodes with different cluster secrets cannot talk, so changing it would split the running cluster"
+	msgBothJWT           = "set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"
+	msgNoAuth            = "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"
+	msgGossipKeyring     = "gossip.keyringSecretRef is immutable: nodes without a common gossip key cannot talk, so switching to another Secret would split the running cluster; rotate the keys inside the Secret instead"
+	msgPeerDuration      = "peerTLS.certificateDuration must be at least 1h"
+	msgPeerRenewMin      = "peerTLS.renewBefore must be at least 10m"
+	msgPeerRenewShorter  = "peerTLS.renewBefore must be shorter than peerTLS.certificateDuration"
 	msgClusterLabel      = "gossip.clusterLabel is immutable: nodes with different labels never merge, so changing it would split the running cluster"
 	msgNodePort          = "nodePort requires type NodePort or LoadBalancer"
 	msgPodLabels         = "podTemplate.labels cannot set app.kubernetes.io/name or chat.ringchat.io/ labels: the operator uses them to select its pods"
@@ -88,7 +91,7 @@ const (
 // accepted boundaries and their other branches only.
 var celCoveredElsewhere = map[string]string{
 	msgReplicationFactor: "replicationFactor cannot exceed replicas",
-	msgBothJWT:           "set jwtSecretRef or jwtPublicKeySecretRef, not both",
+	msgBothJWT:           "set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several",
 	msgNoAuth:            "no way to authenticate",
 	msgPodLabels:         "podTemplate.labels cannot set",
 	msgClusterLabel:      "gossip.clusterLabel is immutable",
@@ -132,9 +135,19 @@ func jwtOnly(c *chatv1alpha1.ChatCluster) {
 }
 
 func withGossipRefs(c *chatv1alpha1.ChatCluster) {
-	c.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "g1"}
-	c.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "c1"}
+	c.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "g1"}
 	c.Spec.Gossip.ClusterLabel = "blue"
+}
+
+func peerTLS(duration, renew time.Duration) func(*chatv1alpha1.ChatCluster) {
+	return func(c *chatv1alpha1.ChatCluster) {
+		if duration > 0 {
+			c.Spec.PeerTLS.CertificateDuration = dur(duration)
+		}
+		if renew > 0 {
+			c.Spec.PeerTLS.RenewBefore = dur(renew)
+		}
+	}
 }
 
 func pdb(maxU, minA *intstr.IntOrString) func(*chatv1alpha1.ChatCluster) {
@@ -197,43 +210,55 @@ var celRows = []validationRow{
 		c.Spec.Auth.JWTPublicKeySecretRef = &chatv1alpha1.JWTPublicKeySelector{Name: "chat-jwt-pub"}
 	}},
 
-	// gossip: encryptionKeySecretRef, clusterSecretRef and clusterLabel are
-	// immutable (clusterLabel's refusal: TestInvalidSpecsAreRefused).
-	{name: "encryptionKeySecretRef renamed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.EncryptionKeySecretRef.Name = "g2" },
-		field:  "spec.gossip", want: msgGossipKey},
-	{name: "encryptionKeySecretRef key changed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.EncryptionKeySecretRef.Key = "other" },
-		field:  "spec.gossip", want: msgGossipKey},
-	{name: "encryptionKeySecretRef added",
+	{name: "jwksSecretRef alone", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Auth.AllowAnonymous = false
+		c.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "chat-jwks"}
+	}},
+	{name: "jwksSecretRef with jwtPublicKeySecretRef", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "chat-jwks"}
+		c.Spec.Auth.JWTPublicKeySecretRef = &chatv1alpha1.JWTPublicKeySelector{Name: "chat-jwt-pub"}
+	}, field: "spec.auth", want: msgBothJWT},
+	{name: "jwksSecretRef with jwtSecretRef", spec: func(c *chatv1alpha1.ChatCluster) {
+		jwtOnly(c)
+		c.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "chat-jwks"}
+	}, field: "spec.auth", want: msgBothJWT},
+
+	// gossip: keyringSecretRef and clusterLabel are immutable
+	// (clusterLabel's refusal: TestInvalidSpecsAreRefused).
+	{name: "keyringSecretRef renamed", spec: withGossipRefs,
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.KeyringSecretRef.Name = "g2" },
+		field:  "spec.gossip", want: msgGossipKeyring},
+	{name: "keyringSecretRef key changed", spec: withGossipRefs,
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.KeyringSecretRef.Key = "other" },
+		field:  "spec.gossip", want: msgGossipKeyring},
+	{name: "keyringSecretRef added",
 		update: func(c *chatv1alpha1.ChatCluster) {
-			c.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "g1"}
+			c.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "g1"}
 		},
-		field: "spec.gossip", want: msgGossipKey},
-	{name: "encryptionKeySecretRef removed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.EncryptionKeySecretRef = nil },
-		field:  "spec.gossip", want: msgGossipKey},
-	{name: "clusterSecretRef renamed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.ClusterSecretRef.Name = "c2" },
-		field:  "spec.gossip", want: msgClusterSecret},
-	{name: "clusterSecretRef key changed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.ClusterSecretRef.Key = "other" },
-		field:  "spec.gossip", want: msgClusterSecret},
-	{name: "clusterSecretRef added",
-		update: func(c *chatv1alpha1.ChatCluster) {
-			c.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "c1"}
-		},
-		field: "spec.gossip", want: msgClusterSecret},
-	{name: "clusterSecretRef removed", spec: withGossipRefs,
-		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.ClusterSecretRef = nil },
-		field:  "spec.gossip", want: msgClusterSecret},
+		field: "spec.gossip", want: msgGossipKeyring},
+	{name: "keyringSecretRef removed", spec: withGossipRefs,
+		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.KeyringSecretRef = nil },
+		field:  "spec.gossip", want: msgGossipKeyring},
 	{name: "gossip unchanged while the rest changes", spec: withGossipRefs,
 		update: func(c *chatv1alpha1.ChatCluster) { c.Spec.HistorySize, c.Spec.Image = 2000, "ringchat/chatd:v2" }},
-	{name: "gossip refs resent with their defaulted keys", spec: withGossipRefs,
+	{name: "gossip ref resent with its defaulted key", spec: withGossipRefs,
 		update: func(c *chatv1alpha1.ChatCluster) {
-			c.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "g1", Key: chatv1alpha1.DefaultGossipKeyKey}
-			c.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "c1", Key: chatv1alpha1.DefaultClusterSecretKey}
+			c.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "g1", Key: chatv1alpha1.DefaultGossipKeyringKey}
 		}},
+
+	// peerTLS: certificateDuration at least 1h, renewBefore at least 10m
+	// and shorter than the duration.
+	{name: "certificateDuration below 1h", spec: peerTLS(59*time.Minute, 0),
+		field: "spec.peerTLS.certificateDuration", want: msgPeerDuration},
+	{name: "certificateDuration 1h", spec: peerTLS(time.Hour, 20*time.Minute)},
+	{name: "renewBefore below 10m", spec: peerTLS(0, 9*time.Minute),
+		field: "spec.peerTLS.renewBefore", want: msgPeerRenewMin},
+	{name: "renewBefore 10m", spec: peerTLS(0, 10*time.Minute)},
+	{name: "renewBefore equal to certificateDuration", spec: peerTLS(2*time.Hour, 2*time.Hour),
+		field: "spec.peerTLS.renewBefore", want: msgPeerRenewShorter},
+	{name: "renewBefore just below certificateDuration", spec: peerTLS(2*time.Hour, 2*time.Hour-time.Second)},
+	{name: "renewBefore above the default duration", spec: peerTLS(0, 3000*time.Hour),
+		field: "spec.peerTLS.renewBefore", want: msgPeerRenewShorter},
 
 	// service.nodePort only with NodePort or LoadBalancer.
 	{name: "nodePort with ClusterIP", spec: func(c *chatv1alpha1.ChatCluster) {
@@ -422,12 +447,20 @@ var schemaRows = []validationRow{
 	{name: "auth left out", raw: func(o map[string]any) { delete(o["spec"].(map[string]any), "auth") },
 		field: "spec.auth", want: "Required value"},
 
-	{name: "gossip key name starting with -", spec: func(c *chatv1alpha1.ChatCluster) {
-		c.Spec.Gossip.EncryptionKeySecretRef = &chatv1alpha1.GossipKeySelector{Name: "-g"}
-	}, field: "spec.gossip.encryptionKeySecretRef.name", want: nameRE},
-	{name: "cluster secret key with a space", spec: func(c *chatv1alpha1.ChatCluster) {
-		c.Spec.Gossip.ClusterSecretRef = &chatv1alpha1.ClusterSecretKeySelector{Name: "c", Key: "a b"}
-	}, field: "spec.gossip.clusterSecretRef.key", want: keyRE},
+	{name: "gossip keyring name starting with -", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "-g"}
+	}, field: "spec.gossip.keyringSecretRef.name", want: nameRE},
+	{name: "gossip keyring key with a space", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Gossip.KeyringSecretRef = &chatv1alpha1.GossipKeyringSelector{Name: "c", Key: "a b"}
+	}, field: "spec.gossip.keyringSecretRef.key", want: keyRE},
+	{name: "JWKS key with a space", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "c", Key: "a b"}
+	}, field: "spec.auth.jwksSecretRef.key", want: keyRE},
+	{name: "33 clientFrom peers", spec: func(c *chatv1alpha1.ChatCluster) {
+		for range 33 {
+			c.Spec.NetworkPolicy.ClientFrom = append(c.Spec.NetworkPolicy.ClientFrom, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}})
+		}
+	}, field: "spec.networkPolicy.clientFrom", want: "must have at most 32 items"},
 	{name: "clusterLabel starting with -", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.ClusterLabel = "-blue" },
 		field: "spec.gossip.clusterLabel", want: `should match '^([a-zA-Z0-9]([-a-zA-Z0-9_./]*[a-zA-Z0-9])?)?$'`},
 	{name: "clusterLabel of 65 characters", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.Gossip.ClusterLabel = strings.Repeat("b", 65) },

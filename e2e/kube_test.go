@@ -31,6 +31,7 @@ import (
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/controllers/chatdconfig"
 )
 
 // pollInterval is how often waits poll the API server and the pods.
@@ -181,7 +182,8 @@ func dumpOnFailure(t *testing.T) {
 }
 
 // httpTarget is the client Service's target port: chatd's HTTP port
-// (WebSocket /ws, /admin/), by name or number, as the operator declares it.
+// (WebSocket /ws, the page, the probes), by name or number, as the operator
+// declares it.
 func (e *environment) httpTarget(ctx context.Context, cc *chatv1alpha1.ChatCluster) (intstr.IntOrString, error) {
 	svc, err := e.clientService(ctx, cc)
 	if err != nil {
@@ -366,33 +368,63 @@ func (e *environment) forwardHTTP(ctx context.Context, cc *chatv1alpha1.ChatClus
 	return e.portForward(ctx, pod.Name, port)
 }
 
-// adminStatus fetches GET /admin/cluster from pod's HTTP port, through a
-// port-forward opened for the call: the pod's own view of the members and
-// of its rooms.
-func (e *environment) adminStatus(ctx context.Context, pod string, port int) (cluster.AdminStatus, error) {
-	var st cluster.AdminStatus
+// adminToken is the admin API's bearer token of cc: the first line of the
+// Secret the operator generates (<cc>-admin, key token).
+func (e *environment) adminToken(ctx context.Context, cc *chatv1alpha1.ChatCluster) (string, error) {
+	var sec corev1.Secret
+	if err := e.client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: cc.AdminSecretName()}, &sec); err != nil {
+		return "", fmt.Errorf("the admin token Secret: %w", err)
+	}
+	tok, _, _ := strings.Cut(strings.TrimSpace(string(sec.Data[chatv1alpha1.DefaultAdminTokenKey])), "\n")
+	if tok == "" {
+		return "", fmt.Errorf("Secret %s holds no admin token", sec.Name)
+	}
+	return tok, nil
+}
+
+// adminPort is pod's admin listener port (its container port "admin").
+func adminPort(pod *corev1.Pod) (int, error) {
+	return resolvePort(intstr.FromString(chatdconfig.AdminPortName), pod)
+}
+
+// adminGet fetches path from pod's admin listener (port), through a
+// port-forward opened for the call, with the admin token when token is not
+// empty; it returns the status code and the body.
+func (e *environment) adminGet(ctx context.Context, pod string, port int, token, path string) (int, []byte, error) {
 	f, err := e.portForward(ctx, pod, port)
 	if err != nil {
-		return st, err
+		return 0, nil, err
 	}
 	defer f.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.Addr+"/admin/cluster", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.Addr+path, nil)
 	if err != nil {
-		return st, err
+		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Close = true // the forward ends with this call: keep no idle connection to it
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return st, fmt.Errorf("GET /admin/cluster on %s: %w", pod, err)
+		return 0, nil, fmt.Errorf("GET %s on %s: %w", path, pod, err)
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return st, fmt.Errorf("GET /admin/cluster on %s: 401: the suite expects the admin API open (no CHATD_ADMIN_TOKEN in spec.podTemplate.env)", pod)
-	case resp.StatusCode != http.StatusOK:
-		return st, fmt.Errorf("GET /admin/cluster on %s: %s", pod, resp.Status)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, body, err
+}
+
+// adminStatus fetches GET /admin/cluster from pod's admin listener with the
+// admin token: the pod's own view of the members and of its rooms.
+func (e *environment) adminStatus(ctx context.Context, pod string, port int, token string) (cluster.AdminStatus, error) {
+	var st cluster.AdminStatus
+	code, body, err := e.adminGet(ctx, pod, port, token, "/admin/cluster")
+	if err != nil {
+		return st, err
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if code != http.StatusOK {
+		return st, fmt.Errorf("GET /admin/cluster on %s: %d %s", pod, code, body)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
 		return st, fmt.Errorf("decoding /admin/cluster of %s: %w", pod, err)
 	}
 	return st, nil
@@ -400,17 +432,17 @@ func (e *environment) adminStatus(ctx context.Context, pod string, port int) (cl
 
 // adminStatuses fetches every pod's /admin/cluster, in the pods' order.
 func (e *environment) adminStatuses(ctx context.Context, cc *chatv1alpha1.ChatCluster, pods []corev1.Pod) ([]cluster.AdminStatus, error) {
-	target, err := e.httpTarget(ctx, cc)
+	token, err := e.adminToken(ctx, cc)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]cluster.AdminStatus, len(pods))
 	for i := range pods {
-		port, err := resolvePort(target, &pods[i])
+		port, err := adminPort(&pods[i])
 		if err != nil {
 			return nil, err
 		}
-		if out[i], err = e.adminStatus(ctx, pods[i].Name, port); err != nil {
+		if out[i], err = e.adminStatus(ctx, pods[i].Name, port, token); err != nil {
 			return nil, err
 		}
 	}
@@ -557,6 +589,28 @@ func (e *environment) updateSpec(ctx context.Context, mutate func(*chatv1alpha1.
 	mutate(&cc.Spec)
 	if err := e.client.Patch(ctx, cc, client.MergeFrom(orig)); err != nil {
 		return fmt.Errorf("patching ChatCluster %s/%s: %w", e.namespace, e.name, err)
+	}
+	return nil
+}
+
+// annotate sets (or, with an empty value, removes) one annotation of the
+// ChatCluster.
+func (e *environment) annotate(ctx context.Context, key, value string) error {
+	cc, err := e.chatCluster(ctx)
+	if err != nil {
+		return err
+	}
+	orig := cc.DeepCopy()
+	if cc.Annotations == nil {
+		cc.Annotations = map[string]string{}
+	}
+	if value == "" {
+		delete(cc.Annotations, key)
+	} else {
+		cc.Annotations[key] = value
+	}
+	if err := e.client.Patch(ctx, cc, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("annotating ChatCluster %s/%s: %w", e.namespace, e.name, err)
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ chatbench="$root/bin/chatbench"
 
 # The limits that would otherwise refuse a benchmark's traffic.
 chatd_flags=(--allow-anonymous --rate 1000000 --rate-burst 1000000
-	--max-connections-per-ip 0 --max-connections 0 --log-level warn)
+	--max-connections-per-ip 0 --max-connections 0 --max-rooms-per-node 0 --log-level warn)
 export CHATD_CLUSTER_SECRET="${CHATD_CLUSTER_SECRET:-bench-durable-secret-$(id -u)-0123456789}"
 
 pids=()
@@ -113,12 +113,18 @@ wait_ready() {
 	done
 }
 
-# start_node NAME PORT ARG...: one chatd pinned to the server CPU; sets
-# $started_pid. Its log goes to $out/NAME.log.
+# admin_port PORT: the admin listener (/metrics) of the node serving
+# clients on PORT.
+admin_port() { echo $(($1 + 30)); }
+
+# start_node NAME PORT ARG...: one chatd pinned to the server CPU, its
+# admin listener on admin_port PORT; sets $started_pid. Its log goes to
+# $out/NAME.log.
 start_node() {
 	local name="$1" port="$2"
 	shift 2
-	local cmd=(taskset -c "$server_cpu" "$chatd" --listen "127.0.0.1:$port" --node-name "$name" "${chatd_flags[@]}" "$@")
+	local cmd=(taskset -c "$server_cpu" "$chatd" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$(admin_port "$port")"
+		--node-name "$name" "${chatd_flags[@]}" "$@")
 	echo "+ ${cmd[*]}" >>"$cmdlog"
 	"${cmd[@]}" >>"$out/$name.log" 2>&1 &
 	started_pid=$!
@@ -135,7 +141,8 @@ stop_all() {
 }
 
 # start_single MODE [ARG...]: one node on BASE_PORT; MODE durable gives it a
-# fresh data dir ($data/single). Sets $urls and $node_pid.
+# fresh data dir ($data/single). Sets $urls (with the node's metrics
+# endpoint) and $node_pid.
 start_single() {
 	local mode="$1"
 	shift
@@ -147,7 +154,7 @@ start_single() {
 	start_node single "$base_port" "${args[@]}"
 	node_pid=$started_pid
 	wait_ready "$base_port"
-	urls=(--url "ws://127.0.0.1:$base_port/ws")
+	urls=(--url "ws://127.0.0.1:$base_port/ws" --metrics-url "http://127.0.0.1:$(admin_port "$base_port")/metrics")
 }
 
 # start_cluster MODE: three nodes, R=2, --expected-nodes 3, all on the one
@@ -169,7 +176,7 @@ start_cluster() {
 			args+=(--data-dir "$data/node-$i")
 		fi
 		start_node "node-$i" "$port" "${args[@]}"
-		urls+=(--url "ws://127.0.0.1:$port/ws")
+		urls+=(--url "ws://127.0.0.1:$port/ws" --metrics-url "http://127.0.0.1:$(admin_port "$port")/metrics")
 	done
 	for i in 0 1 2; do wait_ready $((base_port + i)); done
 }

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,12 @@ const (
 	DefaultDrainTimeout            = 25 * time.Second
 	DefaultShutdownTimeout         = 20 * time.Second
 
+	// DefaultPeerCertificateDuration and DefaultPeerRenewBefore are
+	// spec.peerTLS's defaults: 90-day certificates replaced 30 days before
+	// they expire.
+	DefaultPeerCertificateDuration = 90 * 24 * time.Hour
+	DefaultPeerRenewBefore         = 30 * 24 * time.Hour
+
 	// DefaultPDBMaxUnavailable is the budget when spec.podDisruptionBudget
 	// sets neither field.
 	DefaultPDBMaxUnavailable = 1
@@ -35,8 +42,10 @@ const (
 	// Secret).
 	DefaultJWTSecretKey     = "jwt-secret"
 	DefaultJWTPublicKeyKey  = "jwt-public-key"
-	DefaultGossipKeyKey     = "gossip-key"
-	DefaultClusterSecretKey = "cluster-secret"
+	DefaultGossipKeyringKey = "keyring"
+	DefaultJWKSKey          = "jwks.json"
+	// DefaultAdminTokenKey is the key of the generated admin token Secret.
+	DefaultAdminTokenKey = "token"
 
 	// MaxClusterLabelLength is the longest spec.gossip.clusterLabel, and the
 	// longest label ClusterLabel derives.
@@ -72,6 +81,27 @@ const (
 // Progressing condition, which says ReasonPaused) until the annotation is
 // removed or set to another value. For maintenance by hand.
 const AnnotationPauseReconcile = "chat.ringchat.io/pause-reconcile"
+
+// AnnotationGossipKeyRotation on a ChatCluster asks the operator for one
+// step of a rotation of its generated gossip keyring: "add" (a new key
+// after the primary), "promote" (the new key first, so primary), "remove"
+// (the old key dropped). Each step is applied once, in that order, and
+// recorded on the keyring Secret (AnnotationGossipKeyringStep); wait until
+// every pod has read a step (chatd_gossip_keys, about a minute and a half)
+// before asking for the next. Ignored, with a Warning event, when
+// spec.gossip names the user's own keyring.
+const AnnotationGossipKeyRotation = "chat.ringchat.io/gossip-key-rotation"
+
+// AnnotationGossipKeyringStep on the generated gossip keyring Secret is the
+// last rotation step the operator applied to it.
+const AnnotationGossipKeyringStep = "chat.ringchat.io/gossip-keyring-step"
+
+// The steps of a gossip key rotation (AnnotationGossipKeyRotation).
+const (
+	GossipRotationAdd     = "add"
+	GossipRotationPromote = "promote"
+	GossipRotationRemove  = "remove"
+)
 
 // Names of the volume that holds a pod's history (spec.storage).
 const (
@@ -230,33 +260,80 @@ func (c *ChatCluster) ServiceName() string { return c.Name }
 // nodes find each other (chatd --join); it publishes not-ready addresses.
 func (c *ChatCluster) HeadlessServiceName() string { return c.Name + "-headless" }
 
-// GossipSecretName is the name of the Secret the operator generates, once,
-// when spec.gossip leaves encryptionKeySecretRef or clusterSecretRef out. It
-// holds both DefaultGossipKeyKey and DefaultClusterSecretKey.
-func (c *ChatCluster) GossipSecretName() string { return c.Name + "-gossip" }
+// GossipKeyringSecretName is the name of the Secret holding the gossip
+// keyring the operator generates when spec.gossip.keyringSecretRef is left
+// out (key DefaultGossipKeyringKey).
+func (c *ChatCluster) GossipKeyringSecretName() string { return c.Name + "-gossip-keyring" }
 
-// NeedsGeneratedGossipSecret reports whether the operator must create the
-// Secret named by GossipSecretName.
-func (c *ChatCluster) NeedsGeneratedGossipSecret() bool {
-	return c.Spec.Gossip.EncryptionKeySecretRef == nil || c.Spec.Gossip.ClusterSecretRef == nil
+// NeedsGeneratedGossipKeyring reports whether the operator must create (and
+// may rotate) the Secret named by GossipKeyringSecretName.
+func (c *ChatCluster) NeedsGeneratedGossipKeyring() bool {
+	return c.Spec.Gossip.KeyringSecretRef == nil
 }
 
-// EffectiveGossipKeyRef is where the gossip encryption key is: the user's
+// EffectiveGossipKeyringRef is where the gossip keyring is: the user's
 // Secret, or the generated one.
-func (c *ChatCluster) EffectiveGossipKeyRef() corev1.SecretKeySelector {
-	if r := c.Spec.Gossip.EncryptionKeySecretRef; r != nil {
-		return selector(r.Name, r.Key, DefaultGossipKeyKey)
+func (c *ChatCluster) EffectiveGossipKeyringRef() corev1.SecretKeySelector {
+	if r := c.Spec.Gossip.KeyringSecretRef; r != nil {
+		return selector(r.Name, r.Key, DefaultGossipKeyringKey)
 	}
-	return selector(c.GossipSecretName(), "", DefaultGossipKeyKey)
+	return selector(c.GossipKeyringSecretName(), "", DefaultGossipKeyringKey)
 }
 
-// EffectiveClusterSecretRef is where the inter-node shared secret is: the
-// user's Secret, or the generated one.
-func (c *ChatCluster) EffectiveClusterSecretRef() corev1.SecretKeySelector {
-	if r := c.Spec.Gossip.ClusterSecretRef; r != nil {
-		return selector(r.Name, r.Key, DefaultClusterSecretKey)
+// PeerCASecretName is the name of the Secret holding the ChatCluster's
+// inter-node CA (certificate and private key). Only the operator reads it;
+// no pod mounts it.
+func (c *ChatCluster) PeerCASecretName() string { return c.Name + "-peer-ca" }
+
+// PeerTLSSecretName is the name of the Secret holding every pod's
+// inter-node certificate and key (<pod>.crt, <pod>.key) and the CA
+// certificate (ca.crt), mounted in every pod.
+func (c *ChatCluster) PeerTLSSecretName() string { return c.Name + "-peer-tls" }
+
+// AdminSecretName is the name of the Secret holding the admin API's bearer
+// token the operator generates (key DefaultAdminTokenKey).
+func (c *ChatCluster) AdminSecretName() string { return c.Name + "-admin" }
+
+// MetricsServiceName is the name of the Service in front of the pods'
+// admin listeners (/metrics), for Prometheus.
+func (c *ChatCluster) MetricsServiceName() string { return c.Name + "-metrics" }
+
+// NetworkPolicyName is the name of the chatd pods' NetworkPolicy.
+func (c *ChatCluster) NetworkPolicyName() string { return c.Name + "-chatd" }
+
+// PodName is the name of the chatd pod of ordinal i (the StatefulSet's
+// naming).
+func (c *ChatCluster) PodName(i int32) string { return fmt.Sprintf("%s-%d", c.Name, i) }
+
+// NetworkPolicyEnabled reports whether the operator manages the chatd pods'
+// NetworkPolicy (spec.networkPolicy.enabled, true when left out).
+func (c *ChatCluster) NetworkPolicyEnabled() bool {
+	e := c.Spec.NetworkPolicy.Enabled
+	return e == nil || *e
+}
+
+// PeerCertificateDuration is spec.peerTLS.certificateDuration, or its
+// default.
+func (c *ChatCluster) PeerCertificateDuration() time.Duration {
+	if d := c.Spec.PeerTLS.CertificateDuration; d != nil && d.Duration > 0 {
+		return d.Duration
 	}
-	return selector(c.GossipSecretName(), "", DefaultClusterSecretKey)
+	return DefaultPeerCertificateDuration
+}
+
+// PeerRenewBefore is spec.peerTLS.renewBefore, or its default; half the
+// certificate's duration when it is not shorter than the duration (CEL
+// refuses that; this guards objects written before the rule, which would
+// otherwise renew at every reconcile).
+func (c *ChatCluster) PeerRenewBefore() time.Duration {
+	d := DefaultPeerRenewBefore
+	if r := c.Spec.PeerTLS.RenewBefore; r != nil && r.Duration > 0 {
+		d = r.Duration
+	}
+	if dur := c.PeerCertificateDuration(); d >= dur {
+		return dur / 2
+	}
+	return d
 }
 
 // Selector returns the selector as a Secret key selector, with the default
@@ -269,6 +346,12 @@ func (r *JWTSecretKeySelector) Selector() corev1.SecretKeySelector {
 // key when Key is empty.
 func (r *JWTPublicKeySelector) Selector() corev1.SecretKeySelector {
 	return selector(r.Name, r.Key, DefaultJWTPublicKeyKey)
+}
+
+// Selector returns the selector as a Secret key selector, with the default
+// key when Key is empty.
+func (r *JWKSSecretKeySelector) Selector() corev1.SecretKeySelector {
+	return selector(r.Name, r.Key, DefaultJWKSKey)
 }
 
 func selector(name, key, def string) corev1.SecretKeySelector {

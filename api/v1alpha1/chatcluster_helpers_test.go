@@ -41,8 +41,17 @@ func TestDefaultsForAnEmptySpec(t *testing.T) {
 		{"ExpectedNodes", c.ExpectedNodes(), int32(3)},
 		{"ServiceName", c.ServiceName(), "prod"},
 		{"HeadlessServiceName", c.HeadlessServiceName(), "prod-headless"},
-		{"GossipSecretName", c.GossipSecretName(), "prod-gossip"},
-		{"NeedsGeneratedGossipSecret", c.NeedsGeneratedGossipSecret(), true},
+		{"GossipKeyringSecretName", c.GossipKeyringSecretName(), "prod-gossip-keyring"},
+		{"NeedsGeneratedGossipKeyring", c.NeedsGeneratedGossipKeyring(), true},
+		{"PeerCASecretName", c.PeerCASecretName(), "prod-peer-ca"},
+		{"PeerTLSSecretName", c.PeerTLSSecretName(), "prod-peer-tls"},
+		{"AdminSecretName", c.AdminSecretName(), "prod-admin"},
+		{"MetricsServiceName", c.MetricsServiceName(), "prod-metrics"},
+		{"NetworkPolicyName", c.NetworkPolicyName(), "prod-chatd"},
+		{"PodName", c.PodName(2), "prod-2"},
+		{"NetworkPolicyEnabled", c.NetworkPolicyEnabled(), true},
+		{"PeerCertificateDuration", c.PeerCertificateDuration(), 90 * 24 * time.Hour},
+		{"PeerRenewBefore", c.PeerRenewBefore(), 30 * 24 * time.Hour},
 		{"ClusterLabel", c.ClusterLabel(), "chat/prod"},
 		{"SelectorString", c.SelectorString(), "app.kubernetes.io/name=chatd,chat.ringchat.io/cluster=prod"},
 	}
@@ -158,26 +167,22 @@ func TestSanitizeLabel(t *testing.T) {
 
 func TestSecretRefs(t *testing.T) {
 	c := newCluster("chat", "prod")
-	if got, want := c.EffectiveGossipKeyRef(), secretKey("prod-gossip", "gossip-key"); got != want {
-		t.Errorf("generated gossip key ref = %+v, want %+v", got, want)
+	if got, want := c.EffectiveGossipKeyringRef(), secretKey("prod-gossip-keyring", "keyring"); got != want {
+		t.Errorf("generated gossip keyring ref = %+v, want %+v", got, want)
 	}
-	if got, want := c.EffectiveClusterSecretRef(), secretKey("prod-gossip", "cluster-secret"); got != want {
-		t.Errorf("generated cluster secret ref = %+v, want %+v", got, want)
+	c.Spec.Gossip.KeyringSecretRef = &GossipKeyringSelector{Name: "mine"}
+	if c.NeedsGeneratedGossipKeyring() {
+		t.Error("the user names a keyring: no generated Secret is needed")
 	}
-
-	c.Spec.Gossip.EncryptionKeySecretRef = &GossipKeySelector{Name: "mine"}
-	if !c.NeedsGeneratedGossipSecret() {
-		t.Error("a generated Secret is still needed for the cluster secret")
+	if got, want := c.EffectiveGossipKeyringRef(), secretKey("mine", "keyring"); got != want {
+		t.Errorf("user gossip keyring ref = %+v, want %+v (default key)", got, want)
 	}
-	c.Spec.Gossip.ClusterSecretRef = &ClusterSecretKeySelector{Name: "mine", Key: "transport"}
-	if c.NeedsGeneratedGossipSecret() {
-		t.Error("both refs are set: no generated Secret is needed")
+	c.Spec.Gossip.KeyringSecretRef.Key = "ring"
+	if got, want := c.EffectiveGossipKeyringRef(), secretKey("mine", "ring"); got != want {
+		t.Errorf("user gossip keyring ref = %+v, want %+v", got, want)
 	}
-	if got, want := c.EffectiveGossipKeyRef(), secretKey("mine", "gossip-key"); got != want {
-		t.Errorf("user gossip key ref = %+v, want %+v (default key)", got, want)
-	}
-	if got, want := c.EffectiveClusterSecretRef(), secretKey("mine", "transport"); got != want {
-		t.Errorf("user cluster secret ref = %+v, want %+v", got, want)
+	if got, want := (&JWKSSecretKeySelector{Name: "keys"}).Selector(), secretKey("keys", "jwks.json"); got != want {
+		t.Errorf("JWKS selector = %+v, want %+v", got, want)
 	}
 
 	if got, want := (&JWTSecretKeySelector{Name: "jwt"}).Selector(), secretKey("jwt", "jwt-secret"); got != want {
@@ -309,5 +314,27 @@ func TestStorageHelpers(t *testing.T) {
 	c.Spec.Storage = &StorageSpec{Size: resource.MustParse("1Gi")}
 	if got := c.TerminationGracePeriodSeconds(); got != memoryOnly+10 {
 		t.Errorf("grace with storage %d, want %d + 10 s to close the store", got, memoryOnly)
+	}
+}
+
+// TestPeerTLSDurations: the spec's durations win; a renewBefore not
+// shorter than the lifetime becomes half of it.
+func TestPeerTLSDurations(t *testing.T) {
+	c := newCluster("chat", "prod")
+	c.Spec.PeerTLS = PeerTLSSpec{CertificateDuration: &metav1.Duration{Duration: 2 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 30 * time.Minute}}
+	if c.PeerCertificateDuration() != 2*time.Hour || c.PeerRenewBefore() != 30*time.Minute {
+		t.Errorf("durations %v, %v", c.PeerCertificateDuration(), c.PeerRenewBefore())
+	}
+	c.Spec.PeerTLS.RenewBefore.Duration = 119 * time.Minute
+	if got := c.PeerRenewBefore(); got != 119*time.Minute {
+		t.Errorf("PeerRenewBefore() = %v, want 119m", got)
+	}
+	c.Spec.PeerTLS.RenewBefore.Duration = 2 * time.Hour
+	if got := c.PeerRenewBefore(); got != time.Hour {
+		t.Errorf("PeerRenewBefore() = %v, want half the lifetime (1h)", got)
+	}
+	c.Spec.NetworkPolicy.Enabled = ptr.To(false)
+	if c.NetworkPolicyEnabled() {
+		t.Error("networkPolicy.enabled=false is still enabled")
 	}
 }

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -53,9 +54,8 @@ type ChatClusterSpec struct {
 	// +required
 	Auth AuthSpec `json:"auth"`
 
-	// How chatd nodes find and trust each other: the gossip encryption key,
-	// the secret that authenticates inter-node connections, and the cluster
-	// label that keeps two clusters from merging.
+	// How chatd nodes find and trust each other over gossip: the gossip
+	// keyring and the cluster label that keeps two clusters from merging.
 	// +kubebuilder:default={}
 	// +optional
 	Gossip GossipSpec `json:"gossip,omitempty"`
@@ -140,6 +140,71 @@ type ChatClusterSpec struct {
 	// ChatCluster.
 	// +optional
 	Storage *StorageSpec `json:"storage,omitempty"`
+
+	// The inter-node transport's mutual TLS: the operator runs a CA per
+	// ChatCluster (a Secret it owns) and issues every pod a certificate
+	// naming the pod, renewed before it expires without restarting anything
+	// (chatd re-reads the files). See docs/security.md.
+	// +kubebuilder:default={}
+	// +optional
+	PeerTLS PeerTLSSpec `json:"peerTLS,omitempty"`
+
+	// The NetworkPolicy of the chatd pods: the client port from anywhere
+	// (or from clientFrom), gossip and the inter-node transport only from
+	// this ChatCluster's own pods, the admin listener (admin API, /metrics)
+	// only from the operator's namespace and adminFromNamespaces. On by
+	// default. It is enforced only when the cluster's network plugin
+	// enforces NetworkPolicy.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
+}
+
+// PeerTLSSpec is the lifetime of the pods' inter-node certificates.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.certificateDuration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.certificateDuration)",message="peerTLS.renewBefore must be shorter than peerTLS.certificateDuration",fieldPath=".renewBefore"
+type PeerTLSSpec struct {
+	// How long each pod's certificate is valid. Default 90 days
+	// (2160h); at least 1h.
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="peerTLS.certificateDuration must be at least 1h"
+	// +optional
+	CertificateDuration *metav1.Duration `json:"certificateDuration,omitempty"`
+
+	// How long before its expiry a certificate is replaced by a new one.
+	// Default 30 days (720h); at least 10m, so that the kubelet has the
+	// time to bring the new files to the pod (about a minute) and chatd to
+	// read them (--cluster-reload-interval, 10 s).
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m')",message="peerTLS.renewBefore must be at least 10m"
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+// NetworkPolicySpec shapes the NetworkPolicy of the chatd pods.
+type NetworkPolicySpec struct {
+	// Whether the operator creates the NetworkPolicy (<name>-chatd). Turned
+	// off, an existing one is left as it is (delete it by hand).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Who may reach the client port (WebSocket, the web page, the probes).
+	// Empty: anyone. Otherwise only these peers (pod and namespace
+	// selectors, IP blocks), as in a NetworkPolicy rule; remember the
+	// ingress controller or load balancer, and, with some network plugins,
+	// the nodes (the kubelet's probes).
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	ClientFrom []networkingv1.NetworkPolicyPeer `json:"clientFrom,omitempty"`
+
+	// Namespaces whose pods may reach the admin listener (admin API and
+	// /metrics), besides the operator's own namespace, which always may
+	// (the operator reads each pod's /metrics while scaling). Left out:
+	// only the operator's namespace. An empty selector ({}) allows every
+	// namespace. Typically the namespace of Prometheus.
+	// +optional
+	AdminFromNamespaces *metav1.LabelSelector `json:"adminFromNamespaces,omitempty"`
 }
 
 // StorageSpec is the volume of each chatd pod and what chatd keeps on it.
@@ -205,8 +270,8 @@ type RetentionSpec struct {
 
 // AuthSpec says how clients authenticate.
 //
-// +kubebuilder:validation:XValidation:rule="!(has(self.jwtSecretRef) && has(self.jwtPublicKeySecretRef))",message="set jwtSecretRef or jwtPublicKeySecretRef, not both"
-// +kubebuilder:validation:XValidation:rule="has(self.jwtSecretRef) || has(self.jwtPublicKeySecretRef) || (has(self.allowAnonymous) && self.allowAnonymous)",message="no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef or allowAnonymous"
+// +kubebuilder:validation:XValidation:rule="[has(self.jwtSecretRef), has(self.jwtPublicKeySecretRef), has(self.jwksSecretRef)].filter(x, x).size() <= 1",message="set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"
+// +kubebuilder:validation:XValidation:rule="has(self.jwtSecretRef) || has(self.jwtPublicKeySecretRef) || has(self.jwksSecretRef) || (has(self.allowAnonymous) && self.allowAnonymous)",message="no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"
 type AuthSpec struct {
 	// Secret key holding the HS256 shared secret that signs clients' tokens
 	// (at least 32 bytes; surrounding whitespace is trimmed). Mounted as a
@@ -219,6 +284,14 @@ type AuthSpec struct {
 	// (chatd --jwt-public-key-file).
 	// +optional
 	JWTPublicKeySecretRef *JWTPublicKeySelector `json:"jwtPublicKeySecretRef,omitempty"`
+
+	// Secret key holding a JSON Web Key Set: the keys that verify clients'
+	// tokens, named by "kid", so that keys rotate without a restart (chatd
+	// --jwt-jwks-file re-reads the file; a token without a kid is accepted
+	// only while the set holds exactly one key). Mounted as a file; edit the
+	// Secret to rotate (add the new key, sign with it, remove the old one).
+	// +optional
+	JWKSSecretRef *JWKSSecretKeySelector `json:"jwksSecretRef,omitempty"`
 
 	// Let clients connect with just a name (chatd --allow-anonymous).
 	// Development only: names are not reserved and share the user-id
@@ -277,26 +350,41 @@ type JWTPublicKeySelector struct {
 	Key string `json:"key,omitempty"`
 }
 
-// GossipSpec is how chatd nodes find and trust each other. Every field is
-// fixed once the ChatCluster exists: nodes whose label, gossip key or cluster
-// secret differ cannot talk, so changing one on a running cluster would split
-// it during the rolling update. To change them, create a new ChatCluster.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.encryptionKeySecretRef) == has(oldSelf.encryptionKeySecretRef) && (!has(self.encryptionKeySecretRef) || self.encryptionKeySecretRef == oldSelf.encryptionKeySecretRef)",message="gossip.encryptionKeySecretRef is immutable: nodes with different gossip keys cannot talk, so changing it would split the running cluster"
-// +kubebuilder:validation:XValidation:rule="has(self.clusterSecretRef) == has(oldSelf.clusterSecretRef) && (!has(self.clusterSecretRef) || self.clusterSecretRef == oldSelf.clusterSecretRef)",message="gossip.clusterSecretRef is immutable: nodes with different cluster secrets cannot talk, so changing it would split the running cluster"
-type GossipSpec struct {
-	// Secret key holding the key that encrypts gossip (AES-GCM; 16, 24 or 32
-	// bytes, raw or base64). When left out, the operator generates a random
-	// key once, in a Secret it owns, and never rotates it. Immutable.
-	// +optional
-	EncryptionKeySecretRef *GossipKeySelector `json:"encryptionKeySecretRef,omitempty"`
+// JWKSSecretKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds a JSON Web Key Set.
+type JWKSSecretKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
 
-	// Secret key holding the shared secret with which nodes authenticate each
-	// other's inter-node connections (the transport that carries room traffic,
-	// beside gossip). When left out, the operator generates a random secret
-	// once, in a Secret it owns, and never rotates it. Immutable.
+	// Key within the Secret.
+	// +kubebuilder:default="jwks.json"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	// +optional
-	ClusterSecretRef *ClusterSecretKeySelector `json:"clusterSecretRef,omitempty"`
+	Key string `json:"key,omitempty"`
+}
+
+// GossipSpec is how chatd nodes find and trust each other over gossip.
+// The inter-node transport is authenticated by the pods' certificates (see
+// PeerTLSSpec), not by anything here.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.keyringSecretRef) == has(oldSelf.keyringSecretRef) && (!has(self.keyringSecretRef) || self.keyringSecretRef == oldSelf.keyringSecretRef)",message="gossip.keyringSecretRef is immutable: nodes without a common gossip key cannot talk, so switching to another Secret would split the running cluster; rotate the keys inside the Secret instead"
+type GossipSpec struct {
+	// Secret key holding the gossip keyring: one key per line (base64 of
+	// 16, 24 or 32 bytes: openssl rand -base64 32), the primary first
+	// (chatd --gossip-keyring-file, re-read every 10 s, so keys rotate
+	// without a restart: add the new key as a second line, then swap the
+	// lines, then remove the old key, each step once every pod has it).
+	// When left out, the operator generates a keyring of one key in a
+	// Secret it owns (<name>-gossip-keyring) and rotates it on request
+	// (the annotation chat.ringchat.io/gossip-key-rotation). Immutable.
+	// +optional
+	KeyringSecretRef *GossipKeyringSelector `json:"keyringSecretRef,omitempty"`
 
 	// Name of the cluster: nodes with another label never merge with these,
 	// even when they reach each other (chatd --cluster-label). Empty means
@@ -310,9 +398,9 @@ type GossipSpec struct {
 	ClusterLabel string `json:"clusterLabel,omitempty"`
 }
 
-// GossipKeySelector selects the key of a Secret, in the ChatCluster's
-// namespace, that holds the gossip encryption key.
-type GossipKeySelector struct {
+// GossipKeyringSelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the gossip keyring.
+type GossipKeyringSelector struct {
 	// Name of the Secret, in the ChatCluster's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -321,26 +409,7 @@ type GossipKeySelector struct {
 	Name string `json:"name"`
 
 	// Key within the Secret.
-	// +kubebuilder:default="gossip-key"
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
-	// +optional
-	Key string `json:"key,omitempty"`
-}
-
-// ClusterSecretKeySelector selects the key of a Secret, in the ChatCluster's
-// namespace, that holds the inter-node shared secret.
-type ClusterSecretKeySelector struct {
-	// Name of the Secret, in the ChatCluster's namespace.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
-	// +required
-	Name string `json:"name"`
-
-	// Key within the Secret.
-	// +kubebuilder:default="cluster-secret"
+	// +kubebuilder:default="keyring"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`

@@ -192,6 +192,9 @@ var allOptions = []string{
 	"--set", "metrics.serviceMonitor.enabled=true",
 	"--set", "metrics.serviceMonitor.interval=15s",
 	"--set", "metrics.serviceMonitor.labels.release=prom",
+	"--set", "metrics.chatdServiceMonitor.enabled=true",
+	"--set", "metrics.chatdServiceMonitor.interval=20s",
+	"--set", "metrics.chatdServiceMonitor.labels.release=prom",
 	"--set", "networkPolicy.enabled=true",
 	"--set", "networkPolicy.metricsNamespaceLabels.name=monitoring",
 	"--set", "crds.install=false",
@@ -208,6 +211,7 @@ var allOptions = []string{
 	"--set", "cluster.resources.limits.cpu=2",
 	"--set", "cluster.resources.limits.memory=2Gi",
 	"--set", "cluster.pdb.minAvailable=60%",
+	"--set", "cluster.networkPolicy.adminFromNamespaceLabels.team=monitoring",
 	"--set", "cluster.storage.enabled=true",
 	"--set", "cluster.storage.size=20Gi",
 	"--set", "cluster.storage.storageClassName=fast-ssd",
@@ -235,6 +239,9 @@ var (
 	defaultSAOption  = []string{"--set", "serviceAccount.create=false"}
 	noTestsOptions   = []string{"--set", "cluster.enabled=true", "--set", "tests.enabled=false"}
 	jwtOptions       = []string{"--set", "cluster.enabled=true", "--set", "cluster.auth.allowAnonymous=false", "--set", "cluster.auth.jwtSecretName=chat-jwt"}
+	// A key set instead of a shared secret, and no NetworkPolicy.
+	jwksOptions = []string{"--set", "cluster.enabled=true", "--set", "cluster.auth.allowAnonymous=false", "--set", "cluster.auth.jwksSecretName=chat-jwks",
+		"--set", "cluster.networkPolicy.enabled=false"}
 	// Resources removed: an empty value or null drops an entry, and a map
 	// left empty drops its key.
 	noResourcesOptions = []string{"--set", "resources.requests.cpu=", "--set", "resources.limits=null",
@@ -250,6 +257,7 @@ var optionSets = map[string][]string{
 	"allOptions": allOptions, "fullnameOptions": fullnameOptions, "existingSAOption": existingSAOption,
 	"defaultSAOption": defaultSAOption, "noTestsOptions": noTestsOptions, "jwtOptions": jwtOptions,
 	"noResourcesOptions": noResourcesOptions, "pdbMaxOptions": pdbMaxOptions, "storageDefaultOptions": storageDefaultOptions,
+	"jwksOptions": jwksOptions,
 }
 
 func TestLintStrict(t *testing.T) {
@@ -366,7 +374,7 @@ func TestRenderDefaults(t *testing.T) {
 		t.Errorf("container securityContext %v", csc)
 	}
 	wantArgs := []any{"--leader-elect", "--leader-election-namespace=chat-system", "--metrics-bind-address=:8080",
-		"--health-probe-bind-address=:8081", "--log-level=info", "--workers=2"}
+		"--health-probe-bind-address=:8081", "--log-level=info", "--workers=2", "--operator-namespace=chat-system"}
 	if args := get(c, "args"); !reflect.DeepEqual(args, wantArgs) {
 		t.Errorf("args %v, want %v", args, wantArgs)
 	}
@@ -449,6 +457,7 @@ func TestRenderAllOptions(t *testing.T) {
 		"Service/rel-rc-operator-metrics",
 		"ServiceAccount/custom-sa",
 		"ServiceMonitor/rel-rc-operator",
+		"ServiceMonitor/rel-rc-operator-chatd",
 	}
 	if got := kinds(objs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rendered objects (crds.install=false: no CRD)\n got %v\nwant %v", got, want)
@@ -459,7 +468,7 @@ func TestRenderAllOptions(t *testing.T) {
 	c := get(pod, "containers", 0)
 	wantArgs := []any{"--leader-elect", "--leader-election-namespace=chat-system", "--metrics-bind-address=:9090",
 		"--cluster-from-configmap=chat-system/rel-rc-chatcluster",
-		"--health-probe-bind-address=:9091", "--log-level=debug", "--workers=4"}
+		"--health-probe-bind-address=:9091", "--log-level=debug", "--workers=4", "--operator-namespace=chat-system"}
 	if args := get(c, "args"); !reflect.DeepEqual(args, wantArgs) {
 		t.Errorf("args %v, want %v", args, wantArgs)
 	}
@@ -499,6 +508,12 @@ func TestRenderAllOptions(t *testing.T) {
 		get(sm, "spec", "endpoints", 0, "port") != "metrics" || get(sm, "spec", "endpoints", 0, "interval") != "15s" {
 		t.Errorf("ServiceMonitor %v", sm)
 	}
+	csm := find(t, objs, "ServiceMonitor", "rel-rc-operator-chatd")
+	if get(csm, "metadata", "labels", "release") != "prom" || get(csm, "spec", "endpoints", 0, "port") != "admin" ||
+		get(csm, "spec", "endpoints", 0, "interval") != "20s" || get(csm, "spec", "namespaceSelector", "any") != true ||
+		get(csm, "spec", "selector", "matchLabels", "chat.ringchat.io/metrics") != "true" {
+		t.Errorf("chatd ServiceMonitor %v", csm)
+	}
 	np := find(t, objs, "NetworkPolicy", "rel-rc-operator")
 	if get(np, "spec", "ingress", 0, "from", 0, "namespaceSelector", "matchLabels", "name") != "monitoring" ||
 		get(np, "spec", "ingress", 0, "ports", 0, "port") != "metrics" {
@@ -518,6 +533,7 @@ func TestRenderAllOptions(t *testing.T) {
 			"limits":   obj{"cpu": float64(2), "memory": "2Gi"},
 		},
 		"podDisruptionBudget": obj{"minAvailable": "60%"},
+		"networkPolicy":       obj{"enabled": true, "adminFromNamespaces": obj{"matchLabels": obj{"team": "monitoring"}}},
 		"storage": obj{
 			"size":             "20Gi",
 			"storageClassName": "fast-ssd",
@@ -617,6 +633,7 @@ func TestRenderClusterDefaultsAndJWT(t *testing.T) {
 		"auth":              obj{"allowAnonymous": true},
 		"service":           obj{"type": "ClusterIP", "port": float64(80)},
 		"resources":         obj{"requests": obj{"cpu": "100m", "memory": "256Mi"}, "limits": obj{"memory": "1Gi"}},
+		"networkPolicy":     obj{"enabled": true},
 	}
 	if !reflect.DeepEqual(get(cc, "spec"), wantSpec) {
 		t.Errorf("default ChatCluster spec\n got %v\nwant %v (no podDisruptionBudget or podTemplate: the operator's defaults)", get(cc, "spec"), wantSpec)
@@ -632,6 +649,14 @@ func TestRenderClusterDefaultsAndJWT(t *testing.T) {
 		if get(o, "kind") == "Pod" {
 			t.Errorf("no anonymous test Pod expected with JWT-only auth, got %v", get(o, "metadata", "name"))
 		}
+	}
+
+	cc = find(t, render(t, jwksOptions...), "ChatCluster", "rel")
+	if want := (obj{"allowAnonymous": false, "jwksSecretRef": obj{"name": "chat-jwks"}}); !reflect.DeepEqual(get(cc, "spec", "auth"), want) {
+		t.Errorf("auth %v, want %v", get(cc, "spec", "auth"), want)
+	}
+	if want := (obj{"enabled": false}); !reflect.DeepEqual(get(cc, "spec", "networkPolicy"), want) {
+		t.Errorf("networkPolicy %v, want %v", get(cc, "spec", "networkPolicy"), want)
 	}
 }
 

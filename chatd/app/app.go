@@ -6,14 +6,17 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/certs"
 	"github.com/ringchat/ringchat/chatd/cluster"
@@ -56,11 +59,20 @@ type Options struct {
 	// no handoff, no leave, sockets dropped without a close frame. Other
 	// nodes find out through failure detection.
 	Crash <-chan struct{}
+	// AdminListener, when set, is where the admin listener serves instead
+	// of a new listener on cfg.AdminListen (tests pick a free port this
+	// way); cfg.AdminListen must still be set, since it decides what is
+	// allowed without a token. It is closed when the node stops.
+	AdminListener net.Listener
 }
 
 // ServeWithOptions is Serve with test options.
 func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger, opts Options) error {
-	authn, err := newAuthenticator(cfg)
+	adminLn := opts.AdminListener
+	if adminLn != nil {
+		defer adminLn.Close() // on the paths that return before serving it
+	}
+	authn, err := newAuthenticator(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -70,14 +82,31 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			return fmt.Errorf("read --socketio-client-js: %w", err)
 		}
 	}
+	var adminTokens *admin.Tokens
+	if cfg.AdminTokenFile != "" {
+		if adminTokens, err = admin.LoadTokens(cfg.AdminTokenFile, cfg.AuthReloadInterval, log); err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+	}
+	if adminLn == nil && cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("admin listener: listen on %s: %w", cfg.AdminListen, err)
+		}
+		defer adminLn.Close()
+	}
 	if cfg.TLSCertFile != "" {
 		// TLS ends here, in front of the whole HTTP server: the handshake
 		// runs under the server's header deadline like any slow client.
+		// The admin listener serves the same certificate: its bearer
+		// tokens must not cross the network in clear.
 		cert, err := certs.NewReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log)
 		if err != nil {
 			return err
 		}
 		ln = tls.NewListener(ln, cert.TLSConfig())
+		if adminLn != nil {
+			adminLn = tls.NewListener(adminLn, cert.TLSConfig())
+		}
 	}
 	m := metrics.New()
 	expectedNodes := cfg.ExpectedNodes
@@ -122,6 +151,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	h := hub.New(hub.Config{
 		HistorySize:     cfg.HistorySize,
 		DedupeWindow:    cfg.DedupeWindow,
+		MaxRooms:        cfg.MaxRoomsPerNode,
 		PresenceListMax: cfg.PresenceListMax,
 		TypingInterval:  time.Second,
 		AckHoldMax:      cfg.RouteTimeout + callTimeout,
@@ -193,7 +223,35 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}
 	}
 	srv := server.New(scfg, h, authn, m, log)
-	srv.Handle("GET /admin/", node.AdminHandler(cfg.AdminToken, members))
+	var adminSrv *http.Server
+	adminDone := make(chan error, 1)
+	if adminLn != nil {
+		adminSrv = admin.Server(admin.Handler(admin.Config{
+			Tokens:              adminTokens,
+			MetricsRequireToken: cfg.MetricsRequireToken,
+			Metrics:             server.MetricsHandler(m),
+			Probes:              srv.Probes(),
+			Views: admin.Views{
+				Cluster: func() any { return node.Status(members) },
+				Ring:    func(ctx context.Context) any { return node.Ring(ctx, members) },
+				Rooms:   func() any { return node.Rooms() },
+			},
+		}), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
+		go func() { adminDone <- adminSrv.Serve(adminLn) }()
+	}
+	// stopAdmin closes the admin listener and its connections (a crash, or
+	// the end of the shutdown: probes and metrics stay up while the node
+	// drains).
+	stopAdmin := func() {
+		if adminSrv == nil {
+			return
+		}
+		_ = adminSrv.Close()
+		if err := <-adminDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener failed", "err", err)
+		}
+		adminSrv = nil
+	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	if cfg.ExpectedNodesFile != "" {
@@ -205,10 +263,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}()
 	}
 	if parts != nil {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			parts.join(runCtx, log)
+		}()
+		go func() {
+			defer wg.Done()
+			parts.watch(runCtx, cfg.ClusterReloadInterval, log)
 		}()
 	}
 	// On SIGTERM: fail readiness, hand rooms off, then let the server move
@@ -227,6 +289,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 				_ = parts.transport.Close()
 			}
 			srv.Abort()
+			stopAdmin()
 			stopServer()
 			return
 		}
@@ -238,12 +301,17 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		stopServer()
 	}()
 
-	log.Info("chatd listening", "addr", ln.Addr().String(), "node", cfg.NodeName,
+	adminAddr := ""
+	if adminLn != nil {
+		adminAddr = adminLn.Addr().String()
+	}
+	log.Info("chatd listening", "addr", ln.Addr().String(), "admin", adminAddr, "node", cfg.NodeName,
 		"version", version.Version, "auth", strings.Join(authn.Modes(), ","), "clustered", parts != nil,
-		"tls", cfg.TLSCertFile != "")
+		"tls", cfg.TLSCertFile != "", "admin_token", adminTokens != nil)
 	err = srv.Serve(serverCtx, ln)
 	stopRun()
 	wg.Wait() // the drain or crash goroutine has finished; crashed is settled
+	stopAdmin()
 	if parts != nil && !crashed {
 		parts.leave(5*time.Second, log)
 	}
@@ -253,7 +321,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	return err
 }
 
-func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
+func newAuthenticator(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {
 	ac := auth.Config{
 		Issuer:         cfg.JWTIssuer,
 		Audience:       cfg.JWTAudience,
@@ -261,10 +329,7 @@ func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
 		Leeway:         cfg.JWTLeeway,
 		RoomsClaim:     cfg.JWTRoomsClaim,
 	}
-	switch {
-	case cfg.JWTSecret != "":
-		ac.HMACSecret = []byte(cfg.JWTSecret)
-	case cfg.JWTSecretFile != "":
+	if cfg.JWTSecretFile != "" {
 		b, err := os.ReadFile(cfg.JWTSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("read --jwt-secret-file: %w", err)
@@ -276,6 +341,13 @@ func newAuthenticator(cfg config.Config) (*auth.Authenticator, error) {
 			return nil, fmt.Errorf("--jwt-secret-file %s is empty", cfg.JWTSecretFile)
 		}
 		ac.HMACSecret = []byte(secret)
+	}
+	if cfg.JWTJWKSFile != "" {
+		set, err := loadKeySet(cfg.JWTJWKSFile, cfg.AuthReloadInterval, log)
+		if err != nil {
+			return nil, err
+		}
+		ac.KeySet = set.Get
 	}
 	if cfg.JWTPublicKeyFile != "" {
 		pem, err := auth.ReadPublicKeyFile(cfg.JWTPublicKeyFile)
@@ -306,10 +378,13 @@ func ServerConfig(cfg config.Config) server.Config {
 			sio.Namespaces = append(sio.Namespaces, socketio.Namespace{Name: ns.Name, TokenOnly: ns.TokenOnly})
 		}
 	}
+	proxies, _ := config.ParseTrustedProxies(cfg.TrustedProxies) // validated by config
 	return server.Config{
 		SocketIO:            sio,
 		MaxConnections:      cfg.MaxConnections,
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		TrustedProxies:      proxies,
+		ProxyHeader:         cfg.TrustedProxyHeader,
 		RetryAfter:          5 * time.Second,
 		AllowedOrigins:      origins,
 		HandshakeTimeout:    cfg.HandshakeTimeout,

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/certs"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/membership"
@@ -26,6 +26,9 @@ type clusterParts struct {
 	members   *membership.Membership
 	transport *transport.Transport
 	node      *cluster.Node
+	creds     *certs.Peer
+	metrics   *metrics.Metrics
+	keyring   keyringWatch // owned by watch's goroutine
 
 	// stateMu orders the announcements of the ACTIVE and DRAINING states,
 	// so that an activation that finishes late cannot undo a drain.
@@ -39,6 +42,9 @@ type clusterParts struct {
 	linkErr   error    // the last one's error
 	linkTried []string // the members it asked
 }
+
+// linkHint says what to check when no member answers over the transport.
+const linkHint = "check that every node's certificate (--peer-tls-cert-file) names the node and chains to a CA the others trust (--peer-tls-ca-file), that every node speaks the same inter-node protocol version, and that the inter-node ports are reachable"
 
 // Link check timings: each attempt asks a few members at once and waits
 // linkPingTimeout at most; failed attempts are retried with a backoff from
@@ -87,28 +93,30 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		}
 		rpcAdvertise = net.JoinHostPort(host, strconv.Itoa(rpcPort))
 	}
-	secret, err := secretFrom(cfg.ClusterSecretFile, "CHATD_CLUSTER_SECRET")
+	creds, err := certs.NewPeer(certs.PeerFiles{Cert: cfg.PeerTLSCertFile, Key: cfg.PeerTLSKeyFile, CA: cfg.PeerTLSCAFile},
+		cfg.NodeName, cfg.ClusterReloadInterval, log.With("component", "peer-tls"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("inter-node TLS (--peer-tls-cert-file, --peer-tls-key-file, --peer-tls-ca-file): %w", err)
 	}
-	if len(secret) == 0 && !cfg.ClusterInsecure {
-		return nil, errors.New("a cluster needs a shared secret for inter-node connections: set --cluster-secret-file or CHATD_CLUSTER_SECRET (or --cluster-insecure for a local trial)")
-	}
-	gossipKey, err := secretFrom(cfg.GossipKeyFile, "CHATD_GOSSIP_KEY")
+	keyringFile, err := os.ReadFile(cfg.GossipKeyringFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read --gossip-keyring-file: %w", err)
 	}
-	gossipKey = maybeBase64Key(gossipKey)
+	gossipKeys, err := membership.ParseKeyring(keyringFile)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-keyring-file %s: %w", cfg.GossipKeyringFile, err)
+	}
 
 	tr, err := transport.New(transport.Config{
-		NodeName:      cfg.NodeName,
-		ListenAddr:    rpcAddr,
-		AdvertiseAddr: rpcAdvertise,
-		Secret:        secret,
-		Insecure:      cfg.ClusterInsecure && len(secret) == 0,
-		ClusterLabel:  cfg.ClusterLabel,
-		Logger:        log.With("component", "transport"),
-		Metrics:       metrics.TransportMetrics{M: m},
+		NodeName:         cfg.NodeName,
+		ListenAddr:       rpcAddr,
+		AdvertiseAddr:    rpcAdvertise,
+		Credentials:      creds,
+		ProtocolVersion:  cluster.WireProto,
+		ClusterLabel:     cfg.ClusterLabel,
+		ReverifyInterval: cfg.ClusterReloadInterval,
+		Logger:           log.With("component", "transport"),
+		Metrics:          metrics.TransportMetrics{M: m},
 	}, node)
 	if err != nil {
 		return nil, fmt.Errorf("start inter-node transport: %w", err)
@@ -131,7 +139,7 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		Seeds:          seeds,
 		RejoinInterval: cfg.RejoinInterval,
 		ClusterLabel:   cfg.ClusterLabel,
-		SecretKey:      gossipKey,
+		Keys:           gossipKeys,
 		Bootstrap:      cfg.Bootstrap || len(seeds) == 0,
 		Profile:        cfg.GossipProfile,
 		Logger:         log.With("component", "membership"),
@@ -140,7 +148,11 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		_ = tr.Close()
 		return nil, fmt.Errorf("start membership: %w", err)
 	}
-	return &clusterParts{members: ml, transport: tr, node: node}, nil
+	m.GossipKeys.Set(float64(len(gossipKeys)))
+	parts := &clusterParts{members: ml, transport: tr, node: node, creds: creds, metrics: m,
+		keyring: keyringWatch{path: cfg.GossipKeyringFile, loaded: keyringFile}}
+	parts.setCertGauges()
+	return parts, nil
 }
 
 // join runs the initial join, checks the inter-node transport (checkLink)
@@ -173,11 +185,11 @@ func (c *clusterParts) join(ctx context.Context, log *slog.Logger) {
 
 // checkLink waits until this node has exchanged one request and reply with
 // another member over the inter-node transport, which proves that they
-// share the cluster secret, or until no other member is alive (a node that
-// bootstrapped alone). Gossip and the transport are authenticated
-// separately (gossip key and label; cluster secret), so a node whose secret
-// differs joins gossip perfectly well; were it to go active, it would own
-// rooms nobody can reach. It retries until it succeeds or ctx ends, and
+// trust each other's certificates, or until no other member is alive (a
+// node that bootstrapped alone). Gossip and the transport are
+// authenticated separately (gossip keyring and label; certificates), so a
+// node whose certificate the others refuse joins gossip perfectly well;
+// were it to go active, it would own rooms nobody can reach. It retries until it succeeds or ctx ends, and
 // reports false in that case.
 func (c *clusterParts) checkLink(ctx context.Context, log *slog.Logger) bool {
 	backoff := linkRetryMin
@@ -210,7 +222,7 @@ func (c *clusterParts) checkLink(ctx context.Context, log *slog.Logger) bool {
 		delay := membership.Jitter(backoff)
 		log.Warn("no authenticated inter-node connection to another member; staying joining",
 			"tried", names, "attempt", attempts, "retry_in", delay.Round(time.Millisecond).String(), "err", err,
-			"hint", "check that every node has the same cluster secret (--cluster-secret-file or CHATD_CLUSTER_SECRET) and that the inter-node ports are reachable")
+			"hint", linkHint)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -287,8 +299,8 @@ func (c *clusterParts) ready() (bool, string) {
 	case c.linkFails == 0:
 		return false, "joining: checking the inter-node connection to other members"
 	}
-	return false, fmt.Sprintf("no authenticated inter-node connection yet: check that every node has the same cluster secret and that the inter-node ports are reachable (asked %s; %d attempts; last error: %s)",
-		strings.Join(c.linkTried, ", "), c.linkFails, strings.Join(strings.Fields(c.linkErr.Error()), " "))
+	return false, fmt.Sprintf("no authenticated inter-node connection yet: %s (asked %s; %d attempts; last error: %s)",
+		linkHint, strings.Join(c.linkTried, ", "), c.linkFails, strings.Join(strings.Fields(c.linkErr.Error()), " "))
 }
 
 // drain hands this node's rooms to the others: it announces DRAINING, then
@@ -337,32 +349,6 @@ func splitHostPort(addr, flag string) (string, int, error) {
 		return "", 0, fmt.Errorf("%s %q: bad port", flag, addr)
 	}
 	return host, p, nil
-}
-
-// secretFrom reads a secret from a file, or else from an environment
-// variable. Trailing newlines (as editors and kubectl leave them) are cut.
-func secretFrom(file, env string) ([]byte, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("read secret file: %w", err)
-		}
-		return []byte(strings.TrimRight(string(b), "\r\n")), nil
-	}
-	return []byte(os.Getenv(env)), nil
-}
-
-// maybeBase64Key accepts a gossip key given raw (16/24/32 bytes) or in
-// base64 (as Kubernetes secrets and memberlist's docs show it).
-func maybeBase64Key(k []byte) []byte {
-	switch len(k) {
-	case 0, 16, 24, 32:
-		return k
-	}
-	if d, err := base64.StdEncoding.DecodeString(string(k)); err == nil {
-		return d
-	}
-	return k
 }
 
 // privateIP returns the first IPv4 address of an interface that is up and not

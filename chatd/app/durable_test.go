@@ -133,7 +133,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 }
 
 // ownedRooms lists the rooms the node's owner service holds in memory
-// (GET /admin/rooms).
+// (GET /admin/rooms on the admin listener at addr).
 func ownedRooms(t *testing.T, addr string) []string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/admin/rooms")
@@ -172,8 +172,8 @@ func TestIdleRoomKeepsHistory(t *testing.T) {
 	ann := chatdtest.Connect(t, p.URL, "ann")
 	epoch := ann.Join("quiet").Epoch
 	sendN(t, ann, "quiet", "m", 1, 50)
-	if !slices.Contains(ownedRooms(t, p.Addr), "quiet") {
-		t.Fatalf("room quiet is not in /admin/rooms while in use: %v", ownedRooms(t, p.Addr))
+	if !slices.Contains(ownedRooms(t, p.AdminAddr), "quiet") {
+		t.Fatalf("room quiet is not in /admin/rooms while in use: %v", ownedRooms(t, p.AdminAddr))
 	}
 	ann.Close()
 
@@ -182,7 +182,7 @@ func TestIdleRoomKeepsHistory(t *testing.T) {
 	// machine.
 	left := time.Now()
 	chatdtest.Eventually(t, testtime.Bound(ttl+time.Second)+testtime.Slack, "the idle room to leave memory", func() (bool, string) {
-		rooms := ownedRooms(t, p.Addr)
+		rooms := ownedRooms(t, p.AdminAddr)
 		return !slices.Contains(rooms, "quiet"), fmt.Sprintf("/admin/rooms lists %v", rooms)
 	})
 	if idle := time.Since(left); idle < ttl {
@@ -198,7 +198,7 @@ func TestIdleRoomKeepsHistory(t *testing.T) {
 		t.Fatalf("history of the idle room: %+v, want epoch %s, head 50, oldest 1", w.First, epoch)
 	}
 	checkMessages(t, "history of the idle room", w.Messages, 1, 50, text)
-	if slices.Contains(ownedRooms(t, p.Addr), "quiet") {
+	if slices.Contains(ownedRooms(t, p.AdminAddr), "quiet") {
 		t.Logf("a history read brought the room back into memory")
 	}
 

@@ -16,17 +16,16 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/internal/testcert"
 )
 
-// A node whose gossip settings are right but whose cluster secret is not
-// joins gossip, and used to go active at once: it then owned about 1/N of the
-// rooms, which nobody could reach, while /readyz said ready. It must stay
-// joining and not ready, say why, and leave the others alone.
-func TestWrongClusterSecretStaysJoining(t *testing.T) {
-	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	writeFile(t, secretFile, "the-right-cluster-secret-0123456789abcdef\n")
-	c := chatdtest.StartCluster(t, 3, "--cluster-secret-file", secretFile)
+// A node whose gossip settings are right but whose certificate the others
+// do not trust joins gossip, and used to go active at once: it then owned
+// about 1/N of the rooms, which nobody could reach, while /readyz said
+// ready. It must stay joining and not ready, say why, and leave the others
+// alone.
+func TestUntrustedCertificateStaysJoining(t *testing.T) {
+	c := chatdtest.StartCluster(t, 3)
 	good := []string{"node-0", "node-1", "node-2"}
 
 	ann := chatdtest.Connect(t, c.Nodes[0].URL, "ann")
@@ -49,10 +48,11 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 	}
 	chat("before")
 
-	// Every node reads the secret file once, at start: the three above
-	// hold the right secret, the node added now reads another one. Every
-	// other setting (gossip, label, flags) is the cluster's.
-	writeFile(t, secretFile, "a-wrong-cluster-secret-0123456789abcdef\n")
+	// The node added now has a certificate from a CA the others do not
+	// trust (it trusts theirs, and its own). Every other setting (gossip
+	// keyring, label, flags) is the cluster's.
+	rogue := testcert.NewCA(t, "rogue CA")
+	c.PKI.Issue("node-3", rogue, c.PKI.CA, rogue)
 	bad := c.AddNode() // node-3
 
 	// It joins gossip (the others list it) and keeps retrying the
@@ -67,7 +67,7 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 		var code int
 		code, body = readyz(t, bad.Addr)
 		if code == http.StatusOK {
-			t.Fatalf("node-3 with the wrong cluster secret is ready")
+			t.Fatalf("node-3 with an untrusted certificate is ready")
 		}
 		m := attempts.FindStringSubmatch(body)
 		n := 0
@@ -76,9 +76,9 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 		}
 		return n >= 3, "node-3 /readyz: " + body
 	})
-	const cause = "not ready: no authenticated inter-node connection yet: check that every node has the same cluster secret"
-	if !strings.HasPrefix(body, cause) || !strings.Contains(body, "shared secret mismatch") {
-		t.Fatalf("node-3 /readyz body = %q, want it to start with %q and name the mismatch", body, cause)
+	const cause = "not ready: no authenticated inter-node connection yet: check that every node's certificate (--peer-tls-cert-file) names the node and chains to a CA the others trust"
+	if !strings.HasPrefix(body, cause) || !strings.Contains(body, "the peer refused our certificate") {
+		t.Fatalf("node-3 /readyz body = %q, want it to start with %q and say its certificate was refused", body, cause)
 	}
 
 	// Clients on the good nodes keep chatting, in the old room and in
@@ -121,7 +121,7 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 	// The ring view of a good node marks node-3 unknown and counts the
 	// rooms on the others.
 	var ring cluster.RingStatus
-	getJSON(t, "http://"+c.Nodes[1].Addr+"/admin/ring", &ring)
+	getJSON(t, c.Nodes[1].AdminURL("/admin/ring"), &ring)
 	if ring.Unknown != 1 || len(ring.Members) != 4 || ring.RoomsOwned != 13 {
 		t.Fatalf("ring = %+v, want 4 members, node-3 unknown, 13 rooms owned", ring)
 	}
@@ -145,34 +145,29 @@ func TestWrongClusterSecretStaysJoining(t *testing.T) {
 	chat("end")
 }
 
-// A node whose gossip key or cluster label differs from the cluster's never
-// joins it; it stays not ready and /readyz says where to look.
+// A node whose gossip keyring or cluster label differs from the cluster's
+// never joins it; it stays not ready and /readyz says where to look.
 func TestWrongGossipKeyOrLabelNotReady(t *testing.T) {
 	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	keyFile := filepath.Join(dir, "key")
-	wrongKeyFile := filepath.Join(dir, "wrong-key")
-	writeFile(t, secretFile, "the-right-cluster-secret-0123456789abcdef")
-	writeFile(t, keyFile, "0123456789abcdef0123456789abcdef")
-	writeFile(t, wrongKeyFile, "fedcba9876543210fedcba9876543210")
+	wrongKeyring := filepath.Join(dir, "wrong.keyring")
+	writeFile(t, wrongKeyring, chatdtest.NewGossipKey(t)+"\n")
 	// A node alone that bootstrapped is ready and active without any
 	// inter-node check (StartCluster waits for that).
-	c := chatdtest.StartCluster(t, 1, "--cluster-secret-file", secretFile, "--gossip-key-file", keyFile)
+	c := chatdtest.StartCluster(t, 1)
 	seed := c.Nodes[0]
 
 	intruder := func(name string, args ...string) *chatdtest.Node {
 		// Ports 0: nobody ever reaches these nodes, so their addresses
-		// need not be advertised correctly.
-		base := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
+		// need not be advertised correctly. Their certificates are good.
+		base := append([]string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
 			"--gossip-addr", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", "--gossip-profile", "local",
-			"--rejoin-interval", "1s", "--join", seed.Gossip, "--cluster-secret-file", secretFile,
-			"--drain-timeout", "5s", "--shutdown-timeout", "5s"}
+			"--rejoin-interval", "1s", "--join", seed.Gossip,
+			"--drain-timeout", "5s", "--shutdown-timeout", "5s"}, c.PKI.Flags(name)...)
 		return &chatdtest.Node{Server: chatdtest.StartWith(t, base, args...), Name: name}
 	}
 	nodes := []*chatdtest.Node{
-		intruder("wrong-key", "--gossip-key-file", wrongKeyFile),
-		intruder("no-key"),
-		intruder("wrong-label", "--gossip-key-file", keyFile, "--cluster-label", "another-cluster"),
+		intruder("wrong-key", "--gossip-keyring-file", wrongKeyring),
+		intruder("wrong-label", "--cluster-label", "another-cluster"),
 	}
 	const cause = "not ready: no other member reachable: check the gossip key and cluster label"
 	for _, n := range nodes {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -37,6 +38,15 @@ type Config struct {
 	// and "CERTIFICATE"; the first such block is used. See ReadPublicKeyFile.
 	PublicKeyPEM []byte
 
+	// KeySet, when set, returns the keys with a key id ("kid") that tokens
+	// may name, as of now: it is asked at every token, so that a key set
+	// read from a file can change while the server runs (see ParseKeySet).
+	// A token naming a kid is verified with that key only. A token without
+	// a kid is verified with HMACSecret or PublicKeyPEM (whichever is for
+	// its algorithm), or, when neither is configured, with the set's key if
+	// the set has exactly one. It must not return nil.
+	KeySet func() *KeySet
+
 	// Issuer, when set, must equal the token's "iss" claim.
 	Issuer string
 
@@ -67,9 +77,10 @@ type Config struct {
 // Authenticator turns the credentials a client presents into an
 // [Identity]. It is immutable after New and safe for concurrent use.
 type Authenticator struct {
-	hmacSecret     []byte
-	publicKey      verifyKey // alg is empty when no public key is configured
-	methods        []string  // exactly the JWT algorithms we hold a key for
+	// legacy holds the keys without a kid (the HMAC secret and the public
+	// key of the PEM file), at most one per algorithm.
+	legacy         []verifyKey
+	keySet         func() *KeySet // nil without a key set
 	parserOpts     []jwt.ParserOption
 	issuer         string
 	audience       string
@@ -99,8 +110,7 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		// Copy so that a caller reusing or zeroing its buffer cannot change
 		// what we verify with.
-		a.hmacSecret = slices.Clone(cfg.HMACSecret)
-		a.methods = append(a.methods, jwt.SigningMethodHS256.Alg())
+		a.legacy = append(a.legacy, verifyKey{alg: jwt.SigningMethodHS256.Alg(), key: slices.Clone(cfg.HMACSecret)})
 	}
 
 	if len(cfg.PublicKeyPEM) > 0 {
@@ -108,9 +118,9 @@ func New(cfg Config) (*Authenticator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth: public key: %w", err)
 		}
-		a.publicKey = k
-		a.methods = append(a.methods, k.alg)
+		a.legacy = append(a.legacy, k)
 	}
+	a.keySet = cfg.KeySet
 
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("auth: leeway %v is negative", cfg.Leeway)
@@ -128,10 +138,6 @@ func New(cfg Config) (*Authenticator, error) {
 		now = time.Now
 	}
 	a.parserOpts = []jwt.ParserOption{
-		// Restricting the methods to the keys we hold is the main defence
-		// against "alg":"none" and HS256-with-the-RSA-public-key attacks;
-		// keyFunc re-checks it as a second line.
-		jwt.WithValidMethods(a.methods),
 		// A token without expiry would be valid forever if it leaked.
 		jwt.WithExpirationRequired(),
 		// An "iat" in the future means the issuer's clock or the token is
@@ -153,24 +159,98 @@ func New(cfg Config) (*Authenticator, error) {
 }
 
 // Modes lists the enabled ways to authenticate, in a fixed order, for
-// startup logging: any of "hs256", "rs256", "es256" and "anonymous". An
-// empty result means every attempt will fail.
+// startup logging: any of "hs256", "rs256", "es256" (keys without a kid),
+// "jwks" (a key set) and "anonymous". An empty result means every attempt
+// will fail.
 func (a *Authenticator) Modes() []string {
-	modes := make([]string, 0, len(a.methods)+1)
-	for _, m := range a.methods {
-		switch m {
-		case jwt.SigningMethodHS256.Alg():
-			modes = append(modes, "hs256")
-		case jwt.SigningMethodRS256.Alg():
-			modes = append(modes, "rs256")
-		case jwt.SigningMethodES256.Alg():
-			modes = append(modes, "es256")
-		}
+	modes := make([]string, 0, len(a.legacy)+2)
+	for _, k := range a.legacy {
+		modes = append(modes, strings.ToLower(k.alg))
+	}
+	if a.keySet != nil {
+		modes = append(modes, "jwks")
 	}
 	if a.allowAnonymous {
 		modes = append(modes, "anonymous")
 	}
 	return modes
+}
+
+// keys is the key material one token is checked against: the keys without
+// a kid and the key set as it is now.
+type keys struct {
+	legacy []verifyKey
+	set    *KeySet
+}
+
+// methods lists the algorithms some key is for.
+func (k keys) methods() []string {
+	var out []string
+	add := func(alg string) {
+		if !slices.Contains(out, alg) {
+			out = append(out, alg)
+		}
+	}
+	for _, v := range k.legacy {
+		add(v.alg)
+	}
+	if k.set != nil {
+		for _, v := range k.set.byKID {
+			add(v.alg)
+		}
+	}
+	return out
+}
+
+// Errors keyFunc returns; classify maps them to codes.
+var (
+	errUnknownKey  = errors.New("no key with the token's kid")
+	errKIDRequired = errors.New("the token names no kid and the server has several keys")
+	errKIDNotText  = errors.New(`the token's "kid" is not a string`)
+	errAlgMismatch = errors.New("the token's algorithm is not the one its key is for")
+)
+
+// keyFor picks the key a token must verify with: the key its kid names
+// when a key set is configured (and only that one); else the key without
+// a kid for its algorithm; else the key set's only key. The key must be for the token's algorithm: binding each key to
+// one algorithm is what defeats algorithm confusion (HS256 keyed with an
+// RSA public key).
+func (k keys) keyFor(tok *jwt.Token) (verifyKey, error) {
+	alg := tok.Method.Alg()
+	rawKID, hasKID := tok.Header["kid"]
+	var v verifyKey
+	switch {
+	case hasKID && k.set.Len() > 0:
+		kid, ok := rawKID.(string)
+		if !ok {
+			return verifyKey{}, errKIDNotText
+		}
+		found, ok := k.set.byKID[kid]
+		if !ok {
+			return verifyKey{}, errUnknownKey
+		}
+		v = found
+	default:
+		// No key set: a kid, if any, names nothing chatd knows and is
+		// ignored, as before key sets existed.
+		if i := slices.IndexFunc(k.legacy, func(l verifyKey) bool { return l.alg == alg }); i >= 0 {
+			v = k.legacy[i]
+			break
+		}
+		only, ok := k.set.only()
+		switch {
+		case ok:
+			v = only
+		case k.set.Len() > 1:
+			return verifyKey{}, errKIDRequired
+		default:
+			return verifyKey{}, errAlgMismatch
+		}
+	}
+	if v.alg != alg {
+		return verifyKey{}, errAlgMismatch
+	}
+	return v, nil
 }
 
 // Authenticate establishes who a client is.
@@ -231,37 +311,33 @@ func (a *Authenticator) authenticateToken(token string) (Identity, *Error) {
 		return Identity{}, fail(CodeTokenMalformed, reasonTokenTooLarge,
 			fmt.Errorf("token is %d bytes, limit is %d", len(token), maxTokenLen))
 	}
+	k := keys{legacy: a.legacy}
+	if a.keySet != nil {
+		k.set = a.keySet()
+	}
+	methods := k.methods()
 	// Beyond giving a clear reason, this guard matters for safety: with no
 	// methods the parser would get WithValidMethods(nil), which jwt reads
 	// as "no restriction".
-	if len(a.methods) == 0 {
+	if len(methods) == 0 {
 		return Identity{}, fail(CodeTokenBadSignature, reasonNoKeyConfigured, errNoKey)
 	}
 
 	claims := jwt.MapClaims{}
 	// A fresh parser per call: jwt does not document Parser as safe for
 	// concurrent use, and building one is only a handful of assignments.
-	tok, err := jwt.NewParser(a.parserOpts...).ParseWithClaims(token, claims, a.keyFunc)
+	// Restricting the methods to the keys we hold is the first defence
+	// against "alg":"none" and HS256-with-the-RSA-public-key attacks;
+	// keyFor binding each key to its algorithm is the second.
+	opts := append(slices.Clip(a.parserOpts), jwt.WithValidMethods(methods))
+	tok, err := jwt.NewParser(opts...).ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
+		v, err := k.keyFor(tok)
+		return v.key, err
+	})
 	if err != nil {
-		return Identity{}, a.classify(tok, claims, err)
+		return Identity{}, classify(tok, claims, err, k, methods, a.issuer, a.audience)
 	}
 	return a.identityFromClaims(claims)
-}
-
-// keyFunc hands jwt the key matching the token's algorithm. The parser has
-// already refused algorithms outside a.methods; checking again here keeps a
-// key from ever being used with an algorithm it was not configured for,
-// should that option be lost in a refactoring.
-func (a *Authenticator) keyFunc(tok *jwt.Token) (any, error) {
-	alg := tok.Method.Alg()
-	switch {
-	case alg == jwt.SigningMethodHS256.Alg() && a.hmacSecret != nil:
-		return a.hmacSecret, nil
-	case a.publicKey.alg != "" && alg == a.publicKey.alg:
-		return a.publicKey.key, nil
-	default:
-		return nil, fmt.Errorf("no key for algorithm %q", alg)
-	}
 }
 
 // classify maps an error from jwt's parser to an *Error.
@@ -273,7 +349,7 @@ func (a *Authenticator) keyFunc(tok *jwt.Token) (any, error) {
 // consulted to tell them apart. The order of the checks matters: it puts the
 // most actionable reason first, e.g. "expired" (fetch a new token) before a
 // complaint about the audience.
-func (a *Authenticator) classify(tok *jwt.Token, claims jwt.MapClaims, err error) *Error {
+func classify(tok *jwt.Token, claims jwt.MapClaims, err error, k keys, methods []string, issuer, audience string) *Error {
 	if errors.Is(err, jwt.ErrTokenMalformed) || tok == nil {
 		return fail(CodeTokenMalformed, reasonTokenMalformed, err)
 	}
@@ -281,11 +357,26 @@ func (a *Authenticator) classify(tok *jwt.Token, claims jwt.MapClaims, err error
 	if !ok {
 		return fail(CodeTokenMalformed, reasonTokenMalformed, err)
 	}
-	if !slices.Contains(a.methods, alg) {
+	// A kid that names no key of the set says more than the algorithm:
+	// after a rotation, a token of a removed key may well be of an
+	// algorithm no remaining key is for. (The parser refuses an algorithm
+	// outside methods before it asks for a key, so this is decided here.)
+	if kid, named := tok.Header["kid"].(string); named && k.set.Len() > 0 {
+		if _, known := k.set.byKID[kid]; !known {
+			return fail(CodeTokenUnknownKey, reasonUnknownKey, errUnknownKey)
+		}
+	}
+	if !slices.Contains(methods, alg) || errors.Is(err, errAlgMismatch) {
 		return fail(CodeTokenAlgNotAllowed, reasonAlgNotAllowed, err)
 	}
 
 	switch {
+	case errors.Is(err, errUnknownKey):
+		return fail(CodeTokenUnknownKey, reasonUnknownKey, err)
+	case errors.Is(err, errKIDRequired):
+		return fail(CodeTokenUnknownKey, reasonKIDRequired, err)
+	case errors.Is(err, errKIDNotText):
+		return fail(CodeTokenMalformed, reasonTokenMalformed, err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		// Unverifiable at this point can only come from keyFunc, i.e. we
 		// could not check the signature; to the client that is the same
@@ -301,9 +392,9 @@ func (a *Authenticator) classify(tok *jwt.Token, claims jwt.MapClaims, err error
 		return fail(CodeTokenMalformed, reasonTokenRejectedOther, err)
 	case !hasExpiry(claims):
 		return fail(CodeTokenInvalidClaims, reasonNoExpiry, err)
-	case a.issuer != "" && !a.issuerAccepted(claims):
+	case issuer != "" && !issuerAccepted(claims, issuer):
 		return fail(CodeTokenInvalidClaims, reasonIssuerRejected, err)
-	case a.audience != "" && !a.audienceAccepted(claims):
+	case audience != "" && !audienceAccepted(claims, audience):
 		return fail(CodeTokenInvalidClaims, reasonAudienceRejected, err)
 	default:
 		return fail(CodeTokenInvalidClaims, reasonClaimsInvalid, err)
@@ -324,15 +415,15 @@ func hasExpiry(claims jwt.MapClaims) bool {
 }
 
 // issuerAccepted reports whether claims carries the configured issuer.
-func (a *Authenticator) issuerAccepted(claims jwt.MapClaims) bool {
+func issuerAccepted(claims jwt.MapClaims, issuer string) bool {
 	iss, err := claims.GetIssuer()
-	return err == nil && iss == a.issuer
+	return err == nil && iss == issuer
 }
 
 // audienceAccepted reports whether claims lists the configured audience.
-func (a *Authenticator) audienceAccepted(claims jwt.MapClaims) bool {
+func audienceAccepted(claims jwt.MapClaims, audience string) bool {
 	aud, err := claims.GetAudience()
-	return err == nil && slices.Contains(aud, a.audience)
+	return err == nil && slices.Contains(aud, audience)
 }
 
 // jsonKind names the JSON type of a decoded claim value, for log messages

@@ -19,6 +19,10 @@ const (
 	// CodeTokenBadSignature means the signature does not verify, or the server
 	// has no key to verify tokens with at all.
 	CodeTokenBadSignature = "token_bad_signature"
+	// CodeTokenUnknownKey means the token's "kid" names no key of the
+	// server's key set, or the token names no kid while the server has
+	// several keys to choose from.
+	CodeTokenUnknownKey = "token_unknown_key"
 	// CodeTokenInvalidClaims means the signature is fine but the claims are not
 	// acceptable (no expiry, no or bad subject, wrong issuer or audience, a
 	// badly typed rooms claim, ...).
@@ -47,6 +51,8 @@ const (
 	reasonNotYetValid        = "token not valid yet"
 	reasonSignatureInvalid   = "token signature invalid"
 	reasonNoKeyConfigured    = "token authentication not configured: no key"
+	reasonUnknownKey         = "token key unknown"
+	reasonKIDRequired        = "token key id (kid) required"
 	reasonNoExpiry           = "token has no expiry"
 	reasonNoSubject          = "token has no subject"
 	reasonBadSubject         = "token subject invalid"

@@ -21,6 +21,18 @@ func testOptions(urls ...string) Options {
 	return Options{URLs: urls, Warmup: 200 * time.Millisecond, Drain: 10 * time.Second, Tick: 2 * time.Millisecond, DialConcurrency: 8}
 }
 
+// withMetrics sets o's metrics endpoints.
+func withMetrics(o Options, urls ...string) Options {
+	o.MetricsURLs = urls
+	return o
+}
+
+// srvOptions is testOptions for srv, with its metrics endpoint (on the
+// admin listener).
+func srvOptions(srv *chatdtest.Server) Options {
+	return withMetrics(testOptions(srv.URL), srv.AdminURL("/metrics"))
+}
+
 // checkReport asserts the report round-trips through JSON and that no
 // goroutine of this package outlived the run.
 func checkReport(t *testing.T, rep *Report) map[string]any {
@@ -91,7 +103,7 @@ func requireClean(t *testing.T, rep *Report) {
 
 func TestIdleSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, benchServerFlags...)
-	rep, err := Idle(context.Background(), IdleConfig{Options: testOptions(srv.URL), Connections: 30, Rooms: 4, Hold: 300 * time.Millisecond})
+	rep, err := Idle(context.Background(), IdleConfig{Options: srvOptions(srv), Connections: 30, Rooms: 4, Hold: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +123,7 @@ func TestIdleSmoke(t *testing.T) {
 func TestFanoutSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, benchServerFlags...)
 	rep, err := Fanout(context.Background(), FanoutConfig{
-		Options:      testOptions(srv.URL),
+		Options:      srvOptions(srv),
 		Subscribers:  20,
 		Rates:        []float64{2000, 4000}, // 100 and 200 messages/s
 		StepDuration: 500 * time.Millisecond,
@@ -147,7 +159,7 @@ func TestFanoutSmoke(t *testing.T) {
 func TestRoomsSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, benchServerFlags...)
 	rep, err := Rooms(context.Background(), RoomsConfig{
-		Options:     testOptions(srv.URL),
+		Options:     srvOptions(srv),
 		Connections: 30, RoomSize: 5, Rate: 20, Duration: 500 * time.Millisecond,
 	})
 	if err != nil {
@@ -173,7 +185,7 @@ func TestCrossNodeSmoke(t *testing.T) {
 	// Two URLs of the same node stand in for two nodes.
 	urls := []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)}
 	rep, err := CrossNode(context.Background(), CrossNodeConfig{
-		Options: testOptions(urls...),
+		Options: withMetrics(testOptions(urls...), srv.AdminURL("/metrics"), srv.AdminURL("/metrics")),
 		Rooms:   4, PublishersPerRoom: 1, SubscribersPerRoom: 3, Rate: 50, Duration: 500 * time.Millisecond,
 	})
 	if err != nil {

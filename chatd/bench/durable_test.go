@@ -34,7 +34,7 @@ func reportText(rep *Report) string {
 func TestRoomsDurableAckLatency(t *testing.T) {
 	srv := chatdtest.Start(t, durableFlags(t)...)
 	rep, err := Rooms(context.Background(), RoomsConfig{
-		Options:     testOptions(srv.URL),
+		Options:     srvOptions(srv),
 		Connections: 12, RoomSize: 3, TotalRate: 120, Duration: 500 * time.Millisecond,
 	})
 	if err != nil {
@@ -65,7 +65,7 @@ func TestRoomsDurableAckLatency(t *testing.T) {
 func TestThroughputSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, durableFlags(t)...)
 	rep, err := Throughput(context.Background(), ThroughputConfig{
-		Options: testOptions(srv.URL),
+		Options: srvOptions(srv),
 		Rooms:   8, Window: 4, Rates: []float64{100, 200}, StepDuration: 500 * time.Millisecond,
 		MaxP99: chatdtest.Timeout, AllSteps: true,
 	})
@@ -92,7 +92,7 @@ func TestThroughputSmoke(t *testing.T) {
 func TestThroughputBehind(t *testing.T) {
 	srv := chatdtest.Start(t, durableFlags(t)...)
 	rep, err := Throughput(context.Background(), ThroughputConfig{
-		Options: testOptions(srv.URL),
+		Options: srvOptions(srv),
 		Rooms:   2, Window: 1, Rates: []float64{1e6}, StepDuration: 300 * time.Millisecond,
 	})
 	if err != nil {
@@ -136,10 +136,11 @@ func TestSchedulerWindow(t *testing.T) {
 // chatdProcess is a real chatd process with a data dir, for the scenarios
 // that need a process of their own (restart, RSS).
 type chatdProcess struct {
-	url  string
-	cmd  *exec.Cmd
-	logs *chatdtest.LogBuffer
-	done chan struct{}
+	url     string
+	metrics string // /metrics on its admin listener
+	cmd     *exec.Cmd
+	logs    *chatdtest.LogBuffer
+	done    chan struct{}
 }
 
 func startChatdProcess(t *testing.T, bin string, args ...string) *chatdProcess {
@@ -149,10 +150,15 @@ func startChatdProcess(t *testing.T, bin string, args ...string) *chatdProcess {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := ln.Addr().String()
+		adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, admin := ln.Addr().String(), adminLn.Addr().String()
 		ln.Close()
-		flags := append([]string{"--listen", addr, "--allow-anonymous", "--log-level", "info"}, args...)
-		p := &chatdProcess{url: "ws://" + addr + "/ws", cmd: exec.Command(bin, flags...), logs: chatdtest.NewLogBuffer(), done: make(chan struct{})}
+		adminLn.Close()
+		flags := append([]string{"--listen", addr, "--admin-listen", admin, "--allow-anonymous", "--log-level", "info"}, args...)
+		p := &chatdProcess{url: "ws://" + addr + "/ws", metrics: "http://" + admin + "/metrics", cmd: exec.Command(bin, flags...), logs: chatdtest.NewLogBuffer(), done: make(chan struct{})}
 		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -212,7 +218,7 @@ func TestFillHistoryReady(t *testing.T) {
 	const idleTTL = time.Second
 	args := append([]string{"--data-dir", dataDir, "--room-idle-ttl", idleTTL.String()}, benchServerFlags...)
 	p := startChatdProcess(t, bin, args...)
-	opts := testOptions(p.url)
+	opts := withMetrics(testOptions(p.url), p.metrics)
 	// The rooms leave memory idleTTL after their last member; the owner
 	// checks every second.
 	settle := idleTTL + time.Second + chatdtest.Timeout
@@ -272,14 +278,14 @@ func TestFillHistoryReady(t *testing.T) {
 	p.stop(t)
 	p = startChatdProcess(t, bin, args...)
 	_, err = Ready(context.Background(), ReadyConfig{
-		Options: testOptions(p.url), Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
+		Options: withMetrics(testOptions(p.url), p.metrics), Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
 		Timeout: chatdtest.Timeout,
 	})
 	if err == nil || !strings.Contains(err.Error(), "--server-pid") {
 		t.Fatalf("ready without --server-pid or --started-at: %v", err)
 	}
 	rep, err = Ready(context.Background(), ReadyConfig{
-		Options: testOptions(p.url), StartedAt: time.Now(), Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
+		Options: withMetrics(testOptions(p.url), p.metrics), StartedAt: time.Now(), Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
 		Timeout: chatdtest.Timeout,
 	})
 	if err != nil {
@@ -292,7 +298,7 @@ func TestFillHistoryReady(t *testing.T) {
 	p.stop(t)
 	p = startChatdProcess(t, bin, args...)
 	rep, err = Ready(context.Background(), ReadyConfig{
-		Options: Options{URLs: []string{p.url}, ServerPID: p.cmd.Process.Pid}, Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
+		Options: Options{URLs: []string{p.url}, MetricsURLs: []string{p.metrics}, ServerPID: p.cmd.Process.Pid}, Rooms: rooms, RoomPrefix: "tf", MessagesPerRoom: 2 * perRoom,
 		Timeout: chatdtest.Timeout, Hold: 10 * time.Millisecond,
 	})
 	if err != nil {

@@ -142,7 +142,7 @@ func History(ctx context.Context, cfg HistoryConfig) (*Report, error) {
 		return run.finish(ctx, rep, errors.New("no connection opened")), nil
 	}
 
-	scraper := newMetricsScraper(run.opts.URLs, run.stats)
+	scraper := newMetricsScraper(run.opts, run.stats)
 	if cfg.WaitCold > 0 {
 		run.setPhase("waiting for the rooms to leave memory")
 		stop := run.progress(ctx, func() string { return "" })

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/client"
@@ -33,19 +34,19 @@ type IdleReport struct {
 // metricsScraper reads chatd_rooms_* from every node's /metrics.
 type metricsScraper struct {
 	urls  []string // metrics endpoints, one per node
+	nodes int      // the nodes (WebSocket URLs)
 	stats *serverStats
 }
 
-func newMetricsScraper(wsURLs []string, stats *serverStats) *metricsScraper {
-	m := &metricsScraper{stats: stats}
-	for _, u := range wsURLs {
-		m.urls = append(m.urls, defaultMetricsURL(u))
-	}
-	return m
+func newMetricsScraper(opts Options, stats *serverStats) *metricsScraper {
+	return &metricsScraper{urls: opts.MetricsURLs, nodes: len(opts.URLs), stats: stats}
 }
 
 // roomsInMemory sums the rooms every node holds in memory.
 func (m *metricsScraper) roomsInMemory() (uint64, error) {
+	if len(m.urls) != m.nodes {
+		return 0, fmt.Errorf("%d --metrics-url for %d --url: give each node's metrics endpoint (its --admin-listen address), in the same order", len(m.urls), m.nodes)
+	}
 	var total uint64
 	for _, u := range m.urls {
 		v, err := m.stats.scrape(u)
@@ -89,7 +90,7 @@ func (r *runState) idleMemory(ctx context.Context, wait, hold time.Duration) (*I
 	if wait > 0 {
 		r.setPhase("waiting for the rooms to leave memory")
 		start := time.Now()
-		n, gone, err := newMetricsScraper(r.opts.URLs, r.stats).waitRoomsGone(ctx, 0, wait, time.Second)
+		n, gone, err := newMetricsScraper(r.opts, r.stats).waitRoomsGone(ctx, 0, wait, time.Second)
 		rep.WaitedForRooms, rep.RoomsGone, rep.RoomsInMemory = true, gone, n
 		rep.WaitSeconds = time.Since(start).Seconds()
 		if err != nil {
@@ -117,13 +118,17 @@ func (r *runState) idleMemory(ctx context.Context, wait, hold time.Duration) (*I
 	return rep, nil
 }
 
-// httpOrigin maps ws://host:port/ws to http://host:port.
+// httpOrigin maps ws://host:port/ws to http://host:port (wss to https).
 func httpOrigin(wsURL string) string {
-	m := defaultMetricsURL(wsURL)
-	if m == "" {
+	u, err := url.Parse(wsURL)
+	if err != nil {
 		return ""
 	}
-	return m[:len(m)-len("/metrics")]
+	scheme := "http"
+	if u.Scheme == "wss" {
+		scheme = "https"
+	}
+	return scheme + "://" + u.Host
 }
 
 // readyz asks GET /readyz once.

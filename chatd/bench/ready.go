@@ -158,7 +158,7 @@ func Ready(ctx context.Context, cfg ReadyConfig) (*Report, error) {
 		}
 	}
 
-	stats, notes := newServerStats(statsMode, cfg.ServerPID, run.opts.MetricsURL, run.opts.URLs[0])
+	stats, notes := newServerStats(statsMode, cfg.ServerPID, firstOf(run.opts.MetricsURLs), run.opts.URLs[0])
 	run.stats = stats
 	run.notes = append(run.notes, notes...)
 	if stats.source != "none" {

@@ -35,8 +35,11 @@ type Options struct {
 	AllowRemote bool
 	// ServerPID, when set, is the server process to read /proc/<pid> from.
 	ServerPID int
-	// MetricsURL overrides http://<first URL's host>/metrics.
-	MetricsURL string
+	// MetricsURLs are the nodes' Prometheus endpoints, one per URL in the
+	// same order (chatd serves /metrics on its --admin-listen address, not
+	// on the client port); the first one gives the server figures. Empty:
+	// no metrics (scenarios that count the rooms in memory need them).
+	MetricsURLs []string
 	// Stats selects the server figures' source: auto, proc, metrics, none.
 	Stats string
 	// DialConcurrency is the number of connections opened in parallel.
@@ -164,7 +167,7 @@ func newRun(scenario string, o Options) (*runState, error) {
 		r.note("cannot raise the open-file limit: %v", err)
 	}
 	r.fdLimit = limit
-	stats, notes := newServerStats(o.Stats, o.ServerPID, o.MetricsURL, o.URLs[0])
+	stats, notes := newServerStats(o.Stats, o.ServerPID, firstOf(o.MetricsURLs), o.URLs[0])
 	r.stats = stats
 	r.notes = append(r.notes, notes...)
 	r.setPhase("setup")

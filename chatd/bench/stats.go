@@ -78,9 +78,8 @@ func newServerStats(mode string, pid int, metricsURL, target string) (*serverSta
 	}
 	if mode == "auto" || mode == "metrics" {
 		if metricsURL == "" {
-			metricsURL = defaultMetricsURL(target)
-		}
-		if _, err := s.scrape(metricsURL); err == nil {
+			notes = append(notes, "no server metrics: chatd serves /metrics on its admin listener (--admin-listen), give its URL with --metrics-url")
+		} else if _, err := s.scrape(metricsURL); err == nil {
 			s.metricsURL = metricsURL
 		} else {
 			notes = append(notes, fmt.Sprintf("server metrics unavailable at %s: %v", metricsURL, err))
@@ -100,17 +99,12 @@ func newServerStats(mode string, pid int, metricsURL, target string) (*serverSta
 	return s, notes
 }
 
-// defaultMetricsURL maps ws://host:port/ws to http://host:port/metrics.
-func defaultMetricsURL(target string) string {
-	u, err := url.Parse(target)
-	if err != nil {
+// firstOf returns the first element of list, or "".
+func firstOf(list []string) string {
+	if len(list) == 0 {
 		return ""
 	}
-	scheme := "http"
-	if u.Scheme == "wss" {
-		scheme = "https"
-	}
-	return scheme + "://" + u.Host + "/metrics"
+	return list[0]
 }
 
 // sample reads the server's figures; RSS and CPU come from /proc when the

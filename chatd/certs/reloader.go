@@ -1,6 +1,8 @@
-// Package certs serves chatd's TLS certificate from files that may be
+// Package certs serves chatd's TLS certificates from files that may be
 // replaced while chatd runs (a Kubernetes Secret volume updated by
-// cert-manager, say), so that renewing a certificate needs no restart.
+// cert-manager, say), so that renewing a certificate needs no restart:
+// the client listener's (Reloader) and the inter-node transport's, with
+// the CA bundle peers are checked against (Peer).
 package certs
 
 import (

@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +15,10 @@ import (
 	"github.com/ringchat/ringchat/chatd/ring"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
+
+// The admin API's documents are built here: GET /admin/cluster (Status),
+// /admin/ring (Ring) and /admin/rooms (Rooms). chatd/admin serves them on
+// the admin listener, behind its token.
 
 // AdminMember is one member as the admin API shows it.
 type AdminMember struct {
@@ -83,53 +85,17 @@ func (n *Node) Status(m *membership.Membership) AdminStatus {
 	return st
 }
 
-// AdminHandler serves the admin API under /admin/: GET /admin/cluster,
-// /admin/ring and /admin/rooms. When token is set, requests must carry
-// "Authorization: Bearer <token>" (the scheme in any case, as RFC 7235 has
-// it).
-func (n *Node) AdminHandler(token string, m *membership.Membership) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /admin/cluster", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, n.Status(m))
-	})
-	mux.HandleFunc("GET /admin/ring", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, n.Ring(r.Context(), m))
-	})
-	mux.HandleFunc("GET /admin/rooms", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, AdminRooms{Self: n.cfg.Self, Rooms: n.owners.RoomStats()})
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token != "" && !bearerMatches(r.Header.Get("Authorization"), token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="chatd admin"`)
-			http.Error(w, "admin API: missing or wrong bearer token", http.StatusUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
-}
-
-// bearerMatches reports whether an Authorization header carries token with
-// the Bearer scheme, comparing the token in constant time.
-func bearerMatches(header, token string) bool {
-	scheme, got, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 // AdminRooms is the body of GET /admin/rooms: the rooms this node owns, as
 // its owner service holds them.
 type AdminRooms struct {
 	Self  string           `json:"self"`
 	Rooms []owner.RoomStat `json:"rooms"`
+}
+
+// Rooms reports the rooms this node owns, as its owner service holds them
+// (no network involved).
+func (n *Node) Rooms() AdminRooms {
+	return AdminRooms{Self: n.cfg.Self, Rooms: n.owners.RoomStats()}
 }
 
 // RingTimeout bounds how long GET /admin/ring waits for each member's

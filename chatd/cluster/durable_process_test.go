@@ -31,7 +31,7 @@ func startDurable(t *testing.T, n int, args ...string) *chatdtest.ProcessCluster
 // adminStatus reads a process's GET /admin/cluster.
 func adminStatus(t *testing.T, n *chatdtest.ProcessNode) cluster.AdminStatus {
 	t.Helper()
-	resp, err := http.Get("http://" + n.Addr + "/admin/cluster")
+	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func sendRetrying(t *testing.T, c *chatdtest.Client, room string, from, to uint6
 // roomStats reads a process's GET /admin/rooms, for failure messages.
 func roomStats(t *testing.T, n *chatdtest.ProcessNode) string {
 	t.Helper()
-	resp, err := http.Get("http://" + n.Addr + "/admin/rooms")
+	resp, err := http.Get(n.AdminURL("/admin/rooms"))
 	if err != nil {
 		return err.Error()
 	}

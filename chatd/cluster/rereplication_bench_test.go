@@ -86,7 +86,7 @@ func waitAllInSync(b *testing.B, c *chatdtest.ProcessCluster, want int, within t
 			dropped := 0
 			for _, name := range c.LiveNames() {
 				var st cluster.AdminStatus
-				if getJSON("http://"+c.ByName(name).Addr+"/admin/cluster", &st) == nil && !slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == gone }) {
+				if getJSON(c.ByName(name).AdminURL("/admin/cluster"), &st) == nil && !slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == gone }) {
 					dropped++
 				}
 			}
@@ -97,7 +97,7 @@ func waitAllInSync(b *testing.B, c *chatdtest.ProcessCluster, want int, within t
 		owned, inSync := 0, 0
 		for _, name := range c.LiveNames() {
 			var rooms cluster.AdminRooms
-			if getJSON("http://"+c.ByName(name).Addr+"/admin/rooms", &rooms) != nil {
+			if getJSON(c.ByName(name).AdminURL("/admin/rooms"), &rooms) != nil {
 				continue
 			}
 			for _, r := range rooms.Rooms {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/hub"
+	"github.com/ringchat/ringchat/chatd/internal/testcert"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -79,7 +80,7 @@ func startNodesWith(t *testing.T, routeTimeout time.Duration, names ...string) m
 				TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
 				ReplicationRetry: 5 * time.Millisecond, ReplicationRetryMax: 50 * time.Millisecond,
 			}, log)
-		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Insecure: true, ClusterLabel: "retry-test"}, n)
+		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Credentials: testcert.Credentials(t, name), ProtocolVersion: WireProto, ClusterLabel: "retry-test"}, n)
 		if err != nil {
 			t.Fatal(err)
 		}

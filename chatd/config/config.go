@@ -27,19 +27,30 @@ type Config struct {
 	TLSKeyFile  string
 
 	// Auth
-	JWTSecret        string
 	JWTSecretFile    string
 	JWTPublicKeyFile string
+	JWTJWKSFile      string
 	JWTIssuer        string
 	JWTAudience      string
 	JWTRoomsClaim    string
 	JWTLeeway        time.Duration
 	AllowAnonymous   bool
 
+	// Admin listener: the admin API, /metrics and the probes, on an
+	// address of their own. AdminTokenFile and JWTJWKSFile are re-read
+	// every AuthReloadInterval.
+	AdminListen         string
+	AdminTokenFile      string
+	MetricsRequireToken bool
+	AuthReloadInterval  time.Duration
+
 	// Limits
 	AllowedOrigins      string
+	TrustedProxies      string
+	TrustedProxyHeader  string
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	MaxRoomsPerNode     int
 	MaxFrameBytes       int
 	MaxTextBytes        int
 	MaxRooms            int
@@ -70,18 +81,21 @@ type Config struct {
 	Join                string
 	Bootstrap           bool
 	ClusterLabel        string
-	GossipKeyFile       string
-	ClusterSecretFile   string
-	ClusterInsecure     bool
-	ReplicationFactor   int
-	RejoinInterval      time.Duration
-	DrainTimeout        time.Duration
-	DrainRate           int
-	AdminToken          string
-	GossipProfile       string
-	ExpectedNodes       int
-	ExpectedNodesFile   string
-	RouteTimeout        time.Duration
+	// Peer TLS (the inter-node transport) and the gossip keyring: files,
+	// re-read every ClusterReloadInterval.
+	PeerTLSCertFile       string
+	PeerTLSKeyFile        string
+	PeerTLSCAFile         string
+	GossipKeyringFile     string
+	ClusterReloadInterval time.Duration
+	ReplicationFactor     int
+	RejoinInterval        time.Duration
+	DrainTimeout          time.Duration
+	DrainRate             int
+	GossipProfile         string
+	ExpectedNodes         int
+	ExpectedNodesFile     string
+	RouteTimeout          time.Duration
 
 	// Socket.IO endpoint (/socket.io/).
 	SocketIONamespaces     string
@@ -118,18 +132,26 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 
-	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "HS256 shared secret (at least 32 bytes); prefer --jwt-secret-file")
-	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 shared secret")
+	fs.StringVar(&c.JWTSecretFile, "jwt-secret-file", "", "file holding the HS256 shared secret (at least 32 bytes)")
 	fs.StringVar(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key (RSA for RS256, ECDSA P-256 for ES256)")
+	fs.StringVar(&c.JWTJWKSFile, "jwt-jwks-file", "", "JSON Web Key Set file: verification keys named by kid, so keys rotate; re-read every --auth-reload-interval")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required \"iss\" claim, if set")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required \"aud\" claim, if set")
 	fs.StringVar(&c.JWTRoomsClaim, "jwt-rooms-claim", "rooms", "claim listing the room patterns a token may join (absent: any room)")
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", 30*time.Second, "clock skew tolerated on exp/nbf/iat, at hello and for the expiry of open connections")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", false, "let clients connect with just a name (development only)")
 
+	fs.StringVar(&c.AdminListen, "admin-listen", "", "address of the admin listener: /admin/ API, /metrics, /healthz, /readyz (empty: none); beyond loopback it needs --admin-token-file")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file of bearer tokens for the admin API, one per line (several let a token rotate); re-read every --auth-reload-interval")
+	fs.BoolVar(&c.MetricsRequireToken, "metrics-require-token", false, "require an admin token on the admin listener's /metrics too (default: open to whoever reaches the admin listener)")
+	fs.DurationVar(&c.AuthReloadInterval, "auth-reload-interval", 10*time.Second, "how often --jwt-jwks-file and --admin-token-file are re-read (at most, when used)")
+
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or *; empty allows the server's own host")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose --trusted-proxy-header names the client (empty: forwarded headers are ignored)")
+	fs.StringVar(&c.TrustedProxyHeader, "trusted-proxy-header", "x-forwarded-for", "header the trusted proxies append the client address to: x-forwarded-for or forwarded (RFC 7239)")
 	fs.IntVar(&c.MaxConnections, "max-connections", 50000, "maximum open connections on this node (0: unlimited)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 1000, "maximum open connections per client IP (0: unlimited)")
+	fs.IntVar(&c.MaxRoomsPerNode, "max-rooms-per-node", 100000, "rooms with clients on this node; a join that would add one more is refused with node_rooms_full (0: unlimited)")
 	fs.IntVar(&c.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest client frame; a larger one closes the connection with 1009")
 	fs.IntVar(&c.MaxTextBytes, "max-text-bytes", 4096, "longest message text in bytes")
 	fs.IntVar(&c.MaxRooms, "max-rooms", 100, "rooms one connection may join")
@@ -155,14 +177,15 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Join, "join", "", "comma-separated seeds: host:port or DNS names (all their addresses), e.g. a Kubernetes headless Service")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "this node may start the cluster alone when no seed answers")
 	fs.StringVar(&c.ClusterLabel, "cluster-label", "ringchat", "cluster name: nodes with another label never merge")
-	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); env CHATD_GOSSIP_KEY holds it directly")
-	fs.StringVar(&c.ClusterSecretFile, "cluster-secret-file", "", "file holding the shared secret that authenticates inter-node connections; env CHATD_CLUSTER_SECRET holds it directly")
-	fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow inter-node connections without a secret (tests and local trials only)")
+	fs.StringVar(&c.PeerTLSCertFile, "peer-tls-cert-file", "", "PEM certificate of this node for inter-node mutual TLS; its DNS names must include --node-name (required with --gossip-addr)")
+	fs.StringVar(&c.PeerTLSKeyFile, "peer-tls-key-file", "", "PEM private key of --peer-tls-cert-file")
+	fs.StringVar(&c.PeerTLSCAFile, "peer-tls-ca-file", "", "PEM bundle of the CAs other nodes' certificates must chain to (list the old and the new CA to rotate it)")
+	fs.StringVar(&c.GossipKeyringFile, "gossip-keyring-file", "", "file of gossip encryption keys, one per line (base64, or raw 16/24/32 bytes), the first one primary (required with --gossip-addr)")
+	fs.DurationVar(&c.ClusterReloadInterval, "cluster-reload-interval", 10*time.Second, "how often the --peer-tls-* files and the gossip keyring are re-read, so certificates and keys rotate without a restart")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", 2, "nodes that store a message before it is acknowledged, the owner included")
 	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "how long a draining node (SIGTERM) waits for its rooms to be handed off before it moves its clients")
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required by /admin/ endpoints (empty: admin API open; bind it to a trusted network)")
 	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")
 	fs.StringVar(&c.ExpectedNodesFile, "expected-nodes-file", "", "file holding --expected-nodes, re-read every 2s so the cluster can be resized without restarting nodes (a mounted ConfigMap key)")
 	fs.DurationVar(&c.RouteTimeout, "route-timeout", 10*time.Second, "how long a request keeps retrying while its room moves before the client gets \"unavailable\"")
@@ -194,6 +217,9 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		fmt.Fprintf(fs.Output(), "chatd: ringchat's WebSocket chat server.\n\nUsage: chatd [flags]\n\nEvery flag can also be set by the environment variable shown.\n\n")
 		fs.PrintDefaults()
 	}
+	if err := removedSettings(args, getenv); err != nil {
+		return c, err
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
@@ -215,6 +241,44 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		return c, nil // --version needs no working configuration
 	}
 	return c, c.Validate()
+}
+
+// removed are settings chatd no longer has, with what replaced them: a
+// deployment that still sets one gets told, rather than an unknown flag,
+// or worse, a secret silently ignored.
+var removed = []struct{ flag, env, instead string }{
+	{"cluster-secret-file", "CHATD_CLUSTER_SECRET_FILE", "inter-node connections use mutual TLS: set --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file"},
+	{"", "CHATD_CLUSTER_SECRET", "inter-node connections use mutual TLS: set --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file"},
+	{"cluster-insecure", "CHATD_CLUSTER_INSECURE", "a cluster always runs with mutual TLS and an encrypted gossip (make cluster generates throwaway certificates and a key)"},
+	{"gossip-key-file", "CHATD_GOSSIP_KEY_FILE", "use --gossip-keyring-file: a file with one key is a keyring of one"},
+	{"", "CHATD_GOSSIP_KEY", "secrets are read from files only: put the key in a file and pass --gossip-keyring-file"},
+	{"admin-token", "CHATD_ADMIN_TOKEN", "put the token in a file and pass --admin-token-file (a secret on the command line or in the environment is visible to other processes); the admin API is served on --admin-listen"},
+	{"jwt-secret", "CHATD_JWT_SECRET", "put the secret in a file and pass --jwt-secret-file (a secret on the command line or in the environment is visible to other processes)"},
+}
+
+// removedSettings refuses the settings in removed.
+func removedSettings(args []string, getenv func(string) string) error {
+	var errs []error
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		for _, r := range removed {
+			if r.flag != "" && name == r.flag {
+				errs = append(errs, fmt.Errorf("--%s was removed: %s", r.flag, r.instead))
+			}
+		}
+	}
+	for _, r := range removed {
+		if getenv(r.env) != "" {
+			errs = append(errs, fmt.Errorf("%s is set, but chatd no longer reads it: %s; unset it", r.env, r.instead))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks values that flags alone cannot.
@@ -245,11 +309,21 @@ func (c *Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("set both --tls-cert-file and --tls-key-file, or neither"))
 	}
-	if c.JWTSecret != "" && c.JWTSecretFile != "" {
-		errs = append(errs, errors.New("set --jwt-secret or --jwt-secret-file, not both"))
+	if c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSFile == "" && !c.AllowAnonymous {
+		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file or --allow-anonymous"))
 	}
-	if c.JWTSecret == "" && c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && !c.AllowAnonymous {
-		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file or --allow-anonymous"))
+	errs = append(errs, c.validateAdmin()...)
+	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TrustedProxyHeader != "x-forwarded-for" && c.TrustedProxyHeader != "forwarded" {
+		errs = append(errs, fmt.Errorf("--trusted-proxy-header must be x-forwarded-for or forwarded, got %q", c.TrustedProxyHeader))
+	}
+	if c.MaxRoomsPerNode < 0 {
+		errs = append(errs, fmt.Errorf("--max-rooms-per-node must not be negative, got %d", c.MaxRoomsPerNode))
+	}
+	if c.AuthReloadInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--auth-reload-interval must be positive, got %s", c.AuthReloadInterval))
 	}
 	for _, d := range []struct {
 		name string
@@ -273,6 +347,23 @@ func (c *Config) Validate() error {
 	}
 	if c.GossipAddr == "" && c.Join != "" {
 		errs = append(errs, errors.New("--join needs --gossip-addr"))
+	}
+	if c.GossipAddr != "" {
+		var missing []string
+		for _, f := range []struct{ name, v string }{
+			{"--peer-tls-cert-file", c.PeerTLSCertFile}, {"--peer-tls-key-file", c.PeerTLSKeyFile},
+			{"--peer-tls-ca-file", c.PeerTLSCAFile}, {"--gossip-keyring-file", c.GossipKeyringFile},
+		} {
+			if f.v == "" {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 {
+			errs = append(errs, fmt.Errorf("a cluster member (--gossip-addr) needs %s: inter-node traffic is mutual TLS and gossip is encrypted (make cluster shows how to make throwaway ones)", strings.Join(missing, ", ")))
+		}
+	}
+	if c.ClusterReloadInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--cluster-reload-interval must be positive, got %s", c.ClusterReloadInterval))
 	}
 	if c.WriteCoalesce < 0 || c.WriteCoalesce > 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--write-coalesce must be between 0 and 100ms, got %s", c.WriteCoalesce))

@@ -37,6 +37,13 @@ type MultiRoomConfig struct {
 	RouteTimeout time.Duration
 	// NodeName, when set, names the node at a URL in the report's examples.
 	NodeName func(url string) string
+	// Token, when set, makes every client authenticate with a token
+	// instead of a name: it is called at every connect with the client's
+	// name (which the token's "sub" must be, since the checks recognise a
+	// client's own messages by it), so a test can rotate the issuer's keys
+	// under the traffic. A hello the server refuses with 4001 is then a
+	// failure (CheckAuthRefused): the test hands out valid tokens only.
+	Token func(name string) string
 	// SilenceMargin multiplies FailureDetection + RouteTimeout into the
 	// silence bound (SilenceBound); zero means 1.5, the margin a loaded
 	// two-core machine needs. RINGCHAT_TEST_TIMEOUT_SCALE (testtime)

@@ -226,9 +226,18 @@ func (a *actor) connect(url string) bool {
 		case <-ctx.Done():
 		}
 	}()
-	c, _, err := client.DialHello(ctx, url, protocol.ClientFrame{Name: a.name, Protocol: protocol.Version}, client.Options{})
+	hello := protocol.ClientFrame{Name: a.name, Protocol: protocol.Version}
+	if k.cfg.Token != nil {
+		hello = protocol.ClientFrame{Token: k.cfg.Token(a.name), Protocol: protocol.Version}
+	}
+	c, _, err := client.DialHello(ctx, url, hello, client.Options{})
 	cancel()
 	if err != nil {
+		if code, reason, ok := client.CloseCode(err); ok && code == protocol.CloseAuthFailed {
+			k.mu.Lock()
+			k.led.find.example(CheckAuthRefused, fmt.Sprintf("%s at %s on %s: close 4001 %q", a.name, k.at(time.Now()), url, reason))
+			k.mu.Unlock()
+		}
 		return false
 	}
 	s := &session{a: a, conn: c, url: url, pace: pacer(c.Welcome.Limits), joined: map[string]bool{},

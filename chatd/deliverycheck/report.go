@@ -46,6 +46,9 @@ const (
 	// CheckNoRecovery: a room touched by a fault never acknowledged a
 	// message after it.
 	CheckNoRecovery Check = "no recovery"
+	// CheckAuthRefused: the server refused a client's hello (close 4001)
+	// though the test gave it a valid token (MultiRoomConfig.Token).
+	CheckAuthRefused Check = "auth refused"
 	// CheckProtocol: a frame the protocol does not allow (undecodable, for
 	// a room not joined, an error code a good client cannot act on).
 	CheckProtocol Check = "protocol"
@@ -53,7 +56,7 @@ const (
 
 // checkOrder is the order problems are reported in.
 var checkOrder = []Check{CheckLost, CheckConflict, CheckDuplicated, CheckOutOfOrder, CheckAckBeforeMessage,
-	CheckSilent, CheckNotCaughtUp, CheckRestart, CheckRollback, CheckNoRecovery, CheckProtocol}
+	CheckSilent, CheckNotCaughtUp, CheckRestart, CheckRollback, CheckNoRecovery, CheckAuthRefused, CheckProtocol}
 
 // maxExamples is how many concrete examples a check keeps.
 const maxExamples = 12

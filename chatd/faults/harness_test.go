@@ -134,7 +134,7 @@ func (r *run) progress(what string, rooms []string) {
 // never answers).
 func (r *run) status(n *chatdtest.ProcessNode) (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := r.admin.Get("http://" + n.Addr + "/admin/cluster")
+	resp, err := r.admin.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err
 	}

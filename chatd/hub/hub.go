@@ -63,8 +63,12 @@ type Config struct {
 	// PresenceListMax is the room size (in users) above which a joined
 	// frame carries a count instead of the list of names.
 	PresenceListMax int
-	// DedupeWindow sizes the direct-message dedupe window (times 16, per node).
+	// DedupeWindow sizes the direct-message dedupe windows: this many keys
+	// per sender, 16 times as many for the whole node.
 	DedupeWindow int
+	// MaxRooms caps the rooms with subscribers on this node: a join that
+	// would add one more is refused (node_rooms_full). 0: no cap.
+	MaxRooms int
 	// TypingInterval is the minimum time between two accepted typing signals
 	// of one user in one room; extra signals are dropped.
 	TypingInterval time.Duration
@@ -103,7 +107,7 @@ type Hub struct {
 	// cost matters more than a linear scan of that handful.
 	users    map[string][]Conn
 	dmMu     sync.Mutex
-	dmDedupe *dedupe.Window[*dmResult]
+	dmDedupe *dedupe.PerSender[*dmResult]
 }
 
 // New returns an empty hub. SetRouter must be called before use.
@@ -124,7 +128,7 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 		now:      cfg.Now,
 		rooms:    make(map[string]*room),
 		users:    make(map[string][]Conn),
-		dmDedupe: dedupe.NewWindow[*dmResult](max(cfg.DedupeWindow, 1) * 16),
+		dmDedupe: dedupe.NewPerSender[*dmResult](max(cfg.DedupeWindow, 1), max(cfg.DedupeWindow, 1)*16),
 	}
 }
 
@@ -204,6 +208,10 @@ func (h *Hub) lookup(name string, create bool) (r *room, created bool) {
 			}
 			h.mu.Lock()
 			if r = h.rooms[name]; r == nil {
+				if h.cfg.MaxRooms > 0 && len(h.rooms) >= h.cfg.MaxRooms {
+					h.mu.Unlock()
+					return nil, false
+				}
 				r = newRoom(name, h)
 				h.rooms[name] = r
 				created = true

@@ -29,9 +29,21 @@ type JoinRequest struct {
 // Join subscribes c to a room. The joined frame and, when the request
 // resumes, the missed messages are queued under the room's lock together with
 // the subscription, so no live message can slip in between. The first local
-// join of a room subscribes this node at the room's owner first.
+// join of a room subscribes this node at the room's owner first. A join
+// that would add a room past Config.MaxRooms is refused with
+// node_rooms_full.
 func (h *Hub) Join(c Conn, req JoinRequest) {
 	r, created := h.lookup(req.Room, true)
+	if r == nil {
+		e := protocol.NewError(protocol.CodeNodeRoomsFull, req.ID, "this node serves as many rooms as it may ("+strconv.Itoa(h.cfg.MaxRooms)+"); retry later, or on another node")
+		e.Room = req.Room
+		h.metrics.ErrorFrames.WithLabelValues(e.Code).Inc()
+		c.Enqueue(protocol.Encode(e))
+		if req.OnFail != nil {
+			req.OnFail()
+		}
+		return
+	}
 	_, already := r.index[c]
 	if !already {
 		// A join pipelined behind one still waiting for the owner.

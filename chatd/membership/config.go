@@ -85,9 +85,12 @@ type Config struct {
 	// mistyped seed. Empty means no label (and accepts only unlabelled
 	// peers). At most 255 bytes.
 	ClusterLabel string
-	// SecretKey, if set, encrypts and authenticates gossip with AES-GCM;
-	// it must be 16, 24 or 32 bytes. Without it, gossip is unauthenticated.
-	SecretKey []byte
+	// Keys is the gossip keyring, primary first: gossip is encrypted and
+	// authenticated with AES-GCM under the primary key, and accepted under
+	// any of them, which is what lets the keys rotate (SetKeys). Each key
+	// must be 16, 24 or 32 bytes. Without keys, gossip is neither
+	// encrypted nor authenticated (tests only: chatd requires a key).
+	Keys [][]byte
 	// Bootstrap allows this node to start a new cluster alone when no seed
 	// answers (the first node). Others wait for a seed.
 	Bootstrap bool
@@ -180,10 +183,8 @@ func (cfg Config) validate() ([]seedAddr, error) {
 	if len(cfg.ClusterLabel) > memberlist.LabelMaxSize {
 		errs = append(errs, fmt.Errorf("ClusterLabel is %d bytes, limit is %d", len(cfg.ClusterLabel), memberlist.LabelMaxSize))
 	}
-	switch len(cfg.SecretKey) {
-	case 0, 16, 24, 32:
-	default:
-		errs = append(errs, fmt.Errorf("SecretKey is %d bytes: an AES key must be 16, 24 or 32 bytes (AES-128, -192 or -256)", len(cfg.SecretKey)))
+	if err := checkKeys(cfg.Keys); len(cfg.Keys) > 0 && err != nil {
+		errs = append(errs, err)
 	}
 	seeds := make([]seedAddr, 0, len(cfg.Seeds))
 	for _, s := range cfg.Seeds {
@@ -229,6 +230,7 @@ func parseSeed(s string) (seedAddr, error) {
 }
 
 // memberlistConfig builds memberlist's configuration from ours.
+// The caller has validated cfg.
 func (cfg Config) memberlistConfig(d *delegates, logger *log.Logger) *memberlist.Config {
 	var mc *memberlist.Config
 	switch cfg.Profile {
@@ -243,9 +245,11 @@ func (cfg Config) memberlistConfig(d *delegates, logger *log.Logger) *memberlist
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
 	mc.Label = cfg.ClusterLabel
-	if len(cfg.SecretKey) > 0 {
-		// Copied so a caller reusing its slice cannot change our key.
-		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)
+	if len(cfg.Keys) > 0 {
+		// Copied so a caller reusing its slices cannot change our keys.
+		keys := cloneKeys(cfg.Keys)
+		// Cannot fail: the keys were checked.
+		mc.Keyring, _ = memberlist.NewKeyring(keys[1:], keys[0])
 	}
 	if cfg.DeadNodeReclaimTime > 0 {
 		mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime

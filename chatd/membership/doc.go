@@ -42,7 +42,7 @@
 // claimant again once it can succeed, instead of waiting for the claimant's
 // next periodic push/pull.
 //
-// ClusterLabel and SecretKey make memberlist drop foreign traffic. It does so
+// ClusterLabel and Keys make memberlist drop foreign traffic. It does so
 // quietly, in its own words; the log bridge raises those lines to Warn with
 // a hint, and Ready tells an operator to check the key and label when a node
 // with seeds has never seen another member.

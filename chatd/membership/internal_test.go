@@ -122,7 +122,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want   string
 	}{
 		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName is required"},
-		{"short key", func(c *Config) { c.SecretKey = []byte("short") }, "must be 16, 24 or 32 bytes"},
+		{"short key", func(c *Config) { c.Keys = [][]byte{[]byte("short")} }, "must be 16, 24 or 32 bytes"},
+		{"repeated key", func(c *Config) { c.Keys = [][]byte{[]byte("0123456789abcdef"), []byte("0123456789abcdef")} }, "gossip key 2 repeats key 1"},
 		{"profile", func(c *Config) { c.Profile = "wan" }, `unknown Profile "wan"`},
 		{"seed", func(c *Config) { c.Seeds = []string{"ok:1", "host:http"} }, `invalid port "http"`},
 		{"label", func(c *Config) { c.ClusterLabel = strings.Repeat("x", 256) }, "ClusterLabel is 256 bytes"},

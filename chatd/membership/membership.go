@@ -128,6 +128,11 @@ type Membership struct {
 
 	// refutes counts memberlist's refutations of suspicions of this node.
 	refutes atomic.Uint64
+
+	// keyring is memberlist's gossip keyring (nil without encryption);
+	// keyMu serializes SetKeys.
+	keyring *memberlist.Keyring
+	keyMu   sync.Mutex
 }
 
 // Refutes returns how many times memberlist refuted a suspect or dead
@@ -168,7 +173,9 @@ func New(cfg Config) (*Membership, error) {
 
 	// memberlist calls our delegates (NotifyJoin for this node itself)
 	// from inside Create, so everything they touch is initialized above.
-	list, err := memberlist.Create(cfg.memberlistConfig(&delegates{m: m}, newLogBridge(cfg.Logger, &m.refutes)))
+	mc := cfg.memberlistConfig(&delegates{m: m}, newLogBridge(cfg.Logger, &m.refutes))
+	m.keyring = mc.Keyring
+	list, err := memberlist.Create(mc)
 	if err != nil {
 		m.cancel()
 		return nil, fmt.Errorf("membership: create memberlist on %s: %w",
@@ -180,7 +187,8 @@ func New(cfg Config) (*Membership, error) {
 		"gossip_addr", m.GossipAddr(),
 		"profile", cfg.Profile,
 		"cluster_label", cfg.ClusterLabel,
-		"encrypted", len(cfg.SecretKey) > 0,
+		"encrypted", len(cfg.Keys) > 0,
+		"gossip_keys", len(cfg.Keys),
 		"seeds", cfg.Seeds,
 		"bootstrap", cfg.Bootstrap,
 	)

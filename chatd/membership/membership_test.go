@@ -278,9 +278,9 @@ func TestMismatchedClustersNeverMerge(t *testing.T) {
 			t.Parallel()
 			ports := reservePorts(t, 2)
 			ca := testConfig("a")
-			ca.BindPort, ca.Seeds, ca.ClusterLabel, ca.SecretKey = ports[0], []string{fmt.Sprintf("127.0.0.1:%d", ports[1])}, tc.labelA, tc.keyA
+			ca.BindPort, ca.Seeds, ca.ClusterLabel, ca.Keys = ports[0], []string{fmt.Sprintf("127.0.0.1:%d", ports[1])}, tc.labelA, keyring(tc.keyA)
 			cb := testConfig("b")
-			cb.BindPort, cb.Seeds, cb.ClusterLabel, cb.SecretKey = ports[1], []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, tc.labB, tc.keyB
+			cb.BindPort, cb.Seeds, cb.ClusterLabel, cb.Keys = ports[1], []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}, tc.labB, keyring(tc.keyB)
 			a, b := newNode(t, ca), newNode(t, cb)
 
 			// Both are listening (New binds); each Start keeps

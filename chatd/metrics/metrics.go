@@ -57,6 +57,12 @@ type Metrics struct {
 	TransportDrops   *prometheus.CounterVec // reason
 	TransportRedials prometheus.Counter
 	TransportAuth    *prometheus.CounterVec // reason
+
+	// Keys and certificates of the cluster.
+	GossipKeys           prometheus.Gauge
+	GossipKeyringReloads *prometheus.CounterVec // result
+	PeerCertExpiry       prometheus.Gauge
+	PeerTrustedCAs       prometheus.Gauge
 }
 
 // New creates the collectors and registers them, plus the Go runtime and
@@ -190,14 +196,27 @@ func New() *Metrics {
 			Name: "chatd_transport_reconnects_total", Help: "Inter-node connections re-established after a failure.",
 		}),
 		TransportAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chatd_transport_auth_failures_total", Help: "Inter-node handshakes refused, by reason.",
+			Name: "chatd_transport_auth_failures_total", Help: "Inter-node handshakes refused, and streams closed for a certificate no longer valid or a record that failed its integrity check, by reason.",
 		}, []string{"reason"}),
+		GossipKeys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_gossip_keys", Help: "Gossip encryption keys installed (the keyring of --gossip-keyring-file).",
+		}),
+		GossipKeyringReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_gossip_keyring_reloads_total", Help: "Changes of --gossip-keyring-file, by result: applied, or error (the keyring in use is kept).",
+		}, []string{"result"}),
+		PeerCertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_peer_tls_cert_expiry_timestamp_seconds", Help: "When this node's inter-node certificate in use expires (Unix time).",
+		}),
+		PeerTrustedCAs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_peer_tls_trusted_cas", Help: "CA certificates in the inter-node CA bundle in use (--peer-tls-ca-file).",
+		}),
 	}
 	m.Registry.MustRegister(
 		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
 		m.ClaimTime, m.Fenced, m.Conflicts, m.Pauses, m.RoomsOutOfSync,
 		m.StoreSyncTime, m.StoreSyncWrites, m.StoreRefused, m.StoreRetained,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
+		m.GossipKeys, m.GossipKeyringReloads, m.PeerCertExpiry, m.PeerTrustedCAs,
 	)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),

@@ -35,6 +35,10 @@ const (
 	// CodeStorageFailed: a node that must store the message cannot write
 	// to its disk; nothing was acknowledged. Retry later (same cid).
 	CodeStorageFailed = "storage_failed"
+	// CodeNodeRoomsFull: a join of a room new to this node, which already
+	// serves its maximum of rooms (--max-rooms-per-node). Retry later, or
+	// on another node.
+	CodeNodeRoomsFull = "node_rooms_full"
 )
 
 // Error is an error frame. ID is the id of the request that caused it, when

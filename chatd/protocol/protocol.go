@@ -91,6 +91,14 @@ const (
 	MaxCIDLen     = 64
 	MaxUserLen    = 128
 	MaxHistoryReq = 200
+	// MaxEpochLen bounds a join's "epoch": the server's epochs are 8
+	// characters; anything longer cannot be one.
+	MaxEpochLen = 32
+	// MaxSeq is the largest sequence number a client may name ("since",
+	// "before"): 2^53 − 1, the largest integer every JSON implementation
+	// holds exactly (a JavaScript number), far above any sequence number a
+	// room reaches.
+	MaxSeq = 1<<53 - 1
 )
 
 // DecodeClientFrame parses one client frame. The returned *Error carries
@@ -153,17 +161,27 @@ func (f *ClientFrame) Validate() *Error {
 	}
 	switch f.Type {
 	case TypeHello, TypePing:
+		// Any integer "protocol" is a version: one the server does not
+		// speak is answered by closing with CloseUnsupportedVersion.
 		return nil
 	case TypeJoin:
 		if err := f.validateRoom(); err != nil {
 			return err
 		}
-		if f.Since != nil && f.Epoch == "" {
-			e := NewError(CodeBadRequest, f.ID, "a resume (\"since\") needs the room's \"epoch\" from the last joined frame")
-			e.Room = f.Room
-			return e
+		var msg string
+		switch {
+		case f.Since != nil && f.Epoch == "":
+			msg = "a resume (\"since\") needs the room's \"epoch\" from the last joined frame"
+		case f.Since != nil && *f.Since > MaxSeq:
+			msg = fmt.Sprintf("since must be at most %d", uint64(MaxSeq))
+		case len(f.Epoch) > MaxEpochLen:
+			msg = fmt.Sprintf("epoch longer than %d bytes", MaxEpochLen)
+		default:
+			return nil
 		}
-		return nil
+		e := NewError(CodeBadRequest, f.ID, msg)
+		e.Room = f.Room
+		return e
 	case TypeLeave, TypeTyping:
 		return f.validateRoom()
 	case TypeHistory:
@@ -172,6 +190,9 @@ func (f *ClientFrame) Validate() *Error {
 		}
 		if f.Limit < 0 || f.Limit > MaxHistoryReq {
 			return NewError(CodeBadRequest, f.ID, fmt.Sprintf("limit must be between 1 and %d (0 or absent: the server's default)", MaxHistoryReq))
+		}
+		if f.Before > MaxSeq {
+			return NewError(CodeBadRequest, f.ID, fmt.Sprintf("before must be at most %d", uint64(MaxSeq)))
 		}
 		return nil
 	case TypeSend:

@@ -37,6 +37,25 @@ func TestDecodeClientFrame(t *testing.T) {
 		{`"just a string"`, CodeBadFrame},
 		{`null`, CodeBadFrame},
 
+		// Numbers are bounded by what the server holds: a sequence number
+		// above 2^53-1 (MaxSeq) is refused as a request, one beyond uint64
+		// (or any non-integer) as a frame; the epoch is at most 32 bytes.
+		{`{"type":"join","room":"r","since":9007199254740991,"epoch":"e"}`, ""},
+		{`{"type":"join","room":"r","since":9007199254740992,"epoch":"e"}`, CodeBadRequest},
+		{`{"type":"join","room":"r","since":18446744073709551615,"epoch":"e"}`, CodeBadRequest},
+		{`{"type":"join","room":"r","since":18446744073709551616,"epoch":"e"}`, CodeBadFrame},
+		{`{"type":"join","room":"r","since":1e3,"epoch":"e"}`, CodeBadFrame},
+		{`{"type":"join","room":"r","since":1,"epoch":"` + strings.Repeat("e", 32) + `"}`, ""},
+		{`{"type":"join","room":"r","since":1,"epoch":"` + strings.Repeat("e", 33) + `"}`, CodeBadRequest},
+		{`{"type":"join","room":"r","epoch":"` + strings.Repeat("e", 100000) + `"}`, CodeBadRequest},
+		{`{"type":"history","room":"r","before":9007199254740991}`, ""},
+		{`{"type":"history","room":"r","before":9007199254740992}`, CodeBadRequest},
+		{`{"type":"history","room":"r","before":-1}`, CodeBadFrame},
+		{`{"type":"history","room":"r","limit":1e300}`, CodeBadFrame},
+		{`{"type":"hello","protocol":9223372036854775807}`, ""},
+		{`{"type":"hello","protocol":9223372036854775808}`, CodeBadFrame},
+		{`{"type":"hello","protocol":1.5}`, CodeBadFrame},
+
 		// Members that do not apply to the type are ignored, whatever
 		// their JSON type (§2)...
 		{`{"type":"join","room":"r","text":7}`, ""},

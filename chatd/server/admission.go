@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -52,17 +51,6 @@ func (a *admission) release(ip string) {
 	if a.perIP[ip]--; a.perIP[ip] <= 0 {
 		delete(a.perIP, ip)
 	}
-}
-
-// clientIP is the peer address of the TCP connection. Forwarded headers are
-// deliberately ignored: trusting them would let any client pick its own
-// per-IP bucket.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func refuse(w http.ResponseWriter, ref *refusal, retryAfterSeconds int) {

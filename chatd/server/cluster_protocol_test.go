@@ -29,7 +29,7 @@ func TestProtocolHistoryAfterOwnerCrash(t *testing.T) {
 
 	var ownerNode *chatdtest.Node
 	for _, n := range c.Live() {
-		if slices.Contains(ownedRooms(t, n.Addr), "kept") {
+		if slices.Contains(ownedRooms(t, n.AdminAddr), "kept") {
 			ownerNode = n
 		}
 	}
@@ -43,7 +43,7 @@ func TestProtocolHistoryAfterOwnerCrash(t *testing.T) {
 	// (it forwards), else through the new owner itself.
 	var reader *chatdtest.Node
 	for _, n := range c.Live() {
-		if reader == nil || !slices.Contains(ownedRooms(t, n.Addr), "kept") {
+		if reader == nil || !slices.Contains(ownedRooms(t, n.AdminAddr), "kept") {
 			reader = n
 		}
 	}

@@ -762,7 +762,7 @@ const limSecret = "limits-test-secret-0123456789abcdefghij"
 
 func limAuthServer(t *testing.T, args ...string) *chatdtest.Server {
 	t.Helper()
-	return chatdtest.StartWith(t, jwtBase, append([]string{"--jwt-secret", limSecret}, args...)...)
+	return chatdtest.StartWith(t, jwtBase, append([]string{"--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", limSecret)}, args...)...)
 }
 
 // limClaims returns valid claims for sub, expiring in an hour.

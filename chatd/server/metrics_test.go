@@ -84,7 +84,7 @@ func TestMetricsAfterScriptedExchange(t *testing.T) {
 	// messages make the slow consumer overflow quickly. --write-timeout
 	// keeps the slow consumer's blocked writer (and so its subscription)
 	// alive until the test reads it.
-	srv := chatdtest.Start(t, "--jwt-secret", limSecret,
+	srv := chatdtest.Start(t, "--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", limSecret),
 		"--rate", "0.001", "--rate-burst", "200", "--rate-abuse-limit", "10",
 		"--history-size", "4", "--send-queue", "20",
 		"--max-frame-bytes", "300000", "--max-text-bytes", "262144",

@@ -419,7 +419,8 @@ func historyPage(t *testing.T, c *chatdtest.Client, id, room string) protocol.Hi
 	return h
 }
 
-// ownedRooms lists the rooms the node's owner service holds (/admin/rooms).
+// ownedRooms lists the rooms the node's owner service holds (/admin/rooms
+// on the admin listener at addr).
 func ownedRooms(t *testing.T, addr string) []string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/admin/rooms")
@@ -453,7 +454,7 @@ func TestProtocolHistoryOfUnusedRoom(t *testing.T) {
 	if h.Epoch != "" || h.Head != 0 || h.Oldest != 1 || h.More || h.Messages == nil || len(h.Messages) != 0 {
 		t.Fatalf("history of an unused room = %+v, want epoch \"\", head 0, oldest 1, no messages", h)
 	}
-	if rooms := ownedRooms(t, srv.Addr); slices.Contains(rooms, "fresh") {
+	if rooms := ownedRooms(t, srv.AdminAddr); slices.Contains(rooms, "fresh") {
 		t.Fatalf("a history read created the room: owned rooms %v", rooms)
 	}
 	// An empty epoch is no epoch: there is nothing to resume from.
@@ -503,18 +504,20 @@ func TestHTTPEndpoints(t *testing.T) {
 	c := chatdtest.Connect(t, srv.URL, "ann")
 	c.Join("r")
 	c.Say("r", "1", "x")
-	for path, want := range map[string]string{
-		"/healthz": "ok",
-		"/readyz":  "ready",
-		"/metrics": "chatd_messages_total 1",
+	for _, tc := range []struct{ url, want string }{
+		{"http://" + srv.Addr + "/healthz", "ok"},
+		{"http://" + srv.Addr + "/readyz", "ready"},
+		{srv.AdminURL("/healthz"), "ok"},
+		{srv.AdminURL("/readyz"), "ready"},
+		{srv.AdminURL("/metrics"), "chatd_messages_total 1"},
 	} {
-		resp, err := http.Get("http://" + srv.Addr + path)
+		resp, err := http.Get(tc.url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body := readAll(t, resp)
-		if resp.StatusCode != 200 || !strings.Contains(body, want) {
-			t.Errorf("GET %s = %d, body lacks %q", path, resp.StatusCode, want)
+		if resp.StatusCode != 200 || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s = %d, body lacks %q", tc.url, resp.StatusCode, tc.want)
 		}
 	}
 	resp, err := http.Get("http://" + srv.Addr + "/ws")

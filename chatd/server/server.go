@@ -1,6 +1,8 @@
-// Package server is chatd's HTTP face: the WebSocket endpoint with admission
-// control, the health, readiness and metrics endpoints, the embedded web page,
-// and the graceful shutdown that closes every connection with 1012.
+// Package server is chatd's HTTP face on the client port: the WebSocket
+// endpoint with admission control, the health and readiness probes, the
+// embedded web page, and the graceful shutdown that closes every connection
+// with 1012. The admin API and /metrics are not served here but on the
+// admin listener (chatd/admin).
 package server
 
 import (
@@ -11,6 +13,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +38,12 @@ type Config struct {
 	MaxConnections int
 	// MaxConnectionsPerIP caps them per client IP (0: no cap).
 	MaxConnectionsPerIP int
+	// TrustedProxies are the proxies whose ProxyHeader names the client,
+	// for the per-IP cap and the logs; empty: the socket peer is the
+	// client and forwarded headers are ignored.
+	TrustedProxies []netip.Prefix
+	// ProxyHeader is HeaderXForwardedFor (the default) or HeaderForwarded.
+	ProxyHeader string
 	// RetryAfter is the Retry-After advertised when refusing a connection.
 	RetryAfter time.Duration
 	// AllowedOrigins lists the browser origins allowed to connect; "*" allows
@@ -73,8 +82,10 @@ type Server struct {
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	admit    *admission
+	clients  clientResolver
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
+	probes   *http.ServeMux // /healthz and /readyz alone
 
 	// closingAll is set (under liveMu) once shutdown has asked every live
 	// session to close with 1012; a session that registers later is closed
@@ -100,7 +111,8 @@ type liveConn interface {
 
 // New assembles a server around a hub and an authenticator.
 func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[liveConn]struct{}), proto: newProtocolMetrics(m)}
+	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[liveConn]struct{}), proto: newProtocolMetrics(m),
+		clients: clientResolver{trusted: cfg.TrustedProxies, header: cfg.ProxyHeader}}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// Small read buffers and pooled write buffers keep an idle
@@ -116,9 +128,11 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws", s.serveWS)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	s.mux.HandleFunc("GET /readyz", s.serveReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	s.probes = http.NewServeMux()
+	for _, m := range []*http.ServeMux{s.mux, s.probes} {
+		m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		m.HandleFunc("GET /readyz", s.serveReady)
+	}
 	s.mux.Handle("GET /", web.Handler())
 	if cfg.SocketIO != nil {
 		sc := *cfg.SocketIO
@@ -127,6 +141,7 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 			Admit:       s.admitSocketIO,
 			CheckOrigin: s.upgrader.CheckOrigin,
 			Track:       s.trackSocketIO,
+			ClientAddr:  s.socketIOClientAddr,
 		})
 		s.mux.Handle("GET "+socketio.Path, sio)
 		s.mux.Handle("POST "+socketio.Path, sio)
@@ -137,6 +152,16 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// Probes serves GET /healthz and /readyz, for the admin listener to answer
+// them too.
+func (s *Server) Probes() http.Handler { return s.probes }
+
+// MetricsHandler serves the node's metrics in the Prometheus text format,
+// for the admin listener.
+func MetricsHandler(m *metrics.Metrics) http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	if s.draining.Load() {
@@ -167,9 +192,6 @@ func (s *Server) Abort() {
 	}
 }
 
-// Handle adds an endpoint (the admin API) to the server's mux.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
-
 // SetDraining makes the node fail readiness and refuse new connections,
 // while the ones it has stay open. A draining node's clients are moved later,
 // by the shutdown.
@@ -187,7 +209,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this endpoint speaks WebSocket; see docs/protocol.md", http.StatusBadRequest)
 		return
 	}
-	ip := clientIP(r)
+	ip, proxied := s.clients.resolve(r)
+	remote := r.RemoteAddr
+	if proxied {
+		remote = ip // what the trusted proxies name as the client
+	}
 	if ref := s.admit.acquire(ip); ref != nil {
 		s.metrics.ConnectionsRefused.WithLabelValues(ref.reason).Inc()
 		s.proto.refused.WithLabelValues(protoNative, ref.reason).Inc()
@@ -203,7 +229,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.ConnectionsAccepted.Inc()
 	s.proto.accepted.WithLabelValues(protoNative).Inc()
-	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, r.RemoteAddr)
+	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, remote)
 	// The session runs on a goroutine of its own and the handler returns:
 	// net/http's connection goroutine would otherwise stay parked under the
 	// session, keeping its deep stack and its 4 KiB read and write buffers

@@ -57,7 +57,7 @@ func (s *Server) admitSocketIO(w http.ResponseWriter, r *http.Request) (func(), 
 		refuse(w, &refusal{http.StatusServiceUnavailable, "draining"}, retry)
 		return nil, false
 	}
-	ip := clientIP(r)
+	ip, _ := s.clients.resolve(r) // behind trusted proxies, the client they name
 	if ref := s.admit.acquire(ip); ref != nil {
 		s.proto.refused.WithLabelValues(protoSocketIO, ref.reason).Inc()
 		refuse(w, ref, retry)
@@ -65,6 +65,15 @@ func (s *Server) admitSocketIO(w http.ResponseWriter, r *http.Request) (func(), 
 	}
 	s.proto.accepted.WithLabelValues(protoSocketIO).Inc()
 	return func() { s.admit.release(ip) }, true
+}
+
+// socketIOClientAddr is the client address an Engine.IO session logs:
+// what trusted proxies name, or the socket's peer.
+func (s *Server) socketIOClientAddr(r *http.Request) string {
+	if ip, proxied := s.clients.resolve(r); proxied {
+		return ip
+	}
+	return r.RemoteAddr
 }
 
 // trackSocketIO registers an Engine.IO session with the shutdown, which

@@ -106,6 +106,10 @@ type Hooks struct {
 	CheckOrigin func(r *http.Request) bool
 	// Track registers a live session; untrack is called when it ends.
 	Track func(c Conn, transport string) (untrack func())
+	// ClientAddr names the client of a request for the session's logs (the
+	// address trusted proxies give, or the socket's peer); nil means
+	// r.RemoteAddr.
+	ClientAddr func(r *http.Request) string
 }
 
 // Server is the /socket.io/ endpoint of one node.
@@ -269,7 +273,11 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 			return
 		}
 	}
-	es := newEngineSession(s, newSID(s.cfg.Self), r.RemoteAddr, release)
+	remote := r.RemoteAddr
+	if s.hooks.ClientAddr != nil {
+		remote = s.hooks.ClientAddr(r)
+	}
+	es := newEngineSession(s, newSID(s.cfg.Self), remote, release)
 	if transport == "websocket" {
 		ws, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {

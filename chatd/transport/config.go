@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ const (
 	DefaultBackoffMin       = 100 * time.Millisecond
 	DefaultBackoffMax       = 5 * time.Second
 	DefaultMaxHandshakes    = 64
+	DefaultReverifyInterval = 10 * time.Second
 )
 
 // maxFieldLen bounds the names, labels and addresses exchanged in the
@@ -26,8 +29,8 @@ const (
 // unauthenticated client cannot make the acceptor buffer much.
 const maxFieldLen = 255
 
-// Config configures a Transport. NodeName, ListenAddr and Secret (or
-// Insecure) are required; every other zero value means its default.
+// Config configures a Transport. NodeName, ListenAddr, Credentials and
+// ProtocolVersion are required; every other zero value means its default.
 type Config struct {
 	// NodeName is this node's name in the cluster. Peers address it by this
 	// name and it is the From.Name of everything this node sends.
@@ -43,18 +46,27 @@ type Config struct {
 	// (0.0.0.0 or ::), peers substitute the address they see us connect from.
 	AdvertiseAddr string
 
-	// Secret is the cluster's shared secret. Only nodes holding it can
-	// connect, in either direction. It should be at least 32 random bytes.
-	Secret []byte
+	// Credentials are this node's certificate and the CAs a peer's
+	// certificate must chain to. They are asked for at every handshake and
+	// every ReverifyInterval, so credentials that reload their files
+	// (chatd/certs) rotate certificates and CAs without a restart. The
+	// certificate must name this node (NodeName as a DNS subject
+	// alternative name) and allow server and client authentication: every
+	// node both dials and accepts.
+	Credentials Credentials
 
-	// Insecure allows an empty Secret, for tests and development. The
-	// handshake still runs (with an empty key), so names and labels are still
-	// checked, but anyone who can reach the port can join.
-	Insecure bool
+	// ProtocolVersion is the version of what the cluster layer sends over
+	// the transport (chatd/cluster's WireProto); the transport does not
+	// interpret it. Both sides state it in the handshake, and a stream
+	// between nodes of different versions is refused on both sides, with
+	// an error log and the AuthFailure reason "version". 1 to 65535.
+	ProtocolVersion int
 
-	// ClusterLabel names the cluster. It is part of every proof, so nodes of
-	// two clusters that happen to share a secret still cannot talk, and a
-	// mismatch is logged as such.
+	// ClusterLabel names the cluster. It is checked in the handshake, so
+	// that nodes of two clusters that happen to trust the same CA are told
+	// apart and the mismatch is reported as such. It is a name, not a
+	// secret, and not a security boundary: the CA is (give each cluster
+	// its own).
 	ClusterLabel string
 
 	// MaxFrameBytes is the largest payload of a single frame, both accepted
@@ -90,6 +102,14 @@ type Config struct {
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 
+	// ReverifyInterval is how often the certificates of live streams are
+	// checked again against the current CAs and the clock, in both
+	// directions: a stream whose peer's certificate has expired, or no
+	// longer chains to a trusted CA (the CA was rotated out of the bundle),
+	// is closed, and the next connection must present a valid one.
+	// Default DefaultReverifyInterval.
+	ReverifyInterval time.Duration
+
 	// MaxHandshakes limits connections accepted but not yet authenticated;
 	// beyond it new connections are closed at once, so a flood of stray
 	// connections costs little more than the accept.
@@ -118,10 +138,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("transport: Config.AdvertiseAddr is %d bytes, limit %d", len(cfg.AdvertiseAddr), maxFieldLen)
 	case cfg.ListenAddr == "":
 		return cfg, errors.New("transport: Config.ListenAddr is required")
-	case len(cfg.Secret) == 0 && !cfg.Insecure:
-		// A cluster without a secret accepts anyone who can reach the port;
-		// that must be a decision, not a forgotten setting.
-		return cfg, errors.New("transport: Config.Secret is required (set Config.Insecure to run without one, for tests only)")
+	case cfg.Credentials == nil:
+		return cfg, errors.New("transport: Config.Credentials is required: inter-node connections use mutual TLS")
+	case cfg.ProtocolVersion < 1 || cfg.ProtocolVersion > math.MaxUint16:
+		return cfg, fmt.Errorf("transport: Config.ProtocolVersion %d out of range 1..%d", cfg.ProtocolVersion, math.MaxUint16)
 	case cfg.MaxFrameBytes < 0 || cfg.MaxFrameBytes > math.MaxUint32-frameBodyMin:
 		return cfg, fmt.Errorf("transport: Config.MaxFrameBytes %d out of range", cfg.MaxFrameBytes)
 	case cfg.QueueBytes < 0:
@@ -140,6 +160,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"RequestTimeout", &cfg.RequestTimeout, DefaultRequestTimeout},
 		{"BackoffMin", &cfg.BackoffMin, DefaultBackoffMin},
 		{"BackoffMax", &cfg.BackoffMax, DefaultBackoffMax},
+		{"ReverifyInterval", &cfg.ReverifyInterval, DefaultReverifyInterval},
 	} {
 		if *d.v < 0 {
 			return cfg, fmt.Errorf("transport: Config.%s %v is negative", d.name, *d.v)
@@ -166,9 +187,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NopMetrics{}
 	}
-	// Copy the secret so that a caller reusing its buffer cannot change the
-	// key under a running transport.
-	cfg.Secret = append([]byte(nil), cfg.Secret...)
 	return cfg, nil
 }
 
@@ -192,11 +210,17 @@ type Metrics interface {
 	// Reconnect counts outbound connections established to a peer after an
 	// earlier connection or attempt to it.
 	Reconnect(peer string)
-	// AuthFailure counts rejected incoming connections and failed outbound
-	// handshakes. reason is one of "label" (cluster label mismatch),
-	// "credentials" (wrong secret), "wrong_node" (dialed a different node),
-	// "protocol" (not this protocol or version), "timeout", "closed" (hung up
-	// during the handshake) and "overload" (too many handshakes at once).
+	// AuthFailure counts rejected incoming connections, failed outbound
+	// handshakes and live streams closed because a certificate stopped
+	// being valid. reason is one of "certificate" (no certificate, or one
+	// that does not chain to a trusted CA, has expired or lacks the key
+	// usage), "identity" (a dialer claimed a node name its certificate
+	// does not carry), "wrong_node" (the node at the address dialed is
+	// another one), "label" (cluster label mismatch), "version" (another
+	// inter-node protocol version), "tls" (another TLS failure: not TLS,
+	// or no common parameters), "protocol" (not this transport's
+	// handshake), "timeout", "closed" (hung up during the handshake) and
+	// "overload" (too many handshakes at once).
 	AuthFailure(reason string)
 }
 
@@ -221,3 +245,15 @@ func (NopMetrics) Reconnect(string) {}
 
 // AuthFailure implements Metrics.
 func (NopMetrics) AuthFailure(string) {}
+
+// Credentials supply a transport's TLS identity and trust. Methods are
+// called from the transport's goroutines, concurrently, at every handshake
+// and every Config.ReverifyInterval, so they must be cheap; an
+// implementation may reload files there (chatd/certs.Peer does, at most
+// every few seconds). An error fails the handshake at hand.
+type Credentials interface {
+	// Certificate returns this node's certificate chain and private key.
+	Certificate() (*tls.Certificate, error)
+	// CAs returns the CAs a peer's certificate must chain to.
+	CAs() (*x509.CertPool, error)
+}

@@ -1,7 +1,8 @@
 // Package transport carries bytes between chatd nodes: persistent,
-// authenticated, multiplexed TCP connections that the cluster layer uses to
-// forward messages to a room's owner, to replicate, and to fan out. It does
-// not know what it carries; the cluster layer encodes its own payloads.
+// mutually authenticated and encrypted (TLS 1.3), multiplexed TCP
+// connections that the cluster layer uses to forward messages to a room's
+// owner, to replicate, and to fan out. It does not know what it carries;
+// the cluster layer encodes its own payloads.
 //
 // # Streams and ordering
 //
@@ -49,7 +50,7 @@
 //
 // # Wire format
 //
-// After the handshake a stream is a sequence of frames:
+// After the handshake a stream is a sequence of frames, inside TLS:
 //
 //	uint32  length of what follows (kind + id + payload), big-endian
 //	uint8   kind: 1 push, 2 request, 3 reply, 4 error reply
@@ -61,23 +62,37 @@
 //
 // # Handshake
 //
-// Only nodes that share the cluster secret may speak. Before any frame:
+// Only nodes whose certificates chain to a CA in each other's bundle may
+// speak (Config.Credentials), and a node can only speak as the node its
+// certificate names. On a new connection:
 //
-//	acceptor → dialer   "RCT", version, 32-byte acceptor nonce
-//	dialer → acceptor   "RCT", version, cluster label, dialer name,
-//	                    dialer advertised address, target node name,
-//	                    32-byte dialer nonce, 32-byte dialer proof
-//	acceptor → dialer   status byte; if 0, a 32-byte acceptor proof
+//  1. TLS 1.3, both sides presenting a certificate. The acceptor's
+//     certificate must chain to one of the dialer's trusted CAs, be valid
+//     now for server authentication and carry the name of the node dialed
+//     as a DNS subject alternative name, exactly (no wildcard). The
+//     dialer's certificate must chain to one of the acceptor's CAs and be
+//     valid for client authentication. No session is resumed: every
+//     stream authenticates in full. No server name is sent in clear.
+//  2. The dialer's hello: "RCT", transport version 2, the inter-node
+//     protocol version (uint16, Config.ProtocolVersion), then the cluster
+//     label, its node name, its advertised address and the name of the
+//     node it means to reach, each with a one-byte length.
+//  3. The acceptor's answer: a status byte and its protocol version. It
+//     refuses a name the dialer's certificate does not carry (so a node
+//     cannot claim to be another), another protocol version (logged at
+//     ERROR on both sides: such nodes cannot form one cluster), another
+//     cluster label, or a target that is not itself.
 //
-// Each proof is HMAC-SHA256 keyed with the secret over the domain label
-// "ringchat transport v1", a direction label ("dialer" or "acceptor"), the
-// cluster label, both nonces, the dialer's name and address and the target
-// name; variable-length fields are length-prefixed so that no two different
-// transcripts hash alike. The fresh nonce on each side stops a recorded
-// handshake from being replayed in either direction, the direction label
-// stops a proof from being reflected back, and the target name stops a node
-// from being mistaken for another that now has the address the dialer had
-// for it (a restarted pod's old IP reused by a different member). The
-// acceptor compares in constant time. The cluster label travels in clear so
-// that a mismatch can be reported as such; it is not a secret.
+// Everything after the TLS handshake is encrypted and authenticated by
+// TLS: a byte changed on the way fails the record's integrity check and
+// closes the stream (Metrics.AuthFailure "integrity"); nothing of it
+// reaches a handler. The cluster label is a name, not a boundary: the CA
+// is, so give each cluster its own.
+//
+// Credentials are asked for at every handshake, so certificates and CAs
+// that change (files reloaded by chatd/certs) take effect on the next
+// connection; and every Config.ReverifyInterval the certificates of live
+// streams are checked again against the current CAs and the clock, so a CA
+// removed from the bundle, or a certificate that expired, closes the
+// streams it authenticated instead of leaving them open for good.
 package transport

@@ -27,13 +27,19 @@ var (
 	// within its timeout. The request may or may not have been handled.
 	ErrTimeout = errors.New("transport: request timed out")
 
-	// ErrAuth is wrapped by handshake errors that mean the two sides do not
-	// share the cluster secret or cluster label.
+	// ErrAuth is wrapped by handshake errors that mean one side did not
+	// trust the other: a certificate missing, expired, not chaining to a
+	// trusted CA or not carrying the name claimed, or another cluster
+	// label.
 	ErrAuth = errors.New("transport: authentication failed")
 
-	// ErrHandshake is wrapped by handshake errors other than a failed
-	// authentication: the other side does not speak this protocol or
-	// version, it is not the node that was dialed, or it hung up.
+	// ErrVersion is wrapped by handshake errors between nodes that speak
+	// different inter-node protocol versions (Config.ProtocolVersion).
+	ErrVersion = errors.New("transport: inter-node protocol version mismatch")
+
+	// ErrHandshake is wrapped by the other handshake errors: the other side
+	// does not speak TLS or this transport, it is not the node that was
+	// dialed, or it hung up.
 	ErrHandshake = errors.New("transport: handshake failed")
 
 	// ErrFrameTooLarge is returned for a payload larger than

@@ -349,7 +349,7 @@ func TestOutboundProtocolViolation(t *testing.T) {
 	b.mu.RLock()
 	s := b.incoming["a"]
 	b.mu.RUnlock()
-	s.conn.Write([]byte("unexpected"))
+	s.tls.Write([]byte("unexpected"))
 	waitLog(t, a, "protocol violation")
 	callEventually(t, a, b.peer)
 }

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -15,12 +17,92 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/internal/devpki"
 )
 
 const (
-	testSecret = "0123456789abcdef0123456789abcdef"
-	testLabel  = "test-cluster"
+	testLabel = "test-cluster"
+	testProto = 2
 )
+
+// clusterCA signs the certificates of every test node unless a test says
+// otherwise; made once per test binary.
+var clusterCA = sync.OnceValue(func() *devpki.CA {
+	ca, err := devpki.NewCA("transport test CA", 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return ca
+})
+
+// newCA makes another CA, for tests about trust.
+func newCA(t testing.TB, name string) *devpki.CA {
+	t.Helper()
+	ca, err := devpki.NewCA(name, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// issue signs leaf with ca and returns it as a tls.Certificate.
+func issue(t testing.TB, ca *devpki.CA, leaf devpki.Leaf) *tls.Certificate {
+	t.Helper()
+	c, k, err := ca.Issue(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cert
+}
+
+// nodeCert is a certificate for name, valid for a day, signed by ca.
+func nodeCert(t testing.TB, ca *devpki.CA, name string) *tls.Certificate {
+	t.Helper()
+	return issue(t, ca, devpki.Leaf{DNSNames: []string{name}})
+}
+
+func poolOf(cas ...*devpki.CA) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, ca := range cas {
+		p.AddCert(ca.Cert)
+	}
+	return p
+}
+
+// testCreds are Credentials a test can change while the transport runs,
+// as reloaded files would.
+type testCreds struct {
+	mu   sync.Mutex
+	cert *tls.Certificate
+	pool *x509.CertPool
+}
+
+func (c *testCreds) Certificate() (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert, nil
+}
+
+func (c *testCreds) CAs() (*x509.CertPool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pool, nil
+}
+
+func (c *testCreds) set(cert *tls.Certificate, pool *x509.CertPool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cert != nil {
+		c.cert = cert
+	}
+	if pool != nil {
+		c.pool = pool
+	}
+}
 
 // failsafe bounds every wait in the tests, so a bug fails a test instead of
 // hanging the run; nothing waits for it on the success path. It is
@@ -157,14 +239,16 @@ type testNode struct {
 	rec     *recorder // nil when the test passed a Handler other than a recorder
 	logs    *logBuffer
 	metrics *countingMetrics
+	creds   *testCreds // nil when the test passed other Credentials
 }
 
-func testConfig(name string) Config {
+func testConfig(t testing.TB, name string) Config {
 	return Config{
-		NodeName:     name,
-		ListenAddr:   "127.0.0.1:0",
-		Secret:       []byte(testSecret),
-		ClusterLabel: testLabel,
+		NodeName:        name,
+		ListenAddr:      "127.0.0.1:0",
+		Credentials:     &testCreds{cert: nodeCert(t, clusterCA(), name), pool: poolOf(clusterCA())},
+		ProtocolVersion: testProto,
+		ClusterLabel:    testLabel,
 		// Bounds that a loaded machine must not hit, scaled like every
 		// other; tests about these timeouts set their own.
 		HandshakeTimeout: testtime.Bound(2 * time.Second),
@@ -180,7 +264,7 @@ func testConfig(name string) Config {
 // means a fresh recorder; edit may adjust the config.
 func startNode(t testing.TB, name string, h Handler, edit func(*Config)) *testNode {
 	t.Helper()
-	cfg := testConfig(name)
+	cfg := testConfig(t, name)
 	logs := &logBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m := &countingMetrics{}
@@ -205,7 +289,8 @@ func startNode(t testing.TB, name string, h Handler, edit func(*Config)) *testNo
 			t.Logf("logs of %s:\n%s", name, logs)
 		}
 	})
-	return &testNode{Transport: tr, peer: Peer{Name: name, Addr: tr.Addr()}, rec: rec, logs: logs, metrics: m}
+	creds, _ := cfg.Credentials.(*testCreds)
+	return &testNode{Transport: tr, peer: Peer{Name: name, Addr: tr.Addr()}, rec: rec, logs: logs, metrics: m, creds: creds}
 }
 
 type answer struct {
@@ -267,8 +352,9 @@ func pushFrame(payload string) []byte {
 	return rawFrame(uint32(frameBodyMin+len(payload)), kindPush, 0, []byte(payload))
 }
 
-// dialAuthenticated opens a raw connection to target that has completed the
-// handshake as name, for tests that then misbehave as a member.
+// dialAuthenticated opens a raw stream to target that has completed the
+// handshake as name (with a certificate for name), for tests that then
+// misbehave as a member.
 func dialAuthenticated(t testing.TB, target *testNode, name string) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", target.Addr())
@@ -277,14 +363,16 @@ func dialAuthenticated(t testing.TB, target *testNode, name string) net.Conn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(failsafe))
-	if _, err := dialHandshake(conn, []byte(testSecret), identity{label: testLabel, name: name, addr: "127.0.0.1:1", target: target.Name()}); err != nil {
+	creds := &testCreds{cert: nodeCert(t, clusterCA(), name), pool: poolOf(clusterCA())}
+	tc, _, err := dialHandshake(conn, creds, hello{proto: testProto, label: testLabel, name: name, addr: "127.0.0.1:1", target: target.Name()})
+	if err != nil {
 		t.Fatalf("raw handshake: %v", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return conn
+	return tc
 }
 
-// dialRaw opens a raw TCP connection to n and reads the acceptor's hello.
+// dialRaw opens a plain TCP connection to n.
 func dialRaw(t testing.TB, n *testNode) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", n.Addr())
@@ -292,11 +380,6 @@ func dialRaw(t testing.TB, n *testNode) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetReadDeadline(time.Now().Add(failsafe))
-	hello := make([]byte, acceptorHelloLen)
-	if _, err := io.ReadFull(conn, hello); err != nil {
-		t.Fatalf("read hello: %v", err)
-	}
 	return conn
 }
 

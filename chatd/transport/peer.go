@@ -3,6 +3,8 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -63,8 +65,9 @@ type peer struct {
 	mu       sync.Mutex
 	state    peerState
 	closed   bool
-	closeErr error    // given to pending requests when retired
-	conn     net.Conn // the current connection, closed by retire
+	closeErr error               // given to pending requests when retired
+	conn     net.Conn            // the current TCP connection, closed by retire
+	chain    []*x509.Certificate // the peer's certificate chain on conn, once connected
 	queue    []outFrame
 	// spare is the batch the writer is writing, or wrote last, kept for
 	// reuse. Only run's goroutine may touch its elements: the writer reads
@@ -277,7 +280,7 @@ func (p *peer) shouldConnect() bool {
 }
 
 // connect dials the peer and runs the handshake.
-func (p *peer) connect() (net.Conn, error) {
+func (p *peer) connect() (*tls.Conn, error) {
 	p.mu.Lock()
 	p.attempts++
 	reconnect := p.attempts > 1
@@ -298,7 +301,8 @@ func (p *peer) connect() (net.Conn, error) {
 	p.mu.Unlock()
 
 	_ = conn.SetDeadline(time.Now().Add(p.t.cfg.HandshakeTimeout))
-	reason, err := dialHandshake(conn, p.t.cfg.Secret, identity{
+	tc, chain, err := dialHandshake(conn, p.t.cfg.Credentials, hello{
+		proto:  uint16(p.t.cfg.ProtocolVersion),
 		label:  p.t.cfg.ClusterLabel,
 		name:   p.t.cfg.NodeName,
 		addr:   p.t.addr,
@@ -309,7 +313,11 @@ func (p *peer) connect() (net.Conn, error) {
 		select {
 		case <-p.stop: // aborted by retire, not a failed handshake
 		default:
+			reason := reasonOf(err)
 			p.t.metrics.AuthFailure(reason)
+			if reason == "version" {
+				p.log.Error("transport refusing a peer of another inter-node protocol version", "err", err)
+			}
 		}
 		return nil, err
 	}
@@ -317,13 +325,14 @@ func (p *peer) connect() (net.Conn, error) {
 
 	p.mu.Lock()
 	p.state = stateConnected
+	p.chain = chain
 	p.failures = 0
 	p.mu.Unlock()
 	if reconnect {
 		p.t.metrics.Reconnect(p.name)
 	}
-	p.log.Info("transport connected to peer", "reconnect", reconnect)
-	return conn, nil
+	p.log.Info("transport connected to peer", "reconnect", reconnect, "peer_cert_serial", chain[0].SerialNumber.Text(16))
+	return tc, nil
 }
 
 // fail records a failed connection or attempt: it drops the queue, fails the
@@ -331,7 +340,7 @@ func (p *peer) connect() (net.Conn, error) {
 // retire and run's exit instead.
 func (p *peer) fail(cause error, wasConnected bool) {
 	p.mu.Lock()
-	p.conn = nil
+	p.conn, p.chain = nil, nil
 	if p.closed {
 		p.mu.Unlock()
 		return
@@ -379,6 +388,8 @@ func (p *peer) backoff(n int) time.Duration {
 var errRetiredConn = errors.New("peer retired")
 
 // serve writes queued frames to conn until it fails or the peer is retired.
+// Closing it closes the TCP connection under it, without TLS's
+// close_notify, whose write could wait for a peer that stopped reading.
 // It drains the queue in batches through a buffered writer and flushes only
 // when the queue is empty: under load many frames share a system call, and
 // when idle each frame is flushed as soon as it is written.
@@ -388,7 +399,7 @@ var errRetiredConn = errors.New("peer retired")
 // or reset, and that is how a dead peer is noticed without waiting for the
 // next write (and how its pending requests fail promptly). serve waits for
 // the watcher before returning, so it owns it.
-func (p *peer) serve(conn net.Conn) error {
+func (p *peer) serve(conn *tls.Conn) error {
 	dead := make(chan struct{})
 	var watchErr error
 	go func() {
@@ -396,7 +407,7 @@ func (p *peer) serve(conn net.Conn) error {
 		watchErr = watch(conn)
 	}()
 	defer func() {
-		_ = conn.Close()
+		_ = conn.NetConn().Close()
 		<-dead
 	}()
 	// cause prefers the watcher's diagnosis: once it closed the socket, a
@@ -442,11 +453,11 @@ func (p *peer) serve(conn net.Conn) error {
 }
 
 // watch blocks until conn is closed or the peer breaks the protocol by
-// writing to it, closes conn, and says why.
-func watch(conn net.Conn) error {
+// writing to it, closes the TCP connection, and says why.
+func watch(conn *tls.Conn) error {
 	var b [1]byte
 	n, err := conn.Read(b[:])
-	_ = conn.Close()
+	_ = conn.NetConn().Close()
 	switch {
 	case n > 0:
 		return errors.New("peer wrote to an outbound stream, which is a protocol violation")

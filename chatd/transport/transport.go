@@ -3,6 +3,8 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -87,9 +89,9 @@ type Transport struct {
 	// per transport, which makes logs and stray replies unambiguous.
 	nextID atomic.Uint64
 
-	// wg counts every goroutine the transport starts: the accept loop, one
-	// per accepted connection, one per outbound peer (which owns its
-	// connection's watcher). Close waits for it.
+	// wg counts every goroutine the transport starts: the accept loop, the
+	// re-verification loop, one per accepted connection, one per outbound
+	// peer (which owns its connection's watcher). Close waits for it.
 	wg sync.WaitGroup
 
 	mu       sync.RWMutex
@@ -101,9 +103,11 @@ type Transport struct {
 
 // inStream is an authenticated incoming stream.
 type inStream struct {
-	conn net.Conn
-	from Peer
-	done chan struct{} // closed when its reader has returned
+	conn  net.Conn            // the TCP connection, which Close and re-verification close
+	tls   *tls.Conn           // the stream over it; the reader reads through it (tests write to it)
+	chain []*x509.Certificate // the peer's verified chain, leaf first, checked again by reverify
+	from  Peer
+	done  chan struct{} // closed when its reader has returned
 }
 
 // New validates cfg, listens on cfg.ListenAddr and starts accepting peers;
@@ -145,14 +149,11 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		cancel()
 		return nil, fmt.Errorf("transport: advertised address %q is longer than %d bytes", t.addr, maxFieldLen)
 	}
-	if cfg.Insecure && len(cfg.Secret) == 0 {
-		t.log.Warn("transport running without a cluster secret: anyone who can reach the port can join", "listen", ln.Addr().String())
-	} else if len(cfg.Secret) < 16 {
-		t.log.Warn("transport cluster secret is short; use at least 32 random bytes", "bytes", len(cfg.Secret))
-	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.acceptLoop()
-	t.log.Info("transport listening", "listen", ln.Addr().String(), "advertise", t.addr, "cluster", cfg.ClusterLabel)
+	go t.reverifyLoop()
+	t.log.Info("transport listening", "listen", ln.Addr().String(), "advertise", t.addr, "cluster", cfg.ClusterLabel,
+		"protocol_version", cfg.ProtocolVersion, "tls", "mutual, TLS 1.3")
 	return t, nil
 }
 
@@ -271,20 +272,24 @@ func (t *Transport) serveIncoming(conn net.Conn) {
 	defer t.untrack(conn)
 	remote := conn.RemoteAddr().String()
 
-	r := bufio.NewReaderSize(conn, readBufferSize)
 	_ = conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-	id, reason, err := acceptHandshake(conn, r, t.cfg.Secret, t.cfg.ClusterLabel, t.cfg.NodeName)
+	tc, r, h, chain, err := acceptHandshake(conn, t.cfg.Credentials, t.cfg.ClusterLabel, t.cfg.NodeName, uint16(t.cfg.ProtocolVersion))
 	<-t.handshakes
 	if err != nil {
 		if t.ctx.Err() != nil {
 			return // aborted by Close, not the client's failure
 		}
+		reason := reasonOf(err)
 		t.metrics.AuthFailure(reason)
 		level := slog.LevelWarn
-		if reason == "closed" || reason == "timeout" {
-			// Port scanners and TCP health checks connect and leave; that is
-			// not worth a warning, but is worth a trace when debugging.
+		switch reason {
+		case "closed", "timeout":
+			// Port scanners and TCP health checks connect and leave; that
+			// is not worth a warning, but is worth a trace when debugging.
 			level = slog.LevelDebug
+		case "version":
+			// Not an attack but a cluster that cannot work: loudly.
+			level = slog.LevelError
 		}
 		t.log.Log(t.ctx, level, "transport rejected connection", "remote", remote, "reason", reason, "err", err)
 		return
@@ -292,9 +297,11 @@ func (t *Transport) serveIncoming(conn net.Conn) {
 	_ = conn.SetDeadline(time.Time{})
 
 	s := &inStream{
-		conn: conn,
-		from: Peer{Name: id.name, Addr: resolveAdvertised(id.addr, conn.RemoteAddr())},
-		done: make(chan struct{}),
+		conn:  conn,
+		tls:   tc,
+		chain: chain,
+		from:  Peer{Name: h.name, Addr: resolveAdvertised(h.addr, conn.RemoteAddr())},
+		done:  make(chan struct{}),
 	}
 	log := t.log.With("peer", s.from.Name, "remote", remote)
 	if old := t.swapIncoming(s); old != nil {
@@ -306,7 +313,7 @@ func (t *Transport) serveIncoming(conn net.Conn) {
 		_ = old.conn.Close()
 		<-old.done
 	}
-	log.Info("transport accepted stream", "advertised", s.from.Addr)
+	log.Info("transport accepted stream", "advertised", s.from.Addr, "peer_cert_serial", chain[0].SerialNumber.Text(16))
 	err = t.readLoop(r, s)
 	t.removeIncoming(s)
 	close(s.done)
@@ -314,6 +321,11 @@ func (t *Transport) serveIncoming(conn net.Conn) {
 	switch {
 	case errors.Is(err, errMalformed):
 		log.Error("transport closing stream: malformed frame", "err", err)
+	case isBadRecord(err):
+		// Only the peer and we hold the keys: someone on the path changed
+		// the bytes (or the network corrupted them past TCP's checksum).
+		t.metrics.AuthFailure("integrity")
+		log.Error("transport closing stream: a TLS record failed its integrity check (tampered with in transit?)", "err", err)
 	case errors.Is(err, io.EOF):
 		log.Info("transport stream closed by peer")
 	case errors.Is(err, net.ErrClosed):

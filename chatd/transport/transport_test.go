@@ -440,13 +440,16 @@ func TestConfigValidation(t *testing.T) {
 		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName"},
 		{"long name", func(c *Config) { c.NodeName = strings.Repeat("x", 256) }, "NodeName"},
 		{"no listen", func(c *Config) { c.ListenAddr = "" }, "ListenAddr"},
-		{"no secret", func(c *Config) { c.Secret = nil }, "Secret"},
+		{"no credentials", func(c *Config) { c.Credentials = nil }, "Credentials"},
+		{"no protocol version", func(c *Config) { c.ProtocolVersion = 0 }, "ProtocolVersion"},
+		{"protocol version too big", func(c *Config) { c.ProtocolVersion = 1 << 16 }, "ProtocolVersion"},
+		{"negative reverify interval", func(c *Config) { c.ReverifyInterval = -1 }, "ReverifyInterval"},
 		{"negative timeout", func(c *Config) { c.DialTimeout = -1 }, "DialTimeout"},
 		{"negative queue", func(c *Config) { c.QueueBytes = -1 }, "QueueBytes"},
 		{"bad listen", func(c *Config) { c.ListenAddr = "256.0.0.1:0" }, "listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig("a")
+			cfg := testConfig(t, "a")
 			tc.edit(&cfg)
 			tr, err := New(cfg, h)
 			if err == nil {
@@ -458,7 +461,7 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(testConfig("a"), nil); err == nil {
+	if _, err := New(testConfig(t, "a"), nil); err == nil {
 		t.Fatal("New accepted a nil handler")
 	}
 }

@@ -511,12 +511,12 @@ func TestBrowserSignInErrorShowsReason(t *testing.T) {
 }
 
 // TestBrowserSignInWithToken: on a server that only takes tokens
-// (--jwt-secret, no anonymous access), two tabs each paste an HS256 token
+// (--jwt-secret-file, no anonymous access), two tabs each paste an HS256 token
 // into the token field, are named by its sub (not as guests), and exchange
 // messages.
 func TestBrowserSignInWithToken(t *testing.T) {
 	const secret = "browser-test-secret-0123456789abcdefghij"
-	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret", secret})
+	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", secret)})
 	mint := func(sub string) string {
 		now := time.Now()
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{

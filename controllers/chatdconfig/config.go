@@ -24,11 +24,15 @@ const (
 	HTTPPort   int32 = 8080
 	GossipPort int32 = 7946
 	RPCPort    int32 = 7947
+	// AdminPort is chatd's admin listener (--admin-listen): the admin API,
+	// /metrics and the probes, never on the client port.
+	AdminPort int32 = 9090
 
 	HTTPPortName      = "http"
 	GossipTCPPortName = "gossip-tcp"
 	GossipUDPPortName = "gossip-udp"
 	RPCPortName       = "rpc"
+	AdminPortName     = "admin"
 )
 
 // ContainerName is the name of the chatd container in the pods.
@@ -43,11 +47,28 @@ const (
 	// serves (and reloads when the kubelet updates them).
 	TLSMountDir = "/etc/chatd/tls"
 
-	// JWTSecretFileName and JWTPublicKeyFileName are the file names of the
-	// JWT key in JWTMountDir, whatever its key in the Secret (a key such as
-	// ".." is a valid Secret key but not a file name).
+	// JWTSecretFileName, JWTPublicKeyFileName and JWKSFileName are the file
+	// names of the JWT key in JWTMountDir, whatever its key in the Secret (a
+	// key such as ".." is a valid Secret key but not a file name).
 	JWTSecretFileName    = "jwt-secret"
 	JWTPublicKeyFileName = "jwt-public-key"
+	JWKSFileName         = "jwks.json"
+
+	// PeerTLSMountDir holds the peer TLS Secret: every pod's certificate
+	// and key (<pod>.crt, <pod>.key) and the CA bundle (ca.crt). Each pod
+	// names its own files through $(POD_NAME) in its arguments.
+	PeerTLSMountDir = "/etc/chatd/peer"
+	// PeerCAFileName is the CA bundle's file (and key) in the peer TLS
+	// Secret.
+	PeerCAFileName = "ca.crt"
+
+	// GossipMountDir holds the gossip keyring (--gossip-keyring-file).
+	GossipMountDir        = "/etc/chatd/gossip"
+	GossipKeyringFileName = "keyring"
+
+	// AdminMountDir holds the admin API's token (--admin-token-file).
+	AdminMountDir      = "/etc/chatd/admin"
+	AdminTokenFileName = "token"
 
 	// ClusterMountDir holds the cluster size (--expected-nodes-file),
 	// projected from the ConfigMap so that it changes in running pods.
@@ -55,17 +76,21 @@ const (
 	ExpectedNodesFileName = "expected-nodes"
 )
 
-// Environment variables of the container. POD_NAME and POD_IP come from the
-// downward API and are expanded by the kubelet in the arguments
-// ($(POD_NAME)); the two secrets are read by chatd from its environment
-// (docs/configuration.md, "Secrets and keys") so that they never appear in
-// the process list.
+// Environment variables of the container: POD_NAME and POD_IP, from the
+// downward API, expanded by the kubelet in the arguments ($(POD_NAME)).
+// No secret is ever passed in the environment or the arguments: chatd
+// reads every secret from a file of a read-only Secret volume.
 const (
-	EnvPodName       = "POD_NAME"
-	EnvPodIP         = "POD_IP"
-	EnvClusterSecret = "CHATD_CLUSTER_SECRET"
-	EnvGossipKey     = "CHATD_GOSSIP_KEY"
+	EnvPodName = "POD_NAME"
+	EnvPodIP   = "POD_IP"
 )
+
+// PeerCertFileName and PeerKeyFileName are the file names (and the keys in
+// the peer TLS Secret) of pod's certificate and key.
+func PeerCertFileName(pod string) string { return pod + ".crt" }
+
+// PeerKeyFileName: see PeerCertFileName.
+func PeerKeyFileName(pod string) string { return pod + ".key" }
 
 // Keys of the ConfigMap. The expected-nodes key is not part of the
 // configuration hash: the pods read it at run time, and changing it must
@@ -82,8 +107,8 @@ const (
 type Config struct {
 	Args []string
 	// Data is the ConfigMap's data: the arguments one a line, the versions
-	// of the Secrets whose content chatd reads only at start, and the
-	// cluster size (ExpectedNodesKey).
+	// (resourceVersions, never content) of the Secrets chatd reads only at
+	// start, and the cluster size (ExpectedNodesKey).
 	Data map[string]string
 	// Hash is a digest of Data without the expected-nodes key; it is
 	// annotated on the pod template so that every change of the
@@ -94,8 +119,9 @@ type Config struct {
 
 // Desired computes the chatd configuration of cc for pods that apply a
 // cluster size of expectedNodes. secretVersions names the version of each
-// Secret that chatd reads once at start (the JWT secret or public key), so
-// that rotating one rolls the pods; it may be empty.
+// Secret that chatd reads once at start (the JWT secret or public key: its
+// name and resourceVersion, nothing derived from its content), so that
+// rotating one rolls the pods; it may be empty.
 func Desired(cc *chatv1alpha1.ChatCluster, expectedNodes int32, secretVersions []string) Config {
 	args := Args(cc, expectedNodes)
 	versions := slices.Clone(secretVersions)
@@ -173,6 +199,12 @@ func Args(cc *chatv1alpha1.ChatCluster, expectedNodes int32) []string {
 	}
 	a = append(a,
 		"--cluster-label="+cc.ClusterLabel(),
+		"--peer-tls-cert-file="+path.Join(PeerTLSMountDir, PeerCertFileName("$("+EnvPodName+")")),
+		"--peer-tls-key-file="+path.Join(PeerTLSMountDir, PeerKeyFileName("$("+EnvPodName+")")),
+		"--peer-tls-ca-file="+path.Join(PeerTLSMountDir, PeerCAFileName),
+		"--gossip-keyring-file="+path.Join(GossipMountDir, GossipKeyringFileName),
+		fmt.Sprintf("--admin-listen=0.0.0.0:%d", AdminPort),
+		"--admin-token-file="+path.Join(AdminMountDir, AdminTokenFileName),
 		"--expected-nodes-file="+path.Join(ClusterMountDir, ExpectedNodesFileName),
 		"--replication-factor="+itoa(cc.ReplicationFactor()),
 		"--history-size="+itoa(cc.HistorySize()),
@@ -187,6 +219,8 @@ func Args(cc *chatv1alpha1.ChatCluster, expectedNodes int32) []string {
 		a = append(a, "--jwt-secret-file="+path.Join(JWTMountDir, JWTSecretFileName))
 	case auth.JWTPublicKeySecretRef != nil:
 		a = append(a, "--jwt-public-key-file="+path.Join(JWTMountDir, JWTPublicKeyFileName))
+	case auth.JWKSSecretRef != nil:
+		a = append(a, "--jwt-jwks-file="+path.Join(JWTMountDir, JWKSFileName))
 	}
 	if cc.Spec.TLS != nil {
 		a = append(a,

@@ -6,10 +6,12 @@
 // ConfigMap key the kubelet projects into every pod, polls it every 2 s and
 // exports the size it applies as the gauge chatd_expected_nodes on GET
 // /metrics. HTTPProber reads that gauge from each pod, directly at the pod's
-// IP and HTTP port: the operator needs no permission beyond reading pods
-// for it (the API server's pod proxy would need pods/proxy, which reaches
-// any port of any pod), and no admin token (/metrics is always open, unlike
-// /admin/cluster).
+// IP and admin port (chatd's admin listener; the chatd pods' NetworkPolicy
+// lets the operator's namespace in): the operator needs no permission
+// beyond reading pods for it (the API server's pod proxy would need
+// pods/proxy, which reaches any port of any pod), and no admin token
+// (/metrics is open on the admin listener unless --metrics-require-token,
+// which the operator does not set, unlike /admin/cluster).
 //
 // The kubelet rewrites a mounted ConfigMap only when it syncs the pod —
 // about once a minute, or at once when the pod object changes. So the
@@ -53,8 +55,9 @@ type Prober interface {
 	Applied(ctx context.Context, pod *corev1.Pod) (int32, error)
 }
 
-// HTTPProber reads chatd_expected_nodes from GET /metrics on a pod's HTTP
-// port (its chatd container's port named "http"), at the pod's IP. It speaks
+// HTTPProber reads chatd_expected_nodes from GET /metrics on a pod's admin
+// port (its chatd container's port named "admin", or "http" for a pod made
+// before chatd had an admin listener), at the pod's IP. It speaks
 // HTTPS when the container's readiness probe does (spec.tls), without
 // verifying the certificate, as the kubelet's probes do: the certificate
 // names the Services, not pod IPs, and what is read is one number that only
@@ -110,8 +113,9 @@ func (p *HTTPProber) Applied(ctx context.Context, pod *corev1.Pod) (int32, error
 }
 
 // MetricsURL is the URL of pod's chatd /metrics: the pod's IP and its chatd
-// container's HTTP port, with the scheme of that container's readiness
-// probe.
+// container's admin port (else its HTTP port), with the scheme of that
+// container's readiness probe (chatd serves its admin listener with the
+// client certificate when it has one).
 func MetricsURL(pod *corev1.Pod) (string, error) {
 	if pod.Status.PodIP == "" {
 		return "", fmt.Errorf("pod %s has no IP yet", pod.Name)
@@ -125,14 +129,18 @@ func MetricsURL(pod *corev1.Pod) (string, error) {
 	if c == nil {
 		return "", fmt.Errorf("pod %s has no container %q", pod.Name, chatdconfig.ContainerName)
 	}
-	port := int32(0)
+	// The admin listener's port; a pod of an earlier template, made
+	// before chatd had one, serves /metrics on its HTTP port.
+	ports := map[string]int32{}
 	for _, p := range c.Ports {
-		if p.Name == chatdconfig.HTTPPortName {
-			port = p.ContainerPort
-		}
+		ports[p.Name] = p.ContainerPort
+	}
+	port := ports[chatdconfig.AdminPortName]
+	if port == 0 {
+		port = ports[chatdconfig.HTTPPortName]
 	}
 	if port == 0 {
-		return "", fmt.Errorf("pod %s: container %s has no port named %q", pod.Name, c.Name, chatdconfig.HTTPPortName)
+		return "", fmt.Errorf("pod %s: container %s has no port named %q or %q", pod.Name, c.Name, chatdconfig.AdminPortName, chatdconfig.HTTPPortName)
 	}
 	scheme := "http"
 	if r := c.ReadinessProbe; r != nil && r.HTTPGet != nil && r.HTTPGet.Scheme == corev1.URISchemeHTTPS {

@@ -36,8 +36,8 @@ const applyBound = 30 * time.Second
 // probeTimeout is the probers' request timeout in these tests.
 const probeTimeout = 5 * time.Second
 
-// podAt is a chatd pod as the StatefulSet makes it, whose IP and HTTP port
-// are addr's.
+// podAt is a chatd pod as the StatefulSet makes it, whose IP and admin port
+// are addr's (the HTTP port is another).
 func podAt(t *testing.T, name, addr string, scheme corev1.URIScheme) *corev1.Pod {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
@@ -49,7 +49,7 @@ func podAt(t *testing.T, name, addr string, scheme corev1.URIScheme) *corev1.Pod
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "chat"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name:  chatdconfig.ContainerName,
-			Ports: []corev1.ContainerPort{{Name: chatdconfig.HTTPPortName, ContainerPort: int32(n)}},
+			Ports: []corev1.ContainerPort{{Name: chatdconfig.HTTPPortName, ContainerPort: 1}, {Name: chatdconfig.AdminPortName, ContainerPort: int32(n)}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: "/readyz", Port: intstr.FromString(chatdconfig.HTTPPortName), Scheme: scheme}}},
 		}}},
@@ -79,7 +79,7 @@ func TestHTTPProberFollowsTheFile(t *testing.T) {
 	c := chatdtest.Start(t, "chat-0", 3)
 	p := NewHTTPProber(probeTimeout)
 	defer p.Close()
-	pod := podAt(t, "chat-0", c.Addr, corev1.URISchemeHTTP)
+	pod := podAt(t, "chat-0", c.AdminAddr, corev1.URISchemeHTTP)
 	if got, err := p.Applied(context.Background(), pod); err != nil || got != 3 {
 		t.Fatalf("Applied = %d, %v; want 3", got, err)
 	}
@@ -97,11 +97,24 @@ func TestHTTPProberTLS(t *testing.T) {
 	c := chatdtest.Start(t, "chat-1", 4, "--tls-cert-file", cert, "--tls-key-file", key)
 	p := NewHTTPProber(probeTimeout)
 	defer p.Close()
-	if got, err := p.Applied(context.Background(), podAt(t, "chat-1", c.Addr, corev1.URISchemeHTTPS)); err != nil || got != 4 {
+	if got, err := p.Applied(context.Background(), podAt(t, "chat-1", c.AdminAddr, corev1.URISchemeHTTPS)); err != nil || got != 4 {
 		t.Fatalf("over HTTPS: Applied = %d, %v; want 4", got, err)
 	}
-	if got, err := p.Applied(context.Background(), podAt(t, "chat-1", c.Addr, corev1.URISchemeHTTP)); err == nil {
+	if got, err := p.Applied(context.Background(), podAt(t, "chat-1", c.AdminAddr, corev1.URISchemeHTTP)); err == nil {
 		t.Fatalf("over plain HTTP to a TLS chatd: Applied = %d, want an error", got)
+	}
+}
+
+// TestMetricsURLPort: the admin port, or the http port of a pod made
+// before chatd had an admin listener.
+func TestMetricsURLPort(t *testing.T) {
+	pod := podAt(t, "chat-0", "10.0.0.7:9090", corev1.URISchemeHTTPS)
+	if u, err := MetricsURL(pod); err != nil || u != "https://10.0.0.7:9090/metrics" {
+		t.Errorf("MetricsURL = %q, %v", u, err)
+	}
+	pod.Spec.Containers[0].Ports = pod.Spec.Containers[0].Ports[:1] // http (port 1) alone
+	if u, err := MetricsURL(pod); err != nil || u != "https://10.0.0.7:1/metrics" {
+		t.Errorf("MetricsURL of an earlier pod = %q, %v", u, err)
 	}
 }
 
@@ -131,6 +144,7 @@ func TestHTTPProberErrors(t *testing.T) {
 	noIP.Status.PodIP = ""
 	noPort := podAt(t, "chat-0", "127.0.0.1:1", corev1.URISchemeHTTP)
 	noPort.Spec.Containers[0].Ports[0].Name = "web"
+	noPort.Spec.Containers[0].Ports[1].Name = "debug"
 	noContainer := podAt(t, "chat-0", "127.0.0.1:1", corev1.URISchemeHTTP)
 	noContainer.Spec.Containers[0].Name = "sidecar"
 	for _, tc := range []struct {
@@ -139,7 +153,7 @@ func TestHTTPProberErrors(t *testing.T) {
 		want string
 	}{
 		{"no IP yet", noIP, "has no IP yet"},
-		{"no http port", noPort, `no port named "http"`},
+		{"no admin or http port", noPort, `no port named "admin" or "http"`},
 		{"no chatd container", noContainer, `no container "chatd"`},
 		{"nobody listening", podAt(t, "chat-0", closed, corev1.URISchemeHTTP), "connection refused"},
 		{"an error status", podAt(t, "chat-0", serve(http.StatusServiceUnavailable, "busy"), corev1.URISchemeHTTP), "503"},

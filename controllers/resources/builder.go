@@ -1,8 +1,9 @@
 // Package resources holds the builders of the objects a ChatCluster owns,
 // one file and one builder per object: the pods' ServiceAccount, the
-// generated gossip Secret, the ConfigMap of chatd's configuration, the
-// headless and the client Services, the PodDisruptionBudget and the
-// StatefulSet of chatd pods. Each builder is pure: it names its object
+// Secrets (gossip keyring, admin token, inter-node CA and the pods'
+// certificates), the ConfigMap of chatd's configuration, the headless,
+// client and metrics Services, the NetworkPolicy, the PodDisruptionBudget
+// and the StatefulSet of chatd pods. Each builder is pure: it names its object
 // (Build) and sets on it, new or as read from the API server, what the
 // operator decides (Update). The reconciler creates or updates the objects
 // with them.
@@ -17,6 +18,7 @@ import (
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -86,6 +88,8 @@ func KindOf(obj client.Object) string {
 		return "ServiceAccount"
 	case *policyv1.PodDisruptionBudget:
 		return "PodDisruptionBudget"
+	case *networkingv1.NetworkPolicy:
+		return "NetworkPolicy"
 	}
 	return fmt.Sprintf("%T", obj)
 }

@@ -9,6 +9,7 @@ package resources
 
 import (
 	"testing"
+	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	"github.com/ringchat/ringchat/controllers/chatdconfig"
@@ -60,7 +61,12 @@ func TestBuildersNameTheirObjects(t *testing.T) {
 		name string
 	}{
 		{ServiceAccountBuilder{}, "ServiceAccount", "prod"},
-		{GossipSecretBuilder{}, "Secret", "prod-gossip"},
+		{GossipKeyringBuilder{}, "Secret", "prod-gossip-keyring"},
+		{AdminSecretBuilder{}, "Secret", "prod-admin"},
+		{PeerCABuilder{Now: time.Now()}, "Secret", "prod-peer-ca"},
+		{PeerTLSBuilder{CA: testCA(t), Pods: 3, Now: time.Now(), Duration: time.Hour, RenewBefore: time.Minute}, "Secret", "prod-peer-tls"},
+		{MetricsServiceBuilder{}, "Service", "prod-metrics"},
+		{NetworkPolicyBuilder{OperatorNamespace: "ops"}, "NetworkPolicy", "prod-chatd"},
 		{ConfigMapBuilder{Config: cfg}, "ConfigMap", "prod-config"},
 		{HeadlessServiceBuilder{}, "Service", "prod-headless"},
 		{ClientServiceBuilder{}, "Service", "prod"},

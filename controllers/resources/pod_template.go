@@ -23,6 +23,13 @@ const (
 	JWTVolumeName = "jwt"
 	// TLSVolumeName holds spec.tls's Secret.
 	TLSVolumeName = "tls"
+	// PeerTLSVolumeName holds the peer TLS Secret (every pod's certificate
+	// and key, and the CA bundle).
+	PeerTLSVolumeName = "peer-tls"
+	// GossipVolumeName projects the gossip keyring.
+	GossipVolumeName = "gossip"
+	// AdminVolumeName projects the admin API's token.
+	AdminVolumeName = "admin"
 
 	// LabelHostname and LabelZone are the topology keys of the default
 	// anti-affinity and spread.
@@ -88,13 +95,10 @@ func PodTemplate(cc *chatv1alpha1.ChatCluster, cfg chatdconfig.Config) corev1.Po
 }
 
 func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdconfig.Config, mounts []corev1.VolumeMount) corev1.Container {
-	gossipKey := cc.EffectiveGossipKeyRef()
-	clusterSecret := cc.EffectiveClusterSecretRef()
+	// No secret in the environment: chatd reads every one from a file.
 	env := []corev1.EnvVar{
 		{Name: chatdconfig.EnvPodName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 		{Name: chatdconfig.EnvPodIP, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}}},
-		{Name: chatdconfig.EnvClusterSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &clusterSecret}},
-		{Name: chatdconfig.EnvGossipKey, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &gossipKey}},
 	}
 	ours := map[string]bool{}
 	for _, e := range env {
@@ -122,6 +126,7 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdconfig.Config, mounts
 			{Name: chatdconfig.GossipTCPPortName, ContainerPort: chatdconfig.GossipPort, Protocol: corev1.ProtocolTCP},
 			{Name: chatdconfig.GossipUDPPortName, ContainerPort: chatdconfig.GossipPort, Protocol: corev1.ProtocolUDP},
 			{Name: chatdconfig.RPCPortName, ContainerPort: chatdconfig.RPCPort, Protocol: corev1.ProtocolTCP},
+			{Name: chatdconfig.AdminPortName, ContainerPort: chatdconfig.AdminPort, Protocol: corev1.ProtocolTCP},
 		},
 		// Ready: joined, view settled, and a majority of the cluster seen.
 		// On SIGTERM /readyz fails at once while chatd drains.
@@ -162,47 +167,54 @@ func chatdContainer(cc *chatv1alpha1.ChatCluster, cfg chatdconfig.Config, mounts
 	}
 }
 
-// podVolumes mounts the cluster size, the JWT secret or public key (the one
-// key, as a file with a fixed name: a key such as ".." is a valid Secret key
-// but not a valid file name), spec.tls's Secret, and with spec.storage the
-// pod's claim (its volume comes from the StatefulSet's volumeClaimTemplate,
-// so only the mount is here) at chatd's --data-dir.
+// podVolumes mounts the cluster size, the secrets chatd reads (each a
+// read-only Secret volume, owner and group readable; a projected key gets a
+// fixed file name, since a key such as ".." is a valid Secret key but not a
+// valid file name): the JWT secret, public key or key set, spec.tls's
+// Secret, the peer TLS Secret, the gossip keyring and the admin token; and
+// with spec.storage the pod's claim (its volume comes from the StatefulSet's
+// volumeClaimTemplate, so only the mount is here) at chatd's --data-dir.
+// Every volume is a directory, never a subPath, so that the kubelet brings
+// a changed Secret or ConfigMap to running pods.
 func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeMount) {
 	mode := ptr.To[int32](0o440) // owner and fsGroup (chatd's group) read
-	// The cluster size, from the ConfigMap: mounted as a directory (not
-	// subPath), so that the kubelet updates the file in running pods.
 	vols := []corev1.Volume{{Name: ClusterVolumeName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 		LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(cc)},
 		Items:                []corev1.KeyToPath{{Key: chatdconfig.ExpectedNodesKey, Path: chatdconfig.ExpectedNodesFileName}},
 		DefaultMode:          mode,
 	}}}}
 	mounts := []corev1.VolumeMount{{Name: ClusterVolumeName, MountPath: chatdconfig.ClusterMountDir, ReadOnly: true}}
+	secret := func(volume, dir, name string, items []corev1.KeyToPath) {
+		vols = append(vols, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  name,
+			Items:       items,
+			DefaultMode: mode,
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
+	}
+	one := func(sel corev1.SecretKeySelector, file string) (string, []corev1.KeyToPath) {
+		return sel.Name, []corev1.KeyToPath{{Key: sel.Key, Path: file}}
+	}
 	auth := cc.Spec.Auth
-	var jwt *corev1.SecretKeySelector
-	var file string
 	switch {
 	case auth.JWTSecretRef != nil:
-		s := auth.JWTSecretRef.Selector()
-		jwt, file = &s, chatdconfig.JWTSecretFileName
+		name, items := one(auth.JWTSecretRef.Selector(), chatdconfig.JWTSecretFileName)
+		secret(JWTVolumeName, chatdconfig.JWTMountDir, name, items)
 	case auth.JWTPublicKeySecretRef != nil:
-		s := auth.JWTPublicKeySecretRef.Selector()
-		jwt, file = &s, chatdconfig.JWTPublicKeyFileName
-	}
-	if jwt != nil {
-		vols = append(vols, corev1.Volume{Name: JWTVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  jwt.Name,
-			Items:       []corev1.KeyToPath{{Key: jwt.Key, Path: file}},
-			DefaultMode: mode,
-		}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: JWTVolumeName, MountPath: chatdconfig.JWTMountDir, ReadOnly: true})
+		name, items := one(auth.JWTPublicKeySecretRef.Selector(), chatdconfig.JWTPublicKeyFileName)
+		secret(JWTVolumeName, chatdconfig.JWTMountDir, name, items)
+	case auth.JWKSSecretRef != nil:
+		name, items := one(auth.JWKSSecretRef.Selector(), chatdconfig.JWKSFileName)
+		secret(JWTVolumeName, chatdconfig.JWTMountDir, name, items)
 	}
 	if t := cc.Spec.TLS; t != nil {
-		vols = append(vols, corev1.Volume{Name: TLSVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  t.SecretName,
-			DefaultMode: mode,
-		}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: TLSVolumeName, MountPath: chatdconfig.TLSMountDir, ReadOnly: true})
+		secret(TLSVolumeName, chatdconfig.TLSMountDir, t.SecretName, nil)
 	}
+	secret(PeerTLSVolumeName, chatdconfig.PeerTLSMountDir, cc.PeerTLSSecretName(), nil)
+	name, items := one(cc.EffectiveGossipKeyringRef(), chatdconfig.GossipKeyringFileName)
+	secret(GossipVolumeName, chatdconfig.GossipMountDir, name, items)
+	name, items = one(corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cc.AdminSecretName()}, Key: chatv1alpha1.DefaultAdminTokenKey}, chatdconfig.AdminTokenFileName)
+	secret(AdminVolumeName, chatdconfig.AdminMountDir, name, items)
 	if cc.Spec.Storage != nil {
 		mounts = append(mounts, corev1.VolumeMount{Name: chatv1alpha1.DataVolumeName, MountPath: chatv1alpha1.DataMountPath})
 	}

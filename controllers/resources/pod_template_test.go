@@ -31,7 +31,69 @@ func TestPodTemplateOverridesCannotReplaceTheOperators(t *testing.T) {
 			t.Errorf("the spec replaced %s: %+v", chatdconfig.EnvPodName, e)
 		}
 	}
-	if n := len(names); n != 5 || names[n-1] != "CHATD_LOG_LEVEL" {
-		t.Errorf("env %v, want the operator's four and CHATD_LOG_LEVEL", names)
+	if n := len(names); n != 3 || names[n-1] != "CHATD_LOG_LEVEL" {
+		t.Errorf("env %v, want the operator's two (POD_NAME, POD_IP) and CHATD_LOG_LEVEL", names)
+	}
+}
+
+// TestPodTemplateSecretsAreReadOnlyFiles: every Secret the pod uses is a
+// read-only volume mount, none reaches the environment, and the arguments
+// name the files chatd reads.
+func TestPodTemplateSecretsAreReadOnlyFiles(t *testing.T) {
+	cc := testCluster(3)
+	cc.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "keys"}
+	cc.Spec.TLS = &chatv1alpha1.TLSSpec{SecretName: "web-tls"}
+	cfg := chatdconfig.Desired(cc, 3, nil)
+	tpl := PodTemplate(cc, cfg)
+	c := tpl.Spec.Containers[0]
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && (e.ValueFrom.SecretKeyRef != nil) {
+			t.Errorf("env %s comes from a Secret", e.Name)
+		}
+	}
+	if len(c.EnvFrom) != 0 {
+		t.Errorf("envFrom %+v", c.EnvFrom)
+	}
+	secrets := map[string]string{} // volume -> Secret
+	for _, v := range tpl.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+			if m := *v.Secret.DefaultMode; m != 0o440 {
+				t.Errorf("volume %s mode %o", v.Name, m)
+			}
+		}
+	}
+	want := map[string]string{JWTVolumeName: "keys", TLSVolumeName: "web-tls", PeerTLSVolumeName: "prod-peer-tls", GossipVolumeName: "prod-gossip-keyring", AdminVolumeName: "prod-admin"}
+	if !reflect.DeepEqual(secrets, want) {
+		t.Errorf("secret volumes %v, want %v", secrets, want)
+	}
+	for _, m := range c.VolumeMounts {
+		if _, ok := secrets[m.Name]; ok && (!m.ReadOnly || m.SubPath != "") {
+			t.Errorf("mount %+v: want read-only, no subPath", m)
+		}
+	}
+	args := map[string]bool{}
+	for _, a := range cfg.Args {
+		args[a] = true
+	}
+	for _, a := range []string{
+		"--peer-tls-cert-file=/etc/chatd/peer/$(POD_NAME).crt",
+		"--peer-tls-key-file=/etc/chatd/peer/$(POD_NAME).key",
+		"--peer-tls-ca-file=/etc/chatd/peer/ca.crt",
+		"--gossip-keyring-file=/etc/chatd/gossip/keyring",
+		"--admin-listen=0.0.0.0:9090",
+		"--admin-token-file=/etc/chatd/admin/token",
+		"--jwt-jwks-file=/etc/chatd/jwt/jwks.json",
+	} {
+		if !args[a] {
+			t.Errorf("no argument %s in %q", a, cfg.Args)
+		}
+	}
+	var admin bool
+	for _, p := range c.Ports {
+		admin = admin || (p.Name == chatdconfig.AdminPortName && p.ContainerPort == chatdconfig.AdminPort)
+	}
+	if !admin {
+		t.Errorf("no admin port in %+v", c.Ports)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/ringchat/ringchat/internal/devpki"
 )
 
 // dockerCluster is three chatd containers, each on two Docker networks
@@ -56,13 +58,19 @@ func startCluster(t *testing.T, extra ...string) *dockerCluster {
 	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", clientNet).Run() })
 
 	c := &dockerCluster{t: t, id: id, clusterNet: clusterNet, away: map[string]bool{}}
+	pki := writePKI(t, nodes)
+	adminDir := writeAdminToken(t)
 	for i := 0; i < nodes; i++ {
 		n := &node{name: fmt.Sprintf("node-%d", i), container: fmt.Sprintf("ringchat-p-%s-%d", id, i), clusterIP: fmt.Sprintf("%s.%d", subnet, 10+i)}
 		c.nodes = append(c.nodes, n)
 		c.names = append(c.names, n.name)
 		args := []string{"create", "--name", n.container, "--network", clientNet, "-p", "127.0.0.1::8080",
-			"-e", "CHATD_CLUSTER_SECRET=partition-test-secret-0123456789abcdef",
+			"-p", "127.0.0.1::9090", "-v", adminDir + ":" + adminMount + ":ro",
+			"-v", pki + ":" + pkiMount + ":ro",
 			image, "--listen", "0.0.0.0:8080", "--node-name", n.name, "--allow-anonymous",
+			"--admin-listen", "0.0.0.0:9090", "--admin-token-file", adminMount + "/token",
+			"--peer-tls-cert-file", pkiMount + "/" + n.name + ".crt", "--peer-tls-key-file", pkiMount + "/" + n.name + ".key",
+			"--peer-tls-ca-file", pkiMount + "/ca.crt", "--gossip-keyring-file", pkiMount + "/gossip.keyring",
 			"--gossip-addr", "0.0.0.0:7946", "--gossip-advertise-addr", n.clusterIP + ":7946",
 			"--rpc-addr", "0.0.0.0:7947", "--rpc-advertise-addr", n.clusterIP + ":7947",
 			"--cluster-label", "partition-" + id, "--expected-nodes", fmt.Sprint(nodes), "--rejoin-interval", "2s",
@@ -85,12 +93,51 @@ func startCluster(t *testing.T, extra ...string) *dockerCluster {
 		docker(t, "network", "connect", "--ip", n.clusterIP, clusterNet, n.container)
 		docker(t, "start", n.container)
 		n.http = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "8080/tcp"), "\n")[0])
+		n.admin = strings.TrimSpace(strings.Split(docker(t, "port", n.container, "9090/tcp"), "\n")[0])
 	}
 	slices.Sort(c.names)
 	for _, n := range c.nodes {
 		waitActive(t, n, c.names, 60*time.Second)
 	}
 	return c
+}
+
+// pkiMount is where the containers find their key material.
+const pkiMount = "/etc/chatd/peer"
+
+// writePKI writes a throwaway CA, a certificate for each of node-0 …
+// node-(n-1) and a gossip keyring into a new directory, readable by the
+// containers' unprivileged user (these keys protect nothing but the test),
+// and returns it.
+func writePKI(t *testing.T, n int) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ringchat-partition-pki-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ca, err := devpki.NewCA("partition test CA", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"ca.crt": ca.CertPEM(), "gossip.keyring": []byte("cGFydGl0aW9uLXRlc3QtZ29zc2lwLWtleS0wMTIzNDU=\n")}
+	for i := range n {
+		name := fmt.Sprintf("node-%d", i)
+		crt, key, err := ca.IssueNode(name, 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name+".crt"], files[name+".key"] = crt, key
+	}
+	for f, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // url is a node's WebSocket endpoint as clients on the host reach it.
@@ -139,6 +186,33 @@ func gossipTiming(n int) (detection, suspicionMax time.Duration) {
 	suspicion := time.Duration(float64(mc.SuspicionMult) * scale * float64(mc.ProbeInterval))
 	detection = time.Duration(max(n-1, 1))*mc.ProbeInterval + mc.ProbeTimeout + suspicion
 	return detection, time.Duration(mc.SuspicionMaxTimeoutMult) * suspicion
+}
+
+// adminMount is where the containers find the admin token file; the
+// admin listener listens on every interface of the container (the host
+// reaches it through a published port), so it needs a token.
+const adminMount = "/etc/chatd/admin"
+
+// adminToken is the admin API's bearer token in this test.
+const adminToken = "partition-test-admin-token-0123456789"
+
+// writeAdminToken writes the admin token file into a new directory,
+// readable by the containers' unprivileged user (the token protects
+// nothing but the test), and returns the directory.
+func writeAdminToken(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ringchat-partition-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(adminToken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // keepLog writes a failed test's whole container log to a file that outlives

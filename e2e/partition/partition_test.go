@@ -51,11 +51,22 @@ type node struct {
 	container string
 	clusterIP string
 	http      string // 127.0.0.1:port published on the host
+	admin     string // the admin listener, published on the host too
+}
+
+// adminGet sends GET path to n's admin listener with the admin token.
+func (n *node) adminGet(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	return adminClient.Do(req)
 }
 
 func (n *node) status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := adminClient.Get("http://" + n.http + "/admin/cluster")
+	resp, err := n.adminGet("/admin/cluster")
 	if err != nil {
 		return st, err
 	}
@@ -155,7 +166,7 @@ func readyz(t *testing.T, n *node) (int, string) {
 // metric returns one series of n's /metrics (0 when it is not there yet).
 func metric(t *testing.T, n *node, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.http + "/metrics")
+	resp, err := n.adminGet("/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics on %s: %v", n.name, err)
 	}

@@ -47,7 +47,7 @@ type common struct {
 	quiet      bool
 	serverPID  int
 	statsMode  string
-	metricsURL string
+	metricsURL urlList
 	cpuProfile string
 }
 
@@ -123,7 +123,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.opts.AllowRemote, "allow-remote", false, "allow non-loopback targets (only servers you may load)")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "chatd process to read RSS and CPU from (/proc/<pid>); default: the local process listening on the first URL's port")
 	fs.StringVar(&c.statsMode, "server-stats", "auto", "server figures: auto (/proc when the pid is known, plus /metrics), proc, metrics, none")
-	fs.StringVar(&c.metricsURL, "metrics-url", "", "server metrics endpoint (default http://<first URL's host>/metrics)")
+	fs.Var(&c.metricsURL, "metrics-url", "each node's metrics endpoint, in --url order: chatd serves /metrics on its admin listener, e.g. http://127.0.0.1:9090/metrics for --admin-listen 127.0.0.1:9090 (repeat or comma-separate)")
 	fs.IntVar(&c.opts.DialConcurrency, "dial-concurrency", 64, "connections opened in parallel")
 	fs.DurationVar(&c.opts.DialTimeout, "dial-timeout", 15*time.Second, "limit for one connection's upgrade, hello and join")
 	fs.DurationVar(&c.opts.Warmup, "warmup", 2*time.Second, "traffic before measuring (checked for loss, excluded from figures)")
@@ -141,7 +141,7 @@ func (c *common) finish(stderr io.Writer) bench.Options {
 	if len(o.URLs) == 0 {
 		o.URLs = []string{"ws://127.0.0.1:8080/ws"}
 	}
-	o.ServerPID, o.Stats, o.MetricsURL = c.serverPID, c.statsMode, c.metricsURL
+	o.ServerPID, o.Stats, o.MetricsURLs = c.serverPID, c.statsMode, c.metricsURL
 	if !c.quiet {
 		o.Progress = stderr
 	}
@@ -399,7 +399,9 @@ Scenarios:
 Start the server with limits that do not get in the way (and say so when
 you publish figures):
   chatd --allow-anonymous --rate 1000000 --rate-burst 1000000 \
-        --max-connections-per-ip 0 --max-connections 0
+        --max-connections-per-ip 0 --max-connections 0 --max-rooms-per-node 0 \
+        --admin-listen 127.0.0.1:9090
+and give chatbench its metrics: --metrics-url http://127.0.0.1:9090/metrics
 
 Examples:
   chatbench idle --connections 15000 --rooms 150

@@ -187,7 +187,7 @@ func TestExportUnknownRoom(t *testing.T) {
 // refused by the server: exit 3 with its code, and no file.
 func TestExportForbidden(t *testing.T) {
 	const secret = "export-test-secret-0123456789abcdefghij"
-	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret", secret,
+	srv := chatdtest.StartWith(t, []string{"--node-name", "test-node", "--log-level", "error", "--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", secret),
 		"--data-dir", t.TempDir(), "--storage-reserve-bytes", "0"})
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": "auditor", "exp": time.Now().Add(time.Hour).Unix(), "rooms": []string{"public-*"},

@@ -416,7 +416,7 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 
-	jwt := chatdtest.StartWith(t, []string{"--jwt-secret", strings.Repeat("k", 32)})
+	jwt := chatdtest.StartWith(t, []string{"--jwt-secret-file", chatdtest.SecretFile(t, "jwt-secret", strings.Repeat("k", 32))})
 	r := chatctl(t, nil, "presence", "--url", jwt.URL, "--room", "lobby")
 	if r.code != exitAuth || !strings.Contains(r.stderr, "close 4001: anonymous access disabled") {
 		t.Fatalf("anonymous on a token-only server: code %d, stderr %q", r.code, r.stderr)

@@ -35,9 +35,16 @@ type Server struct {
 	// Addr is host:port; URL is the WebSocket endpoint.
 	Addr string
 	URL  string
+	// AdminAddr is the admin listener's host:port (the admin API,
+	// /metrics and the probes), on loopback.
+	AdminAddr string
 	// Stop shuts the node down gracefully and waits for it.
 	Stop func()
 }
+
+// AdminURL is the URL of path on the node's admin listener, over plain
+// HTTP.
+func (s *Server) AdminURL(path string) string { return "http://" + s.AdminAddr + path }
 
 // Start runs a chatd node with the given flags (on top of an anonymous,
 // loopback default) until the test ends.
@@ -73,17 +80,51 @@ func testLog() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// adminListener opens the admin listener of a node in this process, on
+// cfg.AdminListen (":0" included; a free loopback port when empty). It returns the listener
+// and the address a test reaches it at.
+func adminListener(cfg *config.Config) (net.Listener, string, error) {
+	if cfg.AdminListen == "" {
+		cfg.AdminListen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return nil, "", fmt.Errorf("admin listener: %w", err)
+	}
+	return ln, reachable(ln.Addr().String()), nil
+}
+
+// reachable maps a listener's address to one a local client can dial: an
+// unspecified host (every interface) becomes 127.0.0.1.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // serve runs app.Serve with flags on ln until the test ends (or Stop).
 func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 	t.Helper()
-	cfg, err := loadConfig(flags)
+	// Every node has an admin listener on loopback, unless the flags
+	// give another address (the later flag wins).
+	cfg, err := loadConfig(append([]string{"--admin-listen", "127.0.0.1:0"}, flags...))
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	adminLn, adminAddr, err := adminListener(&cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Serve(ctx, cfg, ln, testLog()) }()
+	go func() { done <- app.ServeWithOptions(ctx, cfg, ln, testLog(), app.Options{AdminListener: adminLn}) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -100,7 +141,7 @@ func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 	}
 	t.Cleanup(stop)
 	addr := ln.Addr().String()
-	return &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	return &Server{Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: adminAddr, Stop: stop}
 }
 
 // Client is a test client bound to a test.

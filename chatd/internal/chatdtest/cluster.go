@@ -27,8 +27,10 @@ import (
 // Cluster is a set of chatd nodes in this process, gossiping and talking to
 // each other on loopback, as separate processes would.
 type Cluster struct {
-	t     testing.TB
-	args  []string
+	t    testing.TB
+	args []string
+	// PKI is the cluster's CA, certificates and gossip keyring.
+	PKI   *PKI
 	mu    sync.Mutex
 	Nodes []*Node
 	next  int
@@ -50,7 +52,7 @@ type Node struct {
 // and sees all n as active.
 func StartCluster(t testing.TB, n int, args ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, args: args}
+	c := &Cluster{t: t, args: args, PKI: NewPKI(t)}
 	for i := 0; i < n; i++ {
 		c.AddNode()
 	}
@@ -136,8 +138,8 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.mu.Unlock()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug",
-		"--gossip-addr", gossip, "--gossip-profile", "local", "--cluster-insecure",
+	flags := []string{"--allow-anonymous", "--node-name", name, "--log-level", "debug", "--admin-listen", "127.0.0.1:0",
+		"--gossip-addr", gossip, "--gossip-profile", "local",
 		"--rejoin-interval", "1s", "--drain-timeout", "10s", "--shutdown-timeout", "10s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0"}
 	if len(seeds) == 0 {
@@ -145,6 +147,9 @@ func (c *Cluster) AddNode() *Node {
 	} else {
 		flags = append(flags, "--join", seeds[0])
 	}
+	// The cluster's own flags come last: a test may override the key
+	// material.
+	flags = append(flags, c.PKI.Flags(name)...)
 	flags = append(flags, c.args...)
 	cfg, err := config.Load(flags, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -152,6 +157,11 @@ func (c *Cluster) AddNode() *Node {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		c.t.Fatal(err)
+	}
+	adminLn, adminAddr, err := adminListener(&cfg)
+	if err != nil {
+		ln.Close()
 		c.t.Fatal(err)
 	}
 	var out io.Writer = io.Discard
@@ -162,7 +172,9 @@ func (c *Cluster) AddNode() *Node {
 	ctx, cancel := context.WithCancel(context.Background())
 	crash := make(chan struct{})
 	exited := make(chan error, 1)
-	go func() { exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash}) }()
+	go func() {
+		exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash, AdminListener: adminLn})
+	}()
 	node := &Node{Name: name, Gossip: gossip}
 	var once sync.Once
 	wait := func(what string) {
@@ -192,7 +204,7 @@ func (c *Cluster) AddNode() *Node {
 	}
 	c.t.Cleanup(stop)
 	addr := ln.Addr().String()
-	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", Stop: stop}
+	node.Server = &Server{Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: adminAddr, Stop: stop}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, node)
 	c.mu.Unlock()
@@ -249,10 +261,11 @@ func (c *Cluster) LiveURLs() []string {
 	return out
 }
 
-// Status fetches a node's /admin/cluster.
+// Status fetches a node's /admin/cluster (from its admin listener, which
+// needs no token in these helpers).
 func (n *Node) Status() (cluster.AdminStatus, error) {
 	var st cluster.AdminStatus
-	resp, err := http.Get("http://" + n.Addr + "/admin/cluster")
+	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err
 	}

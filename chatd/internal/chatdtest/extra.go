@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +19,8 @@ import (
 
 // StartWith runs a chatd node configured by base followed by args, and
 // nothing else: unlike Start it does not allow anonymous clients unless the
-// flags say so. Tests of authentication use it with a --jwt-secret base.
+// flags say so. Tests of authentication use it with a --jwt-secret-file
+// base (see SecretFile).
 // The node listens on a free loopback port and stops when the test ends.
 func StartWith(t testing.TB, base []string, args ...string) *Server {
 	t.Helper()
@@ -46,9 +49,19 @@ func StartErr(t testing.TB, flags ...string) error {
 		t.Fatalf("listen: %v", err)
 	}
 	defer ln.Close()
+	opts := app.Options{}
+	if cfg.AdminListen != "" {
+		// Listened on here, as serve does, so that ":0" works.
+		adminLn, _, err := adminListener(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer adminLn.Close()
+		opts.AdminListener = adminLn
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	err = app.Serve(ctx, cfg, ln, testLog())
+	err = app.ServeWithOptions(ctx, cfg, ln, testLog(), opts)
 	if ctx.Err() != nil {
 		return nil // it served until stopped
 	}
@@ -56,7 +69,7 @@ func StartErr(t testing.TB, flags ...string) error {
 }
 
 // Metric returns the current value of one series from the node's /metrics
-// endpoint, e.g. "chatd_connections" or
+// endpoint (on its admin listener), e.g. "chatd_connections" or
 // `chatd_connection_closes_total{code="4008"}`. A series that has not been
 // created yet (a labelled counter never incremented) reads as 0.
 func (s *Server) Metric(t testing.TB, series string) float64 {
@@ -95,7 +108,7 @@ func (s *Server) WaitMetric(t testing.TB, series string, want float64) {
 func (s *Server) metric(series string) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.AdminURL("/metrics"), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -127,4 +140,16 @@ func Adopt(t testing.TB, c *client.Conn) *Client {
 	t.Helper()
 	t.Cleanup(c.Close)
 	return &Client{Conn: c, t: t}
+}
+
+// SecretFile writes content to a new file, readable by its owner only, in
+// a directory removed when the test ends, and returns its path: chatd
+// takes secrets from files only.
+func SecretFile(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+	return path
 }

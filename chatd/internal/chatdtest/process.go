@@ -56,20 +56,25 @@ type ProcessCluster struct {
 	// perNode, when set, gives the flags of one node by name on top of
 	// args, at every start and restart (a node's own --data-dir).
 	perNode func(name string) []string
-	mu      sync.Mutex
-	Nodes   []*ProcessNode
+	// PKI is the cluster's CA, certificates and gossip keyring.
+	PKI   *PKI
+	mu    sync.Mutex
+	Nodes []*ProcessNode
 }
 
 // ProcessNode is one chatd process.
 type ProcessNode struct {
-	Name   string
-	Addr   string
-	URL    string
-	Gossip string
-	cmd    *exec.Cmd
-	logs   *LogBuffer
-	done   chan struct{}
-	gone   bool
+	Name string
+	Addr string
+	URL  string
+	// AdminAddr is the admin listener (--admin-listen, on loopback): the
+	// admin API, /metrics and the probes.
+	AdminAddr string
+	Gossip    string
+	cmd       *exec.Cmd
+	logs      *LogBuffer
+	done      chan struct{}
+	gone      bool
 	// frozen is true between Freeze and Thaw: the process exists but does
 	// not run, so it is left out of LiveURLs (no client should be sent to
 	// it) and of convergence.
@@ -92,7 +97,7 @@ func StartProcessCluster(t testing.TB, n int, args ...string) *ProcessCluster {
 // --data-dir again (see DataDirs). A nil perNode adds nothing.
 func StartProcessClusterWith(t testing.TB, n int, perNode func(name string) []string, args ...string) *ProcessCluster {
 	t.Helper()
-	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, perNode: perNode}
+	c := &ProcessCluster{t: t, binary: BuildChatd(t), args: args, perNode: perNode, PKI: NewPKI(t)}
 	for i := 0; i < n; i++ {
 		c.start(i)
 	}
@@ -121,15 +126,17 @@ func (c *ProcessCluster) launch(i int) *ProcessNode {
 	c.t.Helper()
 	gossip := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
-	return c.launchOn(i, addr, gossip)
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(c.t)))
+	return c.launchOn(i, addr, admin, gossip)
 }
 
-// launchOn starts proc-<i> serving HTTP on addr and gossiping on gossip
-// (its inter-node port is gossip's plus one, chatd's default).
-func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
+// launchOn starts proc-<i> serving HTTP on addr, its admin listener on
+// admin, and gossiping on gossip (its inter-node port is gossip's plus
+// one, chatd's default).
+func (c *ProcessCluster) launchOn(i int, addr, admin, gossip string) *ProcessNode {
 	c.t.Helper()
 	name := fmt.Sprintf("proc-%d", i)
-	flags := []string{"--listen", addr, "--allow-anonymous", "--node-name", name,
+	flags := []string{"--listen", addr, "--admin-listen", admin, "--allow-anonymous", "--node-name", name,
 		"--gossip-addr", gossip, "--gossip-profile", "local", "--rejoin-interval", "1s",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}
 	c.mu.Lock()
@@ -147,18 +154,18 @@ func (c *ProcessCluster) launchOn(i int, addr, gossip string) *ProcessNode {
 		// Any running member will do: the first one may have been stopped.
 		flags = append(flags, "--join", seed)
 	}
+	flags = append(flags, c.PKI.Flags(name)...)
 	flags = append(flags, c.args...)
 	if c.perNode != nil {
 		flags = append(flags, c.perNode(name)...)
 	}
 	cmd := exec.Command(c.binary, flags...)
-	cmd.Env = append(os.Environ(), "CHATD_CLUSTER_SECRET=process-test-secret-0123456789abcdef")
 	logs := NewLogBuffer()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
-	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{}), index: i}
+	node := &ProcessNode{Name: name, Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: admin, Gossip: gossip, cmd: cmd, logs: logs, done: make(chan struct{}), index: i}
 	go func() {
 		_ = cmd.Wait()
 		close(node.done)
@@ -285,7 +292,12 @@ func (c *ProcessCluster) AddNode() *ProcessNode {
 // Server returns the process's HTTP side as a Server, for the metric
 // helpers (Metric, WaitMetric). Its Stop is nil: stop processes with Kill or
 // Terminate.
-func (n *ProcessNode) Server() *Server { return &Server{Addr: n.Addr, URL: n.URL} }
+func (n *ProcessNode) Server() *Server {
+	return &Server{Addr: n.Addr, URL: n.URL, AdminAddr: n.AdminAddr}
+}
+
+// AdminURL is the URL of path on the process's admin listener.
+func (n *ProcessNode) AdminURL(path string) string { return "http://" + n.AdminAddr + path }
 
 // Kill sends SIGKILL: no drain, no leave.
 func (c *ProcessCluster) Kill(n *ProcessNode) {
@@ -356,7 +368,7 @@ func (c *ProcessCluster) Converged() (bool, string) {
 	}
 	slices.Sort(want)
 	for _, n := range live {
-		node := &Node{Server: &Server{Addr: n.Addr}}
+		node := &Node{Server: n.Server()}
 		st, err := node.Status()
 		if err != nil || !node.Ready() || !slices.Equal(st.Active, want) {
 			return false, fmt.Sprintf("%s: active=%v err=%v", n.Name, st.Active, err)
@@ -422,7 +434,7 @@ func (c *ProcessCluster) Restart(old *ProcessNode) *ProcessNode {
 	var node *ProcessNode
 	for attempt := 1; ; attempt++ {
 		if attempt <= restartSamePortAttempts {
-			node = c.launchOn(old.index, old.Addr, old.Gossip)
+			node = c.launchOn(old.index, old.Addr, old.AdminAddr, old.Gossip)
 		} else {
 			node = c.launch(old.index)
 		}

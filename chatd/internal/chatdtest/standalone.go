@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,14 +18,18 @@ import (
 // tests of what survives the process: a restart on the same --data-dir, a
 // SIGKILL, a refusal to start.
 type Process struct {
-	// Addr is host:port; URL is the WebSocket endpoint. A restart keeps
-	// both.
-	Addr string
-	URL  string
-	t    testing.TB
-	args []string
-	cmd  *exec.Cmd
-	logs *LogBuffer
+	// Addr is host:port; URL is the WebSocket endpoint; AdminAddr is the
+	// admin listener (the admin API, /metrics, the probes). A restart
+	// keeps all three.
+	Addr      string
+	URL       string
+	AdminAddr string
+	t         testing.TB
+	args      []string
+	// adminListen is --admin-listen as given, kept for a restart.
+	adminListen string
+	cmd         *exec.Cmd
+	logs        *LogBuffer
 	// stderr is the process's stderr alone (logs has both streams).
 	stderr *LogBuffer
 	done   chan struct{}
@@ -37,14 +42,29 @@ type Process struct {
 func StartProcess(t testing.TB, args ...string) *Process {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	p := launchProcess(t, addr, args)
+	p := launchProcess(t, addr, freeAdminAddr(t, args), args)
 	p.mustListen()
 	return p
 }
 
-func launchProcess(t testing.TB, addr string, args []string) *Process {
+// freeAdminAddr is the admin listener of a new process: the one args set
+// with --admin-listen (used as it is: a test of the admin listener's
+// rules), else a free loopback port.
+func freeAdminAddr(t testing.TB, args []string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--admin-listen="); ok {
+			return v
+		}
+		if a == "--admin-listen" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+}
+
+func launchProcess(t testing.TB, addr, admin string, args []string) *Process {
 	t.Helper()
-	flags := append([]string{"--listen", addr, "--allow-anonymous", "--node-name", "solo",
+	flags := append([]string{"--listen", addr, "--admin-listen", admin, "--allow-anonymous", "--node-name", "solo",
 		"--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info"}, args...)
 	cmd := exec.Command(BuildChatd(t), flags...)
 	logs, stderr := NewLogBuffer(), NewLogBuffer()
@@ -52,7 +72,7 @@ func launchProcess(t testing.TB, addr string, args []string) *Process {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chatd: %v", err)
 	}
-	p := &Process{Addr: addr, URL: "ws://" + addr + "/ws", t: t, args: args, cmd: cmd, logs: logs, stderr: stderr, done: make(chan struct{})}
+	p := &Process{Addr: addr, URL: "ws://" + addr + "/ws", AdminAddr: reachable(admin), adminListen: admin, t: t, args: args, cmd: cmd, logs: logs, stderr: stderr, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.done)
@@ -77,7 +97,10 @@ func (p *Process) mustListen() {
 
 // Server returns the process's HTTP side as a Server, for the metric
 // helpers. Its Stop is nil: stop the process with Kill or Terminate.
-func (p *Process) Server() *Server { return &Server{Addr: p.Addr, URL: p.URL} }
+func (p *Process) Server() *Server { return &Server{Addr: p.Addr, URL: p.URL, AdminAddr: p.AdminAddr} }
+
+// AdminURL is the URL of path on the process's admin listener.
+func (p *Process) AdminURL(path string) string { return "http://" + p.AdminAddr + path }
 
 // Logs returns the process's output so far.
 func (p *Process) Logs() *LogBuffer { return p.logs }
@@ -108,7 +131,7 @@ func (p *Process) Restart() *Process {
 	p.Kill()
 	deadline := time.Now().Add(testtime.Bound(5 * time.Second))
 	for {
-		q := launchProcess(p.t, p.Addr, p.args)
+		q := launchProcess(p.t, p.Addr, p.adminListen, p.args)
 		n := &ProcessNode{logs: q.logs, done: q.done}
 		if n.waitListening(testtime.Bound(30*time.Second)) || !q.logs.Contains("address already in use") || time.Now().After(deadline) {
 			q.mustListen()
@@ -134,7 +157,7 @@ type ExitResult struct {
 func TryStartProcess(t testing.TB, args ...string) (*Process, *ExitResult) {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	p := launchProcess(t, addr, args)
+	p := launchProcess(t, addr, freeAdminAddr(t, args), args)
 	n := &ProcessNode{logs: p.logs, done: p.done}
 	if n.waitListening(testtime.Bound(30 * time.Second)) {
 		return p, nil

@@ -50,6 +50,7 @@ type options struct {
 	controllerWorkers int
 	sizePropagation   time.Duration
 	clusterConfigMap  string
+	operatorNS        string
 
 	// Derived from the flags by parseFlags.
 	level                      slog.Level
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.controllerWorkers, "workers", 2, "ChatClusters reconciled concurrently")
 	fs.DurationVar(&o.sizePropagation, "cluster-size-propagation", controllers.DefaultSizePropagation, "how long a changed cluster size takes at most to reach a chatd pod through its mounted ConfigMap when the operator cannot ask the pod (the kubelet's sync period plus margin); a scaling step starts as soon as every pod reports the new size, and after this long at the latest")
 	fs.StringVar(&o.clusterConfigMap, "cluster-from-configmap", "", "namespace/name of a ConfigMap whose \"chatcluster.yaml\" the operator applies as a ChatCluster, at start and whenever it changes (the Helm chart's cluster.enabled)")
+	fs.StringVar(&o.operatorNS, "operator-namespace", "", "namespace the operator runs in, whose pods the chatd pods' NetworkPolicy lets reach their admin listeners (/metrics, read while scaling); empty: none")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -143,7 +145,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Scheme:   mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("ringchat-operator"),
 
-		SizePropagation: o.sizePropagation,
+		SizePropagation:   o.sizePropagation,
+		OperatorNamespace: o.operatorNS,
 	}
 	if err := r.SetupWithManager(mgr, o.controllerWorkers); err != nil {
 		setupLog.Error(err, "setting up the ChatCluster controller")
@@ -165,7 +168,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	setupLog.Info("starting", "version", version.Version, "leaderElection", o.leaderElect)
+	if o.operatorNS == "" {
+		setupLog.Info("no --operator-namespace: the chatd pods' NetworkPolicies will not let the operator read their /metrics, and scaling steps then wait --cluster-size-propagation")
+	}
+	setupLog.Info("starting", "version", version.Version, "leaderElection", o.leaderElect, "operatorNamespace", o.operatorNS)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "manager stopped")
 		return 1

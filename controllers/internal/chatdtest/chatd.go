@@ -57,8 +57,11 @@ func Binary(t testing.TB) string {
 type Process struct {
 	// Name is its --node-name.
 	Name string
-	// Addr is the host:port it serves HTTP on (/metrics among others).
+	// Addr is the host:port of its client listener (WebSocket, probes).
 	Addr string
+	// AdminAddr is the host:port of its admin listener (/metrics), on
+	// loopback, without a token.
+	AdminAddr string
 	// File is its --expected-nodes-file.
 	File string
 	cmd  *exec.Cmd
@@ -93,7 +96,13 @@ func Run(bin, dir, name string, expectedNodes int32, extra ...string) (*Process,
 	if err := p.SetExpectedNodes(expectedNodes); err != nil {
 		return nil, err
 	}
-	args := append([]string{"--listen", "127.0.0.1:0", "--node-name", name, "--allow-anonymous",
+	// A port of its own for the admin listener: chatd refuses an
+	// --admin-listen equal to --listen, "127.0.0.1:0" included.
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--listen", "127.0.0.1:0", "--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort), "--node-name", name, "--allow-anonymous",
 		"--expected-nodes-file", p.File, "--log-level", "info"}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -110,15 +119,31 @@ func Run(bin, dir, name string, expectedNodes int32, extra ...string) (*Process,
 		return nil, fmt.Errorf("chatd %s: %w\n%s", name, err, p.logs.String())
 	}
 	p.Addr = addr
+	p.AdminAddr = p.logs.listening().Admin
 	return p, nil
+}
+
+// freePort is a loopback TCP port nobody listens on (a moment ago).
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Output is what the process wrote so far.
 func (p *Process) Output() string { return p.logs.String() }
 
 // Port is the port of Addr.
-func (p *Process) Port() int32 {
-	_, port, _ := net.SplitHostPort(p.Addr)
+func (p *Process) Port() int32 { return portOf(p.Addr) }
+
+// AdminPort is the port of AdminAddr.
+func (p *Process) AdminPort() int32 { return portOf(p.AdminAddr) }
+
+func portOf(addr string) int32 {
+	_, port, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(port)
 	return int32(n)
 }
@@ -188,16 +213,23 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// listeningAddr is the addr of the "chatd listening" JSON log line, or "".
-func (l *logBuffer) listeningAddr() string {
+// listeningLine is what the "chatd listening" log line says.
+type listeningLine struct {
+	Msg   string `json:"msg"`
+	Addr  string `json:"addr"`
+	Admin string `json:"admin"`
+}
+
+// listening is the "chatd listening" JSON log line (zero before it).
+func (l *logBuffer) listening() listeningLine {
 	for _, line := range strings.Split(l.String(), "\n") {
-		var m struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
+		var m listeningLine
 		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "chatd listening" {
-			return m.Addr
+			return m
 		}
 	}
-	return ""
+	return listeningLine{}
 }
+
+// listeningAddr is the client address of the "chatd listening" line, or "".
+func (l *logBuffer) listeningAddr() string { return l.listening().Addr }
