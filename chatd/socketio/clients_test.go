@@ -52,7 +52,14 @@ func runNode(t *testing.T, file string) {
 	// within a file), on every Node.js from 18 (Debian 12's) on.
 	cmd := exec.Command("node", "--test", file)
 	cmd.Dir = "testdata/node"
-	cmd.Env = append(os.Environ(), "CHATD_BIN="+bin, "NODE_PATH="+modules,
+	// Clustered nodes need what a production node needs: a certificate
+	// of their own name and the gossip keyring (helpers.cjs names them
+	// sio-0 … sio-3).
+	pki := chatdtest.NewPKI(t)
+	for i := 0; i < 4; i++ {
+		pki.Node(fmt.Sprint("sio-", i))
+	}
+	cmd.Env = append(os.Environ(), "CHATD_BIN="+bin, "NODE_PATH="+modules, "CHATD_TEST_PKI="+pki.Dir,
 		fmt.Sprintf("%s=%g", testtime.ScaleEnv, testtime.Scale()))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

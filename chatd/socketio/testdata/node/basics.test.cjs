@@ -6,7 +6,7 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 const WebSocket = require("ws");
-const { startNode, once, waitFor, hs256, bound, TIMEOUT, SLACK } = require("./helpers.cjs");
+const { startNode, once, waitFor, hs256, bound, TIMEOUT, SLACK, secretFile } = require("./helpers.cjs");
 
 const SECRET = "socketio-test-jwt-secret-0123456789abcdef";
 // The recovery window test: a socket that reconnects after RECONNECT_MS
@@ -22,12 +22,12 @@ let node, jwtNode, limitedNode, windowNode, expiryNode;
 before(async () => {
   [node, jwtNode, limitedNode, windowNode, expiryNode] = await Promise.all([
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
-    startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
+    startNode(["--jwt-secret-file", secretFile(SECRET), "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
     // A bucket of 3 that refills one token per ten TIMEOUTs: nothing
     // refills while the rate limit test runs, however slow the machine.
     startNode(["--rate", String(1000 / (10 * TIMEOUT)), "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
     startNode(["--socketio-recovery-window", `${WINDOW_MS}ms`, "--history-size", "20", "--send-queue", "100"], "window"),
-    startNode(["--jwt-secret", SECRET, "--allow-anonymous=false", "--jwt-leeway", "0s"], "expiry"),
+    startNode(["--jwt-secret-file", secretFile(SECRET), "--allow-anonymous=false", "--jwt-leeway", "0s"], "expiry"),
   ]);
 });
 after(async () => {

@@ -6,6 +6,9 @@ const { spawn } = require("node:child_process");
 const http = require("node:http");
 const net = require("node:net");
 const crypto = require("node:crypto");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
 
 const scale = Number(process.env.RINGCHAT_TEST_TIMEOUT_SCALE || "1");
 // bound scales a "this never takes this long" bound, as chatd/internal/testtime does.
@@ -64,7 +67,7 @@ class Node {
   }
   async start() {
     this.proc = spawn(process.env.CHATD_BIN, this.args, {
-      env: { ...process.env, CHATD_CLUSTER_SECRET: "socketio-test-secret-0123456789abcdef" },
+      env: process.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.exit = new Promise((resolve) => this.proc.on("exit", (code, sig) => { this.exited = true; resolve({ code, sig }); }));
@@ -81,8 +84,14 @@ class Node {
     const res = await fetch(this.url + path);
     return { status: res.status, text: await res.text() };
   }
+  // getAdmin reads path on the node's admin listener (the admin API and
+  // /metrics; loopback, so no token).
+  async getAdmin(path) {
+    const res = await fetch(`http://${this.admin}${path}`);
+    return { status: res.status, text: await res.text() };
+  }
   async metric(series) {
-    const { text } = await this.get("/metrics");
+    const { text } = await this.getAdmin("/metrics");
     for (const line of text.split("\n")) {
       if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
     }
@@ -101,8 +110,10 @@ class Node {
 // startNode runs one unclustered chatd with extra flags.
 async function startNode(extra = [], name = "single") {
   const port = await freePort();
-  const n = new Node(name, ["--listen", `127.0.0.1:${port}`, "--allow-anonymous", "--node-name", name, "--log-level", "info", ...extra]);
+  const admin = await freePort();
+  const n = new Node(name, ["--listen", `127.0.0.1:${port}`, "--admin-listen", `127.0.0.1:${admin}`, "--allow-anonymous", "--node-name", name, "--log-level", "info", ...extra]);
   n.addr = `127.0.0.1:${port}`;
+  n.admin = `127.0.0.1:${admin}`;
   await n.start();
   return n;
 }
@@ -116,10 +127,15 @@ async function startCluster(n, extra = []) {
     // port is the gossip port + 1): such a node is started again on others.
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
+      const admin = await freePort();
       let gossip;
       do gossip = await freePort(); while (gossip >= 65000);
       const name = `sio-${i}`;
-      const args = ["--listen", `127.0.0.1:${port}`, "--allow-anonymous", "--node-name", name,
+      const pki = process.env.CHATD_TEST_PKI;
+      if (!pki) throw new Error("CHATD_TEST_PKI is not set: the Go test (clients_test.go) makes the certificates");
+      const args = ["--listen", `127.0.0.1:${port}`, "--admin-listen", `127.0.0.1:${admin}`, "--allow-anonymous", "--node-name", name,
+        "--peer-tls-cert-file", path.join(pki, `${name}.crt`), "--peer-tls-key-file", path.join(pki, `${name}.key`),
+        "--peer-tls-ca-file", path.join(pki, "ca.crt"), "--gossip-keyring-file", path.join(pki, "gossip.keyring"),
         "--gossip-addr", `127.0.0.1:${gossip}`, "--gossip-profile", "local", "--rejoin-interval", "1s",
         "--rate", "100000", "--rate-burst", "100000", "--max-connections-per-ip", "0", "--log-level", "info",
         "--shutdown-timeout", "5s", "--drain-timeout", "10s"];
@@ -127,6 +143,7 @@ async function startCluster(n, extra = []) {
       else args.push("--join", nodes[0].gossip);
       const node = new Node(name, [...args, ...extra]);
       node.addr = `127.0.0.1:${port}`;
+      node.admin = `127.0.0.1:${admin}`;
       node.gossip = `127.0.0.1:${gossip}`;
       try {
         await node.start();
@@ -149,7 +166,7 @@ async function converged(nodes) {
     for (const n of live) {
       const r = await n.get("/readyz");
       if (r.status !== 200) return false;
-      const st = JSON.parse((await n.get("/admin/cluster")).text);
+      const st = JSON.parse((await n.getAdmin("/admin/cluster")).text);
       if ([...st.active].sort().join(",") !== want) return false;
     }
     return true;
@@ -242,4 +259,13 @@ function hs256(claims, secret) {
   return body + "." + crypto.createHmac("sha256", secret).update(body).digest("base64url");
 }
 
-module.exports = { bound, TIMEOUT, SLACK, waitFor, once, startNode, startCluster, converged, RoundRobinProxy, hs256, freePort };
+// secretFile writes an HS256 secret to a file of its own and returns the
+// path, for --jwt-secret-file (chatd takes secrets only as files).
+function secretFile(secret) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwt-"));
+  const file = path.join(dir, "secret");
+  fs.writeFileSync(file, secret, { mode: 0o600 });
+  return file;
+}
+
+module.exports = { bound, TIMEOUT, SLACK, waitFor, once, startNode, startCluster, converged, RoundRobinProxy, hs256, freePort, secretFile };
