@@ -90,7 +90,10 @@ chatbench="$root/bin/chatbench"
 # The limits that would otherwise refuse a benchmark's traffic.
 chatd_flags=(--allow-anonymous --rate 1000000 --rate-burst 1000000
 	--max-connections-per-ip 0 --max-connections 0 --max-rooms-per-node 0 --log-level warn)
-export CHATD_CLUSTER_SECRET="${CHATD_CLUSTER_SECRET:-bench-durable-secret-$(id -u)-0123456789}"
+# The 3-node runs link their nodes as production does: a certificate per
+# node from a throwaway CA and a gossip keyring (hack/peercerts).
+pki="$out/pki"
+(cd "$root" && go run ./hack/peercerts -dir "$pki" node-0 node-1 node-2 >/dev/null)
 
 pids=()
 cleanup() {
@@ -165,7 +168,9 @@ start_cluster() {
 	urls=()
 	for i in 0 1 2; do
 		local port=$((base_port + i)) gossip=$((base_port + 10 + 2 * i))
-		local args=(--gossip-addr "127.0.0.1:$gossip" --expected-nodes 3 --replication-factor 2)
+		local args=(--gossip-addr "127.0.0.1:$gossip" --expected-nodes 3 --replication-factor 2
+			--peer-tls-cert-file "$pki/node-$i.crt" --peer-tls-key-file "$pki/node-$i.key"
+			--peer-tls-ca-file "$pki/ca.crt" --gossip-keyring-file "$pki/gossip.keyring")
 		if [ "$i" -eq 0 ]; then
 			args+=(--bootstrap)
 		else
