@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/backoff"
 	"github.com/ringchat/ringchat/chatd/membership"
 )
 
@@ -145,7 +146,7 @@ func (l *Lifecycle) Join(ctx context.Context) {
 // rooms nobody can reach. It retries until it succeeds or ctx ends, and
 // reports false in that case.
 func (l *Lifecycle) checkLink(ctx context.Context) bool {
-	backoff := l.cfg.RetryMin
+	retry := backoff.Backoff{Base: l.cfg.RetryMin, Max: l.cfg.RetryMax, Jitter: backoff.Spread}
 	for {
 		peers := linkCandidates(l.members.View(), l.cfg.Fanout)
 		if len(peers) == 0 {
@@ -172,7 +173,7 @@ func (l *Lifecycle) checkLink(ctx context.Context) bool {
 		l.linkErr, l.linkTried = err, names
 		attempts := l.linkFails
 		l.mu.Unlock()
-		delay := membership.Jitter(backoff)
+		delay := retry.Next()
 		l.log.Warn("no authenticated inter-node connection to another member; staying joining",
 			"tried", names, "attempt", attempts, "retry_in", delay.Round(time.Millisecond).String(), "err", err,
 			"hint", "check that every node has the same cluster secret (--cluster-secret-file or CHATD_CLUSTER_SECRET) and that the inter-node ports are reachable")
@@ -183,7 +184,6 @@ func (l *Lifecycle) checkLink(ctx context.Context) bool {
 			return false
 		case <-t.C:
 		}
-		backoff = min(2*backoff, l.cfg.RetryMax)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/ringchat/ringchat/chatd/backoff"
 )
 
 var (
@@ -251,7 +253,7 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 		m.log.Warn("no seeds configured and bootstrap is off: waiting for another node to join this one")
 		return nil
 	}
-	backoff := joinBackoffMin
+	retry := backoff.Backoff{Base: joinBackoffMin, Max: joinBackoffMax, Jitter: backoff.Spread}
 	for attempt := 1; ; attempt++ {
 		joined, err := m.joinSeeds(ctx)
 		if m.isJoined() {
@@ -272,7 +274,7 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return m.startAbortedError(ctx, attempt, err)
 		}
-		delay := Jitter(backoff)
+		delay := retry.Next()
 		m.log.Warn("no seed answered; retrying",
 			"attempt", attempt,
 			"retry_in", delay.Round(time.Millisecond).String(),
@@ -287,7 +289,6 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 			return m.startAbortedError(ctx, attempt, err)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, joinBackoffMax)
 	}
 }
 
@@ -309,7 +310,7 @@ func (m *Membership) startAbortedError(ctx context.Context, attempts int, last e
 // them again) and merges two nodes that bootstrapped separately.
 func (m *Membership) rejoinLoop() {
 	defer m.wg.Done()
-	t := time.NewTimer(Jitter(m.cfg.RejoinInterval))
+	t := time.NewTimer(jitter(m.cfg.RejoinInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -318,7 +319,7 @@ func (m *Membership) rejoinLoop() {
 		case <-t.C:
 		}
 		m.rejoin()
-		t.Reset(Jitter(m.cfg.RejoinInterval))
+		t.Reset(jitter(m.cfg.RejoinInterval))
 	}
 }
 
@@ -947,11 +948,9 @@ func (m *Membership) GossipAddr() string {
 	return m.selfAddr
 }
 
-// Jitter spreads d by ±10% so that nodes started together do not resolve
-// and dial seeds (or retry anything else) in lockstep.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+// jitter spreads d by ±10% (backoff.Spread) so that nodes started together
+// do not resolve and dial seeds in lockstep.
+func jitter(d time.Duration) time.Duration {
+	b := backoff.Backoff{Base: d, Max: d, Jitter: backoff.Spread}
+	return b.Delay(1)
 }
