@@ -188,7 +188,7 @@ func (a *ConfigMapApplier) Apply(ctx context.Context) error {
 			cc.Spec.Replicas = ptr.To(*live.Spec.Replicas)
 			cc.ResourceVersion = live.ResourceVersion
 		}
-		//nolint:staticcheck // server-side apply of a typed object; the apply-configuration API needs generated code we do not have.
+		//lint:ignore SA1019 server-side apply of a typed object; the apply-configuration API needs generated code we do not have.
 		if err := a.Client.Patch(ctx, cc, client.Apply, client.FieldOwner("ringchat-chart"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply ChatCluster %s/%s: %w", cc.Namespace, cc.Name, err)
 		}

@@ -6,7 +6,7 @@
 #
 #   hack/tools.sh                     # controller-gen only
 #   hack/tools.sh controller-gen helm # several
-#   hack/tools.sh all                 # controller-gen, helm, kind
+#   hack/tools.sh all                 # controller-gen, helm, kind, staticcheck
 #
 # Prints the path of each requested binary on stdout, one a line, in the order
 # asked; progress goes to stderr. Idempotent: a tool already there that reports
@@ -18,11 +18,13 @@
 #   CONTROLLER_GEN_VERSION  sigs.k8s.io/controller-tools/cmd/controller-gen (v0.23.0)
 #   HELM_VERSION            helm.sh/helm/v3/cmd/helm                        (v3.22.0)
 #   KIND_VERSION            sigs.k8s.io/kind                                (v0.33.0)
+#   STATICCHECK_VERSION     honnef.co/go/tools/cmd/staticcheck              (v0.8.2)
 set -euo pipefail
 
 CONTROLLER_GEN_VERSION="${CONTROLLER_GEN_VERSION:-v0.23.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KIND_VERSION="${KIND_VERSION:-v0.33.0}"
+STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
 CACHE="${RINGCHAT_CACHE:-$HOME/.cache/ringchat}"
 BIN="$CACHE/bin"
 
@@ -44,6 +46,7 @@ pinned() {
 	controller-gen) echo "sigs.k8s.io/controller-tools/cmd/controller-gen $CONTROLLER_GEN_VERSION" ;;
 	helm) echo "helm.sh/helm/v3/cmd/helm $HELM_VERSION" ;;
 	kind) echo "sigs.k8s.io/kind $KIND_VERSION" ;;
+	staticcheck) echo "honnef.co/go/tools/cmd/staticcheck $STATICCHECK_VERSION" ;;
 	*) return 1 ;;
 	esac
 }
@@ -56,6 +59,7 @@ reported() {
 	controller-gen) "$b" --version 2>/dev/null | sed -n "s/^Version: //p" || true ;;   # "Version: v0.23.0"
 	helm) "$b" version --template "{{.Version}}" 2>/dev/null || true ;;           # "v3.22.0"
 	kind) "$b" version 2>/dev/null | awk '$1 == "kind" { print $2 }' || true ;; # "kind v0.33.0 go1.26.8 linux/amd64"
+	staticcheck) "$b" -version 2>/dev/null | sed -n 's/^staticcheck [^ ]* (v\{0,1\}\([^)]*\))$/v\1/p' || true ;; # "staticcheck 2026.2.2 (0.8.2)"
 	esac
 }
 
@@ -88,10 +92,10 @@ ldflags() {
 tools=("$@")
 [ "${#tools[@]}" -gt 0 ] || tools=(controller-gen)
 if [ "${tools[0]}" = all ] && [ "${#tools[@]}" -eq 1 ]; then
-	tools=(controller-gen helm kind)
+	tools=(controller-gen helm kind staticcheck)
 fi
 for t in "${tools[@]}"; do
-	pinned "$t" >/dev/null || die "unknown tool '$t' (known: controller-gen helm kind all)"
+	pinned "$t" >/dev/null || die "unknown tool '$t' (known: controller-gen helm kind staticcheck all)"
 done
 
 mkdir -p "$BIN"

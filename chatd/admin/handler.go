@@ -35,7 +35,7 @@ type Views struct {
 // bursts of RingBurst; beyond that it answers 429 with Retry-After.
 const (
 	RingRate  rate.Limit = 2
-	RingBurst            = 4
+	RingBurst int        = 4
 )
 
 // Config configures the admin listener's handler.

@@ -53,12 +53,16 @@ func reserveBytes(flag int64) int64 {
 // callTimeout bounds one inter-node request.
 const callTimeout = 5 * time.Second
 
-// Options are for tests that need more than a graceful stop.
+// ErrKilled, as the cause of the cancellation of Serve's context
+// (context.WithCancelCause), stops the node as if its process had died
+// instead of gracefully: no handoff, no leave, sockets dropped without a
+// close frame; other nodes find out through failure detection. It is the
+// seam through which in-process tests crash a node; chatd itself always
+// stops gracefully.
+var ErrKilled = errors.New("chatd node killed")
+
+// Options are seams for tests; Serve uses none.
 type Options struct {
-	// Crash, when closed, makes the node stop as if the process had died:
-	// no handoff, no leave, sockets dropped without a close frame. Other
-	// nodes find out through failure detection.
-	Crash <-chan struct{}
 	// AdminListener, when set, is where the admin listener serves instead
 	// of a new listener on cfg.AdminListen (tests pick a free port this
 	// way); cfg.AdminListen must still be set, since it decides what is
@@ -204,7 +208,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		// from its cluster leaves the Service's endpoints, so new clients
 		// go where they can send.
 		scfg.Ready = func() (bool, string) {
-			if ok, why := parts.ready(); !ok {
+			if ok, why := parts.life.Ready(); !ok {
 				return false, why
 			}
 			return node.HasQuorum()
@@ -239,7 +243,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 	}
-	// stopAdmin closes the admin listener and its connections (a crash, or
+	// stopAdmin closes the admin listener and its connections (a kill, or
 	// the end of the shutdown: probes and metrics stay up while the node
 	// drains).
 	stopAdmin := func() {
@@ -266,7 +270,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			parts.join(runCtx, log)
+			parts.life.Join(runCtx)
 		}()
 		go func() {
 			defer wg.Done()
@@ -276,27 +280,20 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	// On SIGTERM: fail readiness, hand rooms off, then let the server move
 	// the clients (paced 1012 closes) and stop.
 	serverCtx, stopServer := context.WithCancel(context.Background())
-	crashed := false
+	killed := false
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		select {
-		case <-runCtx.Done():
-		case <-opts.Crash:
-			crashed = true
-			if parts != nil {
-				_ = parts.members.Shutdown()
-				_ = parts.transport.Close()
-			}
-			srv.Abort()
-			stopAdmin()
+		<-runCtx.Done()
+		if killed = errors.Is(context.Cause(ctx), ErrKilled); killed {
+			kill(parts, srv, stopAdmin)
 			stopServer()
 			return
 		}
 		srv.SetDraining()
 		if parts != nil && ctx.Err() != nil {
 			log.Info("draining: handing rooms off")
-			parts.drain(node, time.Now().Add(cfg.DrainTimeout), log)
+			parts.life.Drain(nodeRooms{node}, time.Now().Add(cfg.DrainTimeout))
 		}
 		stopServer()
 	}()
@@ -310,15 +307,27 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		"tls", cfg.TLSCertFile != "", "admin_token", adminTokens != nil)
 	err = srv.Serve(serverCtx, ln)
 	stopRun()
-	wg.Wait() // the drain or crash goroutine has finished; crashed is settled
+	wg.Wait() // the drain or kill goroutine has finished; killed is settled
 	stopAdmin()
-	if parts != nil && !crashed {
+	if parts != nil && !killed {
 		parts.leave(5*time.Second, log)
 	}
 	stopNode()
 	nodeWG.Wait()
 	node.Close()
 	return err
+}
+
+// kill stops the node's network at once, as a process that died would
+// (ErrKilled): membership and transport without a goodbye, client and admin
+// connections without a close frame.
+func kill(parts *clusterParts, srv *server.Server, stopAdmin func()) {
+	if parts != nil {
+		_ = parts.members.Shutdown()
+		_ = parts.transport.Close()
+	}
+	srv.Abort()
+	stopAdmin()
 }
 
 func newAuthenticator(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {

@@ -158,17 +158,3 @@ func (ss schedulers) start(ctx context.Context, run *runState, wg *sync.WaitGrou
 		s.start(ctx, run, wg)
 	}
 }
-
-func (ss schedulers) skipped() (n uint64) {
-	for _, s := range ss {
-		n += s.skipped.Load()
-	}
-	return n
-}
-
-func (ss schedulers) sendErrs() (n uint64) {
-	for _, s := range ss {
-		n += s.sendErrs.Load()
-	}
-	return n
-}

@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/ringchat/ringchat/chatd/backoff"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -19,60 +18,20 @@ import (
 // §12 as small building blocks, shared by chatctl and chatbench. The Conn
 // type itself stays policy-free.
 
-// Backoff computes full-jitter exponential backoff delays:
-// the n-th consecutive failure waits a uniformly random duration in
-// [0, min(Max, Base × 2^n)). The zero value uses the protocol's recommended
-// 500 ms base and 30 s cap. A Backoff is not safe for concurrent use.
-type Backoff struct {
-	// Base is the ceiling of the first delay; zero means 500 ms.
-	Base time.Duration
-	// Max caps every delay; zero means 30 s.
-	Max time.Duration
-	// Rand returns a uniformly random value in [0, n); nil uses math/rand/v2.
-	// Tests set it to make delays deterministic.
-	Rand func(n int64) int64
+// Backoff is chatd's one backoff (chatd/backoff), here as the reconnect
+// backoff of docs/protocol.md §8: full jitter, the n-th consecutive failure
+// waiting a uniformly random duration in [0, min(Max, Base × 2^(n-1))).
+// NewBackoff returns the protocol's recommended bounds; the zero value
+// waits nothing. Call Reset once a connection has been healthy for a while,
+// not merely opened, so that a server accepting and immediately closing
+// connections is not hammered.
+type Backoff = backoff.Backoff
 
-	attempt int
+// NewBackoff returns the reconnect backoff docs/protocol.md §8 recommends:
+// full jitter, 500 ms doubling up to 30 s.
+func NewBackoff() Backoff {
+	return Backoff{Base: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: backoff.Full}
 }
-
-// Next returns the delay before the next attempt and counts the attempt.
-func (b *Backoff) Next() time.Duration {
-	ceiling := b.Ceiling()
-	b.attempt++
-	if ceiling <= 0 {
-		return 0
-	}
-	rnd := b.Rand
-	if rnd == nil {
-		rnd = rand.Int64N
-	}
-	return time.Duration(rnd(int64(ceiling)))
-}
-
-// Ceiling returns the upper bound of the next delay without counting an
-// attempt.
-func (b *Backoff) Ceiling() time.Duration {
-	base, maxDelay := b.Base, b.Max
-	if base <= 0 {
-		base = 500 * time.Millisecond
-	}
-	if maxDelay <= 0 {
-		maxDelay = 30 * time.Second
-	}
-	c := base
-	for i := 0; i < b.attempt && c < maxDelay; i++ {
-		c *= 2
-	}
-	return min(c, maxDelay)
-}
-
-// Attempt returns the number of delays handed out since the last Reset.
-func (b *Backoff) Attempt() int { return b.attempt }
-
-// Reset starts over from the base delay; call it once a connection has been
-// healthy for a while, not merely opened, so that a server accepting and
-// immediately closing connections is not hammered.
-func (b *Backoff) Reset() { b.attempt = 0 }
 
 // Disposition says what a client should do after a connection ended, per
 // the close code table of docs/protocol.md §8.
@@ -219,13 +178,6 @@ func (c Cursor) Outcome(j protocol.Joined) ResumeOutcome {
 	default:
 		return Gap
 	}
-}
-
-// IsClosed reports whether err is a WebSocket close (as opposed to a
-// network failure).
-func IsClosed(err error) bool {
-	var ce *websocket.CloseError
-	return errors.As(err, &ce)
 }
 
 // DialHello is Connect that also returns the HTTP response of a refused

@@ -81,8 +81,8 @@ func (n *Node) WatchPauses(ctx context.Context, m *membership.Membership, thresh
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			now = time.Now()
+		case <-t.C:
+			now := time.Now()
 			n.pause.mu.Lock()
 			late := now.Sub(n.pause.last)
 			n.pause.mu.Unlock()

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -403,13 +402,3 @@ func joinReady(t *testing.T, h *Hub, r *fakeRouter, room string, st feed.State, 
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// knownBug marks a test that pins a bug not fixed yet: it fails today. It is
-// skipped unless RINGCHAT_KNOWN_BUGS=1, so that the suite stays green until
-// the fix lands; the fix removes the call.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("RINGCHAT_KNOWN_BUGS") != "1" {
-		t.Skip("KNOWN BUG (fails today; RINGCHAT_KNOWN_BUGS=1 runs it): " + what)
-	}
-}

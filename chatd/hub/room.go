@@ -100,6 +100,7 @@ func newRoom(name string, h *Hub) *room {
 		index:   make(map[Conn]int),
 		users:   make(map[string]int),
 		present: make(map[string]struct{}),
+		state:   subscribing,
 	}
 }
 

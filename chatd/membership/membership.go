@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/ringchat/ringchat/chatd/backoff"
 )
 
 var (
@@ -84,9 +86,9 @@ type Membership struct {
 	// peerSyncFanout); capacity 1, so requests made while one is pending
 	// coalesce.
 	syncKick chan struct{}
-	// claimKick tells the sync loop that claimants changed (see
+	// conflictKick tells the sync loop that nameConflicts changed (see
 	// noteConflict); capacity 1, coalescing like syncKick.
-	claimKick chan struct{}
+	conflictKick chan struct{}
 
 	// lifeMu serializes Start, Leave and Shutdown. The flags are atomics so
 	// that Ready and SetState can read them without waiting for a Leave
@@ -119,12 +121,12 @@ type Membership struct {
 	attempts    int   // join attempts that found no other member, before joined
 	lastJoinErr error // the latest of those attempts' error
 	ready       bool  // latched by Ready; see Ready
-	// claimants are addresses of nodes that claimed a member's name while
+	// nameConflicts are addresses of nodes that took a member's name while
 	// memberlist still held the old entry, with when to push/pull with
 	// them again; see noteConflict.
-	claimants  map[string]time.Time
-	subs       map[chan View]struct{}
-	subsClosed bool
+	nameConflicts map[string]time.Time
+	subs          map[chan View]struct{}
+	subsClosed    bool
 
 	// refutes counts memberlist's refutations of suspicions of this node.
 	refutes atomic.Uint64
@@ -155,19 +157,19 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("membership: initial meta: %w", err)
 	}
 	m := &Membership{
-		cfg:          cfg,
-		seeds:        seeds,
-		log:          cfg.Logger, // the caller names the component, as for every package
-		resolver:     net.DefaultResolver,
-		shutdownDone: make(chan struct{}),
-		syncKick:     make(chan struct{}, 1),
-		claimKick:    make(chan struct{}, 1),
-		claimants:    make(map[string]time.Time),
-		meta:         cfg.Meta,
-		metaEnc:      enc,
-		members:      make(map[string]Member),
-		view:         View{Self: cfg.NodeName},
-		subs:         make(map[chan View]struct{}),
+		cfg:           cfg,
+		seeds:         seeds,
+		log:           cfg.Logger, // the caller names the component, as for every package
+		resolver:      net.DefaultResolver,
+		shutdownDone:  make(chan struct{}),
+		syncKick:      make(chan struct{}, 1),
+		conflictKick:  make(chan struct{}, 1),
+		nameConflicts: make(map[string]time.Time),
+		meta:          cfg.Meta,
+		metaEnc:       enc,
+		members:       make(map[string]Member),
+		view:          View{Self: cfg.NodeName},
+		subs:          make(map[chan View]struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 
@@ -259,7 +261,7 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 		m.log.Warn("no seeds configured and bootstrap is off: waiting for another node to join this one")
 		return nil
 	}
-	backoff := joinBackoffMin
+	retry := backoff.Backoff{Base: joinBackoffMin, Max: joinBackoffMax, Jitter: backoff.Spread}
 	for attempt := 1; ; attempt++ {
 		joined, err := m.joinSeeds(ctx)
 		if m.isJoined() {
@@ -280,7 +282,7 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return m.startAbortedError(ctx, attempt, err)
 		}
-		delay := Jitter(backoff)
+		delay := retry.Next()
 		m.log.Warn("no seed answered; retrying",
 			"attempt", attempt,
 			"retry_in", delay.Round(time.Millisecond).String(),
@@ -295,7 +297,6 @@ func (m *Membership) initialJoin(ctx context.Context) error {
 			return m.startAbortedError(ctx, attempt, err)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, joinBackoffMax)
 	}
 }
 
@@ -317,7 +318,7 @@ func (m *Membership) startAbortedError(ctx context.Context, attempts int, last e
 // them again) and merges two nodes that bootstrapped separately.
 func (m *Membership) rejoinLoop() {
 	defer m.wg.Done()
-	t := time.NewTimer(Jitter(m.cfg.RejoinInterval))
+	t := time.NewTimer(jitter(m.cfg.RejoinInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -326,7 +327,7 @@ func (m *Membership) rejoinLoop() {
 		case <-t.C:
 		}
 		m.rejoin()
-		t.Reset(Jitter(m.cfg.RejoinInterval))
+		t.Reset(jitter(m.cfg.RejoinInterval))
 	}
 }
 
@@ -367,7 +368,7 @@ func (m *Membership) kickSync() {
 }
 
 // syncLoop serves kickSync (see peerSyncFanout) and retries name
-// claimants (see noteConflict).
+// conflicts (see noteConflict).
 func (m *Membership) syncLoop() {
 	defer m.wg.Done()
 	retry := time.NewTimer(time.Hour)
@@ -383,53 +384,53 @@ func (m *Membership) syncLoop() {
 				// still carry the change, only later.
 				m.log.Debug("direct sync with peers incomplete", "synced", n, "err", err)
 			}
-		case <-m.claimKick:
+		case <-m.conflictKick:
 		case <-retry.C:
-			m.retryClaimants()
+			m.retryNameConflicts()
 		}
-		if next, ok := m.nextClaimantRetry(); ok {
+		if next, ok := m.nextConflictRetry(); ok {
 			retry.Reset(time.Until(next))
 		}
 	}
 }
 
-// noteConflict handles memberlist's report that a node at claimantAddr
-// claims the name of a member memberlist still holds at another address.
+// noteConflict handles memberlist's report that a node at addr
+// takes the name of a member memberlist still holds at another address.
 // The usual cause is a pod restarted with a new IP before the cluster has
-// declared its previous instance dead. memberlist rejects the claim and
-// will not reconsider it until the claimant's next push/pull, up to
+// declared its previous instance dead. memberlist rejects the newcomer and
+// will not reconsider it until the newcomer's next push/pull, up to
 // PushPullInterval (30 s on a LAN) later; meanwhile the restarted node sees
 // the cluster but the cluster does not see it, so they disagree on owners.
-// Pulling the claimant's state again once the old entry can have been
+// Pulling the newcomer's state again once the old entry can have been
 // reclaimed admits it within a few seconds instead.
-func (m *Membership) noteConflict(claimantAddr string) {
+func (m *Membership) noteConflict(addr string) {
 	if m.cfg.DeadNodeReclaimTime <= 0 {
 		return // reclaiming is disabled: retrying cannot succeed
 	}
 	m.mu.Lock()
-	if _, pending := m.claimants[claimantAddr]; !pending {
-		m.claimants[claimantAddr] = time.Now().Add(m.claimRetryDelay())
+	if _, pending := m.nameConflicts[addr]; !pending {
+		m.nameConflicts[addr] = time.Now().Add(m.conflictRetryDelay())
 	}
 	m.mu.Unlock()
 	select {
-	case m.claimKick <- struct{}{}:
+	case m.conflictKick <- struct{}{}:
 	default:
 	}
 }
 
-// claimRetryDelay is how long after a name conflict the claimant is pulled
+// conflictRetryDelay is how long after a name conflict the newcomer is pulled
 // again: the reclaim time plus a margin for the old entry to be declared
-// dead. A claim that is still refused then is noted again and retried.
-func (m *Membership) claimRetryDelay() time.Duration {
+// dead. A newcomer that is still refused then is noted again and retried.
+func (m *Membership) conflictRetryDelay() time.Duration {
 	return m.cfg.DeadNodeReclaimTime + time.Second
 }
 
-// nextClaimantRetry returns the earliest pending claimant retry, if any.
-func (m *Membership) nextClaimantRetry() (time.Time, bool) {
+// nextConflictRetry returns the earliest pending name conflict retry, if any.
+func (m *Membership) nextConflictRetry() (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var next time.Time
-	for _, due := range m.claimants {
+	for _, due := range m.nameConflicts {
 		if next.IsZero() || due.Before(next) {
 			next = due
 		}
@@ -437,17 +438,17 @@ func (m *Membership) nextClaimantRetry() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-// retryClaimants push/pulls with every claimant whose retry is due. If the
-// old entry is dead by now the claimant is admitted; if not, memberlist
+// retryNameConflicts push/pulls with every newcomer whose retry is due. If the
+// old entry is dead by now the newcomer is admitted; if not, memberlist
 // reports the conflict again and noteConflict schedules another try.
-func (m *Membership) retryClaimants() {
+func (m *Membership) retryNameConflicts() {
 	now := time.Now()
 	var due []string
 	m.mu.Lock()
-	for addr, at := range m.claimants {
+	for addr, at := range m.nameConflicts {
 		if !at.After(now) {
 			due = append(due, addr)
-			delete(m.claimants, addr)
+			delete(m.nameConflicts, addr)
 		}
 	}
 	m.mu.Unlock()
@@ -457,7 +458,7 @@ func (m *Membership) retryClaimants() {
 		}
 		if _, err := m.list.Join([]string{addr}); err != nil {
 			// Gone, or not a member of this cluster: nothing to admit.
-			m.log.Debug("name claimant did not answer", "addr", addr, "err", flattenJoinError(addr, err))
+			m.log.Debug("node in a name conflict did not answer", "addr", addr, "err", flattenJoinError(addr, err))
 		}
 	}
 }
@@ -955,11 +956,9 @@ func (m *Membership) GossipAddr() string {
 	return m.selfAddr
 }
 
-// Jitter spreads d by ±10% so that nodes started together do not resolve
-// and dial seeds (or retry anything else) in lockstep.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+// jitter spreads d by ±10% (backoff.Spread) so that nodes started together
+// do not resolve and dial seeds in lockstep.
+func jitter(d time.Duration) time.Duration {
+	b := backoff.Backoff{Base: d, Max: d, Jitter: backoff.Spread}
+	return b.Delay(1)
 }

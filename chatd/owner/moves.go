@@ -236,29 +236,6 @@ func (s *Service) AcceptHandoff(n HandoffNotice) (err error) {
 	}
 }
 
-// catchUpNodesLocked pushes to every subscribed node what the log holds
-// beyond the log a fetch replaced (from oldHead in oldEpoch). Nodes that
-// followed the previous owner have it and drop the duplicates; a node that
-// kept subscribers of this room under the replaced log (this node itself,
-// after a partition in which it kept owning the room in its own view, so it
-// never re-subscribed anywhere) would otherwise serve that stale history
-// until the room's next message. A node further behind, or in another
-// epoch, sees a gap and re-subscribes. Callers hold r.mu.
-func (r *room) catchUpNodesLocked(oldEpoch string, oldHead uint64) {
-	head := r.log.Head()
-	if head == 0 || (oldEpoch == r.log.Epoch() && oldHead >= head) {
-		return
-	}
-	msgs, ok := r.log.Since(oldEpoch, oldHead)
-	if !ok || oldEpoch != r.log.Epoch() {
-		// Only the last message: enough for a node to notice the gap.
-		msgs, _, _ = r.log.Before(head+1, 1)
-	}
-	for _, m := range msgs {
-		r.pushMessage(m)
-	}
-}
-
 func (r *room) installNodes(nodes map[string][]string) {
 	for node, users := range nodes {
 		if _, ok := r.nodes[node]; !ok {

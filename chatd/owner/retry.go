@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/backoff"
 )
 
 // Repairing replicas. A replicate or sync that fails (timeout, lost
@@ -66,7 +68,7 @@ func (r *room) forgetRepairsExcept(replicas []string) {
 func (r *room) stopRetryIfRepaired() {
 	if len(r.repair) == 0 {
 		r.stopRetry()
-		r.retryDelay = 0
+		r.retryFailures = 0
 	}
 }
 
@@ -79,9 +81,10 @@ func (r *room) scheduleRetryLocked() {
 		return
 	}
 	cfg := r.svc.cfg
-	r.retryDelay = min(max(2*r.retryDelay, cfg.ReplicationRetry), cfg.ReplicationRetryMax)
+	r.retryFailures++
+	pause := backoff.Backoff{Base: cfg.ReplicationRetry, Max: cfg.ReplicationRetryMax, Jitter: backoff.None}
 	var t *time.Timer
-	t = time.AfterFunc(r.retryDelay, func() {
+	t = time.AfterFunc(pause.Delay(r.retryFailures), func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		// t is read under the lock its assignment was made under.

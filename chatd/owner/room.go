@@ -80,12 +80,13 @@ type room struct {
 	drainSince time.Time
 	// repair maps each replica whose replicate or sync failed to the
 	// highest sequence it failed to store; retryTimer gives it a full copy
-	// after retryDelay, which doubles while failures go on. Without this a
+	// after a pause (chatd/backoff) that doubles with retryFailures, the
+	// armings since the last repair. Without this a
 	// failed replication would hold its message pending until some later
 	// message happened to reveal the gap, which in a quiet room is never.
-	repair     map[string]uint64
-	retryTimer *time.Timer
-	retryDelay time.Duration
+	repair        map[string]uint64
+	retryTimer    *time.Timer
+	retryFailures int
 
 	// claimGen identifies the current claim of the room: a claim loop
 	// that finds another generation (the room was claimed again, handed

@@ -338,3 +338,36 @@ func TestCloseFlushesWhatIsQueued(t *testing.T) {
 		}
 	})
 }
+
+// TestStalledClientIsDroppedAtWriteTimeout: a client that stops reading
+// with the socket full (here: never reads a pipe that has no buffer) holds
+// the writer in its socket write; at WriteTimeout, not before, the writer
+// gives up and the connection is aborted (no close frame can be written to
+// a stalled socket). Frames queued after that are dropped without counting
+// as an overflow. Were the write deadline missing, every goroutine of the
+// bubble would block for good and synctest would fail the test.
+func TestStalledClientIsDroppedAtWriteTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.WriteTimeout = 10 * time.Second
+		s, _, m := newPipeSession(t, cfg)
+		start := time.Now()
+		s.Enqueue(frameN(0))
+		synctest.Wait() // the writer is blocked in its write
+		select {
+		case <-s.CloseWritten():
+			t.Fatal("the writer finished while its write was still blocked")
+		default:
+		}
+		<-s.CloseWritten()
+		if took := time.Since(start); took != cfg.WriteTimeout {
+			t.Fatalf("the stalled writer gave up after %v, want exactly WriteTimeout (%v)", took, cfg.WriteTimeout)
+		}
+		for n := 1; n <= 2*cfg.QueueFrames; n++ {
+			s.Enqueue(frameN(n))
+		}
+		if o := testutil.ToFloat64(m.QueueOverflows); o != 0 {
+			t.Fatalf("chatd_queue_overflows_total %v after the connection was aborted, want 0", o)
+		}
+	})
+}

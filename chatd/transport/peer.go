@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/backoff"
 )
 
 // peerState is where an outbound stream is in its life.
@@ -369,19 +370,11 @@ func (p *peer) fail(cause error, wasConnected bool) {
 }
 
 // backoff returns the delay after n consecutive failures: BackoffMin
-// doubling up to BackoffMax, with "equal jitter" (a random point in the upper
+// doubling up to BackoffMax, with equal jitter (a random point in the upper
 // half) so that peers that lost the same node do not redial in lockstep.
 func (p *peer) backoff(n int) time.Duration {
-	d := p.t.cfg.BackoffMin
-	for i := 1; i < n && d < p.t.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, p.t.cfg.BackoffMax)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half+1)
+	b := backoff.Backoff{Base: p.t.cfg.BackoffMin, Max: p.t.cfg.BackoffMax, Jitter: backoff.Equal}
+	return b.Delay(n)
 }
 
 // errRetiredConn ends serve when the peer is retired; run then exits.

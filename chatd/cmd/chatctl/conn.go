@@ -103,7 +103,7 @@ func backoffDelay(bo *client.Backoff, f *connFailure) time.Duration {
 // again from the start: op must be idempotent (sends keep their cid). The
 // first connection attempt is not retried, so that a wrong URL fails fast.
 func withRetry(ctx context.Context, e *env, o *options, what string, op func(c *client.Conn) error) error {
-	var bo client.Backoff
+	bo := client.NewBackoff()
 	established := false
 	for {
 		c, f := dial(ctx, o)

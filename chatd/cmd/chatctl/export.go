@@ -121,7 +121,7 @@ func runExport(ctx context.Context, e *env, o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	x := &exporter{ctx: ctx, e: e, room: room, since: uint64(o.since), wantEpoch: o.epoch, w: dest}
+	x := &exporter{ctx: ctx, e: e, room: room, since: uint64(o.since), wantEpoch: o.epoch, w: dest, retry: client.NewBackoff()}
 	if err := withRetry(ctx, e, o, "exporting "+room, x.run); err != nil {
 		dest.abandon()
 		return err

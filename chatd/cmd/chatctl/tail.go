@@ -152,7 +152,7 @@ func runTail(ctx context.Context, e *env, o *options, args []string) error {
 		t.order = append(t.order, r)
 	}
 
-	var bo client.Backoff
+	bo := client.NewBackoff()
 	established := false
 	for {
 		c, f := dial(ctx, o)

@@ -169,11 +169,10 @@ func (c *Cluster) AddNode() *Node {
 		out = os.Stderr
 	}
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", name)
-	ctx, cancel := context.WithCancel(context.Background())
-	crash := make(chan struct{})
+	ctx, cancel := context.WithCancelCause(context.Background())
 	exited := make(chan error, 1)
 	go func() {
-		exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{Crash: crash, AdminListener: adminLn})
+		exited <- app.ServeWithOptions(ctx, cfg, ln, log, app.Options{AdminListener: adminLn})
 	}()
 	node := &Node{Name: name, Gossip: gossip}
 	var once sync.Once
@@ -190,15 +189,14 @@ func (c *Cluster) AddNode() *Node {
 	stop := func() {
 		once.Do(func() {
 			c.markGone(node)
-			cancel()
+			cancel(nil)
 			wait("stop")
 		})
 	}
 	node.Crash = func() {
 		once.Do(func() {
 			c.markGone(node)
-			close(crash)
-			cancel()
+			cancel(app.ErrKilled)
 			wait("crash")
 		})
 	}
