@@ -62,6 +62,8 @@ type validationRow struct {
 const (
 	msgReplicationFactor = "replicationFactor cannot exceed replicas"
 	msgDrainTimeout      = "drainTimeout must be between 1s and 1h"
+	msgRecoveryWindow    = "recoveryWindow must be at most 24h"
+	msgPingTimeout       = "pingTimeout must be between 1s and 10m"
 	msgShutdownTimeout   = "shutdownTimeout must be between 1s and 1h"
 	msgBothJWT           = "set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"
 	msgNoAuth            = "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"
@@ -154,6 +156,10 @@ func pdb(maxU, minA *intstr.IntOrString) func(*chatv1alpha1.ChatCluster) {
 	return func(c *chatv1alpha1.ChatCluster) {
 		c.Spec.PodDisruptionBudget = &chatv1alpha1.PodDisruptionBudgetSpec{MaxUnavailable: maxU, MinAvailable: minA}
 	}
+}
+
+func socketIO(sio chatv1alpha1.SocketIOSpec) func(*chatv1alpha1.ChatCluster) {
+	return func(c *chatv1alpha1.ChatCluster) { c.Spec.SocketIO = &sio }
 }
 
 func limits(l chatv1alpha1.LimitsSpec) func(*chatv1alpha1.ChatCluster) {
@@ -318,6 +324,18 @@ var celRows = []validationRow{
 	{name: "rate 0.000", spec: limits(chatv1alpha1.LimitsSpec{Rate: "0.000"}), field: "spec.limits.rate", want: msgRate},
 	{name: "rate 0.001", spec: limits(chatv1alpha1.LimitsSpec{Rate: "0.001"})},
 
+	// socketIO: recovery window at most 24h, ping timeout between 1s and
+	// 10m, namespace names as chatd takes them.
+	{name: "socketIO recoveryWindow above 24h", spec: socketIO(chatv1alpha1.SocketIOSpec{RecoveryWindow: dur(24*time.Hour + time.Second)}),
+		field: "spec.socketIO.recoveryWindow", want: msgRecoveryWindow},
+	{name: "socketIO recoveryWindow 0s", spec: socketIO(chatv1alpha1.SocketIOSpec{RecoveryWindow: dur(0)})},
+	{name: "socketIO pingTimeout below 1s", spec: socketIO(chatv1alpha1.SocketIOSpec{PingTimeout: dur(999 * time.Millisecond)}),
+		field: "spec.socketIO.pingTimeout", want: msgPingTimeout},
+	{name: "socketIO pingTimeout above 10m", spec: socketIO(chatv1alpha1.SocketIOSpec{PingTimeout: dur(10*time.Minute + time.Second)}),
+		field: "spec.socketIO.pingTimeout", want: msgPingTimeout},
+	{name: "socketIO pingTimeout 1s", spec: socketIO(chatv1alpha1.SocketIOSpec{PingTimeout: dur(time.Second)})},
+	{name: "socketIO namespaces", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "/"}, {Name: "/staff-1_a", TokenOnly: true}}})},
+
 	// metadata.name: at most 52 characters, a DNS label starting with a
 	// letter. The rule is on the root object, which the API server's cause
 	// names "<nil>".
@@ -377,6 +395,13 @@ var celRows = []validationRow{
 
 // schemaRows: the OpenAPI rules (markers other than XValidation).
 var schemaRows = []validationRow{
+	// socketIO namespace names as chatd takes them, each once.
+	{name: "socketIO namespace without its slash", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "support"}}}),
+		field: "spec.socketIO.namespaces[0].name", want: "should match"},
+	{name: "socketIO namespace of 25 characters", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "/" + strings.Repeat("a", 24)}}}),
+		field: "spec.socketIO.namespaces[0].name", want: "may not be more than 24 bytes"},
+	{name: "socketIO namespace listed twice", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "/a"}, {Name: "/a", TokenOnly: true}}}),
+		field: "spec.socketIO.namespaces[1]", want: "Duplicate value"},
 	{name: "replicas -1", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.Replicas = ptr.To[int32](-1) },
 		field: "spec.replicas", want: minimum(0)},
 	{name: "replicas 101", spec: func(c *chatv1alpha1.ChatCluster) { c.Spec.Replicas = ptr.To[int32](101) },

@@ -448,3 +448,33 @@ func (l *LimitsSpec) Args() []string {
 	add("rate-burst", l.RateBurst)
 	return args
 }
+
+// Args are chatd's Socket.IO flags for this spec: none when it is nil
+// (chatd's defaults), --socketio-namespaces= (the endpoint off) when it is
+// disabled, otherwise the namespaces and the durations that are set.
+func (s *SocketIOSpec) Args() []string {
+	if s == nil {
+		return nil
+	}
+	if s.Enabled != nil && !*s.Enabled {
+		return []string{"--socketio-namespaces="}
+	}
+	var args []string
+	if len(s.Namespaces) > 0 {
+		names := make([]string, len(s.Namespaces))
+		for i, ns := range s.Namespaces {
+			names[i] = ns.Name
+			if ns.TokenOnly {
+				names[i] += ":token"
+			}
+		}
+		args = append(args, "--socketio-namespaces="+strings.Join(names, ","))
+	}
+	if s.RecoveryWindow != nil {
+		args = append(args, "--socketio-recovery-window="+s.RecoveryWindow.Duration.String())
+	}
+	if s.PingTimeout != nil {
+		args = append(args, "--socketio-ping-timeout="+s.PingTimeout.Duration.String())
+	}
+	return args
+}

@@ -252,6 +252,29 @@ func TestLimitsArgs(t *testing.T) {
 	}
 }
 
+func TestSocketIOArgs(t *testing.T) {
+	var none *SocketIOSpec
+	if got := none.Args(); got != nil {
+		t.Errorf("nil socketIO: Args() = %q, want nil (chatd's defaults)", got)
+	}
+	if got := (&SocketIOSpec{Enabled: ptr.To(false), Namespaces: []SocketIONamespace{{Name: "/"}}}).Args(); !slices.Equal(got, []string{"--socketio-namespaces="}) {
+		t.Errorf("disabled: Args() = %q, want the endpoint off", got)
+	}
+	s := &SocketIOSpec{
+		Enabled:        ptr.To(true),
+		Namespaces:     []SocketIONamespace{{Name: "/"}, {Name: "/support"}, {Name: "/staff", TokenOnly: true}},
+		RecoveryWindow: &metav1.Duration{Duration: 0},
+		PingTimeout:    &metav1.Duration{Duration: 30 * time.Second},
+	}
+	want := []string{"--socketio-namespaces=/,/support,/staff:token", "--socketio-recovery-window=0s", "--socketio-ping-timeout=30s"}
+	if got := s.Args(); !slices.Equal(got, want) {
+		t.Errorf("Args() = %q, want %q", got, want)
+	}
+	if got := (&SocketIOSpec{}).Args(); len(got) != 0 {
+		t.Errorf("empty socketIO: Args() = %q, want none", got)
+	}
+}
+
 func TestSchemeRegistration(t *testing.T) {
 	s := runtime.NewScheme()
 	if err := AddToScheme(s); err != nil {

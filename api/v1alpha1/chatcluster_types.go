@@ -131,6 +131,14 @@ type ChatClusterSpec struct {
 	// +optional
 	Limits *LimitsSpec `json:"limits,omitempty"`
 
+	// The Socket.IO endpoint at /socket.io/ on the client port (Engine.IO 4,
+	// Socket.IO 5; docs/socketio.md): whether it is served, its namespaces
+	// and who may enter them, connection state recovery and the heartbeat.
+	// Left out, chatd's defaults apply: served, the namespace "/" only,
+	// recovery within 2m, a 20s ping timeout.
+	// +optional
+	SocketIO *SocketIOSpec `json:"socketIO,omitempty"`
+
 	// Durable history: each chatd pod gets a PersistentVolumeClaim and keeps
 	// every room it owns or replicates on it (chatd --data-dir), so history
 	// survives restarts, idle rooms and the loss of every pod at once. Left
@@ -571,6 +579,60 @@ type LimitsSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	RateBurst *int32 `json:"rateBurst,omitempty"`
+}
+
+// SocketIOSpec configures chatd's Socket.IO endpoint. A field left out
+// keeps chatd's default.
+type SocketIOSpec struct {
+	// Serve /socket.io/ at all. false turns the endpoint off (chatd
+	// --socketio-namespaces=""); clients then get 404 there. Default true.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// The namespaces served: a namespace is a separate space of rooms
+	// (room "general" in "/support" is not "general" in "/"), and a client
+	// asking for one not listed gets CONNECT_ERROR invalid_namespace.
+	// Default: "/" alone (chatd --socketio-namespaces).
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Namespaces []SocketIONamespace `json:"namespaces,omitempty"`
+
+	// How old a missed message may be for a reconnecting client to recover
+	// its rooms (socket.recovered); "0s" turns recovery off. chatd's
+	// default: 2m (chatd --socketio-recovery-window). At most 24h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) <= duration('24h')",message="recoveryWindow must be at most 24h"
+	// +optional
+	RecoveryWindow *metav1.Duration `json:"recoveryWindow,omitempty"`
+
+	// How long a client has to answer a ping before it is dropped (pings
+	// come every ping interval). chatd's default: 20s (chatd
+	// --socketio-ping-timeout). Between 1s and 10m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('10m'))",message="pingTimeout must be between 1s and 10m"
+	// +optional
+	PingTimeout *metav1.Duration `json:"pingTimeout,omitempty"`
+}
+
+// SocketIONamespace is one Socket.IO namespace chatd serves.
+type SocketIONamespace struct {
+	// The namespace: "/" or "/" followed by 1-23 letters, digits, '-' or
+	// '_' (e.g. "/support").
+	// +kubebuilder:validation:MaxLength=24
+	// +kubebuilder:validation:Pattern=`^/([A-Za-z0-9_-]{1,23})?$`
+	Name string `json:"name"`
+
+	// Refuse anonymous clients in this namespace: only a client with a
+	// valid token may enter (CONNECT_ERROR otherwise).
+	// +optional
+	TokenOnly bool `json:"tokenOnly,omitempty"`
 }
 
 // Condition types of a ChatCluster's status.

@@ -218,6 +218,7 @@ var allOptions = []string{
 	"--set", "cluster.storage.retention.maxAge=168h",
 	"--set", "cluster.storage.retention.maxMessages=100000",
 	"--set", "cluster.storage.reserve=1Gi",
+	"--set-json", `cluster.socketIO={"namespaces":[{"name":"/"},{"name":"/staff","tokenOnly":true}],"recoveryWindow":"5m","pingTimeout":"30s"}`,
 	"--set", "cluster.podTemplate.labels.team=chat",
 	"--set", "cluster.podTemplate.annotations.note=hi",
 	"--set", "cluster.podTemplate.nodeSelector.pool=chat",
@@ -539,6 +540,11 @@ func TestRenderAllOptions(t *testing.T) {
 			"storageClassName": "fast-ssd",
 			"retention":        obj{"maxAge": "168h", "maxMessages": float64(100000)},
 			"reserve":          "1Gi",
+		},
+		"socketIO": obj{
+			"namespaces":     []any{obj{"name": "/"}, obj{"name": "/staff", "tokenOnly": true}},
+			"recoveryWindow": "5m",
+			"pingTimeout":    "30s",
 		},
 		"podTemplate": obj{
 			"labels":       obj{"team": "chat"},

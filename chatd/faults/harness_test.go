@@ -297,7 +297,7 @@ func (r *run) waitCopies() {
 // state, replicas and whether they have every copy.
 func (r *run) ownerRooms(n *chatdtest.ProcessNode) ([]owner.RoomStat, error) {
 	var rooms cluster.AdminRooms
-	resp, err := r.admin.Get("http://" + n.Addr + "/admin/rooms")
+	resp, err := r.admin.Get(n.AdminURL("/admin/rooms"))
 	if err != nil {
 		return nil, err
 	}

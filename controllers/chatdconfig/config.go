@@ -234,7 +234,8 @@ func Args(cc *chatv1alpha1.ChatCluster, expectedNodes int32) []string {
 		a = append(a, "--jwt-audience="+auth.Audience)
 	}
 	a = append(a, StorageArgs(cc.Spec.Storage)...)
-	return append(a, cc.Spec.Limits.Args()...)
+	a = append(a, cc.Spec.Limits.Args()...)
+	return append(a, cc.Spec.SocketIO.Args()...)
 }
 
 // StorageArgs are chatd's storage flags for spec.storage: the data

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -81,6 +82,31 @@ func TestArgsAuthAndLimits(t *testing.T) {
 		if strings.HasPrefix(a, "--allowed-origins") {
 			t.Errorf("--allowed-origins is set by default: %s", a)
 		}
+	}
+}
+
+// TestArgsSocketIO: spec.socketIO reaches chatd as its Socket.IO flags;
+// left out, no flag (chatd's defaults).
+func TestArgsSocketIO(t *testing.T) {
+	cc := testCluster(3)
+	for _, a := range Args(cc, 3) {
+		if strings.HasPrefix(a, "--socketio-") {
+			t.Errorf("a Socket.IO flag without spec.socketIO: %s", a)
+		}
+	}
+	cc.Spec.SocketIO = &chatv1alpha1.SocketIOSpec{
+		Namespaces:  []chatv1alpha1.SocketIONamespace{{Name: "/"}, {Name: "/staff", TokenOnly: true}},
+		PingTimeout: &metav1.Duration{Duration: 30 * time.Second},
+	}
+	args := Args(cc, 3)
+	for _, w := range []string{"--socketio-namespaces=/,/staff:token", "--socketio-ping-timeout=30s"} {
+		if !slices.Contains(args, w) {
+			t.Errorf("args lack %s: %q", w, args)
+		}
+	}
+	cc.Spec.SocketIO.Enabled = ptr.To(false)
+	if args := Args(cc, 3); !slices.Contains(args, "--socketio-namespaces=") {
+		t.Errorf("socketIO disabled: args lack --socketio-namespaces=: %q", args)
 	}
 }
 
