@@ -37,7 +37,7 @@ import (
 	chatclient "github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // historyPageLimit is the largest history page the protocol allows.
@@ -582,7 +582,7 @@ func newOwnerRooms(cc *chatv1alpha1.ChatCluster, from, to int32, n int) (moving,
 	}
 	for len(moving) < n || len(staying) < n {
 		room := uniqueName("moved")
-		owner := ring.Owner(room, all)
+		owner := rendezvous.Owner(room, all)
 		ordinal := strings.TrimPrefix(owner, cc.Name+"-")
 		isNew := false
 		for i := from; i < to; i++ {
@@ -608,7 +608,7 @@ func ringOwners(t *testing.T, ctx context.Context, rooms []*seededRoom) map[stri
 	names := podNames(pods)
 	out := map[string]*corev1.Pod{}
 	for _, sr := range rooms {
-		owner := ring.Owner(sr.room, names)
+		owner := rendezvous.Owner(sr.room, names)
 		i := slices.Index(names, owner)
 		if i < 0 {
 			t.Fatalf("ring owner %q of %s is not one of the pods %v", owner, sr.room, names)

@@ -12,7 +12,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/owner"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -72,7 +72,7 @@ func (n *Node) Status(m *membership.Membership) AdminStatus {
 		st.Members = []AdminMember{{Name: n.cfg.Self, State: "active"}}
 	}
 	for _, rs := range n.hub.Stats() {
-		owners := ring.Owners(rs.Room, v.active, max(n.cfg.ReplicationFactor, 1))
+		owners := rendezvous.Owners(rs.Room, v.active, max(n.cfg.ReplicationFactor, 1))
 		ar := AdminRoom{RoomStat: rs}
 		if len(owners) > 0 {
 			ar.Owner, ar.Replicas = owners[0], owners[1:]

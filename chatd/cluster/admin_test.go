@@ -12,7 +12,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/owner"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // A cluster of one reports itself alone in the ring.
@@ -64,7 +64,7 @@ func TestAdminRingAndRooms(t *testing.T) {
 			bob.Join(room)
 			st.Nodes, st.Users = 2, 2
 		}
-		placed := ring.Owners(room, names, 2)
+		placed := rendezvous.Owners(room, names, 2)
 		st.Replicas = placed[1:]
 		wantOwned[placed[0]]++
 		wantReplicated[placed[1]]++

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // TestClusterOwnershipBalance creates 500 rooms on a running cluster of five
@@ -46,7 +46,7 @@ func TestClusterOwnershipBalance(t *testing.T) {
 	want := map[string][]string{}
 	for i := 0; i < rooms; i++ {
 		room := fmt.Sprint("balance-", i)
-		o := ring.Owner(room, names)
+		o := rendezvous.Owner(room, names)
 		want[o] = append(want[o], room)
 	}
 	// Client i joins its rooms through node i mod 5, pipelined: every join

@@ -10,7 +10,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // runChanges starts a checker on a 3-node cluster with subscribers on every
@@ -35,12 +35,12 @@ func runChanges(t *testing.T, room string, change func(c *chatdtest.Cluster)) {
 
 // ownerNode returns the cluster node that owns room among the live ones.
 func ownerNode(c *chatdtest.Cluster, room string) *chatdtest.Node {
-	return c.ByName(ring.Owner(room, c.LiveNames()))
+	return c.ByName(rendezvous.Owner(room, c.LiveNames()))
 }
 
 // heirOf returns the node among names that owns room once owner is gone.
 func heirOf(room string, names []string, owner string) string {
-	return ring.Owner(room, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == owner }))
+	return rendezvous.Owner(room, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == owner }))
 }
 
 func TestClusterAddNodeUnderTraffic(t *testing.T) {
@@ -86,7 +86,7 @@ func TestClusterKillOwnerUnderTraffic(t *testing.T) {
 func roomOwnedBy(nodes []string, want string) string {
 	for i := 0; ; i++ {
 		room := fmt.Sprint("room-", i)
-		if ring.Owner(room, nodes) == want {
+		if rendezvous.Owner(room, nodes) == want {
 			return room
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // Durable history in a cluster of real processes, each on its own
@@ -110,7 +110,7 @@ func TestDurableFailoverReplica(t *testing.T) {
 	timing := chatdtest.LocalGossipTiming(3)
 	names := c.LiveNames()
 	room := "failover"
-	owners := ring.Owners(room, names, 3)
+	owners := rendezvous.Owners(room, names, 3)
 	owner, replica, third := c.ByName(owners[0]), c.ByName(owners[1]), c.ByName(owners[2])
 	ann := chatdtest.Connect(t, third.URL, "ann")
 	epoch := ann.Join(room).Epoch
@@ -191,11 +191,11 @@ func TestDurableNewOwnerAfterFailover(t *testing.T) {
 	room := ""
 	for i := 0; room == ""; i++ {
 		r := fmt.Sprint("moved-", i)
-		if ring.Owner(r, append(slices.Clone(names), "proc-3")) == "proc-3" {
+		if rendezvous.Owner(r, append(slices.Clone(names), "proc-3")) == "proc-3" {
 			room = r
 		}
 	}
-	owners := ring.Owners(room, names, 3)
+	owners := rendezvous.Owners(room, names, 3)
 	owner, replica, third := c.ByName(owners[0]), c.ByName(owners[1]), c.ByName(owners[2])
 	ann := chatdtest.Connect(t, third.URL, "ann")
 	epoch := ann.Join(room).Epoch
@@ -207,7 +207,7 @@ func TestDurableNewOwnerAfterFailover(t *testing.T) {
 	c.WaitConverged()
 	sendRetrying(t, ann, room, 11, 15, testtime.Bound(timing.Detection+2*time.Second), owner)
 	added := c.AddNode()
-	if got := ring.Owner(room, c.LiveNames()); got != added.Name {
+	if got := rendezvous.Owner(room, c.LiveNames()); got != added.Name {
 		t.Fatalf("the ring names %s the owner of %s, not %s", got, room, added.Name)
 	}
 	sendRetrying(t, ann, room, 16, 20, testtime.Bound(timing.Detection+2*time.Second), added)
@@ -228,7 +228,7 @@ func TestDurableIdleRoomInCluster(t *testing.T) {
 	const ttl = 2 * time.Second
 	c := startDurable(t, 3, "--room-idle-ttl", ttl.String(), "--history-size", "20")
 	room := "idle-cluster"
-	owners := ring.Owners(room, c.LiveNames(), 3)
+	owners := rendezvous.Owners(room, c.LiveNames(), 3)
 	ann := chatdtest.Connect(t, c.ByName(owners[0]).URL, "ann")
 	epoch := ann.Join(room).Epoch
 	sendAll(t, ann, room, 1, 60)

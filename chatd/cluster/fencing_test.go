@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/feed"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // TestClusterPausedOwnerCannotAckWithAStaleView is issue 11's freeze, made
@@ -30,7 +30,7 @@ func TestClusterPausedOwnerCannotAckWithAStaleView(t *testing.T) {
 	if first.err != nil || first.ack.Seq != 1 {
 		t.Fatalf("first message answered %+v, %v", first.ack, first.err)
 	}
-	if got := ring.Owners(room, all, 3); got[1] != "node-b" {
+	if got := rendezvous.Owners(room, all, 3); got[1] != "node-b" {
 		t.Fatalf("room %s replicates to %v, want node-b first", room, got)
 	}
 

@@ -24,7 +24,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -241,13 +241,13 @@ func (n *Node) currentView() (nodeView, chan struct{}) {
 // ownerOf returns the owner of room in the current view.
 func (n *Node) ownerOf(room string) (string, string) {
 	v, _ := n.currentView()
-	o := ring.Owner(room, v.active)
+	o := rendezvous.Owner(room, v.active)
 	return o, v.addrs[o]
 }
 
 // replicasOf returns the replicas of an owned room (owner excluded).
 func replicasOf(room string, active []string, factor int) []string {
-	owners := ring.Owners(room, active, max(factor, 1))
+	owners := rendezvous.Owners(room, active, max(factor, 1))
 	if len(owners) <= 1 {
 		return nil
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 const (
@@ -27,7 +27,7 @@ const (
 func TestProcessesDrainOwner(t *testing.T) {
 	c := chatdtest.StartProcessCluster(t, 3, "--expected-nodes", "3")
 	room := "process-drain-room"
-	owner := c.ByName(ring.Owner(room, c.LiveNames()))
+	owner := c.ByName(rendezvous.Owner(room, c.LiveNames()))
 	heir := c.ByName(heirOf(room, c.LiveNames(), owner.Name))
 	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	// Publishers run until StopPublishing, so that traffic spans the
@@ -62,14 +62,14 @@ func TestProcessesAddNode(t *testing.T) {
 	// before it adds a pod; three of four is still a majority.
 	c := chatdtest.StartProcessCluster(t, 3, "--expected-nodes", "4")
 	room := roomOwnedBy([]string{"proc-0", "proc-1", "proc-2", "proc-3"}, "proc-3")
-	old := c.ByName(ring.Owner(room, c.LiveNames()))
+	old := c.ByName(rendezvous.Owner(room, c.LiveNames()))
 	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	wait := k.RunTraffic(3, 2, 1_000_000, 20*time.Millisecond) // until StopPublishing
 	k.WaitAcked(20)
 	outBefore := old.Server().Metric(t, handoffsOut)
 	t.Logf("adding proc-3 (the next owner of %s, now on %s) after %d acks", room, old.Name, k.Acked())
 	added := c.AddNode()
-	if owner := ring.Owner(room, c.LiveNames()); owner != added.Name {
+	if owner := rendezvous.Owner(room, c.LiveNames()); owner != added.Name {
 		t.Fatalf("%s is owned by %s after the add, want %s", room, owner, added.Name)
 	}
 	// The room moved by a handoff out of the old owner into the new node,

@@ -6,7 +6,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // TestProcessesKillOwner runs the checker against three real chatd
@@ -18,7 +18,7 @@ func TestProcessesKillOwner(t *testing.T) {
 	k := deliverycheck.NewChecker(t, c.LiveURLs, room)
 	wait := k.RunTraffic(3, 2, 80, 20*time.Millisecond)
 	k.WaitAcked(20)
-	owner := c.ByName(ring.Owner(room, c.LiveNames()))
+	owner := c.ByName(rendezvous.Owner(room, c.LiveNames()))
 	t.Logf("killing %s (owner of %s) with SIGKILL after %d acks", owner.Name, room, k.Acked())
 	c.Kill(owner)
 	wait()

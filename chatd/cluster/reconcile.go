@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/membership"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // reconcilePeriod is how often a node re-checks its rooms against the view
@@ -41,7 +41,7 @@ func (n *Node) reconcile(old, v nodeView) {
 		}
 	}
 	for _, room := range n.owners.OwnedRooms() {
-		o := ring.Owner(room, v.active)
+		o := rendezvous.Owner(room, v.active)
 		if o == "" {
 			continue // no active member at all (this node is draining alone)
 		}
@@ -54,7 +54,7 @@ func (n *Node) reconcile(old, v nodeView) {
 	}
 	if !slices.Equal(old.active, v.active) {
 		for _, room := range n.hub.LocalRooms() {
-			if ring.Owner(room, old.active) != ring.Owner(room, v.active) {
+			if rendezvous.Owner(room, old.active) != rendezvous.Owner(room, v.active) {
 				n.hub.Resubscribe(room)
 			}
 		}

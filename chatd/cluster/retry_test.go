@@ -15,7 +15,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -121,7 +121,7 @@ func roomOwned(owners []string, members ...[]string) string {
 		room := fmt.Sprint("retry-room-", i)
 		ok := true
 		for j, m := range members {
-			ok = ok && ring.Owner(room, m) == owners[j]
+			ok = ok && rendezvous.Owner(room, m) == owners[j]
 		}
 		if ok {
 			return room

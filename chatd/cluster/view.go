@@ -3,7 +3,7 @@ package cluster
 import (
 	"slices"
 
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // ownerView is the owner service's window on this node's membership view
@@ -23,7 +23,7 @@ func (v ownerView) PreviousOwner(room string) (string, bool) {
 	n := v.n
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	prev := ring.Owner(room, n.prevView.active)
+	prev := rendezvous.Owner(room, n.prevView.active)
 	_, alive := n.view.addrs[prev]
 	return prev, alive
 }

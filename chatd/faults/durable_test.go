@@ -14,7 +14,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // Durable history (issue 12) under faults: every node has its own
@@ -247,7 +247,7 @@ func replicaDiskFull(t *testing.T, name string) {
 	var rooms []string
 	for i := 0; len(rooms) < roomCount; i++ {
 		room := name + "-" + strconv.Itoa(i)
-		if cp := ring.Owners(room, names, 2); cp[1] == victim {
+		if cp := rendezvous.Owners(room, names, 2); cp[1] == victim {
 			rooms = append(rooms, room)
 		}
 	}
@@ -266,7 +266,7 @@ func replicaDiskFull(t *testing.T, name string) {
 	}
 	ackedAtFull := r.k.Acked()
 	refusedAtFull := r.k.Refusals()
-	r.probeSend(ring.Owner(rooms[0], names), rooms[0])
+	r.probeSend(rendezvous.Owner(rooms[0], names), rooms[0])
 	// The fault lasts as long as a sender waits for an answer before it
 	// sends again (route timeout + 5 s, docs/protocol.md §5.5), twice: long
 	// enough for every send in flight to be answered, and for an ack that

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // TestFaults runs every scenario, one cluster each, one table row each.
@@ -82,7 +82,7 @@ func replicaKill(t *testing.T, name string) {
 	var rooms []string
 	for i := 0; len(rooms) < roomCount; i++ {
 		room := name + "-" + strconv.Itoa(i)
-		if cp := ring.Owners(room, names, 2); cp[1] == victim {
+		if cp := rendezvous.Owners(room, names, 2); cp[1] == victim {
 			rooms = append(rooms, room)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/owner"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // The cluster and traffic every scenario runs. These are configuration,
@@ -189,7 +189,7 @@ func (r *run) busiestOwner() (*chatdtest.ProcessNode, []string) {
 func (r *run) heldBy(name string, nodes []string) []string {
 	var out []string
 	for _, room := range r.rooms {
-		if slices.Contains(ring.Owners(room, nodes, r.s.factor), name) {
+		if slices.Contains(rendezvous.Owners(room, nodes, r.s.factor), name) {
 			out = append(out, room)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 // The faults, as steps on a running scenario. Each one injects its fault,
@@ -117,7 +117,7 @@ func (r *run) pairHolding() (a, b string, both []string) {
 		for _, y := range names[i+1:] {
 			var rooms []string
 			for _, room := range r.rooms {
-				if cp := ring.Owners(room, names, r.s.factor); slices.Contains(cp, x) && slices.Contains(cp, y) {
+				if cp := rendezvous.Owners(room, names, r.s.factor); slices.Contains(cp, x) && slices.Contains(cp, y) {
 					rooms = append(rooms, room)
 				}
 			}
@@ -190,7 +190,7 @@ func (r *run) addNode() string {
 	names := append(r.c.LiveNames(), next)
 	var moving []string
 	for _, room := range r.rooms {
-		if ring.Owner(room, names) == next {
+		if rendezvous.Owner(room, names) == next {
 			moving = append(moving, room)
 		}
 	}

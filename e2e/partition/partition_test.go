@@ -28,7 +28,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/client"
 	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/ring"
+	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
 
 const nodes = 3
@@ -211,7 +211,7 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 	// A room owned on the majority side, so it keeps its owner.
 	room := ""
 	for i := 0; room == ""; i++ {
-		if r := fmt.Sprint("room-", i); ring.Owner(r, names) != "node-2" {
+		if r := fmt.Sprint("room-", i); rendezvous.Owner(r, names) != "node-2" {
 			room = r
 		}
 	}
@@ -219,7 +219,7 @@ func TestPartitionMinorityRefusesAndMerges(t *testing.T) {
 	// replica, and node-2 must get it back, complete, after the merge.
 	cutRoom := ""
 	for i := 0; cutRoom == ""; i++ {
-		if r := fmt.Sprint("cut-", i); ring.Owner(r, names) == "node-2" {
+		if r := fmt.Sprint("cut-", i); rendezvous.Owner(r, names) == "node-2" {
 			cutRoom = r
 		}
 	}

@@ -1,4 +1,4 @@
-// Package ring decides which nodes own a room: rendezvous (highest random
+// Package rendezvous decides which nodes own a room: rendezvous (highest random
 // weight) hashing over the active members.
 //
 // Rendezvous hashing was chosen over a ring of virtual nodes because it needs
@@ -7,7 +7,7 @@
 // and gives the replica order for free: the owner is the highest score, the
 // replicas are the next ones. Its cost, O(members) hashes per lookup, is tens
 // of nanoseconds per member — nothing next to a network hop.
-package ring
+package rendezvous
 
 import (
 	"slices"
