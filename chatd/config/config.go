@@ -183,7 +183,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.GossipKeyringFile, "gossip-keyring-file", "", "file of gossip encryption keys, one per line (base64, or raw 16/24/32 bytes), the first one primary (required with --gossip-addr)")
 	fs.DurationVar(&c.ClusterReloadInterval, "cluster-reload-interval", 10*time.Second, "how often the --peer-tls-* files and the gossip keyring are re-read, so certificates and keys rotate without a restart")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", 2, "nodes that store a message before it is acknowledged, the owner included")
-	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined (heals partitions)")
+	fs.DurationVar(&c.RejoinInterval, "rejoin-interval", 30*time.Second, "how often seeds are re-resolved and re-joined and a push/pull is made with one member (heals partitions)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 25*time.Second, "how long a draining node (SIGTERM) waits for its rooms to be handed off before it moves its clients")
 	fs.IntVar(&c.DrainRate, "drain-rate", 500, "connections closed per second while draining (paced so clients do not reconnect in a storm)")
 	fs.IntVar(&c.ExpectedNodes, "expected-nodes", 0, "cluster size; a node that sees no majority of it refuses new messages (split-brain protection; 0 disables, for a single node)")

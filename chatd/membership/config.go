@@ -76,9 +76,13 @@ type Config struct {
 	// are ready) names every pod. Listing this node itself is harmless.
 	Seeds []string
 	// RejoinInterval is how often seeds are re-resolved and those that are
-	// not members are joined. memberlist forgets nodes it could not reach
-	// for a while and never looks for them again; this is what heals a
-	// partition and merges nodes that bootstrapped separately. Default 30s.
+	// not members are joined, and how often a joined node push/pulls with
+	// one random member. memberlist forgets nodes it could not reach for a
+	// while and never looks for them again; this is what heals a partition
+	// and merges nodes that bootstrapped separately. The push/pull is for a
+	// node the others declared dead while it was cut off, and that sees
+	// them all again: nothing but a push/pull tells it to refute its death,
+	// and memberlist's own comes only every 15-30 s. Default 30s.
 	RejoinInterval time.Duration
 	// ClusterLabel is memberlist's Label: traffic from a node with another
 	// label is dropped, so two clusters never merge through a reused IP or a
@@ -116,6 +120,11 @@ type Config struct {
 	// debug and info lines at Debug, warnings and errors at Warn, marked
 	// origin=memberlist). The caller names the component. Nil discards them.
 	Logger *slog.Logger
+
+	// tuneMemberlist, when set, edits memberlist's configuration last: the
+	// package's tests use it to put a transport that can be cut in place
+	// and to switch memberlist's own healing paths off one at a time.
+	tuneMemberlist func(*memberlist.Config)
 }
 
 // seedAddr is a seed split into host and port; host may be an IP or a name.
@@ -258,6 +267,9 @@ func (cfg Config) memberlistConfig(d *delegates, logger *log.Logger) *memberlist
 	mc.Events = d
 	mc.Conflict = d
 	mc.Logger = logger
+	if cfg.tuneMemberlist != nil {
+		cfg.tuneMemberlist(mc)
+	}
 	return mc
 }
 

@@ -338,6 +338,19 @@ func (m *Membership) rejoin() {
 	if m.ctx.Err() != nil {
 		return
 	}
+	if m.isJoined() {
+		// Anti-entropy with one member. A node cut off long enough to be
+		// declared dead, whose every seed is back in its own view (a seed
+		// that refuted the node's "dead" message, say), has no seed left to
+		// join; the others no longer probe or gossip to it, and the only
+		// thing that tells it to refute its death is a push/pull, which
+		// memberlist makes every 15-30 s. One here bounds the heal by the
+		// rejoin interval instead. (A push/pull of a healthy cluster is a
+		// no-op merge.)
+		if _, err := m.pushPullPeers(m.ctx, 1); err != nil && m.ctx.Err() == nil {
+			m.log.Debug("rejoin: anti-entropy push/pull failed", "err", err)
+		}
+	}
 	switch {
 	case len(joined) > 0:
 		m.log.Info("joined seeds that were not members", "addrs", joined, "members", m.View().Names(), "was_alone", !wasJoined)
@@ -379,7 +392,7 @@ func (m *Membership) syncLoop() {
 		case <-m.ctx.Done():
 			return
 		case <-m.syncKick:
-			if n, err := m.pushPullPeers(m.ctx); err != nil && m.ctx.Err() == nil {
+			if n, err := m.pushPullPeers(m.ctx, peerSyncFanout); err != nil && m.ctx.Err() == nil {
 				// Not fatal: gossip and the periodic push/pull
 				// still carry the change, only later.
 				m.log.Debug("direct sync with peers incomplete", "synced", n, "err", err)
@@ -463,10 +476,10 @@ func (m *Membership) retryNameConflicts() {
 	}
 }
 
-// pushPullPeers exchanges full state with up to peerSyncFanout random other
+// pushPullPeers exchanges full state with up to fanout random other
 // members, one at a time so that ctx is honoured between them. It returns
 // how many answered.
-func (m *Membership) pushPullPeers(ctx context.Context) (int, error) {
+func (m *Membership) pushPullPeers(ctx context.Context, fanout int) (int, error) {
 	v := m.View()
 	self := m.GossipAddr()
 	var addrs []string
@@ -476,7 +489,7 @@ func (m *Membership) pushPullPeers(ctx context.Context) (int, error) {
 		}
 	}
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	addrs = addrs[:min(len(addrs), peerSyncFanout)]
+	addrs = addrs[:min(len(addrs), fanout)]
 	var errs []error
 	n := 0
 	for _, a := range addrs {
@@ -898,7 +911,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		ctx, cancel = context.WithDeadline(ctx, start.Add(timeout))
 		defer cancel()
 	}
-	n, err := m.pushPullPeers(ctx)
+	n, err := m.pushPullPeers(ctx, peerSyncFanout)
 	if err != nil {
 		m.log.Debug("direct leave notice incomplete; peers will still learn by gossip", "synced", n, "err", err)
 	}
