@@ -56,7 +56,7 @@ func (r *ChatClusterReconciler) applySecrets(ctx context.Context, cc *chatv1alph
 	caSecret := obj.(*corev1.Secret)
 	ca, err := peerpki.LoadCA(caSecret.Data[corev1.TLSCertKey], caSecret.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		err = fmt.Errorf("Secret %s: %w (delete it for a new CA: every pod then gets a new certificate)", caSecret.Name, err)
+		err = fmt.Errorf("peer CA in Secret %s: %w (delete it for a new CA: every pod then gets a new certificate)", caSecret.Name, err)
 		r.Recorder.Eventf(cc, caSecret, corev1.EventTypeWarning, eventFailed, "Reconcile", "%v", err)
 		return nil, 0, err
 	}
