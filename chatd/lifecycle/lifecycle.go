@@ -23,10 +23,10 @@ import (
 	"github.com/ringchat/ringchat/chatd/membership"
 )
 
-// Members is the part of the membership the lifecycle drives.
 // LinkHint says what to check when no member answers over the transport.
 const LinkHint = "check that every node's certificate (--peer-tls-cert-file) names the node and chains to a CA the others trust (--peer-tls-ca-file), that every node speaks the same inter-node protocol version, and that the inter-node ports are reachable"
 
+// Members is the part of the membership the lifecycle drives.
 type Members interface {
 	// Start joins the cluster (see membership.Membership.Start).
 	Start(ctx context.Context) error

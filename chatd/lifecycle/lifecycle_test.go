@@ -94,18 +94,33 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // itself, so the backoff only spaces the attempts.
 var fast = Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond}
 
+// joining is a node of members a and b whose Join runs in the background;
+// joined closes when Join returns.
+type joining struct {
+	m      *fakeMembers
+	p      *fakePinger
+	l      *Lifecycle
+	joined chan struct{}
+}
+
+// startJoin starts Join(ctx) on node a of a two-member view whose pinger
+// hands the test every ping (buffered by pingBuffer).
+func startJoin(ctx context.Context, pingBuffer int) joining {
+	j := joining{m: &fakeMembers{view: members("a", "b"), ready: true}, p: &fakePinger{calls: make(chan ping, pingBuffer)}, joined: make(chan struct{})}
+	j.l = New(fast, j.m, j.p, quiet())
+	go func() {
+		defer close(j.joined)
+		j.l.Join(ctx)
+	}()
+	return j
+}
+
 // A node goes ACTIVE only after a ping reached another member; until then
 // it stays joining and its readiness names the members asked and the
 // number of failed attempts.
 func TestJoinWaitsForTheLink(t *testing.T) {
-	m := &fakeMembers{view: members("a", "b"), ready: true}
-	p := &fakePinger{calls: make(chan ping)}
-	l := New(fast, m, p, quiet())
-	joined := make(chan struct{})
-	go func() {
-		defer close(joined)
-		l.Join(context.Background())
-	}()
+	j := startJoin(context.Background(), 0)
+	m, p, l, joined := j.m, j.p, j.l, j.joined
 
 	if ok, why := l.Ready(); ok || !strings.Contains(why, "checking the inter-node connection") {
 		t.Fatalf("before any ping: ready=%v %q", ok, why)
@@ -153,14 +168,8 @@ func TestJoinAlone(t *testing.T) {
 // A drain that starts while the link check is still failing wins: the
 // join that completes afterwards must not announce ACTIVE over DRAINING.
 func TestDrainBeforeActivationWins(t *testing.T) {
-	m := &fakeMembers{view: members("a", "b"), ready: true}
-	p := &fakePinger{calls: make(chan ping)}
-	l := New(fast, m, p, quiet())
-	joined := make(chan struct{})
-	go func() {
-		defer close(joined)
-		l.Join(context.Background())
-	}()
+	j := startJoin(context.Background(), 0)
+	m, p, l, joined := j.m, j.p, j.l, j.joined
 	c := nextPing(t, p, joined)
 	l.Drain(&fakeRooms{}, time.Now().Add(time.Minute))
 	c.done(nil)
@@ -172,19 +181,12 @@ func TestDrainBeforeActivationWins(t *testing.T) {
 
 // A join whose context ends while it retries gives up without announcing.
 func TestJoinCancelled(t *testing.T) {
-	m := &fakeMembers{view: members("a", "b"), ready: true}
-	p := &fakePinger{calls: make(chan ping, 1)}
-	l := New(fast, m, p, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
-	joined := make(chan struct{})
-	go func() {
-		defer close(joined)
-		l.Join(ctx)
-	}()
-	nextPing(t, p, joined) // the first attempt is in flight and never answered
+	j := startJoin(ctx, 1)
+	nextPing(t, j.p, j.joined) // the first attempt is in flight and never answered
 	cancel()
-	<-joined
-	if got := m.announced(); len(got) != 0 {
+	<-j.joined
+	if got := j.m.announced(); len(got) != 0 {
 		t.Fatalf("announced %v after a cancelled join", got)
 	}
 }
