@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type cutTransport struct {
 	streams chan net.Conn
 	stop    chan struct{}
 	done    chan struct{}
+	once    sync.Once
 }
 
 func newCutTransport(t *testing.T) *cutTransport {
@@ -69,6 +71,9 @@ func newCutTransport(t *testing.T) *cutTransport {
 			}
 		}
 	}()
+	// memberlist shuts its transport down with the node; this covers a
+	// test that fails before the node exists.
+	t.Cleanup(func() { _ = c.Shutdown() })
 	return c
 }
 
@@ -97,10 +102,15 @@ func (c *cutTransport) DialAddressTimeout(addr memberlist.Address, timeout time.
 	return c.DialTimeout(addr.Addr, timeout)
 }
 
+// Shutdown stops the transport and its filtering goroutine; later calls
+// do nothing.
 func (c *cutTransport) Shutdown() error {
-	err := c.NetTransport.Shutdown()
-	close(c.stop)
-	<-c.done
+	var err error
+	c.once.Do(func() {
+		err = c.NetTransport.Shutdown()
+		close(c.stop)
+		<-c.done
+	})
 	return err
 }
 

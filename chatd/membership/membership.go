@@ -338,7 +338,7 @@ func (m *Membership) rejoin() {
 	if m.ctx.Err() != nil {
 		return
 	}
-	if m.isJoined() {
+	if len(joined) == 0 && m.isJoined() {
 		// Anti-entropy with one member. A node cut off long enough to be
 		// declared dead, whose every seed is back in its own view (a seed
 		// that refuted the node's "dead" message, say), has no seed left to
@@ -346,7 +346,8 @@ func (m *Membership) rejoin() {
 		// thing that tells it to refute its death is a push/pull, which
 		// memberlist makes every 15-30 s. One here bounds the heal by the
 		// rejoin interval instead. (A push/pull of a healthy cluster is a
-		// no-op merge.)
+		// no-op merge; a round that joined a seed has had its push/pull,
+		// and kickSync below adds more.)
 		if _, err := m.pushPullPeers(m.ctx, 1); err != nil && m.ctx.Err() == nil {
 			m.log.Debug("rejoin: anti-entropy push/pull failed", "err", err)
 		}
