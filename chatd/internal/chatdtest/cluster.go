@@ -67,19 +67,36 @@ func StartCluster(t testing.TB, n int, args ...string) *Cluster {
 // handed out for ":0" can be taken a moment later as the source port of some
 // outgoing connection, and the node's bind then fails (seen in CI). Ports
 // below the range are only ever taken by an explicit bind.
+//
+// A port is handed out once per test process: two draws of one launch (a
+// node's client, admin and gossip ports) are each free until the node binds
+// them, so without the record the same port could be drawn twice and the
+// node refuse its flags (seen in CI: --admin-listen equal to --listen).
 func freePort(t testing.TB) int {
 	t.Helper()
 	low := ephemeralLow()
 	span := low - minTestPort - 1
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
 	for i := 0; i < 200; i++ {
 		port := minTestPort + rand.IntN(span)
-		if portPairFree(port) {
-			return port
+		if handedOut.ports[port] || handedOut.ports[port+1] || !portPairFree(port) {
+			continue
 		}
+		// The successor is the inter-node port of a node gossiping on port.
+		handedOut.ports[port], handedOut.ports[port+1] = true, true
+		return port
 	}
 	t.Fatal("no free port pair found below the ephemeral range")
 	return 0
 }
+
+// handedOut records every port freePort returned in this test process,
+// and each one's successor.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: make(map[int]bool)}
 
 // minTestPort is the lowest port freePort draws; below it lie well-known
 // services a developer may run on the machine.
