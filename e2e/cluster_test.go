@@ -367,29 +367,40 @@ func TestDeletePodOwningBusyRoom(t *testing.T) {
 	tr.verify()
 }
 
-// TestRollingUpgrade: under steady traffic, spec.image changes to
-// E2E_NEXT_IMAGE and the pods roll one at a time; then back to the
-// original image. Each rollout ends with status.currentImage the new image
-// and every pod running it. No acknowledged message is lost or duplicated.
+// TestRollingUpgrade: under steady traffic, spec.image changes to the
+// previous release (E2E_PREVIOUS_IMAGE) and the pods roll one at a time, as
+// a rollback of a bad deploy would; then back to the working tree's image, a
+// rolling upgrade from the previous release. Each rollout ends with
+// status.currentImage the new image and every pod running it; old and new
+// nodes meet mid-rollout, so the wire protocol and the store format must
+// carry across. No acknowledged message is lost or duplicated.
 func TestRollingUpgrade(t *testing.T) {
-	if env.nextImage == "" {
-		t.Fatal("E2E_NEXT_IMAGE is not set: the upgrade needs a second chatd image loaded into the kind nodes")
+	if env.previous == "" {
+		t.Fatal("E2E_PREVIOUS_IMAGE is not set: the upgrade needs the previous release's chatd image loaded into the kind nodes (hack/previous-release.sh)")
 	}
-	if orig := originalExpectation(); env.nextImage == orig.image {
-		t.Fatalf("E2E_NEXT_IMAGE is the ChatCluster's image already (%s): nothing would roll", orig.image)
+	if orig := originalExpectation(); env.previous == orig.image {
+		t.Fatalf("E2E_PREVIOUS_IMAGE is the ChatCluster's image already (%s): nothing would roll", orig.image)
+	}
+	if env.release == "" {
+		t.Log("WARNING: E2E_PREVIOUS_RELEASE is empty: the previous release was not in this clone's history, " +
+			"so the image rolled to is the working tree's under another tag; only the operator's rollout is tested")
+	} else {
+		t.Logf("previous release: %s (%s)", env.release, env.previous)
 	}
 	ctx, orig := beginChange(t)
 	tr := startTraffic(t, ctx)
 
-	next := orig
-	next.image = env.nextImage
+	previous := orig
+	previous.image = env.previous
 	setImage := func(image string) func() error {
 		return func() error {
 			return env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) { s.Image = image })
 		}
 	}
-	changeAndSettle(t, ctx, tr, rolloutTimeout, next, setImage(next.image))
+	changeAndSettle(t, ctx, tr, rolloutTimeout, previous, setImage(previous.image))
+	t.Logf("rolled back to %s", previous.image)
 	changeAndSettle(t, ctx, tr, rolloutTimeout, orig, setImage(orig.image))
+	t.Logf("rolled up to %s", orig.image)
 	tr.verify()
 }
 

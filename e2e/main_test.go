@@ -13,8 +13,11 @@
 //	KUBECONFIG      the kind cluster's kubeconfig (required)
 //	E2E_NAMESPACE   namespace of the ChatCluster (default ringchat-e2e)
 //	E2E_CLUSTER     name of the ChatCluster (default chat)
-//	E2E_NEXT_IMAGE  a second chatd image, loaded into the nodes, for the
-//	                rolling upgrade (required by TestRollingUpgrade)
+//	E2E_PREVIOUS_IMAGE    the previous release's chatd image, loaded into
+//	                      the nodes (required by TestRollingUpgrade)
+//	E2E_PREVIOUS_RELEASE  that release's name (hack/previous-release); empty
+//	                      when the clone lacked its history and the image is
+//	                      the working tree's under another tag
 //
 // Without its cluster the run fails: it is never skipped. The tests run in
 // source order, change the cluster (scale, delete a pod, upgrade, roll) and
@@ -68,7 +71,8 @@ type environment struct {
 	clientset kubernetes.Interface         // for the port-forward subresource
 	namespace string                       // E2E_NAMESPACE
 	name      string                       // E2E_CLUSTER
-	nextImage string                       // E2E_NEXT_IMAGE, possibly empty
+	previous  string                       // E2E_PREVIOUS_IMAGE, possibly empty
+	release   string                       // E2E_PREVIOUS_RELEASE, possibly empty
 	original  chatv1alpha1.ChatClusterSpec // the spec as the suite found it, restored after each test
 }
 
@@ -149,7 +153,8 @@ func newEnvironment() (*environment, error) {
 		clientset: cs,
 		namespace: getenv("E2E_NAMESPACE", defaultNamespace),
 		name:      getenv("E2E_CLUSTER", defaultCluster),
-		nextImage: os.Getenv("E2E_NEXT_IMAGE"),
+		previous:  os.Getenv("E2E_PREVIOUS_IMAGE"),
+		release:   os.Getenv("E2E_PREVIOUS_RELEASE"),
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -48,9 +48,21 @@ step "ringchat images"
 "$HACK/build-image.sh" chatd "ringchat/chatd:$TAG" "$TAG" >/dev/null
 "$HACK/build-image.sh" ringchat-operator "ringchat/ringchat-operator:$TAG" "$TAG" >/dev/null
 "$HACK/build-image.sh" chatctl "ringchat/chatctl:$TAG" "$TAG" >/dev/null
-# The rolling-upgrade test switches the ChatCluster to this second tag (same
-# binary: what is tested is the operator's rollout, not a chatd change).
-docker tag "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next"
+# The rolling-upgrade test rolls the ChatCluster back to the previous
+# release (hack/previous-release, built from this repository's history) and
+# up again to the working tree. A clone without that history (shallow, or an
+# archive) cannot build it: the test then rolls between two tags of the
+# working tree's image, and says so in its log.
+step "the previous release's chatd image"
+PREVIOUS_RELEASE=""
+if "$HACK/previous-release.sh" "ringchat/chatd:$TAG-previous" >/dev/null; then
+	PREVIOUS_RELEASE="$(grep -v '^#' "$HACK/previous-release" | cut -d' ' -f1)"
+else
+	rc=$?
+	[ "$rc" -eq 3 ] || die "hack/previous-release.sh failed (exit $rc)"
+	log "WARNING: the previous release is not in this clone; TestRollingUpgrade rolls between two tags of the working tree"
+	docker tag "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-previous"
+fi
 step "volume provisioner images (local-path-provisioner, built offline)"
 mapfile -t lpp_images < <("$HACK/local-path-provisioner.sh")
 [ "${#lpp_images[@]}" -eq 2 ] || die "hack/local-path-provisioner.sh printed ${#lpp_images[@]} images, want 2"
@@ -171,7 +183,7 @@ kubectl wait --for=condition=Ready nodes --all --timeout=180s >&2
 kubectl -n kube-system rollout status deployment/coredns --timeout=180s >&2
 
 step "load images into the nodes"
-for img in "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-next" "ringchat/ringchat-operator:$TAG" "ringchat/chatctl:$TAG" \
+for img in "ringchat/chatd:$TAG" "ringchat/chatd:$TAG-previous" "ringchat/ringchat-operator:$TAG" "ringchat/chatctl:$TAG" \
 	"$PROVISIONER_IMAGE" "$HELPER_IMAGE"; do
 	"$KIND" load docker-image "$img" --name "$CLUSTER_NAME" >&2
 done
@@ -203,7 +215,7 @@ kubectl wait -n "$E2E_NS" chatcluster/chat --for=condition=Available --timeout=1
 step "Go e2e suite"
 (
 	cd "$ROOT"
-	E2E_NAMESPACE="$E2E_NS" E2E_CLUSTER=chat E2E_NEXT_IMAGE="ringchat/chatd:$TAG-next" \
+	E2E_NAMESPACE="$E2E_NS" E2E_CLUSTER=chat E2E_PREVIOUS_IMAGE="ringchat/chatd:$TAG-previous" E2E_PREVIOUS_RELEASE="$PREVIOUS_RELEASE" \
 		go test -tags e2e -count=1 -timeout 40m -v ${E2E_RUN:+-run "$E2E_RUN"} ./e2e/
 )
 
