@@ -53,6 +53,13 @@ func reserveBytes(flag int64) int64 {
 // callTimeout bounds one inter-node request.
 const callTimeout = 5 * time.Second
 
+// presenceBatch is a room's presence window (owner.Config.PresenceBatch):
+// a lone arrival is announced at once, the arrivals and departures that
+// follow within it together. As long as typing's window: short enough not
+// to be noticed, long enough that a reconnect storm into a room of a
+// hundred costs a few frames per member per second, not one per arrival.
+const presenceBatch = 250 * time.Millisecond
+
 // ErrKilled, as the cause of the cancellation of Serve's context
 // (context.WithCancelCause), stops the node as if its process had died
 // instead of gracefully: no handoff, no leave, sockets dropped without a
@@ -148,6 +155,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		RoomIdleTTL:      cfg.RoomIdleTTL,
 		TypingCoalesce:   250 * time.Millisecond,
 		PresenceCoalesce: time.Second,
+		PresenceBatch:    presenceBatch,
 	}
 	if st != nil {
 		ownerCfg.Store = st

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"slices"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/feed"
@@ -221,11 +222,47 @@ func (r *room) merge(rep feed.State) {
 		return
 	}
 	r.drainEarly()
-	clear(r.present)
-	for _, u := range rep.Present {
-		r.present[u] = struct{}{}
+	r.mergePresence(rep)
+}
+
+// mergePresence takes the owner's presence from a subscribe reply and tells
+// local subscribers what differs from the copy they were given: a room
+// moved between owners, or a node re-subscribed after a pause, may have
+// missed arrivals and departures (a new owner does not replay a batch its
+// predecessor had not announced). Nothing is sent when nothing differs.
+// Callers hold mu.
+func (r *room) mergePresence(rep feed.State) {
+	limit := r.hub.cfg.PresenceListMax
+	ev := feed.Event{Kind: feed.KindPresence, Room: r.name, Count: rep.Count}
+	switch {
+	case rep.Count > limit: // count mode: a count only
+		clear(r.present)
+		if rep.Count == r.count {
+			return
+		}
+	case r.count > limit: // back to list mode: the whole list
+		ev.Present = append([]string{}, rep.Present...)
+	default:
+		now := make(map[string]struct{}, len(rep.Present))
+		for _, u := range rep.Present {
+			now[u] = struct{}{}
+			if _, ok := r.present[u]; !ok {
+				ev.Joined = append(ev.Joined, u)
+			}
+		}
+		for u := range r.present {
+			if _, ok := now[u]; !ok {
+				ev.Left = append(ev.Left, u)
+			}
+		}
+		if ev.Joined == nil && ev.Left == nil && rep.Count == r.count {
+			return
+		}
+		slices.Sort(ev.Joined)
+		slices.Sort(ev.Left)
 	}
-	r.count = rep.Count
+	ev.Frame = protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: ev.Count, Joined: ev.Joined, Left: ev.Left, Present: ev.Present})
+	r.applyPresence(ev)
 }
 
 // applyPresence updates the local presence copy and fans the frame out. A
@@ -244,14 +281,48 @@ func (r *room) applyPresence(ev feed.Event) {
 	for _, u := range ev.Left {
 		delete(r.present, u)
 	}
-	if len(ev.Joined) == 1 {
-		self := ev.Joined[0]
-		for _, c := range r.subs {
-			if c.UserID() != self {
-				c.Enqueue(ev.Frame)
-			}
-		}
+	if len(ev.Joined) == 0 {
+		r.broadcast(ev.Frame)
 		return
 	}
-	r.broadcast(ev.Frame)
+	// A batch can name several arrivals: each of those users gets the
+	// frame without its own name (nothing, if it was the only change).
+	// Joined is sorted (the owner sorts it).
+	var own map[string][]byte
+	for _, c := range r.subs {
+		user := c.UserID()
+		if _, self := slices.BinarySearch(ev.Joined, user); !self {
+			c.Enqueue(ev.Frame)
+			continue
+		}
+		frame, ok := own[user]
+		if !ok {
+			frame = withoutArrival(ev, user)
+			if own == nil {
+				own = make(map[string][]byte)
+			}
+			own[user] = frame
+		}
+		if frame != nil {
+			c.Enqueue(frame)
+		}
+	}
+}
+
+// withoutArrival is ev's presence frame as user sees it: without user in
+// joined, or nil when nothing else changed.
+func withoutArrival(ev feed.Event, user string) []byte {
+	others := make([]string, 0, len(ev.Joined)-1)
+	for _, u := range ev.Joined {
+		if u != user {
+			others = append(others, u)
+		}
+	}
+	if len(others) == 0 && len(ev.Left) == 0 {
+		return nil
+	}
+	if len(others) == 0 {
+		others = nil
+	}
+	return protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: ev.Room, Count: ev.Count, Joined: others, Left: ev.Left})
 }

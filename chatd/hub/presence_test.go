@@ -193,3 +193,61 @@ func TestJoinTwiceWhileSubscribingCountsTheUserOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestPresenceBatchWithoutOwnArrival: an owner's batch can name several
+// arrivals; each arriving user gets the frame without its own name, and
+// nothing when its arrival was the batch's only change.
+func TestPresenceBatchWithoutOwnArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, r := newTestHub(Config{})
+		ann, ann2, bob, carl := newConn("ann1", "ann"), newConn("ann2", "ann"), newConn("bob1", "bob"), newConn("carl1", "carl")
+		joinReady(t, h, r, "lobby", state("lobby", "e1", 1, 0, "ann", "bob", "carl"), ann, ann2, bob, carl)
+
+		h.Deliver(presence("lobby", 4, []string{"ann", "bob", "dan"}, []string{"eve"}, nil))
+		ann.expect(t, "presence lobby count=4 joined=bob,dan left=eve")
+		ann2.expect(t, "presence lobby count=4 joined=bob,dan left=eve")
+		bob.expect(t, "presence lobby count=4 joined=ann,dan left=eve")
+		carl.expect(t, "presence lobby count=4 joined=ann,bob,dan left=eve")
+
+		h.Deliver(presence("lobby", 4, []string{"carl"}, nil, nil))
+		carl.expect(t)
+		ann.expect(t, "presence lobby count=4 joined=carl")
+	})
+}
+
+// TestResubscribeAnnouncesPresenceItMissed: when a re-subscription's answer
+// (a new owner, after a move) lists other users than the local copy, local
+// subscribers are told the difference; an answer that agrees sends nothing.
+func TestResubscribeAnnouncesPresenceItMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, r := newTestHub(Config{PresenceListMax: 3})
+		ann, bob := newConn("ann1", "ann"), newConn("bob1", "bob")
+		joinReady(t, h, r, "lobby", state("lobby", "e1", 1, 0, "ann", "bob", "carl"), ann, bob)
+		resubscribe := func(st feed.State) {
+			t.Helper()
+			seen := len(r.subscribeCalls())
+			h.Resubscribe("lobby")
+			synctest.Wait() // the subscribe goes out on its own goroutine
+			r.onlyNewSubscribe(t, seen).reply(st, nil)
+		}
+
+		resubscribe(state("lobby", "e1", 1, 0, "ann", "bob", "carl"))
+		ann.expect(t)
+		bob.expect(t)
+
+		resubscribe(state("lobby", "e1", 1, 0, "ann", "bob", "dan"))
+		ann.expect(t, "presence lobby count=3 joined=dan left=carl")
+		bob.expect(t, "presence lobby count=3 joined=dan left=carl")
+
+		big := state("lobby", "e1", 1, 0)
+		big.Count = 9 // count mode: no list
+		resubscribe(big)
+		ann.expect(t, "presence lobby count=9")
+		resubscribe(big)
+		ann.expect(t)
+
+		resubscribe(state("lobby", "e1", 1, 0, "ann", "bob"))
+		ann.expect(t, "presence lobby count=2 present=ann,bob")
+		bob.expect(t, "presence lobby count=9", "presence lobby count=2 present=ann,bob")
+	})
+}

@@ -251,9 +251,16 @@ type Config struct {
 	DedupeWindow    int
 	PresenceListMax int
 	// RoomIdleTTL is how long a room without subscribed nodes is kept.
-	RoomIdleTTL      time.Duration
-	TypingCoalesce   time.Duration
+	RoomIdleTTL    time.Duration
+	TypingCoalesce time.Duration
+	// PresenceCoalesce is how often a room in count mode (more users than
+	// PresenceListMax) reports its count, at most.
 	PresenceCoalesce time.Duration
+	// PresenceBatch is a list-mode room's presence window: the first
+	// arrival or departure after a quiet window is announced at once, the
+	// ones inside the window together when it ends. 0 announces every
+	// change on its own.
+	PresenceBatch time.Duration
 	// View is the membership as this node sees it. Required.
 	View View
 	// Store, when set, keeps every copy of a room this node holds on disk

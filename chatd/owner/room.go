@@ -118,6 +118,12 @@ type room struct {
 	emptySince time.Time
 	countMode  bool
 	countTimer *time.Timer
+	// pendingJoined and pendingLeft are the list-mode arrivals and
+	// departures not yet announced; presenceTimer runs while a batch window
+	// is open.
+	pendingJoined map[string]struct{}
+	pendingLeft   map[string]struct{}
+	presenceTimer *time.Timer
 
 	typingPending map[string]struct{}
 	typingTimer   *time.Timer
@@ -296,28 +302,79 @@ func (r *room) presentUsers() []string {
 	return slices.Sorted(maps.Keys(r.users))
 }
 
-// presenceChanged announces a user's arrival or departure to every node, as
-// a list delta in small rooms and as a coalesced count in big ones.
+// presenceChanged announces a user's arrival or departure to every node:
+// as list deltas in small rooms, as a coalesced count in big ones.
+//
+// List deltas are batched per room (PresenceBatch): the first change after
+// a quiet window goes out at once, so a lone join costs no latency; the
+// changes that follow within the window go out together when it ends, as
+// one frame naming every user who arrived or left (an arrival and a
+// departure of one user inside the window cancel out). A storm of N joins
+// into a room of N users then costs a few frames per window per member
+// instead of one per join per member.
 func (r *room) presenceChanged(user string, joined bool) {
 	if !r.listMode() {
 		r.countMode = true
+		clear(r.pendingJoined)
+		clear(r.pendingLeft)
 		if r.countTimer == nil {
 			r.countTimer = time.AfterFunc(r.svc.cfg.PresenceCoalesce, r.flushCount)
 		}
 		return
 	}
+	if r.pendingJoined == nil {
+		r.pendingJoined, r.pendingLeft = make(map[string]struct{}), make(map[string]struct{})
+	}
+	from, to := r.pendingLeft, r.pendingJoined
+	if !joined {
+		from, to = to, from
+	}
+	if _, ok := from[user]; ok {
+		delete(from, user) // undoes a change not announced yet
+	} else {
+		to[user] = struct{}{}
+	}
+	if r.presenceTimer != nil {
+		return // the window's end announces it
+	}
+	r.announcePresence()
+	if r.svc.cfg.PresenceBatch > 0 {
+		r.presenceTimer = time.AfterFunc(r.svc.cfg.PresenceBatch, r.flushPresence)
+	}
+}
+
+// flushPresence ends a batch window: the changes made inside it go out
+// now, and a new window opens behind them; a quiet window just closes.
+func (r *room) flushPresence() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.presenceTimer = nil
+	if r.dead || !r.listMode() || !r.announcePresence() {
+		return
+	}
+	r.presenceTimer = time.AfterFunc(r.svc.cfg.PresenceBatch, r.flushPresence)
+}
+
+// announcePresence pushes the pending changes of the present list (the
+// whole list when the room leaves count mode) and reports whether there
+// was anything to push. Callers hold mu and have checked listMode.
+func (r *room) announcePresence() bool {
 	ev := feed.Event{Kind: feed.KindPresence, Room: r.name, Count: len(r.users)}
 	switch {
 	case r.countMode:
 		r.countMode = false
 		ev.Present = r.presentUsers()
-	case joined:
-		ev.Joined = []string{user}
+	case len(r.pendingJoined) == 0 && len(r.pendingLeft) == 0:
+		return false
 	default:
-		ev.Left = []string{user}
+		ev.Joined = slices.Sorted(maps.Keys(r.pendingJoined))
+		ev.Left = slices.Sorted(maps.Keys(r.pendingLeft))
 	}
+	clear(r.pendingJoined)
+	clear(r.pendingLeft)
 	ev.Frame = protocol.Encode(protocol.Presence{Type: protocol.TypePresence, Room: r.name, Count: ev.Count, Joined: ev.Joined, Left: ev.Left, Present: ev.Present})
 	r.push(ev)
+	return true
 }
 
 func (r *room) flushCount() {
@@ -352,6 +409,10 @@ func (r *room) stopTimers() {
 	if r.countTimer != nil {
 		r.countTimer.Stop()
 		r.countTimer = nil
+	}
+	if r.presenceTimer != nil {
+		r.presenceTimer.Stop()
+		r.presenceTimer = nil
 	}
 	r.stopRetry()
 	r.claimGen++ // a claim loop in flight stops

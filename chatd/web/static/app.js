@@ -840,6 +840,12 @@
     room.count = Number(f.count) || 0;
     const joined = Array.isArray(f.joined) ? f.joined : [];
     const left = Array.isArray(f.left) ? f.left : [];
+    if (Array.isArray(f.present)) {
+      // The whole list (the room is back under the list limit): replace ours.
+      room.listMode = true;
+      room.present = new Set(f.present);
+      return;
+    }
     if (!joined.length && !left.length) {
       room.listMode = false;
       room.present.clear();
