@@ -120,6 +120,34 @@ func TestIdleSmoke(t *testing.T) {
 	}
 }
 
+// TestStormSmoke: every connection joins, then all reconnect and resume
+// (every resume recovers); the presence frames the joins caused are
+// counted, and are at most one per arrival per member already there.
+func TestStormSmoke(t *testing.T) {
+	srv := chatdtest.Start(t, benchServerFlags...)
+	const conns, size = 60, 20
+	rep, err := Storm(context.Background(), StormConfig{Options: srvOptions(srv), Connections: conns, RoomSize: size, Reconnect: true, Quiet: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := checkReport(t, rep)
+	st := rep.Storm
+	if st == nil || st.Reconnect == nil || !rep.OK {
+		t.Fatalf("storm %+v, ok %v, notes %v", st, rep.OK, rep.Notes)
+	}
+	if st.Join.Opened != conns || st.Reconnect.Opened != conns || st.Reconnect.Recovered != conns || st.Join.PerSecond <= 0 {
+		t.Fatalf("join %+v, reconnect %+v: want %d opened each time and every resume recovered", st.Join, *st.Reconnect, conns)
+	}
+	// Unbatched, the k-th arrival in a room is told to the k-1 before it.
+	unbatched := uint64(conns / size * (size * (size - 1) / 2))
+	if st.Join.PresenceFrames == 0 || st.Join.PresenceFrames > unbatched {
+		t.Fatalf("join storm: %d presence frames, want 1..%d", st.Join.PresenceFrames, unbatched)
+	}
+	if _, ok := m["storm"].(map[string]any)["reconnect"]; !ok {
+		t.Fatalf("no storm.reconnect in %v", m["storm"])
+	}
+}
+
 func TestFanoutSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, benchServerFlags...)
 	rep, err := Fanout(context.Background(), FanoutConfig{

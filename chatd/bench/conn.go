@@ -64,12 +64,16 @@ type conn struct {
 
 	sent atomic.Uint64 // sends written
 
-	received   atomic.Uint64 // messages of its room received
-	acked      atomic.Uint64 // non-duplicate acks of its sends
-	ackDups    atomic.Uint64 // acks flagged duplicate (should stay 0)
-	errored    atomic.Uint64 // sends refused with an error frame
-	unmatched  atomic.Uint64 // acks naming no send in flight (should stay 0)
-	closeCode  atomic.Int64  // close code from the server, or -1 for a network error
+	received  atomic.Uint64 // messages of its room received
+	acked     atomic.Uint64 // non-duplicate acks of its sends
+	ackDups   atomic.Uint64 // acks flagged duplicate (should stay 0)
+	errored   atomic.Uint64 // sends refused with an error frame
+	unmatched atomic.Uint64 // acks naming no send in flight (should stay 0)
+	closeCode atomic.Int64  // close code from the server, or -1 for a network error
+	// epoch and recovered are from the connection's joined frame: the
+	// room's epoch, and whether a resume (a join with since) recovered.
+	epoch      string
+	recovered  bool
 	readerDone chan struct{}
 }
 
@@ -84,7 +88,10 @@ var errRefused = errors.New("upgrade refused")
 
 // dialConn connects, says hello and joins room. It returns once the joined
 // frame arrived; the reader is not started yet.
-func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*conn, protocol.Joined, error) {
+//
+// With resume set, the join resumes from it (since and epoch): the joined
+// frame says whether the room recovered.
+func dialConn(ctx context.Context, url, user string, r *room, resume *resumePoint, dc dialConfig) (*conn, protocol.Joined, error) {
 	ctx, cancel := context.WithTimeout(ctx, dc.timeout)
 	defer cancel()
 	sio := isSocketIO(url)
@@ -112,7 +119,12 @@ func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*c
 		c.seqs.last = j.Head
 		return c, j, nil
 	}
-	join, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: r.name})
+	jf := protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: r.name}
+	if resume != nil {
+		since := resume.since
+		jf.Since, jf.Epoch = &since, resume.epoch
+	}
+	join, _ := json.Marshal(jf)
 	if err := ws.WriteMessage(websocket.TextMessage, join); err != nil {
 		return fail(fmt.Errorf("send join: %w", err))
 	}
@@ -126,7 +138,15 @@ func dialConn(ctx context.Context, url, user string, r *room, dc dialConfig) (*c
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	c.seqs.last = j.Head
+	c.epoch = j.Epoch
+	c.recovered = j.Recovered != nil && *j.Recovered
 	return c, j, nil
+}
+
+// resumePoint is where a reconnecting connection resumes its room.
+type resumePoint struct {
+	epoch string
+	since uint64
 }
 
 // dialHello connects and says hello, returning once the welcome arrived.
@@ -255,9 +275,10 @@ func readAll(r io.Reader, buf *[]byte) (int, error) {
 }
 
 var (
-	prefixMessage = []byte(`{"type":"message"`)
-	prefixAck     = []byte(`{"type":"ack"`)
-	prefixError   = []byte(`{"type":"error"`)
+	prefixMessage  = []byte(`{"type":"message"`)
+	prefixAck      = []byte(`{"type":"ack"`)
+	prefixError    = []byte(`{"type":"error"`)
+	prefixPresence = []byte(`{"type":"presence"`)
 )
 
 // process handles one WebSocket message: newline-separated frames.
@@ -286,6 +307,8 @@ func (c *conn) process(data []byte) {
 			c.onAck(line, now)
 		case bytes.HasPrefix(line, prefixError):
 			c.onError(line)
+		case bytes.HasPrefix(line, prefixPresence):
+			c.run.presence.Add(1)
 		}
 	}
 	if msgs > 0 {

@@ -39,10 +39,11 @@ type Report struct {
 	// rate over the steps that kept up.
 	MaxSustainedAcked float64    `json:"max_sustained_acked_per_sec,omitempty"`
 	Integrity         *Integrity `json:"integrity,omitempty"`
-	// Fill, History and Ready are those scenarios' own sections.
+	// Fill, History, Ready and Storm are those scenarios' own sections.
 	Fill    *FillReport    `json:"fill,omitempty"`
 	History *HistoryReport `json:"history,omitempty"`
 	Ready   *ReadyReport   `json:"ready,omitempty"`
+	Storm   *StormReport   `json:"storm,omitempty"`
 	// OK is false when a message was lost, duplicated, reordered or wrong
 	// in a page (Consistent), a connection failed or was closed by the
 	// server, or the run was interrupted.
@@ -256,6 +257,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, s := range r.Steps {
 			if a := s.AckLatency; a != nil {
 				p("%d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%s\t\n", s.Step, formatRate(s.AckedPerSec), a.P50MS, a.P90MS, a.P99MS, a.P999MS, a.MaxMS, a.Count, formatSync(s.StoreSync))
+			}
+		}
+	}
+	if st := r.Storm; st != nil {
+		p("\nstorm\topened\tin s\tper s\tpresence frames\trecovered\t\n")
+		phases := []struct {
+			name string
+			ph   *StormPhase
+		}{{"join", &st.Join}, {"reconnect", st.Reconnect}}
+		for _, x := range phases {
+			if x.ph != nil {
+				p("%s\t%d of %d\t%.2f\t%.0f\t%d\t%d\t\n", x.name, x.ph.Opened, x.ph.Requested, x.ph.Seconds, x.ph.PerSecond, x.ph.PresenceFrames, x.ph.Recovered)
 			}
 		}
 	}

@@ -136,6 +136,7 @@ type runState struct {
 	stored     atomic.Uint64 // acks not flagged duplicate: messages stored
 	refused    atomic.Uint64 // sends refused with an error frame
 	delivered  atomic.Uint64
+	presence   atomic.Uint64 // presence frames received (native protocol)
 	slowParses atomic.Uint64
 	badFrames  atomic.Uint64
 
@@ -215,6 +216,10 @@ type connSpec struct {
 	room    *room
 	track   bool
 	publish bool
+	// user, when set, is the connection's user (default: one per
+	// connection); resume, when set, makes its join a resume.
+	user   string
+	resume *resumePoint
 }
 
 // connect opens the connections of specs in parallel, joins their rooms and
@@ -245,8 +250,11 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 					return
 				}
 				s := specs[i]
-				user := fmt.Sprintf("b%s-%d", r.id, base+i)
-				c, _, err := dialConn(ctx, s.url, user, s.room, dc)
+				user := s.user
+				if user == "" {
+					user = fmt.Sprintf("b%s-%d", r.id, base+i)
+				}
+				c, _, err := dialConn(ctx, s.url, user, s.room, s.resume, dc)
 				if err != nil {
 					mu.Lock()
 					r.connectFailed++

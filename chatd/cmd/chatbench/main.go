@@ -233,6 +233,29 @@ send→ack figures use (start chatd with --data-dir for those).`,
 		},
 	},
 	{
+		name:    "storm",
+		summary: "C connections joining rooms of K as fast as they can, then all reconnecting and resuming at once",
+		details: `Opens --connections connections (--dial-concurrency at a time), each a user of
+its own joining one room of --room-size, and reports connections/s and the
+presence frames the joins caused (counted until none arrived for --presence-quiet).
+With --reconnect (the default) every connection then closes and all
+reconnect at once, each resuming its room (join with since and epoch), as
+every client of a node does after a deploy or a node loss: the report says
+how long until all were back, how many recovered, and the presence frames
+of the storm.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.StormConfig
+			fs.IntVar(&cfg.Connections, "connections", 10000, "connections to open")
+			fs.IntVar(&cfg.RoomSize, "room-size", 100, "connections (users) per room")
+			fs.BoolVar(&cfg.Reconnect, "reconnect", true, "close every connection, then reconnect and resume them all at once")
+			fs.DurationVar(&cfg.Quiet, "presence-quiet", time.Second, "presence traffic is over once no presence frame arrived for this long")
+			return func(ctx context.Context) (*bench.Report, error) {
+				cfg.Options = c.finish(fs.Output())
+				return bench.Storm(ctx, cfg)
+			}
+		},
+	},
+	{
 		name:    "throughput",
 		summary: "R rooms, one pipelining publisher each, stepped message rates: max sustained acked msgs/s",
 		details: `Each room has one connection that publishes into it (at most --window sends
