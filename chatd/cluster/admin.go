@@ -13,6 +13,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -150,7 +151,7 @@ func (n *Node) Ring(ctx context.Context, m *membership.Membership) RingStatus {
 	}
 	type answer struct {
 		i    int
-		resp ringStatsResp
+		resp rpc.RingStats
 		err  error
 	}
 	answers := make(chan answer, len(members)) // callbacks never block
@@ -165,7 +166,7 @@ func (n *Node) Ring(ctx context.Context, m *membership.Membership) RingStatus {
 		case mem.addr == "":
 			answers <- answer{i: i, err: errors.New("no inter-node address in its gossip metadata")}
 		default:
-			n.peers.Request(transport.Peer{Name: mem.name, Addr: mem.addr}, []byte{byte(opRingStats)}, RingTimeout, func(b []byte, err error) {
+			n.peers.Request(transport.Peer{Name: mem.name, Addr: mem.addr}, rpc.Bare(rpc.OpRingStats), RingTimeout, func(b []byte, err error) {
 				a := answer{i: i, err: err}
 				if err == nil {
 					if err := json.Unmarshal(b, &a.resp); err != nil {

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +11,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/roomlog"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/store"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
@@ -114,43 +112,9 @@ func retryable(err error) bool {
 	}
 	var re *transport.RemoteError
 	if errors.As(err, &re) {
-		return re.Msg == errCodeNotOwner || re.Msg == errCodeMoving || re.Msg == errCodeNoQuorum
+		return re.Msg == rpc.CodeNotOwner || re.Msg == rpc.CodeMoving || re.Msg == rpc.CodeNoQuorum
 	}
 	return errors.Is(err, owner.ErrNoQuorum)
-}
-
-// remoteErr turns a transport error into an owner error where it names one.
-func remoteErr(err error) error {
-	var re *transport.RemoteError
-	if errors.As(err, &re) {
-		switch re.Msg {
-		case errCodeNotOwner:
-			return owner.ErrNotOwner
-		case errCodeMoving:
-			return owner.ErrMoving
-		case errCodeClosed:
-			return owner.ErrClosed
-		case errCodeBehind:
-			return owner.ErrBehind
-		case errCodeNotMember:
-			return fmt.Errorf("%w: %w", owner.ErrNotMember, err)
-		case errCodeGap:
-			return fmt.Errorf("%w: %w", roomlog.ErrGap, err)
-		case errCodeConflict:
-			return fmt.Errorf("%w: %w", roomlog.ErrConflict, err)
-		case errCodeNoQuorum:
-			return fmt.Errorf("%w: %w", owner.ErrNoQuorum, err)
-		case errCodeStorageFull:
-			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFull, err)
-		case errCodeStorageFailed:
-			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFailed, err)
-		}
-		if rest, ok := strings.CutPrefix(re.Msg, errCodeStaleTerm+":"); ok {
-			promised, _ := strconv.ParseUint(rest, 10, 64)
-			return &owner.StaleTermError{Promised: promised}
-		}
-	}
-	return err
 }
 
 // call sends a request to a peer and decodes a JSON reply into out.
@@ -165,7 +129,7 @@ func (n *Node) call(to, addr string, payload []byte, out any, done func(error)) 
 			// The transport reports some failures (queue full, backing off)
 			// before Request returns, on the caller's goroutine, which may
 			// hold a room lock the callback needs: never answer inline.
-			go done(remoteErr(err))
+			go done(rpc.DecodeErr(err))
 			return
 		}
 		if out != nil {
@@ -196,7 +160,9 @@ func (n *Node) Subscribe(room string, users []string, reply func(feed.State, err
 		func(answer func(feed.State, error)) {
 			n.owners.Subscribe(room, n.cfg.Self, users, answer)
 		},
-		func() []byte { return encode(opSubscribe, subscribeReq{Room: room, Users: users, View: n.viewIDNow()}) },
+		func() []byte {
+			return rpc.Encode(rpc.OpSubscribe, rpc.SubscribeReq{Room: room, Users: users, View: n.viewIDNow()})
+		},
 		reply)
 }
 
@@ -207,7 +173,7 @@ func (n *Node) Unsubscribe(room string) {
 		n.owners.Unsubscribe(room, n.cfg.Self)
 		return
 	}
-	n.push(o, addr, encode(opUnsubscribe, subscribeReq{Room: room}))
+	n.push(o, addr, rpc.Encode(rpc.OpUnsubscribe, rpc.SubscribeReq{Room: room}))
 }
 
 // PresenceChange implements hub.Router.
@@ -217,7 +183,7 @@ func (n *Node) PresenceChange(room, user string, joined bool) {
 		n.owners.PresenceChange(room, n.cfg.Self, user, joined)
 		return
 	}
-	n.push(o, addr, encode(opPresence, presenceReq{Room: room, User: user, Joined: joined}))
+	n.push(o, addr, rpc.Encode(rpc.OpPresence, rpc.PresenceReq{Room: room, User: user, Joined: joined}))
 }
 
 // storageError turns a storage refusal into the protocol error the client
@@ -248,7 +214,7 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 			n.owners.Publish(room, user, cid, text, answer)
 		},
 		func() []byte {
-			return encode(opPublish, publishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()})
+			return rpc.Encode(rpc.OpPublish, rpc.PublishReq{Room: room, User: user, CID: cid, Text: text, View: n.viewIDNow()})
 		},
 		reply)
 }
@@ -263,7 +229,7 @@ func (n *Node) History(room string, before uint64, limit int, reply func(protoco
 			n.owners.History(room, before, limit, answer)
 		},
 		func() []byte {
-			return encode(opHistory, historyReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()})
+			return rpc.Encode(rpc.OpHistory, rpc.HistoryReq{Room: room, Before: before, Limit: limit, View: n.viewIDNow()})
 		},
 		reply)
 }
@@ -275,7 +241,7 @@ func (n *Node) Typing(room, user string) {
 		n.owners.Typing(room, user)
 		return
 	}
-	n.push(o, addr, encode(opTyping, typingReq{Room: room, User: user}))
+	n.push(o, addr, rpc.Encode(rpc.OpTyping, rpc.TypingReq{Room: room, User: user}))
 }
 
 // DirectMessage implements hub.Router: the frame goes to every live node,
@@ -289,13 +255,13 @@ func (n *Node) DirectMessage(to, from, exceptSession string, frame []byte, reply
 		remaining sync.WaitGroup
 	)
 	total.Add(int64(n.hub.DeliverDirect(to, from, exceptSession, frame)))
-	payload := encode(opDirect, directReq{To: to, From: from, Except: exceptSession, Frame: frame})
+	payload := rpc.Encode(rpc.OpDirect, rpc.DirectReq{To: to, From: from, Except: exceptSession, Frame: frame})
 	for name, addr := range v.addrs {
 		if name == n.cfg.Self {
 			continue
 		}
 		remaining.Add(1)
-		var resp directResp
+		var resp rpc.DirectResp
 		n.call(name, addr, payload, &resp, func(err error) {
 			if err == nil {
 				total.Add(int64(resp.Delivered))
