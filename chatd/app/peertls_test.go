@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testcert"
@@ -275,7 +275,7 @@ func TestGossipKeyRotationUnderTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == "stale" }) {
+		if slices.ContainsFunc(st.Members, func(m admin.Member) bool { return m.Name == "stale" }) {
 			t.Fatalf("%s lists the node with the old key", n.Name)
 		}
 	}

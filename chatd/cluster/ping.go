@@ -30,10 +30,3 @@ func (n *Node) Ping(name, addr string, timeout time.Duration, done func(error)) 
 		done(err)
 	})
 }
-
-// ringStats is this node's answer to rpc.OpRingStats.
-func (n *Node) ringStats() rpc.RingStats {
-	owned, replicas := n.owners.Counts()
-	v, _ := n.currentView()
-	return rpc.RingStats{Owned: owned, Replicas: replicas, Local: len(n.hub.LocalRooms()), View: v.id}
-}
