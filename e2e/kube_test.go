@@ -30,7 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/controllers/chatdconfig"
 )
 
@@ -415,8 +415,8 @@ func (e *environment) adminGet(ctx context.Context, pod string, port int, token,
 
 // adminStatus fetches GET /admin/cluster from pod's admin listener with the
 // admin token: the pod's own view of the members and of its rooms.
-func (e *environment) adminStatus(ctx context.Context, pod string, port int, token string) (cluster.AdminStatus, error) {
-	var st cluster.AdminStatus
+func (e *environment) adminStatus(ctx context.Context, pod string, port int, token string) (admin.ClusterStatus, error) {
+	var st admin.ClusterStatus
 	code, body, err := e.adminGet(ctx, pod, port, token, "/admin/cluster")
 	if err != nil {
 		return st, err
@@ -431,12 +431,12 @@ func (e *environment) adminStatus(ctx context.Context, pod string, port int, tok
 }
 
 // adminStatuses fetches every pod's /admin/cluster, in the pods' order.
-func (e *environment) adminStatuses(ctx context.Context, cc *chatv1alpha1.ChatCluster, pods []corev1.Pod) ([]cluster.AdminStatus, error) {
+func (e *environment) adminStatuses(ctx context.Context, cc *chatv1alpha1.ChatCluster, pods []corev1.Pod) ([]admin.ClusterStatus, error) {
 	token, err := e.adminToken(ctx, cc)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]cluster.AdminStatus, len(pods))
+	out := make([]admin.ClusterStatus, len(pods))
 	for i := range pods {
 		port, err := adminPort(&pods[i])
 		if err != nil {

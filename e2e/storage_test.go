@@ -34,8 +34,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
+	"github.com/ringchat/ringchat/chatd/admin"
 	chatclient "github.com/ringchat/ringchat/chatd/client"
-	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
@@ -702,7 +702,7 @@ func TestDurableIdleRoomKeepsHistory(t *testing.T) {
 		}
 		for i, st := range statuses {
 			held := slices.Contains(st.OwnedRooms, room) || slices.Contains(st.ReplicaRooms, room) ||
-				slices.ContainsFunc(st.LocalRooms, func(r cluster.AdminRoom) bool { return r.Room == room })
+				slices.ContainsFunc(st.LocalRooms, func(r admin.LocalRoom) bool { return r.Room == room })
 			if held {
 				return pods[i].Name + " still holds " + room, false
 			}

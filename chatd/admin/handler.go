@@ -3,8 +3,10 @@
 // and the health and readiness probes, on an address of their own and
 // never on the client port. The admin API requires a bearer token from
 // --admin-token-file; without a token file, configuration keeps the
-// listener on loopback. The JSON documents themselves come from the
-// cluster package; this package only serves them.
+// listener on loopback. The JSON documents are built here too
+// (Documents), from small interfaces that the cluster node, the owner
+// service, the hub and the membership satisfy, so this package does not
+// import chatd/cluster.
 package admin
 
 import (
@@ -19,7 +21,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Views produce the admin API's JSON documents.
+// Views produce the admin API's JSON documents; Documents.Views makes
+// them from a node's parts.
 type Views struct {
 	// Cluster is GET /admin/cluster: this node's view of the cluster.
 	Cluster func() any

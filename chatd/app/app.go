@@ -238,16 +238,16 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	var adminSrv *http.Server
 	adminDone := make(chan error, 1)
 	if adminLn != nil {
+		docs := admin.Documents{Node: node, Owners: node.Owners(), Hub: h}
+		if members != nil {
+			docs.Members = members // a nil *Membership would read as clustered
+		}
 		adminSrv = admin.Server(admin.Handler(admin.Config{
 			Tokens:              adminTokens,
 			MetricsRequireToken: cfg.MetricsRequireToken,
 			Metrics:             server.MetricsHandler(m),
 			Probes:              srv.Probes(),
-			Views: admin.Views{
-				Cluster: func() any { return node.Status(members) },
-				Ring:    func(ctx context.Context) any { return node.Ring(ctx, members) },
-				Rooms:   func() any { return node.Rooms() },
-			},
+			Views:               docs.Views(),
 		}), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/lifecycle"
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -88,7 +89,7 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		ListenAddr:       rpcAddr,
 		AdvertiseAddr:    rpcAdvertise,
 		Credentials:      creds,
-		ProtocolVersion:  cluster.WireProto,
+		ProtocolVersion:  rpc.Version,
 		ClusterLabel:     cfg.ClusterLabel,
 		ReverifyInterval: cfg.ClusterReloadInterval,
 		Logger:           log.With("component", "transport"),
@@ -111,7 +112,7 @@ func startCluster(ctx context.Context, cfg config.Config, node *cluster.Node, m 
 		BindPort:       gPort,
 		AdvertiseAddr:  advHost,
 		AdvertisePort:  advPort,
-		Meta:           membership.Meta{RPCAddr: tr.Addr(), HTTPAddr: httpAddr, State: membership.StateJoining, Proto: cluster.WireProto},
+		Meta:           membership.Meta{RPCAddr: tr.Addr(), HTTPAddr: httpAddr, State: membership.StateJoining, Proto: rpc.Version},
 		Seeds:          seeds,
 		RejoinInterval: cfg.RejoinInterval,
 		ClusterLabel:   cfg.ClusterLabel,

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testcert"
 )
@@ -61,7 +61,7 @@ func TestUntrustedCertificateStaysJoining(t *testing.T) {
 	var body string
 	chatdtest.Eventually(t, 30*time.Second, "node-3 listed by node-0 and explaining itself after 3 link checks", func() (bool, string) {
 		st, err := c.Nodes[0].Status()
-		if err != nil || !slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == bad.Name }) {
+		if err != nil || !slices.ContainsFunc(st.Members, func(m admin.Member) bool { return m.Name == bad.Name }) {
 			return false, fmt.Sprintf("node-0 lists %+v (err %v)", st.Members, err)
 		}
 		var code int
@@ -120,7 +120,7 @@ func TestUntrustedCertificateStaysJoining(t *testing.T) {
 
 	// The ring view of a good node marks node-3 unknown and counts the
 	// rooms on the others.
-	var ring cluster.RingStatus
+	var ring admin.RingStatus
 	getJSON(t, c.Nodes[1].AdminURL("/admin/ring"), &ring)
 	if ring.Unknown != 1 || len(ring.Members) != 4 || ring.RoomsOwned != 13 {
 		t.Fatalf("ring = %+v, want 4 members, node-3 unknown, 13 rooms owned", ring)

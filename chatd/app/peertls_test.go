@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testcert"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/internal/devpki"
 )
 
@@ -103,7 +104,7 @@ func probe(t *testing.T, addr string, client *tls.Certificate) (*x509.Certificat
 	// The transport's hello (chatd/transport/doc.go): "RCT", version 2,
 	// protocol version, label, name, address, target.
 	name := client.Leaf.DNSNames[0]
-	hello := []byte{'R', 'C', 'T', 2, byte(cluster.WireProto >> 8), byte(cluster.WireProto)}
+	hello := []byte{'R', 'C', 'T', 2, byte(rpc.Version >> 8), byte(rpc.Version)}
 	for _, f := range []string{"ringchat", name, "127.0.0.1:1", "nobody"} {
 		hello = append(append(hello, byte(len(f))), f...)
 	}
@@ -274,7 +275,7 @@ func TestGossipKeyRotationUnderTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == "stale" }) {
+		if slices.ContainsFunc(st.Members, func(m admin.Member) bool { return m.Name == "stale" }) {
 			t.Fatalf("%s lists the node with the old key", n.Name)
 		}
 	}

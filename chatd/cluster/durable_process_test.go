@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -29,14 +29,14 @@ func startDurable(t *testing.T, n int, args ...string) *chatdtest.ProcessCluster
 }
 
 // adminStatus reads a process's GET /admin/cluster.
-func adminStatus(t *testing.T, n *chatdtest.ProcessNode) cluster.AdminStatus {
+func adminStatus(t *testing.T, n *chatdtest.ProcessNode) admin.ClusterStatus {
 	t.Helper()
 	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st cluster.AdminStatus
+	var st admin.ClusterStatus
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func roomStats(t *testing.T, n *chatdtest.ProcessNode) string {
 		return err.Error()
 	}
 	defer resp.Body.Close()
-	var body cluster.AdminRooms
+	var body admin.Rooms
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return err.Error()
 	}

@@ -6,22 +6,15 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/rpc"
 )
-
-var opNames = map[op]string{
-	opSubscribe: "subscribe", opUnsubscribe: "unsubscribe", opPresence: "presence",
-	opPublish: "publish", opHistory: "history", opTyping: "typing", opDirect: "direct",
-	opReplicate: "replicate", opSync: "sync", opForget: "forget", opHandoff: "handoff",
-	opEvent: "event", opClaim: "claim", opPing: "ping", opRingStats: "ring_stats", opFetch: "fetch",
-	opRejoined: "rejoined", opSyncChunk: "sync_chunk",
-}
 
 // countForward records a message sent to another node.
 func (n *Node) countForward(payload []byte) {
 	if n.metrics == nil || len(payload) == 0 {
 		return
 	}
-	n.metrics.Forwards.WithLabelValues(opNames[op(payload[0])]).Inc()
+	n.metrics.Forwards.WithLabelValues(rpc.Op(payload[0]).String()).Inc()
 }
 
 // observer maps the owner service's events onto metrics.

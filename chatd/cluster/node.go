@@ -25,6 +25,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -62,6 +63,8 @@ type Node struct {
 	hub     *hub.Hub
 	owners  *owner.Service
 	peers   peerLink // nil in a cluster of one
+	// table dispatches what other nodes send (see handler.go).
+	table *rpc.Table
 
 	// expected is the cluster's intended size (Config.ExpectedNodes, then
 	// SetExpectedNodes): it changes at run time so that scaling a cluster
@@ -217,6 +220,7 @@ func New(cfg Config, h *hub.Hub, ownerCfg owner.Config, log *slog.Logger) *Node 
 		ownerCfg.Observe = observer{cfg.Metrics}
 	}
 	n.owners = owner.New(ownerCfg, n, log)
+	n.table = n.handlers()
 	n.expected.Store(int64(cfg.ExpectedNodes))
 	if cfg.Metrics != nil {
 		cfg.Metrics.ExpectedNodes.Set(float64(cfg.ExpectedNodes))

@@ -7,6 +7,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/feed"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/roomlog"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -32,7 +33,7 @@ func (n *Node) Push(node string, ev feed.Event) {
 		n.hub.Deliver(ev)
 		return
 	}
-	n.push(node, n.addrOf(node), encodeEvent(ev))
+	n.push(node, n.addrOf(node), rpc.EncodeEvent(ev))
 }
 
 // Replicate implements owner.Outbound. A replica that answers with a gap
@@ -42,7 +43,7 @@ func (n *Node) Replicate(replica string, rep owner.Replication, done func(error)
 		go done(errSelf)
 		return
 	}
-	n.call(replica, n.addrOf(replica), encode(opReplicate, rep), nil, func(err error) {
+	n.call(replica, n.addrOf(replica), rpc.Encode(rpc.OpReplicate, rep), nil, func(err error) {
 		if errors.Is(err, roomlog.ErrGap) {
 			n.owners.ResyncReplica(rep.Room, replica)
 		}
@@ -57,7 +58,7 @@ func (n *Node) SyncOffer(replica string, offer owner.SyncOffer, done func(owner.
 		return
 	}
 	var ans owner.SyncAnswer
-	n.call(replica, n.addrOf(replica), encode(opSync, offer), &ans, func(err error) { done(ans, err) })
+	n.call(replica, n.addrOf(replica), rpc.Encode(rpc.OpSync, offer), &ans, func(err error) { done(ans, err) })
 }
 
 // SyncChunk implements owner.Outbound.
@@ -66,7 +67,7 @@ func (n *Node) SyncChunk(replica string, chunk owner.Chunk, done func(error)) {
 		go done(errSelf)
 		return
 	}
-	n.call(replica, n.addrOf(replica), encode(opSyncChunk, chunk), nil, done)
+	n.call(replica, n.addrOf(replica), rpc.Encode(rpc.OpSyncChunk, chunk), nil, done)
 }
 
 // ForgetReplica implements owner.Outbound.
@@ -75,22 +76,22 @@ func (n *Node) ForgetReplica(replica, room string, term uint64) {
 		n.owners.ForgetReplica(room, term)
 		return
 	}
-	n.push(replica, n.addrOf(replica), encode(opForget, forgetReq{Room: room, Term: term}))
+	n.push(replica, n.addrOf(replica), rpc.Encode(rpc.OpForget, rpc.ForgetReq{Room: room, Term: term}))
 }
 
 // Claim implements owner.Outbound.
 func (n *Node) Claim(peer string, req owner.ClaimRequest, done func(owner.ClaimReply, error)) {
 	var rep owner.ClaimReply
-	n.call(peer, n.addrOf(peer), encode(opClaim, req), &rep, func(err error) { done(rep, err) })
+	n.call(peer, n.addrOf(peer), rpc.Encode(rpc.OpClaim, req), &rep, func(err error) { done(rep, err) })
 }
 
 // Fetch implements owner.Outbound.
 func (n *Node) Fetch(peer string, req owner.FetchRequest, done func(owner.FetchReply, error)) {
 	var rep owner.FetchReply
-	n.call(peer, n.addrOf(peer), encode(opFetch, req), &rep, func(err error) { done(rep, err) })
+	n.call(peer, n.addrOf(peer), rpc.Encode(rpc.OpFetch, req), &rep, func(err error) { done(rep, err) })
 }
 
 // HandOff implements owner.Outbound.
 func (n *Node) HandOff(node string, notice owner.HandoffNotice, done func(error)) {
-	n.call(node, n.addrOf(node), encode(opHandoff, notice), nil, done)
+	n.call(node, n.addrOf(node), rpc.Encode(rpc.OpHandoff, notice), nil, done)
 }

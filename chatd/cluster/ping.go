@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -21,18 +22,11 @@ func (n *Node) Ping(name, addr string, timeout time.Duration, done func(error)) 
 		done(fmt.Errorf("%w: no transport in a cluster of one", transport.ErrPeerUnavailable))
 		return
 	}
-	n.peers.Request(transport.Peer{Name: name, Addr: addr}, []byte{byte(opPing)}, timeout, func(_ []byte, err error) {
+	n.peers.Request(transport.Peer{Name: name, Addr: addr}, rpc.Bare(rpc.OpPing), timeout, func(_ []byte, err error) {
 		var re *transport.RemoteError
 		if errors.As(err, &re) {
 			err = nil
 		}
 		done(err)
 	})
-}
-
-// ringStats is this node's answer to opRingStats.
-func (n *Node) ringStats() ringStatsResp {
-	owned, replicas := n.owners.Counts()
-	v, _ := n.currentView()
-	return ringStatsResp{Owned: owned, Replicas: replicas, Local: len(n.hub.LocalRooms()), View: v.id}
 }

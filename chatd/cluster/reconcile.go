@@ -8,6 +8,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
+	"github.com/ringchat/ringchat/chatd/rpc"
 )
 
 // reconcilePeriod is how often a node re-checks its rooms against the view
@@ -37,7 +38,7 @@ func (n *Node) reconcile(old, v nodeView) {
 			// was subscribed to here was dropped with it, and if it was
 			// only declared dead (paused, cut off) it does not know. It
 			// re-subscribes what this node owns.
-			n.push(name, addr, []byte{byte(opRejoined)})
+			n.push(name, addr, rpc.Bare(rpc.OpRejoined))
 		}
 	}
 	for _, room := range n.owners.OwnedRooms() {
@@ -70,7 +71,7 @@ func (n *Node) reconcile(old, v nodeView) {
 func viewFrom(mv membership.View, foreign func(name string, proto int)) nodeView {
 	v := nodeView{version: mv.Version, addrs: make(map[string]string, len(mv.Members))}
 	for _, m := range mv.Members {
-		if m.Name != mv.Self && m.Meta.Proto != WireProto {
+		if m.Name != mv.Self && m.Meta.Proto != rpc.Version {
 			if foreign != nil {
 				foreign(m.Name, m.Meta.Proto)
 			}
@@ -131,7 +132,7 @@ func (n *Node) foreignMember(name string, proto int) {
 	key := name + "/" + strconv.Itoa(proto)
 	if _, seen := n.foreignSeen.LoadOrStore(key, true); !seen {
 		n.log.Error("ignoring a member that speaks another inter-node protocol version; upgrades across protocol versions need every node restarted",
-			"member", name, "its_version", proto, "our_version", WireProto)
+			"member", name, "its_version", proto, "our_version", rpc.Version)
 	}
 }
 

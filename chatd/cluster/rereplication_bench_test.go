@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -85,8 +85,8 @@ func waitAllInSync(b *testing.B, c *chatdtest.ProcessCluster, want int, within t
 		if gone != "" && detected == 0 {
 			dropped := 0
 			for _, name := range c.LiveNames() {
-				var st cluster.AdminStatus
-				if getJSON(c.ByName(name).AdminURL("/admin/cluster"), &st) == nil && !slices.ContainsFunc(st.Members, func(m cluster.AdminMember) bool { return m.Name == gone }) {
+				var st admin.ClusterStatus
+				if getJSON(c.ByName(name).AdminURL("/admin/cluster"), &st) == nil && !slices.ContainsFunc(st.Members, func(m admin.Member) bool { return m.Name == gone }) {
 					dropped++
 				}
 			}
@@ -96,7 +96,7 @@ func waitAllInSync(b *testing.B, c *chatdtest.ProcessCluster, want int, within t
 		}
 		owned, inSync := 0, 0
 		for _, name := range c.LiveNames() {
-			var rooms cluster.AdminRooms
+			var rooms admin.Rooms
 			if getJSON(c.ByName(name).AdminURL("/admin/rooms"), &rooms) != nil {
 				continue
 			}

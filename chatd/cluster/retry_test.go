@@ -16,6 +16,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
+	"github.com/ringchat/ringchat/chatd/rpc"
 	"github.com/ringchat/ringchat/chatd/transport"
 )
 
@@ -34,10 +35,10 @@ const failsafe = 20 * time.Second
 type faultyLink struct {
 	*transport.Transport
 	mu   sync.Mutex
-	hook func(to string, o op) (fail bool)
+	hook func(to string, o rpc.Op) (fail bool)
 }
 
-func (l *faultyLink) setHook(hook func(to string, o op) bool) {
+func (l *faultyLink) setHook(hook func(to string, o rpc.Op) bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.hook = hook
@@ -47,7 +48,7 @@ func (l *faultyLink) Request(p transport.Peer, payload []byte, timeout time.Dura
 	l.mu.Lock()
 	hook := l.hook
 	l.mu.Unlock()
-	if hook != nil && len(payload) > 0 && hook(p.Name, op(payload[0])) {
+	if hook != nil && len(payload) > 0 && hook(p.Name, rpc.Op(payload[0])) {
 		onReply(nil, fmt.Errorf("%w: injected by the test", transport.ErrConnLost))
 		return
 	}
@@ -80,7 +81,7 @@ func startNodesWith(t *testing.T, routeTimeout time.Duration, names ...string) m
 				TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
 				ReplicationRetry: 5 * time.Millisecond, ReplicationRetryMax: 50 * time.Millisecond,
 			}, log)
-		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Credentials: testcert.Credentials(t, name), ProtocolVersion: WireProto, ClusterLabel: "retry-test"}, n)
+		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Credentials: testcert.Credentials(t, name), ProtocolVersion: rpc.Version, ClusterLabel: "retry-test"}, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,10 +169,10 @@ func TestClusterFailedReplicationRetried(t *testing.T) {
 	room := roomOwned([]string{"node-a"}, []string{"node-a", "node-b"})
 	var mu sync.Mutex
 	failures := 0
-	a.link.setHook(func(to string, o op) bool {
+	a.link.setHook(func(to string, o rpc.Op) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if to == "node-b" && (o == opReplicate || o == opSync) && failures < 4 {
+		if to == "node-b" && (o == rpc.OpReplicate || o == rpc.OpSync) && failures < 4 {
 			failures++
 			return true
 		}
@@ -238,10 +239,10 @@ func TestClusterStuckHandoffNotStartedEmpty(t *testing.T) {
 	var mu sync.Mutex
 	down := true
 	failed := make(chan struct{}, 1)
-	a.link.setHook(func(to string, o op) bool {
+	a.link.setHook(func(to string, o rpc.Op) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if to != "node-b" || (o != opReplicate && o != opSync) || !down {
+		if to != "node-b" || (o != rpc.OpReplicate && o != rpc.OpSync) || !down {
 			return false
 		}
 		select {
@@ -255,8 +256,8 @@ func TestClusterStuckHandoffNotStartedEmpty(t *testing.T) {
 
 	// node-c joins and owns the room; count its claims to the other nodes.
 	claims := make(chan struct{}, 16)
-	c.link.setHook(func(_ string, o op) bool {
-		if o == opClaim {
+	c.link.setHook(func(_ string, o rpc.Op) bool {
+		if o == rpc.OpClaim {
 			select {
 			case claims <- struct{}{}:
 			default:

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/deliverycheck"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
@@ -132,8 +132,8 @@ func (r *run) progress(what string, rooms []string) {
 
 // status reads a node's /admin/cluster with a timeout (a frozen node
 // never answers).
-func (r *run) status(n *chatdtest.ProcessNode) (cluster.AdminStatus, error) {
-	var st cluster.AdminStatus
+func (r *run) status(n *chatdtest.ProcessNode) (admin.ClusterStatus, error) {
+	var st admin.ClusterStatus
 	resp, err := r.admin.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err
@@ -296,7 +296,7 @@ func (r *run) waitCopies() {
 // ownerRooms is GET /admin/rooms on n: the rooms it owns, with their
 // state, replicas and whether they have every copy.
 func (r *run) ownerRooms(n *chatdtest.ProcessNode) ([]owner.RoomStat, error) {
-	var rooms cluster.AdminRooms
+	var rooms admin.Rooms
 	resp, err := r.admin.Get(n.AdminURL("/admin/rooms"))
 	if err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 // every node of a cluster must compute the same owner for a room, so a
 // change to the hash (or to its mixer) silently splits a cluster of mixed
 // versions. A deliberate change updates these values together with the
-// inter-node protocol version (chatd/cluster.WireProto).
+// inter-node protocol version (chatd/rpc.Version).
 func TestGoldenScores(t *testing.T) {
 	for _, tc := range []struct {
 		node, room string

@@ -56,7 +56,7 @@ type Config struct {
 	Credentials Credentials
 
 	// ProtocolVersion is the version of what the cluster layer sends over
-	// the transport (chatd/cluster's WireProto); the transport does not
+	// the transport (chatd/rpc's Version); the transport does not
 	// interpret it. Both sides state it in the handshake, and a stream
 	// between nodes of different versions is refused on both sides, with
 	// an error log and the AuthFailure reason "version". 1 to 65535.

@@ -25,8 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/client"
-	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
@@ -64,8 +64,8 @@ func (n *node) adminGet(path string) (*http.Response, error) {
 	return adminClient.Do(req)
 }
 
-func (n *node) status() (cluster.AdminStatus, error) {
-	var st cluster.AdminStatus
+func (n *node) status() (admin.ClusterStatus, error) {
+	var st admin.ClusterStatus
 	resp, err := n.adminGet("/admin/cluster")
 	if err != nil {
 		return st, err

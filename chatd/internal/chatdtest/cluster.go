@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/app"
-	"github.com/ringchat/ringchat/chatd/cluster"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 )
@@ -278,8 +278,8 @@ func (c *Cluster) LiveURLs() []string {
 
 // Status fetches a node's /admin/cluster (from its admin listener, which
 // needs no token in these helpers).
-func (n *Node) Status() (cluster.AdminStatus, error) {
-	var st cluster.AdminStatus
+func (n *Node) Status() (admin.ClusterStatus, error) {
+	var st admin.ClusterStatus
 	resp, err := http.Get(n.AdminURL("/admin/cluster"))
 	if err != nil {
 		return st, err

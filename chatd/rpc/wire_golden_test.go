@@ -1,4 +1,4 @@
-package cluster
+package rpc
 
 import (
 	"encoding/hex"
@@ -14,45 +14,42 @@ import (
 
 // The inter-node wire is pinned here: op codes, the event frame's layout and
 // the JSON of every request. A change that fails these tests breaks a
-// cluster of mixed versions; make it on purpose, with WireProto bumped and
+// cluster of mixed versions; make it on purpose, with Version bumped and
 // the upgrade note in docs/architecture.md, then update the golden values.
 
 func TestGoldenOpCodes(t *testing.T) {
-	want := map[op]byte{
-		opSubscribe: 1, opUnsubscribe: 2, opPresence: 3, opPublish: 4, opHistory: 5, opTyping: 6, opDirect: 7,
-		opReplicate: 8, opSync: 9, opForget: 10, opHandoff: 11, opEvent: 12, opClaim: 13, opPing: 14,
-		opRingStats: 15, opFetch: 16, opRejoined: 17, opSyncChunk: 18,
+	want := map[Op]byte{
+		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
+		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
+		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
 	}
 	for o, v := range want {
 		if byte(o) != v {
-			t.Errorf("op %s = %d, want %d", opNames[o], o, v)
+			t.Errorf("op %s = %d, want %d", o, o, v)
 		}
 	}
-	for o := range requestHandlers {
+	// A Table takes handlers for these ops only (Known), so every op a
+	// node handles has a golden value.
+	for _, o := range Ops() {
 		if _, ok := want[o]; !ok {
-			t.Errorf("request op %d has no golden value", o)
+			t.Errorf("op %d (%s) has no golden value", o, o)
 		}
 	}
-	for o := range pushHandlers {
-		if _, ok := want[o]; !ok {
-			t.Errorf("push op %d has no golden value", o)
-		}
-	}
-	if WireProto != 2 {
-		t.Errorf("WireProto = %d: update the golden values of this file with it", WireProto)
+	if Version != 2 {
+		t.Errorf("Version = %d: update the golden values of this file with it", Version)
 	}
 }
 
 func TestGoldenEventFrame(t *testing.T) {
 	m := protocol.Message{Type: protocol.TypeMessage, Room: "r", Seq: 7, MID: "ep-7", From: "ann", CID: "c", Text: "hi", TS: 1}
 	ev := feed.Event{Kind: feed.KindMessage, Room: "r", Epoch: "ep", Seq: 7, Frame: protocol.Encode(m)}
-	got := hex.EncodeToString(encodeEvent(ev))
+	got := hex.EncodeToString(EncodeEvent(ev))
 	const want = "0c1e" + // op 12, header length 30 (uvarint)
 		"7b226b223a312c2272223a2272222c2265223a226570222c2273223a377d" // {"k":1,"r":"r","e":"ep","s":7}
 	if got != want+hex.EncodeToString(ev.Frame) {
 		t.Fatalf("event frame %s, want %s then the client frame raw", got, want)
 	}
-	back, err := decodeEvent(encodeEvent(ev)[1:])
+	back, err := DecodeEvent(EncodeEvent(ev)[1:])
 	if err != nil || back.Seq != 7 || back.Message == nil || back.Message.Text != "hi" {
 		t.Fatalf("decoded %+v, %v", back, err)
 	}
@@ -75,11 +72,11 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"claim", owner.ClaimRequest{Room: "r", Promise: true, Term: 4}, `{"room":"r","promise":true,"term":4}`},
 		{"claim reply", owner.ClaimReply{Refused: "stale_term", Promised: 5, Copy: &owner.CopyInfo{Epoch: "ep", Term: 4, Head: 9}},
 			`{"refused":"stale_term","promised":5,"copy":{"epoch":"ep","term":4,"head":9}}`},
-		{"forget", forgetReq{Room: "r", Term: 3}, `{"room":"r","term":3}`},
+		{"forget", ForgetReq{Room: "r", Term: 3}, `{"room":"r","term":3}`},
 		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
 		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
 			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},
-		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: WireProto}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
+		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: Version}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
 	} {
 		b, err := json.Marshal(tc.v)
 		if err != nil || string(b) != tc.want {

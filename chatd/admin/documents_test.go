@@ -1,4 +1,4 @@
-package cluster_test
+package admin_test
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/admin"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
@@ -21,7 +21,7 @@ func TestAdminRingClusterOfOne(t *testing.T) {
 	ann := chatdtest.Connect(t, srv.URL, "ann")
 	ann.Join("lobby")
 	ann.Say("lobby", "c1", "hi")
-	var rs cluster.RingStatus
+	var rs admin.RingStatus
 	adminJSON(t, srv.AdminAddr, "/admin/ring", &rs)
 	if rs.Self != "test-node" || rs.Unknown != 0 || rs.RoomsOwned != 1 || len(rs.Members) != 1 {
 		t.Fatalf("ring = %+v", rs)
@@ -31,7 +31,7 @@ func TestAdminRingClusterOfOne(t *testing.T) {
 		ringCount(m.RoomsLocal) != 1 || m.SameView == nil || !*m.SameView || m.Error != "" {
 		t.Fatalf("ring member = %+v", m)
 	}
-	var rooms cluster.AdminRooms
+	var rooms admin.Rooms
 	adminJSON(t, srv.AdminAddr, "/admin/rooms", &rooms)
 	want := []owner.RoomStat{{Room: "lobby", Head: 1, Committed: 1, State: "serving", Nodes: 1, Users: 1}}
 	if len(rooms.Rooms) == 1 {
@@ -78,7 +78,7 @@ func TestAdminRingAndRooms(t *testing.T) {
 	for _, n := range c.Nodes {
 		// Presence reaches the owners asynchronously: poll.
 		chatdtest.Eventually(t, chatdtest.Timeout, n.Name+" /admin/rooms", func() (bool, string) {
-			var got cluster.AdminRooms
+			var got admin.Rooms
 			adminJSON(t, n.AdminAddr, "/admin/rooms", &got)
 			for i := range got.Rooms {
 				if got.Rooms[i].Epoch == "" {
@@ -92,7 +92,7 @@ func TestAdminRingAndRooms(t *testing.T) {
 			return true, ""
 		})
 
-		var rs cluster.RingStatus
+		var rs admin.RingStatus
 		adminJSON(t, n.AdminAddr, "/admin/ring", &rs)
 		if rs.Self != n.Name || rs.Unknown != 0 || rs.RoomsOwned != rooms || !slices.Equal(rs.Active, names) || len(rs.Members) != 3 {
 			t.Fatalf("%s ring = %+v", n.Name, rs)

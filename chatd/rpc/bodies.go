@@ -1,0 +1,99 @@
+package rpc
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// The bodies of the ops that carry cluster-level requests. Ops between owner
+// services (replication, syncs, claims, fetches, handoffs) carry the owner
+// package's own types, which are pinned by the same golden test.
+
+// SubscribeReq is OpSubscribe's body, and OpUnsubscribe's (Room only).
+// Requests routed to a room's owner carry the sender's view (a digest of
+// its active members), so the owner can tell a disagreement about ownership
+// from a bug and count it.
+type SubscribeReq struct {
+	Room  string   `json:"room"`
+	Users []string `json:"users,omitempty"`
+	View  string   `json:"view,omitempty"`
+}
+
+// PresenceReq is OpPresence's body: User joined (or left) Room on the
+// sending node.
+type PresenceReq struct {
+	Room   string `json:"room"`
+	User   string `json:"user"`
+	Joined bool   `json:"joined"`
+}
+
+// PublishReq is OpPublish's body: a client's message, with its client id
+// for the owner's dedupe, and the sender's view.
+type PublishReq struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	CID  string `json:"cid"`
+	Text string `json:"text"`
+	View string `json:"view,omitempty"`
+}
+
+// HistoryReq is OpHistory's body: up to Limit messages before Before, and
+// the sender's view.
+type HistoryReq struct {
+	Room   string `json:"room"`
+	Before uint64 `json:"before"`
+	Limit  int    `json:"limit"`
+	View   string `json:"view,omitempty"`
+}
+
+// TypingReq is OpTyping's body.
+type TypingReq struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+}
+
+// DirectReq is OpDirect's body: Frame, encoded once by the sender's node,
+// for the connections of To and From on the receiving node except the
+// session Except (the sender's own).
+type DirectReq struct {
+	To     string `json:"to"`
+	From   string `json:"from"`
+	Except string `json:"except"`
+	Frame  []byte `json:"frame"`
+}
+
+// DirectResp answers OpDirect: how many of the recipient's connections got
+// the frame on the answering node.
+type DirectResp struct {
+	Delivered int `json:"delivered"`
+}
+
+// ForgetReq is OpForget's body: the owner of Room in term Term no longer
+// needs the receiver's copy (owner.Service.ForgetReplica keeps a copy that
+// follows a newer term).
+type ForgetReq struct {
+	Room string `json:"room"`
+	Term uint64 `json:"term,omitempty"`
+}
+
+// RingStats answers OpRingStats: what the node holds and the digest of its
+// view (two nodes with the same digest agree on every room's owner).
+type RingStats struct {
+	Owned    int    `json:"owned"`
+	Replicas int    `json:"replicas"`
+	Local    int    `json:"local"`
+	View     string `json:"view"`
+}
+
+// Encode returns the payload of op o with body encoded as JSON.
+func Encode(o Op, body any) []byte {
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic(fmt.Sprintf("rpc: encoding op %d: %v", o, err)) // plain structs cannot fail
+	}
+	return append([]byte{byte(o)}, b...)
+}
+
+// Bare returns the payload of op o without a body (OpPing, OpRingStats,
+// OpRejoined).
+func Bare(o Op) []byte { return []byte{byte(o)} }
