@@ -190,8 +190,9 @@ func TestIdempotentRetry(t *testing.T) {
 }
 
 // In a three-node cluster, a publish through node A for a room node C owns
-// is stored by C and reaches a client on node B; A's history and a
-// broadcast over rooms of every owner work the same way.
+// is stored by C and reaches a client on node B, and its retry through B
+// is answered the same seq; A's history and a broadcast over rooms of
+// every owner work the same way.
 func TestClusterPublishThroughAnotherNode(t *testing.T) {
 	keys := keyFile(t, keyA)
 	c := chatdtest.StartCluster(t, 3, "--api-key-file", keys)
@@ -201,9 +202,15 @@ func TestClusterPublishThroughAnotherNode(t *testing.T) {
 
 	bob := chatdtest.Connect(t, b.URL, "bob")
 	joined := bob.Join(room)
-	got := publish(t, a.Server, room, api.PublishRequest{User: "backend", Text: "through A, owned by C"})
+	req := api.PublishRequest{User: "backend", Text: "through A, owned by C", IdempotencyKey: "cross-node"}
+	got := publish(t, a.Server, room, req)
 	if got.Seq != joined.Head+1 || got.Epoch != joined.Epoch {
 		t.Fatalf("publish %+v, joined %+v", got, joined)
+	}
+	// A backend behind a load balancer retries through another node: the
+	// owner's dedupe answers the same seq.
+	if again := publish(t, b.Server, room, req); again.Seq != got.Seq || again.Epoch != got.Epoch || again.TS != got.TS || !again.Duplicate {
+		t.Fatalf("retry through B: %+v, first through A: %+v", again, got)
 	}
 	if m := bob.NextMessage(); m.Seq != got.Seq || m.Text != "through A, owned by C" {
 		t.Fatalf("bob on B got %+v", m)
