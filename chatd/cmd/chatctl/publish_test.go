@@ -85,3 +85,16 @@ func TestPublishRefused(t *testing.T) {
 		})
 	}
 }
+
+// A 503 is retried with the same idempotency key until --timeout, then
+// exits 5: a node without quorum never stores it.
+func TestPublishRetriesUnavailable(t *testing.T) {
+	_, base, keys := apiNode(t, "--expected-nodes", "3", "--route-timeout", "100ms")
+	r := chatctl(t, nil, "publish", "--json", "--api-url", base, "--api-key-file", keys, "--room", "r", "--timeout", "3s", "hi")
+	recs := jsonLines(t, r.stdout)
+	retries := ofType(recs, "chatctl.retrying")
+	errs := ofType(recs, "chatctl.error")
+	if r.code != exitTimeout || len(retries) < 2 || retries[0]["code"] != "unavailable" || len(errs) != 1 || errs[0]["code"] != "timeout" {
+		t.Fatalf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
