@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/admin"
+	"github.com/ringchat/ringchat/chatd/api"
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/certs"
 	"github.com/ringchat/ringchat/chatd/cluster"
@@ -97,6 +98,12 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	if cfg.AdminTokenFile != "" {
 		if adminTokens, err = admin.LoadTokens(cfg.AdminTokenFile, cfg.AuthReloadInterval, log); err != nil {
 			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+	}
+	var apiKeys *api.Keys
+	if cfg.APIKeyFile != "" {
+		if apiKeys, err = api.LoadKeys(cfg.APIKeyFile, cfg.AuthReloadInterval, log); err != nil {
+			return fmt.Errorf("--api-key-file: %w", err)
 		}
 	}
 	if adminLn == nil && cfg.AdminListen != "" {
@@ -242,13 +249,13 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		if members != nil {
 			docs.Members = members // a nil *Membership would read as clustered
 		}
-		adminSrv = admin.Server(admin.Handler(admin.Config{
+		adminSrv = admin.Server(withAPI(admin.Handler(admin.Config{
 			Tokens:              adminTokens,
 			MetricsRequireToken: cfg.MetricsRequireToken,
 			Metrics:             server.MetricsHandler(m),
 			Probes:              srv.Probes(),
 			Views:               docs.Views(),
-		}), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
+		}), apiKeys, cfg, node, m, log), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 	}
 	// stopAdmin closes the admin listener and its connections (a kill, or
@@ -312,7 +319,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	}
 	log.Info("chatd listening", "addr", ln.Addr().String(), "admin", adminAddr, "node", cfg.NodeName,
 		"version", version.Version, "auth", strings.Join(authn.Modes(), ","), "clustered", parts != nil,
-		"tls", cfg.TLSCertFile != "", "admin_token", adminTokens != nil)
+		"tls", cfg.TLSCertFile != "", "admin_token", adminTokens != nil, "api", apiKeys != nil)
 	err = srv.Serve(serverCtx, ln)
 	stopRun()
 	wg.Wait() // the drain or kill goroutine has finished; killed is settled
@@ -436,4 +443,34 @@ func ServerConfig(cfg config.Config) server.Config {
 			},
 		},
 	}
+}
+
+// withAPI mounts the server API (/api/v1/) next to the admin listener's
+// own routes when keys are configured. Without --api-key-file nothing is
+// mounted and /api/v1/ answers the admin handler's 404: an API open to
+// whoever reaches the admin listener is not an option, and keys are the
+// only way to use it (docs/api.md).
+func withAPI(adminH http.Handler, keys *api.Keys, cfg config.Config, router api.Router, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	if keys == nil {
+		return adminH
+	}
+	mux := http.NewServeMux()
+	mux.Handle(api.Prefix, api.Handler(api.Config{
+		Router:       router,
+		Keys:         keys,
+		MaxTextBytes: cfg.MaxTextBytes,
+		Timeout:      apiTimeout(cfg),
+		Requests:     m.APIRequests,
+		Log:          log.With("component", "api"),
+	}))
+	mux.Handle("/", adminH)
+	return mux
+}
+
+// apiTimeout bounds an API call's wait for the owners: as long as a
+// client's send may retry while its room moves (--route-timeout, plus one
+// inter-node request), within four fifths of --write-timeout, the
+// deadline of the whole response, so the 503 still gets written.
+func apiTimeout(cfg config.Config) time.Duration {
+	return min(cfg.RouteTimeout+callTimeout, cfg.WriteTimeout*4/5)
 }

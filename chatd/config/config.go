@@ -43,6 +43,9 @@ type Config struct {
 	AdminTokenFile      string
 	MetricsRequireToken bool
 	AuthReloadInterval  time.Duration
+	// APIKeyFile holds the server API's keys (/api/v1/ on the admin
+	// listener); empty: no server API. Re-read every AuthReloadInterval.
+	APIKeyFile string
 
 	// Limits
 	AllowedOrigins      string
@@ -144,7 +147,8 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", "", "address of the admin listener: /admin/ API, /metrics, /healthz, /readyz (empty: none); beyond loopback it needs --admin-token-file")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file of bearer tokens for the admin API, one per line (several let a token rotate); re-read every --auth-reload-interval")
 	fs.BoolVar(&c.MetricsRequireToken, "metrics-require-token", false, "require an admin token on the admin listener's /metrics too (default: open to whoever reaches the admin listener)")
-	fs.DurationVar(&c.AuthReloadInterval, "auth-reload-interval", 10*time.Second, "how often --jwt-jwks-file and --admin-token-file are re-read (at most, when used)")
+	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file of keys for the server API (/api/v1/ on --admin-listen), one per line (several let a key rotate); re-read every --auth-reload-interval; empty: no server API")
+	fs.DurationVar(&c.AuthReloadInterval, "auth-reload-interval", 10*time.Second, "how often --jwt-jwks-file, --admin-token-file and --api-key-file are re-read (at most, when used)")
 
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or *; empty allows the server's own host")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose --trusted-proxy-header names the client (empty: forwarded headers are ignored)")

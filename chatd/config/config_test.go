@@ -188,6 +188,7 @@ func TestAdminListenerRules(t *testing.T) {
 		"--admin-listen 10.1.2.3:9090 is not a loopback":                                                      {"--admin-listen", "10.1.2.3:9090"},
 		"--admin-listen chat.example:9090 is not a loopback":                                                  {"--admin-listen", "chat.example:9090"},
 		"--admin-token-file needs --admin-listen":                                                             {"--admin-token-file", "/t"},
+		"--api-key-file needs --admin-listen":                                                                 {"--api-key-file", "/k"},
 		"--metrics-require-token needs --admin-token-file":                                                    {"--admin-listen", "127.0.0.1:1", "--metrics-require-token"},
 		"--admin-listen must differ from --listen":                                                            {"--admin-listen", "127.0.0.1:8080"},
 		"want host:port": {"--admin-listen", "9090"},

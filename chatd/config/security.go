@@ -19,6 +19,9 @@ func (c *Config) validateAdmin() []error {
 		if c.MetricsRequireToken {
 			errs = append(errs, errors.New("--metrics-require-token needs --admin-listen: /metrics is only served there"))
 		}
+		if c.APIKeyFile != "" {
+			errs = append(errs, errors.New("--api-key-file needs --admin-listen: the server API (/api/v1/) is only served there, never on the client port"))
+		}
 		return errs
 	}
 	host, port, err := net.SplitHostPort(c.AdminListen)

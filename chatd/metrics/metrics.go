@@ -63,6 +63,9 @@ type Metrics struct {
 	GossipKeyringReloads *prometheus.CounterVec // result
 	PeerCertExpiry       prometheus.Gauge
 	PeerTrustedCAs       prometheus.Gauge
+
+	// Server API (/api/v1/ on the admin listener).
+	APIRequests *prometheus.CounterVec // route, code
 }
 
 // New creates the collectors and registers them, plus the Go runtime and
@@ -210,6 +213,9 @@ func New() *Metrics {
 		PeerTrustedCAs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chatd_peer_tls_trusted_cas", Help: "CA certificates in the inter-node CA bundle in use (--peer-tls-ca-file).",
 		}),
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_api_requests_total", Help: "Server API requests (/api/v1/ on the admin listener), by route (its pattern, or other) and HTTP status code.",
+		}, []string{"route", "code"}),
 	}
 	m.Registry.MustRegister(
 		m.Members, m.RoomsOwned, m.ExpectedNodes, m.RoomsReplicated, m.Forwards, m.ReplicationTime, m.Handoffs, m.HeldRequests, m.ViewMismatches,
@@ -217,6 +223,7 @@ func New() *Metrics {
 		m.StoreSyncTime, m.StoreSyncWrites, m.StoreRefused, m.StoreRetained,
 		m.TransportFrames, m.TransportBytes, m.TransportDrops, m.TransportRedials, m.TransportAuth,
 		m.GossipKeys, m.GossipKeyringReloads, m.PeerCertExpiry, m.PeerTrustedCAs,
+		m.APIRequests,
 	)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),

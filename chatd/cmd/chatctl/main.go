@@ -88,6 +88,11 @@ type options struct {
 	to  string
 	cid string
 
+	// publish (the server API)
+	as         string
+	apiURL     string
+	apiKeyFile string
+
 	out string
 }
 
@@ -110,7 +115,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -317,6 +322,7 @@ Examples:
   chatctl export --room lobby --out lobby.jsonl
   chatctl presence --room lobby
   chatctl dm --to bob "hi"
+  chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
 
 Connection (every command):
   --url URL          chatd endpoint (env CHATCTL_URL, default ws://127.0.0.1:8080/ws)
@@ -327,6 +333,10 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
+Server API (publish; docs/api.md), instead of a connection:
+  --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
+  --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
+
 Requests are retried on the same connection after rate_limited, and on a new
 connection when the connection is lost (sends and DMs keep their cid, so a
 retry is never stored twice). The first connection is not retried: a wrong
@@ -336,14 +346,17 @@ Exit codes (stable):
   0    success; for tail also Ctrl-C/SIGTERM, --count reached, or --timeout
        expired when no --count was given
   1    failure: cannot connect, connection lost for good (close 1008, 1009),
-       unexpected reply, I/O error; export: the room was recreated (another
+       unexpected reply (publish: an answer without the API's error body,
+       e.g. the API is not enabled), I/O error; export: the room was recreated (another
        epoch) during the export or since --since/--epoch
   2    usage: unknown command or flag, missing argument
   3    the server refused the request with an error frame; its code
        (not_joined, forbidden, invalid_room, text_too_long, ...) is printed;
-       export retries unavailable and internal instead
+       export retries unavailable and internal instead; publish: the server
+       API refused the request (4xx), its error code is printed; it
+       retries 503 (unavailable, storage_full) until --timeout instead
   4    authentication refused: close 4001 (bad token or name), 4003 (protocol
-       version) or 4004 (token expired)
+       version) or 4004 (token expired); publish: the API key was refused (401)
   5    timeout: --timeout expired first (tail: before --count messages arrived)
   130  interrupted (SIGINT/SIGTERM) before a one-shot command completed
 
@@ -376,6 +389,11 @@ JSON output (--json; stable):
     {"type":"chatctl.retrying","room":...,"code":"unavailable","attempt":N,"delay_ms":N}
         export: a page was refused with a transient error; asked again
         after delay_ms
+    {"type":"chatctl.published","room":...,"seq":N,"epoch":...,"ts":N,"duplicate":B}
+        publish: the server API's answer (docs/api.md)
+    {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
+        publish: the API answered 503, or the connection failed; sent
+        again with the same idempotency key
     {"type":"chatctl.removed","room":...,"from":N,"to":N}
         export: messages from..to were no longer kept when reached
     {"type":"chatctl.error","exit":N,"code":"...","message":"...","close_code":N}
