@@ -148,6 +148,33 @@ func TestStormSmoke(t *testing.T) {
 	}
 }
 
+// TestFanoutManyPublishers: publishers chosen among the subscribers share
+// the rate, every one of them publishes, and every subscriber gets every
+// message of every publisher, in order.
+func TestFanoutManyPublishers(t *testing.T) {
+	srv := chatdtest.Start(t, benchServerFlags...)
+	rep, err := Fanout(context.Background(), FanoutConfig{
+		Options:      srvOptions(srv),
+		Subscribers:  20,
+		Publishers:   5,
+		Rates:        []float64{2000}, // 100 messages/s, 20 per publisher
+		StepDuration: 500 * time.Millisecond,
+		MaxP99:       5 * time.Second,
+		AllSteps:     true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep)
+	requireClean(t, rep)
+	if rep.Connections.Opened != 20 || rep.Integrity.Publishers != 5 {
+		t.Fatalf("%d connections, %d publishers: want 20 (the publishers are subscribers) and 5", rep.Connections.Opened, rep.Integrity.Publishers)
+	}
+	if rep.Integrity.Delivered != rep.Integrity.Stored*20 {
+		t.Fatalf("delivered %d of %d stored × 20 subscribers", rep.Integrity.Delivered, rep.Integrity.Stored)
+	}
+}
+
 func TestFanoutSmoke(t *testing.T) {
 	srv := chatdtest.Start(t, benchServerFlags...)
 	rep, err := Fanout(context.Background(), FanoutConfig{

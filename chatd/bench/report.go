@@ -154,7 +154,10 @@ func latencyReport(h *hdrhistogram.Histogram) LatencyReport {
 // cross-check per publisher: messages per (subscriber, publisher) against
 // the publisher's acks, and cid counters going backwards.
 type Integrity struct {
-	Published     uint64 `json:"published"`
+	Published uint64 `json:"published"`
+	// Publishers is the number of connections with at least one message
+	// acknowledged.
+	Publishers    int    `json:"publishers"`
 	Stored        uint64 `json:"stored"`
 	Refused       uint64 `json:"refused"`
 	Unanswered    uint64 `json:"unanswered"`
@@ -279,7 +282,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("\nmax sustained acked messages/s: %s\n", formatRate(r.MaxSustainedAcked))
 	}
 	if in := r.Integrity; in != nil {
-		p("\nmessages\tpublished %d\tstored %d\trefused %d\tunanswered %d\tduplicate acks %d\tunmatched acks %d\n", in.Published, in.Stored, in.Refused, in.Unanswered, in.DuplicateAcks, in.UnmatchedAcks)
+		p("\nmessages\tpublished %d by %d\tstored %d\trefused %d\tunanswered %d\tduplicate acks %d\tunmatched acks %d\n", in.Published, in.Publishers, in.Stored, in.Refused, in.Unanswered, in.DuplicateAcks, in.UnmatchedAcks)
 		p("deliveries\texpected %d\tdelivered %d\tlost %d\tduplicated %d\tout of order %d\n", in.Expected, in.Delivered, in.Lost, in.Duplicated, in.OutOfOrder)
 		p("by cid\tmissing %d\textra %d\tout of order %d\tforeign %d\tbad frames %d\n", in.CIDMissing, in.CIDExtra, in.CIDOutOfOrder, in.Foreign, in.BadFrames)
 		if len(in.Errors) > 0 {

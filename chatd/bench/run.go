@@ -450,6 +450,9 @@ func (r *runState) integrity() *Integrity {
 		stored := rm.stored.Load()
 		in.Stored += stored
 		for _, p := range rm.pubs {
+			if p.acked.Load() > 0 {
+				in.Publishers++
+			}
 			in.Refused += p.errored.Load()
 			in.DuplicateAcks += p.ackDups.Load()
 			in.UnmatchedAcks += p.unmatched.Load()

@@ -94,6 +94,12 @@ type FanoutConfig struct {
 	MaxP99 time.Duration
 	// AllSteps keeps stepping after a step fell behind.
 	AllSteps bool
+	// Publishers is the number of publishing connections. 1 (the default)
+	// is one extra connection that publishes and does not subscribe: the
+	// single-publisher shape. More are that many of the subscribers
+	// themselves, sharing the rate round robin: the shape of a live-event
+	// room, where many members talk.
+	Publishers int
 }
 
 // Fanout puts Subscribers connections in one room and publishes into it at
@@ -126,14 +132,24 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = 1
+	}
+	if cfg.Publishers > 1 && cfg.Publishers > subs {
+		return nil, fmt.Errorf("fanout: --publishers %d is more than the %d subscribers they are chosen among", cfg.Publishers, subs)
+	}
 	rm := run.newRoom("fanout")
 	specs := make([]connSpec, 0, subs+1)
 	for i := 0; i < subs; i++ {
-		specs = append(specs, connSpec{url: run.opts.URLs[i%len(run.opts.URLs)], room: rm, track: true})
+		// Publishers among the subscribers are spread evenly over them.
+		publish := cfg.Publishers > 1 && i%(subs/cfg.Publishers) == 0 && i/(subs/cfg.Publishers) < cfg.Publishers
+		specs = append(specs, connSpec{url: run.opts.URLs[i%len(run.opts.URLs)], room: rm, track: true, publish: publish})
 	}
-	specs = append(specs, connSpec{url: run.opts.URLs[0], room: rm, publish: true})
+	if cfg.Publishers == 1 {
+		specs = append(specs, connSpec{url: run.opts.URLs[0], room: rm, publish: true})
+	}
 	rep := run.newReport(map[string]any{
-		"subscribers": cfg.Subscribers, "rates": rates, "step_duration": cfg.StepDuration.String(),
+		"subscribers": cfg.Subscribers, "publishers": cfg.Publishers, "rates": rates, "step_duration": cfg.StepDuration.String(),
 		"max_inflight": cfg.MaxInflight, "max_p99": cfg.MaxP99.String(), "text_size": run.opts.TextSize,
 		"tick": run.opts.Tick.String(), "warmup": run.opts.Warmup.String(),
 	})

@@ -191,6 +191,7 @@ every subscriber, so a saturated server is measured, not overflowed.`,
 			var cfg bench.FanoutConfig
 			var rates floatList
 			fs.IntVar(&cfg.Subscribers, "subscribers", 1000, "subscribers in the room")
+			fs.IntVar(&cfg.Publishers, "publishers", 1, "publishing connections: 1 is an extra connection that only publishes; more are that many of the subscribers, sharing the rate (a room where many members talk)")
 			fs.Var(&rates, "rates", "explicit steps, deliveries/s, comma-separated (e.g. 500k or 100k,200k); overrides start/step/max")
 			cfg.StartRate, cfg.StepRate, cfg.MaxRate = 100e3, 100e3, 3e6
 			fs.Var(rateFlag{&cfg.StartRate}, "start-rate", "first step, deliveries/s")
