@@ -49,6 +49,11 @@ func (r *ChatClusterReconciler) applySecrets(ctx context.Context, cc *chatv1alph
 	if _, err := r.apply(ctx, cc, resources.AdminSecretBuilder{}); err != nil {
 		return nil, 0, err
 	}
+	if cc.ServerAPIEnabled() {
+		if _, err := r.apply(ctx, cc, resources.APISecretBuilder{}); err != nil {
+			return nil, 0, err
+		}
+	}
 	obj, err := r.apply(ctx, cc, resources.PeerCABuilder{Now: now})
 	if err != nil {
 		return nil, 0, err

@@ -50,6 +50,9 @@ func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
 	for _, name := range []string{cc.PeerCASecretName(), cc.PeerTLSSecretName(), cc.AdminSecretName()} {
 		refs = append(refs, secretRef{field: "generated", name: name, generated: true})
 	}
+	if cc.ServerAPIEnabled() {
+		refs = append(refs, secretRef{field: "generated", name: cc.APISecretName(), generated: true})
+	}
 	if t := cc.Spec.TLS; t != nil {
 		refs = append(refs, secretRef{field: "spec.tls.secretName", name: t.SecretName, keys: []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}})
 	}

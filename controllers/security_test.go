@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ func secretNeedles(secrets []corev1.Secret) map[string]string {
 
 // TestNoSecretMaterialOutsideSecrets: for a ChatCluster that uses every
 // kind of secret (a user's HS256 JWT secret and TLS key, the generated
-// gossip keyring, admin token, CA and pod keys), no object the operator
+// gossip keyring, admin token, server API key, CA and pod keys), no object the operator
 // creates or writes but a Secret — ConfigMap, Services, StatefulSet and its
 // pod template (arguments, environment), PDB, NetworkPolicy,
 // ServiceAccount, events, the ChatCluster's status — contains any secret
@@ -91,6 +92,7 @@ func TestNoSecretMaterialOutsideSecrets(t *testing.T) {
 	cc := sample(t, ns)
 	cc.Spec.Auth = chatv1alpha1.AuthSpec{JWTSecretRef: &chatv1alpha1.JWTSecretKeySelector{Name: "jwt"}}
 	cc.Spec.TLS = &chatv1alpha1.TLSSpec{SecretName: "web-tls"}
+	cc.Spec.ServerAPI = &chatv1alpha1.ServerAPISpec{Enabled: true}
 	s.create(t, cc)
 	sts := s.waitSts(t, cc, "StatefulSet created", exists)
 	s.setStsStatus(t, cc, 3)
@@ -125,8 +127,8 @@ func scan(t *testing.T, s *suite, ns string) {
 	if err := s.admin.List(ctx, &secrets, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
-	if len(secrets.Items) < 6 { // jwt, web-tls, keyring, admin, CA, peer TLS
-		t.Fatalf("%d Secrets in %s, want at least 6", len(secrets.Items), ns)
+	if len(secrets.Items) < 7 { // jwt, web-tls, keyring, admin, API keys, CA, peer TLS
+		t.Fatalf("%d Secrets in %s, want at least 7", len(secrets.Items), ns)
 	}
 	needles := secretNeedles(secrets.Items)
 	lists := []client.ObjectList{
@@ -408,5 +410,54 @@ func TestNetworkPolicyOnByDefaultAndSwitchable(t *testing.T) {
 	s.waitSts(t, cc, "the reconcile of the new history size", func(sts *appsv1.StatefulSet) error { return hasArg(sts, "--history-size=2000") })
 	if err := s.get(np); err != nil || len(np.Spec.Ingress) != 0 {
 		t.Errorf("the switched-off policy was written again (%v): %+v", err, np.Spec.Ingress)
+	}
+}
+
+// TestServerAPIKeys: spec.serverAPI.enabled makes the operator create the
+// API key Secret once (one random key), mount it and pass --api-key-file;
+// a key the user adds is never overwritten; turning the API off takes the
+// flag and the mount away (the pods roll) and keeps the Secret, so turning
+// it on again finds the keys the backend already has.
+func TestServerAPIKeys(t *testing.T) {
+	s := envSuite(t)
+	ns := s.namespace(t)
+	cc := sample(t, ns)
+	cc.Spec.ServerAPI = &chatv1alpha1.ServerAPISpec{Enabled: true}
+	s.create(t, cc)
+	const flag = "--api-key-file=/etc/chatd/api/keys"
+	hasAPI := func(want bool) func(*appsv1.StatefulSet) error {
+		return func(sts *appsv1.StatefulSet) error {
+			args := sts.Spec.Template.Spec.Containers[0].Args
+			mounted := false
+			for _, v := range sts.Spec.Template.Spec.Volumes {
+				if v.Secret != nil && v.Secret.SecretName == cc.APISecretName() {
+					mounted = true
+				}
+			}
+			if slices.Contains(args, flag) != want || mounted != want {
+				return fmt.Errorf("flag in %q and Secret %s mounted: %v, want %v", args, cc.APISecretName(), mounted, want)
+			}
+			return nil
+		}
+	}
+	s.waitSts(t, cc, "the server API configured", hasAPI(true))
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: cc.APISecretName()}}
+	eventually(t, "the API key Secret", func() error { return s.get(keys) })
+	generated := resources.KeyringKeys(keys.Data[chatv1alpha1.DefaultAPIKeysKey])
+	if len(generated) != 1 || len(generated[0]) < 40 {
+		t.Fatalf("generated keys %q, want one random key", generated)
+	}
+	rotated := generated[0] + "\nsecond-key-added-by-the-user-0123456789\n"
+	s.update(t, keys, func() { keys.Data[chatv1alpha1.DefaultAPIKeysKey] = []byte(rotated) })
+
+	s.update(t, cc, func() { cc.Spec.ServerAPI.Enabled = false })
+	s.waitSts(t, cc, "the server API off", hasAPI(false))
+	s.update(t, cc, func() { cc.Spec.ServerAPI.Enabled = true })
+	s.waitSts(t, cc, "the server API on again", hasAPI(true))
+	if err := s.get(keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(keys.Data[chatv1alpha1.DefaultAPIKeysKey]); got != rotated {
+		t.Fatalf("API keys %q after off and on, want the user's %q", got, rotated)
 	}
 }

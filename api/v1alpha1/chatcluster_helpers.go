@@ -46,6 +46,8 @@ const (
 	DefaultJWKSKey          = "jwks.json"
 	// DefaultAdminTokenKey is the key of the generated admin token Secret.
 	DefaultAdminTokenKey = "token"
+	// DefaultAPIKeysKey is the key of the generated server API key Secret.
+	DefaultAPIKeysKey = "keys"
 
 	// MaxClusterLabelLength is the longest spec.gossip.clusterLabel, and the
 	// longest label ClusterLabel derives.
@@ -293,6 +295,16 @@ func (c *ChatCluster) PeerTLSSecretName() string { return c.Name + "-peer-tls" }
 // AdminSecretName is the name of the Secret holding the admin API's bearer
 // token the operator generates (key DefaultAdminTokenKey).
 func (c *ChatCluster) AdminSecretName() string { return c.Name + "-admin" }
+
+// APISecretName is the name of the Secret holding the server API's keys
+// the operator generates (key DefaultAPIKeysKey) when spec.serverAPI is
+// enabled.
+func (c *ChatCluster) APISecretName() string { return c.Name + "-api" }
+
+// ServerAPIEnabled reports whether spec.serverAPI turns the server API on.
+func (c *ChatCluster) ServerAPIEnabled() bool {
+	return c.Spec.ServerAPI != nil && c.Spec.ServerAPI.Enabled
+}
 
 // MetricsServiceName is the name of the Service in front of the pods'
 // admin listeners (/metrics), for Prometheus.

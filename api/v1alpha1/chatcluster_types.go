@@ -139,6 +139,12 @@ type ChatClusterSpec struct {
 	// +optional
 	SocketIO *SocketIOSpec `json:"socketIO,omitempty"`
 
+	// The server API for the application's backend (/api/v1/ on the admin
+	// port, docs/api.md): publish into rooms, broadcast, read history.
+	// Left out, it is off.
+	// +optional
+	ServerAPI *ServerAPISpec `json:"serverAPI,omitempty"`
+
 	// Durable history: each chatd pod gets a PersistentVolumeClaim and keeps
 	// every room it owns or replicates on it (chatd --data-dir), so history
 	// survives restarts, idle rooms and the loss of every pod at once. Left
@@ -633,6 +639,18 @@ type SocketIONamespace struct {
 	// valid token may enter (CONNECT_ERROR otherwise).
 	// +optional
 	TokenOnly bool `json:"tokenOnly,omitempty"`
+}
+
+// ServerAPISpec configures chatd's server API.
+type ServerAPISpec struct {
+	// Serve the server API on every chatd pod's admin port. Its keys are
+	// in the Secret <name>-api (key "keys", one key a line), which the
+	// operator creates once with one random key and never writes again:
+	// read a key from it, and rotate by editing it (add a line, move the
+	// callers, remove the old line; chatd re-reads the file). Turning the
+	// API on or off restarts the pods one at a time. Default false.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
 }
 
 // Condition types of a ChatCluster's status.

@@ -218,6 +218,7 @@ var allOptions = []string{
 	"--set", "cluster.storage.retention.maxAge=168h",
 	"--set", "cluster.storage.retention.maxMessages=100000",
 	"--set", "cluster.storage.reserve=1Gi",
+	"--set", "cluster.serverAPI.enabled=true",
 	"--set-json", `cluster.socketIO={"namespaces":[{"name":"/"},{"name":"/staff","tokenOnly":true}],"recoveryWindow":"5m","pingTimeout":"30s"}`,
 	"--set", "cluster.podTemplate.labels.team=chat",
 	"--set", "cluster.podTemplate.annotations.note=hi",
@@ -541,6 +542,7 @@ func TestRenderAllOptions(t *testing.T) {
 			"retention":        obj{"maxAge": "168h", "maxMessages": float64(100000)},
 			"reserve":          "1Gi",
 		},
+		"serverAPI": obj{"enabled": true},
 		"socketIO": obj{
 			"namespaces":     []any{obj{"name": "/"}, obj{"name": "/staff", "tokenOnly": true}},
 			"recoveryWindow": "5m",

@@ -70,6 +70,11 @@ const (
 	AdminMountDir      = "/etc/chatd/admin"
 	AdminTokenFileName = "token"
 
+	// APIMountDir holds the server API's keys (--api-key-file) when
+	// spec.serverAPI is enabled.
+	APIMountDir     = "/etc/chatd/api"
+	APIKeysFileName = "keys"
+
 	// ClusterMountDir holds the cluster size (--expected-nodes-file),
 	// projected from the ConfigMap so that it changes in running pods.
 	ClusterMountDir       = "/etc/chatd/cluster"
@@ -235,6 +240,9 @@ func Args(cc *chatv1alpha1.ChatCluster, expectedNodes int32) []string {
 	}
 	a = append(a, StorageArgs(cc.Spec.Storage)...)
 	a = append(a, cc.Spec.Limits.Args()...)
+	if cc.ServerAPIEnabled() {
+		a = append(a, "--api-key-file="+path.Join(APIMountDir, APIKeysFileName))
+	}
 	return append(a, cc.Spec.SocketIO.Args()...)
 }
 

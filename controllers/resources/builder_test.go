@@ -63,6 +63,7 @@ func TestBuildersNameTheirObjects(t *testing.T) {
 		{ServiceAccountBuilder{}, "ServiceAccount", "prod"},
 		{GossipKeyringBuilder{}, "Secret", "prod-gossip-keyring"},
 		{AdminSecretBuilder{}, "Secret", "prod-admin"},
+		{APISecretBuilder{}, "Secret", "prod-api"},
 		{PeerCABuilder{Now: time.Now()}, "Secret", "prod-peer-ca"},
 		{PeerTLSBuilder{CA: testCA(t), Pods: 3, Now: time.Now(), Duration: time.Hour, RenewBefore: time.Minute}, "Secret", "prod-peer-tls"},
 		{MetricsServiceBuilder{}, "Service", "prod-metrics"},

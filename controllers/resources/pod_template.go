@@ -30,6 +30,8 @@ const (
 	GossipVolumeName = "gossip"
 	// AdminVolumeName projects the admin API's token.
 	AdminVolumeName = "admin"
+	// APIVolumeName projects the server API's keys (spec.serverAPI).
+	APIVolumeName = "api"
 
 	// LabelHostname and LabelZone are the topology keys of the default
 	// anti-affinity and spread.
@@ -215,6 +217,10 @@ func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeM
 	secret(GossipVolumeName, chatdconfig.GossipMountDir, name, items)
 	name, items = one(corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cc.AdminSecretName()}, Key: chatv1alpha1.DefaultAdminTokenKey}, chatdconfig.AdminTokenFileName)
 	secret(AdminVolumeName, chatdconfig.AdminMountDir, name, items)
+	if cc.ServerAPIEnabled() {
+		name, items = one(corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cc.APISecretName()}, Key: chatv1alpha1.DefaultAPIKeysKey}, chatdconfig.APIKeysFileName)
+		secret(APIVolumeName, chatdconfig.APIMountDir, name, items)
+	}
 	if cc.Spec.Storage != nil {
 		mounts = append(mounts, corev1.VolumeMount{Name: chatv1alpha1.DataVolumeName, MountPath: chatv1alpha1.DataMountPath})
 	}

@@ -3,6 +3,7 @@ package resources
 import (
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
@@ -43,6 +44,7 @@ func TestPodTemplateSecretsAreReadOnlyFiles(t *testing.T) {
 	cc := testCluster(3)
 	cc.Spec.Auth.JWKSSecretRef = &chatv1alpha1.JWKSSecretKeySelector{Name: "keys"}
 	cc.Spec.TLS = &chatv1alpha1.TLSSpec{SecretName: "web-tls"}
+	cc.Spec.ServerAPI = &chatv1alpha1.ServerAPISpec{Enabled: true}
 	cfg := chatdconfig.Desired(cc, 3, nil)
 	tpl := PodTemplate(cc, cfg)
 	c := tpl.Spec.Containers[0]
@@ -63,7 +65,7 @@ func TestPodTemplateSecretsAreReadOnlyFiles(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{JWTVolumeName: "keys", TLSVolumeName: "web-tls", PeerTLSVolumeName: "prod-peer-tls", GossipVolumeName: "prod-gossip-keyring", AdminVolumeName: "prod-admin"}
+	want := map[string]string{JWTVolumeName: "keys", TLSVolumeName: "web-tls", PeerTLSVolumeName: "prod-peer-tls", GossipVolumeName: "prod-gossip-keyring", AdminVolumeName: "prod-admin", APIVolumeName: "prod-api"}
 	if !reflect.DeepEqual(secrets, want) {
 		t.Errorf("secret volumes %v, want %v", secrets, want)
 	}
@@ -84,6 +86,7 @@ func TestPodTemplateSecretsAreReadOnlyFiles(t *testing.T) {
 		"--admin-listen=0.0.0.0:9090",
 		"--admin-token-file=/etc/chatd/admin/token",
 		"--jwt-jwks-file=/etc/chatd/jwt/jwks.json",
+		"--api-key-file=/etc/chatd/api/keys",
 	} {
 		if !args[a] {
 			t.Errorf("no argument %s in %q", a, cfg.Args)
@@ -95,5 +98,26 @@ func TestPodTemplateSecretsAreReadOnlyFiles(t *testing.T) {
 	}
 	if !admin {
 		t.Errorf("no admin port in %+v", c.Ports)
+	}
+}
+
+// TestPodTemplateServerAPIOffByDefault: without spec.serverAPI no API keys
+// are mounted and chatd gets no --api-key-file (its /api/v1/ answers 404).
+func TestPodTemplateServerAPIOffByDefault(t *testing.T) {
+	for _, api := range []*chatv1alpha1.ServerAPISpec{nil, {Enabled: false}} {
+		cc := testCluster(3)
+		cc.Spec.ServerAPI = api
+		cfg := chatdconfig.Desired(cc, 3, nil)
+		tpl := PodTemplate(cc, cfg)
+		for _, v := range tpl.Spec.Volumes {
+			if v.Name == APIVolumeName {
+				t.Errorf("serverAPI %+v: volume %+v", api, v)
+			}
+		}
+		for _, a := range cfg.Args {
+			if strings.HasPrefix(a, "--api-key-file") {
+				t.Errorf("serverAPI %+v: argument %s", api, a)
+			}
+		}
 	}
 }
