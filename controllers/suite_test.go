@@ -195,7 +195,7 @@ func startSuite() (*suite, error) {
 	// asked again soon, so that the scaling tests are quick.
 	s.stale = &staleWrites{Client: mgr.GetClient(), admin: s.admin, armed: map[string]int{}, conflicts: map[string]int{}}
 	r := &ChatClusterReconciler{
-		Client: s.stale, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder("ringchat-operator"),
+		Client: s.stale, Scheme: mgr.GetScheme(), Recorder: mgr.GetEventRecorder(operatorController),
 		SizePropagation: time.Hour, SizePoll: 200 * time.Millisecond, SizeResync: 2 * time.Second,
 		OperatorNamespace: suiteOperatorNamespace,
 	}
@@ -269,6 +269,10 @@ func eventually(t *testing.T, what string, f func() error) {
 		time.Sleep(pollInterval)
 	}
 }
+
+// operatorController is the operator's events' reportingController in the
+// suite (the name cmd/ringchat-operator gives its recorder too).
+const operatorController = "ringchat-operator"
 
 // get reads obj (by its namespace and name) with the admin client.
 func (s *suite) get(obj client.Object) error {
