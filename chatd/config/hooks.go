@@ -11,14 +11,22 @@ import (
 // HookConfig configures the backend hooks (chatd/hooks; docs/api.md,
 // "Hooks").
 type HookConfig struct {
-	ConnectURL, JoinURL, SendURL                   string
-	Timeout                                        time.Duration
-	ConnectTimeout, JoinTimeout, SendTimeout       time.Duration
+	// ConnectURL, JoinURL and SendURL turn the hooks on (empty: off).
+	ConnectURL, JoinURL, SendURL string
+	// Timeout bounds one attempt of a hook without a timeout of its own
+	// (ConnectTimeout, JoinTimeout, SendTimeout; 0: Timeout).
+	Timeout                                  time.Duration
+	ConnectTimeout, JoinTimeout, SendTimeout time.Duration
+	// The failure policies: "deny" or "allow".
 	ConnectOnFailure, JoinOnFailure, SendOnFailure string
-	Retries                                        int
-	BreakerFailures                                int
-	BreakerOpen                                    time.Duration
-	SecretFile                                     string
+	// Retries are extra attempts of a failed call.
+	Retries int
+	// BreakerFailures consecutive failures open a hook's breaker for
+	// BreakerOpen.
+	BreakerFailures int
+	BreakerOpen     time.Duration
+	// SecretFile holds the secret that signs hook requests.
+	SecretFile string
 }
 
 // Any reports whether a hook is configured.

@@ -174,13 +174,14 @@ func (h *Hook) call(ctx context.Context, body any, idempotent bool, user string)
 	defer func() { h.metrics.Duration.WithLabelValues(h.name).Observe(time.Since(start).Seconds()) }()
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return h.failed(fmt.Errorf("encode %s hook request: %w", h.name, err), user, start)
+		return h.failed(fmt.Errorf("encode %s hook request: %w", h.name, err), false, user, start)
 	}
 	attempts := 1
 	if idempotent {
 		attempts += max(h.retries, 0)
 	}
 	var last error
+	lastReason := ""
 	for i := range attempts {
 		reply, err := h.breaker.Execute(func() (Reply, error) { return h.attempt(ctx, payload) })
 		if err == nil {
@@ -192,12 +193,13 @@ func (h *Hook) call(ctx context.Context, body any, idempotent bool, user string)
 			f = &failure{reason: "breaker_open", err: err}
 		}
 		h.metrics.Failures.WithLabelValues(h.name, f.reason).Inc()
-		last = fmt.Errorf("%s hook attempt %d: %w", h.name, i+1, f)
+		last, lastReason = fmt.Errorf("%s hook attempt %d: %w", h.name, i+1, f), f.reason
+
 		if !f.retry || ctx.Err() != nil {
 			break
 		}
 	}
-	return h.failed(last, user, start)
+	return h.failed(last, lastReason == "breaker_open", user, start)
 }
 
 // attempt makes one request.
@@ -285,15 +287,22 @@ func (h *Hook) decide(r Reply, user string, start time.Time) Verdict {
 	return Verdict{Allowed: true, User: r.User, Replaced: r.Result == ResultReplace, Text: r.Text}
 }
 
-// failed applies the failure policy.
-func (h *Hook) failed(err error, user string, start time.Time) Verdict {
+// failed applies the failure policy. A call the open breaker refused is
+// logged at debug only: the breaker's opening was logged once at warn, and
+// a line per refused call would flood the log exactly when the backend is
+// down and every client is being refused.
+func (h *Hook) failed(err error, breakerOpen bool, user string, start time.Time) Verdict {
 	allowed := h.ep.OnFailure == Allow
 	result := "failed_deny"
 	if allowed {
 		result = "failed_allow"
 	}
 	h.metrics.Calls.WithLabelValues(h.name, result).Inc()
-	h.log.Warn("hook failed; failure policy applied", "hook", h.name, "user", user, "policy", string(h.ep.OnFailure), "err", err, "took", time.Since(start).String())
+	level := slog.LevelWarn
+	if breakerOpen {
+		level = slog.LevelDebug
+	}
+	h.log.Log(context.Background(), level, "hook failed; failure policy applied", "hook", h.name, "user", user, "policy", string(h.ep.OnFailure), "err", err, "took", time.Since(start).String())
 	return Verdict{Allowed: allowed, Failed: true}
 }
 
