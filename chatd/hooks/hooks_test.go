@@ -412,3 +412,28 @@ func TestBreakerOpensUnderLoad(t *testing.T) {
 		t.Errorf("breaker_open failures %v, want at least %d", v, clients)
 	}
 }
+
+// TestConnectHookRemoteAddrBehindProxy: behind --trusted-proxies the
+// connect hook's remote_addr is the client the proxy names, as the
+// admission sees it; from an untrusted peer the header is ignored.
+func TestConnectHookRemoteAddrBehindProxy(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, nil, func(string, map[string]any, *http.Request) (int, any) {
+		return http.StatusOK, allowUser("u")
+	})
+	behind := chatdtest.StartWith(t, nodeFlags("--trusted-proxies", "127.0.0.1/32"), "--hook-connect-url", be.url("connect"))
+	if _, err := connectWith(t, behind.URL, http.Header{"X-Forwarded-For": {"198.51.100.23"}}, protocol.ClientFrame{}); err != nil {
+		t.Fatal(err)
+	}
+	direct := chatdtest.StartWith(t, nodeFlags(), "--hook-connect-url", be.url("connect"))
+	if _, err := connectWith(t, direct.URL, http.Header{"X-Forwarded-For": {"198.51.100.23"}}, protocol.ClientFrame{}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := be.requests(hooks.HookConnect)
+	if len(reqs) != 2 || reqs[0]["remote_addr"] != "198.51.100.23" {
+		t.Fatalf("behind a trusted proxy: %v, want the forwarded client", reqs)
+	}
+	if remote, _ := reqs[1]["remote_addr"].(string); !strings.HasPrefix(remote, "127.0.0.1:") {
+		t.Fatalf("from an untrusted peer: remote_addr %q, want the socket's peer", remote)
+	}
+}
