@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,5 +137,73 @@ func TestSocketIOHooks(t *testing.T) {
 	}
 	if r := be.requests(hooks.HookSend)[0]; r["transport"] != "socket.io" || r["user"] != "sio-user" || r["cid"] != "c1" {
 		t.Fatalf("send hook request %v", r)
+	}
+}
+
+// lastArg returns the last argument of an event packet (42[...]): the
+// recovery offset, when recovery is on.
+func lastArg(t *testing.T, packet string) string {
+	t.Helper()
+	var args []json.RawMessage
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(packet, "42")), &args); err != nil || len(args) < 2 {
+		t.Fatalf("event %q: %v", packet, err)
+	}
+	var offset string
+	if err := json.Unmarshal(args[len(args)-1], &offset); err != nil {
+		t.Fatalf("event %q has no offset: %v", packet, err)
+	}
+	return offset
+}
+
+// TestSocketIORecoveryAsksTheJoinHook: a connection state recovery joins
+// the offset's rooms again, each a resume the join hook must allow: while
+// it allows, the socket recovers (the same pid); once it denies, the
+// socket is not recovered (a new pid) and keeps no room.
+func TestSocketIORecoveryAsksTheJoinHook(t *testing.T) {
+	t.Parallel()
+	var denyResumes atomic.Bool
+	be := startBackend(t, nil, func(_ string, req map[string]any, _ *http.Request) (int, any) {
+		if req["resume"] == true && denyResumes.Load() {
+			return http.StatusOK, deny("membership revoked")
+		}
+		return http.StatusOK, map[string]string{"result": "allow"}
+	})
+	srv := chatdtest.Start(t, "--hook-join-url", be.url("join"))
+	c, answer := dialSIO(t, srv.Addr, nil, `{"name":"ann"}`)
+	var connected struct{ PID string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(answer, "40")), &connected); err != nil || connected.PID == "" {
+		t.Fatalf("CONNECT answer %q without a pid: %v", answer, err)
+	}
+	c.write(`42["join",{"room":"lobby"}]`)
+	var offset string
+	for offset == "" {
+		if p := c.read(); strings.HasPrefix(p, `42["joined"`) {
+			offset = lastArg(t, p)
+		}
+	}
+	recoverWith := func() string {
+		auth, _ := json.Marshal(map[string]string{"name": "ann", "pid": connected.PID, "offset": offset})
+		_, answer := dialSIO(t, srv.Addr, nil, string(auth))
+		var again struct{ PID string }
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(answer, "40")), &again); err != nil {
+			t.Fatalf("recovery CONNECT answer %q: %v", answer, err)
+		}
+		return again.PID
+	}
+	if pid := recoverWith(); pid != connected.PID {
+		t.Fatalf("recovery with the hook allowing: pid %q, want the old %q (recovered)", pid, connected.PID)
+	}
+	denyResumes.Store(true)
+	if pid := recoverWith(); pid == connected.PID {
+		t.Fatal("recovery with the hook denying the room's resume: recovered anyway")
+	}
+	resumes := 0
+	for _, r := range be.requests(hooks.HookJoin) {
+		if r["resume"] == true && r["room"] == "lobby" && r["transport"] == "socket.io" {
+			resumes++
+		}
+	}
+	if resumes != 2 {
+		t.Fatalf("join hook asked about %d resumes of lobby, want 2", resumes)
 	}
 }
