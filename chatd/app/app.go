@@ -127,6 +127,11 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}
 	}
 	m := metrics.New()
+	hookSet, err := newHooks(cfg.Hooks, m, log)
+	if err != nil {
+		return err
+	}
+	defer hookSet.Close()
 	expectedNodes := cfg.ExpectedNodes
 	if cfg.ExpectedNodesFile != "" {
 		if expectedNodes, err = readExpectedNodes(cfg.ExpectedNodesFile); err != nil {
@@ -241,6 +246,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			return socketio.ClientAddr(mem.Meta.HTTPAddr, mem.Meta.RPCAddr), ok && mem.Meta.HTTPAddr != ""
 		}
 	}
+	scfg.Hooks = hookSet
 	srv := server.New(scfg, h, authn, m, log)
 	var adminSrv *http.Server
 	adminDone := make(chan error, 1)

@@ -46,6 +46,8 @@ type Config struct {
 	// APIKeyFile holds the server API's keys (/api/v1/ on the admin
 	// listener); empty: no server API. Re-read every AuthReloadInterval.
 	APIKeyFile string
+	// Hooks are the backend hooks (--hook-*).
+	Hooks HookConfig
 
 	// Limits
 	AllowedOrigins      string
@@ -203,6 +205,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 5*time.Second, "deadline of the HTTP headers and WebSocket upgrade")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "deadline of the graceful shutdown on SIGTERM")
+	addHookFlags(fs, &c.Hooks)
 
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage = fmt.Sprintf("%s (env %s)", f.Usage, EnvName(f.Name))
@@ -313,9 +316,10 @@ func (c *Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("set both --tls-cert-file and --tls-key-file, or neither"))
 	}
-	if c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSFile == "" && !c.AllowAnonymous {
-		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file or --allow-anonymous"))
+	if c.JWTSecretFile == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSFile == "" && !c.AllowAnonymous && c.Hooks.ConnectURL == "" {
+		errs = append(errs, errors.New("no way to authenticate: set --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file, --allow-anonymous or --hook-connect-url"))
 	}
+	errs = append(errs, c.Hooks.validate()...)
 	errs = append(errs, c.validateAdmin()...)
 	if _, err := ParseTrustedProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -72,6 +73,8 @@ type Config struct {
 	// SocketIO configures the Socket.IO endpoint at /socket.io/ (its
 	// Session is taken from Session); nil serves none.
 	SocketIO *socketio.Config
+	// Hooks are the backend hooks both protocols ask; nil: none.
+	Hooks *hooks.Set
 }
 
 // Server serves chatd's HTTP endpoints.
@@ -137,7 +140,7 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 	if cfg.SocketIO != nil {
 		sc := *cfg.SocketIO
 		sc.Session = cfg.Session
-		sio := socketio.New(sc, socketio.Deps{Hub: h, Auth: a, Metrics: m, Log: log}, socketio.Hooks{
+		sio := socketio.New(sc, socketio.Deps{Hub: h, Auth: a, Metrics: m, Log: log, Hooks: cfg.Hooks}, socketio.Hooks{
 			Admit:       s.admitSocketIO,
 			CheckOrigin: s.upgrader.CheckOrigin,
 			Track:       s.trackSocketIO,
@@ -229,7 +232,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.ConnectionsAccepted.Inc()
 	s.proto.accepted.WithLabelValues(protoNative).Inc()
-	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log}, remote)
+	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log, Hooks: s.cfg.Hooks}, remote)
+	if s.cfg.Hooks.Connector() != nil {
+		sess.SetConnectFacts(hooks.Facts(r, hooks.TransportWS, remote))
+	}
 	// The session runs on a goroutine of its own and the handler returns:
 	// net/http's connection goroutine would otherwise stay parked under the
 	// session, keeping its deep stack and its 4 KiB read and write buffers

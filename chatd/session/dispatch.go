@@ -1,11 +1,13 @@
 package session
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -124,6 +126,16 @@ func (s *Session) join(f *protocol.ClientFrame) {
 		s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
 		return
 	}
+	if j := s.deps.Hooks.Joiner(); j != nil {
+		// On the read loop's goroutine, holding no lock: a slow backend
+		// delays this connection's next frames only.
+		v := j.Join(context.Background(), hooks.JoinRequest{Transport: hooks.TransportWS, Session: s.id,
+			User: s.identity.UserID, Anonymous: s.identity.Anonymous, Room: f.Room, Since: f.Since})
+		if !v.Allowed {
+			s.sendError(v.Refusal(hooks.HookJoin, f.ID, f.Room))
+			return
+		}
+	}
 	s.roomsMu.Lock()
 	joined := slices.Contains(s.rooms, f.Room)
 	if !joined && len(s.rooms) >= s.cfg.MaxRooms {
@@ -146,7 +158,17 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 		s.sendError(roomError(protocol.CodeTextTooLong, f, textTooLong(s.cfg.MaxTextBytes)))
 		return
 	}
-	s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, f.Text, start)
+	text := f.Text
+	if h := s.deps.Hooks.Sender(); h != nil {
+		var perr *protocol.Error
+		if text, perr = hooks.CheckSend(h, hooks.SendRequest{Transport: hooks.TransportWS, Session: s.id,
+			User: s.identity.UserID, Anonymous: s.identity.Anonymous, Room: f.Room, CID: f.CID, Text: text},
+			f.ID, s.cfg.MaxTextBytes); perr != nil {
+			s.sendError(perr)
+			return
+		}
+	}
+	s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, text, start)
 }
 
 // forgetRoom frees a room's slot: after a leave, or when a join failed (the

@@ -6,6 +6,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
@@ -68,6 +70,8 @@ type Deps struct {
 	Auth    *auth.Authenticator
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Hooks are the backend hooks; nil or nil members: none.
+	Hooks *hooks.Set
 }
 
 // Session is one WebSocket connection. It implements hub.Conn.
@@ -104,6 +108,10 @@ type Session struct {
 	writerDoneOnce sync.Once
 	remoteAddr     string
 	authComplete   bool
+	// connectFacts are the HTTP request's facts for the connect hook, kept
+	// from the upgrade until the hello (nil without a connect hook, so
+	// that idle connections do not keep their cookies).
+	connectFacts *hooks.ConnectRequest
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -136,6 +144,10 @@ func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session
 func (s *Session) logAttrs(args ...any) []any {
 	return append([]any{"session", s.id, "remote", s.remoteAddr, "user", s.identity.UserID}, args...)
 }
+
+// SetConnectFacts gives the session its upgrade request's facts, for the
+// connect hook to see at the hello. Call it before Run.
+func (s *Session) SetConnectFacts(req *hooks.ConnectRequest) { s.connectFacts = req }
 
 // SessionID implements hub.Conn.
 func (s *Session) SessionID() string { return s.id }
@@ -348,7 +360,13 @@ func (s *Session) handleHello(f *protocol.ClientFrame) bool {
 		s.fail(protocol.CloseUnsupportedVersion, "unsupported protocol version; this server speaks "+strconv.Itoa(protocol.Version))
 		return false
 	}
-	id, err := s.deps.Auth.Authenticate(f.Token, f.Name)
+	req := hooks.ConnectRequest{Transport: hooks.TransportWS, RemoteAddr: s.remoteAddr}
+	if s.connectFacts != nil {
+		req = *s.connectFacts
+		s.connectFacts = nil
+	}
+	req.Token, req.Name = f.Token, f.Name
+	id, err := hooks.Authenticate(context.Background(), s.deps.Hooks.Connector(), s.deps.Auth, req)
 	if err != nil {
 		var ae *auth.Error
 		code, reason := "internal", "authentication failed"
@@ -357,7 +375,13 @@ func (s *Session) handleHello(f *protocol.ClientFrame) bool {
 		}
 		s.deps.Metrics.AuthFailures.WithLabelValues(code).Inc()
 		s.log.Info("hello refused", s.logAttrs("code", code)...)
-		s.fail(protocol.CloseAuthFailed, reason)
+		closeCode := protocol.CloseAuthFailed
+		if code == hooks.CodeHookUnavailable {
+			// Not the client's fault: it should come back later, as
+			// after any 1013 (docs/protocol.md §10).
+			closeCode = protocol.CloseTryAgainLater
+		}
+		s.fail(closeCode, reason)
 		return false
 	}
 	s.identity = id

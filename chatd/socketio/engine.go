@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
 )
@@ -38,6 +39,9 @@ type engineSession struct {
 	untrack        func()
 	transportLabel string
 	out            *session.Outbox[item]
+	// facts are the handshake request's, for the connect hook of each
+	// namespace's CONNECT (nil without a connect hook).
+	facts *hooks.ConnectRequest
 	// meter and skipBinary belong to whoever handles incoming packets:
 	// packets are handled one at a time (readMu), from a WebSocket read
 	// loop or a POST.

@@ -35,6 +35,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/session"
@@ -82,6 +83,8 @@ type Deps struct {
 	Auth    *auth.Authenticator
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Hooks are the backend hooks; nil or nil members: none.
+	Hooks *hooks.Set
 }
 
 // Conn is an Engine.IO session as the HTTP server's shutdown sees it.
@@ -278,6 +281,9 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, transport str
 		remote = s.hooks.ClientAddr(r)
 	}
 	es := newEngineSession(s, newSID(s.cfg.Self), remote, release)
+	if s.deps.Hooks.Connector() != nil {
+		es.facts = hooks.Facts(r, hooks.TransportSocketIO, remote)
+	}
 	if transport == "websocket" {
 		ws, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {

@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -246,7 +248,12 @@ func (e *engineSession) connect(p *Packet) {
 			return
 		}
 	}
-	id, err := srv.deps.Auth.Authenticate(a.Token, a.Name)
+	req := hooks.ConnectRequest{Transport: hooks.TransportSocketIO, RemoteAddr: e.remote}
+	if e.facts != nil {
+		req = *e.facts
+	}
+	req.Token, req.Name, req.Namespace = a.Token, a.Name, ns.Name
+	id, err := hooks.Authenticate(context.Background(), srv.deps.Hooks.Connector(), srv.deps.Auth, req)
 	if err != nil {
 		var ae *auth.Error
 		code, reason := "internal", "authentication failed"
@@ -349,6 +356,16 @@ func (s *socket) recoverable(offset string) ([]position, bool) {
 		}
 		seen[native] = true
 		positions[i].room = native
+	}
+	if j := s.e.srv.deps.Hooks.Joiner(); j != nil {
+		// Recovery resumes every room of the offset: each is a resuming
+		// join the join hook must allow, or the socket starts afresh.
+		for _, p := range positions {
+			since := p.seq
+			if v := j.Join(context.Background(), s.joinRequest(p.room, &since)); !v.Allowed {
+				return nil, false
+			}
+		}
 	}
 	return positions, true
 }
@@ -547,7 +564,17 @@ func (s *socket) dispatch(f *protocol.ClientFrame) {
 			s.sendError(roomError(protocol.CodeTextTooLong, f, "text longer than "+strconv.Itoa(cfg.MaxTextBytes)+" bytes"))
 			return
 		}
-		h.Publish(s, f.ID, f.Room, f.CID, f.Text, time.Now())
+		start, text := time.Now(), f.Text
+		if sh := s.e.srv.deps.Hooks.Sender(); sh != nil {
+			var perr *protocol.Error
+			if text, perr = hooks.CheckSend(sh, hooks.SendRequest{Transport: hooks.TransportSocketIO, Session: s.id,
+				User: s.identity.UserID, Anonymous: s.identity.Anonymous, Room: f.Room, CID: f.CID, Text: text},
+				f.ID, cfg.MaxTextBytes); perr != nil {
+				s.sendError(perr)
+				return
+			}
+		}
+		h.Publish(s, f.ID, f.Room, f.CID, text, start)
 	case protocol.TypeHistory:
 		if !s.identity.CanJoin(f.Room) {
 			s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
@@ -578,6 +605,13 @@ func (s *socket) join(f *protocol.ClientFrame) {
 		s.sendError(roomError(protocol.CodeForbidden, f, "your token does not allow this room"))
 		return
 	}
+	if j := s.e.srv.deps.Hooks.Joiner(); j != nil {
+		// Holding no lock: a slow backend delays this session's packets only.
+		if v := j.Join(context.Background(), s.joinRequest(f.Room, f.Since)); !v.Allowed {
+			s.sendError(v.Refusal(hooks.HookJoin, f.ID, f.Room))
+			return
+		}
+	}
 	s.roomsMu.Lock()
 	joined := slices.Contains(s.rooms, f.Room)
 	if !joined && len(s.rooms) >= cfg.MaxRooms {
@@ -598,6 +632,13 @@ func (s *socket) join(f *protocol.ClientFrame) {
 	room := f.Room
 	s.e.srv.deps.Hub.Join(s, hub.JoinRequest{ID: f.ID, Room: room, Epoch: f.Epoch, Since: f.Since,
 		OnFail: func() { s.forgetRoom(room) }})
+}
+
+// joinRequest is the join hook's request for a join of room (resuming
+// from since when not nil).
+func (s *socket) joinRequest(room string, since *uint64) hooks.JoinRequest {
+	return hooks.JoinRequest{Transport: hooks.TransportSocketIO, Session: s.id,
+		User: s.identity.UserID, Anonymous: s.identity.Anonymous, Room: room, Since: since}
 }
 
 // forgetRoom frees a room's slot after a leave or a failed join.
