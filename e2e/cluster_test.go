@@ -392,14 +392,26 @@ func TestRollingUpgrade(t *testing.T) {
 
 	previous := orig
 	previous.image = env.previous
-	setImage := func(image string) func() error {
-		return func() error {
-			return env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) { s.Image = image })
-		}
+	// The rollback turns off what the previous release lacks, as its
+	// runbook would: the operator passes chatd the flags of the spec, and a
+	// release refuses a flag it does not know (v0.2.0 has no server API,
+	// so --api-key-file would keep its pods from starting). The upgrade
+	// puts the spec back as the suite found it.
+	rollBack := func() error {
+		return env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) {
+			s.Image = previous.image
+			s.ServerAPI = nil
+		})
 	}
-	changeAndSettle(t, ctx, tr, rolloutTimeout, previous, setImage(previous.image))
+	upgrade := func() error {
+		return env.updateSpec(ctx, func(s *chatv1alpha1.ChatClusterSpec) {
+			s.Image = orig.image
+			s.ServerAPI = env.original.ServerAPI
+		})
+	}
+	changeAndSettle(t, ctx, tr, rolloutTimeout, previous, rollBack)
 	t.Logf("rolled back to %s", previous.image)
-	changeAndSettle(t, ctx, tr, rolloutTimeout, orig, setImage(orig.image))
+	changeAndSettle(t, ctx, tr, rolloutTimeout, orig, upgrade)
 	t.Logf("rolled up to %s", orig.image)
 	tr.verify()
 }

@@ -640,7 +640,7 @@ func originalExpectation() expectation {
 }
 
 // restoreOnCleanup registers a cleanup that puts back the spec fields the
-// tests change (replicas, image, historySize) as the suite found them, and
+// tests change (replicas, image, historySize, serverAPI) as the suite found them, and
 // waits for the cluster to settle: a test that fails half-way must not hand
 // the next one a cluster in another shape. When the test passed, the spec
 // is already back and the wait is one poll.
@@ -652,6 +652,7 @@ func restoreOnCleanup(t *testing.T) {
 			s.Replicas = orig.Replicas
 			s.Image = orig.Image
 			s.HistorySize = orig.HistorySize
+			s.ServerAPI = orig.ServerAPI
 		})
 		if err != nil {
 			t.Errorf("restoring the original spec: %v", err)
