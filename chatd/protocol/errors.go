@@ -39,6 +39,10 @@ const (
 	// serves its maximum of rooms (--max-rooms-per-node). Retry later, or
 	// on another node.
 	CodeNodeRoomsFull = "node_rooms_full"
+	// CodeDisconnected: the backend disconnected the user for good (a
+	// Socket.IO client gets it before the server's DISCONNECT packet, the
+	// counterpart of a WebSocket close with CloseDisconnectedNoReconnect).
+	CodeDisconnected = "disconnected"
 )
 
 // Error is an error frame. ID is the id of the request that caused it, when
@@ -83,4 +87,12 @@ const (
 	// CloseSlowConsumer: the connection's outgoing queue overflowed because
 	// the client did not read fast enough; reconnect and resume.
 	CloseSlowConsumer = 4008
+	// CloseDisconnected: the application's backend disconnected the user
+	// through the server API (POST /api/v1/users/{user}/disconnect with
+	// "reconnect": true); the client may reconnect and resume at once.
+	CloseDisconnected = 4010
+	// CloseDisconnectedNoReconnect: the backend disconnected the user and
+	// asked that it not reconnect ("reconnect": false, or a cluster-wide
+	// ban); a client must not reconnect automatically.
+	CloseDisconnectedNoReconnect = 4011
 )

@@ -399,6 +399,23 @@ func (s *socket) expire() {
 	}
 }
 
+// Close implements hub.Closer, for a backend's disconnect (the server
+// API). A disconnect that allows reconnecting closes the whole Engine.IO
+// session with code: Socket.IO clients reconnect after a lost transport.
+// One that does not is a server DISCONNECT, which Socket.IO clients never
+// retry, after an error event saying why (as for an expired token).
+func (s *socket) Close(code int, reason string) {
+	if code != protocol.CloseDisconnectedNoReconnect {
+		s.e.Close(code, reason)
+		return
+	}
+	s.sendError(protocol.NewError(protocol.CodeDisconnected, "", reason))
+	s.e.pushRaw(appendPacketHead([]byte{eioMessage}, sioDisconnect, s.ns.Name, -1))
+	if s.e.removeSocket(s) {
+		s.teardown()
+	}
+}
+
 // teardown leaves the socket's rooms and unregisters it, once.
 func (s *socket) teardown() {
 	if s.torn.Swap(true) {

@@ -93,6 +93,11 @@ type options struct {
 	apiURL     string
 	apiKeyFile string
 
+	// moderation (the server API)
+	user        string
+	reason      string
+	noReconnect bool
+
 	out string
 }
 
@@ -115,7 +120,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -323,6 +328,7 @@ Examples:
   chatctl presence --room lobby
   chatctl dm --to bob "hi"
   chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
+  chatctl disconnect --api-key-file keys --user bob --reason "account suspended" --no-reconnect
 
 Connection (every command):
   --url URL          chatd endpoint (env CHATCTL_URL, default ws://127.0.0.1:8080/ws)
@@ -333,7 +339,7 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
-Server API (publish; docs/api.md), instead of a connection:
+Server API (publish, disconnect; docs/api.md), instead of a connection:
   --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
   --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
 
@@ -391,8 +397,11 @@ JSON output (--json; stable):
         after delay_ms
     {"type":"chatctl.published","room":...,"seq":N,"epoch":...,"ts":N,"duplicate":B}
         publish: the server API's answer (docs/api.md)
+    {"type":"chatctl.disconnected","user":...,"closed":N,"code":N,"unreached":[...]}
+        disconnect: the server API's answer; a non-empty unreached exits 1
+        (code incomplete): run it again
     {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
-        publish: the API answered 503, or the connection failed; sent
+        publish, disconnect: the API answered 503, or the connection failed; sent
         again with the same idempotency key
     {"type":"chatctl.removed","room":...,"from":N,"to":N}
         export: messages from..to were no longer kept when reached
@@ -400,7 +409,7 @@ JSON output (--json; stable):
         any failure, just before exiting with a non-zero code. code is the
         server's error code for exit 3, otherwise one of connect_failed,
         connection_lost, auth_failed, timeout, interrupted, usage, io,
-        epoch_changed, unexpected_reply; close_code is present when a close
+        epoch_changed, unexpected_reply, incomplete; close_code is present when a close
         frame caused it.
   Errors are also written as text to stderr; human output notices go to
   stderr so that stdout carries only messages.
