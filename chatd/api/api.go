@@ -127,6 +127,9 @@ func (h *handler) routes() []route {
 		{"/api/v1/broadcast", map[string]http.HandlerFunc{
 			http.MethodPost: h.broadcast,
 		}},
+		{"/api/v1/rooms/{room}/kick", map[string]http.HandlerFunc{
+			http.MethodPost: h.kick,
+		}},
 		{"/api/v1/users/{user}/disconnect", map[string]http.HandlerFunc{
 			http.MethodPost: h.disconnect,
 		}},

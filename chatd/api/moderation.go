@@ -17,6 +17,10 @@ type Moderator interface {
 	// closed, and the nodes that did not carry the order out (unreachable,
 	// or of an older release that refuses it).
 	DisconnectUser(user string, code int, reason string, reply func(closed int, unreached []string))
+	// Kick makes every connection of user on every live node leave room,
+	// telling it reason. reply gets how many left, and the nodes that did
+	// not carry the order out.
+	Kick(room, user, reason string, reply func(kicked int, unreached []string))
 }
 
 // MaxReasonLen bounds a moderation reason: it travels in a WebSocket close
@@ -106,26 +110,81 @@ func (h *handler) disconnect(w http.ResponseWriter, r *http.Request) {
 	} else if reason == "" {
 		reason = DefaultDisconnectReason
 	}
-	type answer struct {
-		closed    int
+	h.everyNode(w, r, func(reply func(int, []string)) {
+		h.cfg.Moderator.DisconnectUser(user, code, reason, reply)
+	}, func(closed int, unreached []string) any {
+		return DisconnectResponse{User: user, Closed: closed, Code: code, Unreached: unreached}
+	})
+}
+
+// everyNode runs a call that every node carries out, waits for its
+// answer within the API's timeout, and writes answer's body; past the
+// timeout it answers 503 (the call is safe to repeat).
+func (h *handler) everyNode(w http.ResponseWriter, r *http.Request, run func(reply func(int, []string)), answer func(n int, unreached []string) any) {
+	type result struct {
+		n         int
 		unreached []string
 	}
 	// Buffered: an answer after the handler gave up never blocks.
-	answers := make(chan answer, 1)
-	h.cfg.Moderator.DisconnectUser(user, code, reason, func(closed int, unreached []string) {
-		answers <- answer{closed, slices.Clone(unreached)}
-	})
+	results := make(chan result, 1)
+	run(func(n int, unreached []string) { results <- result{n, slices.Clone(unreached)} })
 	timer := time.NewTimer(h.cfg.Timeout)
 	defer timer.Stop()
 	select {
-	case a := <-answers:
-		if a.unreached == nil {
-			a.unreached = []string{}
+	case res := <-results:
+		if res.unreached == nil {
+			res.unreached = []string{}
 		}
-		writeJSON(w, http.StatusOK, DisconnectResponse{User: user, Closed: a.closed, Code: code, Unreached: a.unreached})
+		writeJSON(w, http.StatusOK, answer(res.n, res.unreached))
 	case <-timer.C:
-		e := &Error{Code: CodeUnavailable, Message: "not every node answered in time; some connections may be closed: retry"}
+		e := &Error{Code: CodeUnavailable, Message: "not every node answered in time; the order may be carried out in part: retry"}
 		writeError(w, statusOf(e), e)
 	case <-r.Context().Done():
 	}
+}
+
+// KickRequest is the body of POST /api/v1/rooms/{room}/kick.
+type KickRequest struct {
+	// User is the user to make leave the room. Required.
+	User string `json:"user"`
+	// Reason goes into the left frame the connections get.
+	Reason string `json:"reason,omitempty"`
+}
+
+// KickResponse answers a kick.
+type KickResponse struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	// Kicked counts the connections that left the room, over every node
+	// that answered.
+	Kicked int `json:"kicked"`
+	// Unreached lists the nodes that did not carry the order out: their
+	// connections of the user may still be in the room. Retry the call.
+	Unreached []string `json:"unreached"`
+}
+
+func (h *handler) kick(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if err := protocol.ValidateRoom(room); err != nil {
+		writeError(w, http.StatusBadRequest, &Error{Code: CodeInvalidRoom, Field: "room", Message: "room: " + err.Error()})
+		return
+	}
+	var req KickRequest
+	if e, status := decode(w, r, maxModerationBody, &req); e != nil {
+		writeError(w, status, e)
+		return
+	}
+	if e := checkUser(req.User, "user"); e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	if e := checkReason(req.Reason); e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	h.everyNode(w, r, func(reply func(int, []string)) {
+		h.cfg.Moderator.Kick(room, req.User, req.Reason, reply)
+	}, func(kicked int, unreached []string) any {
+		return KickResponse{Room: room, User: req.User, Kicked: kicked, Unreached: unreached}
+	})
 }

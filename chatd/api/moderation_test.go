@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,4 +129,152 @@ func TestDisconnectBadInput(t *testing.T) {
 	}
 	// Bob was never disconnected by any of them.
 	bob.Join("lobby")
+}
+
+func kickPath(room string) string { return "/api/v1/rooms/" + url.PathEscape(room) + "/kick" }
+
+// kick asks s to kick user from room and expects 200.
+func kick(t *testing.T, s *chatdtest.Server, room string, req api.KickRequest) api.KickResponse {
+	t.Helper()
+	r := call(t, http.MethodPost, adminBase(s), kickPath(room), keyA, mustJSON(t, req))
+	if r.status != http.StatusOK {
+		t.Fatalf("kick %s from %s: %d %s", req.User, room, r.status, r.body)
+	}
+	var k api.KickResponse
+	r.decode(t, &k)
+	return k
+}
+
+// expectKicked waits for c's left frame of room and checks it is the
+// server's (no id) with reason.
+func expectKicked(t *testing.T, c *chatdtest.Client, room, reason string) {
+	t.Helper()
+	var l protocol.Left
+	c.ExpectDecode(protocol.TypeLeft, &l)
+	if l.Room != room || l.ID != "" || l.Reason != reason {
+		t.Fatalf("left frame %+v, want room %s without id, reason %q", l, room, reason)
+	}
+}
+
+// expectPresenceLeft reads c's frames until a presence frame of room names
+// user as gone.
+func expectPresenceLeft(t *testing.T, c *chatdtest.Client, room, user string) {
+	t.Helper()
+	for {
+		f := c.Next()
+		if f.Type != protocol.TypePresence {
+			continue
+		}
+		var p protocol.Presence
+		if err := f.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Room == room && slices.Contains(p.Left, user) {
+			return
+		}
+	}
+}
+
+// A kicked user's connections in the room get left with the reason, stop
+// getting the room's messages, may not send to it, and others see the
+// user leave; connections not in the room are untouched; the user may
+// join again (a kick is not a ban).
+func TestKick(t *testing.T) {
+	srv := startAPI(t)
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	bob.Join("lobby")
+	bob.Join("other")
+	bobElsewhere := chatdtest.Connect(t, srv.URL, "bob")
+	bobElsewhere.Join("other")
+	ann := chatdtest.Connect(t, srv.URL, "ann")
+	ann.Join("lobby")
+
+	k := kick(t, srv, "lobby", api.KickRequest{User: "bob", Reason: "off-topic"})
+	if k.Room != "lobby" || k.User != "bob" || k.Kicked != 1 || len(k.Unreached) != 0 {
+		t.Fatalf("kick answered %+v, want 1 kicked", k)
+	}
+	expectKicked(t, bob, "lobby", "off-topic")
+	expectPresenceLeft(t, ann, "lobby", "bob")
+
+	// Bob no longer gets lobby's messages (the next message he gets is
+	// other's, sent after lobby's), nor may send there.
+	ann.Say("lobby", "a1", "bob is gone")
+	publish(t, srv, "other", api.PublishRequest{Text: "in other"})
+	if m := bob.NextMessage(); m.Room != "other" {
+		t.Fatalf("kicked bob got %+v", m)
+	}
+	bob.Do(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s1", Room: "lobby", CID: "b1", Text: "hello?"})
+	bob.ExpectError(protocol.CodeNotJoined)
+	if m := bobElsewhere.NextMessage(); m.Room != "other" {
+		t.Fatalf("bob's other connection got %+v", m)
+	}
+
+	// Kicking again finds nobody in the room; bob may come back.
+	if k := kick(t, srv, "lobby", api.KickRequest{User: "bob"}); k.Kicked != 0 {
+		t.Fatalf("second kick answered %+v, want 0", k)
+	}
+	bob.Join("lobby")
+	if ack := bob.Say("lobby", "b2", "back"); ack.Seq == 0 {
+		t.Fatalf("bob's send after rejoining: %+v", ack)
+	}
+}
+
+// A kick through one node reaches the user's connections on the others.
+func TestKickCluster(t *testing.T) {
+	c := chatdtest.StartCluster(t, 3, "--api-key-file", keyFile(t, keyA))
+	a, b, cNode := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	room := roomOwnedBy(c.LiveNames(), cNode.Name)
+	bobA := chatdtest.Connect(t, a.URL, "bob")
+	bobA.Join(room)
+	bobC := chatdtest.Connect(t, cNode.URL, "bob")
+	bobC.Join(room)
+	ann := chatdtest.Connect(t, a.URL, "ann")
+	ann.Join(room)
+
+	k := kick(t, b.Server, room, api.KickRequest{User: "bob", Reason: "flooding"})
+	if k.Kicked != 2 || len(k.Unreached) != 0 {
+		t.Fatalf("kick through %s answered %+v, want 2 kicked", b.Name, k)
+	}
+	expectKicked(t, bobA, room, "flooding")
+	expectKicked(t, bobC, room, "flooding")
+	expectPresenceLeft(t, ann, room, "bob")
+}
+
+// Hostile kicks are refused before anything happens.
+func TestKickBadInput(t *testing.T) {
+	srv := startAPI(t)
+	for _, tc := range []struct {
+		name, room, body, code, field string
+		status                        int
+	}{
+		{"bad room", "lob by", `{"user":"bob"}`, api.CodeInvalidRoom, "room", 400},
+		{"long room", strings.Repeat("r", 65), `{"user":"bob"}`, api.CodeInvalidRoom, "room", 400},
+		{"no user", "lobby", `{"reason":"x"}`, api.CodeBadRequest, "user", 400},
+		{"bad user", "lobby", `{"user":"b\u0000b"}`, api.CodeBadRequest, "user", 400},
+		{"unknown member", "lobby", `{"user":"bob","room":"x"}`, api.CodeBadJSON, "room", 400},
+		{"long reason", "lobby", `{"user":"bob","reason":"` + strings.Repeat("r", 121) + `"}`, api.CodeBadRequest, "reason", 400},
+		{"huge body", "lobby", `{"user":"` + strings.Repeat("u", 5000) + `"}`, api.CodeBodyTooLarge, "", 413},
+	} {
+		r := call(t, http.MethodPost, adminBase(srv), kickPath(tc.room), keyA, []byte(tc.body))
+		if r.status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)
+			continue
+		}
+		if e := r.apiError(t); e.Code != tc.code || e.Field != tc.field {
+			t.Errorf("%s: error %+v, want code %s field %q", tc.name, e, tc.code, tc.field)
+		}
+	}
+}
+
+// A kick frees the connection's room slot, as its own leave would: with
+// --max-rooms 1, the kicked connection joins another room.
+func TestKickFreesTheRoomSlot(t *testing.T) {
+	srv := startAPI(t, "--max-rooms", "1")
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	bob.Join("lobby")
+	if k := kick(t, srv, "lobby", api.KickRequest{User: "bob"}); k.Kicked != 1 {
+		t.Fatalf("kick answered %+v", k)
+	}
+	expectKicked(t, bob, "lobby", "")
+	bob.Join("other")
 }

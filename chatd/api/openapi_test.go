@@ -110,6 +110,11 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 		{"broadcast no key", srv, "POST", "/api/v1/broadcast", "bad-key-bad-key-bad", `{}`, 401},
 		{"broadcast method", srv, "GET", "/api/v1/broadcast", keyA, "", 405},
 		{"broadcast large", srv, "POST", "/api/v1/broadcast", keyA, `{"rooms":["a"],"text":"` + strings.Repeat("x", 50000) + `"}`, 413},
+		{"kick", srv, "POST", "/api/v1/rooms/lobby/kick", keyA, `{"user":"bob","reason":"off-topic"}`, 200},
+		{"kick bad", srv, "POST", "/api/v1/rooms/lobby/kick", keyA, `{"reason":"no user"}`, 400},
+		{"kick no key", srv, "POST", "/api/v1/rooms/lobby/kick", "", `{"user":"bob"}`, 401},
+		{"kick method", srv, "GET", "/api/v1/rooms/lobby/kick", keyA, "", 405},
+		{"kick large", srv, "POST", "/api/v1/rooms/lobby/kick", keyA, `{"user":"` + strings.Repeat("x", 2000) + `"}`, 413},
 		{"disconnect", srv, "POST", "/api/v1/users/carol/disconnect", keyA, `{"reason":"account suspended","reconnect":false}`, 200},
 		{"disconnect default", srv, "POST", "/api/v1/users/carol/disconnect", keyA, `{}`, 200},
 		{"disconnect bad", srv, "POST", "/api/v1/users/carol/disconnect", keyA, `{"reconnect":"no"}`, 400},
@@ -171,9 +176,10 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 	// refuses one; its 503 is the Unavailable response publish's 503
 	// checks.
 	covered["GET /api/v1/rooms/{room}/messages 503"] = true
-	// A disconnect's 503 is its wait for the nodes running out, which no
+	// A disconnect's or a kick's 503 is its wait for the nodes running out, which no
 	// live node of this test lets happen; it is the same Unavailable.
 	covered["POST /api/v1/users/{user}/disconnect 503"] = true
+	covered["POST /api/v1/rooms/{room}/kick 503"] = true
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			for status := range op.Responses.Map() {

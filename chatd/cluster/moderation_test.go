@@ -39,16 +39,17 @@ type previousRelease struct {
 }
 
 func (p previousRelease) HandleRequest(from transport.Peer, payload []byte, reply transport.Reply) {
-	if len(payload) > 0 && rpc.Op(payload[0]) == rpc.OpDisconnect {
+	if len(payload) > 0 && (rpc.Op(payload[0]) == rpc.OpDisconnect || rpc.Op(payload[0]) == rpc.OpKick) {
 		p.old.ServeRequest(from, payload, reply)
 		return
 	}
 	p.Node.HandleRequest(from, payload, reply)
 }
 
-// A disconnect reaches the user's connections on every node; a node that
-// refuses the op (an older release during a rolling upgrade) is reported
-// unreached, its connections left open, and the others are still closed.
+// A disconnect (and a kick) reaches the user's connections on every node;
+// a node that refuses the op (an older release during a rolling upgrade)
+// is reported unreached, its connections left alone, and the others are
+// still closed.
 func TestDisconnectUserMixedRelease(t *testing.T) {
 	nodes := startNodesServing(t, 15*time.Second, func(name string, n *Node) transport.Handler {
 		if name == "node-c" {
@@ -70,6 +71,12 @@ func TestDisconnectUserMixedRelease(t *testing.T) {
 		unreached []string
 	}
 	ch := make(chan result, 1)
+	// Nobody has joined the room: every node that answers kicks nobody,
+	// and the old one is unreached.
+	nodes["node-a"].Kick("lobby", "bob", "bye", func(kicked int, unreached []string) { ch <- result{kicked, unreached} })
+	if got := waitFor(t, ch, "the kick's answer"); got.closed != 0 || !slices.Equal(got.unreached, []string{"node-c"}) {
+		t.Fatalf("kick answered %d kicked, unreached %q; want 0 and node-c", got.closed, got.unreached)
+	}
 	nodes["node-a"].DisconnectUser("bob", 4010, "bye", func(closed int, unreached []string) { ch <- result{closed, unreached} })
 	got := waitFor(t, ch, "the disconnect's answer")
 	if got.closed != 2 || !slices.Equal(got.unreached, []string{"node-c"}) {

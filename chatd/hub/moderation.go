@@ -1,6 +1,10 @@
 package hub
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/ringchat/ringchat/chatd/protocol"
+)
 
 // Closer is a Conn the server can close on a backend's order (a WebSocket
 // session, a Socket.IO socket). It is not part of Conn so that test fakes
@@ -31,4 +35,37 @@ func (h *Hub) DisconnectUser(user string, code int, reason string) int {
 		}
 	}
 	return closed
+}
+
+// Evictable is a Conn that keeps its own list of joined rooms (to enforce
+// its room limit and to leave them when it ends), which must forget a room
+// the server made it leave. Like Closer, it is optional.
+type Evictable interface {
+	// Evicted forgets room; it must not block or call into the hub.
+	Evicted(room string)
+}
+
+// Kick makes every connection of user on this node leave room, as if each
+// had sent a leave: it stops getting the room's traffic, presence tells the
+// others once the user's last connection here is gone, and the connection
+// gets a left frame without id and with reason. It returns how many
+// connections it made leave. Nothing stops them from joining again (a ban
+// does that).
+func (h *Hub) Kick(room, user, reason string) int {
+	h.usersMu.RLock()
+	conns := slices.Clone(h.users[user])
+	h.usersMu.RUnlock()
+	frame := protocol.Encode(protocol.Left{Type: protocol.TypeLeft, Room: room, Reason: reason})
+	kicked := 0
+	for _, c := range conns {
+		if !h.Leave(c, room) {
+			continue
+		}
+		if e, ok := c.(Evictable); ok {
+			e.Evicted(room)
+		}
+		c.Enqueue(frame)
+		kicked++
+	}
+	return kicked
 }

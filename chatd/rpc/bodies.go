@@ -82,6 +82,20 @@ type DisconnectResp struct {
 	Closed int `json:"closed"`
 }
 
+// KickReq is OpKick's body: make every connection of User on the
+// receiving node leave Room, telling it Reason.
+type KickReq struct {
+	Room   string `json:"room"`
+	User   string `json:"user"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// KickResp answers OpKick: how many connections the answering node made
+// leave.
+type KickResp struct {
+	Kicked int `json:"kicked"`
+}
+
 // ForgetReq is OpForget's body: the owner of Room in term Term no longer
 // needs the receiver's copy (owner.Service.ForgetReplica keeps a copy that
 // follows a newer term).

@@ -84,6 +84,10 @@ const (
 	// with a DisconnectResp). A node of an older release refuses it as an
 	// unknown op; the sender reports that node as unreached.
 	OpDisconnect Op = 19
+	// OpKick asks a node to make its own connections of a user leave a
+	// room (KickReq, answered with a KickResp). Refused by older releases
+	// as OpDisconnect is.
+	OpKick Op = 20
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -93,7 +97,7 @@ var opNames = map[Op]string{
 	OpPublish: "publish", OpHistory: "history", OpTyping: "typing", OpDirect: "direct",
 	OpReplicate: "replicate", OpSync: "sync", OpForget: "forget", OpHandoff: "handoff",
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
-	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect",
+	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

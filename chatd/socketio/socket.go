@@ -617,6 +617,10 @@ func (s *socket) join(f *protocol.ClientFrame) {
 		OnFail: func() { s.forgetRoom(room) }})
 }
 
+// Evicted implements hub.Evictable: the server made the socket leave room
+// (a kick), so its slot is free.
+func (s *socket) Evicted(room string) { s.forgetRoom(room) }
+
 // forgetRoom frees a room's slot after a leave or a failed join.
 func (s *socket) forgetRoom(room string) {
 	s.roomsMu.Lock()

@@ -120,7 +120,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -329,6 +329,7 @@ Examples:
   chatctl dm --to bob "hi"
   chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
   chatctl disconnect --api-key-file keys --user bob --reason "account suspended" --no-reconnect
+  chatctl kick --api-key-file keys --room lobby --user bob --reason off-topic
 
 Connection (every command):
   --url URL          chatd endpoint (env CHATCTL_URL, default ws://127.0.0.1:8080/ws)
@@ -339,7 +340,7 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
-Server API (publish, disconnect; docs/api.md), instead of a connection:
+Server API (publish, disconnect, kick; docs/api.md), instead of a connection:
   --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
   --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
 
@@ -400,8 +401,10 @@ JSON output (--json; stable):
     {"type":"chatctl.disconnected","user":...,"closed":N,"code":N,"unreached":[...]}
         disconnect: the server API's answer; a non-empty unreached exits 1
         (code incomplete): run it again
+    {"type":"chatctl.kicked","room":...,"user":...,"kicked":N,"unreached":[...]}
+        kick: the server API's answer; unreached as for disconnect
     {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
-        publish, disconnect: the API answered 503, or the connection failed; sent
+        publish, disconnect, kick: the API answered 503, or the connection failed; sent
         again with the same idempotency key
     {"type":"chatctl.removed","room":...,"from":N,"to":N}
         export: messages from..to were no longer kept when reached

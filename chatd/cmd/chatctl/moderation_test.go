@@ -40,3 +40,31 @@ func TestDisconnect(t *testing.T) {
 		t.Fatalf("disconnect with a long reason: code %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// kick makes the user's connection leave the room with the reason; a
+// missing --room or --user exits 2, a bad room 2 (chatctl checks it).
+func TestKick(t *testing.T) {
+	srv, base, keys := apiNode(t)
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	bob.Join("lobby")
+	env := map[string]string{envAPIURL: base, envAPIKeyFile: keys}
+
+	r := chatctl(t, env, "kick", "--room", "lobby", "--user", "bob", "--reason", "off-topic")
+	if r.code != exitOK || !strings.Contains(r.stdout, "kicked bob from lobby: 1 connection(s) left") {
+		t.Fatalf("kick: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	var l protocol.Left
+	bob.ExpectDecode(protocol.TypeLeft, &l)
+	if l.Room != "lobby" || l.Reason != "off-topic" || l.ID != "" {
+		t.Fatalf("bob got %+v", l)
+	}
+	r = chatctl(t, env, "kick", "--room", "lobby", "--user", "bob", "--json")
+	if recs := jsonLines(t, r.stdout); r.code != exitOK || len(recs) != 1 || recs[0]["type"] != "chatctl.kicked" || recs[0]["kicked"] != 0.0 {
+		t.Fatalf("second kick: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"kick", "--user", "bob"}, {"kick", "--room", "lobby"}} {
+		if r = chatctl(t, env, args...); r.code != exitUsage {
+			t.Fatalf("%q: code %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
