@@ -79,6 +79,8 @@ type Config struct {
 	Router Router
 	// Moderator closes users' connections cluster-wide.
 	Moderator Moderator
+	// Bans is the node's copy of the bans in force.
+	Bans Bans
 	// Keys are the accepted API keys. Required.
 	Keys *Keys
 	// MaxTextBytes is the longest text, as for clients (--max-text-bytes).
@@ -129,6 +131,11 @@ func (h *handler) routes() []route {
 		}},
 		{"/api/v1/rooms/{room}/kick", map[string]http.HandlerFunc{
 			http.MethodPost: h.kick,
+		}},
+		{"/api/v1/bans", map[string]http.HandlerFunc{
+			http.MethodPost:   h.ban,
+			http.MethodDelete: h.unban,
+			http.MethodGet:    h.listBans,
 		}},
 		{"/api/v1/users/{user}/disconnect", map[string]http.HandlerFunc{
 			http.MethodPost: h.disconnect,

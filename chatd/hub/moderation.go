@@ -69,3 +69,32 @@ func (h *Hub) Kick(room, user, reason string) int {
 	}
 	return kicked
 }
+
+// Gate decides whether a user may join (or resume) a room, or send to it:
+// the node's bans and mutes (chatd/moderation).
+type Gate interface {
+	// Refuse returns the error frame that refuses user's join of room
+	// (send false) or send to it (send true), or nil to let it through.
+	// It must not block.
+	Refuse(user, room string, send bool) *protocol.Error
+}
+
+// SetGate installs g before the hub serves connections (it is read
+// without a lock).
+func (h *Hub) SetGate(g Gate) { h.gate = g }
+
+// refused queues the gate's refusal of a join or a send to c, if any, and
+// reports whether there was one.
+func (h *Hub) refused(c Conn, id, room string, send bool) bool {
+	if h.gate == nil {
+		return false
+	}
+	e := h.gate.Refuse(c.UserID(), room, send)
+	if e == nil {
+		return false
+	}
+	e.ID, e.Room = id, room
+	h.metrics.ErrorFrames.WithLabelValues(e.Code).Inc()
+	c.Enqueue(protocol.Encode(e))
+	return true
+}

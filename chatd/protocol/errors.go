@@ -43,6 +43,12 @@ const (
 	// Socket.IO client gets it before the server's DISCONNECT packet, the
 	// counterpart of a WebSocket close with CloseDisconnectedNoReconnect).
 	CodeDisconnected = "disconnected"
+	// CodeBanned: the user is banned from the room (or from every room) by
+	// the application's backend; until, when set, says when it ends.
+	CodeBanned = "banned"
+	// CodeMuted: the user may read the room but not send to it; until,
+	// when set, says when that ends.
+	CodeMuted = "muted"
 )
 
 // Error is an error frame. ID is the id of the request that caused it, when
@@ -53,6 +59,9 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Room    string `json:"room,omitempty"`
+	// Until is when a ban or mute ends (banned, muted), in Unix
+	// milliseconds; absent for a permanent one and for other codes.
+	Until int64 `json:"until,omitempty"`
 }
 
 // NewError builds an error frame.

@@ -97,6 +97,7 @@ type options struct {
 	user        string
 	reason      string
 	noReconnect bool
+	duration    string
 
 	out string
 }
@@ -120,7 +121,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -330,6 +331,7 @@ Examples:
   chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
   chatctl disconnect --api-key-file keys --user bob --reason "account suspended" --no-reconnect
   chatctl kick --api-key-file keys --room lobby --user bob --reason off-topic
+  chatctl ban --api-key-file keys --room lobby --user bob --for 24h --reason spam
 
 Connection (every command):
   --url URL          chatd endpoint (env CHATCTL_URL, default ws://127.0.0.1:8080/ws)
@@ -340,7 +342,7 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
-Server API (publish, disconnect, kick; docs/api.md), instead of a connection:
+Server API (publish, disconnect, kick, ban, unban, bans; docs/api.md), instead of a connection:
   --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
   --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
 
@@ -403,8 +405,12 @@ JSON output (--json; stable):
         (code incomplete): run it again
     {"type":"chatctl.kicked","room":...,"user":...,"kicked":N,"unreached":[...]}
         kick: the server API's answer; unreached as for disconnect
+    {"type":"chatctl.banned","user":...,"room":...,"until":N,"reason":...,"at":N}
+        ban: the server API's answer (room absent: every room; until
+        absent: until unban); unban prints chatctl.unbanned, bans one
+        chatctl.ban per ban in force
     {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
-        publish, disconnect, kick: the API answered 503, or the connection failed; sent
+        publish and the moderation commands: the API answered 503, or the connection failed; sent
         again with the same idempotency key
     {"type":"chatctl.removed","room":...,"from":N,"to":N}
         export: messages from..to were no longer kept when reached

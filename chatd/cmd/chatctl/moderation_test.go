@@ -68,3 +68,48 @@ func TestKick(t *testing.T) {
 		}
 	}
 }
+
+// ban, bans and unban: a room ban refuses bob's join with banned and is
+// listed with its end; unban lifts it; a bad --for exits 3 (the API's
+// bad_request).
+func TestBanUnbanBans(t *testing.T) {
+	srv, base, keys := apiNode(t)
+	env := map[string]string{envAPIURL: base, envAPIKeyFile: keys}
+	// The node answers bans once it has read the moderation log.
+	chatdtest.Eventually(t, chatdtest.Timeout, "the moderation log read", func() (bool, string) {
+		r := chatctl(t, env, "bans")
+		return r.code == exitOK, r.stderr
+	})
+
+	r := chatctl(t, env, "ban", "--room", "lobby", "--user", "bob", "--for", "1h", "--reason", "spam")
+	if r.code != exitOK || !strings.Contains(r.stdout, "banned bob from lobby until ") || !strings.HasSuffix(strings.TrimSpace(r.stdout), ": spam") {
+		t.Fatalf("ban: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	chatdtest.Eventually(t, chatdtest.Timeout, "bob's join refused", func() (bool, string) {
+		bob.Do(protocol.ClientFrame{Type: protocol.TypeJoin, ID: "j", Room: "lobby"})
+		f := bob.Next()
+		if f.Type == protocol.TypeJoined {
+			bob.Do(protocol.ClientFrame{Type: protocol.TypeLeave, ID: "l", Room: "lobby"})
+			bob.Expect(protocol.TypeLeft)
+		}
+		return f.Type == protocol.TypeError && strings.Contains(string(f.Raw), `"banned"`), string(f.Raw)
+	})
+	r = chatctl(t, env, "bans", "--json")
+	if recs := jsonLines(t, r.stdout); r.code != exitOK || len(recs) != 1 || recs[0]["type"] != "chatctl.ban" || recs[0]["user"] != "bob" || recs[0]["room"] != "lobby" {
+		t.Fatalf("bans: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r = chatctl(t, env, "unban", "--room", "lobby", "--user", "bob"); r.code != exitOK || !strings.Contains(r.stdout, "unbanned bob from lobby") {
+		t.Fatalf("unban: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	chatdtest.Eventually(t, chatdtest.Timeout, "the ban lifted", func() (bool, string) {
+		r := chatctl(t, env, "bans")
+		return r.code == exitOK && r.stdout == "", r.stdout
+	})
+	if r = chatctl(t, env, "ban", "--user", "bob", "--for", "ever"); r.code != exitServerError || !strings.Contains(r.stderr, "bad_request") {
+		t.Fatalf("ban --for ever: code %d, stderr %q", r.code, r.stderr)
+	}
+	if r = chatctl(t, env, "ban", "--room", "lobby"); r.code != exitUsage {
+		t.Fatalf("ban without --user: code %d", r.code)
+	}
+}
