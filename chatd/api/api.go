@@ -129,6 +129,11 @@ func (h *handler) routes() []route {
 		{"/api/v1/broadcast", map[string]http.HandlerFunc{
 			http.MethodPost: h.broadcast,
 		}},
+		{"/api/v1/rooms/{room}/mutes", map[string]http.HandlerFunc{
+			http.MethodPost:   h.mute,
+			http.MethodDelete: h.unmute,
+			http.MethodGet:    h.listMutes,
+		}},
 		{"/api/v1/rooms/{room}/kick", map[string]http.HandlerFunc{
 			http.MethodPost: h.kick,
 		}},

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/moderation"
@@ -172,4 +174,90 @@ func (h *handler) record(w http.ResponseWriter, r *http.Request, entry moderatio
 		writeError(w, statusOf(e), e)
 	case <-r.Context().Done():
 	}
+}
+
+// MuteRequest is the body of POST /api/v1/rooms/{room}/mutes.
+type MuteRequest struct {
+	// User is who is muted. Required.
+	User string `json:"user"`
+	// Duration is how long, as a Go duration; absent: until unmuted.
+	Duration string `json:"duration,omitempty"`
+	// Reason is shown to the user when a send is refused.
+	Reason string `json:"reason,omitempty"`
+}
+
+// MuteList answers GET /api/v1/rooms/{room}/mutes.
+type MuteList struct {
+	Mutes []Ban `json:"mutes"`
+}
+
+// pathRoom reads and checks the {room} of the path.
+func pathRoom(w http.ResponseWriter, r *http.Request) (string, bool) {
+	room := r.PathValue("room")
+	if err := protocol.ValidateRoom(room); err != nil {
+		writeError(w, http.StatusBadRequest, &Error{Code: CodeInvalidRoom, Field: "room", Message: "room: " + err.Error()})
+		return "", false
+	}
+	return room, true
+}
+
+// onlyParams refuses query parameters other than names.
+func onlyParams(w http.ResponseWriter, r *http.Request, names ...string) bool {
+	for name := range r.URL.Query() {
+		if !slices.Contains(names, name) {
+			writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: truncate(name, 32), Message: fmt.Sprintf("%s: unknown query parameter (%s)", truncate(name, 32), strings.Join(names, ", "))})
+			return false
+		}
+	}
+	return true
+}
+
+func (h *handler) mute(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathRoom(w, r)
+	if !ok {
+		return
+	}
+	var req MuteRequest
+	if e, status := decode(w, r, maxModerationBody, &req); e != nil {
+		writeError(w, status, e)
+		return
+	}
+	entry, e := checkBan(req.User, room, req.Duration, req.Reason, time.Now())
+	if e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	entry.Op = moderation.OpMute
+	h.record(w, r, entry)
+}
+
+func (h *handler) unmute(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathRoom(w, r)
+	if !ok || !onlyParams(w, r, "user") {
+		return
+	}
+	entry, e := checkBan(r.URL.Query().Get("user"), room, "", "", time.Now())
+	if e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	entry.Op = moderation.OpUnmute
+	h.record(w, r, entry)
+}
+
+func (h *handler) listMutes(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathRoom(w, r)
+	if !ok || !onlyParams(w, r) {
+		return
+	}
+	if !h.cfg.Bans.Loaded() {
+		e := &Error{Code: CodeUnavailable, Message: "this node has not read the moderation log yet; retry"}
+		writeError(w, statusOf(e), e)
+		return
+	}
+	list := MuteList{Mutes: []Ban{}}
+	for _, e := range h.cfg.Bans.List(true, room, true) {
+		list.Mutes = append(list.Mutes, banOf(e))
+	}
+	writeJSON(w, http.StatusOK, list)
 }

@@ -126,6 +126,19 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 		{"bans of a room", srv, "GET", "/api/v1/bans?room=lobby", keyA, "", 200},
 		{"bans bad", srv, "GET", "/api/v1/bans?room=a%20b", keyA, "", 400},
 		{"bans no key", srv, "GET", "/api/v1/bans", "", "", 401},
+		{"mute", srv, "POST", "/api/v1/rooms/lobby/mutes", keyA, `{"user":"mallory","duration":"10m","reason":"calm down"}`, 200},
+		{"mute bad", srv, "POST", "/api/v1/rooms/lobby/mutes", keyA, `{"user":"mallory","duration":"1d"}`, 400},
+		{"mute no key", srv, "POST", "/api/v1/rooms/lobby/mutes", "", `{"user":"mallory"}`, 401},
+		{"mute method", srv, "PUT", "/api/v1/rooms/lobby/mutes", keyA, `{}`, 405},
+		{"mute large", srv, "POST", "/api/v1/rooms/lobby/mutes", keyA, `{"user":"` + strings.Repeat("x", 2000) + `"}`, 413},
+		{"mute unavailable", noQuorum, "POST", "/api/v1/rooms/lobby/mutes", keyA, `{"user":"mallory"}`, 503},
+		{"unmute", srv, "DELETE", "/api/v1/rooms/lobby/mutes?user=mallory", keyA, "", 200},
+		{"unmute bad", srv, "DELETE", "/api/v1/rooms/lobby/mutes", keyA, "", 400},
+		{"unmute no key", srv, "DELETE", "/api/v1/rooms/lobby/mutes?user=mallory", "", "", 401},
+		{"unmute unavailable", noQuorum, "DELETE", "/api/v1/rooms/lobby/mutes?user=mallory", keyA, "", 503},
+		{"mutes", srv, "GET", "/api/v1/rooms/lobby/mutes", keyA, "", 200},
+		{"mutes bad", srv, "GET", "/api/v1/rooms/lobby/mutes?all=1", keyA, "", 400},
+		{"mutes no key", srv, "GET", "/api/v1/rooms/lobby/mutes", "", "", 401},
 		{"kick", srv, "POST", "/api/v1/rooms/lobby/kick", keyA, `{"user":"bob","reason":"off-topic"}`, 200},
 		{"kick bad", srv, "POST", "/api/v1/rooms/lobby/kick", keyA, `{"reason":"no user"}`, 400},
 		{"kick no key", srv, "POST", "/api/v1/rooms/lobby/kick", "", `{"user":"bob"}`, 401},
@@ -196,9 +209,10 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 	// live node of this test lets happen; it is the same Unavailable.
 	covered["POST /api/v1/users/{user}/disconnect 503"] = true
 	covered["POST /api/v1/rooms/{room}/kick 503"] = true
-	// The list's 503 is a node that has not read the moderation log yet,
+	// The lists' 503 is a node that has not read the moderation log yet,
 	// which a started test node already has.
 	covered["GET /api/v1/bans 503"] = true
+	covered["GET /api/v1/rooms/{room}/mutes 503"] = true
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			for status := range op.Responses.Map() {

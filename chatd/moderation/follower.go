@@ -145,7 +145,7 @@ func (f *Follower) handle(ctx context.Context, frame []byte) (joinFailed bool) {
 		case m.Seq <= f.applied:
 		case m.Seq == f.applied+1:
 			f.applied = m.Seq
-			f.apply(m, true)
+			f.apply(m)
 		default:
 			f.log.Warn("moderation log: a gap, reading it again", "applied", f.applied, "got", m.Seq)
 			f.reload(ctx)
@@ -161,16 +161,16 @@ func (f *Follower) handle(ctx context.Context, frame []byte) (joinFailed bool) {
 	return false
 }
 
-// apply folds one message of Room into the state; live, it also enforces
-// a new ban on this node's connections.
-func (f *Follower) apply(m protocol.Message, live bool) {
+// apply folds one new message of Room into the state and enforces a new
+// ban on this node's connections.
+func (f *Follower) apply(m protocol.Message) {
 	e, err := Decode(m.Text)
 	if err != nil {
 		f.log.Warn("moderation log: an entry that does not decode is skipped", "seq", m.Seq, "err", err)
 		return
 	}
 	f.state.Apply(e)
-	if !live || e.Op != OpBan || !e.active(time.Now().UnixMilli()) {
+	if e.Op != OpBan || !e.active(time.Now().UnixMilli()) {
 		return
 	}
 	reason := e.Reason
@@ -192,14 +192,21 @@ func (f *Follower) reload(ctx context.Context) {
 	for {
 		msgs, epoch, err := f.readAll(ctx)
 		if err == nil {
-			f.state.reset()
-			f.epoch, f.applied = epoch, 0
+			entries := make([]Entry, 0, len(msgs))
 			for _, m := range msgs {
-				f.apply(m, false)
-				f.applied = m.Seq
+				e, err := Decode(m.Text)
+				if err != nil {
+					f.log.Warn("moderation log: an entry that does not decode is skipped", "seq", m.Seq, "err", err)
+					continue
+				}
+				entries = append(entries, e)
 			}
-			f.state.setLoaded()
-			f.log.Info("moderation log loaded", "entries", len(msgs), "epoch", epoch)
+			f.state.replace(entries)
+			f.epoch, f.applied = epoch, 0
+			if len(msgs) > 0 {
+				f.applied = msgs[len(msgs)-1].Seq
+			}
+			f.log.Info("moderation log loaded", "entries", len(entries), "epoch", epoch)
 			return
 		}
 		f.log.Warn("cannot read the moderation log yet; retrying", "err", err)

@@ -122,20 +122,17 @@ func (s *State) Apply(e Entry) {
 	}
 }
 
-// reset forgets everything (a reload of the log follows).
-func (s *State) reset() {
+// replace swaps in the state folded from entries, the whole log, at once:
+// a check made meanwhile sees the old state or the new one, never a
+// partial one.
+func (s *State) replace(entries []Entry) {
+	next := NewState(s.now)
+	for _, e := range entries {
+		next.Apply(e)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.loaded = false
-	clear(s.bans)
-	clear(s.mutes)
-}
-
-// setLoaded marks the whole log read.
-func (s *State) setLoaded() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.loaded = true
+	s.bans, s.mutes, s.loaded = next.bans, next.mutes, true
 }
 
 // Loaded reports whether the node has read the whole log: before that, a

@@ -78,3 +78,55 @@ func TestSocketIODisconnectedByTheBackend(t *testing.T) {
 		t.Fatalf("second disconnect answered %s, want 0 closed", got)
 	}
 }
+
+// A backend's kick reaches a Socket.IO socket in the room: it gets the
+// left event with the reason, and its sends to the room are refused.
+func TestSocketIOKickedByTheBackend(t *testing.T) {
+	t.Parallel()
+	const key = "api-key-sio-kick-000000000"
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := chatdtest.Start(t, "--api-key-file", keys)
+	s := dialSIOWS(t, srv.Addr, true)
+	s.connectNS(t, "bob")
+	s.send(t, `420["join",{"room":"lobby"}]`)
+	// The join's acknowledgement.
+	for p := s.next(t); !strings.HasPrefix(p, `430[`); p = s.next(t) {
+	}
+
+	req, err := http.NewRequest(http.MethodPost, srv.AdminURL("/api/v1/rooms/lobby/kick"), strings.NewReader(`{"user":"bob","reason":"off-topic"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"kicked":1`) {
+		t.Fatalf("kick: %d %s", resp.StatusCode, b)
+	}
+	for {
+		p := s.next(t)
+		if strings.HasPrefix(p, `42["left",`) {
+			if !strings.Contains(p, `"room":"lobby"`) || !strings.Contains(p, `"reason":"off-topic"`) {
+				t.Fatalf("left event %q", p)
+			}
+			break
+		}
+	}
+	s.send(t, `421["send",{"room":"lobby","cid":"c1","text":"still here?"}]`)
+	for {
+		p := s.next(t)
+		if strings.HasPrefix(p, `431[`) {
+			if !strings.Contains(p, `not_joined`) {
+				t.Fatalf("send after the kick answered %q, want not_joined", p)
+			}
+			return
+		}
+	}
+}

@@ -121,7 +121,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -342,7 +342,8 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
-Server API (publish, disconnect, kick, ban, unban, bans; docs/api.md), instead of a connection:
+Server API (publish, disconnect, kick, ban, unban, bans, mute, unmute;
+docs/api.md), instead of a connection:
   --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
   --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
 
@@ -408,7 +409,8 @@ JSON output (--json; stable):
     {"type":"chatctl.banned","user":...,"room":...,"until":N,"reason":...,"at":N}
         ban: the server API's answer (room absent: every room; until
         absent: until unban); unban prints chatctl.unbanned, bans one
-        chatctl.ban per ban in force
+        chatctl.ban per ban in force; mute and unmute print chatctl.muted
+        and chatctl.unmuted records of the same shape
     {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
         publish and the moderation commands: the API answered 503, or the connection failed; sent
         again with the same idempotency key

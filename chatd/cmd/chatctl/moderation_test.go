@@ -113,3 +113,30 @@ func TestBanUnbanBans(t *testing.T) {
 		t.Fatalf("ban without --user: code %d", r.code)
 	}
 }
+
+// mute refuses bob's sends with muted; unmute lifts it.
+func TestMuteUnmute(t *testing.T) {
+	srv, base, keys := apiNode(t)
+	env := map[string]string{envAPIURL: base, envAPIKeyFile: keys}
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	bob.Join("lobby")
+	r := chatctl(t, env, "mute", "--room", "lobby", "--user", "bob", "--for", "10m", "--json")
+	if recs := jsonLines(t, r.stdout); r.code != exitOK || len(recs) != 1 || recs[0]["type"] != "chatctl.muted" || recs[0]["room"] != "lobby" {
+		t.Fatalf("mute: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	chatdtest.Eventually(t, chatdtest.Timeout, "bob's send refused as muted", func() (bool, string) {
+		bob.Do(protocol.ClientFrame{Type: protocol.TypeSend, ID: "s", Room: "lobby", CID: "m", Text: "hi"})
+		for {
+			f := bob.Next()
+			if f.Type == protocol.TypeError || f.Type == protocol.TypeAck {
+				return strings.Contains(string(f.Raw), `"muted"`), string(f.Raw)
+			}
+		}
+	})
+	if r = chatctl(t, env, "unmute", "--room", "lobby", "--user", "bob"); r.code != exitOK || !strings.Contains(r.stdout, "unmuted bob in lobby") {
+		t.Fatalf("unmute: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r = chatctl(t, env, "mute", "--user", "bob"); r.code != exitUsage {
+		t.Fatalf("mute without --room: code %d", r.code)
+	}
+}

@@ -893,6 +893,8 @@
     internal: 'The server had a problem.',
     storage_full: 'The server’s storage is full.',
     storage_failed: 'The server’s storage failed.',
+    banned: 'You are banned from that room.',
+    muted: 'You are muted in that room: you may read, not send.',
   };
 
   // Refusals of a history request that go away by themselves: ask again
