@@ -23,12 +23,11 @@ type Bans interface {
 	List(mutes bool, room string, filter bool) []moderation.Entry
 }
 
-// MaxBanDuration bounds a ban's or a mute's duration; longer ones are
-// permanent ones (no duration).
+// MaxBanDuration bounds a ban's or a mute's duration; a longer one is
+// refused (bad_request): a ban meant to last is one without a duration.
 const MaxBanDuration = 10 * 366 * 24 * time.Hour
 
-// BanRequest is the body of POST /api/v1/bans, and of POST
-// /api/v1/rooms/{room}/mutes (without Room).
+// BanRequest is the body of POST /api/v1/bans.
 type BanRequest struct {
 	// User is who is banned. Required.
 	User string `json:"user"`
@@ -41,7 +40,8 @@ type BanRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Ban is a ban (or a mute) in force.
+// Ban is a ban or a mute, as stored and as listed; the answer to every
+// ban, unban, mute and unmute (a lift has no until nor reason).
 type Ban struct {
 	User string `json:"user"`
 	// Room is absent for a cluster-wide ban.

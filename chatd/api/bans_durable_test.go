@@ -6,6 +6,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/api"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/moderation"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -33,10 +34,14 @@ func TestBansSurviveRestartOfEveryNode(t *testing.T) {
 	c.WaitConverged()
 
 	for _, n := range c.Nodes {
-		got := waitBansLoaded(t, n.Server())
-		if fmt.Sprint(got) != fmt.Sprint([]api.Ban{clusterBan, roomBan}) {
-			t.Fatalf("%s lists %+v after the restart, want %+v and %+v", n.Name, got, clusterBan, roomBan)
-		}
+		// A node reads the log when it follows it again, and compares its
+		// copy with the owner's every moderation.CheckInterval: the bans
+		// are there within that (normally at once).
+		want := fmt.Sprint([]api.Ban{clusterBan, roomBan})
+		chatdtest.Eventually(t, moderation.CheckInterval+chatdtest.Timeout, n.Name+" listing the bans after the restart", func() (bool, string) {
+			got := fmt.Sprint(waitBansLoaded(t, n.Server()))
+			return got == want, got
+		})
 		carol := chatdtest.Connect(t, n.URL, "carol")
 		if e := tryJoin(carol, "lobby"); e == nil || e.Code != protocol.CodeBanned {
 			t.Fatalf("carol's join on %s after the restart: %+v", n.Name, e)

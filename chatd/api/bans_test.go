@@ -13,6 +13,12 @@ import (
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
+// pollingFlags lift the per-connection rate limit for tests whose client
+// polls (a join or a send until a ban or mute reaches its node): on a
+// loaded machine that can take long enough for the default limit to close
+// the connection for abuse (1008).
+var pollingFlags = []string{"--rate", "10000", "--rate-burst", "10000"}
+
 // waitBansLoaded waits until s has read the moderation log (its GET
 // /api/v1/bans answers 503 until then) and returns the bans listed.
 func waitBansLoaded(t *testing.T, s *chatdtest.Server) []api.Ban {
@@ -96,7 +102,7 @@ func leave(c *chatdtest.Client, room string) {
 // joins and sends are refused as banned with the expiry; other rooms stay
 // open to him; the list shows it; an unban lifts it.
 func TestRoomBan(t *testing.T) {
-	srv := startAPI(t)
+	srv := startAPI(t, pollingFlags...)
 	if bans := waitBansLoaded(t, srv); len(bans) != 0 {
 		t.Fatalf("a new node lists bans: %+v", bans)
 	}
@@ -147,7 +153,7 @@ func TestRoomBan(t *testing.T) {
 // A cluster-wide ban made through node A: bob's connections on every node
 // are closed with 4011, and his joins on node C are refused.
 func TestClusterBanThroughAnotherNode(t *testing.T) {
-	c := chatdtest.StartCluster(t, 3, "--api-key-file", keyFile(t, keyA))
+	c := chatdtest.StartCluster(t, 3, append(pollingFlags, "--api-key-file", keyFile(t, keyA))...)
 	a, cNode := c.Nodes[0], c.Nodes[2]
 	for _, n := range c.Nodes {
 		waitBansLoaded(t, n.Server)
@@ -173,7 +179,7 @@ func TestClusterBanThroughAnotherNode(t *testing.T) {
 // An expired ban stops applying without any call: bob, banned for 2s,
 // joins once they have passed.
 func TestBanExpires(t *testing.T) {
-	srv := startAPI(t)
+	srv := startAPI(t, pollingFlags...)
 	waitBansLoaded(t, srv)
 	bob := chatdtest.Connect(t, srv.URL, "bob")
 	const d = 2 * time.Second

@@ -16,7 +16,7 @@ func mutesPath(room string) string { return "/api/v1/rooms/" + room + "/mutes" }
 // keeps reading the room but his sends are refused with muted (until and
 // reason); other rooms are not affected; an unmute lets him send again.
 func TestMuteCluster(t *testing.T) {
-	c := chatdtest.StartCluster(t, 3, "--api-key-file", keyFile(t, keyA))
+	c := chatdtest.StartCluster(t, 3, append(pollingFlags, "--api-key-file", keyFile(t, keyA))...)
 	a, cNode := c.Nodes[0], c.Nodes[2]
 	for _, n := range c.Nodes {
 		waitBansLoaded(t, n.Server)

@@ -34,6 +34,13 @@ const pageSize = protocol.MaxHistoryReq
 // joinID marks the Follower's own join requests.
 const joinID = "moderation"
 
+// CheckInterval is how often a Follower compares its copy with the log's
+// owner (one history page of one message) and reads the log again when it
+// is behind. Live entries normally arrive at once; this bounds how long a
+// node can miss some when a restart or a move of the room left its
+// subscription on a copy that did not have them.
+const CheckInterval = 5 * time.Second
+
 // Follower keeps a State current with Room's log. It is a hub connection
 // of its own (a subscriber of Room like any client's): Enqueue only queues
 // frames, and Run, its one goroutine, reads them, loads the whole log
@@ -90,6 +97,8 @@ func (f *Follower) take() [][]byte {
 func (f *Follower) Run(ctx context.Context) {
 	retry := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: backoff.Full}
 	var again <-chan time.Time
+	check := time.NewTicker(CheckInterval)
+	defer check.Stop()
 	f.hub.Join(f, hub.JoinRequest{ID: joinID, Room: Room})
 	for {
 		select {
@@ -98,6 +107,10 @@ func (f *Follower) Run(ctx context.Context) {
 		case <-again:
 			again = nil
 			f.hub.Join(f, hub.JoinRequest{ID: joinID, Room: Room})
+		case <-check.C:
+			if f.joined {
+				f.check(ctx)
+			}
 		case <-f.wake:
 		}
 		for _, batch := range f.take() {
@@ -134,7 +147,7 @@ func (f *Follower) handle(ctx context.Context, frame []byte) (joinFailed bool) {
 		// epoch: read the log again from its start.
 		if j.ID == joinID || (j.Recovered != nil && !*j.Recovered) || j.Epoch != f.epoch {
 			f.joined = true
-			f.reload(ctx)
+			f.reload(ctx, j.Epoch, j.Head)
 		}
 	case protocol.TypeMessage:
 		var m protocol.Message
@@ -148,7 +161,7 @@ func (f *Follower) handle(ctx context.Context, frame []byte) (joinFailed bool) {
 			f.apply(m)
 		default:
 			f.log.Warn("moderation log: a gap, reading it again", "applied", f.applied, "got", m.Seq)
-			f.reload(ctx)
+			f.reload(ctx, f.epoch, m.Seq)
 		}
 	case protocol.TypeError:
 		var e protocol.Error
@@ -159,6 +172,27 @@ func (f *Follower) handle(ctx context.Context, frame []byte) (joinFailed bool) {
 		}
 	}
 	return false
+}
+
+// check reads the log's newest page and reads the whole log again when
+// this copy is behind it or of another epoch.
+func (f *Follower) check(ctx context.Context) {
+	ch := make(chan protocol.HistoryPage, 1)
+	f.history.History(Room, 0, 1, func(p protocol.HistoryPage, err error) {
+		if err == nil {
+			ch <- p
+		} else {
+			close(ch)
+		}
+	})
+	select {
+	case <-ctx.Done():
+	case p, ok := <-ch:
+		if ok && (p.Epoch != f.epoch || p.Head > f.applied) && p.Head > 0 {
+			f.log.Warn("moderation log: this node's copy is behind the owner's; reading it again", "epoch", f.epoch, "applied", f.applied, "owner_epoch", p.Epoch, "owner_head", p.Head)
+			f.reload(ctx, p.Epoch, p.Head)
+		}
+	}
 }
 
 // apply folds one new message of Room into the state and enforces a new
@@ -185,12 +219,20 @@ func (f *Follower) apply(m protocol.Message) {
 }
 
 // reload reads Room's whole log through History and rebuilds the state
-// from it, retrying until it succeeds or ctx ends. Live messages that
-// arrive meanwhile wait in the queue and are skipped or applied by seq.
-func (f *Follower) reload(ctx context.Context) {
+// from it, retrying until it succeeds or ctx ends. What it reads must be
+// the log the hub's copy follows: of epoch (when known) and reaching head
+// at least. Around a restart or a move of the room, a page may come from a
+// node that is not (or no longer) its owner and knows nothing of it;
+// taking that empty page would forget every ban until the next gap, so it
+// is read again instead. Live messages that arrive meanwhile wait in the
+// queue and are skipped or applied by seq.
+func (f *Follower) reload(ctx context.Context, epoch string, head uint64) {
 	retry := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: backoff.Full}
 	for {
-		msgs, epoch, err := f.readAll(ctx)
+		msgs, got, gotHead, err := f.readAll(ctx)
+		if err == nil && head > 0 && (got != epoch || gotHead < head) {
+			err = fmt.Errorf("the log read (epoch %q, head %d) is behind the subscription's (epoch %q, head %d)", got, gotHead, epoch, head)
+		}
 		if err == nil {
 			entries := make([]Entry, 0, len(msgs))
 			for _, m := range msgs {
@@ -202,11 +244,10 @@ func (f *Follower) reload(ctx context.Context) {
 				entries = append(entries, e)
 			}
 			f.state.replace(entries)
-			f.epoch, f.applied = epoch, 0
-			if len(msgs) > 0 {
-				f.applied = msgs[len(msgs)-1].Seq
-			}
-			f.log.Info("moderation log loaded", "entries", len(entries), "epoch", epoch)
+			// Retention may have removed the oldest entries, never the
+			// head: new entries follow gotHead.
+			f.epoch, f.applied = got, gotHead
+			f.log.Info("moderation log loaded", "entries", len(entries), "epoch", got, "head", gotHead)
 			return
 		}
 		f.log.Warn("cannot read the moderation log yet; retrying", "err", err)
@@ -220,8 +261,9 @@ func (f *Follower) reload(ctx context.Context) {
 	}
 }
 
-// readAll reads every kept message of Room, oldest first.
-func (f *Follower) readAll(ctx context.Context) ([]protocol.Message, string, error) {
+// readAll reads every kept message of Room, oldest first, with the log's
+// epoch and head (as the newest page says).
+func (f *Follower) readAll(ctx context.Context) ([]protocol.Message, string, uint64, error) {
 	type answer struct {
 		page protocol.HistoryPage
 		err  error
@@ -229,24 +271,25 @@ func (f *Follower) readAll(ctx context.Context) ([]protocol.Message, string, err
 	var (
 		pages [][]protocol.Message
 		epoch string
+		head  uint64
 	)
 	before := uint64(0)
-	for {
+	for first := true; ; first = false {
 		ch := make(chan answer, 1)
 		f.history.History(Room, before, pageSize, func(p protocol.HistoryPage, err error) { ch <- answer{p, err} })
 		var a answer
 		select {
 		case <-ctx.Done():
-			return nil, "", ctx.Err()
+			return nil, "", 0, ctx.Err()
 		case a = <-ch:
 		}
 		if a.err != nil {
-			return nil, "", fmt.Errorf("moderation log page before %d: %w", before, a.err)
+			return nil, "", 0, fmt.Errorf("moderation log page before %d: %w", before, a.err)
 		}
-		if epoch == "" {
-			epoch = a.page.Epoch
+		if first {
+			epoch, head = a.page.Epoch, a.page.Head
 		} else if a.page.Epoch != epoch {
-			return nil, "", fmt.Errorf("moderation log: the epoch changed while reading it (%s, then %s)", epoch, a.page.Epoch)
+			return nil, "", 0, fmt.Errorf("moderation log: the epoch changed while reading it (%s, then %s)", epoch, a.page.Epoch)
 		}
 		pages = append(pages, a.page.Messages)
 		if !a.page.More || len(a.page.Messages) == 0 {
@@ -255,5 +298,5 @@ func (f *Follower) readAll(ctx context.Context) ([]protocol.Message, string, err
 		before = a.page.Messages[0].Seq
 	}
 	slices.Reverse(pages)
-	return slices.Concat(pages...), epoch, nil
+	return slices.Concat(pages...), epoch, head, nil
 }
