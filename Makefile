@@ -27,9 +27,11 @@ build-chatctl: ## build bin/chatctl, the command-line client (static, version-st
 	$(GO_BUILD) -o $(BIN)/chatctl ./chatd/cmd/chatctl
 
 .PHONY: run
-run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth; chat history kept in .data/ across restarts
-	@echo "ringchat: open http://127.0.0.1:8080/ in a browser (Ctrl-C to stop; history is kept in .data/local); admin API and metrics on http://127.0.0.1:9090/"
-	$(BIN)/chatd --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 --allow-anonymous --node-name local --data-dir $(CURDIR)/.data/local
+run: build ## run one chatd on http://127.0.0.1:8080 with anonymous dev auth; chat history kept in .data/ across restarts; a server API key in .data/api-keys
+	@mkdir -p $(CURDIR)/.data && [ -s $(CURDIR)/.data/api-keys ] || \
+		{ umask 077; head -c 32 /dev/urandom | base64 > $(CURDIR)/.data/api-keys; }
+	@echo "ringchat: open http://127.0.0.1:8080/ in a browser (Ctrl-C to stop; history is kept in .data/local); admin API, metrics and the server API (key in .data/api-keys) on http://127.0.0.1:9090/"
+	$(BIN)/chatd --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 --allow-anonymous --node-name local --data-dir $(CURDIR)/.data/local --api-key-file $(CURDIR)/.data/api-keys
 
 .PHONY: cluster
 cluster: ## run a local 3-node cluster on loopback, nodes linked by mutual TLS with a throwaway CA (N=5 make cluster for more)
