@@ -42,14 +42,11 @@ type Joined struct {
 	Recovered *bool    `json:"recovered,omitempty"`
 }
 
-// Left answers a leave, or, without ID, tells a connection that the server
-// made it leave the room (a kick by the application's backend); Reason then
-// says why.
+// Left answers a leave.
 type Left struct {
-	Type   string `json:"type"`
-	ID     string `json:"id,omitempty"`
-	Room   string `json:"room"`
-	Reason string `json:"reason,omitempty"`
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+	Room string `json:"room"`
 }
 
 // Ack confirms that a message was stored (send) or delivered (dm). A resend
