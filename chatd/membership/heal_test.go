@@ -160,6 +160,9 @@ func TestCutOffNodeReadmittedWhileItSeesTheOthers(t *testing.T) {
 	for _, nd := range nodes[:2] {
 		waitView(t, nd, convergeTimeout, "node-2 back", hasNames("node-0", "node-1", "node-2"))
 	}
+	// (No check of how: usually node-2 refutes its death ("Refuting a
+	// ..."), but under load the rejoin round's push/pull can also carry
+	// its newer incarnation first, as seen in CI. Without the round it is
+	// not readmitted at all, which the wait above fails on.)
 	t.Logf("node-2 readmitted %s after the cut ended (rejoin interval %s)", time.Since(healed).Round(time.Millisecond), rejoin)
-	nodes[2].logs.waitLog(t, logTimeout, "Refuting a ") // a suspect or dead message about itself
 }
