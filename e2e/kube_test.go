@@ -302,10 +302,20 @@ type forward struct {
 	done chan error
 }
 
-// Close ends the port-forward and waits for it.
+// forwardCloseTimeout bounds Close's wait for the forwarder to end.
+const forwardCloseTimeout = 10 * time.Second
+
+// Close ends the port-forward and waits for it, at most
+// forwardCloseTimeout: client-go's ForwardPorts waits for its streams, and
+// a stream to a pod deleted under it can stay open (seen once when every
+// pod was deleted at once: the settle wait hung in Close past its own
+// deadline). The forwarder's goroutine is then left to end on its own.
 func (f *forward) Close() {
 	f.stop()
-	<-f.done
+	select {
+	case <-f.done:
+	case <-time.After(forwardCloseTimeout):
+	}
 }
 
 // portForward forwards an ephemeral loopback port to port of pod. Like
