@@ -7,7 +7,8 @@
 //
 // The package sees the cluster only through Router, which the cluster
 // node (hub.Router's implementation) satisfies: a call reaches the room's
-// owner from any node, exactly as a client's frame does.
+// owner from any node, exactly as a client's frame does; and through
+// Moderator, which reaches every node's connections of a user.
 package api
 
 import (
@@ -76,6 +77,10 @@ const CIDPrefix = "api:"
 type Config struct {
 	// Router reaches the rooms' owners.
 	Router Router
+	// Moderator closes users' connections cluster-wide.
+	Moderator Moderator
+	// Bans is the node's copy of the bans in force.
+	Bans Bans
 	// Keys are the accepted API keys. Required.
 	Keys *Keys
 	// MaxTextBytes is the longest text, as for clients (--max-text-bytes).
@@ -123,6 +128,22 @@ func (h *handler) routes() []route {
 		}},
 		{"/api/v1/broadcast", map[string]http.HandlerFunc{
 			http.MethodPost: h.broadcast,
+		}},
+		{"/api/v1/rooms/{room}/mutes", map[string]http.HandlerFunc{
+			http.MethodPost:   h.mute,
+			http.MethodDelete: h.unmute,
+			http.MethodGet:    h.listMutes,
+		}},
+		{"/api/v1/rooms/{room}/kick", map[string]http.HandlerFunc{
+			http.MethodPost: h.kick,
+		}},
+		{"/api/v1/bans", map[string]http.HandlerFunc{
+			http.MethodPost:   h.ban,
+			http.MethodDelete: h.unban,
+			http.MethodGet:    h.listBans,
+		}},
+		{"/api/v1/users/{user}/disconnect", map[string]http.HandlerFunc{
+			http.MethodPost: h.disconnect,
 		}},
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/membership"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/moderation"
 	"github.com/ringchat/ringchat/chatd/owner"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/server"
@@ -247,6 +248,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		}
 	}
 	scfg.Hooks = hookSet
+	// Bans and mutes are only made through the server API, so a node
+	// follows the moderation log (and enforces it) when it serves the API:
+	// a node without keys adds no system room to the cluster.
+	var bans *moderation.State
+	if apiKeys != nil {
+		bans = moderation.NewState(nil)
+		h.SetGate(bans)
+	}
 	srv := server.New(scfg, h, authn, m, log)
 	var adminSrv *http.Server
 	adminDone := make(chan error, 1)
@@ -261,7 +270,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			Metrics:             server.MetricsHandler(m),
 			Probes:              srv.Probes(),
 			Views:               docs.Views(),
-		}), apiKeys, cfg, node, m, log), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
+		}), apiKeys, cfg, node, node, bans, m, log), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 	}
 	// stopAdmin closes the admin listener and its connections (a kill, or
@@ -285,6 +294,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		go func() {
 			defer wg.Done()
 			w.run(runCtx, expectedNodesPoll)
+		}()
+	}
+	if bans != nil {
+		follower := moderation.NewFollower(bans, h, node, log.With("component", "moderation"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			follower.Run(runCtx)
 		}()
 	}
 	if parts != nil {
@@ -456,13 +473,15 @@ func ServerConfig(cfg config.Config) server.Config {
 // mounted and /api/v1/ answers the admin handler's 404: an API open to
 // whoever reaches the admin listener is not an option, and keys are the
 // only way to use it (docs/api.md).
-func withAPI(adminH http.Handler, keys *api.Keys, cfg config.Config, router api.Router, m *metrics.Metrics, log *slog.Logger) http.Handler {
+func withAPI(adminH http.Handler, keys *api.Keys, cfg config.Config, router api.Router, mod api.Moderator, bans api.Bans, m *metrics.Metrics, log *slog.Logger) http.Handler {
 	if keys == nil {
 		return adminH
 	}
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix, api.Handler(api.Config{
 		Router:       router,
+		Moderator:    mod,
+		Bans:         bans,
 		Keys:         keys,
 		MaxTextBytes: cfg.MaxTextBytes,
 		Timeout:      apiTimeout(cfg),

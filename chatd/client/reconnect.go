@@ -39,10 +39,11 @@ type Disposition int
 
 const (
 	// Reconnect: reconnect with backoff and resume (1000 unrequested, 1001,
-	// 1006, 1011, 1012, 4002, 4008, network errors, refused upgrades).
+	// 1006, 1011, 1012, 4002, 4008, 4010, network errors, refused upgrades).
 	Reconnect Disposition = iota
 	// GiveUp: reconnecting with the same settings cannot help (1008 abuse,
-	// 1009 frame too big, or an unknown close code).
+	// 1009 frame too big, 4011 disconnected for good by the backend, or an
+	// unknown close code).
 	GiveUp
 	// AuthFailed: the credentials were refused or expired (4001, 4003,
 	// 4004); reconnect only with new credentials or another protocol version.
@@ -74,7 +75,7 @@ func Classify(err error) Disposition {
 	switch code {
 	case websocket.CloseNormalClosure, protocol.CloseGoingAway, websocket.CloseAbnormalClosure,
 		websocket.CloseInternalServerErr, protocol.CloseServiceRestart, websocket.CloseTryAgainLater,
-		protocol.CloseHelloTimeout, protocol.CloseSlowConsumer:
+		protocol.CloseHelloTimeout, protocol.CloseSlowConsumer, protocol.CloseDisconnected:
 		return Reconnect
 	case protocol.CloseAuthFailed, protocol.CloseUnsupportedVersion, protocol.CloseTokenExpired:
 		return AuthFailed

@@ -52,6 +52,12 @@ func (n *Node) handlers() *rpc.Table {
 	rpc.OnRequestOf(t, rpc.OpDirect, func(_ transport.Peer, req rpc.DirectReq, a rpc.Answer) {
 		a.OK(rpc.DirectResp{Delivered: n.hub.DeliverDirect(req.To, req.From, req.Except, req.Frame)})
 	})
+	rpc.OnRequestOf(t, rpc.OpDisconnect, func(_ transport.Peer, req rpc.DisconnectReq, a rpc.Answer) {
+		a.OK(rpc.DisconnectResp{Closed: n.hub.DisconnectUser(req.User, req.Code, req.Reason)})
+	})
+	rpc.OnRequestOf(t, rpc.OpKick, func(_ transport.Peer, req rpc.KickReq, a rpc.Answer) {
+		a.OK(rpc.KickResp{Kicked: n.hub.Kick(req.Room, req.User, req.Reason)})
+	})
 	// Writes to a replica are answered once durable there, from the
 	// store's goroutine (at once without a store).
 	rpc.OnRequestOf(t, rpc.OpReplicate, func(from transport.Peer, req owner.Replication, a rpc.Answer) {

@@ -70,6 +70,14 @@ func startNodes(t *testing.T, names ...string) map[string]*testNode {
 // startNodesWith is startNodes with the nodes' route timeout.
 func startNodesWith(t *testing.T, routeTimeout time.Duration, names ...string) map[string]*testNode {
 	t.Helper()
+	return startNodesServing(t, routeTimeout, nil, names...)
+}
+
+// startNodesServing is startNodesWith where serve, when not nil, gives
+// each node's transport the handler to serve it with (a node of another
+// release, say), instead of the node itself.
+func startNodesServing(t *testing.T, routeTimeout time.Duration, serve func(name string, n *Node) transport.Handler, names ...string) map[string]*testNode {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	nodes := make(map[string]*testNode, len(names))
 	for _, name := range names {
@@ -81,7 +89,11 @@ func startNodesWith(t *testing.T, routeTimeout time.Duration, names ...string) m
 				TypingCoalesce: time.Millisecond, PresenceCoalesce: time.Millisecond,
 				ReplicationRetry: 5 * time.Millisecond, ReplicationRetryMax: 50 * time.Millisecond,
 			}, log)
-		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Credentials: testcert.Credentials(t, name), ProtocolVersion: rpc.Version, ClusterLabel: "retry-test"}, n)
+		var handler transport.Handler = n
+		if serve != nil {
+			handler = serve(name, n)
+		}
+		tr, err := transport.New(transport.Config{NodeName: name, ListenAddr: "127.0.0.1:0", Credentials: testcert.Credentials(t, name), ProtocolVersion: rpc.Version, ClusterLabel: "retry-test"}, handler)
 		if err != nil {
 			t.Fatal(err)
 		}

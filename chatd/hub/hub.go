@@ -97,6 +97,8 @@ type Hub struct {
 	log     *slog.Logger
 	now     func() time.Time
 	router  Router
+	// gate refuses joins and sends of banned or muted users; nil: none.
+	gate Gate
 
 	mu    sync.RWMutex
 	rooms map[string]*room

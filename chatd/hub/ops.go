@@ -33,6 +33,12 @@ type JoinRequest struct {
 // that would add a room past Config.MaxRooms is refused with
 // node_rooms_full.
 func (h *Hub) Join(c Conn, req JoinRequest) {
+	if h.refused(c, req.ID, req.Room, false) {
+		if req.OnFail != nil {
+			req.OnFail()
+		}
+		return
+	}
 	r, created := h.lookup(req.Room, true)
 	if r == nil {
 		e := protocol.NewError(protocol.CodeNodeRoomsFull, req.ID, "this node serves as many rooms as it may ("+strconv.Itoa(h.cfg.MaxRooms)+"); retry later, or on another node")
@@ -312,6 +318,9 @@ func (h *Hub) Leave(c Conn, roomName string) bool {
 // error) is queued to c when the owner answers. start is when the frame was
 // read, for the send-to-ack histogram.
 func (h *Hub) Publish(c Conn, id, roomName, cid, text string, start time.Time) {
+	if h.refused(c, id, roomName, true) {
+		return
+	}
 	r, _ := h.lookup(roomName, false)
 	joined := false
 	if r != nil {

@@ -39,6 +39,16 @@ const (
 	// serves its maximum of rooms (--max-rooms-per-node). Retry later, or
 	// on another node.
 	CodeNodeRoomsFull = "node_rooms_full"
+	// CodeDisconnected: the backend disconnected the user for good (a
+	// Socket.IO client gets it before the server's DISCONNECT packet, the
+	// counterpart of a WebSocket close with CloseDisconnectedNoReconnect).
+	CodeDisconnected = "disconnected"
+	// CodeBanned: the user is banned from the room (or from every room) by
+	// the application's backend; until, when set, says when it ends.
+	CodeBanned = "banned"
+	// CodeMuted: the user may read the room but not send to it; until,
+	// when set, says when that ends.
+	CodeMuted = "muted"
 )
 
 // Error is an error frame. ID is the id of the request that caused it, when
@@ -49,6 +59,9 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Room    string `json:"room,omitempty"`
+	// Until is when a ban or mute ends (banned, muted), in Unix
+	// milliseconds; absent for a permanent one and for other codes.
+	Until int64 `json:"until,omitempty"`
 }
 
 // NewError builds an error frame.
@@ -83,4 +96,12 @@ const (
 	// CloseSlowConsumer: the connection's outgoing queue overflowed because
 	// the client did not read fast enough; reconnect and resume.
 	CloseSlowConsumer = 4008
+	// CloseDisconnected: the application's backend disconnected the user
+	// through the server API (POST /api/v1/users/{user}/disconnect with
+	// "reconnect": true); the client may reconnect and resume at once.
+	CloseDisconnected = 4010
+	// CloseDisconnectedNoReconnect: the backend disconnected the user and
+	// asked that it not reconnect ("reconnect": false, or a cluster-wide
+	// ban); a client must not reconnect automatically.
+	CloseDisconnectedNoReconnect = 4011
 )

@@ -42,11 +42,14 @@ type Joined struct {
 	Recovered *bool    `json:"recovered,omitempty"`
 }
 
-// Left answers a leave.
+// Left answers a leave, or, without ID, tells a connection that the server
+// made it leave the room (a kick by the application's backend); Reason then
+// says why.
 type Left struct {
-	Type string `json:"type"`
-	ID   string `json:"id,omitempty"`
-	Room string `json:"room"`
+	Type   string `json:"type"`
+	ID     string `json:"id,omitempty"`
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Ack confirms that a message was stored (send) or delivered (dm). A resend

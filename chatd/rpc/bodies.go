@@ -68,6 +68,34 @@ type DirectResp struct {
 	Delivered int `json:"delivered"`
 }
 
+// DisconnectReq is OpDisconnect's body: close every connection of User on
+// the receiving node with the WebSocket close code Code and Reason.
+type DisconnectReq struct {
+	User   string `json:"user"`
+	Code   int    `json:"code"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// DisconnectResp answers OpDisconnect: how many connections the answering
+// node closed.
+type DisconnectResp struct {
+	Closed int `json:"closed"`
+}
+
+// KickReq is OpKick's body: make every connection of User on the
+// receiving node leave Room, telling it Reason.
+type KickReq struct {
+	Room   string `json:"room"`
+	User   string `json:"user"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// KickResp answers OpKick: how many connections the answering node made
+// leave.
+type KickResp struct {
+	Kicked int `json:"kicked"`
+}
+
 // ForgetReq is OpForget's body: the owner of Room in term Term no longer
 // needs the receiver's copy (owner.Service.ForgetReplica keeps a copy that
 // follows a newer term).

@@ -79,6 +79,15 @@ const (
 	// OpSyncChunk carries a run of an owner's log to a replica catching
 	// up, after an OpSync offer (owner.Chunk).
 	OpSyncChunk Op = 18
+	// OpDisconnect asks a node to close its own connections of a user, on
+	// a backend's order through the server API (DisconnectReq, answered
+	// with a DisconnectResp). A node of an older release refuses it as an
+	// unknown op; the sender reports that node as unreached.
+	OpDisconnect Op = 19
+	// OpKick asks a node to make its own connections of a user leave a
+	// room (KickReq, answered with a KickResp). Refused by older releases
+	// as OpDisconnect is.
+	OpKick Op = 20
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -88,7 +97,7 @@ var opNames = map[Op]string{
 	OpPublish: "publish", OpHistory: "history", OpTyping: "typing", OpDirect: "direct",
 	OpReplicate: "replicate", OpSync: "sync", OpForget: "forget", OpHandoff: "handoff",
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
-	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk",
+	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

@@ -22,6 +22,7 @@ func TestGoldenOpCodes(t *testing.T) {
 		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
 		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
 		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
+		OpDisconnect: 19, OpKick: 20,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -76,6 +77,10 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
 		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
 			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},
+		{"disconnect", DisconnectReq{User: "u", Code: 4011, Reason: "spam"}, `{"user":"u","code":4011,"reason":"spam"}`},
+		{"disconnect reply", DisconnectResp{Closed: 2}, `{"closed":2}`},
+		{"kick", KickReq{Room: "r", User: "u", Reason: "spam"}, `{"room":"r","user":"u","reason":"spam"}`},
+		{"kick reply", KickResp{Kicked: 1}, `{"kicked":1}`},
 		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: Version}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
 	} {
 		b, err := json.Marshal(tc.v)

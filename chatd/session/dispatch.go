@@ -171,6 +171,10 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 	s.deps.Hub.Publish(s, f.ID, f.Room, f.CID, text, start)
 }
 
+// Evicted implements hub.Evictable: the server made the connection leave
+// room (a kick), so its slot is free.
+func (s *Session) Evicted(room string) { s.forgetRoom(room) }
+
 // forgetRoom frees a room's slot: after a leave, or when a join failed (the
 // hub calls back from another goroutine, hence the lock).
 func (s *Session) forgetRoom(room string) {

@@ -416,6 +416,23 @@ func (s *socket) expire() {
 	}
 }
 
+// Close implements hub.Closer, for a backend's disconnect (the server
+// API). A disconnect that allows reconnecting closes the whole Engine.IO
+// session with code: Socket.IO clients reconnect after a lost transport.
+// One that does not is a server DISCONNECT, which Socket.IO clients never
+// retry, after an error event saying why (as for an expired token).
+func (s *socket) Close(code int, reason string) {
+	if code != protocol.CloseDisconnectedNoReconnect {
+		s.e.Close(code, reason)
+		return
+	}
+	s.sendError(protocol.NewError(protocol.CodeDisconnected, "", reason))
+	s.e.pushRaw(appendPacketHead([]byte{eioMessage}, sioDisconnect, s.ns.Name, -1))
+	if s.e.removeSocket(s) {
+		s.teardown()
+	}
+}
+
 // teardown leaves the socket's rooms and unregisters it, once.
 func (s *socket) teardown() {
 	if s.torn.Swap(true) {
@@ -640,6 +657,10 @@ func (s *socket) joinRequest(room string, since *uint64) hooks.JoinRequest {
 	return hooks.JoinRequest{Transport: hooks.TransportSocketIO, Session: s.id,
 		User: s.identity.UserID, Anonymous: s.identity.Anonymous, Room: room, Since: since}
 }
+
+// Evicted implements hub.Evictable: the server made the socket leave room
+// (a kick), so its slot is free.
+func (s *socket) Evicted(room string) { s.forgetRoom(room) }
 
 // forgetRoom frees a room's slot after a leave or a failed join.
 func (s *socket) forgetRoom(room string) {

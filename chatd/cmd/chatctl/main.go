@@ -93,6 +93,12 @@ type options struct {
 	apiURL     string
 	apiKeyFile string
 
+	// moderation (the server API)
+	user        string
+	reason      string
+	noReconnect bool
+	duration    string
+
 	out string
 }
 
@@ -115,7 +121,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -323,6 +329,9 @@ Examples:
   chatctl presence --room lobby
   chatctl dm --to bob "hi"
   chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
+  chatctl disconnect --api-key-file keys --user bob --reason "account suspended" --no-reconnect
+  chatctl kick --api-key-file keys --room lobby --user bob --reason off-topic
+  chatctl ban --api-key-file keys --room lobby --user bob --for 24h --reason spam
 
 Connection (every command):
   --url URL          chatd endpoint (env CHATCTL_URL, default ws://127.0.0.1:8080/ws)
@@ -333,7 +342,8 @@ Connection (every command):
   --timeout D        give up after D (e.g. 10s; 0 = never). Default 10s, tail and
                      export: none.
 
-Server API (publish; docs/api.md), instead of a connection:
+Server API (publish, disconnect, kick, ban, unban, bans, mute, unmute;
+docs/api.md), instead of a connection:
   --api-url URL      chatd's admin listener (env CHATCTL_API_URL, default http://127.0.0.1:9090)
   --api-key-file F   file holding the API key (env CHATCTL_API_KEY_FILE; required)
 
@@ -391,8 +401,18 @@ JSON output (--json; stable):
         after delay_ms
     {"type":"chatctl.published","room":...,"seq":N,"epoch":...,"ts":N,"duplicate":B}
         publish: the server API's answer (docs/api.md)
+    {"type":"chatctl.disconnected","user":...,"closed":N,"code":N,"unreached":[...]}
+        disconnect: the server API's answer; a non-empty unreached exits 1
+        (code incomplete): run it again
+    {"type":"chatctl.kicked","room":...,"user":...,"kicked":N,"unreached":[...]}
+        kick: the server API's answer; unreached as for disconnect
+    {"type":"chatctl.banned","user":...,"room":...,"until":N,"reason":...,"at":N}
+        ban: the server API's answer (room absent: every room; until
+        absent: until unban); unban prints chatctl.unbanned, bans one
+        chatctl.ban per ban in force; mute and unmute print chatctl.muted
+        and chatctl.unmuted records of the same shape
     {"type":"chatctl.retrying","code":"unavailable|connection_failed","attempt":N}
-        publish: the API answered 503, or the connection failed; sent
+        publish and the moderation commands: the API answered 503, or the connection failed; sent
         again with the same idempotency key
     {"type":"chatctl.removed","room":...,"from":N,"to":N}
         export: messages from..to were no longer kept when reached
@@ -400,7 +420,7 @@ JSON output (--json; stable):
         any failure, just before exiting with a non-zero code. code is the
         server's error code for exit 3, otherwise one of connect_failed,
         connection_lost, auth_failed, timeout, interrupted, usage, io,
-        epoch_changed, unexpected_reply; close_code is present when a close
+        epoch_changed, unexpected_reply, incomplete; close_code is present when a close
         frame caused it.
   Errors are also written as text to stderr; human output notices go to
   stderr so that stdout carries only messages.

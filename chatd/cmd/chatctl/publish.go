@@ -164,9 +164,14 @@ func apiSettings(o *options, getenv func(string) string) (base, key string, err 
 // connection is retried (after Retry-After or a backoff) until ctx ends;
 // any other answer ends it.
 func postWithRetry(ctx context.Context, e *env, target, key string, body []byte) ([]byte, error) {
+	return callWithRetry(ctx, e, http.MethodPost, target, key, body)
+}
+
+// callWithRetry is postWithRetry with another method (body nil: none).
+func callWithRetry(ctx context.Context, e *env, method, target, key string, body []byte) ([]byte, error) {
 	b := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
-		status, header, raw, err := post(ctx, target, key, body)
+		status, header, raw, err := post(ctx, method, target, key, body)
 		var retryAfter time.Duration
 		switch {
 		case err != nil && ended(ctx):
@@ -193,17 +198,23 @@ func postWithRetry(ctx context.Context, e *env, target, key string, body []byte)
 	}
 }
 
-// post sends one request.
-func post(ctx context.Context, target, key string, body []byte) (int, http.Header, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+// post sends one request with method (a body only when body is not nil).
+func post(ctx context.Context, method, target, key string, body []byte) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("build the request: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("POST %s: %w", req.URL.Redacted(), err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIAnswer))

@@ -706,7 +706,7 @@
     switch (f.type) {
       case 'welcome': onWelcome(f); break;
       case 'joined': onJoined(f, req); break;
-      case 'left': break;
+      case 'left': onLeft(f, req); break;
       case 'message': onMessage(f); break;
       case 'ack': onAck(f); break;
       case 'history': onHistory(f, req); break;
@@ -747,6 +747,21 @@
     for (const p of S.pending.values()) {
       if (p.key === room.key && p.state === 'pending' && p.sentGen !== connGen) transmitPending(p);
     }
+    persistSoon();
+  }
+
+  // onLeft handles a left frame without a request: the backend kicked this
+  // user from the room (docs/protocol.md 5.4). The room goes from the list
+  // as after the user's own leave (its unsent messages with it: the server
+  // would refuse them), and a notice says why; joining it again is allowed.
+  function onLeft(f, req) {
+    if (req) return;
+    const room = S.rooms.get(f.room);
+    if (!room || room.kind !== 'room') return;
+    S.rooms.delete(room.key);
+    for (const p of [...S.pending.values()]) if (p.key === room.key) S.pending.delete(p.cid);
+    if (S.active === room.key) S.active = S.rooms.size ? S.rooms.keys().next().value : null;
+    toast('You were removed from #' + room.name + (f.reason ? ': ' + String(f.reason) : ''));
     persistSoon();
   }
 
@@ -878,6 +893,8 @@
     internal: 'The server had a problem.',
     storage_full: 'The server’s storage is full.',
     storage_failed: 'The server’s storage failed.',
+    banned: 'You are banned from that room.',
+    muted: 'You are muted in that room: you may read, not send.',
   };
 
   // Refusals of a history request that go away by themselves: ask again

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+var cmdDisconnect = &command{
+	name:    "disconnect",
+	args:    "",
+	summary: "close every connection of a user on every node (server API)",
+	details: `
+Asks chatd's server API (docs/api.md) to close every connection of --user on
+every node: with close code 4010 (clients may reconnect and resume), or with
+--no-reconnect 4011 (clients must not reconnect automatically). --reason is
+the close frame's reason (at most 120 bytes). Prints how many connections
+were closed; nodes that did not carry the order out (unreachable, or of an
+older release) are named and the command exits 1: run it again. --json
+prints a chatctl.disconnected record (the API's answer). A 503 or a lost
+connection is retried until --timeout (a disconnect may be repeated).`,
+	defaultTimeout: 10 * time.Second,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.StringVar(&o.user, "user", "", "the user to disconnect (required)")
+		fs.StringVar(&o.reason, "reason", "", "the close reason shown to the user")
+		fs.BoolVar(&o.noReconnect, "no-reconnect", false, "tell the clients not to reconnect (close 4011 instead of 4010)")
+		apiFlags(fs, o)
+	},
+	run: runDisconnect,
+}
+
+var cmdKick = &command{
+	name:    "kick",
+	args:    "",
+	summary: "make a user's connections leave a room, on every node (server API)",
+	details: `
+Asks chatd's server API (docs/api.md) to make every connection of --user
+that has joined --room leave it, on every node: each gets a left frame with
+--reason (at most 120 bytes), and the room's others see the user leave. Not
+a ban: the user may join again. Prints how many connections left; nodes
+that did not carry the order out are named and the command exits 1: run it
+again. --json prints a chatctl.kicked record (the API's answer). A 503 or a
+lost connection is retried until --timeout (a kick may be repeated).`,
+	defaultTimeout: 10 * time.Second,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.Var(&o.rooms, "room", "the room (required)")
+		fs.StringVar(&o.user, "user", "", "the user to kick (required)")
+		fs.StringVar(&o.reason, "reason", "", "the reason shown to the user")
+		apiFlags(fs, o)
+	},
+	run: runKick,
+}
+
+// kickRequest is the server API's kick body.
+type kickRequest struct {
+	User   string `json:"user"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// kicked is the server API's answer to a kick.
+type kicked struct {
+	Room      string   `json:"room"`
+	User      string   `json:"user"`
+	Kicked    int      `json:"kicked"`
+	Unreached []string `json:"unreached"`
+}
+
+// kickedRecord is the chatctl.kicked JSON record.
+type kickedRecord struct {
+	Type string `json:"type"`
+	kicked
+}
+
+func runKick(ctx context.Context, e *env, o *options, args []string) error {
+	if len(args) > 0 {
+		return usageError("kick takes no arguments")
+	}
+	room, err := oneRoom(o)
+	if err != nil {
+		return err
+	}
+	if o.user == "" {
+		return usageError("--user is required")
+	}
+	base, key, err := apiSettings(o, e.getenv)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(kickRequest{User: o.user, Reason: o.reason})
+	if err != nil {
+		return fmt.Errorf("encode the request: %w", err)
+	}
+	raw, err := postWithRetry(ctx, e, base+"/api/v1/rooms/"+url.PathEscape(room)+"/kick", key, body)
+	if err != nil {
+		return err
+	}
+	var k kicked
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return &cliError{exit: exitFailure, code: "unexpected_reply", msg: "the API's answer is not a kick result", err: err}
+	}
+	if e.out.json {
+		e.out.record(kickedRecord{Type: "chatctl.kicked", kicked: k})
+	} else {
+		e.out.text("kicked %s from %s: %d connection(s) left", k.User, k.Room, k.Kicked)
+	}
+	return unreachedErr(e, k.Unreached)
+}
+
+// unreachedErr fails a moderation command some nodes did not carry out.
+func unreachedErr(e *env, unreached []string) error {
+	if len(unreached) > 0 {
+		return &cliError{exit: exitFailure, code: "incomplete", msg: "these nodes did not carry the order out; run the command again: " + strings.Join(unreached, ", ")}
+	}
+	return outputErr(e)
+}
+
+// apiFlags registers the flags of every server API command.
+func apiFlags(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.apiURL, "api-url", "", "base URL of the server API: chatd's admin listener (env "+envAPIURL+", default "+defaultAPIURL+")")
+	fs.StringVar(&o.apiKeyFile, "api-key-file", "", "file holding the API key (its first key line) (env "+envAPIKeyFile+")")
+}
+
+// disconnectRequest is the server API's disconnect body.
+type disconnectRequest struct {
+	Reason    string `json:"reason,omitempty"`
+	Reconnect bool   `json:"reconnect"`
+}
+
+// disconnected is the server API's answer to a disconnect.
+type disconnected struct {
+	User      string   `json:"user"`
+	Closed    int      `json:"closed"`
+	Code      int      `json:"code"`
+	Unreached []string `json:"unreached"`
+}
+
+// disconnectedRecord is the chatctl.disconnected JSON record.
+type disconnectedRecord struct {
+	Type string `json:"type"`
+	disconnected
+}
+
+func runDisconnect(ctx context.Context, e *env, o *options, args []string) error {
+	if len(args) > 0 {
+		return usageError("disconnect takes no arguments")
+	}
+	if o.user == "" {
+		return usageError("--user is required")
+	}
+	base, key, err := apiSettings(o, e.getenv)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(disconnectRequest{Reason: o.reason, Reconnect: !o.noReconnect})
+	if err != nil {
+		return fmt.Errorf("encode the request: %w", err)
+	}
+	raw, err := postWithRetry(ctx, e, base+"/api/v1/users/"+url.PathEscape(o.user)+"/disconnect", key, body)
+	if err != nil {
+		return err
+	}
+	var d disconnected
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return &cliError{exit: exitFailure, code: "unexpected_reply", msg: "the API's answer is not a disconnect result", err: err}
+	}
+	if e.out.json {
+		e.out.record(disconnectedRecord{Type: "chatctl.disconnected", disconnected: d})
+	} else {
+		e.out.text("disconnected %s: %d connection(s) closed with %d", d.User, d.Closed, d.Code)
+	}
+	return unreachedErr(e, d.Unreached)
+}

@@ -1,0 +1,45 @@
+package web_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+)
+
+// TestBrowserKickedFromRoom: the backend kicks the signed-in user from a
+// room through the server API; the page drops the room from its list and
+// says why, and the user may join it again.
+func TestBrowserKickedFromRoom(t *testing.T) {
+	const key = "api-key-browser-kick-00000"
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := chatdtest.Start(t, "--api-key-file", keys)
+	br := startBrowser(t, "http://"+srv.Addr+"/")
+	tb := br.newTab("bob")
+	tb.signIn("bob")
+	tb.join("lobby")
+
+	req, err := http.NewRequest(http.MethodPost, srv.AdminURL("/api/v1/rooms/lobby/kick"), strings.NewReader(`{"user":"bob","reason":"off-topic"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("kick: %d", resp.StatusCode)
+	}
+	tb.waitJS("the page says bob was removed from lobby, and why",
+		`[...document.querySelectorAll('[data-testid=toast]')].some(e => e.textContent === 'You were removed from #lobby: off-topic')`)
+	tb.waitJS("lobby is no longer listed", `document.querySelector('[data-testid=room-item][data-room=lobby]') === null`)
+	tb.join("lobby")
+}
