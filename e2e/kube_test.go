@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,12 +175,61 @@ func dumpOnFailure(t *testing.T) {
 			t.Logf("state at failure: StatefulSet %s spec.replicas=%d generation=%d observed=%d replicas=%d ready=%d updated=%d current=%s update=%s",
 				sts.Name, ptr.Deref(sts.Spec.Replicas, 0), sts.Generation, s.ObservedGeneration, s.Replicas, s.ReadyReplicas, s.UpdatedReplicas, s.CurrentRevision, s.UpdateRevision)
 		}
-		if pods, err := env.clusterPods(ctx, cc); err != nil {
+		pods, err := env.clusterPods(ctx, cc)
+		if err != nil {
 			t.Logf("state at failure: %v", err)
-		} else {
-			t.Logf("state at failure: pods:%s", describePods(pods))
+			return
 		}
+		t.Logf("state at failure: pods:%s", describePods(pods))
+		dumpPods(t, ctx, cc, pods)
 	})
+}
+
+// dumpPods saves, for every pod, what its admin listener says of its
+// view, its rooms (a room that is claimed or settling says what it waits
+// for) and every goroutine's stack, into $E2E_ARTIFACTS: a node that
+// holds requests without logging why is diagnosed from these.
+func dumpPods(t *testing.T, ctx context.Context, cc *chatv1alpha1.ChatCluster, pods []corev1.Pod) {
+	dir := os.Getenv("E2E_ARTIFACTS")
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("state at failure: %v", err)
+		return
+	}
+	token, err := env.adminToken(ctx, cc)
+	if err != nil {
+		t.Logf("state at failure: %v", err)
+		return
+	}
+	docs := map[string]string{
+		"/admin/cluster":                 "cluster.json",
+		"/admin/rooms":                   "rooms.json",
+		"/debug/pprof/goroutine?debug=2": "goroutines.txt",
+	}
+	for i := range pods {
+		port, err := adminPort(&pods[i])
+		if err != nil {
+			t.Logf("state at failure: %v", err)
+			continue
+		}
+		for path, file := range docs {
+			callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			code, body, err := env.adminGet(callCtx, pods[i].Name, port, token, path)
+			cancel()
+			if err != nil {
+				t.Logf("state at failure: %s %s: %v", pods[i].Name, path, err)
+				continue
+			}
+			name := filepath.Join(dir, fmt.Sprintf("%s-%s-%s", strings.ReplaceAll(t.Name(), "/", "_"), pods[i].Name, file))
+			if err := os.WriteFile(name, body, 0o644); err != nil {
+				t.Logf("state at failure: %v", err)
+				continue
+			}
+			t.Logf("state at failure: %s %s (%d) saved to %s", pods[i].Name, path, code, name)
+		}
+	}
 }
 
 // httpTarget is the client Service's target port: chatd's HTTP port

@@ -65,7 +65,7 @@ func TestClientPortHasNoAdminSurface(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "admin-tokens")
 	writeTokens(t, tokens, tokenA+"\n")
 	srv := chatdtest.Start(t, "--admin-token-file", tokens)
-	for _, path := range append(adminPaths, "/admin/", "/admin/nope", "/metrics") {
+	for _, path := range append(adminPaths, "/admin/", "/admin/nope", "/metrics", "/debug/pprof/", "/debug/pprof/goroutine") {
 		for _, auth := range []string{"", "Bearer " + tokenA} {
 			if code, _, body := get(t, http.DefaultClient, "http://"+srv.Addr+path, auth); code != http.StatusNotFound {
 				t.Errorf("client port %s (auth %q): %d %.80q, want 404", path, auth, code, body)
@@ -76,6 +76,23 @@ func TestClientPortHasNoAdminSurface(t *testing.T) {
 		if code, _, body := get(t, http.DefaultClient, srv.AdminURL(path), "Bearer "+tokenA); code != http.StatusOK {
 			t.Errorf("admin listener %s: %d %q", path, code, body)
 		}
+	}
+}
+
+// Go's profiles are on the admin listener, behind the admin token: a
+// goroutine dump of a stuck node is one authenticated GET.
+func TestProfilesBehindTheAdminToken(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "admin-tokens")
+	writeTokens(t, tokens, tokenA+"\n")
+	srv := chatdtest.Start(t, "--admin-token-file", tokens)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=2", "/debug/pprof/cmdline"} {
+		if code, _, _ := get(t, http.DefaultClient, srv.AdminURL(path), ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d, want 401", path, code)
+		}
+	}
+	code, _, body := get(t, http.DefaultClient, srv.AdminURL("/debug/pprof/goroutine?debug=2"), "Bearer "+tokenA)
+	if code != http.StatusOK || !strings.Contains(body, "goroutine ") || !strings.Contains(body, "chatd/") {
+		t.Errorf("goroutine dump: %d %.200q", code, body)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package admin serves chatd's admin listener (--admin-listen): the admin
-// API (/admin/cluster, /admin/ring, /admin/rooms), the Prometheus metrics
-// and the health and readiness probes, on an address of their own and
+// API (/admin/cluster, /admin/ring, /admin/rooms), Go's profiles
+// (/debug/pprof/, behind the same token), the Prometheus metrics and the
+// health and readiness probes, on an address of their own and
 // never on the client port. The admin API requires a bearer token from
 // --admin-token-file; without a token file, configuration keeps the
 // listener on loopback. The JSON documents are built here too
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -83,8 +85,20 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, cfg.Views.Rooms())
 	})
 
+	// Go's profiles, behind the admin token: a node that is stuck or slow
+	// in production is diagnosed from its goroutines and profiles, not
+	// from its logs alone. (Importing net/http/pprof also registers them on
+	// http.DefaultServeMux, which chatd never serves.)
+	debug := http.NewServeMux()
+	debug.HandleFunc("GET /debug/pprof/", pprof.Index)
+	debug.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	debug.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	debug.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	debug.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+
 	mux := http.NewServeMux()
 	mux.Handle("GET /admin/", cfg.guard(true, api))
+	mux.Handle("GET /debug/pprof/", cfg.guard(true, debug))
 	mux.Handle("GET /metrics", cfg.guard(cfg.MetricsRequireToken, cfg.Metrics))
 	mux.Handle("GET /healthz", cfg.Probes)
 	mux.Handle("GET /readyz", cfg.Probes)

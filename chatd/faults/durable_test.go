@@ -46,6 +46,10 @@ var durableScenarios = []struct {
 		r := start(t, name, durableSetup(t, 3, 2), roomsNamed(name))
 		r.finishDurable(r.killAllRestart())
 	}},
+	{"durable-drain-all-at-once", func(t *testing.T, name string) {
+		r := start(t, name, durableSetup(t, 3, 2), roomsNamed(name))
+		r.finishDurable(r.drainAllRestart())
+	}},
 	{"durable-scale-3-5-3", durableScale},
 	{"durable-replica-disk-full", replicaDiskFull},
 }
@@ -145,6 +149,54 @@ func (r *run) killAllRestart() string {
 	r.progress("after the restart of every node", nil)
 	r.t.Logf("every room took messages again %.1fs after the restarts began", time.Since(start).Seconds())
 	return fmt.Sprintf("SIGKILL of all %d nodes at once (%d messages acknowledged before), all restarted on their data dirs", len(nodes), acked)
+}
+
+// drainAllRestart sends SIGTERM to every node at once, under traffic, as
+// deleting every pod of a StatefulSet does, and restarts each node on its
+// data directory as soon as its own process exited, while the others may
+// still drain: the first one back meets only draining members, or none,
+// for a while.
+func (r *run) drainAllRestart() string {
+	r.t.Helper()
+	nodes := r.c.All()
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.Name)
+		r.k.Impair(n.URL)
+	}
+	acked := r.k.Acked()
+	r.k.Fault("SIGTERM of every node", nil)
+	r.t.Logf("SIGTERM of %v at once, %d messages acknowledged", names, acked)
+	start := time.Now()
+	r.c.TerminateAll(nodes...)
+	exited := make(chan *chatdtest.ProcessNode, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			<-n.Exited()
+			exited <- n
+		}()
+	}
+	// The first node to exit comes back at once and meets, for twice the
+	// failure detection, only members that are draining or gone (in
+	// Kubernetes the other pods may take that long to drain); the others
+	// come back after that.
+	var order []string
+	for i := range nodes {
+		n := <-exited
+		if i == 1 {
+			<-time.After(2 * r.timing.Detection)
+		}
+		order = append(order, fmt.Sprintf("%s at %.1fs", n.Name, time.Since(start).Seconds()))
+		r.c.Restart(n)
+	}
+	r.t.Logf("restarted in turn: %v", order)
+	r.converge("restart of every node")
+	for _, n := range r.c.All() {
+		r.k.Restore(n.URL)
+	}
+	r.progress("after the restart of every node", nil)
+	r.t.Logf("every room took messages again %.1fs after the SIGTERMs", time.Since(start).Seconds())
+	return fmt.Sprintf("SIGTERM of all %d nodes at once (%d messages acknowledged before), each restarted on its data dir as soon as it exited", len(nodes), acked)
 }
 
 // durableScale grows the cluster from 3 to 5 nodes and back, one node at a

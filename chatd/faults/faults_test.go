@@ -5,7 +5,9 @@ package faults
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +120,16 @@ func randomSchedule(t *testing.T, name string) {
 	}
 	at := r.rng.IntN(len(plan) + 1)
 	plan = append(plan[:at], append([]string{"freeze-long"}, plan[at:]...)...)
+	if s := os.Getenv("FAULT_PLAN"); s != "" {
+		// A schedule named outright (comma-separated kinds, freeze-long
+		// included where wanted) replays a failure whose seed was lost.
+		plan = strings.Split(s, ",")
+		for _, kind := range plan {
+			if kind != "freeze-long" && !slices.Contains(kinds, kind) {
+				t.Fatalf("FAULT_PLAN: unknown step %q (want freeze-long or one of %v)", kind, kinds)
+			}
+		}
+	}
 	t.Logf("schedule: %v", plan)
 	var notes []string
 	for i, kind := range plan {

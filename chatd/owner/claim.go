@@ -45,6 +45,9 @@ func (s *Service) startClaimLocked(r *room, knownTerm uint64, askPrevious bool) 
 	r.state = stateWaiting
 	r.claimGen++
 	r.claimStart = s.cfg.Now()
+	r.stateSince = r.claimStart
+	r.waitingFor = "the claim to start"
+	r.slowLogged = time.Time{}
 	r.noticed = make(chan struct{})
 	r.stopRetry()
 	clear(r.syncs)
@@ -109,6 +112,16 @@ func (s *Service) claimLoop(r *room, gen, knownTerm uint64, askPrevious bool) {
 	}
 }
 
+// waitFor records what claim gen of r waits for now, unless the claim
+// moved on.
+func (r *room) waitFor(gen uint64, what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.currentLocked(gen) {
+		r.waitingFor = what
+	}
+}
+
 // current reports whether the claim gen of r is still the one to carry on.
 func (r *room) current(gen uint64) bool {
 	r.mu.Lock()
@@ -129,12 +142,17 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 		return stepDone
 	}
 	if !s.view.HasQuorum() {
+		r.waitFor(gen, "a quorum of the expected members in this node's view")
 		return stepWait
 	}
 	if *askPrevious {
 		*askPrevious = false
 		if prev, alive := s.view.PreviousOwner(r.name); alive && prev != "" && prev != s.cfg.Self {
+			r.waitFor(gen, "the previous owner "+prev+" to answer whether it hands the room over")
 			rep, err := s.claimOne(prev, ClaimRequest{Room: r.name})
+			if err == nil && rep.Handing {
+				r.waitFor(gen, "the handoff notice of the previous owner "+prev)
+			}
 			if err == nil && rep.Handing && !s.waitNotice(r, gen) {
 				s.log.Warn("no handoff notice arrived in time; claiming the room from every member", "room", r.name, "previous_owner", prev)
 			}
@@ -158,6 +176,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 	s.mu.Unlock()
 
 	peers, newcomers := s.view.Peers(), s.view.Newcomers()
+	r.waitFor(gen, fmt.Sprintf("promises of term %d from %v", term, peers))
 	replies := s.claimAll(peers, newcomers, ClaimRequest{Room: r.name, Promise: true, Term: term})
 	all := append(slices.Clone(peers), newcomers...)
 	best, bestPeer := *own, ""
@@ -180,6 +199,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 				why = res.err.Error()
 			}
 			s.log.Debug("claim not granted yet; asking again", "room", r.name, "peer", all[i], "term", term, "why", why)
+			r.waitFor(gen, fmt.Sprintf("%s to grant term %d (it answered: %s)", all[i], term, why))
 			return stepWait
 		}
 		answered++
@@ -199,6 +219,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 	// done), so the claim goes on with what the majority holds.
 	if s.cfg.Store != nil && answered < s.cfg.MinAnswers() {
 		s.log.Info("too few members answered to be sure the newest copy of the room is among them; waiting for more", "room", r.name, "answered", answered, "needed", s.cfg.MinAnswers(), "copy_found", anyCopy)
+		r.waitFor(gen, fmt.Sprintf("%d members to answer (%d did)", s.cfg.MinAnswers(), answered))
 		return stepWait
 	}
 	var nodes map[string][]string
@@ -209,6 +230,7 @@ func (s *Service) claimAttempt(r *room, gen uint64, knownTerm *uint64, askPrevio
 				return stepDone
 			}
 			s.log.Warn("could not fetch the newest copy of a room; claiming again", "room", r.name, "from", bestPeer, "err", err)
+			r.waitFor(gen, fmt.Sprintf("the newest copy from %s (fetch failed: %v)", bestPeer, err))
 			return stepWait
 		}
 	}
@@ -390,6 +412,8 @@ func (r *room) finishClaimLocked(term uint64) {
 	// this term (commitLocked ends it); inherited messages are fanned out
 	// then.
 	r.state = stateSettling
+	r.stateSince = s.cfg.Now()
+	r.slowLogged = time.Time{}
 	r.settleHead = r.log.Head()
 	r.resyncAllLocked()
 	r.commitLocked(r.replicatedUpTo())
@@ -601,12 +625,19 @@ func (s *Service) HandleClaim(from string, req ClaimRequest, reply func(ClaimRep
 		switch {
 		case ownedHere:
 			reply(ClaimReply{Refused: refusedOwned})
-		case r != nil:
+		case r != nil && (r.state == stateReady || r.state == stateMoving):
 			// This node holds the room but no longer owns it in its view:
 			// it hands it over now, even if its own pass over the view has
 			// not come to it yet.
 			s.handOffRoomLocked(r, from)
 			reply(ClaimReply{Handing: true})
+		case r != nil:
+			// Being claimed or settling here: it never served in its
+			// current term, so it has nothing in flight to hand over and
+			// no notice would come (handOffRoomLocked leaves such a room
+			// alone). The claimant asks every member at once instead; its
+			// promise retires the room here.
+			reply(ClaimReply{})
 		default:
 			// Long enough for this node's view to catch up with the
 			// claimant's, short enough not to block a later legitimate claim.

@@ -1,14 +1,19 @@
 package owner
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ringchat/ringchat/chatd/feed"
+	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
@@ -273,11 +278,80 @@ func TestClaimWaitsWhileAMemberOwnsTheRoom(t *testing.T) {
 		t.Fatalf("answered %+v, %v while a member owns the room", p.ack, p.err)
 	default:
 	}
+	st := s.RoomStats()
+	if len(st) != 1 || st[0].State != "awaiting_handoff" || !strings.Contains(st[0].WaitingFor, "b to grant term") || !strings.Contains(st[0].WaitingFor, "owned") {
+		t.Fatalf("room stats %+v, want the claim waiting for b, which owns the room", st)
+	}
 	owned.Store(false)
 	v.change(func(*fakeView) {})
 	if p := next(t, ch); p.err != nil || p.ack.Seq != 1 {
 		t.Fatalf("answered %+v, %v; want seq 1 once the member let go", p.ack, p.err)
 	}
+}
+
+// TestSlowClaimIsLogged: a claim that has not ended after twice the
+// handoff grace is logged with what it waits for, and again only after as
+// long: requests held by a room that never comes ready would otherwise
+// only show as timeouts on other nodes.
+func TestSlowClaimIsLogged(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig(nil)
+	cfg.View = newFakeView(nil, "b")
+	cfg.HandoffGrace = time.Second
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	cfg.Now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(d)
+	}
+	out.claim = func(_ string, req ClaimRequest) (ClaimReply, error) { return ClaimReply{Refused: refusedOwned}, nil }
+	var logs syncBuffer
+	s := New(cfg, out, slog.New(slog.NewTextHandler(&logs, nil)))
+	t.Cleanup(s.Close)
+	s.Publish("r", "ann", "c1", "hello", func(protocol.Ack, error) {})
+	waitUntil(t, "a refused claim", func() bool { return len(out.claimsMade()) >= 2 })
+	const line = "a room this node owns is still not served"
+	s.Sweep()
+	advance(1500 * time.Millisecond)
+	s.Sweep()
+	if strings.Contains(logs.String(), line) {
+		t.Fatalf("logged before twice the grace: %s", logs.String())
+	}
+	advance(time.Second)
+	s.Sweep()
+	s.Sweep()
+	if got := strings.Count(logs.String(), line); got != 1 || !strings.Contains(logs.String(), "b to grant term") {
+		t.Fatalf("logged %d times after twice the grace, want once with what it waits for: %s", got, logs.String())
+	}
+	advance(2 * time.Second)
+	s.Sweep()
+	if got := strings.Count(logs.String(), line); got != 2 {
+		t.Fatalf("logged %d times after four graces, want twice", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestHandleClaimRetiresARoomOwnedElsewhere: a node holding a room that its
@@ -460,5 +534,49 @@ func TestRecommitEndsASettleAcknowledgedWhileUnverified(t *testing.T) {
 	})
 	if p.err != nil || p.ack.Seq != 3 {
 		t.Fatalf("answered %+v, %v; want seq 3 once the settle ended", p.ack, p.err)
+	}
+}
+
+// TestSettlingRoomPromisesNoHandoff: a node still settling a room it just
+// claimed (its replica has not stored the log in the new term yet), whose
+// view then gives the room to another node, answers that node's "are you
+// handing it over?" with no: it has nothing in flight, and it would send
+// no notice (a handoff starts only from a served room), so a "yes" left
+// the new owner holding requests for a whole handoff grace (seen in the
+// fault schedule). Meanwhile the room's stats say what it waits for.
+func TestSettlingRoomPromisesNoHandoff(t *testing.T) {
+	out := &recorder{}
+	cfg := testConfig([]string{"c"})
+	v := newFakeView([]string{"c"}, "b", "c")
+	cfg.View = v
+	s := startService(t, cfg, out)
+	theirs := copyOf(1, "one", "two")
+	out.claim = func(peer string, req ClaimRequest) (ClaimReply, error) {
+		if peer == "c" && req.Promise {
+			return ClaimReply{Promised: req.Term, Copy: &CopyInfo{Epoch: theirs.Epoch(), Term: theirs.Term(), Head: theirs.Head()}}, nil
+		}
+		return ClaimReply{Promised: req.Term}, nil
+	}
+	out.fetch = fetchFrom(map[string]*roomlog.Log{"c": theirs}, nil)
+	s.Subscribe("r", "n1", []string{"ann"}, func(feed.State, error) {})
+	waitUntil(t, "the room's first sync", func() bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return len(out.syncs) == 1
+	})
+	st := s.RoomStats()
+	if len(st) != 1 || st[0].State != "settling" || !strings.Contains(st[0].WaitingFor, "c holds 0 (catching up)") {
+		t.Fatalf("room stats %+v, want the room settling, waiting for c", st)
+	}
+	v.change(func(v *fakeView) { v.owners["r"] = "b" })
+	if rep := claimReply(s, "b", ClaimRequest{Room: "r"}); rep.Handing || rep.Refused != "" {
+		t.Fatalf("asked by the new owner whether it hands the room over while settling: %+v, want no handoff", rep)
+	}
+	rep := claimReply(s, "b", ClaimRequest{Room: "r", Promise: true, Term: s.Promised("r") + 1})
+	if rep.Refused != "" || !rep.Handing {
+		t.Fatalf("the new owner's promise = %+v, want granted, retiring the room here", rep)
+	}
+	if len(s.OwnedRooms()) != 0 {
+		t.Fatal("the room is still owned after the promise")
 	}
 }

@@ -290,6 +290,7 @@ func (s *Service) Sweep() {
 	for name, r := range s.rooms {
 		r.mu.Lock()
 		r.trimLocked()
+		r.reportSlowLocked(now)
 		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && len(r.syncs) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
 			r.dead = true
 			r.stopTimers()

@@ -97,6 +97,14 @@ type room struct {
 	notice     *HandoffNotice
 	noticed    chan struct{}
 	claimStart time.Time
+	// waitingFor says what the current claim last waited for (a member's
+	// refusal, a missing quorum, a handoff notice): the admin API shows it
+	// and a claim that takes long logs it (see reportSlowLocked).
+	// stateSince is when the room entered its current waiting or settling
+	// state; slowLogged is when a slow claim or settle was last logged.
+	waitingFor string
+	stateSince time.Time
+	slowLogged time.Time
 	// handedAt is when this node, the room's old owner, told the new one it
 	// was done (see HandOff); the room waits for the new owner's claim.
 	handedAt time.Time

@@ -2,7 +2,10 @@ package owner
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
+	"time"
 )
 
 // RoomStat describes a room this node owns, for the admin API. Everything in
@@ -17,9 +20,11 @@ type RoomStat struct {
 	Head      uint64 `json:"head"`
 	Committed uint64 `json:"committed"`
 	Pending   int    `json:"pending"`
-	// State is "serving", "awaiting_handoff" (this node is the new owner and
-	// waits for the previous one's snapshot) or "moving" (being handed to
-	// another node).
+	// State is "serving", "awaiting_handoff" (this node is the new owner
+	// and claims the room: it waits for the previous owner's handoff, or
+	// for the members' promises and the newest copy), "settling" (claimed;
+	// its replicas are being brought to the log in the new term) or
+	// "moving" (being handed to another node).
 	State string `json:"state"`
 	// Replicas are the nodes the owner replicates to (nil when none).
 	Replicas []string `json:"replicas,omitempty"`
@@ -33,6 +38,12 @@ type RoomStat struct {
 	// them.
 	Nodes int `json:"nodes"`
 	Users int `json:"users"`
+	// WaitingFor says, while the room is claimed or settling, what it
+	// waits for (a member's answer, a handoff notice, a replica's copy),
+	// and StateSeconds for how long it has been in that state: a room
+	// that stays there holds its requests.
+	WaitingFor   string  `json:"waiting_for,omitempty"`
+	StateSeconds float64 `json:"state_seconds,omitempty"`
 }
 
 // inSyncLocked reports whether r is served and every replica the view names
@@ -86,6 +97,10 @@ func (s *Service) RoomStats() []RoomStat {
 			Nodes:     len(r.nodes),
 			Users:     len(r.users),
 		}
+		if r.state == stateWaiting || r.state == stateSettling {
+			st.WaitingFor = r.waitReasonLocked()
+			st.StateSeconds = s.cfg.Now().Sub(r.stateSince).Round(time.Millisecond).Seconds()
+		}
 		r.mu.Unlock()
 		out = append(out, st)
 	}
@@ -106,4 +121,59 @@ func (st roomState) String() string {
 		return "settling"
 	}
 	return "unknown"
+}
+
+// waitReasonLocked says what a room being claimed or settling waits for.
+// Callers hold r.mu.
+func (r *room) waitReasonLocked() string {
+	switch r.state {
+	case stateWaiting:
+		return r.waitingFor
+	case stateSettling:
+		var behind []string
+		for _, rep := range r.replicas {
+			if r.acked[rep] >= r.settleHead {
+				continue
+			}
+			how := "no catch-up running"
+			if _, ok := r.syncs[rep]; ok {
+				how = "catching up"
+			} else if _, ok := r.repair[rep]; ok {
+				how = "its catch-up failed; retried after a pause"
+			}
+			behind = append(behind, fmt.Sprintf("%s holds %d (%s)", rep, r.acked[rep], how))
+		}
+		if len(behind) > 0 {
+			return fmt.Sprintf("its replicas to hold the log up to %d in term %d: %s", r.settleHead, r.term, strings.Join(behind, "; "))
+		}
+		if !r.svc.cfg.Verified() {
+			return "this node to claim its rooms again after a pause"
+		}
+		return fmt.Sprintf("a commit up to %d (committed %d, this copy durable to %d)", r.settleHead, r.committed, r.replicatedUpTo())
+	}
+	return ""
+}
+
+// slowClaim is how long a claim or settle may take before it is logged as
+// slow, and then how often it is logged again: twice the handoff grace
+// (a claim may wait one grace for the previous owner's notice, and its
+// rounds of promises and fetches take a few call timeouts).
+func (s *Service) slowClaim() time.Duration { return max(2*s.cfg.HandoffGrace, time.Second) }
+
+// reportSlowLocked logs, at most once per slowClaim, a room whose claim or
+// settle has lasted longer than slowClaim, with what it waits for: a room
+// in that state holds its requests, and its senders only see timeouts.
+// Callers hold r.mu.
+func (r *room) reportSlowLocked(now time.Time) {
+	if r.dead || (r.state != stateWaiting && r.state != stateSettling) {
+		return
+	}
+	after := r.svc.slowClaim()
+	if now.Sub(r.stateSince) < after || now.Sub(r.slowLogged) < after {
+		return
+	}
+	r.slowLogged = now
+	r.svc.log.Warn("a room this node owns is still not served; its requests are held",
+		"room", r.name, "state", r.state.String(), "for", now.Sub(r.stateSince).Round(time.Millisecond).String(),
+		"waiting_for", r.waitReasonLocked(), "held_requests", len(r.held))
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -135,7 +136,12 @@ func serve(t testing.TB, ln net.Listener, flags []string) *Server {
 					t.Errorf("chatd exited with error: %v", err)
 				}
 			case <-time.After(stopTimeout):
-				t.Errorf("chatd did not stop within %v", stopTimeout)
+				// Every goroutine's stack: a node that does not stop is
+				// blocked somewhere, and the test's log is all a CI run
+				// leaves behind.
+				buf := make([]byte, 8<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("chatd did not stop within %v; every goroutine:\n%s", stopTimeout, buf)
 			}
 		})
 	}

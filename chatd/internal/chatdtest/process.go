@@ -501,6 +501,18 @@ func (c *ProcessCluster) KillAll(nodes ...*ProcessNode) {
 	}
 }
 
+// TerminateAll sends SIGTERM to every node in nodes at once and returns
+// without waiting: they drain side by side, as the pods of a StatefulSet
+// whose pods are all deleted at once do. Wait on each one's Exited.
+func (c *ProcessCluster) TerminateAll(nodes ...*ProcessNode) {
+	for _, n := range nodes {
+		c.markGone(n)
+	}
+	for _, n := range nodes {
+		n.signal(syscall.SIGTERM)
+	}
+}
+
 // DataDirs returns a perNode function for StartProcessClusterWith that gives
 // every node its own --data-dir under base (base/<name>), the same one at
 // every restart, as a StatefulSet's volume follows its pod.
