@@ -79,6 +79,9 @@ type Config struct {
 	Router Router
 	// Moderator closes users' connections cluster-wide.
 	Moderator Moderator
+	// Inspector answers who is where: rooms, presence, a user's
+	// connections.
+	Inspector Inspector
 	// Bans is the node's copy of the bans in force.
 	Bans Bans
 	// Keys are the accepted API keys. Required.
@@ -144,6 +147,15 @@ func (h *handler) routes() []route {
 		}},
 		{"/api/v1/users/{user}/disconnect", map[string]http.HandlerFunc{
 			http.MethodPost: h.disconnect,
+		}},
+		{"/api/v1/rooms", map[string]http.HandlerFunc{
+			http.MethodGet: h.listRooms,
+		}},
+		{"/api/v1/rooms/{room}/presence", map[string]http.HandlerFunc{
+			http.MethodGet: h.presence,
+		}},
+		{"/api/v1/users/{user}/connections", map[string]http.HandlerFunc{
+			http.MethodGet: h.connections,
 		}},
 	}
 }

@@ -203,9 +203,13 @@ func pathRoom(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // onlyParams refuses query parameters other than names.
 func onlyParams(w http.ResponseWriter, r *http.Request, names ...string) bool {
+	known := strings.Join(names, ", ")
+	if known == "" {
+		known = "this route takes none"
+	}
 	for name := range r.URL.Query() {
 		if !slices.Contains(names, name) {
-			writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: truncate(name, 32), Message: fmt.Sprintf("%s: unknown query parameter (%s)", truncate(name, 32), strings.Join(names, ", "))})
+			writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: truncate(name, 32), Message: fmt.Sprintf("%s: unknown query parameter (%s)", truncate(name, 32), known)})
 			return false
 		}
 	}

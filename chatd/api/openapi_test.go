@@ -151,6 +151,19 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 		{"disconnect no key", srv, "POST", "/api/v1/users/carol/disconnect", "", `{}`, 401},
 		{"disconnect method", srv, "GET", "/api/v1/users/carol/disconnect", keyA, "", 405},
 		{"disconnect large", srv, "POST", "/api/v1/users/carol/disconnect", keyA, `{"reason":"` + strings.Repeat("x", 2000) + `"}`, 413},
+		{"rooms", srv, "GET", "/api/v1/rooms", keyA, "", 200},
+		{"rooms bad", srv, "GET", "/api/v1/rooms?all=1", keyA, "", 400},
+		{"rooms no key", srv, "GET", "/api/v1/rooms", "", "", 401},
+		{"rooms method", srv, "POST", "/api/v1/rooms", keyA, `{}`, 405},
+		{"presence", srv, "GET", "/api/v1/rooms/lobby/presence?limit=10", keyA, "", 200},
+		{"presence of an empty room", srv, "GET", "/api/v1/rooms/empty/presence", keyA, "", 200},
+		{"presence bad", srv, "GET", "/api/v1/rooms/lobby/presence?limit=0", keyA, "", 400},
+		{"presence no key", srv, "GET", "/api/v1/rooms/lobby/presence", "", "", 401},
+		{"presence method", srv, "POST", "/api/v1/rooms/lobby/presence", keyA, `{}`, 405},
+		{"connections", srv, "GET", "/api/v1/users/bob/connections", keyA, "", 200},
+		{"connections bad", srv, "GET", "/api/v1/users/" + strings.Repeat("u", 65) + "/connections", keyA, "", 400},
+		{"connections no key", srv, "GET", "/api/v1/users/bob/connections", "", "", 401},
+		{"connections method", srv, "POST", "/api/v1/users/bob/connections", keyA, `{}`, 405},
 	}
 	covered := map[string]bool{}
 	for _, ex := range exchanges {
@@ -209,6 +222,11 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 	// live node of this test lets happen; it is the same Unavailable.
 	covered["POST /api/v1/users/{user}/disconnect 503"] = true
 	covered["POST /api/v1/rooms/{room}/kick 503"] = true
+	// So is the inspections' 503: every node answers within the call
+	// timeout, well inside the API's.
+	covered["GET /api/v1/rooms 503"] = true
+	covered["GET /api/v1/rooms/{room}/presence 503"] = true
+	covered["GET /api/v1/users/{user}/connections 503"] = true
 	// The lists' 503 is a node that has not read the moderation log yet,
 	// which a started test node already has.
 	covered["GET /api/v1/bans 503"] = true

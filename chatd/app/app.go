@@ -270,7 +270,7 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 			Metrics:             server.MetricsHandler(m),
 			Probes:              srv.Probes(),
 			Views:               docs.Views(),
-		}), apiKeys, cfg, node, node, bans, m, log), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
+		}), apiKeys, cfg, node, bans, m, log), cfg.HandshakeTimeout, cfg.WriteTimeout, log)
 		go func() { adminDone <- adminSrv.Serve(adminLn) }()
 	}
 	// stopAdmin closes the admin listener and its connections (a kill, or
@@ -473,14 +473,15 @@ func ServerConfig(cfg config.Config) server.Config {
 // mounted and /api/v1/ answers the admin handler's 404: an API open to
 // whoever reaches the admin listener is not an option, and keys are the
 // only way to use it (docs/api.md).
-func withAPI(adminH http.Handler, keys *api.Keys, cfg config.Config, router api.Router, mod api.Moderator, bans api.Bans, m *metrics.Metrics, log *slog.Logger) http.Handler {
+func withAPI(adminH http.Handler, keys *api.Keys, cfg config.Config, node *cluster.Node, bans api.Bans, m *metrics.Metrics, log *slog.Logger) http.Handler {
 	if keys == nil {
 		return adminH
 	}
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix, api.Handler(api.Config{
-		Router:       router,
-		Moderator:    mod,
+		Router:       node,
+		Moderator:    node,
+		Inspector:    inspector{node},
 		Bans:         bans,
 		Keys:         keys,
 		MaxTextBytes: cfg.MaxTextBytes,

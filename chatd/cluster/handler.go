@@ -58,6 +58,16 @@ func (n *Node) handlers() *rpc.Table {
 	rpc.OnRequestOf(t, rpc.OpKick, func(_ transport.Peer, req rpc.KickReq, a rpc.Answer) {
 		a.OK(rpc.KickResp{Kicked: n.hub.Kick(req.Room, req.User, req.Reason)})
 	})
+	rpc.OnRequestOf(t, rpc.OpOwnedRooms, func(_ transport.Peer, _ rpc.OwnedRoomsReq, a rpc.Answer) {
+		a.OK(n.ownedRooms())
+	})
+	rpc.OnRequestOf(t, rpc.OpRoomUsers, func(_ transport.Peer, req rpc.RoomUsersReq, a rpc.Answer) {
+		owned, count, users := n.owners.Present(req.Room, req.Limit)
+		a.OK(rpc.RoomUsersResp{Owner: owned, Count: count, Users: users})
+	})
+	rpc.OnRequestOf(t, rpc.OpUserConns, func(_ transport.Peer, req rpc.UserConnsReq, a rpc.Answer) {
+		a.OK(localConns(n.hub.UserConnections(req.User)))
+	})
 	// Writes to a replica are answered once durable there, from the
 	// store's goroutine (at once without a store).
 	rpc.OnRequestOf(t, rpc.OpReplicate, func(from transport.Peer, req owner.Replication, a rpc.Answer) {

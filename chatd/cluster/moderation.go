@@ -35,10 +35,23 @@ func (n *Node) Kick(room, user, reason string, reply func(kicked int, unreached 
 // unknown op): their connections may be untouched, and the API says so
 // instead of claiming success.
 func fanOut[R any](n *Node, payload []byte, local int, count func(*R) int, reply func(total int, unreached []string)) {
+	gather(n, payload, func(answers map[string]*R, unreached []string) {
+		total := local
+		for _, r := range answers {
+			total += count(r)
+		}
+		reply(total, unreached)
+	})
+}
+
+// gather sends payload to every other live node and replies with each
+// one's answer by name, and the sorted names of the nodes that did not
+// answer (unreachable, or of a release without the op).
+func gather[R any](n *Node, payload []byte, reply func(answers map[string]*R, unreached []string)) {
 	v, _ := n.currentView()
 	var (
 		mu        sync.Mutex
-		total     = local
+		answers   = make(map[string]*R, len(v.addrs))
 		unreached []string
 		remaining sync.WaitGroup
 	)
@@ -47,14 +60,14 @@ func fanOut[R any](n *Node, payload []byte, local int, count func(*R) int, reply
 			continue
 		}
 		remaining.Add(1)
-		var resp R
-		n.call(name, addr, payload, &resp, func(err error) {
+		resp := new(R)
+		n.call(name, addr, payload, resp, func(err error) {
 			mu.Lock()
 			if err != nil {
-				n.log.Warn("moderation order not carried out on a node", "peer", name, "op", rpc.Op(payload[0]).String(), "err", err)
+				n.log.Warn("a node did not answer a server API call", "peer", name, "op", rpc.Op(payload[0]).String(), "err", err)
 				unreached = append(unreached, name)
 			} else {
-				total += count(&resp)
+				answers[name] = resp
 			}
 			mu.Unlock()
 			remaining.Done()
@@ -67,6 +80,6 @@ func fanOut[R any](n *Node, payload []byte, local int, count func(*R) int, reply
 		mu.Lock()
 		defer mu.Unlock()
 		slices.Sort(unreached)
-		reply(total, unreached)
+		reply(answers, unreached)
 	}()
 }

@@ -70,6 +70,9 @@ func NewFollower(state *State, h Hub, history History, log *slog.Logger) *Follow
 // SessionID implements hub.Conn.
 func (f *Follower) SessionID() string { return "system-moderation" }
 
+// Transport implements hub.Described: the follower is the server itself.
+func (f *Follower) Transport() string { return hub.TransportSystem }
+
 // UserID implements hub.Conn.
 func (f *Follower) UserID() string { return Sender }
 

@@ -177,3 +177,30 @@ func (r *room) reportSlowLocked(now time.Time) {
 		"room", r.name, "state", r.state.String(), "for", now.Sub(r.stateSince).Round(time.Millisecond).String(),
 		"waiting_for", r.waitReasonLocked(), "held_requests", len(r.held))
 }
+
+// Present reports, when this node owns and serves room in its view, the
+// number of distinct users present in it (on every node) and the first
+// limit of them by name. It reads what the owner holds and starts no
+// claim: a room that is not served here answers owned false.
+func (s *Service) Present(roomName string, limit int) (owned bool, count int, users []string) {
+	if s.view.Owner(roomName) != s.cfg.Self {
+		return false, 0, nil
+	}
+	s.mu.Lock()
+	r := s.rooms[roomName]
+	s.mu.Unlock()
+	if r == nil {
+		return false, 0, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead || r.state != stateReady {
+		return false, 0, nil
+	}
+	users = make([]string, 0, len(r.users))
+	for u := range r.users {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	return true, len(users), users[:min(len(users), max(limit, 0))]
+}

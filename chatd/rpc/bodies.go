@@ -96,6 +96,64 @@ type KickResp struct {
 	Kicked int `json:"kicked"`
 }
 
+// OwnedRoomsReq is OpOwnedRooms' body: it asks for nothing more.
+type OwnedRoomsReq struct{}
+
+// RoomSummary is one room a node owns and serves, as the server API lists
+// it.
+type RoomSummary struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	// Head is the newest sequence number acknowledged.
+	Head uint64 `json:"head"`
+	// Users counts the distinct users present, on every node; Nodes the
+	// nodes with subscribers.
+	Users int `json:"users"`
+	Nodes int `json:"nodes"`
+}
+
+// OwnedRoomsResp answers OpOwnedRooms: the rooms the answering node owns
+// and serves.
+type OwnedRoomsResp struct {
+	Rooms []RoomSummary `json:"rooms"`
+}
+
+// RoomUsersReq is OpRoomUsers' body: the users present in Room, at most
+// Limit of them (sorted by name), if the receiving node owns it.
+type RoomUsersReq struct {
+	Room  string `json:"room"`
+	Limit int    `json:"limit"`
+}
+
+// RoomUsersResp answers OpRoomUsers. Owner is false when the answering
+// node does not serve the room (the others say nothing then).
+type RoomUsersResp struct {
+	Owner bool     `json:"owner"`
+	Count int      `json:"count"`
+	Users []string `json:"users,omitempty"`
+}
+
+// UserConnsReq is OpUserConns' body: the receiving node's connections of
+// User.
+type UserConnsReq struct {
+	User string `json:"user"`
+}
+
+// ConnSummary is one connection of a user on a node.
+type ConnSummary struct {
+	// Session is the connection's session id (as in the server's logs).
+	Session string `json:"session"`
+	// Transport is "websocket" (the native protocol) or "socketio".
+	Transport string `json:"transport"`
+	// Rooms are the rooms it has joined, sorted.
+	Rooms []string `json:"rooms"`
+}
+
+// UserConnsResp answers OpUserConns.
+type UserConnsResp struct {
+	Connections []ConnSummary `json:"connections"`
+}
+
 // ForgetReq is OpForget's body: the owner of Room in term Term no longer
 // needs the receiver's copy (owner.Service.ForgetReplica keeps a copy that
 // follows a newer term).

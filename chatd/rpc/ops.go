@@ -88,6 +88,18 @@ const (
 	// room (KickReq, answered with a KickResp). Refused by older releases
 	// as OpDisconnect is.
 	OpKick Op = 20
+	// OpOwnedRooms asks a node for the rooms it owns and serves, with
+	// their counts, for the server API's room list (OwnedRoomsReq,
+	// answered with an OwnedRoomsResp). Like the ops below it, it reads
+	// and changes nothing; an older release refuses it as an unknown op
+	// and the API reports that node as unreached.
+	OpOwnedRooms Op = 21
+	// OpRoomUsers asks a node for the users present in a room when it owns
+	// the room (RoomUsersReq, answered with a RoomUsersResp).
+	OpRoomUsers Op = 22
+	// OpUserConns asks a node for its own connections of a user
+	// (UserConnsReq, answered with a UserConnsResp).
+	OpUserConns Op = 23
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -98,6 +110,7 @@ var opNames = map[Op]string{
 	OpReplicate: "replicate", OpSync: "sync", OpForget: "forget", OpHandoff: "handoff",
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
 	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
+	OpOwnedRooms: "owned_rooms", OpRoomUsers: "room_users", OpUserConns: "user_conns",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

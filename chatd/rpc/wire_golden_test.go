@@ -22,7 +22,7 @@ func TestGoldenOpCodes(t *testing.T) {
 		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
 		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
 		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
-		OpDisconnect: 19, OpKick: 20,
+		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -81,6 +81,14 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"disconnect reply", DisconnectResp{Closed: 2}, `{"closed":2}`},
 		{"kick", KickReq{Room: "r", User: "u", Reason: "spam"}, `{"room":"r","user":"u","reason":"spam"}`},
 		{"kick reply", KickResp{Kicked: 1}, `{"kicked":1}`},
+		{"owned rooms", OwnedRoomsReq{}, `{}`},
+		{"owned rooms reply", OwnedRoomsResp{Rooms: []RoomSummary{{Room: "r", Epoch: "ep", Head: 9, Users: 2, Nodes: 1}}},
+			`{"rooms":[{"room":"r","epoch":"ep","head":9,"users":2,"nodes":1}]}`},
+		{"room users", RoomUsersReq{Room: "r", Limit: 10}, `{"room":"r","limit":10}`},
+		{"room users reply", RoomUsersResp{Owner: true, Count: 2, Users: []string{"ann", "bob"}}, `{"owner":true,"count":2,"users":["ann","bob"]}`},
+		{"user conns", UserConnsReq{User: "u"}, `{"user":"u"}`},
+		{"user conns reply", UserConnsResp{Connections: []ConnSummary{{Session: "s1", Transport: "websocket", Rooms: []string{"a"}}}},
+			`{"connections":[{"session":"s1","transport":"websocket","rooms":["a"]}]}`},
 		{"meta", membership.Meta{RPCAddr: "h:1", HTTPAddr: "h:2", State: membership.StateActive, Proto: Version}, `{"r":"h:1","h":"h:2","s":"active","p":2}`},
 	} {
 		b, err := json.Marshal(tc.v)

@@ -152,6 +152,9 @@ func (s *Session) SetConnectFacts(req *hooks.ConnectRequest) { s.connectFacts = 
 // SessionID implements hub.Conn.
 func (s *Session) SessionID() string { return s.id }
 
+// Transport implements hub.Described.
+func (s *Session) Transport() string { return hub.TransportWebSocket }
+
 // UserID implements hub.Conn.
 func (s *Session) UserID() string { return s.identity.UserID }
 

@@ -84,6 +84,9 @@ var connectPlaceholder = []byte{0xff}
 // SessionID implements hub.Conn.
 func (s *socket) SessionID() string { return s.id }
 
+// Transport implements hub.Described.
+func (s *socket) Transport() string { return hub.TransportSocketIO }
+
 // UserID implements hub.Conn.
 func (s *socket) UserID() string { return s.identity.UserID }
 
