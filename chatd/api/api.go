@@ -140,6 +140,9 @@ func (h *handler) routes() []route {
 		{"/api/v1/rooms/{room}/kick", map[string]http.HandlerFunc{
 			http.MethodPost: h.kick,
 		}},
+		{"/api/v1/rooms/{room}/subscriptions", map[string]http.HandlerFunc{
+			http.MethodPost: h.subscribe,
+		}},
 		{"/api/v1/bans", map[string]http.HandlerFunc{
 			http.MethodPost:   h.ban,
 			http.MethodDelete: h.unban,

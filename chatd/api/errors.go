@@ -42,6 +42,9 @@ const (
 	// CodeStorageFailed (503, Retry-After): a node that must store the
 	// message cannot write to its disk; nothing was acknowledged.
 	CodeStorageFailed = protocol.CodeStorageFailed
+	// CodeBanned (409): the user is banned from the room, so the server
+	// will not join them to it.
+	CodeBanned = protocol.CodeBanned
 )
 
 // Error is the API's one error shape, in an object's "error" member:

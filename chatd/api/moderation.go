@@ -21,6 +21,10 @@ type Moderator interface {
 	// telling it reason. reply gets how many left, and the nodes that did
 	// not carry the order out.
 	Kick(room, user, reason string, reply func(kicked int, unreached []string))
+	// SubscribeUser joins every connection of user on every live node to
+	// room, as if each had sent a join. reply gets how many joined, and the
+	// nodes that did not carry the order out.
+	SubscribeUser(room, user string, reply func(subscribed int, unreached []string))
 }
 
 // MaxReasonLen bounds a moderation reason: it travels in a WebSocket close
@@ -187,4 +191,61 @@ func (h *handler) kick(w http.ResponseWriter, r *http.Request) {
 	}, func(kicked int, unreached []string) any {
 		return KickResponse{Room: room, User: req.User, Kicked: kicked, Unreached: unreached}
 	})
+}
+
+// SubscribeRequest is the body of POST /api/v1/rooms/{room}/subscriptions.
+type SubscribeRequest struct {
+	// User is the user whose connections join the room. Required.
+	User string `json:"user"`
+}
+
+// SubscribeResponse answers a server-side subscription.
+type SubscribeResponse struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	// Subscribed counts the connections that joined the room, over every
+	// node that answered (connections already in it, or at their room
+	// limit, are not counted).
+	Subscribed int `json:"subscribed"`
+	// Unreached lists the nodes that did not carry the order out: their
+	// connections of the user may not be in the room. Retry the call.
+	Unreached []string `json:"unreached"`
+}
+
+func (h *handler) subscribe(w http.ResponseWriter, r *http.Request) {
+	room, ok := pathRoom(w, r)
+	if !ok {
+		return
+	}
+	var req SubscribeRequest
+	if e, status := decode(w, r, maxModerationBody, &req); e != nil {
+		writeError(w, status, e)
+		return
+	}
+	if e := checkUser(req.User, "user"); e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	if h.cfg.Bans != nil && banned(h.cfg.Bans, req.User, room) {
+		writeError(w, http.StatusConflict, &Error{Code: CodeBanned, Field: "user", Message: "the user is banned from the room; lift the ban first"})
+		return
+	}
+	h.everyNode(w, r, func(reply func(int, []string)) {
+		h.cfg.Moderator.SubscribeUser(room, req.User, reply)
+	}, func(subscribed int, unreached []string) any {
+		return SubscribeResponse{Room: room, User: req.User, Subscribed: subscribed, Unreached: unreached}
+	})
+}
+
+// banned reports whether a ban in force keeps user out of room, as this
+// node knows the bans (every node's hub refuses the join anyway).
+func banned(b Bans, user, room string) bool {
+	for _, scope := range []string{room, ""} {
+		for _, e := range b.List(false, scope, true) {
+			if e.User == user {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -151,6 +151,12 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 		{"disconnect no key", srv, "POST", "/api/v1/users/carol/disconnect", "", `{}`, 401},
 		{"disconnect method", srv, "GET", "/api/v1/users/carol/disconnect", keyA, "", 405},
 		{"disconnect large", srv, "POST", "/api/v1/users/carol/disconnect", keyA, `{"reason":"` + strings.Repeat("x", 2000) + `"}`, 413},
+		{"subscribe", srv, "POST", "/api/v1/rooms/lobby/subscriptions", keyA, `{"user":"bob"}`, 200},
+		{"subscribe banned", srv, "POST", "/api/v1/rooms/lobby/subscriptions", keyA, `{"user":"mallory"}`, 409},
+		{"subscribe bad", srv, "POST", "/api/v1/rooms/lobby/subscriptions", keyA, `{}`, 400},
+		{"subscribe no key", srv, "POST", "/api/v1/rooms/lobby/subscriptions", "", `{"user":"bob"}`, 401},
+		{"subscribe method", srv, "GET", "/api/v1/rooms/lobby/subscriptions", keyA, "", 405},
+		{"subscribe large", srv, "POST", "/api/v1/rooms/lobby/subscriptions", keyA, `{"user":"` + strings.Repeat("x", 2000) + `"}`, 413},
 		{"rooms", srv, "GET", "/api/v1/rooms", keyA, "", 200},
 		{"rooms bad", srv, "GET", "/api/v1/rooms?all=1", keyA, "", 400},
 		{"rooms no key", srv, "GET", "/api/v1/rooms", "", "", 401},
@@ -225,6 +231,7 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 	// So is the inspections' 503: every node answers within the call
 	// timeout, well inside the API's.
 	covered["GET /api/v1/rooms 503"] = true
+	covered["POST /api/v1/rooms/{room}/subscriptions 503"] = true
 	covered["GET /api/v1/rooms/{room}/presence 503"] = true
 	covered["GET /api/v1/users/{user}/connections 503"] = true
 	// The lists' 503 is a node that has not read the moderation log yet,

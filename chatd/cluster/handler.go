@@ -58,6 +58,9 @@ func (n *Node) handlers() *rpc.Table {
 	rpc.OnRequestOf(t, rpc.OpKick, func(_ transport.Peer, req rpc.KickReq, a rpc.Answer) {
 		a.OK(rpc.KickResp{Kicked: n.hub.Kick(req.Room, req.User, req.Reason)})
 	})
+	rpc.OnRequestOf(t, rpc.OpSubscribeUser, func(_ transport.Peer, req rpc.SubscribeUserReq, a rpc.Answer) {
+		a.OK(rpc.SubscribeUserResp{Subscribed: n.hub.SubscribeUser(req.Room, req.User)})
+	})
 	rpc.OnRequestOf(t, rpc.OpOwnedRooms, func(_ transport.Peer, _ rpc.OwnedRoomsReq, a rpc.Answer) {
 		a.OK(n.ownedRooms())
 	})

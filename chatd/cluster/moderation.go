@@ -29,6 +29,15 @@ func (n *Node) Kick(room, user, reason string, reply func(kicked int, unreached 
 		func(r *rpc.KickResp) int { return r.Kicked }, reply)
 }
 
+// SubscribeUser joins every connection of user on every live node to
+// room, as if each had sent a join. reply gets how many connections
+// joined and the nodes that did not carry the order out.
+func (n *Node) SubscribeUser(room, user string, reply func(subscribed int, unreached []string)) {
+	local := n.hub.SubscribeUser(room, user)
+	fanOut(n, rpc.Encode(rpc.OpSubscribeUser, rpc.SubscribeUserReq{Room: room, User: user}), local,
+		func(r *rpc.SubscribeUserResp) int { return r.Subscribed }, reply)
+}
+
 // fanOut sends payload to every other live node and replies with local
 // plus the counts they answer, and the nodes that did not answer
 // (unreachable, or of a release without the op, which refuses it as an

@@ -98,3 +98,43 @@ func (h *Hub) refused(c Conn, id, room string, send bool) bool {
 	c.Enqueue(protocol.Encode(e))
 	return true
 }
+
+// Enrollable is a Conn that keeps its own list of joined rooms (like
+// Evictable) and can be joined to a room by the server. Like Closer it is
+// optional: a Conn without it is never joined by the server.
+type Enrollable interface {
+	// Enroll adds room to the connection's rooms, unless it has joined
+	// as many rooms as it may (ok false); already reports a room it had
+	// joined (or was joining). It must not block or call into the hub.
+	Enroll(room string) (ok, already bool)
+	// Evicted forgets room again when the server's join fails.
+	Evicted(room string)
+}
+
+// SubscribeUser joins every connection of user on this node to room, as
+// if each had sent a join: each gets a joined frame without id, then the
+// room's traffic, and the room counts the user present. Nothing happens
+// when the node's gate refuses the user the room (a ban). A connection
+// at its room limit, or already in the room, is left as it is. It returns
+// how many connections it joined.
+func (h *Hub) SubscribeUser(room, user string) int {
+	if h.gate != nil && h.gate.Refuse(user, room, false) != nil {
+		return 0
+	}
+	h.usersMu.RLock()
+	conns := slices.Clone(h.users[user])
+	h.usersMu.RUnlock()
+	joined := 0
+	for _, c := range conns {
+		e, ok := c.(Enrollable)
+		if !ok {
+			continue
+		}
+		if ok, already := e.Enroll(room); !ok || already {
+			continue
+		}
+		h.Join(c, JoinRequest{Room: room, OnFail: func() { e.Evicted(room) }})
+		joined++
+	}
+	return joined
+}

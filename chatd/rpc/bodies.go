@@ -96,6 +96,19 @@ type KickResp struct {
 	Kicked int `json:"kicked"`
 }
 
+// SubscribeUserReq is OpSubscribeUser's body: join every connection of
+// User on the receiving node to Room.
+type SubscribeUserReq struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+}
+
+// SubscribeUserResp answers OpSubscribeUser: how many connections the
+// answering node joined.
+type SubscribeUserResp struct {
+	Subscribed int `json:"subscribed"`
+}
+
 // OwnedRoomsReq is OpOwnedRooms' body: it asks for nothing more.
 type OwnedRoomsReq struct{}
 

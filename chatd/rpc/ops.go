@@ -100,6 +100,11 @@ const (
 	// OpUserConns asks a node for its own connections of a user
 	// (UserConnsReq, answered with a UserConnsResp).
 	OpUserConns Op = 23
+	// OpSubscribeUser asks a node to join its own connections of a user to
+	// a room, on a backend's order through the server API
+	// (SubscribeUserReq, answered with a SubscribeUserResp). Refused by
+	// older releases as OpDisconnect is.
+	OpSubscribeUser Op = 24
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -110,7 +115,7 @@ var opNames = map[Op]string{
 	OpReplicate: "replicate", OpSync: "sync", OpForget: "forget", OpHandoff: "handoff",
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
 	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
-	OpOwnedRooms: "owned_rooms", OpRoomUsers: "room_users", OpUserConns: "user_conns",
+	OpOwnedRooms: "owned_rooms", OpRoomUsers: "room_users", OpUserConns: "user_conns", OpSubscribeUser: "subscribe_user",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

@@ -22,7 +22,7 @@ func TestGoldenOpCodes(t *testing.T) {
 		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
 		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
 		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
-		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23,
+		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23, OpSubscribeUser: 24,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -81,6 +81,8 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"disconnect reply", DisconnectResp{Closed: 2}, `{"closed":2}`},
 		{"kick", KickReq{Room: "r", User: "u", Reason: "spam"}, `{"room":"r","user":"u","reason":"spam"}`},
 		{"kick reply", KickResp{Kicked: 1}, `{"kicked":1}`},
+		{"subscribe user", SubscribeUserReq{Room: "r", User: "u"}, `{"room":"r","user":"u"}`},
+		{"subscribe user reply", SubscribeUserResp{Subscribed: 2}, `{"subscribed":2}`},
 		{"owned rooms", OwnedRoomsReq{}, `{}`},
 		{"owned rooms reply", OwnedRoomsResp{Rooms: []RoomSummary{{Room: "r", Epoch: "ep", Head: 9, Users: 2, Nodes: 1}}},
 			`{"rooms":[{"room":"r","epoch":"ep","head":9,"users":2,"nodes":1}]}`},

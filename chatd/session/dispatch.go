@@ -175,6 +175,21 @@ func (s *Session) publish(f *protocol.ClientFrame) {
 // room (a kick), so its slot is free.
 func (s *Session) Evicted(room string) { s.forgetRoom(room) }
 
+// Enroll implements hub.Enrollable: the server joins the connection to
+// room (the backend subscribed its user), within its room limit.
+func (s *Session) Enroll(room string) (ok, already bool) {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	if slices.Contains(s.rooms, room) {
+		return true, true
+	}
+	if len(s.rooms) >= s.cfg.MaxRooms {
+		return false, false
+	}
+	s.rooms = append(s.rooms, room)
+	return true, false
+}
+
 // forgetRoom frees a room's slot: after a leave, or when a join failed (the
 // hub calls back from another goroutine, hence the lock).
 func (s *Session) forgetRoom(room string) {

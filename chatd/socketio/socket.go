@@ -665,6 +665,22 @@ func (s *socket) joinRequest(room string, since *uint64) hooks.JoinRequest {
 // (a kick), so its slot is free.
 func (s *socket) Evicted(room string) { s.forgetRoom(room) }
 
+// Enroll implements hub.Enrollable: the server joins the socket to room
+// (the backend subscribed its user), within its room limit. The socket
+// gets a joined event without acknowledgement.
+func (s *socket) Enroll(room string) (ok, already bool) {
+	s.roomsMu.Lock()
+	defer s.roomsMu.Unlock()
+	if slices.Contains(s.rooms, room) {
+		return true, true
+	}
+	if len(s.rooms) >= s.e.srv.cfg.Session.MaxRooms {
+		return false, false
+	}
+	s.rooms = append(s.rooms, room)
+	return true, false
+}
+
 // forgetRoom frees a room's slot after a leave or a failed join.
 func (s *socket) forgetRoom(room string) {
 	s.roomsMu.Lock()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 )
 
@@ -42,4 +44,51 @@ func TestBrowserKickedFromRoom(t *testing.T) {
 		`[...document.querySelectorAll('[data-testid=toast]')].some(e => e.textContent === 'You were removed from #lobby: off-topic')`)
 	tb.waitJS("lobby is no longer listed", `document.querySelector('[data-testid=room-item][data-room=lobby]') === null`)
 	tb.join("lobby")
+}
+
+// TestBrowserSubscribedToRoom: the backend subscribes the signed-in user to
+// a room through the server API; the page lists the room, says so, shows
+// its messages, and joins it again after a reload (it keeps the room like
+// one the user joined).
+func TestBrowserSubscribedToRoom(t *testing.T) {
+	const key = "api-key-browser-subscribe-0"
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := chatdtest.Start(t, "--api-key-file", keys)
+	br := startBrowser(t, "http://"+srv.Addr+"/")
+	tb := br.newTab("bob")
+	tb.signIn("bob")
+	tb.join("lobby")
+
+	post := func(path, body string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.AdminURL(path), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+	}
+	post("/api/v1/rooms/support:4711/subscriptions", `{"user":"bob"}`)
+	tb.waitJS("the page says bob was added to support:4711",
+		`[...document.querySelectorAll('[data-testid=toast]')].some(e => e.textContent === 'You were added to #support:4711')`)
+	tb.waitJS("support:4711 is listed and joined", `document.querySelector('[data-testid=room-item][data-room="support:4711"][data-joined=true]') !== null`)
+	post("/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"how can I help?"}`)
+	tb.open("support:4711")
+	tb.waitMessage("support:4711", "agent-7", "how can I help?", "sent")
+
+	tb.do("reload the page", chromedp.Reload())
+	tb.waitJS("support:4711 is joined again after the reload",
+		`document.querySelector('[data-testid=room-item][data-room="support:4711"][data-joined=true]') !== null`)
+	post("/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"still there?"}`)
+	tb.waitMessage("support:4711", "agent-7", "still there?", "sent")
 }

@@ -52,3 +52,23 @@ func TestRoomsAndWho(t *testing.T) {
 		t.Fatalf("who --limit -1: code %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// subscribe joins the user's connection to the room (once: a second call
+// joins nobody); a missing --user exits 2.
+func TestSubscribeCommand(t *testing.T) {
+	srv, base, keys := apiNode(t)
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	env := map[string]string{envAPIURL: base, envAPIKeyFile: keys}
+	r := chatctl(t, env, "subscribe", "--room", "news", "--user", "bob")
+	if r.code != exitOK || !strings.Contains(r.stdout, "subscribed bob to news: 1 connection(s) joined") {
+		t.Fatalf("subscribe: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	bob.Expect("joined")
+	recs := jsonLines(t, chatctl(t, env, "subscribe", "--room", "news", "--user", "bob", "--json").stdout)
+	if len(recs) != 1 || recs[0]["type"] != "chatctl.subscribed" || recs[0]["subscribed"] != 0.0 {
+		t.Fatalf("second subscribe --json: %v", recs)
+	}
+	if r = chatctl(t, env, "subscribe", "--room", "news"); r.code != exitUsage {
+		t.Fatalf("subscribe without --user: code %d", r.code)
+	}
+}

@@ -121,7 +121,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho, cmdSubscribe}
 
 func findCommand(name string) *command {
 	for _, c := range commands {

@@ -174,3 +174,74 @@ func runDisconnect(ctx context.Context, e *env, o *options, args []string) error
 	}
 	return unreachedErr(e, d.Unreached)
 }
+
+var cmdSubscribe = &command{
+	name:    "subscribe",
+	args:    "",
+	summary: "join a user's live connections to a room, on every node (server API)",
+	details: `
+Asks chatd's server API (docs/api.md) to join every live connection of
+--user to --room, on every node, as if each had sent a join: each gets a
+joined frame without id, then the room's traffic. Connections already in
+the room or at their room limit are left alone. A user banned from the room
+is refused (exit 3, banned). Prints how many connections joined; nodes that
+did not carry the order out are named and the command exits 1: run it
+again. --json prints a chatctl.subscribed record (the API's answer).`,
+	defaultTimeout: 10 * time.Second,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.Var(&o.rooms, "room", "the room (required)")
+		fs.StringVar(&o.user, "user", "", "the user to subscribe (required)")
+		apiFlags(fs, o)
+	},
+	run: runSubscribe,
+}
+
+// subscribed is the server API's answer to a subscription.
+type subscribed struct {
+	Room       string   `json:"room"`
+	User       string   `json:"user"`
+	Subscribed int      `json:"subscribed"`
+	Unreached  []string `json:"unreached"`
+}
+
+type subscribedRecord struct {
+	Type string `json:"type"`
+	subscribed
+}
+
+func runSubscribe(ctx context.Context, e *env, o *options, args []string) error {
+	if len(args) > 0 {
+		return usageError("subscribe takes no arguments")
+	}
+	room, err := oneRoom(o)
+	if err != nil {
+		return err
+	}
+	if o.user == "" {
+		return usageError("--user is required")
+	}
+	base, key, err := apiSettings(o, e.getenv)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(struct {
+		User string `json:"user"`
+	}{o.user})
+	if err != nil {
+		return fmt.Errorf("encode the request: %w", err)
+	}
+	raw, err := postWithRetry(ctx, e, base+"/api/v1/rooms/"+url.PathEscape(room)+"/subscriptions", key, body)
+	if err != nil {
+		return err
+	}
+	var s subscribed
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return &cliError{exit: exitFailure, code: "unexpected_reply", msg: "the API's answer is not a subscription result", err: err}
+	}
+	if e.out.json {
+		e.out.record(subscribedRecord{Type: "chatctl.subscribed", subscribed: s})
+	} else {
+		e.out.text("subscribed %s to %s: %d connection(s) joined", s.User, s.Room, s.Subscribed)
+	}
+	return unreachedErr(e, s.Unreached)
+}

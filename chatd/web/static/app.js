@@ -721,7 +721,14 @@
   }
 
   function onJoined(f, req) {
-    const room = S.rooms.get(f.room);
+    let room = S.rooms.get(f.room);
+    if (!room && !f.id && f.recovered === undefined && f.room) {
+      // Unasked, for a room not in the list: the backend subscribed this
+      // user to it (docs/protocol.md 5.2). It joins the list (and is
+      // joined again after a reconnect, like the rooms the user joined).
+      room = ensureConversation(String(f.room));
+      toast('You were added to #' + room.name, 'info');
+    }
     if (!room || room.kind !== 'room') return;
     const asked = req ? req.frame : {};
     room.joined = true;
