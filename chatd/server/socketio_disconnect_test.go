@@ -130,3 +130,51 @@ func TestSocketIOKickedByTheBackend(t *testing.T) {
 		}
 	}
 }
+
+// A backend's subscription reaches a Socket.IO socket: it gets an unasked
+// joined event for the room, and may send to it at once.
+func TestSocketIOSubscribedByTheBackend(t *testing.T) {
+	t.Parallel()
+	const key = "api-key-sio-subscribe-0000"
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := chatdtest.Start(t, "--api-key-file", keys)
+	s := dialSIOWS(t, srv.Addr, true)
+	s.connectNS(t, "bob")
+
+	req, err := http.NewRequest(http.MethodPost, srv.AdminURL("/api/v1/rooms/news/subscriptions"), strings.NewReader(`{"user":"bob"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"subscribed":1`) {
+		t.Fatalf("subscribe: %d %s", resp.StatusCode, b)
+	}
+	for {
+		p := s.next(t)
+		if strings.HasPrefix(p, `42["joined",`) {
+			if !strings.Contains(p, `"room":"news"`) || strings.Contains(p, `"recovered"`) {
+				t.Fatalf("joined event %q", p)
+			}
+			break
+		}
+	}
+	s.send(t, `421["send",{"room":"news","cid":"c1","text":"hello"}]`)
+	for {
+		p := s.next(t)
+		if strings.HasPrefix(p, `431[`) {
+			if !strings.Contains(p, `"seq":1`) {
+				t.Fatalf("send after the subscription answered %q, want seq 1", p)
+			}
+			return
+		}
+	}
+}
