@@ -66,7 +66,9 @@ const (
 	msgPingTimeout       = "pingTimeout must be between 1s and 10m"
 	msgShutdownTimeout   = "shutdownTimeout must be between 1s and 1h"
 	msgBothJWT           = "set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"
-	msgNoAuth            = "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"
+	msgNoAuth            = "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous (or a connect hook in spec.hooks)"
+	msgHookTimeout       = "timeout must be between 10ms and 1m"
+	msgBreakerOpen       = "breakerOpen must be between 100ms and 10m"
 	msgGossipKeyring     = "gossip.keyringSecretRef is immutable: nodes without a common gossip key cannot talk, so switching to another Secret would split the running cluster; rotate the keys inside the Secret instead"
 	msgPeerDuration      = "peerTLS.certificateDuration must be at least 1h"
 	msgPeerRenewMin      = "peerTLS.renewBefore must be at least 10m"
@@ -160,6 +162,10 @@ func pdb(maxU, minA *intstr.IntOrString) func(*chatv1alpha1.ChatCluster) {
 
 func socketIO(sio chatv1alpha1.SocketIOSpec) func(*chatv1alpha1.ChatCluster) {
 	return func(c *chatv1alpha1.ChatCluster) { c.Spec.SocketIO = &sio }
+}
+
+func hooks(h chatv1alpha1.HooksSpec) func(*chatv1alpha1.ChatCluster) {
+	return func(c *chatv1alpha1.ChatCluster) { c.Spec.Hooks = &h }
 }
 
 func limits(l chatv1alpha1.LimitsSpec) func(*chatv1alpha1.ChatCluster) {
@@ -335,6 +341,34 @@ var celRows = []validationRow{
 		field: "spec.socketIO.pingTimeout", want: msgPingTimeout},
 	{name: "socketIO pingTimeout 1s", spec: socketIO(chatv1alpha1.SocketIOSpec{PingTimeout: dur(time.Second)})},
 	{name: "socketIO namespaces", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "/"}, {Name: "/staff-1_a", TokenOnly: true}}})},
+
+	// hooks: a connect hook is a way to authenticate; timeouts between
+	// 10ms and 1m, breakerOpen between 100ms and 10m, URLs http(s) only,
+	// onFailure deny or allow.
+	{name: "connect hook instead of JWT or anonymous", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Auth.AllowAnonymous = false
+		c.Spec.Hooks = &chatv1alpha1.HooksSpec{Connect: &chatv1alpha1.HookSpec{URL: "http://backend.shop.svc:8080/chat/connect"}}
+	}},
+	{name: "join hook alone is no way to authenticate", spec: func(c *chatv1alpha1.ChatCluster) {
+		c.Spec.Auth.AllowAnonymous = false
+		c.Spec.Hooks = &chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "http://backend:8080/join"}}
+	}, field: "spec.auth", want: msgNoAuth},
+	{name: "hook timeout below 10ms", spec: hooks(chatv1alpha1.HooksSpec{Send: &chatv1alpha1.HookSpec{URL: "https://b:1/send", Timeout: dur(9 * time.Millisecond)}}),
+		field: "spec.hooks.send.timeout", want: msgHookTimeout},
+	{name: "hook timeout above 1m", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "https://b:1/join", Timeout: dur(time.Minute + time.Second)}}),
+		field: "spec.hooks.join.timeout", want: msgHookTimeout},
+	{name: "hook timeout 10ms", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "https://b:1/join", Timeout: dur(10 * time.Millisecond)}})},
+	{name: "breakerOpen below 100ms", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(99 * time.Millisecond)}),
+		field: "spec.hooks.breakerOpen", want: msgBreakerOpen},
+	{name: "breakerOpen 10m", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(10 * time.Minute)})},
+	{name: "hook URL not http", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "ftp://backend/join"}}),
+		field: "spec.hooks.join.url", want: "should match"},
+	{name: "hook URL without host", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "https:///join"}}),
+		field: "spec.hooks.join.url", want: "should match"},
+	{name: "hook onFailure other", spec: hooks(chatv1alpha1.HooksSpec{Send: &chatv1alpha1.HookSpec{URL: "http://b/s", OnFailure: "retry"}}),
+		field: "spec.hooks.send.onFailure", want: "Unsupported value"},
+	{name: "hook retries 6", spec: hooks(chatv1alpha1.HooksSpec{Retries: ptr.To[int32](6)}),
+		field: "spec.hooks.retries", want: maximum(5)},
 
 	// metadata.name: at most 52 characters, a DNS label starting with a
 	// letter. The rule is on the root object, which the API server's cause

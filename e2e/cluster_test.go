@@ -504,7 +504,7 @@ func TestInvalidChatClusterRefused(t *testing.T) {
 		{"replicationFactor above replicas", func(s *chatv1alpha1.ChatClusterSpec) { s.Replicas, s.ReplicationFactor = ptr.To[int32](2), 3 },
 			"spec.replicationFactor", "replicationFactor cannot exceed replicas"},
 		{"no way to authenticate", func(s *chatv1alpha1.ChatClusterSpec) { s.Auth.AllowAnonymous = false },
-			"spec.auth", "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"},
+			"spec.auth", "no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous (or a connect hook in spec.hooks)"},
 		{"negative replicas", func(s *chatv1alpha1.ChatClusterSpec) { s.Replicas = ptr.To[int32](-1) },
 			"spec.replicas", "should be greater than or equal to 0"},
 		{"unknown pull policy", func(s *chatv1alpha1.ChatClusterSpec) { s.ImagePullPolicy = "Sometimes" },

@@ -490,3 +490,55 @@ func (s *SocketIOSpec) Args() []string {
 	}
 	return args
 }
+
+// DefaultHookSecretKey is the key of spec.hooks.signingSecretRef's Secret
+// when the reference names none.
+const DefaultHookSecretKey = "hook-secret"
+
+// Selector returns the Secret key reference, with the default key filled
+// in.
+func (s *HookSecretKeySelector) Selector() corev1.SecretKeySelector {
+	key := s.Key
+	if key == "" {
+		key = DefaultHookSecretKey
+	}
+	return corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: s.Name}, Key: key}
+}
+
+// Args are chatd's flags for spec.hooks (none without hooks), except the
+// signing secret's file, which the operator mounts (secretFile, given when
+// a signingSecretRef is set).
+func (h *HooksSpec) Args(secretFile string) []string {
+	if h == nil {
+		return nil
+	}
+	var args []string
+	for _, hook := range []struct {
+		name string
+		spec *HookSpec
+	}{{"connect", h.Connect}, {"join", h.Join}, {"send", h.Send}} {
+		if hook.spec == nil {
+			continue
+		}
+		args = append(args, "--hook-"+hook.name+"-url="+hook.spec.URL)
+		if hook.spec.Timeout != nil {
+			args = append(args, "--hook-"+hook.name+"-timeout="+hook.spec.Timeout.Duration.String())
+		}
+		if hook.spec.OnFailure != "" {
+			args = append(args, "--hook-"+hook.name+"-on-failure="+hook.spec.OnFailure)
+		}
+	}
+	if h.Retries != nil {
+		args = append(args, "--hook-retries="+strconv.FormatInt(int64(*h.Retries), 10))
+	}
+	if h.BreakerFailures != nil {
+		args = append(args, "--hook-breaker-failures="+strconv.FormatInt(int64(*h.BreakerFailures), 10))
+	}
+	if h.BreakerOpen != nil {
+		args = append(args, "--hook-breaker-open="+h.BreakerOpen.Duration.String())
+	}
+	if h.SigningSecretRef != nil && secretFile != "" {
+		args = append(args, "--hook-secret-file="+secretFile)
+	}
+	return args
+}

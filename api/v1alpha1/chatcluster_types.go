@@ -14,6 +14,7 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas == 0 || !has(self.replicationFactor) || self.replicationFactor <= self.replicas",message="replicationFactor cannot exceed replicas",fieldPath=".replicationFactor"
 // +kubebuilder:validation:XValidation:rule="has(self.storage) == has(oldSelf.storage)",message="storage cannot be added to or removed from an existing ChatCluster: a StatefulSet's volume claims are fixed when it is created; create a new ChatCluster instead",fieldPath=".storage"
+// +kubebuilder:validation:XValidation:rule="has(self.auth.jwtSecretRef) || has(self.auth.jwtPublicKeySecretRef) || has(self.auth.jwksSecretRef) || (has(self.auth.allowAnonymous) && self.auth.allowAnonymous) || (has(self.hooks) && has(self.hooks.connect))",message="no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous (or a connect hook in spec.hooks)",fieldPath=".auth"
 type ChatClusterSpec struct {
 	// Number of chatd nodes (pods). Each room is owned by one node and stored
 	// on replicationFactor nodes, so replicas must be at least
@@ -144,6 +145,14 @@ type ChatClusterSpec struct {
 	// Left out, it is off.
 	// +optional
 	ServerAPI *ServerAPISpec `json:"serverAPI,omitempty"`
+
+	// Backend hooks (docs/api.md#hooks): HTTP calls from every chatd pod to
+	// the application's backend that decide who connects (connect: an
+	// identity from a cookie instead of a JWT), who joins a room (join) and
+	// what is sent (send: allow, refuse or rewrite). Left out, there are
+	// none. Changing them restarts the pods one at a time.
+	// +optional
+	Hooks *HooksSpec `json:"hooks,omitempty"`
 
 	// Durable history: each chatd pod gets a PersistentVolumeClaim and keeps
 	// every room it owns or replicates on it (chatd --data-dir), so history
@@ -285,7 +294,6 @@ type RetentionSpec struct {
 // AuthSpec says how clients authenticate.
 //
 // +kubebuilder:validation:XValidation:rule="[has(self.jwtSecretRef), has(self.jwtPublicKeySecretRef), has(self.jwksSecretRef)].filter(x, x).size() <= 1",message="set one of jwtSecretRef, jwtPublicKeySecretRef and jwksSecretRef, not several"
-// +kubebuilder:validation:XValidation:rule="has(self.jwtSecretRef) || has(self.jwtPublicKeySecretRef) || has(self.jwksSecretRef) || (has(self.allowAnonymous) && self.allowAnonymous)",message="no way to authenticate: set jwtSecretRef, jwtPublicKeySecretRef, jwksSecretRef or allowAnonymous"
 type AuthSpec struct {
 	// Secret key holding the HS256 shared secret that signs clients' tokens
 	// (at least 32 bytes; surrounding whitespace is trimmed). Mounted as a
@@ -639,6 +647,106 @@ type SocketIONamespace struct {
 	// valid token may enter (CONNECT_ERROR otherwise).
 	// +optional
 	TokenOnly bool `json:"tokenOnly,omitempty"`
+}
+
+// HooksSpec configures chatd's backend hooks. A hook left out is not
+// called; a field left out keeps chatd's default.
+type HooksSpec struct {
+	// Called for every hello without a JWT: the backend answers the user's
+	// identity (from the cookie or headers it is shown), or refuses.
+	// With it, spec.auth needs no JWT key nor allowAnonymous.
+	// +optional
+	Connect *HookSpec `json:"connect,omitempty"`
+
+	// Called for every join and resume of a room: allow or refuse.
+	// +optional
+	Join *HookSpec `json:"join,omitempty"`
+
+	// Called for every room message before it is stored: allow, refuse
+	// with a reason, or replace the text.
+	// +optional
+	Send *HookSpec `json:"send,omitempty"`
+
+	// Extra attempts of a failed connect or join call, and of a send call
+	// carrying a client id (on 5xx, timeouts, unreachable). chatd's
+	// default: 1 (--hook-retries).
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=5
+	// +optional
+	Retries *int32 `json:"retries,omitempty"`
+
+	// Consecutive failed attempts of a hook that open its circuit breaker
+	// (calls then fail at once, by the hook's onFailure). chatd's default:
+	// 5 (--hook-breaker-failures).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	BreakerFailures *int32 `json:"breakerFailures,omitempty"`
+
+	// How long an open circuit breaker fails calls before it lets one
+	// through to probe the backend. chatd's default: 5s
+	// (--hook-breaker-open). Between 100ms and 10m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('10m'))",message="breakerOpen must be between 100ms and 10m"
+	// +optional
+	BreakerOpen *metav1.Duration `json:"breakerOpen,omitempty"`
+
+	// Secret key holding the secret that signs every hook request
+	// (X-Ringchat-Signature, HMAC-SHA256 over the timestamp and the body),
+	// which the backend verifies. Mounted as a file (chatd
+	// --hook-secret-file). Left out, requests are not signed.
+	// +optional
+	SigningSecretRef *HookSecretKeySelector `json:"signingSecretRef,omitempty"`
+}
+
+// HookSpec is one backend hook.
+type HookSpec struct {
+	// The backend's URL, http:// or https://, that chatd POSTs the hook's
+	// JSON request to (docs/api.md#hooks).
+	// +kubebuilder:validation:MinLength=8
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+([/?#][^\s]*)?$`
+	// +required
+	URL string `json:"url"`
+
+	// Deadline of one call. chatd's default: 2s (--hook-timeout). Between
+	// 10ms and 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('10ms') && duration(self) <= duration('1m'))",message="timeout must be between 10ms and 1m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// What happens when the backend fails (an error, a timeout, an open
+	// circuit breaker): deny (the connection, join or message is refused
+	// with unavailable; connect: close 1013) or allow (as if there were no
+	// hook). Default deny.
+	// +kubebuilder:validation:Enum=deny;allow
+	// +kubebuilder:default=deny
+	// +optional
+	OnFailure string `json:"onFailure,omitempty"`
+}
+
+// HookSecretKeySelector selects the key of a Secret, in the ChatCluster's
+// namespace, that holds the hooks' signing secret.
+type HookSecretKeySelector struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default="hook-secret"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // ServerAPISpec configures chatd's server API.

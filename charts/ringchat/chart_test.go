@@ -220,6 +220,7 @@ var allOptions = []string{
 	"--set", "cluster.storage.reserve=1Gi",
 	"--set", "cluster.serverAPI.enabled=true",
 	"--set-json", `cluster.socketIO={"namespaces":[{"name":"/"},{"name":"/staff","tokenOnly":true}],"recoveryWindow":"5m","pingTimeout":"30s"}`,
+	"--set-json", `cluster.hooks={"connect":{"url":"http://backend.shop.svc:8080/chat/connect"},"send":{"url":"http://mod.shop.svc/send","timeout":"300ms","onFailure":"allow"},"signingSecretRef":{"name":"shop-hooks"}}`,
 	"--set", "cluster.podTemplate.labels.team=chat",
 	"--set", "cluster.podTemplate.annotations.note=hi",
 	"--set", "cluster.podTemplate.nodeSelector.pool=chat",
@@ -547,6 +548,11 @@ func TestRenderAllOptions(t *testing.T) {
 			"namespaces":     []any{obj{"name": "/"}, obj{"name": "/staff", "tokenOnly": true}},
 			"recoveryWindow": "5m",
 			"pingTimeout":    "30s",
+		},
+		"hooks": obj{
+			"connect":          obj{"url": "http://backend.shop.svc:8080/chat/connect"},
+			"send":             obj{"url": "http://mod.shop.svc/send", "timeout": "300ms", "onFailure": "allow"},
+			"signingSecretRef": obj{"name": "shop-hooks"},
 		},
 		"podTemplate": obj{
 			"labels":       obj{"team": "chat"},

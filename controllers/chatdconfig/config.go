@@ -74,6 +74,10 @@ const (
 	// spec.serverAPI is enabled.
 	APIMountDir     = "/etc/chatd/api"
 	APIKeysFileName = "keys"
+	// HooksMountDir holds the hooks' signing secret (--hook-secret-file)
+	// when spec.hooks.signingSecretRef is set.
+	HooksMountDir      = "/etc/chatd/hooks"
+	HookSecretFileName = "secret"
 
 	// ClusterMountDir holds the cluster size (--expected-nodes-file),
 	// projected from the ConfigMap so that it changes in running pods.
@@ -243,6 +247,7 @@ func Args(cc *chatv1alpha1.ChatCluster, expectedNodes int32) []string {
 	if cc.ServerAPIEnabled() {
 		a = append(a, "--api-key-file="+path.Join(APIMountDir, APIKeysFileName))
 	}
+	a = append(a, cc.Spec.Hooks.Args(path.Join(HooksMountDir, HookSecretFileName))...)
 	return append(a, cc.Spec.SocketIO.Args()...)
 }
 

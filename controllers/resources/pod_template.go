@@ -32,6 +32,9 @@ const (
 	AdminVolumeName = "admin"
 	// APIVolumeName projects the server API's keys (spec.serverAPI).
 	APIVolumeName = "api"
+	// HooksVolumeName projects the hooks' signing secret
+	// (spec.hooks.signingSecretRef).
+	HooksVolumeName = "hooks"
 
 	// LabelHostname and LabelZone are the topology keys of the default
 	// anti-affinity and spread.
@@ -220,6 +223,10 @@ func podVolumes(cc *chatv1alpha1.ChatCluster) ([]corev1.Volume, []corev1.VolumeM
 	if cc.ServerAPIEnabled() {
 		name, items = one(corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cc.APISecretName()}, Key: chatv1alpha1.DefaultAPIKeysKey}, chatdconfig.APIKeysFileName)
 		secret(APIVolumeName, chatdconfig.APIMountDir, name, items)
+	}
+	if h := cc.Spec.Hooks; h != nil && h.SigningSecretRef != nil {
+		name, items = one(h.SigningSecretRef.Selector(), chatdconfig.HookSecretFileName)
+		secret(HooksVolumeName, chatdconfig.HooksMountDir, name, items)
 	}
 	if cc.Spec.Storage != nil {
 		mounts = append(mounts, corev1.VolumeMount{Name: chatv1alpha1.DataVolumeName, MountPath: chatv1alpha1.DataMountPath})

@@ -5,10 +5,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	chatv1alpha1 "github.com/ringchat/ringchat/api/v1alpha1"
 	"github.com/ringchat/ringchat/controllers/chatdconfig"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // TestPodTemplateOverridesCannotReplaceTheOperators: podTemplate labels
@@ -118,6 +121,65 @@ func TestPodTemplateServerAPIOffByDefault(t *testing.T) {
 			if strings.HasPrefix(a, "--api-key-file") {
 				t.Errorf("serverAPI %+v: argument %s", api, a)
 			}
+		}
+	}
+}
+
+// TestPodTemplateHooks: spec.hooks become chatd's --hook-* flags, and the
+// signing secret a read-only file; without hooks there are neither.
+func TestPodTemplateHooks(t *testing.T) {
+	cc := testCluster(3)
+	cc.Spec.Hooks = &chatv1alpha1.HooksSpec{
+		Connect:          &chatv1alpha1.HookSpec{URL: "http://backend.shop.svc:8080/chat/connect", OnFailure: "allow"},
+		Send:             &chatv1alpha1.HookSpec{URL: "https://mod.shop.svc/send", Timeout: &metav1.Duration{Duration: 300 * time.Millisecond}},
+		Retries:          ptr.To[int32](2),
+		BreakerFailures:  ptr.To[int32](10),
+		BreakerOpen:      &metav1.Duration{Duration: 30 * time.Second},
+		SigningSecretRef: &chatv1alpha1.HookSecretKeySelector{Name: "shop-hooks"},
+	}
+	cfg := chatdconfig.Desired(cc, 3, nil)
+	var hookArgs []string
+	for _, a := range cfg.Args {
+		if strings.HasPrefix(a, "--hook-") {
+			hookArgs = append(hookArgs, a)
+		}
+	}
+	want := []string{
+		"--hook-connect-url=http://backend.shop.svc:8080/chat/connect",
+		"--hook-connect-on-failure=allow",
+		"--hook-send-url=https://mod.shop.svc/send",
+		"--hook-send-timeout=300ms",
+		"--hook-retries=2",
+		"--hook-breaker-failures=10",
+		"--hook-breaker-open=30s",
+		"--hook-secret-file=/etc/chatd/hooks/secret",
+	}
+	if !reflect.DeepEqual(hookArgs, want) {
+		t.Errorf("hook arguments %q, want %q", hookArgs, want)
+	}
+	tpl := PodTemplate(cc, cfg)
+	var vol *corev1.Volume
+	for i, v := range tpl.Spec.Volumes {
+		if v.Name == HooksVolumeName {
+			vol = &tpl.Spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "shop-hooks" ||
+		len(vol.Secret.Items) != 1 || vol.Secret.Items[0].Key != chatv1alpha1.DefaultHookSecretKey || vol.Secret.Items[0].Path != chatdconfig.HookSecretFileName {
+		t.Fatalf("hooks volume %+v", vol)
+	}
+	var mounted bool
+	for _, m := range tpl.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || (m.Name == HooksVolumeName && m.MountPath == chatdconfig.HooksMountDir && m.ReadOnly)
+	}
+	if !mounted {
+		t.Errorf("hooks volume not mounted read-only at %s", chatdconfig.HooksMountDir)
+	}
+
+	cc.Spec.Hooks = nil
+	for _, a := range chatdconfig.Desired(cc, 3, nil).Args {
+		if strings.HasPrefix(a, "--hook-") {
+			t.Errorf("without hooks: argument %s", a)
 		}
 	}
 }
