@@ -361,14 +361,6 @@ var celRows = []validationRow{
 	{name: "breakerOpen below 100ms", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(99 * time.Millisecond)}),
 		field: "spec.hooks.breakerOpen", want: msgBreakerOpen},
 	{name: "breakerOpen 10m", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(10 * time.Minute)})},
-	{name: "hook URL not http", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "ftp://backend/join"}}),
-		field: "spec.hooks.join.url", want: "should match"},
-	{name: "hook URL without host", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "https:///join"}}),
-		field: "spec.hooks.join.url", want: "should match"},
-	{name: "hook onFailure other", spec: hooks(chatv1alpha1.HooksSpec{Send: &chatv1alpha1.HookSpec{URL: "http://b/s", OnFailure: "retry"}}),
-		field: "spec.hooks.send.onFailure", want: "Unsupported value"},
-	{name: "hook retries 6", spec: hooks(chatv1alpha1.HooksSpec{Retries: ptr.To[int32](6)}),
-		field: "spec.hooks.retries", want: maximum(5)},
 
 	// metadata.name: at most 52 characters, a DNS label starting with a
 	// letter. The rule is on the root object, which the API server's cause
@@ -429,6 +421,16 @@ var celRows = []validationRow{
 
 // schemaRows: the OpenAPI rules (markers other than XValidation).
 var schemaRows = []validationRow{
+	// hooks: URLs http(s) with a host, onFailure deny or allow, retries
+	// at most 5.
+	{name: "hook URL not http", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "ftp://backend/join"}}),
+		field: "spec.hooks.join.url", want: "should match"},
+	{name: "hook URL without host", spec: hooks(chatv1alpha1.HooksSpec{Join: &chatv1alpha1.HookSpec{URL: "https:///join"}}),
+		field: "spec.hooks.join.url", want: "should match"},
+	{name: "hook onFailure other", spec: hooks(chatv1alpha1.HooksSpec{Send: &chatv1alpha1.HookSpec{URL: "http://b/s", OnFailure: "retry"}}),
+		field: "spec.hooks.send.onFailure", want: "Unsupported value"},
+	{name: "hook retries 6", spec: hooks(chatv1alpha1.HooksSpec{Retries: ptr.To[int32](6)}),
+		field: "spec.hooks.retries", want: maximum(5)},
 	// socketIO namespace names as chatd takes them, each once.
 	{name: "socketIO namespace without its slash", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "support"}}}),
 		field: "spec.socketIO.namespaces[0].name", want: "should match"},
