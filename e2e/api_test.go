@@ -112,4 +112,48 @@ func TestServerAPIPublish(t *testing.T) {
 	if code, _, err := publish(""); err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("publish without a key: %d %v, want 401", code, err)
 	}
+
+	// Who is where, asked through pods[0]: the reader is on pods[1], the
+	// room's owner may be any pod; every pod answers over the inter-node
+	// transport.
+	get := func(path string, out any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.Addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("GET %s: %s: %v", path, b, err)
+		}
+	}
+	var p api.Presence
+	get("/api/v1/rooms/"+room+"/presence", &p)
+	if p.Count != 1 || len(p.Users) != 1 || p.Owner == "" || len(p.Unreached) != 0 {
+		t.Fatalf("presence of %s: %+v, want the reader alone", room, p)
+	}
+	var rooms api.RoomList
+	get("/api/v1/rooms", &rooms)
+	found := false
+	for _, r := range rooms.Rooms {
+		found = found || (r.Room == room && r.Owner == p.Owner && r.Users == 1 && r.Head == first.Seq)
+	}
+	if !found || len(rooms.Unreached) != 0 {
+		t.Fatalf("rooms %+v lack %s owned by %s", rooms, room, p.Owner)
+	}
+	var conns api.ConnectionList
+	get("/api/v1/users/"+p.Users[0]+"/connections", &conns)
+	if len(conns.Connections) != 1 || conns.Connections[0].Node != pods[1].Name || len(conns.Connections[0].Rooms) != 1 {
+		t.Fatalf("the reader's connections %+v, want one on %s in %s", conns, pods[1].Name, room)
+	}
+	t.Logf("through %s: %s owned by %s, its reader on %s", pods[0].Name, room, p.Owner, conns.Connections[0].Node)
 }
