@@ -42,7 +42,9 @@ type Conn interface {
 
 // Router reaches the owner of a room, wherever it is. Every reply function
 // is called exactly once. Replies and Deliver calls that concern one room
-// arrive in the order the owner made them.
+// arrive in the order the owner made them. A reply (and a Deliver) may be
+// made by an owner on this node under its own locks: the hub never calls
+// the Router from inside one (it would wait for those locks for good).
 type Router interface {
 	Subscribe(room string, users []string, reply func(feed.State, error))
 	Unsubscribe(room string)
@@ -102,6 +104,11 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	rooms map[string]*room
+	// undoing holds, by room name, the unsubscription under way of a room
+	// every local join left while its owner was being asked (see
+	// subscribe): a new local room of that name waits for it, so that the
+	// unsubscription cannot overtake the new room's subscription.
+	undoing map[string]chan struct{}
 
 	usersMu sync.RWMutex
 	// users maps a user to its connections on this node. A slice, not a
@@ -129,6 +136,7 @@ func New(cfg Config, m *metrics.Metrics, log *slog.Logger) *Hub {
 		log:      log,
 		now:      cfg.Now,
 		rooms:    make(map[string]*room),
+		undoing:  make(map[string]chan struct{}),
 		users:    make(map[string][]Conn),
 		dmDedupe: dedupe.NewPerSender[*dmResult](max(cfg.DedupeWindow, 1), max(cfg.DedupeWindow, 1)*16),
 	}
@@ -210,6 +218,13 @@ func (h *Hub) lookup(name string, create bool) (r *room, created bool) {
 			}
 			h.mu.Lock()
 			if r = h.rooms[name]; r == nil {
+				if undo := h.undoing[name]; undo != nil {
+					// The last incarnation's subscription is being
+					// undone: subscribe again only after it.
+					h.mu.Unlock()
+					<-undo
+					continue
+				}
 				if h.cfg.MaxRooms > 0 && len(h.rooms) >= h.cfg.MaxRooms {
 					h.mu.Unlock()
 					return nil, false

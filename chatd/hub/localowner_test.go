@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -122,6 +123,91 @@ func TestLocalOwnerAnsweringAtOnce(t *testing.T) {
 		}
 		if got := o.unsubscribed(); !slices.Equal(got, []string{"lobby"}) {
 			t.Fatalf("Unsubscribe calls %v", got)
+		}
+	})
+}
+
+// lockedOwner is a local owner that answers under a lock of its own, as
+// chatd's owner service answers under the room's lock (and, when a claim
+// ends, its service lock): any Router call the hub makes from inside an
+// answer would wait for that lock for good. Its calls record their order.
+type lockedOwner struct {
+	fakeRouter
+	t     *testing.T
+	mu    sync.Mutex // the owner's own lock, held while it answers
+	calls []string   // "subscribe lobby", "unsubscribe lobby", in order
+}
+
+func (o *lockedOwner) enter(op, room string) bool {
+	if !o.mu.TryLock() {
+		o.t.Errorf("%s %s called from inside one of the owner's answers: an owner on this node would deadlock", op, room)
+		return false
+	}
+	defer o.mu.Unlock()
+	o.fakeRouter.mu.Lock()
+	o.calls = append(o.calls, op+" "+room)
+	o.fakeRouter.mu.Unlock()
+	return true
+}
+
+func (o *lockedOwner) Subscribe(room string, users []string, reply func(feed.State, error)) {
+	if o.enter("subscribe", room) {
+		o.fakeRouter.Subscribe(room, users, reply)
+	}
+}
+
+func (o *lockedOwner) Unsubscribe(room string) {
+	if o.enter("unsubscribe", room) {
+		o.fakeRouter.Unsubscribe(room)
+	}
+}
+
+func (o *lockedOwner) PresenceChange(room, user string, joined bool) {
+	if o.enter("presence", room) {
+		o.fakeRouter.PresenceChange(room, user, joined)
+	}
+}
+
+// answer makes the owner's answer to call under its lock.
+func (o *lockedOwner) answer(call *subscribeCall, st feed.State) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	call.reply(st, nil)
+}
+
+func (o *lockedOwner) order() []string {
+	o.fakeRouter.mu.Lock()
+	defer o.fakeRouter.mu.Unlock()
+	return slices.Clone(o.calls)
+}
+
+// TestNoRouterCallFromInsideAnOwnersAnswer: every join of a room leaves
+// while its owner, on this node, holds the subscription (it is claiming
+// the room); when the owner answers, under its own lock, the hub must undo
+// the subscription without calling the owner from inside that answer (chatd
+// deadlocked there after every pod of a cluster was deleted at once: the
+// room's requests hung on every node), and a join that comes right after
+// subscribes only once the undo is done, so the undo cannot overtake it.
+func TestNoRouterCallFromInsideAnOwnersAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := newTestHub(Config{})
+		o := &lockedOwner{t: t}
+		h.SetRouter(o)
+		ann := newConn("ann1", "ann")
+		h.Join(ann, JoinRequest{ID: "j1", Room: "lobby"})
+		h.Leave(ann, "lobby")
+		ann.expect(t, "error not_joined id=j1 room=lobby")
+		first := o.onlyNewSubscribe(t, 0)
+
+		// The owner answers, under its lock; meanwhile bob joins.
+		o.answer(first, state("lobby", "e1", 1, 0, "ann"))
+		bob := newConn("bob1", "bob")
+		h.Join(bob, JoinRequest{ID: "j2", Room: "lobby"})
+		synctest.Wait()
+		o.answer(o.onlyNewSubscribe(t, 1), state("lobby", "e1", 1, 0, "bob"))
+		bob.expect(t, "joined lobby id=j2 epoch=e1 head=0 oldest=1 count=1 present=bob")
+		if got := o.order(); !slices.Equal(got, []string{"subscribe lobby", "unsubscribe lobby", "subscribe lobby"}) {
+			t.Fatalf("calls to the owner %v, want the undo between the two subscriptions", got)
 		}
 	})
 }

@@ -104,12 +104,12 @@ func (h *Hub) subscribe(r *room, users []string) {
 		r.mu.Lock()
 		if r.dead {
 			// Every join left while the owner was asked (Leave): the
-			// subscription the owner just made is undone now, after it,
-			// so an unsubscription cannot overtake it.
+			// subscription the owner just made is undone, after it, so an
+			// unsubscription cannot overtake it.
 			undo := err == nil && r.unsubscribeOnReply
 			r.mu.Unlock()
 			if undo {
-				h.router.Unsubscribe(r.name)
+				h.undoSubscription(r.name)
 			}
 			return
 		}
@@ -135,6 +135,34 @@ func (h *Hub) subscribe(r *room, users []string) {
 		}
 		r.waiting = nil
 	})
+}
+
+// undoSubscription unsubscribes this node from a room whose every local
+// join left while its owner was being asked. Not on the caller's
+// goroutine: a reply may come from an owner on this node, under that
+// owner's own locks (its answer is made under the room's lock, for order),
+// and an unsubscription made there would wait for those very locks. A new
+// local room of that name waits until it is done (lookup), so the
+// unsubscription still comes before the next subscription; a second undo
+// of the same name queues behind the first.
+func (h *Hub) undoSubscription(name string) {
+	done := make(chan struct{})
+	h.mu.Lock()
+	prev := h.undoing[name]
+	h.undoing[name] = done
+	h.mu.Unlock()
+	go func() {
+		if prev != nil {
+			<-prev
+		}
+		h.router.Unsubscribe(name)
+		h.mu.Lock()
+		if h.undoing[name] == done {
+			delete(h.undoing, name)
+		}
+		h.mu.Unlock()
+		close(done)
+	}()
 }
 
 // unavailable is the error frame for a request the owner could not take.

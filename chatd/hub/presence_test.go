@@ -163,6 +163,7 @@ func TestLeaveWhileTheJoinWaitsForTheOwner(t *testing.T) {
 			if n := h.RoomCount(); n != 0 {
 				t.Fatalf("%d rooms, want 0: the room's only connection left", n)
 			}
+			synctest.Wait() // the unsubscription is made off the reply's goroutine
 			if got := r.unsubscribed(); !slices.Equal(got, []string{"lobby"}) {
 				t.Fatalf("Unsubscribe calls %v, want [lobby]", got)
 			}
