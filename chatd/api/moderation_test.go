@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,6 +65,14 @@ func TestDisconnectUser(t *testing.T) {
 	if ack := ann.Say("lobby", "c1", "still here"); ack.Seq == 0 {
 		t.Fatalf("ann's send after bob's disconnect: %+v", ack)
 	}
+
+	// A closed connection leaves the server once its session ends, a
+	// moment after the close frame: wait for that, or the next disconnect
+	// would count the closing ones too.
+	chatdtest.Eventually(t, chatdtest.Timeout, "bob's closed connections gone from the server", func() (bool, string) {
+		c := connections(t, srv, "bob")
+		return len(c.Connections) == 0, fmt.Sprint(c.Connections)
+	})
 
 	// A disconnect is not a ban: bob comes back, and is told not to.
 	bob3 := chatdtest.Connect(t, srv.URL, "bob")

@@ -326,7 +326,10 @@ func TestSlowClaimIsLogged(t *testing.T) {
 	advance(time.Second)
 	s.Sweep()
 	s.Sweep()
-	if got := strings.Count(logs.String(), line); got != 1 || !strings.Contains(logs.String(), "b to grant term") {
+	// The claim keeps asking b (a millisecond apart): what it waits for is
+	// b's promise, or b's grant after a refusal, depending on the moment.
+	if got := strings.Count(logs.String(), line); got != 1 ||
+		!strings.Contains(logs.String(), "b to grant term") && !strings.Contains(logs.String(), "from [b]") {
 		t.Fatalf("logged %d times after twice the grace, want once with what it waits for: %s", got, logs.String())
 	}
 	advance(2 * time.Second)

@@ -22,6 +22,13 @@ func TestDisconnect(t *testing.T) {
 	if code, reason := bob.ExpectClose(); code != protocol.CloseDisconnected || reason != "take a break" {
 		t.Fatalf("bob closed with %d %q", code, reason)
 	}
+	// The server unregisters a closed connection once its session ends,
+	// a moment after the close frame: wait for that, or the next
+	// disconnect would count the closing one too.
+	chatdtest.Eventually(t, chatdtest.Timeout, "bob's closed connection gone from the server", func() (bool, string) {
+		r := chatctl(t, env, "who", "--user", "bob")
+		return r.code == exitOK && r.stdout == "", r.stdout + r.stderr
+	})
 
 	bob = chatdtest.Connect(t, srv.URL, "bob")
 	r = chatctl(t, env, "disconnect", "--user", "bob", "--no-reconnect", "--json")
