@@ -22,6 +22,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/offstack"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
 
@@ -259,24 +260,12 @@ func (s *Session) readLoop() error {
 			// grace deadline the writer set.
 			continue
 		}
-		s.onFreshStack(func() { s.handleMessage(mt, data, pongWait) })
+		// The deep work runs on a pooled worker (chatd/offstack): this
+		// goroutine, parked in the read above on every idle connection,
+		// keeps a small stack, and the worker's stack stays grown between
+		// frames.
+		offstack.Run(func() { s.handleMessage(mt, data, pongWait) })
 	}
-}
-
-// onFreshStack runs f on a short-lived goroutine and waits for it. The read
-// loop spends its life parked in a socket read; if it also decoded JSON,
-// checked tokens and walked the hub, its stack would grow to 8 KiB and stay
-// there on every idle connection. Running the deep work on a goroutine that
-// exits keeps the parked stack small, which is most of an idle connection's
-// cost (docs/benchmarks.md). Waiting keeps frames in order and gives the
-// happens-before edges that let both goroutines use the session.
-func (s *Session) onFreshStack(f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
 }
 
 // handleMessage handles one WebSocket message read from the client.

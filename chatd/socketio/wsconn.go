@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ringchat/ringchat/chatd/offstack"
 )
 
 // Engine.IO over WebSocket carries one packet per WebSocket message, where
@@ -80,8 +82,8 @@ func (e *engineSession) runWebSocket(ws *websocket.Conn) {
 const closeGrace = time.Second
 
 // readLoop reads packets until the socket fails or closes. The work of each
-// packet runs on a short-lived goroutine (onFreshStack) so that the parked
-// reader keeps a small stack, as the native session does.
+// packet runs on a pooled worker (chatd/offstack) so that the parked reader
+// keeps a small stack, as the native session does.
 func (e *engineSession) readLoop(ws *websocket.Conn) {
 	idle := e.srv.cfg.Session.PingInterval + e.srv.cfg.PingTimeout
 	for {
@@ -98,21 +100,12 @@ func (e *engineSession) readLoop(ws *websocket.Conn) {
 		if e.out.IsClosing() {
 			continue
 		}
-		onFreshStack(func() {
+		offstack.Run(func() {
 			e.readMu.Lock()
 			defer e.readMu.Unlock()
 			e.handlePacket(data, mt == websocket.BinaryMessage)
 		})
 	}
-}
-
-func onFreshStack(f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
 }
 
 // wsWriteLoop writes everything queued as WebSocket frames, one system
