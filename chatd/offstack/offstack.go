@@ -19,11 +19,13 @@ import (
 	"time"
 )
 
-// IdleTimeout is how long a worker of the default pool waits for another
-// frame before it exits.
+// IdleTimeout is how long a server's workers wait for another frame before
+// they exit.
 const IdleTimeout = 10 * time.Second
 
-// Pool is a set of workers. The zero value is not usable: NewPool.
+// Pool is a set of workers; a server has one for its connections. The zero
+// value is not usable: NewPool (or a nil *Pool, which runs every f on a
+// fresh goroutine).
 type Pool struct {
 	idleTimeout time.Duration
 	// tasks hands a task to a worker that is waiting for one. Unbuffered:
@@ -49,15 +51,21 @@ func NewPool(idleTimeout time.Duration) *Pool {
 	return p
 }
 
-// defaultPool serves Run.
-var defaultPool = NewPool(IdleTimeout)
-
-// Run runs f on a worker of the default pool and waits for it to return.
-func Run(f func()) { defaultPool.Run(f) }
-
 // Run runs f on a pooled worker and waits for it to return. Calls from
-// different goroutines run concurrently; f must not call Run.
+// different goroutines run concurrently; f must not call Run. A nil pool
+// runs f on a fresh goroutine: connections built without a server's pool
+// (unit tests, some inside synctest bubbles, which a shared pool's workers
+// must not cross) keep the old behaviour.
 func (p *Pool) Run(f func()) {
+	if p == nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		<-done
+		return
+	}
 	t := task{f: f, done: p.doneChans.Get().(chan struct{})}
 	select {
 	case p.tasks <- t:

@@ -8,15 +8,17 @@ import (
 	"time"
 )
 
-// Run waits for f, and f runs on another goroutine than the caller's.
+// Run waits for f, with a pool and without one (nil: a fresh goroutine).
 func TestRunWaitsForF(t *testing.T) {
-	var ran atomic.Bool
-	Run(func() {
-		time.Sleep(time.Millisecond) // a slow f: Run must still wait
-		ran.Store(true)
-	})
-	if !ran.Load() {
-		t.Fatal("Run returned before f did")
+	for _, p := range []*Pool{NewPool(IdleTimeout), nil} {
+		var ran atomic.Bool
+		p.Run(func() {
+			time.Sleep(time.Millisecond) // a slow f: Run must still wait
+			ran.Store(true)
+		})
+		if !ran.Load() {
+			t.Fatalf("pool %v: Run returned before f did", p)
+		}
 	}
 }
 
@@ -64,9 +66,17 @@ func TestConcurrentCallsAndReuse(t *testing.T) {
 	})
 }
 
+// BenchmarkRun: a pooled Run against a fresh goroutine per call (nil).
 func BenchmarkRun(b *testing.B) {
 	f := func() {}
-	for b.Loop() {
-		Run(f)
+	for _, bc := range []struct {
+		name string
+		p    *Pool
+	}{{"pool", NewPool(IdleTimeout)}, {"fresh goroutine", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				bc.p.Run(f)
+			}
+		})
 	}
 }

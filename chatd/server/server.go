@@ -27,6 +27,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/offstack"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
 	"github.com/ringchat/ringchat/chatd/socketio"
@@ -79,7 +80,11 @@ type Config struct {
 
 // Server serves chatd's HTTP endpoints.
 type Server struct {
-	cfg      Config
+	cfg Config
+	// workers run the connections' frames off their read loops: a stack
+	// grown to the depth of the publish path is kept between frames
+	// (chatd/offstack).
+	workers  *offstack.Pool
 	hub      *hub.Hub
 	auth     *auth.Authenticator
 	metrics  *metrics.Metrics
@@ -115,6 +120,7 @@ type liveConn interface {
 // New assembles a server around a hub and an authenticator.
 func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, hub: h, auth: a, metrics: m, log: log, admit: newAdmission(cfg.MaxConnections, cfg.MaxConnectionsPerIP), live: make(map[liveConn]struct{}), proto: newProtocolMetrics(m),
+		workers: offstack.NewPool(offstack.IdleTimeout),
 		clients: clientResolver{trusted: cfg.TrustedProxies, header: cfg.ProxyHeader}}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -140,7 +146,7 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 	if cfg.SocketIO != nil {
 		sc := *cfg.SocketIO
 		sc.Session = cfg.Session
-		sio := socketio.New(sc, socketio.Deps{Hub: h, Auth: a, Metrics: m, Log: log, Hooks: cfg.Hooks}, socketio.Hooks{
+		sio := socketio.New(sc, socketio.Deps{Hub: h, Auth: a, Metrics: m, Log: log, Hooks: cfg.Hooks, Workers: s.workers}, socketio.Hooks{
 			Admit:       s.admitSocketIO,
 			CheckOrigin: s.upgrader.CheckOrigin,
 			Track:       s.trackSocketIO,
@@ -232,7 +238,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.ConnectionsAccepted.Inc()
 	s.proto.accepted.WithLabelValues(protoNative).Inc()
-	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log, Hooks: s.cfg.Hooks}, remote)
+	sess := session.New(ws, &s.cfg.Session, session.Deps{Hub: s.hub, Auth: s.auth, Metrics: s.metrics, Log: s.log, Hooks: s.cfg.Hooks, Workers: s.workers}, remote)
 	if s.cfg.Hooks.Connector() != nil {
 		sess.SetConnectFacts(hooks.Facts(r, hooks.TransportWS, remote))
 	}

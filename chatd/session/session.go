@@ -73,6 +73,9 @@ type Deps struct {
 	Log     *slog.Logger
 	// Hooks are the backend hooks; nil or nil members: none.
 	Hooks *hooks.Set
+	// Workers run the session's frames off its read loop (chatd/offstack);
+	// nil: a fresh goroutine per frame.
+	Workers *offstack.Pool
 }
 
 // Session is one WebSocket connection. It implements hub.Conn.
@@ -264,7 +267,7 @@ func (s *Session) readLoop() error {
 		// goroutine, parked in the read above on every idle connection,
 		// keeps a small stack, and the worker's stack stays grown between
 		// frames.
-		offstack.Run(func() { s.handleMessage(mt, data, pongWait) })
+		s.deps.Workers.Run(func() { s.handleMessage(mt, data, pongWait) })
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/offstack"
 	"github.com/ringchat/ringchat/chatd/session"
 )
 
@@ -85,6 +86,9 @@ type Deps struct {
 	Log     *slog.Logger
 	// Hooks are the backend hooks; nil or nil members: none.
 	Hooks *hooks.Set
+	// Workers run the sockets' packets off their read loops
+	// (chatd/offstack); nil: a fresh goroutine per packet.
+	Workers *offstack.Pool
 }
 
 // Conn is an Engine.IO session as the HTTP server's shutdown sees it.

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/ringchat/ringchat/chatd/offstack"
 )
 
 // Engine.IO over WebSocket carries one packet per WebSocket message, where
@@ -100,7 +98,7 @@ func (e *engineSession) readLoop(ws *websocket.Conn) {
 		if e.out.IsClosing() {
 			continue
 		}
-		offstack.Run(func() {
+		e.srv.deps.Workers.Run(func() {
 			e.readMu.Lock()
 			defer e.readMu.Unlock()
 			e.handlePacket(data, mt == websocket.BinaryMessage)
