@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/roomlog"
 )
 
 // Prefix is where the API is mounted; its version is part of the path.
@@ -44,6 +45,12 @@ type Router interface {
 	// History answers a page of the room's messages below before (0: the
 	// newest), at most limit of them.
 	History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error))
+	// DeleteMessage deletes the message at seq of room in the name of by;
+	// the ack is the deletion's (it takes the room's next seq). A seq
+	// without a committed message to delete is refused with an error
+	// wrapping roomlog.ErrNotDeletable (roomlog.ErrAlreadyDeleted when it
+	// was deleted before).
+	DeleteMessage(room, by string, seq uint64, reply func(protocol.Ack, error))
 }
 
 // SystemSender is the sender of messages published without a "user". Its
@@ -128,6 +135,9 @@ func (h *handler) routes() []route {
 		{"/api/v1/rooms/{room}/messages", map[string]http.HandlerFunc{
 			http.MethodPost: h.publish,
 			http.MethodGet:  h.history,
+		}},
+		{"/api/v1/rooms/{room}/messages/{seq}", map[string]http.HandlerFunc{
+			http.MethodDelete: h.deleteMessage,
 		}},
 		{"/api/v1/broadcast", map[string]http.HandlerFunc{
 			http.MethodPost: h.broadcast,
@@ -282,14 +292,34 @@ type BroadcastResponse struct {
 	Results []BroadcastResult `json:"results"`
 }
 
-// Message is one message of a history page.
+// Message is one entry of a history page: a message ("message"), or a
+// deletion ("deleted", with Target the deleted message's seq).
 type Message struct {
+	Type string `json:"type"`
 	Seq  uint64 `json:"seq"`
 	MID  string `json:"mid"`
 	From string `json:"from"`
 	CID  string `json:"cid,omitempty"`
 	Text string `json:"text"`
-	TS   int64  `json:"ts"`
+	// Deleted marks a deleted message; its text is empty.
+	Deleted bool `json:"deleted,omitempty"`
+	// Target is a deletion's deleted seq.
+	Target uint64 `json:"target,omitempty"`
+	TS     int64  `json:"ts"`
+}
+
+// Deleted answers DELETE /api/v1/rooms/{room}/messages/{seq}.
+type Deleted struct {
+	Room string `json:"room"`
+	// Seq is the deleted message's.
+	Seq uint64 `json:"seq"`
+	// DeletionSeq is the seq the deletion took in the room (0 when the
+	// message was already deleted).
+	DeletionSeq uint64 `json:"deletion_seq,omitempty"`
+	Epoch       string `json:"epoch,omitempty"`
+	// Already is true when the message had been deleted before: nothing
+	// new was stored (a retried deletion gets this).
+	Already bool `json:"already"`
 }
 
 // HistoryResponse is a page of a room's history, oldest first.
@@ -326,6 +356,65 @@ func (h *handler) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Published{Room: res.Room, Seq: res.Seq, Epoch: res.Epoch, TS: res.TS, Duplicate: res.Duplicate})
+}
+
+// deleteMessage deletes one message of a room: DELETE
+// /api/v1/rooms/{room}/messages/{seq}[?by=NAME] (the deletion's sender,
+// SystemSender without it).
+func (h *handler) deleteMessage(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if err := protocol.ValidateRoom(room); err != nil {
+		writeError(w, http.StatusBadRequest, &Error{Code: CodeInvalidRoom, Field: "room", Message: "room: " + err.Error()})
+		return
+	}
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: "seq", Message: "seq: want a message's sequence number (a positive integer)"})
+		return
+	}
+	q := r.URL.Query()
+	for name := range q {
+		if name != "by" {
+			writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: name, Message: name + ": unknown parameter (want by)"})
+			return
+		}
+	}
+	by := q.Get("by")
+	if by == "" {
+		by = SystemSender
+	} else if err := validateUser(by); err != nil {
+		writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: "by", Message: "by: " + err.Error()})
+		return
+	}
+	type answer struct {
+		ack protocol.Ack
+		err error
+	}
+	answers := make(chan answer, 1)
+	h.cfg.Router.DeleteMessage(room, by, seq, func(ack protocol.Ack, err error) { answers <- answer{ack, err} })
+	timer := time.NewTimer(h.cfg.Timeout)
+	defer timer.Stop()
+	var a answer
+	select {
+	case a = <-answers:
+	case <-timer.C:
+		writeError(w, http.StatusServiceUnavailable, &Error{Code: CodeUnavailable, Message: "the room's owner did not answer in time; the message may be deleted: retry (a retry of a done deletion answers already=true)"})
+		return
+	case <-r.Context().Done():
+		return
+	}
+	switch {
+	case errors.Is(a.err, roomlog.ErrAlreadyDeleted):
+		writeJSON(w, http.StatusOK, Deleted{Room: room, Seq: seq, Already: true})
+	case errors.Is(a.err, roomlog.ErrNotDeletable):
+		writeError(w, http.StatusNotFound, &Error{Code: CodeNoSuchMessage, Field: "seq", Message: fmt.Sprintf("seq: room %s has no message %d to delete (not kept, not written yet, or itself a deletion)", room, seq)})
+	case a.err != nil:
+		e := ownerError(a.err)
+		writeError(w, statusOf(e), e)
+	default:
+		h.log.Info("message deleted through the API", "room", room, "seq", seq, "by", by, "deletion_seq", a.ack.Seq)
+		writeJSON(w, http.StatusOK, Deleted{Room: room, Seq: seq, DeletionSeq: a.ack.Seq, Epoch: epochOfMID(a.ack.MID)})
+	}
 }
 
 func (h *handler) broadcast(w http.ResponseWriter, r *http.Request) {
@@ -509,7 +598,7 @@ func (h *handler) history(w http.ResponseWriter, r *http.Request) {
 		}
 		resp := HistoryResponse{Room: room, Epoch: a.page.Epoch, Head: a.page.Head, Oldest: a.page.Oldest, More: a.page.More, Messages: make([]Message, 0, len(a.page.Messages))}
 		for _, m := range a.page.Messages {
-			resp.Messages = append(resp.Messages, Message{Seq: m.Seq, MID: m.MID, From: m.From, CID: m.CID, Text: m.Text, TS: m.TS})
+			resp.Messages = append(resp.Messages, Message{Type: m.Type, Seq: m.Seq, MID: m.MID, From: m.From, CID: m.CID, Text: m.Text, Deleted: m.Deleted, Target: m.Target, TS: m.TS})
 		}
 		writeJSON(w, http.StatusOK, resp)
 	case <-timer.C:

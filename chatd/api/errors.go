@@ -29,6 +29,9 @@ const (
 	CodeBadRequest = "bad_request"
 	// CodeInvalidRoom (400): a room name the client protocol refuses.
 	CodeInvalidRoom = "invalid_room"
+	// CodeNoSuchMessage (404): a deletion's seq holds no message to
+	// delete: removed by retention, not written yet, or a deletion.
+	CodeNoSuchMessage = "no_such_message"
 	// CodeTextTooLong (400): text is longer than --max-text-bytes.
 	CodeTextTooLong = "text_too_long"
 	// CodeUnavailable (503, Retry-After): the room's owner cannot take the

@@ -105,6 +105,17 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 		{"history bad", srv, "GET", msgs + "?limit=500", keyA, "", 400},
 		{"history no key", srv, "GET", msgs, "", "", 401},
 		{"history without quorum", noQuorum, "GET", messagesPath("elsewhere"), keyA, "", 200}, // reads need none
+		{"delete", srv, "DELETE", msgs + "/1?by=mod-ann", keyA, "", 200},
+		{"delete again", srv, "DELETE", msgs + "/1", keyA, "", 200},
+		{"history with a deletion", srv, "GET", msgs, keyA, "", 200},
+		{"delete a deletion", srv, "DELETE", msgs + "/3", keyA, "", 404},
+		{"delete unwritten", srv, "DELETE", msgs + "/99", keyA, "", 404},
+		{"delete bad", srv, "DELETE", msgs + "/0", keyA, "", 400},
+		{"delete bad by", srv, "DELETE", msgs + "/1?by=", keyA, "", 200},
+		{"delete unknown parameter", srv, "DELETE", msgs + "/1?user=x", keyA, "", 400},
+		{"delete no key", srv, "DELETE", msgs + "/1", "", "", 401},
+		{"delete method", srv, "GET", msgs + "/1", keyA, "", 405},
+		{"delete unavailable", noQuorum, "DELETE", msgs + "/1", keyA, "", 503},
 		{"broadcast", srv, "POST", "/api/v1/broadcast", keyA, `{"rooms":["lobby","other"],"text":"to all","idempotency_key":"b1"}`, 200},
 		{"broadcast partly refused", noQuorum, "POST", "/api/v1/broadcast", keyA, `{"rooms":["a"],"text":"x"}`, 200},
 		{"broadcast bad", srv, "POST", "/api/v1/broadcast", keyA, `{"rooms":"lobby","text":"x"}`, 400},
@@ -198,7 +209,10 @@ func TestOpenAPIResponsesMatchTheHandler(t *testing.T) {
 			// The spec has no operation for the method: the body must
 			// match the documented 405 of every operation of the path.
 			reqs = nil
-			for _, m := range []string{http.MethodGet, http.MethodPost} {
+			for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+				if m == http.MethodDelete && len(reqs) > 0 {
+					break // a path served only by DELETE (a deletion)
+				}
 				other, err := http.NewRequest(m, base+ex.path, nil)
 				if err != nil {
 					t.Fatal(err)

@@ -39,6 +39,20 @@ func (n *Node) handlers() *rpc.Table {
 			a.OK(ack)
 		})
 	})
+	rpc.OnRequestOf(t, rpc.OpDeleteMessage, func(from transport.Peer, req rpc.DeleteMessageReq, a rpc.Answer) {
+		if !n.hasQuorum() {
+			a.Refuse(rpc.CodeNoQuorum)
+			return
+		}
+		n.checkView(from.Name, req.Room, req.View)
+		n.owners.Delete(req.Room, req.By, req.Seq, func(ack protocol.Ack, err error) {
+			if err != nil {
+				a.Fail(err)
+				return
+			}
+			a.OK(ack)
+		})
+	})
 	rpc.OnRequestOf(t, rpc.OpHistory, func(from transport.Peer, req rpc.HistoryReq, a rpc.Answer) {
 		n.checkView(from.Name, req.Room, req.View)
 		n.owners.History(req.Room, req.Before, req.Limit, func(p protocol.HistoryPage, err error) {

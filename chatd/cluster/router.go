@@ -80,6 +80,28 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 		reply)
 }
 
+// DeleteMessage deletes the message at seq of room in the name of by (the
+// server API's moderation): it reaches the room's owner as a publish does,
+// and reply gets the deletion's ack.
+func (n *Node) DeleteMessage(room, by string, seq uint64, reply func(protocol.Ack, error)) {
+	inner := reply
+	reply = func(ack protocol.Ack, err error) { inner(ack, storageError(err)) }
+	route(n, room,
+		func() error {
+			if !n.hasQuorum() {
+				return ErrNoQuorum
+			}
+			return nil
+		},
+		func(answer func(protocol.Ack, error)) {
+			n.owners.Delete(room, by, seq, answer)
+		},
+		func() []byte {
+			return rpc.Encode(rpc.OpDeleteMessage, rpc.DeleteMessageReq{Room: room, Seq: seq, By: by, View: n.viewIDNow()})
+		},
+		reply)
+}
+
 // History implements hub.Router. A page the owner's store could not read
 // is answered storage_failed.
 func (n *Node) History(room string, before uint64, limit int, reply func(protocol.HistoryPage, error)) {

@@ -82,6 +82,21 @@ func (r *Ring) At(seq uint64) (protocol.Message, bool) {
 	return r.at(seq), true
 }
 
+// Redact marks the message at seq deleted and drops its text, if the ring
+// keeps it (a deletion, the entry whose Target it is, is appended apart).
+// It reports whether the ring held such a message.
+func (r *Ring) Redact(seq uint64) bool {
+	if r.n == 0 || seq < r.Oldest() || seq > r.head {
+		return false
+	}
+	i := (r.start + int(seq-r.Oldest())) % len(r.buf)
+	if r.buf[i].Target != 0 {
+		return false
+	}
+	r.buf[i].Deleted, r.buf[i].Text = true, ""
+	return true
+}
+
 // Since returns every message with a sequence above seq, in order. ok is false
 // when some of them are no longer kept (the gap is older than the history),
 // in which case nothing is returned.

@@ -82,6 +82,11 @@ func (r *room) apply(m protocol.Message, frame []byte) {
 		r.hub.log.Error("local history refused a message", "room", r.name, "err", err)
 		return
 	}
+	if m.Target != 0 {
+		// A deletion: later joins, resumes and pages served from this
+		// copy show the target deleted, as the owner's copies do.
+		r.cache.Redact(m.Target)
+	}
 	if frame == nil {
 		frame = protocol.Encode(m)
 	}

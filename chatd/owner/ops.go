@@ -209,6 +209,44 @@ func (r *room) publishLocked(user, cid, text string, reply PublishReply) {
 		reply(protocol.Ack{}, fmt.Errorf("room %s: duplicate of seq %d neither committed nor pending", r.name, msg.Seq))
 		return
 	}
+	r.sequencedLocked(msg, reply)
+}
+
+// Delete deletes the committed message at seq target of a room, by user by:
+// a deletion entry takes the room's next seq, the message's text is removed
+// from every copy, and reply is called with the deletion's ack once it is
+// stored on every replica and pushed to the subscribed nodes, as a
+// message's. A seq that holds no committed message, or one already
+// deleted, is refused with an error wrapping roomlog.ErrNotDeletable.
+func (s *Service) Delete(roomName, by string, target uint64, reply PublishReply) {
+	r, err := s.acquire(roomName)
+	if err != nil {
+		reply(protocol.Ack{}, err)
+		return
+	}
+	defer r.mu.Unlock()
+	r.whenReady(func() { r.deleteLocked(by, target, reply) }, func(err error) { reply(protocol.Ack{}, err) })
+}
+
+func (r *room) deleteLocked(by string, target uint64, reply PublishReply) {
+	if target > r.committed {
+		reply(protocol.Ack{}, fmt.Errorf("%w: room %s has committed up to seq %d, not %d", roomlog.ErrNotDeletable, r.name, r.committed, target))
+		return
+	}
+	msg, err := r.log.Delete(by, target)
+	if err != nil {
+		if !errors.Is(err, roomlog.ErrNotDeletable) {
+			err = storageErr(err)
+		}
+		reply(protocol.Ack{}, err)
+		return
+	}
+	r.sequencedLocked(msg, reply)
+}
+
+// sequencedLocked sends a new entry of the log (a message or a deletion)
+// to the replicas and answers reply once it is committed.
+func (r *room) sequencedLocked(msg protocol.Message, reply PublishReply) {
 	r.pending = append(r.pending, pending{at: r.svc.cfg.Now(), msg: msg, replies: []PublishReply{reply}})
 	epoch, term, seq := r.log.Epoch(), r.term, msg.Seq
 	for _, rep := range r.replicas {

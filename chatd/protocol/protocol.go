@@ -38,11 +38,15 @@ const (
 // Frame types sent by the server (TypeHistory, TypeDM and TypeTyping are also
 // used in that direction).
 const (
-	TypeWelcome  = "welcome"
-	TypeJoined   = "joined"
-	TypeLeft     = "left"
-	TypeAck      = "ack"
-	TypeMessage  = "message"
+	TypeWelcome = "welcome"
+	TypeJoined  = "joined"
+	TypeLeft    = "left"
+	TypeAck     = "ack"
+	TypeMessage = "message"
+	// TypeDeleted is a deletion in a room's log (a Message whose Target is
+	// the deleted message's seq): it takes its own seq, so a client
+	// resuming after it is told too.
+	TypeDeleted  = "deleted"
 	TypePresence = "presence"
 	TypePong     = "pong"
 	TypeError    = "error"

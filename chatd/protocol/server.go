@@ -68,8 +68,13 @@ type Ack struct {
 	Delivered *int   `json:"delivered,omitempty"`
 }
 
-// Message is one chat message of a room, as delivered live, replayed on
-// resume and returned by history.
+// Message is one entry of a room's log, as delivered live, replayed on
+// resume and returned by history: a chat message (Type TypeMessage), or a
+// deletion (Type TypeDeleted), which takes the next seq like a message so
+// that a client resuming after it hears of it, From the moderator or
+// SystemSender, no text, and Target the seq of the message it deleted.
+// A deleted message keeps its seq, id, sender and time; Deleted is set and
+// its text is gone from every copy (docs/protocol.md, "deleted").
 type Message struct {
 	Type string `json:"type"`
 	Room string `json:"room"`
@@ -78,6 +83,10 @@ type Message struct {
 	From string `json:"from"`
 	CID  string `json:"cid,omitempty"`
 	Text string `json:"text"`
+	// Deleted marks a message a moderator deleted: its text is empty.
+	Deleted bool `json:"deleted,omitempty"`
+	// Target is, in a deletion, the seq of the message it deleted.
+	Target uint64 `json:"target,omitempty"`
 	// TS is the server's time of acceptance, in milliseconds since the Unix epoch.
 	TS int64 `json:"ts"`
 }

@@ -251,7 +251,11 @@ func (l *Log) termAt(seq uint64) uint64 {
 
 // message builds the client frame of a stored entry.
 func (l *Log) message(e store.Entry) protocol.Message {
-	return protocol.Message{Type: protocol.TypeMessage, Room: l.room, Seq: e.Seq, MID: l.epoch + "-" + strconv.FormatUint(e.Seq, 10), From: e.From, CID: e.CID, Text: e.Text, TS: e.TS}
+	m := protocol.Message{Type: protocol.TypeMessage, Room: l.room, Seq: e.Seq, MID: l.epoch + "-" + strconv.FormatUint(e.Seq, 10), From: e.From, CID: e.CID, Text: e.Text, TS: e.TS, Deleted: e.Deleted, Target: e.Target}
+	if e.Target != 0 {
+		m.Type = protocol.TypeDeleted
+	}
+	return m
 }
 
 // Since returns the messages after seq for a client resuming in epoch, from

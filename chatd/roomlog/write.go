@@ -51,8 +51,8 @@ func (l *Log) Promote() error {
 // remember puts m's (sender, cid) in the dedupe window. The entry only
 // needs what an ack carries; dropping the text keeps the window cheap.
 func (l *Log) remember(m protocol.Message) {
-	if l.dedupe == nil {
-		return
+	if l.dedupe == nil || m.Target != 0 {
+		return // a deletion has no client id to resend
 	}
 	ackOnly := m
 	ackOnly.Text = ""
@@ -137,6 +137,59 @@ func (l *Log) Append(sender, cid, text string) (msg protocol.Message, duplicate 
 	return msg, false, nil
 }
 
+// ErrNotDeletable is returned by Delete for a seq that holds no message
+// that can be deleted: not kept (removed by retention, or not written
+// yet), already deleted, or itself a deletion.
+var ErrNotDeletable = errors.New("roomlog: no message to delete at this seq")
+
+// ErrAlreadyDeleted is the ErrNotDeletable of a message deleted before: a
+// retried deletion meets it, and may count it as done.
+var ErrAlreadyDeleted = fmt.Errorf("%w: the message is already deleted", ErrNotDeletable)
+
+// Delete appends a deletion of the message at target, by the user by (a
+// moderator's name or the system's), in the copy's term, and removes that
+// message's text from memory and from the backing in the same write. The
+// deletion is the returned entry, with the next seq; with a backing it is
+// durable once Config.OnDurable reports that seq.
+func (l *Log) Delete(by string, target uint64) (protocol.Message, error) {
+	held, ok := l.at(target)
+	switch {
+	case !ok:
+		return protocol.Message{}, fmt.Errorf("%w: room %s keeps seqs %d-%d, not %d", ErrNotDeletable, l.room, l.Oldest(), l.head, target)
+	case held.Target != 0:
+		return protocol.Message{}, fmt.Errorf("%w: room %s seq %d is a deletion", ErrNotDeletable, l.room, target)
+	case held.Deleted:
+		return protocol.Message{}, fmt.Errorf("%w: room %s seq %d", ErrAlreadyDeleted, l.room, target)
+	}
+	seq := l.head + 1
+	msg := protocol.Message{
+		Type:   protocol.TypeDeleted,
+		Room:   l.room,
+		Seq:    seq,
+		MID:    l.epoch + "-" + strconv.FormatUint(seq, 10),
+		From:   by,
+		Target: target,
+		TS:     l.cfg.Now().UnixMilli(),
+	}
+	if l.back != nil {
+		if err := l.ensureStored(); err != nil {
+			return protocol.Message{}, err
+		}
+		onDurable := l.cfg.OnDurable
+		entry := []store.Entry{{Seq: seq, Term: l.term, From: by, TS: msg.TS, Target: target}}
+		if err := l.back.Append(l.room, entry, func(err error) {
+			if onDurable != nil {
+				onDurable(seq, err)
+			}
+		}); err != nil {
+			return protocol.Message{}, fmt.Errorf("room %s: store the deletion of seq %d: %w", l.room, target, err)
+		}
+	}
+	l.push(l.term, msg)
+	l.ring.Redact(target)
+	return msg, nil
+}
+
 // Sync calls done once every write made so far is durable (at once without
 // a backing).
 func (l *Log) Sync(done func(error)) error {
@@ -219,7 +272,7 @@ func (l *Log) AppendEntries(entries []Entry, done func(error)) error {
 		}
 		se := make([]store.Entry, len(entries))
 		for i, e := range entries {
-			se[i] = store.Entry{Seq: e.Msg.Seq, Term: e.Term, From: e.Msg.From, CID: e.Msg.CID, Text: e.Msg.Text, TS: e.Msg.TS}
+			se[i] = storeEntry(e)
 		}
 		last := entries[len(entries)-1].Msg.Seq
 		if err := l.back.Append(l.room, se, done); err != nil {
@@ -230,11 +283,31 @@ func (l *Log) AppendEntries(entries []Entry, done func(error)) error {
 	for _, e := range entries {
 		m := e.Msg
 		m.Type, m.Room = protocol.TypeMessage, l.room
+		if m.Target != 0 {
+			m.Type, m.Deleted, m.Text = protocol.TypeDeleted, false, ""
+		} else if m.Deleted {
+			m.Text = ""
+		}
 		m.MID = l.epoch + "-" + strconv.FormatUint(m.Seq, 10)
 		l.push(e.Term, m)
 		l.remember(m)
+		if m.Target != 0 {
+			l.ring.Redact(m.Target)
+		}
 	}
 	return callDone(done)
+}
+
+// storeEntry is the stored form of an entry (the backing redacts a
+// deletion's target itself).
+func storeEntry(e Entry) store.Entry {
+	se := store.Entry{Seq: e.Msg.Seq, Term: e.Term, From: e.Msg.From, CID: e.Msg.CID, Text: e.Msg.Text, TS: e.Msg.TS, Deleted: e.Msg.Deleted, Target: e.Msg.Target}
+	if se.Target != 0 {
+		se.Deleted, se.Text, se.CID = false, "", ""
+	} else if se.Deleted {
+		se.Text = ""
+	}
+	return se
 }
 
 // lastTerm is the term of the newest message (0 when none).
@@ -327,9 +400,15 @@ func (l *Log) Drop(done func(error)) error {
 }
 
 // sameMessage reports whether two copies of a sequence number are the same
-// message: same sender, client id, text and time.
+// message: same sender, client id, text and time, and the same target for
+// a deletion. A copy whose text a deletion removed is the same message as
+// one that still has it (the deletion may not have reached that copy yet).
 func sameMessage(a, b protocol.Message) bool {
-	return a.From == b.From && a.CID == b.CID && a.Text == b.Text && a.TS == b.TS
+	same := a.From == b.From && a.CID == b.CID && a.TS == b.TS && a.Target == b.Target
+	if a.Deleted || b.Deleted {
+		return same
+	}
+	return same && a.Text == b.Text
 }
 
 func callDone(done func(error)) error {

@@ -37,6 +37,15 @@ type PublishReq struct {
 	View string `json:"view,omitempty"`
 }
 
+// DeleteMessageReq is OpDeleteMessage's body: delete the message at Seq
+// of Room, in the name of By, and the sender's view.
+type DeleteMessageReq struct {
+	Room string `json:"room"`
+	Seq  uint64 `json:"seq"`
+	By   string `json:"by"`
+	View string `json:"view,omitempty"`
+}
+
 // HistoryReq is OpHistory's body: up to Limit messages before Before, and
 // the sender's view.
 type HistoryReq struct {

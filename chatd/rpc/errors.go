@@ -28,6 +28,10 @@ const (
 	CodeConflict      = "conflict"
 	CodeStorageFull   = "storage_full"
 	CodeStorageFailed = "storage_failed"
+	// CodeNotDeletable is followed by ":" and the owner's explanation.
+	CodeNotDeletable = "not_deletable"
+	// CodeAlreadyDeleted is a deletion of a message deleted before.
+	CodeAlreadyDeleted = "already_deleted"
 )
 
 // EncodeErr returns the code err travels as. An error outside the owner's
@@ -57,6 +61,10 @@ func EncodeErr(err error) string {
 		return CodeGap
 	case errors.Is(err, owner.ErrBehind):
 		return CodeBehind
+	case errors.Is(err, roomlog.ErrAlreadyDeleted):
+		return CodeAlreadyDeleted
+	case errors.Is(err, roomlog.ErrNotDeletable):
+		return CodeNotDeletable + ":" + err.Error()
 	default:
 		return err.Error()
 	}
@@ -87,8 +95,13 @@ func DecodeErr(err error) error {
 			return fmt.Errorf("%w: %w", owner.ErrNoQuorum, err)
 		case CodeStorageFull:
 			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFull, err)
+		case CodeAlreadyDeleted:
+			return roomlog.ErrAlreadyDeleted
 		case CodeStorageFailed:
 			return fmt.Errorf("%w: %w: %w", owner.ErrStorage, store.ErrFailed, err)
+		}
+		if rest, ok := strings.CutPrefix(re.Msg, CodeNotDeletable+":"); ok {
+			return fmt.Errorf("%w%s", roomlog.ErrNotDeletable, strings.TrimPrefix(rest, roomlog.ErrNotDeletable.Error()))
 		}
 		if rest, ok := strings.CutPrefix(re.Msg, CodeStaleTerm+":"); ok {
 			promised, _ := strconv.ParseUint(rest, 10, 64)

@@ -105,6 +105,11 @@ const (
 	// (SubscribeUserReq, answered with a SubscribeUserResp). Refused by
 	// older releases as OpDisconnect is.
 	OpSubscribeUser Op = 24
+	// OpDeleteMessage forwards the deletion of a room's message to the
+	// room's owner, on a backend's order through the server API
+	// (DeleteMessageReq; the reply is the deletion's protocol.Ack). Refused
+	// by older releases as OpDisconnect is.
+	OpDeleteMessage Op = 25
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -116,6 +121,7 @@ var opNames = map[Op]string{
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
 	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
 	OpOwnedRooms: "owned_rooms", OpRoomUsers: "room_users", OpUserConns: "user_conns", OpSubscribeUser: "subscribe_user",
+	OpDeleteMessage: "delete_message",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -118,12 +119,16 @@ func TestTableRefusesSecondHandlerAndUnknownOp(t *testing.T) {
 func TestErrorCodesRoundTrip(t *testing.T) {
 	for _, err := range []error{
 		owner.ErrNotOwner, owner.ErrMoving, owner.ErrClosed, owner.ErrBehind, owner.ErrNotMember, owner.ErrNoQuorum,
-		roomlog.ErrGap, roomlog.ErrConflict, store.ErrFull, owner.ErrStorage,
+		roomlog.ErrGap, roomlog.ErrConflict, store.ErrFull, owner.ErrStorage, roomlog.ErrAlreadyDeleted,
 	} {
 		back := rpc.DecodeErr(&transport.RemoteError{Msg: rpc.EncodeErr(err)})
 		if !errors.Is(back, err) {
 			t.Errorf("%v came back as %v", err, back)
 		}
+	}
+	notDeletable := fmt.Errorf("%w: room r seq 3 is a deletion", roomlog.ErrNotDeletable)
+	if back := rpc.DecodeErr(&transport.RemoteError{Msg: rpc.EncodeErr(notDeletable)}); !errors.Is(back, roomlog.ErrNotDeletable) || back.Error() != notDeletable.Error() {
+		t.Errorf("%v came back as %v", notDeletable, back)
 	}
 	var ste *owner.StaleTermError
 	back := rpc.DecodeErr(&transport.RemoteError{Msg: rpc.EncodeErr(&owner.StaleTermError{Promised: 7})})

@@ -22,7 +22,7 @@ func TestGoldenOpCodes(t *testing.T) {
 		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
 		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
 		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
-		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23, OpSubscribeUser: 24,
+		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23, OpSubscribeUser: 24, OpDeleteMessage: 25,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -77,6 +77,11 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
 		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
 			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},
+		{"delete message", DeleteMessageReq{Room: "r", Seq: 4, By: "mod", View: "v"}, `{"room":"r","seq":4,"by":"mod","view":"v"}`},
+		{"deletion", owner.Replication{Room: "r", Epoch: "ep", Term: 3, Msg: protocol.Message{Type: "deleted", Room: "r", Seq: 5, MID: "ep-5", From: "mod", Target: 4, TS: 2}},
+			`{"room":"r","epoch":"ep","term":3,"msg":{"type":"deleted","room":"r","seq":5,"mid":"ep-5","from":"mod","text":"","target":4,"ts":2}}`},
+		{"deleted message", protocol.Message{Type: "message", Room: "r", Seq: 4, MID: "ep-4", From: "a", CID: "c", Deleted: true, TS: 2},
+			`{"type":"message","room":"r","seq":4,"mid":"ep-4","from":"a","cid":"c","text":"","deleted":true,"ts":2}`},
 		{"disconnect", DisconnectReq{User: "u", Code: 4011, Reason: "spam"}, `{"user":"u","code":4011,"reason":"spam"}`},
 		{"disconnect reply", DisconnectResp{Closed: 2}, `{"closed":2}`},
 		{"kick", KickReq{Room: "r", User: "u", Reason: "spam"}, `{"room":"r","user":"u","reason":"spam"}`},

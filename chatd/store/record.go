@@ -11,6 +11,11 @@ import (
 // later version can change the layout and still read what this one wrote.
 const (
 	entryFormatV1 = 1
+	// entryFormatV2 adds flags (and a target) for deletions: a deleted
+	// message and the deletion entry itself. Plain messages keep V1, so a
+	// store in which nothing was ever deleted stays readable by a build
+	// that knows only V1.
+	entryFormatV2 = 2
 	metaFormatV1  = 1
 	markFormatV1  = 1
 )
@@ -36,7 +41,19 @@ type Entry struct {
 	Text string
 	// TS is the time the owner sequenced it, in Unix milliseconds.
 	TS int64
+	// Deleted marks a message a moderator deleted; its Text is empty.
+	Deleted bool
+	// Target, when not zero, makes the entry a deletion of the message at
+	// that seq. Appending it also marks that message Deleted and removes
+	// its text, in the same atomic write.
+	Target uint64
 }
+
+// Entry flags of entryFormatV2.
+const (
+	entryFlagDeleted = 1 << 0
+	entryFlagTarget  = 1 << 1
+)
 
 // TermStart records the first sequence number written in a term: the
 // leader-epoch cache two copies compare to find where they diverge.
@@ -112,8 +129,24 @@ var errShort = errors.New("record too short")
 // the key) to dst.
 //
 //	format(1) uvarint(term) varint(ts) uvarint(len from) from uvarint(len cid) cid text
+//	format(2) uvarint(flags) [uvarint(target)] uvarint(term) varint(ts) ... (as format 1)
 func encodeEntry(dst []byte, e *Entry) []byte {
-	dst = append(dst, entryFormatV1)
+	if e.Deleted || e.Target != 0 {
+		dst = append(dst, entryFormatV2)
+		var flags uint64
+		if e.Deleted {
+			flags |= entryFlagDeleted
+		}
+		if e.Target != 0 {
+			flags |= entryFlagTarget
+		}
+		dst = binary.AppendUvarint(dst, flags)
+		if e.Target != 0 {
+			dst = binary.AppendUvarint(dst, e.Target)
+		}
+	} else {
+		dst = append(dst, entryFormatV1)
+	}
 	dst = binary.AppendUvarint(dst, e.Term)
 	dst = binary.AppendVarint(dst, e.TS)
 	dst = binary.AppendUvarint(dst, uint64(len(e.From)))
@@ -124,15 +157,28 @@ func encodeEntry(dst []byte, e *Entry) []byte {
 }
 
 func entrySize(e *Entry) int {
-	return 1 + 3*binary.MaxVarintLen64 + len(e.From) + len(e.CID) + len(e.Text)
+	return 1 + 5*binary.MaxVarintLen64 + len(e.From) + len(e.CID) + len(e.Text)
 }
 
 func decodeEntry(seq uint64, v []byte) (Entry, error) {
 	e := Entry{Seq: seq}
-	if len(v) == 0 || v[0] != entryFormatV1 {
-		return e, fmt.Errorf("%w: message %d has format %v (this build reads %d)", ErrCorrupt, seq, firstByte(v), entryFormatV1)
+	if len(v) == 0 || (v[0] != entryFormatV1 && v[0] != entryFormatV2) {
+		return e, fmt.Errorf("%w: message %d has format %v (this build reads %d and %d)", ErrCorrupt, seq, firstByte(v), entryFormatV1, entryFormatV2)
 	}
 	r := reader{b: v[1:]}
+	if v[0] == entryFormatV2 {
+		flags := r.uvarint()
+		if flags&^(entryFlagDeleted|entryFlagTarget) != 0 {
+			return e, fmt.Errorf("%w: message %d has unknown flags %#x", ErrCorrupt, seq, flags)
+		}
+		e.Deleted = flags&entryFlagDeleted != 0
+		if flags&entryFlagTarget != 0 {
+			e.Target = r.uvarint()
+			if r.err == nil && (e.Target == 0 || e.Target >= seq) {
+				return e, fmt.Errorf("%w: deletion %d targets seq %d (want 1 ≤ target < %d)", ErrCorrupt, seq, e.Target, seq)
+			}
+		}
+	}
 	e.Term = r.uvarint()
 	e.TS = r.varint()
 	e.From = r.str()

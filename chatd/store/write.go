@@ -80,7 +80,51 @@ func (s *Store) Append(room string, entries []Entry, done func(error)) error {
 		val = encodeEntry(val[:0], &entries[i])
 		_ = b.Set(key, val, nil)
 	}
+	for i := range entries {
+		if t := entries[i].Target; t != 0 {
+			if err := s.redactLocked(b, room, m, entries, t); err != nil {
+				b.Close()
+				return err
+			}
+		}
+	}
 	return s.commitLocked(room, st, &next, b, payload, false, done)
+}
+
+// redactLocked adds to b the rewrite of room's message at seq target as
+// deleted (its text gone), for a deletion entry being appended. The
+// message is in entries (appended in the same batch) or stored below m's
+// head; one that retention already removed, or a deletion, is left as it
+// is. Callers hold wmu.
+func (s *Store) redactLocked(b *pebble.Batch, room string, m RoomMeta, entries []Entry, target uint64) error {
+	var e Entry
+	switch {
+	case target > m.Head:
+		i := target - (m.Head + 1)
+		if i >= uint64(len(entries)) {
+			return fmt.Errorf("%w: room %q: a deletion targets seq %d, after the entries appended", ErrInvalid, room, target)
+		}
+		e = entries[i]
+	case target < m.Oldest:
+		return nil
+	default:
+		v, err := s.get(msgKey(room, target))
+		if err != nil {
+			return fmt.Errorf("room %q: read seq %d to delete it: %w", room, target, err)
+		}
+		if v == nil {
+			return fmt.Errorf("%w: room %q: seq %d is not stored though the metadata keeps %d-%d", ErrCorrupt, room, target, m.Oldest, m.Head)
+		}
+		if e, err = decodeEntry(target, v); err != nil {
+			return err
+		}
+	}
+	if e.Target != 0 || e.Deleted {
+		return nil
+	}
+	e.Deleted, e.Text = true, ""
+	_ = b.Set(msgKey(room, target), encodeEntry(nil, &e), nil)
+	return nil
 }
 
 // Promise records that this node promised term for room: Promised becomes

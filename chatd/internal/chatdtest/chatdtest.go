@@ -229,7 +229,7 @@ func (c *Client) Expect(typ string) client.Frame {
 		case f.Type == typ:
 			return f
 		case f.Type == protocol.TypePresence || f.Type == protocol.TypeTyping:
-		case f.Type == protocol.TypeMessage || f.Type == protocol.TypeAck:
+		case f.Type == protocol.TypeMessage || f.Type == protocol.TypeAck || f.Type == protocol.TypeDeleted:
 			c.stash = append(c.stash, f)
 		default:
 			c.t.Fatalf("expected a %s frame, got %s", typ, f.Raw)
