@@ -115,7 +115,7 @@ func (s *socket) appendBody(b, rest []byte) []byte {
 // Only the writer calls it, in queue order.
 func (s *socket) track(typ, frame []byte) {
 	switch string(typ) {
-	case protocol.TypeMessage:
+	case protocol.TypeMessage, protocol.TypeDeleted:
 		room, seq, ok := messageRoomSeq(frame)
 		if !ok {
 			return
@@ -173,14 +173,25 @@ func parseAckID(id []byte) (int64, bool) {
 	return n, true
 }
 
-// messageRoomSeq reads room and seq from a message frame
+// The starts of the frames of a room log's entries: a message and a
+// deletion, each of which takes a seq.
+var (
+	messageHead = []byte(`{"type":"message","room":"`)
+	deletedHead = []byte(`{"type":"deleted","room":"`)
+)
+
+// isLogEntry reports whether frame is a message or a deletion frame.
+func isLogEntry(frame []byte) bool {
+	return bytes.HasPrefix(frame, messageHead) || bytes.HasPrefix(frame, deletedHead)
+}
+
+// messageRoomSeq reads room and seq from a message or deletion frame
 // ({"type":"message","room":"…","seq":N,…}) without decoding it.
 func messageRoomSeq(frame []byte) ([]byte, uint64, bool) {
-	const head = `{"type":"message","room":"`
-	if !bytes.HasPrefix(frame, []byte(head)) {
+	if !isLogEntry(frame) {
 		return nil, 0, false
 	}
-	r := frame[len(head):]
+	r := frame[len(messageHead):] // both heads have the same length
 	q := bytes.IndexByte(r, '"')
 	if q < 0 {
 		return nil, 0, false

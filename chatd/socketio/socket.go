@@ -145,7 +145,7 @@ func (s *socket) noteRecoveryFrame(frame []byte) {
 				r.ok = false
 			}
 		}
-	case bytes.HasPrefix(frame, []byte(`{"type":"message"`)):
+	case isLogEntry(frame):
 		if w := s.e.srv.cfg.RecoveryWindow; w > 0 {
 			if ts, ok := messageTS(frame); ok && r.started.Sub(time.UnixMilli(ts)) > w {
 				r.ok = false // a missed message older than the window

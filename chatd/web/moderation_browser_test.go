@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -91,4 +92,56 @@ func TestBrowserSubscribedToRoom(t *testing.T) {
 		`document.querySelector('[data-testid=room-item][data-room="support:4711"][data-joined=true]') !== null`)
 	post("/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"still there?"}`)
 	tb.waitMessage("support:4711", "agent-7", "still there?", "sent")
+}
+
+// TestBrowserMessageDeleted: the backend deletes a message through the
+// server API; the page of a reader who saw it replaces its text with
+// "message deleted" at once, keeps the messages around it, and still shows
+// it deleted after a reload (from the server's history); a reader who
+// joins later never sees the text.
+func TestBrowserMessageDeleted(t *testing.T) {
+	const key = "api-key-browser-delete-000"
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := chatdtest.Start(t, "--api-key-file", keys)
+	br := startBrowser(t, "http://"+srv.Addr+"/")
+	bob := br.newTab("bob")
+	bob.signIn("bob")
+	bob.join("lobby")
+	bob.say("before it")
+	bob.say("an oops to delete")
+	bob.say("after it")
+	seq := bob.waitMessage("lobby", "bob", "an oops to delete", "sent")
+	bob.waitMessage("lobby", "bob", "after it", "sent")
+
+	req, err := http.NewRequest(http.MethodDelete, srv.AdminURL(fmt.Sprintf("/api/v1/rooms/lobby/messages/%d?by=mod", seq)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	deleted := fmt.Sprintf(`(() => {
+		const li = document.querySelector('[data-testid=message][data-room=lobby][data-seq="%d"]');
+		return !!li && li.dataset.deleted === 'true' && li.querySelector('[data-testid=message-text]').textContent === 'message deleted' &&
+			!document.body.textContent.includes('an oops to delete') &&
+			document.body.textContent.includes('before it') && document.body.textContent.includes('after it');
+	})()`, seq)
+	bob.waitJS("the deleted message says so, live", deleted)
+	bob.do("reload the page", chromedp.Reload())
+	bob.waitJS("the deleted message says so after a reload", deleted)
+
+	ann := br.newTab("ann")
+	ann.signIn("ann")
+	ann.join("lobby")
+	ann.waitMessage("lobby", "bob", "after it", "sent")
+	ann.waitJS("a later reader sees the message deleted", deleted)
 }

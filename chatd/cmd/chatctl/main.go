@@ -84,6 +84,8 @@ type options struct {
 
 	limit  int
 	before uint64
+	// seq is delete's --seq.
+	seq uint64
 
 	to  string
 	cid string
@@ -121,7 +123,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho, cmdSubscribe}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdDelete, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho, cmdSubscribe}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
@@ -331,6 +333,7 @@ Examples:
   chatctl publish --api-url http://127.0.0.1:9090 --api-key-file keys --room lobby --as shop "order 42 shipped"
   chatctl disconnect --api-key-file keys --user bob --reason "account suspended" --no-reconnect
   chatctl kick --api-key-file keys --room lobby --user bob --reason off-topic
+  chatctl delete --api-key-file keys --room lobby --seq 42 --as mod-ann
   chatctl ban --api-key-file keys --room lobby --user bob --for 24h --reason spam
 
 Connection (every command):

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,6 +55,83 @@ lost connection is retried until --timeout (a kick may be repeated).`,
 		apiFlags(fs, o)
 	},
 	run: runKick,
+}
+
+var cmdDelete = &command{
+	name:    "delete",
+	args:    "",
+	summary: "delete a message of a room (server API)",
+	details: `
+Asks chatd's server API (docs/api.md) to delete the message at --seq of
+--room: every subscriber gets a "deleted" frame, history and resume show the
+message deleted (its sender and time kept, its text gone from every copy),
+and the page shows "message deleted". --as names the deletion's sender (a
+moderator), the API's system sender without it. Prints the seq the deletion
+took; a message deleted before is reported as such (exit 0: a deletion may
+be repeated); a seq without a message to delete exits 3 (no_such_message).
+--json prints a chatctl.deleted record (the API's answer). A 503 or a lost
+connection is retried until --timeout.`,
+	defaultTimeout: 10 * time.Second,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.Var(&o.rooms, "room", "the room (required)")
+		fs.Uint64Var(&o.seq, "seq", 0, "the sequence number of the message to delete (required)")
+		fs.StringVar(&o.as, "as", "", "the deletion's sender, shown to clients (default: the API's system sender)")
+		apiFlags(fs, o)
+	},
+	run: runDelete,
+}
+
+// deletedAnswer is the server API's answer to a deletion.
+type deletedAnswer struct {
+	Room        string `json:"room"`
+	Seq         uint64 `json:"seq"`
+	DeletionSeq uint64 `json:"deletion_seq,omitempty"`
+	Epoch       string `json:"epoch,omitempty"`
+	Already     bool   `json:"already"`
+}
+
+// deletedRecord is the chatctl.deleted JSON record.
+type deletedRecord struct {
+	Type string `json:"type"`
+	deletedAnswer
+}
+
+func runDelete(ctx context.Context, e *env, o *options, args []string) error {
+	if len(args) > 0 {
+		return usageError("delete takes no arguments")
+	}
+	room, err := oneRoom(o)
+	if err != nil {
+		return err
+	}
+	if o.seq == 0 {
+		return usageError("--seq is required (a message's sequence number, from history or tail)")
+	}
+	base, key, err := apiSettings(o, e.getenv)
+	if err != nil {
+		return err
+	}
+	target := base + "/api/v1/rooms/" + url.PathEscape(room) + "/messages/" + strconv.FormatUint(o.seq, 10)
+	if o.as != "" {
+		target += "?" + url.Values{"by": {o.as}}.Encode()
+	}
+	raw, err := callWithRetry(ctx, e, http.MethodDelete, target, key, nil)
+	if err != nil {
+		return err
+	}
+	var d deletedAnswer
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return &cliError{exit: exitFailure, code: "unexpected_reply", msg: "the API's answer is not a deletion result", err: err}
+	}
+	switch {
+	case e.out.json:
+		e.out.record(deletedRecord{Type: "chatctl.deleted", deletedAnswer: d})
+	case d.Already:
+		e.out.text("%s seq %d was already deleted", d.Room, d.Seq)
+	default:
+		e.out.text("deleted %s seq %d (the deletion is seq %d)", d.Room, d.Seq, d.DeletionSeq)
+	}
+	return outputErr(e)
 }
 
 // kickRequest is the server API's kick body.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -145,5 +146,43 @@ func TestMuteUnmute(t *testing.T) {
 	}
 	if r = chatctl(t, env, "mute", "--user", "bob"); r.code != exitUsage {
 		t.Fatalf("mute without --room: code %d", r.code)
+	}
+}
+
+// delete removes a message: the reader gets the deletion, history prints
+// the message deleted and the deletion; again says it already was; a seq
+// without a message exits 3, a missing --seq 2.
+func TestDelete(t *testing.T) {
+	srv, base, keys := apiNode(t)
+	bob := chatdtest.Connect(t, srv.URL, "bob")
+	bob.Join("lobby")
+	bob.Say("lobby", "c1", "keep me")
+	oops := bob.Say("lobby", "c2", "an oops")
+	env := map[string]string{envAPIURL: base, envAPIKeyFile: keys, "CHATCTL_URL": srv.URL, "CHATCTL_NAME": "reader"}
+
+	r := chatctl(t, env, "delete", "--room", "lobby", "--seq", fmt.Sprint(oops.Seq), "--as", "mod-ann")
+	if want := fmt.Sprintf("deleted lobby seq %d (the deletion is seq %d)", oops.Seq, oops.Seq+1); r.code != exitOK || !strings.Contains(r.stdout, want) {
+		t.Fatalf("delete: code %d, stdout %q (want %q), stderr %q", r.code, r.stdout, want, r.stderr)
+	}
+	var d protocol.Message
+	bob.ExpectDecode(protocol.TypeDeleted, &d)
+	if d.Target != oops.Seq || d.From != "mod-ann" {
+		t.Fatalf("bob got %+v", d)
+	}
+	r = chatctl(t, env, "history", "--room", "lobby")
+	if !strings.Contains(r.stdout, fmt.Sprintf("#%d bob: (message deleted)", oops.Seq)) || !strings.Contains(r.stdout, fmt.Sprintf("#%d mod-ann deleted #%d", oops.Seq+1, oops.Seq)) ||
+		strings.Contains(r.stdout, "an oops") || !strings.Contains(r.stdout, "keep me") {
+		t.Fatalf("history after the deletion: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = chatctl(t, env, "delete", "--room", "lobby", "--seq", fmt.Sprint(oops.Seq), "--json")
+	recs := jsonLines(t, r.stdout)
+	if r.code != exitOK || len(recs) != 1 || recs[0]["type"] != "chatctl.deleted" || recs[0]["already"] != true {
+		t.Fatalf("delete again: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r = chatctl(t, env, "delete", "--room", "lobby", "--seq", "999"); r.code != exitServerError || !strings.Contains(r.stderr, "no_such_message") {
+		t.Fatalf("delete of an unwritten seq: code %d, stderr %q", r.code, r.stderr)
+	}
+	if r = chatctl(t, env, "delete", "--room", "lobby"); r.code != exitUsage {
+		t.Fatalf("delete without --seq: code %d, stderr %q", r.code, r.stderr)
 	}
 }

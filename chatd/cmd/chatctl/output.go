@@ -145,8 +145,15 @@ func (p *printer) message(raw []byte, m *protocol.Message) {
 		return
 	}
 	ts := time.UnixMilli(m.TS).Format("15:04:05")
-	text := strings.ReplaceAll(m.Text, "\n", "\n    ")
-	p.text("%s %s #%d %s: %s", ts, m.Room, m.Seq, m.From, text)
+	switch {
+	case m.Type == protocol.TypeDeleted:
+		p.text("%s %s #%d %s deleted #%d", ts, m.Room, m.Seq, m.From, m.Target)
+	case m.Deleted:
+		p.text("%s %s #%d %s: (message deleted)", ts, m.Room, m.Seq, m.From)
+	default:
+		text := strings.ReplaceAll(m.Text, "\n", "\n    ")
+		p.text("%s %s #%d %s: %s", ts, m.Room, m.Seq, m.From, text)
+	}
 }
 
 // errorRecord is the chatctl.error JSON record.

@@ -296,7 +296,7 @@ func (t *tailer) roomOf(id string) *tailRoom {
 
 func (t *tailer) handle(c *client.Conn, f client.Frame) error {
 	switch f.Type {
-	case protocol.TypeMessage:
+	case protocol.TypeMessage, protocol.TypeDeleted:
 		var m protocol.Message
 		if err := f.Decode(&m); err != nil {
 			return fmt.Errorf("decode message: %w", err)

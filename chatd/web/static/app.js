@@ -249,8 +249,13 @@
     const seq = Number(m.seq);
     if (!Number.isFinite(seq) || seq <= 0) return false;
     if (room.lastSeq === null || seq > room.lastSeq) room.lastSeq = seq;
+    if (m.type === 'deleted') applyDeletion(room, Number(m.target));
     if (room.bySeq.has(seq)) return false;
     const msg = { seq, mid: m.mid || '', from: m.from || '', cid: m.cid || '', text: m.text || '', ts: Number(m.ts) || Date.now() };
+    // A deletion keeps its place in the run of seqs (so paging and resume
+    // see no gap) but is not shown; the message it deleted says so.
+    if (m.type === 'deleted') msg.hidden = true;
+    if (m.deleted) msg.deleted = true;
     room.bySeq.set(seq, msg);
     const arr = room.msgs;
     if (arr.length === 0 || arr[arr.length - 1].seq < seq) {
@@ -269,7 +274,7 @@
       const p = S.pending.get(msg.cid);
       if (p && p.key === room.key) p.seq = seq;
     }
-    if (live && msg.from !== S.me && !isVisible(room.key)) room.unread++;
+    if (live && !msg.hidden && msg.from !== S.me && !isVisible(room.key)) room.unread++;
     return true;
   }
 
@@ -708,6 +713,7 @@
       case 'joined': onJoined(f, req); break;
       case 'left': onLeft(f, req); break;
       case 'message': onMessage(f); break;
+      case 'deleted': onMessage(f); break;
       case 'ack': onAck(f); break;
       case 'history': onHistory(f, req); break;
       case 'dm': onDM(f); break;
@@ -770,6 +776,16 @@
     if (S.active === room.key) S.active = S.rooms.size ? S.rooms.keys().next().value : null;
     toast('You were removed from #' + room.name + (f.reason ? ': ' + String(f.reason) : ''));
     persistSoon();
+  }
+
+  // applyDeletion marks the message at seq deleted, if it is shown; one
+  // not loaded yet comes from the server marked deleted.
+  function applyDeletion(room, seq) {
+    const m = room.bySeq.get(seq);
+    if (!m || m.deleted || m.hidden) return;
+    m.deleted = true;
+    m.text = '';
+    scheduleRender();
   }
 
   function onMessage(f) {
@@ -1309,7 +1325,8 @@
   }
 
   function msgKey(m) {
-    return m.seq ? 's' + m.seq : m.mid ? 'm' + m.mid : 'c' + m.cid;
+    const key = m.seq ? 's' + m.seq : m.mid ? 'm' + m.mid : 'c' + m.cid;
+    return m.deleted ? key + ':deleted' : key;
   }
 
   function atBottom() {
@@ -1333,7 +1350,13 @@
       m.from === S.me ? h('span', { class: 'tag tag-you', text: 'you' }) : null,
       h('time', { class: 'msg-time', datetime: when.toISOString(), title: fullFmt.format(when), text: timeFmt.format(when) }));
     const text = h('div', { class: 'msg-text', 'data-testid': 'message-text' });
-    text.append(richText(m.text));
+    if (m.deleted) {
+      li.setAttribute('data-deleted', 'true');
+      text.classList.add('msg-deleted');
+      text.append(h('em', { text: 'message deleted' }));
+    } else {
+      text.append(richText(m.text));
+    }
     const status = h('div', { class: 'msg-status' });
     li.append(gutter, h('div', { class: 'msg-body' }, meta, text, status));
     return li;
@@ -1450,6 +1473,7 @@
     let prev = null;
     let prevDay = '';
     for (const m of conv.msgs.concat(pendingOnly)) {
+      if (m.hidden) continue;
       const day = m.day || (m.day = dayKey(m.ts));
       if (!prev || prevDay !== day) {
         const label = dayLabel(m.ts);

@@ -17,10 +17,11 @@ const SECRET = "socketio-test-jwt-secret-0123456789abcdef";
 const RECONNECT_MS = 300;
 const WINDOW_MS = RECONNECT_MS + 2 * SLACK;
 const LATE_RECONNECT_MS = WINDOW_MS + SLACK;
-let node, jwtNode, limitedNode, windowNode, expiryNode;
+const API_KEY = "socketio-test-api-key-0123456789";
+let node, jwtNode, limitedNode, windowNode, expiryNode, apiNode;
 
 before(async () => {
-  [node, jwtNode, limitedNode, windowNode, expiryNode] = await Promise.all([
+  [node, jwtNode, limitedNode, windowNode, expiryNode, apiNode] = await Promise.all([
     startNode(["--socketio-namespaces", "/,/support,/staff:token", "--rate", "1000", "--rate-burst", "1000"]),
     startNode(["--jwt-secret-file", secretFile(SECRET), "--allow-anonymous=false", "--socketio-namespaces", "/,/support"], "jwt"),
     // A bucket of 3 that refills one token per ten TIMEOUTs: nothing
@@ -28,10 +29,11 @@ before(async () => {
     startNode(["--rate", String(1000 / (10 * TIMEOUT)), "--rate-burst", "3", "--rate-abuse-limit", "1000"], "limited"),
     startNode(["--socketio-recovery-window", `${WINDOW_MS}ms`, "--history-size", "20", "--send-queue", "100"], "window"),
     startNode(["--jwt-secret-file", secretFile(SECRET), "--allow-anonymous=false", "--jwt-leeway", "0s"], "expiry"),
+    startNode(["--api-key-file", secretFile(API_KEY + "\n"), "--socketio-recovery-window", `${WINDOW_MS}ms`], "api"),
   ]);
 });
 after(async () => {
-  await Promise.all([node, jwtNode, limitedNode, windowNode, expiryNode].map((n) => n && n.kill()));
+  await Promise.all([node, jwtNode, limitedNode, windowNode, expiryNode, apiNode].map((n) => n && n.kill()));
 });
 
 const sockets = [];
@@ -345,4 +347,34 @@ test("recovery on one node: missed messages replayed once, in order; past the wi
     assert.equal(gap.recovered, false, "a gap of 25 messages, 20 kept");
     [s, late, gap].forEach((x) => x.close());
   }
+});
+
+test("a message the backend deletes: a deleted event, history shows it deleted, recovery resumes after it", async () => {
+  const room = "moderated";
+  const s = connect(apiNode.url, { transports: ["websocket"], auth: { name: "sub" }, reconnection: true, reconnectionDelay: RECONNECT_MS, reconnectionDelayMax: RECONNECT_MS, randomizationFactor: 0 });
+  await connected(s);
+  const got = collect(s);
+  const deleted = [];
+  s.on("deleted", (d) => deleted.push(d));
+  await s.emitWithAck("join", { room });
+  for (const text of ["one", "oops", "three"]) await s.emitWithAck("send", { room, cid: cid(), text });
+  await waitFor("three messages", () => got.length === 3);
+  const target = got[1].seq;
+  const res = await fetch(`http://${apiNode.admin}/api/v1/rooms/${room}/messages/${target}?by=mod`, { method: "DELETE", headers: { authorization: `Bearer ${API_KEY}` } });
+  assert.equal(res.status, 200, await res.text());
+  await waitFor("the deleted event", () => deleted.length === 1);
+  assert.deepEqual([deleted[0].room, deleted[0].seq, deleted[0].target, deleted[0].from, deleted[0].text], [room, target + 2, target, "mod", ""]);
+  const page = await s.emitWithAck("history", { room });
+  const gone = page.messages.find((m) => m.seq === target);
+  assert.deepEqual([gone.deleted, gone.text, gone.from], [true, "", "sub"], "the deleted message in history");
+  assert.equal(page.messages.find((m) => m.seq === target + 2).type, "deleted");
+
+  // The deletion moved the socket's offset: a recovery replays nothing.
+  await dropAndWait(s, async () => {});
+  assert.equal(s.recovered, true, "reconnected within the window");
+  await s.emitWithAck("send", { room, cid: cid(), text: "four" });
+  await waitFor("the next message", () => got.length === 4);
+  assert.equal(got[3].seq, target + 3);
+  assert.equal(deleted.length, 1, "the deletion is not replayed");
+  s.close();
 });
