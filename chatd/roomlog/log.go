@@ -62,6 +62,10 @@ type Meta struct {
 	Head   uint64      `json:"head"`
 	Oldest uint64      `json:"oldest"`
 	Terms  []TermStart `json:"terms,omitempty"`
+	// Streamed is the copy's event stream cursor (chatd/eventstream): the
+	// backend has every entry of Epoch up to it. It travels with the log
+	// so a copy made from this one goes on from there.
+	Streamed uint64 `json:"streamed,omitempty"`
 }
 
 // Log orders and stores the messages of one room.
@@ -77,6 +81,8 @@ type Log struct {
 	// ring holds the newest messages: all the history in memory mode, a
 	// cache of it on a backing.
 	ring *history.Ring
+	// streamed is the event stream cursor in epoch (see Streamed).
+	streamed uint64
 	// dedupe answers resends; only an owner's log keeps one (Promote).
 	dedupe *dedupe.Window[protocol.Message]
 	back   Backing
@@ -100,6 +106,8 @@ type Backing interface {
 	Read(room string, from uint64, limit int) (store.Page, error)
 	ReadBefore(room string, before uint64, limit int) (store.Page, error)
 	Last(room string, n int) (store.Page, error)
+	Cursor(room string) (store.Cursor, bool)
+	SetCursor(room string, c store.Cursor) error
 }
 
 // Config sizes a Log.
@@ -160,6 +168,9 @@ func Load(room string, cfg Config) (l *Log, ok bool, err error) {
 	}
 	l = &Log{room: room, epoch: m.Epoch, term: m.Term, terms: cloneTerms(m.Terms), head: m.Head, oldest: m.Oldest,
 		ring: history.NewRing(cfg.HistorySize), back: cfg.Backing, durable: m.Head, cfg: cfg}
+	if c, ok := cfg.Backing.Cursor(room); ok && c.Epoch == m.Epoch {
+		l.streamed = c.Seq
+	}
 	page, err := cfg.Backing.Last(room, cfg.HistorySize)
 	if err != nil {
 		return nil, false, fmt.Errorf("load room %s: %w", room, err)
@@ -223,7 +234,36 @@ func (l *Log) Oldest() uint64 {
 
 // Meta describes the copy.
 func (l *Log) Meta() Meta {
-	return Meta{Room: l.room, Epoch: l.epoch, Term: l.term, Head: l.head, Oldest: l.Oldest(), Terms: cloneTerms(l.terms)}
+	return Meta{Room: l.room, Epoch: l.epoch, Term: l.term, Head: l.head, Oldest: l.Oldest(), Terms: cloneTerms(l.terms), Streamed: l.streamed}
+}
+
+// Streamed is the copy's event stream cursor: the backend has every entry
+// of the current epoch up to it (0: none yet).
+func (l *Log) Streamed() uint64 { return l.streamed }
+
+// SetStreamed moves the event stream cursor forward to seq (a lower seq
+// is ignored) and, with a backing, stores it (durable with the next group
+// commit; a lost cursor only means entries sent again).
+func (l *Log) SetStreamed(seq uint64) error {
+	if seq <= l.streamed {
+		return nil
+	}
+	l.streamed = seq
+	if l.back != nil {
+		if err := l.back.SetCursor(l.room, store.Cursor{Epoch: l.epoch, Seq: seq}); err != nil {
+			return fmt.Errorf("room %s: %w", l.room, err)
+		}
+	}
+	return nil
+}
+
+// AdoptStreamed takes another copy's cursor of epoch, if it is ahead of
+// this copy's in the same epoch.
+func (l *Log) AdoptStreamed(epoch string, seq uint64) error {
+	if epoch != l.epoch {
+		return nil
+	}
+	return l.SetStreamed(seq)
 }
 
 // Newer reports whether copy a holds a newer log than copy b: a higher term

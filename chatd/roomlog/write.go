@@ -372,6 +372,10 @@ func (l *Log) Reset(m Meta, done func(error)) error {
 		terms = terms[:len(terms)-1]
 	}
 	m.Terms = terms
+	kept := uint64(0) // the cursor survives a reset within its epoch
+	if m.Epoch == l.epoch {
+		kept = l.streamed
+	}
 	if l.back != nil {
 		sm := store.RoomMeta{Epoch: m.Epoch, Term: m.Term, Head: m.Head, Oldest: m.Head + 1, Terms: cloneTerms(m.Terms)}
 		if err := l.back.Reset(l.room, sm, done); err != nil {
@@ -381,6 +385,10 @@ func (l *Log) Reset(m Meta, done func(error)) error {
 	}
 	l.epoch, l.term, l.terms = m.Epoch, m.Term, m.Terms
 	l.head, l.oldest, l.durable = m.Head, m.Head+1, m.Head
+	l.streamed = kept
+	if err := l.SetStreamed(m.Streamed); err != nil {
+		return err
+	}
 	l.ring.Restart(m.Head)
 	if l.dedupe != nil {
 		l.dedupe = dedupe.NewWindow[protocol.Message](l.cfg.DedupeWindow)

@@ -16,6 +16,7 @@ const MaxRoomLen = 128
 //	0x00 'W'                       write number and metadata digest (see guard.go)
 //	0x01 room                      a room's metadata
 //	0x02 len(room) room seq(8, BE) one message
+//	0x03 room                      a room's event stream cursor (cursor.go)
 //
 // A message key carries the room's length before its name, so no room's
 // keys can be a prefix of another's ("a" and "ab" differ at the length
@@ -25,6 +26,7 @@ const (
 	kindSystem  = 0x00
 	kindMeta    = 0x01
 	kindMessage = 0x02
+	kindCursor  = 0x03
 )
 
 var (
@@ -36,6 +38,9 @@ var (
 	// msgLower and msgUpper bound every message key.
 	msgLower = []byte{kindMessage}
 	msgUpper = []byte{kindMessage + 1}
+	// cursorLower and cursorUpper bound every cursor key.
+	cursorLower = []byte{kindCursor}
+	cursorUpper = []byte{kindCursor + 1}
 )
 
 // validRoom checks a room name: 1 to MaxRoomLen bytes of valid UTF-8.

@@ -78,6 +78,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("%w: %s: the metadata of its %d rooms does not match the recorded digest: a MANIFEST or table lost updates", ErrCorrupt, s.dir, len(s.rooms))
 	}
 	s.digest = sum
+	if err := s.loadCursors(); err != nil {
+		return err
+	}
 	return s.checkRoomBounds()
 }
 

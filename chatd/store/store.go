@@ -162,6 +162,7 @@ type Store struct {
 	mu       sync.RWMutex
 	closed   bool // set under wmu and mu
 	rooms    map[string]*roomState
+	cursors  map[string]Cursor
 	gen      uint64
 	writeNum uint64
 	digest   uint64
@@ -215,11 +216,12 @@ func Open(opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		opts:  opts,
-		dir:   opts.Dir,
-		log:   opts.Logger.With("component", "store", "dir", opts.Dir),
-		obs:   opts.Observer,
-		rooms: make(map[string]*roomState),
+		opts:    opts,
+		dir:     opts.Dir,
+		log:     opts.Logger.With("component", "store", "dir", opts.Dir),
+		obs:     opts.Observer,
+		rooms:   make(map[string]*roomState),
+		cursors: make(map[string]Cursor),
 	}
 	if err := s.open(); err != nil {
 		s.release()

@@ -250,7 +250,14 @@ func (s *Store) Delete(room string, done func(error)) error {
 	}
 	b := s.db.NewBatch()
 	_ = b.DeleteRange(msgKey(room, 0), msgRoomUpper(room), nil)
-	return s.commitLocked(room, st, nil, b, 64, true, done)
+	_ = b.Delete(cursorKey(room), nil)
+	if err := s.commitLocked(room, st, nil, b, 64, true, done); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.cursors, room)
+	s.mu.Unlock()
+	return nil
 }
 
 // writableLocked checks the room name, that the store takes writes, and,
