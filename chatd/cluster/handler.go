@@ -137,6 +137,9 @@ func (n *Node) handlers() *rpc.Table {
 	rpc.OnPushOf(t, rpc.OpTyping, func(_ transport.Peer, req rpc.TypingReq) {
 		n.owners.Typing(req.Room, req.User)
 	})
+	rpc.OnPushOf(t, rpc.OpStreamCursor, func(_ transport.Peer, req rpc.StreamCursorReq) {
+		n.owners.HandleStreamCursor(req.Room, req.Epoch, req.Seq)
+	})
 	rpc.OnPushOf(t, rpc.OpForget, func(_ transport.Peer, req rpc.ForgetReq) {
 		n.owners.ForgetReplica(req.Room, req.Term)
 	})

@@ -79,6 +79,14 @@ func (n *Node) ForgetReplica(replica, room string, term uint64) {
 	n.push(replica, n.addrOf(replica), rpc.Encode(rpc.OpForget, rpc.ForgetReq{Room: room, Term: term}))
 }
 
+// StreamCursor implements owner.CursorSender.
+func (n *Node) StreamCursor(replica, room, epoch string, seq uint64) {
+	if replica == n.cfg.Self {
+		return
+	}
+	n.push(replica, n.addrOf(replica), rpc.Encode(rpc.OpStreamCursor, rpc.StreamCursorReq{Room: room, Epoch: epoch, Seq: seq}))
+}
+
 // Claim implements owner.Outbound.
 func (n *Node) Claim(peer string, req owner.ClaimRequest, done func(owner.ClaimReply, error)) {
 	var rep owner.ClaimReply

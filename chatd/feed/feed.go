@@ -61,3 +61,18 @@ type State struct {
 	Present  []string           `json:"present,omitempty"`
 	Count    int                `json:"count"`
 }
+
+// StreamBatch is a run of a room's committed log that the event stream
+// (chatd/eventstream) has not delivered yet, as the room's owner reads it:
+// entries of Epoch in seq order, after the room's stream cursor. Skipped
+// counts entries that retention removed before they could be delivered
+// (they are lost to the stream, and counted).
+type StreamBatch struct {
+	Room    string
+	Epoch   string
+	Entries []protocol.Message
+	Skipped uint64
+	// Through is the last seq the batch accounts for (its last entry's,
+	// or the last skipped one's when it has none).
+	Through uint64
+}

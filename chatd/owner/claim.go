@@ -313,6 +313,11 @@ func (r *room) applyFetchedLocked(rep FetchReply, first bool) error {
 		} else {
 			err = r.log.TruncateAfter(rep.Keep, nil)
 		}
+		if err == nil {
+			// The event stream goes on from the furthest cursor of the
+			// epoch (the fetched copy's may be ahead of this one's).
+			err = r.log.AdoptStreamed(rep.Meta.Epoch, rep.Meta.Streamed)
+		}
 		if err != nil {
 			return fmt.Errorf("start from the fetched copy: %w", err)
 		}

@@ -291,7 +291,10 @@ func (s *Service) Sweep() {
 		r.mu.Lock()
 		r.trimLocked()
 		r.reportSlowLocked(now)
-		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && len(r.syncs) == 0 && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
+		// A room whose entries the event stream has not delivered stays:
+		// freeing it would strand them until someone asks for the room.
+		unstreamed := s.cfg.Stream && r.committed > r.log.Streamed()
+		if len(r.nodes) == 0 && r.state == stateReady && len(r.pending) == 0 && len(r.syncs) == 0 && !unstreamed && now.Sub(r.emptySince) >= s.cfg.RoomIdleTTL {
 			r.dead = true
 			r.stopTimers()
 			delete(s.rooms, name)

@@ -306,7 +306,14 @@ type Config struct {
 	// it, up to ReplicationRetryMax. Zero means the defaults.
 	ReplicationRetry    time.Duration
 	ReplicationRetryMax time.Duration
-	Now                 func() time.Time
+	// Stream turns on the event stream's bookkeeping (stream.go): rooms
+	// remember how far the backend has their log, and a room with
+	// entries it does not have yet is not freed when idle.
+	Stream bool
+	// OnUnstreamed, with Stream, is told that a room has new committed
+	// entries for the backend. It must not block or call the service.
+	OnUnstreamed func()
+	Now          func() time.Time
 }
 
 // Store is what the owner needs of the node's durable store
@@ -361,6 +368,12 @@ type Service struct {
 	done chan struct{}
 	// acquiring counts claim loops, for Close to wait on.
 	acquiring sync.WaitGroup
+
+	// smu guards unstreamed; it is taken last (under a room's lock).
+	smu sync.Mutex
+	// unstreamed holds the owned rooms with committed entries the event
+	// stream has not delivered (Config.Stream).
+	unstreamed map[string]struct{}
 }
 
 // New returns an empty service.
@@ -401,6 +414,7 @@ func New(cfg Config, out Outbound, log *slog.Logger) *Service {
 		replicaUsed:  make(map[string]time.Time),
 		relinquished: make(map[string]time.Time),
 		done:         make(chan struct{}),
+		unstreamed:   make(map[string]struct{}),
 	}
 	if cfg.Store != nil {
 		// Promises outlive restarts: a node must not accept, after one,

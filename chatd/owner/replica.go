@@ -112,6 +112,9 @@ func (s *Service) HandleSyncOffer(from string, offer SyncOffer, reply func(SyncA
 	if err == nil {
 		err = l.SetTerm(m.Term, nil)
 	}
+	if err == nil {
+		err = l.AdoptStreamed(m.Epoch, m.Streamed)
+	}
 	if err != nil {
 		delete(s.replicas, m.Room) // the copy is not known any more: reload it
 		s.log.Warn("could not bring this node's copy to the owner's log", "room", m.Room, "from", from, "term", m.Term, "keep", keep, "reset", reset, "err", err)

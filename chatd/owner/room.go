@@ -245,6 +245,7 @@ func (r *room) commitLocked(upTo uint64) {
 	if r.state == stateSettling && r.committed >= r.settleHead {
 		r.becomeReady()
 	}
+	r.noteCommitted()
 	if len(r.stale) > 0 && r.state == stateReady && r.inSyncLocked() {
 		for node := range r.stale {
 			if !slices.Contains(r.replicas, node) && node != r.svc.cfg.Self {

@@ -176,6 +176,14 @@ type UserConnsResp struct {
 	Connections []ConnSummary `json:"connections"`
 }
 
+// StreamCursorReq is OpStreamCursor's body: the backend has every entry
+// of Room's Epoch up to Seq.
+type StreamCursorReq struct {
+	Room  string `json:"room"`
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
 // ForgetReq is OpForget's body: the owner of Room in term Term no longer
 // needs the receiver's copy (owner.Service.ForgetReplica keeps a copy that
 // follows a newer term).

@@ -110,6 +110,11 @@ const (
 	// (DeleteMessageReq; the reply is the deletion's protocol.Ack). Refused
 	// by older releases as OpDisconnect is.
 	OpDeleteMessage Op = 25
+	// OpStreamCursor tells a replica how far the backend has a room's log
+	// through the event stream (a push of a StreamCursorReq; no reply).
+	// An older release drops it as an unknown push: its copy then only
+	// sends entries again after a move.
+	OpStreamCursor Op = 26
 )
 
 // opNames names every op this version knows; an op missing here is
@@ -121,7 +126,7 @@ var opNames = map[Op]string{
 	OpEvent: "event", OpClaim: "claim", OpPing: "ping", OpRingStats: "ring_stats", OpFetch: "fetch",
 	OpRejoined: "rejoined", OpSyncChunk: "sync_chunk", OpDisconnect: "disconnect", OpKick: "kick",
 	OpOwnedRooms: "owned_rooms", OpRoomUsers: "room_users", OpUserConns: "user_conns", OpSubscribeUser: "subscribe_user",
-	OpDeleteMessage: "delete_message",
+	OpDeleteMessage: "delete_message", OpStreamCursor: "stream_cursor",
 }
 
 // String is the op's name (the label of chatd_forwards_total), or "op N"

@@ -22,7 +22,7 @@ func TestGoldenOpCodes(t *testing.T) {
 		OpSubscribe: 1, OpUnsubscribe: 2, OpPresence: 3, OpPublish: 4, OpHistory: 5, OpTyping: 6, OpDirect: 7,
 		OpReplicate: 8, OpSync: 9, OpForget: 10, OpHandoff: 11, OpEvent: 12, OpClaim: 13, OpPing: 14,
 		OpRingStats: 15, OpFetch: 16, OpRejoined: 17, OpSyncChunk: 18,
-		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23, OpSubscribeUser: 24, OpDeleteMessage: 25,
+		OpDisconnect: 19, OpKick: 20, OpOwnedRooms: 21, OpRoomUsers: 22, OpUserConns: 23, OpSubscribeUser: 24, OpDeleteMessage: 25, OpStreamCursor: 26,
 	}
 	for o, v := range want {
 		if byte(o) != v {
@@ -77,6 +77,9 @@ func TestGoldenRequestBodies(t *testing.T) {
 		{"fetch", owner.FetchRequest{Room: "r", Term: 4, After: 9}, `{"room":"r","term":4,"after":9}`},
 		{"fetch reply", owner.FetchReply{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 4, Head: 1, Oldest: 1}, Keep: 0, Reset: true},
 			`{"meta":{"room":"r","epoch":"ep","term":4,"head":1,"oldest":1},"keep":0,"reset":true}`},
+		{"stream cursor", StreamCursorReq{Room: "r", Epoch: "ep", Seq: 9}, `{"room":"r","epoch":"ep","seq":9}`},
+		{"sync offer with a cursor", owner.SyncOffer{Meta: roomlog.Meta{Room: "r", Epoch: "ep", Term: 3, Head: 2, Oldest: 1, Streamed: 2}},
+			`{"meta":{"room":"r","epoch":"ep","term":3,"head":2,"oldest":1,"streamed":2}}`},
 		{"delete message", DeleteMessageReq{Room: "r", Seq: 4, By: "mod", View: "v"}, `{"room":"r","seq":4,"by":"mod","view":"v"}`},
 		{"deletion", owner.Replication{Room: "r", Epoch: "ep", Term: 3, Msg: protocol.Message{Type: "deleted", Room: "r", Seq: 5, MID: "ep-5", From: "mod", Target: 4, TS: 2}},
 			`{"room":"r","epoch":"ep","term":3,"msg":{"type":"deleted","room":"r","seq":5,"mid":"ep-5","from":"mod","text":"","target":4,"ts":2}}`},
