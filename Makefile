@@ -62,10 +62,10 @@ vet: ## go vet and staticcheck (the Docker, kind and fault suites too, which bui
 	hack/check-tracked-files.sh
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags 'e2e partition' ./e2e/...
-	$(GO) vet -tags faults ./chatd/faults/
+	$(GO) vet -tags faults ./chatd/faults/ ./chatd/eventstream/
 	@$(STATICCHECK) $(PKGS) && echo "staticcheck $(PKGS)" && \
 		"$$sc" -tags 'e2e partition' ./e2e/... && echo "staticcheck -tags 'e2e partition' ./e2e/..." && \
-		"$$sc" -tags faults ./chatd/faults/ && echo "staticcheck -tags faults ./chatd/faults/"
+		"$$sc" -tags faults ./chatd/faults/ ./chatd/eventstream/ && echo "staticcheck -tags faults ./chatd/faults/ ./chatd/eventstream/"
 	@command -v shellcheck >/dev/null 2>&1 || { echo "installing shellcheck (Debian)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
 	shellcheck -x hack/*.sh hack/lib/*.sh .ci/run
@@ -87,8 +87,9 @@ clean: ## remove build output
 	rm -rf $(BIN)
 
 .PHONY: test-faults
-test-faults: ## fault schedule: real chatd processes under SIGKILL, SIGTERM, SIGSTOP, adds and double kills (FAULT_SEED=… replays a run)
+test-faults: ## fault schedule: real chatd processes under SIGKILL, SIGTERM, SIGSTOP, adds and double kills (FAULT_SEED=… replays a run); the event stream through a minute-long backend outage
 	$(GO) test -tags faults -race -count=1 -timeout $(TEST_TIMEOUT) -v ./chatd/faults/
+	$(GO) test -tags faults -race -count=1 -timeout 10m -v -run 'ForAMinute' ./chatd/eventstream/
 
 .PHONY: test-partition
 test-partition: ## split-brain, docker pause and partition-and-heal tests with real isolation (Docker; installs and starts the engine if needed)

@@ -173,6 +173,14 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 	if st != nil {
 		ownerCfg.Store = st
 	}
+	streamer, err := newStreamer(cfg, m, log)
+	if err != nil {
+		return err
+	}
+	if streamer != nil {
+		ownerCfg.Stream = true
+		ownerCfg.OnUnstreamed = streamer.Notify
+	}
 	h := hub.New(hub.Config{
 		HistorySize:     cfg.HistorySize,
 		DedupeWindow:    cfg.DedupeWindow,
@@ -221,6 +229,13 @@ func ServeWithOptions(ctx context.Context, cfg config.Config, ln net.Listener, l
 		defer nodeWG.Done()
 		node.WatchPauses(nodeCtx, members, cluster.PauseThreshold(membership.FailureDetection(cfg.GossipProfile, 1)))
 	}()
+	if streamer != nil {
+		nodeWG.Add(1)
+		go func() {
+			defer nodeWG.Done()
+			streamer.Run(nodeCtx, node.Owners())
+		}()
+	}
 
 	scfg := ServerConfig(cfg)
 	if parts != nil {

@@ -25,8 +25,16 @@ type HookConfig struct {
 	// BreakerOpen.
 	BreakerFailures int
 	BreakerOpen     time.Duration
-	// SecretFile holds the secret that signs hook requests.
+	// SecretFile holds the secret that signs hook requests (and the event
+	// stream's).
 	SecretFile string
+	// StreamURL turns the event stream on: every committed room log entry
+	// is POSTed there in batches (chatd/eventstream; empty: off).
+	StreamURL string
+	// StreamTimeout bounds one event stream POST; StreamBatch the entries
+	// of one.
+	StreamTimeout time.Duration
+	StreamBatch   int
 }
 
 // Any reports whether a hook is configured.
@@ -57,13 +65,16 @@ func addHookFlags(fs *flag.FlagSet, h *HookConfig) {
 	fs.IntVar(&h.Retries, "hook-retries", 1, "extra attempts of a failed connect or join hook call, and of a send hook call carrying a cid (5xx, timeouts, unreachable)")
 	fs.IntVar(&h.BreakerFailures, "hook-breaker-failures", 5, "consecutive failed attempts of a hook that open its circuit breaker (calls then fail at once)")
 	fs.DurationVar(&h.BreakerOpen, "hook-breaker-open", 5*time.Second, "how long an open hook circuit breaker fails calls before it lets one through to probe the backend")
-	fs.StringVar(&h.SecretFile, "hook-secret-file", "", "file holding a secret that signs every hook request (X-Ringchat-Signature, HMAC-SHA256); empty: unsigned")
+	fs.StringVar(&h.SecretFile, "hook-secret-file", "", "file holding a secret that signs every hook request and event stream batch (X-Ringchat-Signature, HMAC-SHA256); empty: unsigned")
+	fs.StringVar(&h.StreamURL, "event-stream-url", "", "backend URL that receives every committed message and deletion of the rooms this node owns, in batches, at least once and in each room's order (docs/api.md, \"Event stream\"); empty: no event stream")
+	fs.DurationVar(&h.StreamTimeout, "event-stream-timeout", 5*time.Second, "deadline of one event stream POST; a batch not accepted in time is sent again")
+	fs.IntVar(&h.StreamBatch, "event-stream-batch", 500, "most entries in one event stream POST")
 }
 
 // validate checks the hook settings.
 func (h *HookConfig) validate() []error {
 	var errs []error
-	for _, u := range []struct{ flag, v string }{{"hook-connect-url", h.ConnectURL}, {"hook-join-url", h.JoinURL}, {"hook-send-url", h.SendURL}} {
+	for _, u := range []struct{ flag, v string }{{"hook-connect-url", h.ConnectURL}, {"hook-join-url", h.JoinURL}, {"hook-send-url", h.SendURL}, {"event-stream-url", h.StreamURL}} {
 		if u.v == "" {
 			continue
 		}
@@ -93,6 +104,12 @@ func (h *HookConfig) validate() []error {
 	}
 	if h.Retries < 0 {
 		errs = append(errs, fmt.Errorf("--hook-retries must not be negative, got %d", h.Retries))
+	}
+	if h.StreamTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--event-stream-timeout must be positive, got %s", h.StreamTimeout))
+	}
+	if h.StreamBatch < 1 || h.StreamBatch > 10000 {
+		errs = append(errs, fmt.Errorf("--event-stream-batch must be between 1 and 10000, got %d", h.StreamBatch))
 	}
 	if h.BreakerFailures <= 0 {
 		errs = append(errs, fmt.Errorf("--hook-breaker-failures must be positive, got %d", h.BreakerFailures))
