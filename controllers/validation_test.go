@@ -361,6 +361,9 @@ var celRows = []validationRow{
 	{name: "breakerOpen below 100ms", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(99 * time.Millisecond)}),
 		field: "spec.hooks.breakerOpen", want: msgBreakerOpen},
 	{name: "breakerOpen 10m", spec: hooks(chatv1alpha1.HooksSpec{BreakerOpen: dur(10 * time.Minute)})},
+	{name: "event stream timeout above 1m", spec: hooks(chatv1alpha1.HooksSpec{EventStream: &chatv1alpha1.EventStreamSpec{URL: "http://indexer/events", Timeout: dur(2 * time.Minute)}}),
+		field: "spec.hooks.eventStream.timeout", want: msgHookTimeout},
+	{name: "event stream", spec: hooks(chatv1alpha1.HooksSpec{EventStream: &chatv1alpha1.EventStreamSpec{URL: "https://indexer.shop.svc/events", Timeout: dur(time.Second), BatchSize: ptr.To[int32](10000)}})},
 
 	// metadata.name: at most 52 characters, a DNS label starting with a
 	// letter. The rule is on the root object, which the API server's cause
@@ -431,6 +434,10 @@ var schemaRows = []validationRow{
 		field: "spec.hooks.send.onFailure", want: "Unsupported value"},
 	{name: "hook retries 6", spec: hooks(chatv1alpha1.HooksSpec{Retries: ptr.To[int32](6)}),
 		field: "spec.hooks.retries", want: maximum(5)},
+	{name: "event stream URL not http", spec: hooks(chatv1alpha1.HooksSpec{EventStream: &chatv1alpha1.EventStreamSpec{URL: "kafka://broker/events"}}),
+		field: "spec.hooks.eventStream.url", want: "should match"},
+	{name: "event stream batch 0", spec: hooks(chatv1alpha1.HooksSpec{EventStream: &chatv1alpha1.EventStreamSpec{URL: "http://indexer/events", BatchSize: ptr.To[int32](0)}}),
+		field: "spec.hooks.eventStream.batchSize", want: minimum(1)},
 	// socketIO namespace names as chatd takes them, each once.
 	{name: "socketIO namespace without its slash", spec: socketIO(chatv1alpha1.SocketIOSpec{Namespaces: []chatv1alpha1.SocketIONamespace{{Name: "support"}}}),
 		field: "spec.socketIO.namespaces[0].name", want: "should match"},

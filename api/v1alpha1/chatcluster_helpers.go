@@ -540,5 +540,14 @@ func (h *HooksSpec) Args(secretFile string) []string {
 	if h.SigningSecretRef != nil && secretFile != "" {
 		args = append(args, "--hook-secret-file="+secretFile)
 	}
+	if es := h.EventStream; es != nil {
+		args = append(args, "--event-stream-url="+es.URL)
+		if es.Timeout != nil {
+			args = append(args, "--event-stream-timeout="+es.Timeout.Duration.String())
+		}
+		if es.BatchSize != nil {
+			args = append(args, "--event-stream-batch="+strconv.FormatInt(int64(*es.BatchSize), 10))
+		}
+	}
 	return args
 }

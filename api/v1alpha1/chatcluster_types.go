@@ -693,12 +693,46 @@ type HooksSpec struct {
 	// +optional
 	BreakerOpen *metav1.Duration `json:"breakerOpen,omitempty"`
 
-	// Secret key holding the secret that signs every hook request
-	// (X-Ringchat-Signature, HMAC-SHA256 over the timestamp and the body),
-	// which the backend verifies. Mounted as a file (chatd
-	// --hook-secret-file). Left out, requests are not signed.
+	// Secret key holding the secret that signs every hook request and
+	// event stream batch (X-Ringchat-Signature, HMAC-SHA256 over the
+	// timestamp and the body), which the backend verifies. Mounted as a
+	// file (chatd --hook-secret-file). Left out, requests are not signed.
 	// +optional
 	SigningSecretRef *HookSecretKeySelector `json:"signingSecretRef,omitempty"`
+
+	// The event stream (docs/api.md#event-stream): every committed
+	// message and deletion of every room POSTed in batches to the
+	// backend, at least once and in each room's order, with a cursor per
+	// room kept with the room's log. Left out, there is none.
+	// +optional
+	EventStream *EventStreamSpec `json:"eventStream,omitempty"`
+}
+
+// EventStreamSpec configures the event stream to the backend.
+type EventStreamSpec struct {
+	// The backend's URL, http:// or https://, that every chatd pod POSTs
+	// the batches of the rooms it owns to.
+	// +kubebuilder:validation:MinLength=8
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#]+([/?#][^\s]*)?$`
+	// +required
+	URL string `json:"url"`
+
+	// Deadline of one POST; a batch not accepted in time is sent again.
+	// chatd's default: 5s (--event-stream-timeout). Between 10ms and 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('10ms') && duration(self) <= duration('1m'))",message="timeout must be between 10ms and 1m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Most entries in one POST. chatd's default: 500
+	// (--event-stream-batch).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	BatchSize *int32 `json:"batchSize,omitempty"`
 }
 
 // HookSpec is one backend hook.

@@ -136,11 +136,12 @@ func TestPodTemplateHooks(t *testing.T) {
 		BreakerFailures:  ptr.To[int32](10),
 		BreakerOpen:      &metav1.Duration{Duration: 30 * time.Second},
 		SigningSecretRef: &chatv1alpha1.HookSecretKeySelector{Name: "shop-hooks"},
+		EventStream:      &chatv1alpha1.EventStreamSpec{URL: "http://indexer.shop.svc/events", Timeout: &metav1.Duration{Duration: 2 * time.Second}, BatchSize: ptr.To[int32](100)},
 	}
 	cfg := chatdconfig.Desired(cc, 3, nil)
 	var hookArgs []string
 	for _, a := range cfg.Args {
-		if strings.HasPrefix(a, "--hook-") {
+		if strings.HasPrefix(a, "--hook-") || strings.HasPrefix(a, "--event-stream-") {
 			hookArgs = append(hookArgs, a)
 		}
 	}
@@ -153,6 +154,9 @@ func TestPodTemplateHooks(t *testing.T) {
 		"--hook-breaker-failures=10",
 		"--hook-breaker-open=30s",
 		"--hook-secret-file=/etc/chatd/hooks/secret",
+		"--event-stream-url=http://indexer.shop.svc/events",
+		"--event-stream-timeout=2s",
+		"--event-stream-batch=100",
 	}
 	if !reflect.DeepEqual(hookArgs, want) {
 		t.Errorf("hook arguments %q, want %q", hookArgs, want)
