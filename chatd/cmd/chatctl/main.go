@@ -86,6 +86,9 @@ type options struct {
 	before uint64
 	// seq is delete's --seq.
 	seq uint64
+	// listen and secretFile are sink's.
+	listen     string
+	secretFile string
 
 	to  string
 	cid string
@@ -123,7 +126,7 @@ type env struct {
 	out    *printer
 }
 
-var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdDelete, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho, cmdSubscribe}
+var commands = []*command{cmdSend, cmdTail, cmdHistory, cmdExport, cmdPresence, cmdDM, cmdPublish, cmdDisconnect, cmdKick, cmdDelete, cmdBan, cmdUnban, cmdBans, cmdMute, cmdUnmute, cmdRooms, cmdWho, cmdSubscribe, cmdSink}
 
 func findCommand(name string) *command {
 	for _, c := range commands {
