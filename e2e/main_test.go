@@ -18,6 +18,9 @@
 //	E2E_PREVIOUS_RELEASE  that release's name (hack/previous-release); empty
 //	                      when the clone lacked its history and the image is
 //	                      the working tree's under another tag
+//	E2E_CHATCTL_IMAGE     the chatctl image, loaded into the nodes (the
+//	                      event stream's backend pod runs `chatctl sink`;
+//	                      required by TestEventStreamToBackendPod)
 //
 // Without its cluster the run fails: it is never skipped. The tests run in
 // source order, change the cluster (scale, delete a pod, upgrade, roll) and
@@ -73,6 +76,7 @@ type environment struct {
 	name      string                       // E2E_CLUSTER
 	previous  string                       // E2E_PREVIOUS_IMAGE, possibly empty
 	release   string                       // E2E_PREVIOUS_RELEASE, possibly empty
+	chatctl   string                       // E2E_CHATCTL_IMAGE, possibly empty
 	original  chatv1alpha1.ChatClusterSpec // the spec as the suite found it, restored after each test
 }
 
@@ -155,6 +159,7 @@ func newEnvironment() (*environment, error) {
 		name:      getenv("E2E_CLUSTER", defaultCluster),
 		previous:  os.Getenv("E2E_PREVIOUS_IMAGE"),
 		release:   os.Getenv("E2E_PREVIOUS_RELEASE"),
+		chatctl:   os.Getenv("E2E_CHATCTL_IMAGE"),
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

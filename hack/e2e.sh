@@ -215,7 +215,7 @@ kubectl wait -n "$E2E_NS" chatcluster/chat --for=condition=Available --timeout=1
 step "Go e2e suite"
 (
 	cd "$ROOT"
-	E2E_ARTIFACTS="$ARTIFACTS" E2E_NAMESPACE="$E2E_NS" E2E_CLUSTER=chat E2E_PREVIOUS_IMAGE="ringchat/chatd:$TAG-previous" E2E_PREVIOUS_RELEASE="$PREVIOUS_RELEASE" \
+	E2E_ARTIFACTS="$ARTIFACTS" E2E_NAMESPACE="$E2E_NS" E2E_CLUSTER=chat E2E_PREVIOUS_IMAGE="ringchat/chatd:$TAG-previous" E2E_PREVIOUS_RELEASE="$PREVIOUS_RELEASE" E2E_CHATCTL_IMAGE="ringchat/chatctl:$TAG" \
 		go test -tags e2e -count=1 -timeout 40m -v ${E2E_RUN:+-run "$E2E_RUN"} ./e2e/
 )
 
