@@ -26,8 +26,9 @@ const LabelNamespaceName = "kubernetes.io/metadata.name"
 //     namespace (the operator reads each pod's /metrics while scaling) and
 //     from the namespaces of spec.networkPolicy.adminFromNamespaces.
 //
-// Egress is left open: chatd dials its peers, DNS, and nothing else, and a
-// policy that lists DNS servers differs between clusters.
+// Egress is left open: chatd dials its peers, DNS and the backend's URLs
+// (spec.hooks: the hooks and the event stream), and a policy that lists DNS
+// servers and backends differs between clusters.
 type NetworkPolicyBuilder struct {
 	// OperatorNamespace is where the operator runs; empty leaves it out.
 	OperatorNamespace string
