@@ -106,9 +106,16 @@ test("recovery: a node drained and another killed; every socket recovers, nothin
   pub.on("connect", () => { if (!pub.recovered) rejoin = true; });
   const acked = new Map();
   let stop = false;
+  let stopAt = 0;
   const publishing = (async () => {
     for (let i = 1; !stop; i++) {
       for (;;) {
+        // Once asked to stop, the message in flight gets a bounded time to
+        // be acknowledged: a publisher that can no longer get an ack is a
+        // failure to report, not a reason to wait for good.
+        if (stop && Date.now() - stopAt > bound(60000)) {
+          throw new Error(`the publisher could not get p${i} acknowledged within ${bound(60000)} ms of the end (connected ${pub.connected}, recovered ${pub.recovered}, rejoin ${rejoin})`);
+        }
         try {
           if (!pub.connected) await once(pub, "connect", bound(60000));
           if (rejoin) {
@@ -136,6 +143,7 @@ test("recovery: a node drained and another killed; every socket recovers, nothin
   await killed.kill("SIGKILL");
   await until(t1 + 30);
   stop = true;
+  stopAt = Date.now();
   await publishing;
   const last = Math.max(...acked.values());
   await waitFor("every subscriber caught up", () => subs.every((r) => r.got.length > 0 && r.got[r.got.length - 1].seq >= last), bound(60000));

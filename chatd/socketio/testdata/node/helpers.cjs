@@ -98,10 +98,23 @@ class Node {
     return 0;
   }
   // kill stops the process and fails when it reported a data race (a
-  // chatd built with -race: CHATD_BIN of a race build).
-  async kill(sig = "SIGKILL") {
+  // chatd built with -race: CHATD_BIN of a race build). A process that has
+  // not exited within the bound (a drain is bounded by --drain-timeout and
+  // --shutdown-timeout, far below it) is a hang: it gets SIGQUIT, so Go
+  // prints every goroutine's stack into its output, and the test fails
+  // with that output instead of waiting for good.
+  async kill(sig = "SIGKILL", within = bound(60000)) {
     if (!this.exited) this.proc.kill(sig);
-    const status = await this.exit;
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve(null), within); });
+    const status = await Promise.race([this.exit, late]);
+    clearTimeout(timer);
+    if (status === null) {
+      this.proc.kill("SIGQUIT");
+      await Promise.race([this.exit, new Promise((r) => setTimeout(r, 5000))]);
+      if (!this.exited) this.proc.kill("SIGKILL");
+      throw new Error(`${this.name} did not exit within ${within} ms of ${sig}; its output ends with:\n${this.logs.slice(-30000)}`);
+    }
     if (this.logs.includes("WARNING: DATA RACE")) throw new Error(`${this.name} reported a data race:\n${this.logs.slice(this.logs.indexOf("WARNING: DATA RACE"), this.logs.indexOf("WARNING: DATA RACE") + 6000)}`);
     return status;
   }
