@@ -33,9 +33,10 @@ const sinkPort = 8090
 // `chatctl sink`, behind a Service) is the event stream's target of a
 // second, two-pod ChatCluster whose spec.hooks.eventStream names it, signed
 // with spec.hooks.signingSecretRef. Through the server API the test
-// publishes messages, deletes one and bans a user; the backend pod receives
-// all of them, signed, each room in order: the messages and the deletion
-// in the room, the ban as an entry of #moderation.
+// publishes messages and deletes one, and a backend pod (`chatctl ban`,
+// the API key Secret mounted) bans a user; the sink receives all of them,
+// signed, each room in order: the messages and the deletion in the room,
+// the ban as an entry of #moderation.
 func TestEventStreamToBackendPod(t *testing.T) {
 	dumpOnFailure(t)
 	if env.chatctl == "" {
@@ -201,8 +202,44 @@ func TestEventStreamToBackendPod(t *testing.T) {
 	}
 	var d api.Deleted
 	call(http.MethodDelete, fmt.Sprintf("/api/v1/rooms/%s/messages/%d?by=mod", room, seqs[1]), nil, &d)
+	// The ban comes from a backend pod: chatctl (the same image) with the
+	// API key Secret mounted, calling a chatd pod's admin port over the
+	// pod network.
 	banned := uniqueName("mallory")
-	call(http.MethodPost, "/api/v1/bans", api.BanRequest{User: banned, Room: room, Reason: "spam"}, nil)
+	banner := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: env.namespace, Name: name + "-ban"},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyOnFailure,
+			AutomountServiceAccountToken: ptr.To(false),
+			EnableServiceLinks:           ptr.To(false),
+			SecurityContext:              pod.Spec.SecurityContext,
+			Containers: []corev1.Container{{
+				Name:            "ban",
+				Image:           env.chatctl,
+				ImagePullPolicy: corev1.PullNever,
+				Args: []string{"ban", "--api-url", fmt.Sprintf("http://%s:%d", pods.Items[0].Status.PodIP, port),
+					"--api-key-file", "/etc/api/" + chatv1alpha1.DefaultAPIKeysKey, "--room", room, "--user", banned, "--reason", "spam", "--timeout", "60s"},
+				VolumeMounts:    []corev1.VolumeMount{{Name: "keys", MountPath: "/etc/api", ReadOnly: true}},
+				SecurityContext: pod.Spec.Containers[0].SecurityContext,
+			}},
+			Volumes: []corev1.Volume{{Name: "keys", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: cc.APISecretName()}}}},
+		},
+	}
+	if err := env.client.Create(ctx, banner); err != nil {
+		t.Fatalf("creating the ban pod: %v", err)
+	}
+	t.Cleanup(func() { _ = env.client.Delete(context.Background(), banner) })
+	err = waitFor(ctx, 2*time.Minute, "the backend pod's chatctl ban succeeding", func(ctx context.Context) (string, bool) {
+		var p corev1.Pod
+		if err := env.client.Get(ctx, client.ObjectKeyFromObject(banner), &p); err != nil {
+			return err.Error(), false
+		}
+		return string(p.Status.Phase), p.Status.Phase == corev1.PodSucceeded
+	})
+	if err != nil {
+		logs, _ := env.clientset.CoreV1().Pods(env.namespace).GetLogs(banner.Name, &corev1.PodLogOptions{Container: "ban"}).DoRaw(ctx)
+		t.Fatalf("%v; its output:\n%s", err, logs)
+	}
 
 	// The backend pod prints every event it took, one JSON line each.
 	type event struct {
