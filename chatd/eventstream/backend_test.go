@@ -15,7 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/ringchat/ringchat/chatd/eventstream"
-	"github.com/ringchat/ringchat/chatd/hooks"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 )
 
 // backend is the application's backend of these tests: a real HTTP server
@@ -109,7 +109,7 @@ func (b *backend) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.secret != nil && !hooks.Verify(b.secret, time.Now(), time.Minute, r.Header.Get(hooks.HeaderTimestamp), r.Header.Get(hooks.HeaderSignature), body) {
+	if b.secret != nil && !reqsign.Verify(b.secret, time.Now(), time.Minute, r.Header.Get(reqsign.HeaderTimestamp), r.Header.Get(reqsign.HeaderSignature), body) {
 		b.problems = append(b.problems, "a batch with a bad signature")
 		w.WriteHeader(http.StatusUnauthorized)
 		return

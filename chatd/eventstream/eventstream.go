@@ -26,7 +26,7 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/backoff"
 	"github.com/ringchat/ringchat/chatd/feed"
-	"github.com/ringchat/ringchat/chatd/hooks"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -77,7 +77,7 @@ type Config struct {
 	// backend (full jitter, doubling).
 	BackoffBase, BackoffMax time.Duration
 	// Secret, when set, signs every POST as the hooks do
-	// (hooks.HeaderTimestamp, hooks.HeaderSignature).
+	// (reqsign.HeaderTimestamp, reqsign.HeaderSignature).
 	Secret []byte
 	// Client sends the POSTs; nil builds one.
 	Client *http.Client
@@ -309,9 +309,9 @@ func (s *Streamer) post(ctx context.Context, payload []byte) (int, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if s.cfg.Secret != nil {
-		ts, sig := hooks.Sign(s.cfg.Secret, time.Now(), payload)
-		req.Header.Set(hooks.HeaderTimestamp, ts)
-		req.Header.Set(hooks.HeaderSignature, sig)
+		ts, sig := reqsign.Sign(s.cfg.Secret, time.Now(), payload)
+		req.Header.Set(reqsign.HeaderTimestamp, ts)
+		req.Header.Set(reqsign.HeaderSignature, sig)
 	}
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {

@@ -3,22 +3,19 @@ package hooks
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 	"github.com/ringchat/ringchat/chatd/version"
 )
 
@@ -214,9 +211,9 @@ func (h *Hook) attempt(ctx context.Context, payload []byte) (Reply, error) {
 	req.Header.Set("User-Agent", "chatd/"+version.Version)
 	req.Header.Set("X-Ringchat-Hook", h.name)
 	if len(h.secret) > 0 {
-		ts, sig := Sign(h.secret, time.Now(), payload)
-		req.Header.Set(HeaderTimestamp, ts)
-		req.Header.Set(HeaderSignature, sig)
+		ts, sig := reqsign.Sign(h.secret, time.Now(), payload)
+		req.Header.Set(reqsign.HeaderTimestamp, ts)
+		req.Header.Set(reqsign.HeaderSignature, sig)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -304,42 +301,4 @@ func (h *Hook) failed(err error, breakerOpen bool, user string, start time.Time)
 	}
 	h.log.Log(context.Background(), level, "hook failed; failure policy applied", "hook", h.name, "user", user, "policy", string(h.ep.OnFailure), "err", err, "took", time.Since(start).String())
 	return Verdict{Allowed: allowed, Failed: true}
-}
-
-// Headers of a signed request.
-const (
-	// HeaderTimestamp is the signing time, in Unix seconds.
-	HeaderTimestamp = "X-Ringchat-Timestamp"
-	// HeaderSignature is "v1=" and the hex HMAC-SHA256, keyed with the
-	// secret, of the timestamp, a ".", and the body.
-	HeaderSignature = "X-Ringchat-Signature"
-)
-
-// Sign returns the timestamp and signature headers of a request body.
-// The timestamp is signed with the body so a backend that refuses old
-// timestamps refuses replays too.
-func Sign(secret []byte, now time.Time, body []byte) (timestamp, signature string) {
-	timestamp = strconv.FormatInt(now.Unix(), 10)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(timestamp))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return timestamp, "v1=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-// Verify checks a request's signature headers against its body, for
-// backends written in Go and for tests; maxAge bounds how old the
-// timestamp may be (0: any age).
-func Verify(secret []byte, now time.Time, maxAge time.Duration, timestamp, signature string, body []byte) bool {
-	ts, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return false
-	}
-	if maxAge > 0 {
-		if age := now.Sub(time.Unix(ts, 0)); age > maxAge || age < -maxAge {
-			return false
-		}
-	}
-	_, want := Sign(secret, time.Unix(ts, 0), body)
-	return hmac.Equal([]byte(want), []byte(signature))
 }

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,9 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ringchat/ringchat/chatd/reqsign"
 )
 
 var cmdSink = &command{
@@ -79,7 +77,7 @@ func runSink(ctx context.Context, e *env, o *options, args []string) error {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if secret != nil && !verifySignature(secret, time.Now(), r.Header.Get("X-Ringchat-Timestamp"), r.Header.Get("X-Ringchat-Signature"), body) {
+		if secret != nil && !reqsign.Verify(secret, time.Now(), time.Minute, r.Header.Get(reqsign.HeaderTimestamp), r.Header.Get(reqsign.HeaderSignature), body) {
 			e.out.notice(map[string]any{"type": "chatctl.bad_signature", "remote": r.RemoteAddr}, "refused a batch from %s: bad signature", r.RemoteAddr)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -126,22 +124,4 @@ func runSink(ctx context.Context, e *env, o *options, args []string) error {
 		return &cliError{exit: exitFailure, code: "serve", msg: "stopping", err: err}
 	}
 	return outputErr(e)
-}
-
-// verifySignature checks chatd's signature headers (docs/api.md,
-// "Authenticating chatd"): "v1=" and the hex HMAC-SHA256 of the
-// timestamp, ".", and the body, with a timestamp within a minute.
-func verifySignature(secret []byte, now time.Time, timestamp, signature string, body []byte) bool {
-	ts, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return false
-	}
-	if age := now.Sub(time.Unix(ts, 0)); age > time.Minute || age < -time.Minute {
-		return false
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(timestamp))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return hmac.Equal([]byte("v1="+hex.EncodeToString(mac.Sum(nil))), []byte(signature))
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/hooks"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 )
 
@@ -67,7 +67,7 @@ func TestSink(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	ts, sig := hooks.Sign([]byte("sink-test-secret"), time.Now(), body)
+	ts, sig := reqsign.Sign([]byte("sink-test-secret"), time.Now(), body)
 	if code := post(ts, sig); code != http.StatusOK {
 		t.Fatalf("a batch signed as chatd signs: %d", code)
 	}

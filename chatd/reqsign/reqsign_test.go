@@ -1,10 +1,10 @@
-package hooks_test
+package reqsign_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/hooks"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 )
 
 // TestVerify: Verify accepts what Sign made, and refuses another body,
@@ -13,14 +13,14 @@ func TestVerify(t *testing.T) {
 	secret, body := []byte("s3cret"), []byte(`{"hook":"join"}`)
 	now := time.Now()
 	maxAge := time.Minute
-	ts, sig := hooks.Sign(secret, now, body)
-	if !hooks.Verify(secret, now, maxAge, ts, sig, body) {
+	ts, sig := reqsign.Sign(secret, now, body)
+	if !reqsign.Verify(secret, now, maxAge, ts, sig, body) {
 		t.Fatal("a fresh signature does not verify")
 	}
-	if hooks.Verify(secret, now, maxAge, ts, sig, []byte(`{"hook":"send"}`)) || hooks.Verify([]byte("other"), now, maxAge, ts, sig, body) {
+	if reqsign.Verify(secret, now, maxAge, ts, sig, []byte(`{"hook":"send"}`)) || reqsign.Verify([]byte("other"), now, maxAge, ts, sig, body) {
 		t.Fatal("a signature verifies another body or secret")
 	}
-	if hooks.Verify(secret, now.Add(2*maxAge), maxAge, ts, sig, body) {
+	if reqsign.Verify(secret, now.Add(2*maxAge), maxAge, ts, sig, body) {
 		t.Fatal("a signature older than maxAge verifies")
 	}
 }
