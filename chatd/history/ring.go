@@ -68,11 +68,14 @@ func (r *Ring) Append(m protocol.Message) error {
 	return nil
 }
 
-// at returns the message with sequence seq, which must be kept.
-func (r *Ring) at(seq uint64) protocol.Message {
-	off := int(seq - r.Oldest())
-	return r.buf[(r.start+off)%len(r.buf)]
+// index is where the message with sequence seq, which must be kept, is in
+// buf.
+func (r *Ring) index(seq uint64) int {
+	return (r.start + int(seq-r.Oldest())) % len(r.buf)
 }
+
+// at returns the message with sequence seq, which must be kept.
+func (r *Ring) at(seq uint64) protocol.Message { return r.buf[r.index(seq)] }
 
 // At returns the message with sequence seq, if the ring keeps it.
 func (r *Ring) At(seq uint64) (protocol.Message, bool) {
@@ -89,7 +92,7 @@ func (r *Ring) Redact(seq uint64) bool {
 	if r.n == 0 || seq < r.Oldest() || seq > r.head {
 		return false
 	}
-	i := (r.start + int(seq-r.Oldest())) % len(r.buf)
+	i := r.index(seq)
 	if r.buf[i].Target != 0 {
 		return false
 	}

@@ -107,34 +107,49 @@ func (l *Log) Append(sender, cid, text string) (msg protocol.Message, duplicate 
 	if prev, ok := l.dedupe.Get(dedupe.Key{Sender: sender, ID: cid}); ok {
 		return prev, true, nil
 	}
+	msg = l.nextEntry(protocol.TypeMessage, sender)
+	msg.CID, msg.Text = cid, text
+	if err := l.appendOwn(msg); err != nil {
+		return protocol.Message{}, false, err
+	}
+	l.remember(msg)
+	return msg, false, nil
+}
+
+// nextEntry is the frame of the log's next entry, of type typ from
+// sender: its seq, id and time.
+func (l *Log) nextEntry(typ, sender string) protocol.Message {
 	seq := l.head + 1
-	msg = protocol.Message{
-		Type: protocol.TypeMessage,
+	return protocol.Message{
+		Type: typ,
 		Room: l.room,
 		Seq:  seq,
 		MID:  l.epoch + "-" + strconv.FormatUint(seq, 10),
 		From: sender,
-		CID:  cid,
-		Text: text,
 		TS:   l.cfg.Now().UnixMilli(),
 	}
+}
+
+// appendOwn writes msg, the next entry, in the copy's term: to the backing
+// (durable once Config.OnDurable reports its seq) and to memory. When the
+// backing refuses it, nothing is sequenced.
+func (l *Log) appendOwn(msg protocol.Message) error {
 	if l.back != nil {
 		if err := l.ensureStored(); err != nil {
-			return protocol.Message{}, false, err
+			return err
 		}
-		onDurable := l.cfg.OnDurable
-		entry := []store.Entry{{Seq: seq, Term: l.term, From: sender, CID: cid, Text: text, TS: msg.TS}}
+		onDurable, seq := l.cfg.OnDurable, msg.Seq
+		entry := []store.Entry{storeEntry(Entry{Term: l.term, Msg: msg})}
 		if err := l.back.Append(l.room, entry, func(err error) {
 			if onDurable != nil {
 				onDurable(seq, err)
 			}
 		}); err != nil {
-			return protocol.Message{}, false, fmt.Errorf("room %s: store seq %d: %w", l.room, seq, err)
+			return fmt.Errorf("room %s: store seq %d: %w", l.room, seq, err)
 		}
 	}
 	l.push(l.term, msg)
-	l.remember(msg)
-	return msg, false, nil
+	return nil
 }
 
 // ErrNotDeletable is returned by Delete for a seq that holds no message
@@ -161,31 +176,11 @@ func (l *Log) Delete(by string, target uint64) (protocol.Message, error) {
 	case held.Deleted:
 		return protocol.Message{}, fmt.Errorf("%w: room %s seq %d", ErrAlreadyDeleted, l.room, target)
 	}
-	seq := l.head + 1
-	msg := protocol.Message{
-		Type:   protocol.TypeDeleted,
-		Room:   l.room,
-		Seq:    seq,
-		MID:    l.epoch + "-" + strconv.FormatUint(seq, 10),
-		From:   by,
-		Target: target,
-		TS:     l.cfg.Now().UnixMilli(),
+	msg := l.nextEntry(protocol.TypeDeleted, by)
+	msg.Target = target
+	if err := l.appendOwn(msg); err != nil {
+		return protocol.Message{}, fmt.Errorf("delete seq %d: %w", target, err)
 	}
-	if l.back != nil {
-		if err := l.ensureStored(); err != nil {
-			return protocol.Message{}, err
-		}
-		onDurable := l.cfg.OnDurable
-		entry := []store.Entry{{Seq: seq, Term: l.term, From: by, TS: msg.TS, Target: target}}
-		if err := l.back.Append(l.room, entry, func(err error) {
-			if onDurable != nil {
-				onDurable(seq, err)
-			}
-		}); err != nil {
-			return protocol.Message{}, fmt.Errorf("room %s: store the deletion of seq %d: %w", l.room, target, err)
-		}
-	}
-	l.push(l.term, msg)
 	l.ring.Redact(target)
 	return msg, nil
 }
