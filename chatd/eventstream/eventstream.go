@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -251,12 +250,17 @@ func (s *Streamer) deliver(ctx context.Context, batches []feed.StreamBatch) outc
 	m := s.cfg.Metrics
 	switch {
 	case err == nil && status/100 == 2:
-		now := time.Now()
 		if m != nil {
+			now := time.Now()
+			deletions := 0
 			for _, e := range body.Events {
-				m.Delivered.WithLabelValues(e.Type).Inc()
+				if e.Type == protocol.TypeDeleted {
+					deletions++
+				}
 				m.Lag.Observe(now.Sub(time.UnixMilli(e.TS)).Seconds())
 			}
+			m.Delivered.WithLabelValues(protocol.TypeMessage).Add(float64(len(body.Events) - deletions))
+			m.Delivered.WithLabelValues(protocol.TypeDeleted).Add(float64(deletions))
 			m.Batches.WithLabelValues("ok").Inc()
 		}
 	case err == nil && status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
@@ -291,11 +295,7 @@ func (s *Streamer) deliver(ctx context.Context, batches []feed.StreamBatch) outc
 
 // eventOf is the event of a room log entry.
 func eventOf(epoch string, m protocol.Message) Event {
-	typ := m.Type
-	if typ == "" {
-		typ = protocol.TypeMessage
-	}
-	return Event{ID: m.MID, Type: typ, Room: m.Room, Epoch: epoch, Seq: m.Seq, From: m.From, CID: m.CID, Text: m.Text,
+	return Event{ID: m.MID, Type: m.Type, Room: m.Room, Epoch: epoch, Seq: m.Seq, From: m.From, CID: m.CID, Text: m.Text,
 		Deleted: m.Deleted, Target: m.Target, TS: m.TS}
 }
 
@@ -317,11 +317,10 @@ func (s *Streamer) post(ctx context.Context, payload []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Drain a little so the connection can be reused.
+	// The answer's body means nothing; reading a little of it lets the
+	// connection be reused, and a failure to close it cannot matter.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if cerr := resp.Body.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
-		s.log.Debug("event stream: closing an answer", "err", cerr)
-	}
+	_ = resp.Body.Close()
 	return resp.StatusCode, nil
 }
 

@@ -183,48 +183,16 @@ func (s *Service) ClaimUnstreamed() int {
 	if !s.cfg.Stream {
 		return 0
 	}
-	var candidates []string
-	s.mu.Lock()
-	if s.cfg.Store != nil {
-		s.mu.Unlock()
-		for room, m := range s.cfg.Store.Rooms() {
-			if m.Epoch == "" || m.Head == 0 || s.view.Owner(room) != s.cfg.Self {
-				continue
-			}
-			c, ok := s.cfg.Store.Cursor(room)
-			if ok && c.Epoch == m.Epoch && c.Seq >= m.Head {
-				continue
-			}
-			candidates = append(candidates, room)
-		}
-		s.mu.Lock()
-	} else {
-		for room, l := range s.replicas {
-			if l.Streamed() < l.Head() && s.view.Owner(room) == s.cfg.Self {
-				candidates = append(candidates, room)
-			}
-		}
-	}
-	n := 0
-	for _, room := range candidates {
-		if n == MaxStreamClaims {
-			break
-		}
-		if s.rooms[room] == nil {
-			n++
-		}
-	}
-	s.mu.Unlock()
 	claimed := 0
-	for _, room := range candidates {
-		if claimed == n {
+	for _, room := range s.unstreamedCopies() {
+		if claimed == MaxStreamClaims {
 			break
 		}
 		s.mu.Lock()
 		held := s.rooms[room] != nil
 		s.mu.Unlock()
 		if held {
-			continue
+			continue // served here: already in the stream's list
 		}
 		r, err := s.acquire(room)
 		if err != nil {
@@ -235,4 +203,31 @@ func (s *Service) ClaimUnstreamed() int {
 		r.mu.Unlock()
 	}
 	return claimed
+}
+
+// unstreamedCopies lists the rooms this node owns in its view whose copy
+// here (on disk with a store, in memory without) has entries past its
+// stream cursor.
+func (s *Service) unstreamedCopies() []string {
+	var out []string
+	if s.cfg.Store != nil {
+		for room, m := range s.cfg.Store.Rooms() {
+			if m.Epoch == "" || m.Head == 0 || s.view.Owner(room) != s.cfg.Self {
+				continue
+			}
+			if c, ok := s.cfg.Store.Cursor(room); ok && c.Epoch == m.Epoch && c.Seq >= m.Head {
+				continue
+			}
+			out = append(out, room)
+		}
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for room, l := range s.replicas {
+		if l.Streamed() < l.Head() && s.view.Owner(room) == s.cfg.Self {
+			out = append(out, room)
+		}
+	}
+	return out
 }
