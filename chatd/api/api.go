@@ -386,34 +386,22 @@ func (h *handler) deleteMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, &Error{Code: CodeBadRequest, Field: "by", Message: "by: " + err.Error()})
 		return
 	}
-	type answer struct {
-		ack protocol.Ack
-		err error
-	}
-	answers := make(chan answer, 1)
-	h.cfg.Router.DeleteMessage(room, by, seq, func(ack protocol.Ack, err error) { answers <- answer{ack, err} })
-	timer := time.NewTimer(h.cfg.Timeout)
-	defer timer.Stop()
-	var a answer
-	select {
-	case a = <-answers:
-	case <-timer.C:
-		writeError(w, http.StatusServiceUnavailable, &Error{Code: CodeUnavailable, Message: "the room's owner did not answer in time; the message may be deleted: retry (a retry of a done deletion answers already=true)"})
-		return
-	case <-r.Context().Done():
+	ack, err := awaitOne(h, w, r, "the room's owner did not answer in time; the message may be deleted: retry (a retry of a done deletion answers already=true)",
+		func(reply func(protocol.Ack, error)) { h.cfg.Router.DeleteMessage(room, by, seq, reply) })
+	if errors.Is(err, errAnswered) {
 		return
 	}
 	switch {
-	case errors.Is(a.err, roomlog.ErrAlreadyDeleted):
+	case errors.Is(err, roomlog.ErrAlreadyDeleted):
 		writeJSON(w, http.StatusOK, Deleted{Room: room, Seq: seq, Already: true})
-	case errors.Is(a.err, roomlog.ErrNotDeletable):
+	case errors.Is(err, roomlog.ErrNotDeletable):
 		writeError(w, http.StatusNotFound, &Error{Code: CodeNoSuchMessage, Field: "seq", Message: fmt.Sprintf("seq: room %s has no message %d to delete (not kept, not written yet, or itself a deletion)", room, seq)})
-	case a.err != nil:
-		e := ownerError(a.err)
+	case err != nil:
+		e := ownerError(err)
 		writeError(w, statusOf(e), e)
 	default:
-		h.log.Info("message deleted through the API", "room", room, "seq", seq, "by", by, "deletion_seq", a.ack.Seq)
-		writeJSON(w, http.StatusOK, Deleted{Room: room, Seq: seq, DeletionSeq: a.ack.Seq, Epoch: epochOfMID(a.ack.MID)})
+		h.log.Info("message deleted through the API", "room", room, "seq", seq, "by", by, "deletion_seq", ack.Seq)
+		writeJSON(w, http.StatusOK, Deleted{Room: room, Seq: seq, DeletionSeq: ack.Seq, Epoch: epochOfMID(ack.MID)})
 	}
 }
 
@@ -581,31 +569,50 @@ func (h *handler) history(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, e)
 		return
 	}
-	type answer struct {
-		page protocol.HistoryPage
-		err  error
+	page, err := awaitOne(h, w, r, "the room's owner did not answer in time; retry",
+		func(reply func(protocol.HistoryPage, error)) { h.cfg.Router.History(room, before, int(limit), reply) })
+	switch {
+	case errors.Is(err, errAnswered):
+	case err != nil:
+		e := ownerError(err)
+		writeError(w, statusOf(e), e)
+	default:
+		resp := HistoryResponse{Room: room, Epoch: page.Epoch, Head: page.Head, Oldest: page.Oldest, More: page.More, Messages: make([]Message, 0, len(page.Messages))}
+		for _, m := range page.Messages {
+			resp.Messages = append(resp.Messages, Message{Type: m.Type, Seq: m.Seq, MID: m.MID, From: m.From, CID: m.CID, Text: m.Text, Deleted: m.Deleted, Target: m.Target, TS: m.TS})
+		}
+		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// errAnswered is awaitOne's error when the request needs no more answer:
+// the timeout passed (awaitOne wrote the 503) or the caller left.
+var errAnswered = errors.New("api: the request was answered while waiting")
+
+// awaitOne makes one call to the cluster and waits for its answer within
+// the API's timeout. Past the timeout it answers 503 unavailable with
+// late as the message; either way it then returns errAnswered.
+func awaitOne[T any](h *handler, w http.ResponseWriter, r *http.Request, late string, call func(reply func(T, error))) (T, error) {
+	type answer struct {
+		v   T
+		err error
+	}
+	// Buffered: an answer after the handler gave up never blocks the
+	// owner's goroutine.
 	answers := make(chan answer, 1)
-	h.cfg.Router.History(room, before, int(limit), func(p protocol.HistoryPage, err error) { answers <- answer{p, err} })
+	call(func(v T, err error) { answers <- answer{v, err} })
 	timer := time.NewTimer(h.cfg.Timeout)
 	defer timer.Stop()
 	select {
 	case a := <-answers:
-		if a.err != nil {
-			e := ownerError(a.err)
-			writeError(w, statusOf(e), e)
-			return
-		}
-		resp := HistoryResponse{Room: room, Epoch: a.page.Epoch, Head: a.page.Head, Oldest: a.page.Oldest, More: a.page.More, Messages: make([]Message, 0, len(a.page.Messages))}
-		for _, m := range a.page.Messages {
-			resp.Messages = append(resp.Messages, Message{Type: m.Type, Seq: m.Seq, MID: m.MID, From: m.From, CID: m.CID, Text: m.Text, Deleted: m.Deleted, Target: m.Target, TS: m.TS})
-		}
-		writeJSON(w, http.StatusOK, resp)
+		return a.v, a.err
 	case <-timer.C:
-		e := &Error{Code: CodeUnavailable, Message: "the room's owner did not answer in time; retry"}
+		e := &Error{Code: CodeUnavailable, Message: late}
 		writeError(w, statusOf(e), e)
 	case <-r.Context().Done():
 	}
+	var zero T
+	return zero, errAnswered
 }
 
 // uintParam parses an optional unsigned query parameter within [lo, hi].

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -153,26 +154,17 @@ func (h *handler) record(w http.ResponseWriter, r *http.Request, entry moderatio
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	cid := CIDPrefix + hex.EncodeToString(b[:])
-	type answer struct {
-		ack protocol.Ack
-		err error
-	}
-	answers := make(chan answer, 1)
-	h.cfg.Router.Publish(moderation.Room, moderation.Sender, cid, entry.Encode(), func(ack protocol.Ack, err error) { answers <- answer{ack, err} })
-	timer := time.NewTimer(h.cfg.Timeout)
-	defer timer.Stop()
-	select {
-	case a := <-answers:
-		if a.err != nil {
-			e := ownerError(a.err)
-			writeError(w, statusOf(e), e)
-			return
-		}
-		writeJSON(w, http.StatusOK, banOf(entry))
-	case <-timer.C:
-		e := &Error{Code: CodeUnavailable, Message: "the moderation log's owner did not answer in time; the entry may be stored: retry"}
+	_, err := awaitOne(h, w, r, "the moderation log's owner did not answer in time; the entry may be stored: retry",
+		func(reply func(protocol.Ack, error)) {
+			h.cfg.Router.Publish(moderation.Room, moderation.Sender, cid, entry.Encode(), reply)
+		})
+	switch {
+	case errors.Is(err, errAnswered):
+	case err != nil:
+		e := ownerError(err)
 		writeError(w, statusOf(e), e)
-	case <-r.Context().Done():
+	default:
+		writeJSON(w, http.StatusOK, banOf(entry))
 	}
 }
 
