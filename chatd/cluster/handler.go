@@ -15,53 +15,25 @@ func (n *Node) handlers() *rpc.Table {
 	t := rpc.NewTable()
 	rpc.OnRequestOf(t, rpc.OpSubscribe, func(from transport.Peer, req rpc.SubscribeReq, a rpc.Answer) {
 		n.checkView(from.Name, req.Room, req.View)
-		n.owners.Subscribe(req.Room, from.Name, req.Users, func(rep feed.State, err error) {
-			if err != nil {
-				a.Fail(err)
-				return
-			}
-			a.OK(rep)
-		})
+		n.owners.Subscribe(req.Room, from.Name, req.Users, rpc.ReplyFunc[feed.State](a))
 	})
 	rpc.OnRequestOf(t, rpc.OpPublish, func(from transport.Peer, req rpc.PublishReq, a rpc.Answer) {
-		if !n.hasQuorum() {
-			// ErrNoQuorum travels as the owner service's refusal: the
-			// sender retries both alike.
-			a.Refuse(rpc.CodeNoQuorum)
+		if n.refuseWithoutQuorum(a) {
 			return
 		}
 		n.checkView(from.Name, req.Room, req.View)
-		n.owners.Publish(req.Room, req.User, req.CID, req.Text, func(ack protocol.Ack, err error) {
-			if err != nil {
-				a.Fail(err)
-				return
-			}
-			a.OK(ack)
-		})
+		n.owners.Publish(req.Room, req.User, req.CID, req.Text, rpc.ReplyFunc[protocol.Ack](a))
 	})
 	rpc.OnRequestOf(t, rpc.OpDeleteMessage, func(from transport.Peer, req rpc.DeleteMessageReq, a rpc.Answer) {
-		if !n.hasQuorum() {
-			a.Refuse(rpc.CodeNoQuorum)
+		if n.refuseWithoutQuorum(a) {
 			return
 		}
 		n.checkView(from.Name, req.Room, req.View)
-		n.owners.Delete(req.Room, req.By, req.Seq, func(ack protocol.Ack, err error) {
-			if err != nil {
-				a.Fail(err)
-				return
-			}
-			a.OK(ack)
-		})
+		n.owners.Delete(req.Room, req.By, req.Seq, rpc.ReplyFunc[protocol.Ack](a))
 	})
 	rpc.OnRequestOf(t, rpc.OpHistory, func(from transport.Peer, req rpc.HistoryReq, a rpc.Answer) {
 		n.checkView(from.Name, req.Room, req.View)
-		n.owners.History(req.Room, req.Before, req.Limit, func(p protocol.HistoryPage, err error) {
-			if err != nil {
-				a.Fail(err)
-				return
-			}
-			a.OK(p)
-		})
+		n.owners.History(req.Room, req.Before, req.Limit, rpc.ReplyFunc[protocol.HistoryPage](a))
 	})
 	rpc.OnRequestOf(t, rpc.OpDirect, func(_ transport.Peer, req rpc.DirectReq, a rpc.Answer) {
 		a.OK(rpc.DirectResp{Delivered: n.hub.DeliverDirect(req.To, req.From, req.Except, req.Frame)})
@@ -91,13 +63,7 @@ func (n *Node) handlers() *rpc.Table {
 		n.owners.ApplyReplica(from.Name, req, a.Done)
 	})
 	rpc.OnRequestOf(t, rpc.OpSync, func(from transport.Peer, offer owner.SyncOffer, a rpc.Answer) {
-		n.owners.HandleSyncOffer(from.Name, offer, func(ans owner.SyncAnswer, err error) {
-			if err != nil {
-				a.Fail(err)
-				return
-			}
-			a.OK(ans)
-		})
+		n.owners.HandleSyncOffer(from.Name, offer, rpc.ReplyFunc[owner.SyncAnswer](a))
 	})
 	rpc.OnRequestOf(t, rpc.OpSyncChunk, func(from transport.Peer, chunk owner.Chunk, a rpc.Answer) {
 		n.owners.HandleSyncChunk(from.Name, chunk, a.Done)
@@ -166,4 +132,15 @@ func (n *Node) HandlePush(from transport.Peer, payload []byte) {
 // before any later event pushed to the same node.
 func (n *Node) HandleRequest(from transport.Peer, payload []byte, reply transport.Reply) {
 	n.table.ServeRequest(from, payload, reply)
+}
+
+// refuseWithoutQuorum refuses a write (a message, a deletion) on the
+// minority side of a partition, and reports whether it did. ErrNoQuorum
+// travels as the owner service's refusal: the sender retries both alike.
+func (n *Node) refuseWithoutQuorum(a rpc.Answer) bool {
+	if n.hasQuorum() {
+		return false
+	}
+	a.Refuse(rpc.CodeNoQuorum)
+	return true
 }

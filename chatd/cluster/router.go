@@ -62,15 +62,7 @@ func storageError(err error) error {
 // Publish implements hub.Router. It is refused (and retried) on the minority
 // side of a partition.
 func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, error)) {
-	inner := reply
-	reply = func(ack protocol.Ack, err error) { inner(ack, storageError(err)) }
-	route(n, room,
-		func() error {
-			if !n.hasQuorum() {
-				return ErrNoQuorum
-			}
-			return nil
-		},
+	n.routeWrite(room,
 		func(answer func(protocol.Ack, error)) {
 			n.owners.Publish(room, user, cid, text, answer)
 		},
@@ -84,15 +76,7 @@ func (n *Node) Publish(room, user, cid, text string, reply func(protocol.Ack, er
 // server API's moderation): it reaches the room's owner as a publish does,
 // and reply gets the deletion's ack.
 func (n *Node) DeleteMessage(room, by string, seq uint64, reply func(protocol.Ack, error)) {
-	inner := reply
-	reply = func(ack protocol.Ack, err error) { inner(ack, storageError(err)) }
-	route(n, room,
-		func() error {
-			if !n.hasQuorum() {
-				return ErrNoQuorum
-			}
-			return nil
-		},
+	n.routeWrite(room,
 		func(answer func(protocol.Ack, error)) {
 			n.owners.Delete(room, by, seq, answer)
 		},
@@ -100,6 +84,21 @@ func (n *Node) DeleteMessage(room, by string, seq uint64, reply func(protocol.Ac
 			return rpc.Encode(rpc.OpDeleteMessage, rpc.DeleteMessageReq{Room: room, Seq: seq, By: by, View: n.viewIDNow()})
 		},
 		reply)
+}
+
+// routeWrite routes a write of a room's log (a message, a deletion) to the
+// room's owner: refused, and retried, on the minority side of a partition;
+// a storage refusal is answered with its error code.
+func (n *Node) routeWrite(room string, local func(answer func(protocol.Ack, error)), remote func() []byte, reply func(protocol.Ack, error)) {
+	route(n, room,
+		func() error {
+			if !n.hasQuorum() {
+				return ErrNoQuorum
+			}
+			return nil
+		},
+		local, remote,
+		func(ack protocol.Ack, err error) { reply(ack, storageError(err)) })
 }
 
 // History implements hub.Router. A page the owner's store could not read

@@ -25,9 +25,9 @@ import (
 
 	"github.com/ringchat/ringchat/chatd/backoff"
 	"github.com/ringchat/ringchat/chatd/feed"
-	"github.com/ringchat/ringchat/chatd/reqsign"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 )
 
 // Source is the node's owner service, as the streamer sees it.

@@ -156,6 +156,18 @@ func (a Answer) Refuse(code string) { _ = a.reply.Err(code) }
 // Bad answers a request whose body did not decode.
 func (a Answer) Bad(err error) { _ = a.reply.Err("bad request: " + err.Error()) }
 
+// ReplyFunc returns the callback of an operation that answers a value or an
+// error: the value as JSON, or the error's code.
+func ReplyFunc[T any](a Answer) func(T, error) {
+	return func(v T, err error) {
+		if err != nil {
+			a.Fail(err)
+			return
+		}
+		a.OK(v)
+	}
+}
+
 // Done answers an operation that returns only an error: an empty JSON
 // object on success, err's code otherwise.
 func (a Answer) Done(err error) {

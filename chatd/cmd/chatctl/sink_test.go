@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/reqsign"
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
+	"github.com/ringchat/ringchat/chatd/reqsign"
 )
 
 // sink receives a real node's event stream and prints each event as sent;
