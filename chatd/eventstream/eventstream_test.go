@@ -143,6 +143,22 @@ func TestEventStreamOneNode(t *testing.T) {
 	be.check(t)
 }
 
+// streamingCluster starts three processes with their own disks,
+// replication factor 2, streaming to be; admins lists their admin
+// listeners as they are now (a restart may move one).
+func streamingCluster(t *testing.T, be *backend) (c *chatdtest.ProcessCluster, admins func() []string) {
+	t.Helper()
+	c = chatdtest.StartProcessClusterWith(t, 3, chatdtest.DataDirs(t.TempDir()),
+		append(streamArgs(t, be), "--expected-nodes", "3", "--replication-factor", "2")...)
+	return c, func() []string {
+		var out []string
+		for _, n := range c.Nodes {
+			out = append(out, n.AdminAddr)
+		}
+		return out
+	}
+}
+
 // deleteMessage deletes seq of room through the API and returns the
 // deletion's seq.
 func deleteMessage(t *testing.T, admin, room string, seq uint64) uint64 {
@@ -180,15 +196,7 @@ func waitMetric(t *testing.T, srv *chatdtest.Server, series string, want float64
 // without anyone asking for them.
 func TestEventStreamSurvivesKills(t *testing.T) {
 	be := newBackend(t, secret)
-	c := chatdtest.StartProcessClusterWith(t, 3, chatdtest.DataDirs(t.TempDir()),
-		append(streamArgs(t, be), "--expected-nodes", "3", "--replication-factor", "2")...)
-	admins := func() []string {
-		var out []string
-		for _, n := range c.Nodes {
-			out = append(out, n.AdminAddr)
-		}
-		return out
-	}
+	c, admins := streamingCluster(t, be)
 	victim := c.Nodes[1]
 	var rooms []string
 	for i := 0; len(rooms) < 6; i++ {

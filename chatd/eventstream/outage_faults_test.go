@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 	"github.com/ringchat/ringchat/chatd/internal/testtime"
 	"github.com/ringchat/ringchat/chatd/rendezvous"
 )
@@ -20,15 +19,7 @@ import (
 // identical (make test-faults; a minute is too long for make test).
 func TestEventStreamBackendDownForAMinute(t *testing.T) {
 	be := newBackend(t, secret)
-	c := chatdtest.StartProcessClusterWith(t, 3, chatdtest.DataDirs(t.TempDir()),
-		append(streamArgs(t, be), "--expected-nodes", "3", "--replication-factor", "2")...)
-	admins := func() []string {
-		var out []string
-		for _, n := range c.Nodes {
-			out = append(out, n.AdminAddr)
-		}
-		return out
-	}
+	c, admins := streamingCluster(t, be)
 	rooms := []string{"outage-a", "outage-b", "outage-c", "outage-d"}
 	victim := c.ByName(rendezvous.Owner(rooms[0], c.LiveNames()))
 	within := testtime.Bound(60 * time.Second)

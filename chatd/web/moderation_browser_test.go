@@ -13,34 +13,47 @@ import (
 	"github.com/ringchat/ringchat/chatd/internal/chatdtest"
 )
 
-// TestBrowserKickedFromRoom: the backend kicks the signed-in user from a
-// room through the server API; the page drops the room from its list and
-// says why, and the user may join it again.
-func TestBrowserKickedFromRoom(t *testing.T) {
-	const key = "api-key-browser-kick-00000"
+// apiServer starts a node that serves the server API with one key, and
+// returns it with a function that calls the API as a backend does,
+// failing the test on any answer but 200.
+func apiServer(t *testing.T) (*chatdtest.Server, func(method, path, body string)) {
+	t.Helper()
+	const key = "api-key-browser-tests-0000"
 	keys := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv := chatdtest.Start(t, "--api-key-file", keys)
+	call := func(method, path, body string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.AdminURL(path), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+		}
+	}
+	return srv, call
+}
+
+// TestBrowserKickedFromRoom: the backend kicks the signed-in user from a
+// room through the server API; the page drops the room from its list and
+// says why, and the user may join it again.
+func TestBrowserKickedFromRoom(t *testing.T) {
+	srv, call := apiServer(t)
 	br := startBrowser(t, "http://"+srv.Addr+"/")
 	tb := br.newTab("bob")
 	tb.signIn("bob")
 	tb.join("lobby")
 
-	req, err := http.NewRequest(http.MethodPost, srv.AdminURL("/api/v1/rooms/lobby/kick"), strings.NewReader(`{"user":"bob","reason":"off-topic"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("kick: %d", resp.StatusCode)
-	}
+	call(http.MethodPost, "/api/v1/rooms/lobby/kick", `{"user":"bob","reason":"off-topic"}`)
 	tb.waitJS("the page says bob was removed from lobby, and why",
 		`[...document.querySelectorAll('[data-testid=toast]')].some(e => e.textContent === 'You were removed from #lobby: off-topic')`)
 	tb.waitJS("lobby is no longer listed", `document.querySelector('[data-testid=room-item][data-room=lobby]') === null`)
@@ -52,45 +65,23 @@ func TestBrowserKickedFromRoom(t *testing.T) {
 // its messages, and joins it again after a reload (it keeps the room like
 // one the user joined).
 func TestBrowserSubscribedToRoom(t *testing.T) {
-	const key = "api-key-browser-subscribe-0"
-	keys := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := chatdtest.Start(t, "--api-key-file", keys)
+	srv, call := apiServer(t)
 	br := startBrowser(t, "http://"+srv.Addr+"/")
 	tb := br.newTab("bob")
 	tb.signIn("bob")
 	tb.join("lobby")
-
-	post := func(path, body string) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, srv.AdminURL(path), strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST %s: %d", path, resp.StatusCode)
-		}
-	}
-	post("/api/v1/rooms/support:4711/subscriptions", `{"user":"bob"}`)
+	call(http.MethodPost, "/api/v1/rooms/support:4711/subscriptions", `{"user":"bob"}`)
 	tb.waitJS("the page says bob was added to support:4711",
 		`[...document.querySelectorAll('[data-testid=toast]')].some(e => e.textContent === 'You were added to #support:4711')`)
 	tb.waitJS("support:4711 is listed and joined", `document.querySelector('[data-testid=room-item][data-room="support:4711"][data-joined=true]') !== null`)
-	post("/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"how can I help?"}`)
+	call(http.MethodPost, "/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"how can I help?"}`)
 	tb.open("support:4711")
 	tb.waitMessage("support:4711", "agent-7", "how can I help?", "sent")
 
 	tb.do("reload the page", chromedp.Reload())
 	tb.waitJS("support:4711 is joined again after the reload",
 		`document.querySelector('[data-testid=room-item][data-room="support:4711"][data-joined=true]') !== null`)
-	post("/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"still there?"}`)
+	call(http.MethodPost, "/api/v1/rooms/support:4711/messages", `{"user":"agent-7","text":"still there?"}`)
 	tb.waitMessage("support:4711", "agent-7", "still there?", "sent")
 }
 
@@ -100,12 +91,7 @@ func TestBrowserSubscribedToRoom(t *testing.T) {
 // it deleted after a reload (from the server's history); a reader who
 // joins later never sees the text.
 func TestBrowserMessageDeleted(t *testing.T) {
-	const key = "api-key-browser-delete-000"
-	keys := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(keys, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := chatdtest.Start(t, "--api-key-file", keys)
+	srv, call := apiServer(t)
 	br := startBrowser(t, "http://"+srv.Addr+"/")
 	bob := br.newTab("bob")
 	bob.signIn("bob")
@@ -116,19 +102,7 @@ func TestBrowserMessageDeleted(t *testing.T) {
 	seq := bob.waitMessage("lobby", "bob", "an oops to delete", "sent")
 	bob.waitMessage("lobby", "bob", "after it", "sent")
 
-	req, err := http.NewRequest(http.MethodDelete, srv.AdminURL(fmt.Sprintf("/api/v1/rooms/lobby/messages/%d?by=mod", seq)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("delete: %d", resp.StatusCode)
-	}
+	call(http.MethodDelete, fmt.Sprintf("/api/v1/rooms/lobby/messages/%d?by=mod", seq), "")
 	deleted := fmt.Sprintf(`(() => {
 		const li = document.querySelector('[data-testid=message][data-room=lobby][data-seq="%d"]');
 		return !!li && li.dataset.deleted === 'true' && li.querySelector('[data-testid=message-text]').textContent === 'message deleted' &&
