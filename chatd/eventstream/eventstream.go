@@ -229,7 +229,11 @@ const (
 // deliver POSTs one batch and, when the backend accepted it or refused it
 // for good, moves the rooms' cursors past it.
 func (s *Streamer) deliver(ctx context.Context, batches []feed.StreamBatch) outcome {
-	body := Batch{Node: s.cfg.Node}
+	n := 0
+	for _, b := range batches {
+		n += len(b.Entries)
+	}
+	body := Batch{Node: s.cfg.Node, Events: make([]Event, 0, n)}
 	for _, b := range batches {
 		if b.Skipped > 0 {
 			body.Gaps = append(body.Gaps, Gap{Room: b.Room, Epoch: b.Epoch, Count: b.Skipped})
@@ -237,9 +241,6 @@ func (s *Streamer) deliver(ctx context.Context, batches []feed.StreamBatch) outc
 		for _, m := range b.Entries {
 			body.Events = append(body.Events, eventOf(b.Epoch, m))
 		}
-	}
-	if body.Events == nil {
-		body.Events = []Event{}
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {

@@ -108,9 +108,8 @@ func (r *room) unstreamedLocked(limit int) (feed.StreamBatch, bool) {
 		b.Skipped = min(oldest, to+1) - from
 		from = oldest
 	}
-	n := min(to-from+1, uint64(limit))
-	if n > 0 {
-		entries, err := r.log.Read(from, int(n))
+	if from <= to { // retention may have removed every entry up to the head
+		entries, err := r.log.Read(from, int(min(to-from+1, uint64(limit))))
 		if err != nil && !errors.Is(err, roomlog.ErrTooOld) {
 			r.svc.log.Warn("event stream: cannot read a room's entries; will retry", "room", r.name, "from", from, "err", err)
 			return feed.StreamBatch{}, false
