@@ -43,7 +43,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	rooms := make([]*room, min(cfg.Rooms, n))
@@ -251,7 +251,7 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	specs := make([]connSpec, n)

@@ -66,7 +66,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote+fmt.Sprintf(" (%d rooms instead of %d)", n, cfg.Rooms))
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	specs := make([]connSpec, n)

@@ -121,6 +121,8 @@ func parseRate(s string) (float64, error) {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.Var(&c.urls, "url", "chatd WebSocket URL; repeat or comma-separate for several nodes (default ws://127.0.0.1:8080/ws)")
 	fs.BoolVar(&c.opts.AllowRemote, "allow-remote", false, "allow non-loopback targets (only servers you may load)")
+	fs.StringVar(&c.opts.TokenSecretFile, "token-secret-file", "", "file holding chatd's HS256 secret (the one --jwt-secret-file names): each connection says hello with a JWT minted for its user (sub; exp 24h; no rooms claim) instead of an anonymous name, so chatd can run without --allow-anonymous")
+	fs.IntVar(&c.opts.SourceAddrs, "source-addrs", 0, fmt.Sprintf("spread connections round robin over N loopback source addresses 127.0.0.2 … 127.0.0.(N+1) (at most %d), so chatd's per-IP cap (--max-connections-per-ip, 1000) holds: e.g. 20 for 15,000 connections; loopback targets only; 0: the kernel's choice", bench.MaxSourceAddrs))
 	fs.IntVar(&c.serverPID, "server-pid", 0, "chatd process to read RSS and CPU from (/proc/<pid>); default: the local process listening on the first URL's port")
 	fs.StringVar(&c.statsMode, "server-stats", "auto", "server figures: auto (/proc when the pid is known, plus /metrics), proc, metrics, none")
 	fs.Var(&c.metricsURL, "metrics-url", "each node's metrics endpoint, in --url order: chatd serves /metrics on its admin listener, e.g. http://127.0.0.1:9090/metrics for --admin-listen 127.0.0.1:9090 (repeat or comma-separate)")
@@ -133,6 +135,15 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write chatbench's own CPU profile to this file (to check the load generator is not the bottleneck)")
+}
+
+// check validates the flags that do not depend on the scenario; its error
+// is a usage error.
+func (c *common) check() error {
+	if err := bench.CheckSourceAddrs(c.opts.SourceAddrs, c.opts.AllowRemote, c.urls); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (c *common) finish(stderr io.Writer) bench.Options {
@@ -523,6 +534,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chatbench: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if err := c.check(); err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", s.name, err)
 		return exitUsage
 	}
 	if c.cpuProfile != "" {

@@ -141,3 +141,25 @@ func TestDurableCLI(t *testing.T) {
 		t.Fatalf("parseTime(ns) = %v, %v", at, err)
 	}
 }
+
+// TestProductionFlags: --token-secret-file and --source-addrs let fanout
+// run against chatd's production defaults (no --allow-anonymous, rate
+// limit 20/s) with a per-IP cap of 2: 6 connections need the 3 source
+// addresses. --source-addrs with --allow-remote is a usage error.
+func TestProductionFlags(t *testing.T) {
+	secret := chatdtest.SecretFile(t, "jwt-secret", "cli-secret-0123456789abcdef-0123456789")
+	srv := chatdtest.StartWith(t, []string{"--jwt-secret-file", secret, "--log-level", "error"}, "--max-connections-per-ip", "2")
+	code, out, stderr := runCLI(t, "fanout", "--url", srv.URL, "--token-secret-file", secret, "--source-addrs", "3",
+		"--subscribers", "5", "--rates", "50", "--step-duration", "300ms", "--warmup", "100ms", "--max-p99", "5s", "--quiet")
+	if code != exitOK || !strings.Contains(out, "opened 6 of 6") || !strings.Contains(out, "lost 0") {
+		t.Fatalf("fanout with tokens over 3 source addresses: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	code, _, stderr = runCLI(t, "rooms", "--url", srv.URL, "--allow-remote", "--source-addrs", "3", "--quiet")
+	if code != exitUsage || !strings.Contains(stderr, "--allow-remote") {
+		t.Fatalf("--source-addrs with --allow-remote: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "idle", "--url", srv.URL, "--token-secret-file", chatdtest.SecretFile(t, "short", "short"), "--quiet")
+	if code != exitFailure || !strings.Contains(stderr, "at least 32") {
+		t.Fatalf("short secret: exit %d, stderr %q", code, stderr)
+	}
+}
