@@ -104,10 +104,21 @@ type StepReport struct {
 	ClientCPUPercent  float64  `json:"client_cpu_percent"`
 	MachineCPUPercent *float64 `json:"machine_cpu_percent,omitempty"`
 	OtherCPUPercent   *float64 `json:"other_cpu_percent,omitempty"`
+	// FirstHalfP50MS and SecondHalfP50MS are the p50 publish→receive
+	// latency of the messages sent in the first and in the second half of
+	// the step: a queue growing within the step shows as a second half
+	// slower than the first (what the sustain rule checks). Nil when the
+	// half has no samples.
+	FirstHalfP50MS  *float64 `json:"first_half_p50_ms,omitempty"`
+	SecondHalfP50MS *float64 `json:"second_half_p50_ms,omitempty"`
 	// Behind is true when the server did not keep up: deliveries or
-	// publishes below target, or p99 above the limit; Reason says which.
-	Behind bool   `json:"behind"`
-	Reason string `json:"reason,omitempty"`
+	// publishes below target, or p99 above the limit, or (sustain rule)
+	// p50 growing within the step; Reason says why, and Failed names the
+	// conditions failed: publish, delivery, p99, p50_growth, acked,
+	// ack_p99, refused, closed, interrupted.
+	Behind bool     `json:"behind"`
+	Reason string   `json:"reason,omitempty"`
+	Failed []string `json:"failed,omitempty"`
 }
 
 // StoreSyncReport describes a server's group commits over a window, from
@@ -236,7 +247,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if len(r.Steps) > 0 {
-		p("\nstep\ttarget deliv/s\tdeliv/s\tpub/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tsamples\tserver cpu\tclient cpu\tother cpu\t\n")
+		p("\nstep\ttarget deliv/s\tdeliv/s\tpub/s\tp50 ms\tp50 halves ms\tp99 ms\tp99.9 ms\tmax ms\tsamples\tserver cpu\tclient cpu\tother cpu\t\n")
 		for _, s := range r.Steps {
 			cpu := "-"
 			if s.ServerCPUPercent != nil {
@@ -250,9 +261,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			if s.Behind {
 				flag = "behind: " + s.Reason
 			}
-			p("%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%.0f%%\t%s\t%s\n", s.Step,
+			p("%d\t%s\t%s\t%s\t%.2f\t%s\t%.2f\t%.2f\t%.1f\t%d\t%s\t%.0f%%\t%s\t%s\n", s.Step,
 				formatRate(s.TargetDeliveriesPerSec), formatRate(s.DeliveriesPerSec), formatRate(s.PublishPerSec),
-				s.Latency.P50MS, s.Latency.P99MS, s.Latency.P999MS, s.Latency.MaxMS, s.Latency.Count, cpu, s.ClientCPUPercent, other, flag)
+				s.Latency.P50MS, formatHalves(s.FirstHalfP50MS, s.SecondHalfP50MS), s.Latency.P99MS, s.Latency.P999MS, s.Latency.MaxMS, s.Latency.Count, cpu, s.ClientCPUPercent, other, flag)
 		}
 	}
 	if hasAckLatency(r.Steps) {
@@ -302,6 +313,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// formatHalves is a step's two halves' p50, "first → second" ("-" for a
+// half without samples).
+func formatHalves(first, second *float64) string {
+	f := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", *v)
+	}
+	return f(first) + " → " + f(second)
 }
 
 func formatSync(s *StoreSyncReport) string {

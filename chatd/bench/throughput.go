@@ -107,8 +107,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (*Report, error) {
 		s := &rep.Steps[i]
 		if a := s.AckLatency; a != nil && !s.Behind {
 			if p99 := time.Duration(a.P99MS * float64(time.Millisecond)); p99 > cfg.MaxP99 {
-				s.Behind = true
-				s.Reason = fmt.Sprintf("ack p99 %v above %v (with the acks that came after the step)", p99.Round(100*time.Microsecond), cfg.MaxP99)
+				s.fail([]stepFailure{{condAckP99, fmt.Sprintf("ack p99 %v above %v (with the acks that came after the step)", p99.Round(100*time.Microsecond), cfg.MaxP99)}})
 			}
 		}
 		if !s.Behind {

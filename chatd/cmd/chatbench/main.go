@@ -193,11 +193,23 @@ started server for each run.`,
 		name:    "fanout",
 		summary: "S subscribers in one room, a publisher at stepped rates until delivery falls behind",
 		details: `Rates are deliveries per second (publish rate × subscribers). Each step runs
---step-duration; a step is "behind" when deliveries or publishes stay under
-95% of the target, p99 exceeds --max-p99, or a subscriber is disconnected.
+--step-duration; --rule says when a step is "behind":
+  legacy   deliveries or publishes under 95% of the target, or p99 above
+           --max-p99 (the default rule)
+  sustain  issue 17's many-sender rule: deliveries or publishes under 97%
+           of the target, p99 above --max-p99 (the issue says 500ms), or
+           p50 growing within the step: the second half's p50 above
+           max(1.5 × the first half's, the first half's + 2ms), as a
+           growing queue shows
+and under both, a subscriber disconnected or a send refused. The report
+gives each step's p50 of the messages sent in its first and second half.
 Stepping stops after the first step behind (unless --all-steps). The
 publisher never has more than --max-inflight messages not yet received by
-every subscriber, so a saturated server is measured, not overflowed.`,
+every subscriber, so a saturated server is measured, not overflowed.
+Against chatd's production rate limit (20 frames/s per connection) each
+publisher must stay under 20 messages/s: 1M deliveries/s in a room of
+1000 is 1000 messages/s, 8/s each for 125 publishers; a warning says when
+a step asks more (chatd would refuse the excess with rate_limited).`,
 		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
 			var cfg bench.FanoutConfig
 			var rates floatList
@@ -210,8 +222,14 @@ every subscriber, so a saturated server is measured, not overflowed.`,
 			fs.Var(rateFlag{&cfg.MaxRate}, "max-rate", "last step, deliveries/s")
 			fs.DurationVar(&cfg.StepDuration, "step-duration", 5*time.Second, "length of each step")
 			fs.IntVar(&cfg.MaxInflight, "max-inflight", 1000, "messages published but not yet received by every subscriber, at most")
-			fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "a step whose p99 exceeds this is behind")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "a step whose p99 exceeds this is behind (issue 17's sustain rule: 500ms)")
+			fs.Func("rule", "step rule: legacy (95% of the target, p99 ≤ --max-p99) or sustain (97%, p99 ≤ --max-p99, p50 not growing within the step) (default legacy)", func(v string) error {
+				r, err := bench.ParseStepRule(v)
+				cfg.Rule = r
+				return err
+			})
 			fs.BoolVar(&cfg.AllSteps, "all-steps", false, "run every step even after one fell behind")
+			fs.Float64Var(&cfg.ServerRate, "server-rate", 20, "frames/s the server allows one connection (chatd's --rate, 20 by default): a step asking more messages/s of a publisher is warned about; 0: no check")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				cfg.Rates = rates

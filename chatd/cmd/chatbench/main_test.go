@@ -150,9 +150,14 @@ func TestProductionFlags(t *testing.T) {
 	secret := chatdtest.SecretFile(t, "jwt-secret", "cli-secret-0123456789abcdef-0123456789")
 	srv := chatdtest.StartWith(t, []string{"--jwt-secret-file", secret, "--log-level", "error"}, "--max-connections-per-ip", "2")
 	code, out, stderr := runCLI(t, "fanout", "--url", srv.URL, "--token-secret-file", secret, "--source-addrs", "3",
-		"--subscribers", "5", "--rates", "50", "--step-duration", "300ms", "--warmup", "100ms", "--max-p99", "5s", "--quiet")
-	if code != exitOK || !strings.Contains(out, "opened 6 of 6") || !strings.Contains(out, "lost 0") {
+		"--subscribers", "5", "--rates", "50", "--step-duration", "300ms", "--warmup", "100ms", "--max-p99", "5s", "--quiet",
+		"--rule", "sustain")
+	if code != exitOK || !strings.Contains(out, "opened 6 of 6") || !strings.Contains(out, "lost 0") || !strings.Contains(out, "rule=sustain") ||
+		!strings.Contains(out, "p50 halves ms") {
 		t.Fatalf("fanout with tokens over 3 source addresses: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	if code, _, _ := runCLI(t, "fanout", "--rule", "strict"); code != exitUsage {
+		t.Fatalf("--rule strict: exit %d", code)
 	}
 	code, _, stderr = runCLI(t, "rooms", "--url", srv.URL, "--allow-remote", "--source-addrs", "3", "--quiet")
 	if code != exitUsage || !strings.Contains(stderr, "--allow-remote") {
