@@ -53,6 +53,7 @@ func TestProductionDefaults(t *testing.T) {
 	rep, err = Rooms(context.Background(), RoomsConfig{
 		Options:     opts,
 		Connections: perIP * addrs, RoomSize: 3, Rate: 4, Duration: 500 * time.Millisecond,
+		WriteFloor: time.Microsecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +63,10 @@ func TestProductionDefaults(t *testing.T) {
 		t.Fatalf("rooms opened %d connections, want %d: %v", rep.Connections.Opened, perIP*addrs, rep.Connections.FailureSamples)
 	}
 	requireClean(t, rep)
+	// A room of 3 at 1 µs a write: a floor of 3 µs.
+	if s := rep.Steps[0]; s.FloorMS == nil || *s.FloorMS != 0.003 || *s.P50FloorMultiple != s.Latency.P50MS/0.003 {
+		t.Fatalf("rooms step with --write-floor 1µs: floor %v, p50 × %v", s.FloorMS, s.P50FloorMultiple)
+	}
 
 	anon := srvOptions(srv)
 	anon.SourceAddrs = addrs

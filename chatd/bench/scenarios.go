@@ -100,6 +100,10 @@ type FanoutConfig struct {
 	Rule StepRule
 	// AllSteps keeps stepping after a step fell behind.
 	AllSteps bool
+	// WriteFloor, when set, is the cost of one loopback write (what
+	// calibrate printed): each step then reports its p50 and p99 as
+	// multiples of Subscribers × WriteFloor.
+	WriteFloor time.Duration
 	// ServerRate is the frames per second the server allows one
 	// connection (chatd's --rate, 20 by default); a step that asks more
 	// messages per second of a publisher is warned about, since chatd
@@ -172,7 +176,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	}
 	rep := run.newReport(map[string]any{
 		"subscribers": cfg.Subscribers, "publishers": cfg.Publishers, "rates": rates, "step_duration": cfg.StepDuration.String(),
-		"max_inflight": cfg.MaxInflight, "max_p99": cfg.MaxP99.String(), "rule": string(cfg.Rule), "text_size": run.opts.TextSize,
+		"max_inflight": cfg.MaxInflight, "max_p99": cfg.MaxP99.String(), "rule": string(cfg.Rule), "write_floor": cfg.WriteFloor.String(), "text_size": run.opts.TextSize,
 		"tick": run.opts.Tick.String(), "warmup": run.opts.Warmup.String(),
 	})
 	before := run.mark()
@@ -214,6 +218,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 			s.fail(judgeStep(cfg.Rule, s.figures(), cfg.MaxP99))
 		}
 	}
+	applyWriteFloor(rep.Steps, len(rm.subs), cfg.WriteFloor)
 	for _, s := range rep.Steps {
 		if !s.Behind {
 			rep.MaxSustainedDeliveries = max(rep.MaxSustainedDeliveries, s.DeliveriesPerSec)
@@ -276,6 +281,10 @@ type RoomsConfig struct {
 	Schedulers int
 	// MaxP99 marks the run as behind when p99 exceeds it.
 	MaxP99 time.Duration
+	// WriteFloor, when set, is the cost of one loopback write (what
+	// calibrate printed): the step then reports its p50 and p99 as
+	// multiples of RoomSize × WriteFloor.
+	WriteFloor time.Duration
 }
 
 // Rooms runs many small rooms where every member publishes, the shape of
@@ -316,7 +325,7 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	rep := run.newReport(map[string]any{
 		"connections": cfg.Connections, "room_size": cfg.RoomSize, "rate_per_connection": cfg.Rate,
 		"duration": cfg.Duration.String(), "text_size": run.opts.TextSize, "tick": run.opts.Tick.String(),
-		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(), "total_rate": cfg.TotalRate,
+		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(), "total_rate": cfg.TotalRate, "write_floor": cfg.WriteFloor.String(),
 	})
 	before := run.mark()
 	run.connect(ctx, specs)
@@ -336,7 +345,9 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	plan := []stepPlan{{publish: float64(len(pubs)) * cfg.Rate, deliveries: deliveries, duration: cfg.Duration}}
 	steps, measured := run.traffic(ctx, ss, plan, cfg.MaxP99, false)
 	rep.Steps = steps
-	return run.complete(ctx, rep, len(specs), before, measured), nil
+	rep = run.complete(ctx, rep, len(specs), before, measured)
+	applyWriteFloor(rep.Steps, cfg.RoomSize, cfg.WriteFloor)
+	return rep, nil
 }
 
 // CrossNodeConfig configures CrossNode.

@@ -229,6 +229,7 @@ a step asks more (chatd would refuse the excess with rate_limited).`,
 				return err
 			})
 			fs.BoolVar(&cfg.AllSteps, "all-steps", false, "run every step even after one fell behind")
+			fs.DurationVar(&cfg.WriteFloor, "write-floor", 0, "the cost of one loopback write, as calibrate printed it (e.g. 1.8µs): each step then reports p50 and p99 as multiples of subscribers × write-floor")
 			fs.Float64Var(&cfg.ServerRate, "server-rate", 20, "frames/s the server allows one connection (chatd's --rate, 20 by default): a step asking more messages/s of a publisher is warned about; 0: no check")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
@@ -256,6 +257,7 @@ send→ack figures use (start chatd with --data-dir for those).`,
 			fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured window")
 			fs.IntVar(&cfg.Schedulers, "schedulers", 4, "publishing goroutines")
 			fs.DurationVar(&cfg.MaxP99, "max-p99", time.Second, "the run is behind when p99 exceeds this")
+			fs.DurationVar(&cfg.WriteFloor, "write-floor", 0, "the cost of one loopback write, as calibrate printed it (e.g. 1.8µs): the report then gives p50 and p99 as multiples of room-size × write-floor")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				return bench.Rooms(ctx, cfg)
@@ -431,6 +433,32 @@ URLs, so that every delivery has to cross nodes. Give every node's URL.`,
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				return bench.CrossNode(ctx, cfg)
+			}
+		},
+	},
+	{
+		name:    "calibrate",
+		summary: "the cost of one loopback write on this machine: the floor fan-out figures are compared with",
+		details: `Opens --sockets TCP connections over 127.0.0.1 to a listener in chatbench
+itself, drains each accepted one in a goroutine, and then, from one
+goroutine locked to its thread, writes one --write-bytes WebSocket frame to
+each socket in turn (one write system call per socket, as chatd writes a
+message to each subscriber), round after round for --duration. It reports
+ns per write (the mean, and the median over rounds of --sockets writes) and
+the fan-out floor: sockets × the median, the time one message takes to
+reach that many subscribers at one write each. No server is needed (the
+--url and server flags are ignored).
+Run it pinned to the core the server runs on, with nothing else running:
+  taskset -c 0 chatbench calibrate
+and give the median to fanout and rooms as --write-floor: their steps then
+report p50 and p99 as multiples of the floor for their fan-out.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.CalibrateConfig
+			fs.IntVar(&cfg.Sockets, "sockets", 1000, "loopback connections written to in turn (the fan-out)")
+			fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "how long to write")
+			fs.IntVar(&cfg.WriteBytes, "write-bytes", 100, "bytes per write: a WebSocket frame of a small message (2–127)")
+			return func(ctx context.Context) (*bench.Report, error) {
+				return bench.Calibrate(ctx, cfg)
 			}
 		},
 	},
