@@ -1,6 +1,7 @@
 // Command chatbench is ringchat's load generator. It drives chatd with
 // many WebSocket connections in one of its scenarios (idle, fanout, rooms,
-// throughput, crossnode; fill, history and ready for durable history),
+// storm, throughput, crossnode; fill, history and ready for durable
+// history; calibrate measures the loopback write floor without a server),
 // checks that every message arrives exactly once and in order, and reports
 // throughput, publish→receive and send→ack latency, history page latency,
 // restart times and the server's memory and CPU. See docs/benchmarks.md
@@ -484,12 +485,31 @@ you publish figures):
         --admin-listen 127.0.0.1:9090
 and give chatbench its metrics: --metrics-url http://127.0.0.1:9090/metrics
 
+Or measure chatd as deployed, every limit at its default (tokens only, 20
+frames/s per connection, 1000 connections per IP): give chatbench the
+server's HS256 secret and enough loopback source addresses:
+  chatd --jwt-secret-file /tmp/secret --admin-listen 127.0.0.1:9090
+  chatbench <scenario> --token-secret-file /tmp/secret --source-addrs 20 ...
+--token-secret-file mints a JWT per connection (sub = its user, exp in 24h,
+no rooms claim) instead of an anonymous hello; --source-addrs N binds the
+connections round robin to 127.0.0.2 … 127.0.0.(N+1) (loopback targets
+only). Pin chatd to one core and measure that core's write floor first:
+  taskset -c 0 chatbench calibrate
+
 Examples:
   chatbench idle --connections 15000 --rooms 150
   chatbench fanout --subscribers 1000 --start-rate 100k --step-rate 100k
   chatbench fanout --subscribers 1000 --rates 500k --step-duration 20s
   chatbench rooms --connections 5000 --room-size 5 --rate 1
   chatbench crossnode --url ws://10.0.0.1:8080/ws --url ws://10.0.0.2:8080/ws --allow-remote
+
+Issue 17's shapes against production defaults (docs/benchmarks.md):
+  chatbench fanout --token-secret-file /tmp/secret --source-addrs 20 --subscribers 1000 \
+      --publishers 125 --rule sustain --max-p99 500ms --rates 100k,250k,500k,750k,1M,1.25M \
+      --step-duration 5s --write-floor <the figure calibrate printed>
+  chatbench rooms --token-secret-file /tmp/secret --source-addrs 20 --connections 5000 --room-size 5 --rate 5
+  chatbench storm --token-secret-file /tmp/secret --source-addrs 20 --connections 10000 --room-size 100
+  chatbench idle --token-secret-file /tmp/secret --source-addrs 20 --connections 15000 --rooms 150
 
 Durable history (chatd --data-dir; hack/bench-durable.sh runs them all):
   chatbench rooms --connections 5000 --room-size 5 --total-rate 10k     # send→ack
