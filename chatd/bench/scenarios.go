@@ -238,7 +238,7 @@ func publisherRateWarnings(rates []float64, subs, pubs int, limit float64) []str
 	var out []string
 	for i, r := range rates {
 		if each := r / float64(subs) / float64(pubs); each > limit {
-			out = append(out, fmt.Sprintf("step %d (%s deliveries/s) asks each of %d publishers for %.1f messages/s, above the server's rate limit of %g/s: chatd refuses the excess with rate_limited (and closes a connection that keeps exceeding it); use more --publishers or start chatd with a higher --rate",
+			out = append(out, fmt.Sprintf("step %d (%s deliveries/s) asks %d publisher(s) for %.1f messages/s each, above the server's rate limit of %g/s: chatd refuses the excess with rate_limited (and closes a connection that keeps exceeding it); use more --publishers or start chatd with a higher --rate",
 				i+1, formatRate(r), pubs, each, limit))
 		}
 	}
