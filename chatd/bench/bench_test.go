@@ -197,6 +197,10 @@ func TestFanoutSmoke(t *testing.T) {
 		if s.Latency.Count == 0 || s.Latency.P99MS <= 0 || s.DeliveriesPerSec <= 0 {
 			t.Fatalf("step %+v has no figures", s)
 		}
+		// Both halves of the step were stamped apart and measured.
+		if s.FirstHalfP50MS == nil || s.SecondHalfP50MS == nil || *s.FirstHalfP50MS <= 0 || *s.SecondHalfP50MS <= 0 {
+			t.Fatalf("step %d: halves' p50 %v, %v", s.Step, s.FirstHalfP50MS, s.SecondHalfP50MS)
+		}
 	}
 	if steps := m["steps"].([]any); steps[0].(map[string]any)["latency"].(map[string]any)["p99_ms"] == nil {
 		t.Fatalf("steps in JSON: %v", steps)

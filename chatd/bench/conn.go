@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,38 @@ type conn struct {
 type dialConfig struct {
 	readBuffer int
 	timeout    time.Duration
+	// local is the source address to bind; nil: the kernel's choice.
+	local net.IP
+	// tokens, when set, mints the hello's token: the user authenticates
+	// with a JWT instead of an anonymous name.
+	tokens *tokenMinter
+}
+
+// dialer is gorilla's Dialer for dc.
+func (dc dialConfig) dialer() *websocket.Dialer {
+	return &websocket.Dialer{
+		HandshakeTimeout: dc.timeout,
+		ReadBufferSize:   dc.readBuffer,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  writeBufferPool,
+		NetDialContext:   netDial(dc.local),
+	}
+}
+
+// helloFrame is user's hello: a token minted for user when dc has a
+// minter, else the anonymous name.
+func (dc dialConfig) helloFrame(user string) (protocol.ClientFrame, error) {
+	f := protocol.ClientFrame{Type: protocol.TypeHello, Protocol: protocol.Version}
+	if dc.tokens == nil {
+		f.Name = user
+		return f, nil
+	}
+	tok, err := dc.tokens.mint(user, time.Now())
+	if err != nil {
+		return f, err
+	}
+	f.Token = tok
+	return f, nil
 }
 
 // errRefused marks an upgrade refused by the server (503, 429).
@@ -111,7 +144,7 @@ func dialConn(ctx context.Context, url, user string, r *room, resume *resumePoin
 		return nil, protocol.Joined{}, err
 	}
 	if sio {
-		j, err := c.socketIOHandshake(user, r.name)
+		j, err := c.socketIOHandshake(user, r.name, dc)
 		if err != nil {
 			return fail(err)
 		}
@@ -153,13 +186,11 @@ type resumePoint struct {
 // The read deadline is left at ctx's deadline; callers clear it when they
 // are done with their handshake.
 func dialHello(ctx context.Context, url, user string, dc dialConfig) (*websocket.Conn, error) {
-	d := websocket.Dialer{
-		HandshakeTimeout: dc.timeout,
-		ReadBufferSize:   dc.readBuffer,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  writeBufferPool,
+	hf, err := dc.helloFrame(user)
+	if err != nil {
+		return nil, err
 	}
-	ws, resp, err := d.DialContext(ctx, url, nil)
+	ws, resp, err := dc.dialer().DialContext(ctx, url, nil)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial %s: %w: HTTP %d (Retry-After %v)", url, errRefused, resp.StatusCode, client.RetryAfter(resp))
@@ -169,7 +200,7 @@ func dialHello(ctx context.Context, url, user string, dc dialConfig) (*websocket
 	if dl, ok := ctx.Deadline(); ok {
 		_ = ws.SetReadDeadline(dl)
 	}
-	hello, _ := json.Marshal(protocol.ClientFrame{Type: protocol.TypeHello, Name: user, Protocol: protocol.Version})
+	hello, _ := json.Marshal(hf)
 	if err := ws.WriteMessage(websocket.TextMessage, hello); err != nil {
 		_ = ws.Close()
 		return nil, fmt.Errorf("send hello: %w", err)

@@ -192,7 +192,7 @@ func (f *filler) problem(format string, args ...any) {
 // worker dials one connection and fills batches with it until none are
 // left, the run is cancelled or the connection fails.
 func (f *filler) worker(ctx context.Context, i int) {
-	dc := dialConfig{readBuffer: f.run.opts.ReadBuffer, timeout: f.run.opts.DialTimeout}
+	dc := f.run.dialConfig(i)
 	dctx, cancel := context.WithTimeout(ctx, dc.timeout)
 	ws, err := dialHello(dctx, f.run.opts.URLs[i%len(f.run.opts.URLs)], fmt.Sprintf("b%s-fill-%d", f.run.id, i), dc)
 	cancel()

@@ -244,7 +244,6 @@ func (h *historyRun) problem(format string, args ...any) {
 // needs none).
 func (h *historyRun) connect(ctx context.Context, n int) []*pageConn {
 	start := time.Now()
-	dc := dialConfig{readBuffer: h.run.opts.ReadBuffer, timeout: h.run.opts.DialTimeout}
 	var (
 		mu  sync.Mutex
 		out []*pageConn
@@ -254,6 +253,7 @@ func (h *historyRun) connect(ctx context.Context, n int) []*pageConn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			dc := h.run.dialConfig(i)
 			dctx, cancel := context.WithTimeout(ctx, dc.timeout)
 			ws, err := dialHello(dctx, h.run.opts.URLs[i%len(h.run.opts.URLs)], fmt.Sprintf("b%s-read-%d", h.run.id, i), dc)
 			cancel()

@@ -9,9 +9,12 @@ import (
 
 // control is what the publishers should do: the total publish rate (messages
 // per second, over all publishers of a scheduler) and the step to stamp.
+// keepPace: only the stamp changed, the schedule goes on (a new rate
+// starts counting the messages due afresh).
 type control struct {
-	rate float64
-	step int
+	rate     float64
+	step     int
+	keepPace bool
 }
 
 // scheduler drives a set of publishing connections from one goroutine: at
@@ -70,7 +73,10 @@ func (s *scheduler) loop(ctx context.Context, run *runState) {
 		case now := <-t.C:
 			c := s.ctrl.Load()
 			if c != cur {
-				cur, base, accepted = c, now, 0
+				if cur == nil || c == nil || !c.keepPace {
+					base, accepted = now, 0
+				}
+				cur = c
 			}
 			if cur == nil || cur.rate <= 0 || len(s.pubs) == 0 {
 				continue
@@ -150,6 +156,18 @@ func (ss schedulers) set(total float64, step int, pubs int) {
 			continue
 		}
 		s.set(total*float64(len(s.pubs))/float64(pubs), step)
+	}
+}
+
+// restamp changes the step stamped on the messages from now on, keeping
+// the rate and the schedule: the second half of a step is stamped apart.
+func (ss schedulers) restamp(step int) {
+	for _, s := range ss {
+		rate := 0.0
+		if c := s.ctrl.Load(); c != nil {
+			rate = c.rate
+		}
+		s.ctrl.Store(&control{rate: rate, step: step, keepPace: true})
 	}
 }
 

@@ -177,7 +177,7 @@ func Ready(ctx context.Context, cfg ReadyConfig) (*Report, error) {
 // firstPage opens a connection and reads room's newest page; the latency
 // is request→page.
 func firstPage(ctx context.Context, run *runState, room string) (*protocol.HistoryPage, time.Duration, error) {
-	dc := dialConfig{readBuffer: run.opts.ReadBuffer, timeout: run.opts.DialTimeout}
+	dc := run.dialConfig(0)
 	dctx, cancel := context.WithTimeout(ctx, dc.timeout)
 	defer cancel()
 	ws, err := dialHello(dctx, run.opts.URLs[0], "b"+run.id+"-ready", dc)

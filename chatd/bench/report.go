@@ -44,6 +44,9 @@ type Report struct {
 	History *HistoryReport `json:"history,omitempty"`
 	Ready   *ReadyReport   `json:"ready,omitempty"`
 	Storm   *StormReport   `json:"storm,omitempty"`
+	// Calibrate is the calibrate scenario's section: the cost of one
+	// loopback write on this machine.
+	Calibrate *CalibrateReport `json:"calibrate,omitempty"`
 	// OK is false when a message was lost, duplicated, reordered or wrong
 	// in a page (Consistent), a connection failed or was closed by the
 	// server, or the run was interrupted.
@@ -104,10 +107,30 @@ type StepReport struct {
 	ClientCPUPercent  float64  `json:"client_cpu_percent"`
 	MachineCPUPercent *float64 `json:"machine_cpu_percent,omitempty"`
 	OtherCPUPercent   *float64 `json:"other_cpu_percent,omitempty"`
+	// FirstHalfP50MS and SecondHalfP50MS are the p50 publish→receive
+	// latency of the messages sent in the first and in the second half of
+	// the step: a queue growing within the step shows as a second half
+	// slower than the first (what the sustain rule checks). Nil when the
+	// half has no samples.
+	FirstHalfP50MS  *float64 `json:"first_half_p50_ms,omitempty"`
+	SecondHalfP50MS *float64 `json:"second_half_p50_ms,omitempty"`
+	// FloorMS is the step's fan-out floor with --write-floor: the fan-out
+	// (fanout's subscribers, rooms' room size) × the cost of one loopback
+	// write that calibrate measured, the time one message takes to be
+	// written to every member before any other work. P50FloorMultiple
+	// and P99FloorMultiple are p50 and p99 as multiples of it. Nil
+	// without --write-floor.
+	FloorMS          *float64 `json:"floor_ms,omitempty"`
+	P50FloorMultiple *float64 `json:"p50_floor_multiple,omitempty"`
+	P99FloorMultiple *float64 `json:"p99_floor_multiple,omitempty"`
 	// Behind is true when the server did not keep up: deliveries or
-	// publishes below target, or p99 above the limit; Reason says which.
-	Behind bool   `json:"behind"`
-	Reason string `json:"reason,omitempty"`
+	// publishes below target, or p99 above the limit, or (sustain rule)
+	// p50 growing within the step; Reason says why, and Failed names the
+	// conditions failed: publish, delivery, p99, p50_growth, acked,
+	// ack_p99, refused, closed, interrupted.
+	Behind bool     `json:"behind"`
+	Reason string   `json:"reason,omitempty"`
+	Failed []string `json:"failed,omitempty"`
 }
 
 // StoreSyncReport describes a server's group commits over a window, from
@@ -236,7 +259,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if len(r.Steps) > 0 {
-		p("\nstep\ttarget deliv/s\tdeliv/s\tpub/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tsamples\tserver cpu\tclient cpu\tother cpu\t\n")
+		p("\nstep\ttarget deliv/s\tdeliv/s\tpub/s\tp50 ms\tp50 halves ms\tp99 ms\tp99.9 ms\tmax ms\tsamples\tserver cpu\tclient cpu\tother cpu\t\n")
 		for _, s := range r.Steps {
 			cpu := "-"
 			if s.ServerCPUPercent != nil {
@@ -250,9 +273,17 @@ func (r *Report) WriteText(w io.Writer) error {
 			if s.Behind {
 				flag = "behind: " + s.Reason
 			}
-			p("%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%.0f%%\t%s\t%s\n", s.Step,
+			p("%d\t%s\t%s\t%s\t%.2f\t%s\t%.2f\t%.2f\t%.1f\t%d\t%s\t%.0f%%\t%s\t%s\n", s.Step,
 				formatRate(s.TargetDeliveriesPerSec), formatRate(s.DeliveriesPerSec), formatRate(s.PublishPerSec),
-				s.Latency.P50MS, s.Latency.P99MS, s.Latency.P999MS, s.Latency.MaxMS, s.Latency.Count, cpu, s.ClientCPUPercent, other, flag)
+				s.Latency.P50MS, formatHalves(s.FirstHalfP50MS, s.SecondHalfP50MS), s.Latency.P99MS, s.Latency.P999MS, s.Latency.MaxMS, s.Latency.Count, cpu, s.ClientCPUPercent, other, flag)
+		}
+	}
+	if hasFloor(r.Steps) {
+		p("\nstep\tfan-out floor ms\tp50 × floor\tp99 × floor\t\n")
+		for _, s := range r.Steps {
+			if s.FloorMS != nil {
+				p("%d\t%.3f\t%.1f\t%.1f\t\n", s.Step, *s.FloorMS, *s.P50FloorMultiple, *s.P99FloorMultiple)
+			}
 		}
 	}
 	if hasAckLatency(r.Steps) {
@@ -274,6 +305,12 @@ func (r *Report) WriteText(w io.Writer) error {
 				p("%s\t%d of %d\t%.2f\t%.0f\t%d\t%d\t\n", x.name, x.ph.Opened, x.ph.Requested, x.ph.Seconds, x.ph.PerSecond, x.ph.PresenceFrames, x.ph.Recovered)
 			}
 		}
+	}
+	if c := r.Calibrate; c != nil {
+		p("\ncalibrate\t%d sockets\t%d-byte writes\t%d rounds\t%d writes\tin %.2fs\tcpus %s\n", c.Sockets, c.WriteBytes, c.Rounds, c.Writes, c.Seconds, orDash(c.CPUs))
+		p("ns per write\tmedian %.0f\tmean %.0f\tp10 %.0f\tp90 %.0f\tthread cpu %s\n", c.MedianWriteNS, c.MeanWriteNS, c.P10WriteNS, c.P90WriteNS, formatNS(c.ThreadCPUWriteNS))
+		p("fan-out floor\t%d × %.0f ns = %.1f µs\t(one message to %d subscribers, one write each)\n", c.Sockets, c.MedianWriteNS, c.FanoutFloorUS, c.Sockets)
+		p("for fanout and rooms\t--write-floor %s\n", c.WriteFloor)
 	}
 	if r.MaxSustainedDeliveries > 0 {
 		p("\nmax sustained deliveries/s: %s\n", formatRate(r.MaxSustainedDeliveries))
@@ -304,11 +341,46 @@ func (r *Report) WriteText(w io.Writer) error {
 	return nil
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func formatNS(ns float64) string {
+	if ns <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", ns)
+}
+
+// formatHalves is a step's two halves' p50, "first → second" ("-" for a
+// half without samples).
+func formatHalves(first, second *float64) string {
+	f := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", *v)
+	}
+	return f(first) + " → " + f(second)
+}
+
 func formatSync(s *StoreSyncReport) string {
 	if s == nil {
 		return "-\t-\t-\t-"
 	}
 	return fmt.Sprintf("%.0f\t%.1f\t%.2f\t%.0f%%", s.SyncsPerSec, s.WritesPerSync, s.MeanSyncMS, s.BusyPercent)
+}
+
+func hasFloor(steps []StepReport) bool {
+	for _, s := range steps {
+		if s.FloorMS != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hasAckLatency(steps []StepReport) bool {

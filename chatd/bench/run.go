@@ -61,6 +61,17 @@ type Options struct {
 	// Progress receives a status line every ProgressEvery; nil for none.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// TokenSecretFile, when set, holds chatd's HS256 secret (the file
+	// chatd's --jwt-secret-file names): every connection then says hello
+	// with a token minted for its user instead of an anonymous name, so
+	// that the server can run with its production defaults (no
+	// --allow-anonymous).
+	TokenSecretFile string
+	// SourceAddrs, when positive, spreads the connections round robin over
+	// the source addresses 127.0.0.2 … 127.0.0.(SourceAddrs+1), so that
+	// chatd's per-IP connection cap (1000 by default) holds with more
+	// connections than that. Loopback targets only. 0: the kernel picks.
+	SourceAddrs int
 }
 
 // withDefaults fills zero fields.
@@ -126,6 +137,8 @@ type runState struct {
 	stats   *serverStats
 	fdLimit uint64
 	notes   []string
+	// tokens mints the connections' tokens; nil: anonymous hellos.
+	tokens *tokenMinter
 
 	rooms   []*room
 	conns   []*conn
@@ -157,12 +170,22 @@ func newRun(scenario string, o Options) (*runState, error) {
 	if err := CheckTargets(o.URLs, o.AllowRemote); err != nil {
 		return nil, err
 	}
+	if err := CheckSourceAddrs(o.SourceAddrs, o.AllowRemote, o.URLs); err != nil {
+		return nil, err
+	}
+	var tokens *tokenMinter
+	if o.TokenSecretFile != "" {
+		var err error
+		if tokens, err = loadTokenMinter(o.TokenSecretFile); err != nil {
+			return nil, err
+		}
+	}
 	switch o.Stats {
 	case "auto", "proc", "metrics", "none":
 	default:
 		return nil, fmt.Errorf("--server-stats %q: want auto, proc, metrics or none", o.Stats)
 	}
-	r := &runState{scenario: scenario, opts: o, id: runID(), started: time.Now(), lat: newLatencySet(), ackLat: newLatencySet(), errors: map[string]uint64{}}
+	r := &runState{scenario: scenario, opts: o, id: runID(), started: time.Now(), lat: newLatencySet(), ackLat: newLatencySet(), errors: map[string]uint64{}, tokens: tokens}
 	limit, err := RaiseFileLimit()
 	if err != nil {
 		r.note("cannot raise the open-file limit: %v", err)
@@ -179,6 +202,18 @@ func runID() string {
 	var b [5]byte
 	_, _ = rand.Read(b[:])
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// dialConfig is the dial settings of the run's i-th connection: its
+// source address (round robin over SourceAddrs) and its credentials.
+func (r *runState) dialConfig(i int) dialConfig {
+	return dialConfig{readBuffer: r.opts.ReadBuffer, timeout: r.opts.DialTimeout, local: sourceAddr(i, r.opts.SourceAddrs), tokens: r.tokens}
+}
+
+// perSource is the share of n connections one source address carries:
+// the figure the local port range limits (ports are per source address).
+func (r *runState) perSource(n int) int {
+	return n / max(1, r.opts.SourceAddrs)
 }
 
 func (r *runState) note(format string, args ...any) {
@@ -236,7 +271,6 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 		wg     sync.WaitGroup
 	)
 	base := len(r.conns)
-	dc := dialConfig{readBuffer: r.opts.ReadBuffer, timeout: r.opts.DialTimeout}
 	stopProgress := r.progress(ctx, func() string {
 		return fmt.Sprintf("connected %d/%d", opened.Load(), len(specs))
 	})
@@ -254,7 +288,7 @@ func (r *runState) connect(ctx context.Context, specs []connSpec) []*conn {
 				if user == "" {
 					user = fmt.Sprintf("b%s-%d", r.id, base+i)
 				}
-				c, _, err := dialConn(ctx, s.url, user, s.room, s.resume, dc)
+				c, _, err := dialConn(ctx, s.url, user, s.room, s.resume, r.dialConfig(base+i))
 				if err != nil {
 					mu.Lock()
 					r.connectFailed++

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/ringchat/ringchat/chatd/client"
 )
 
@@ -43,7 +45,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	rooms := make([]*room, min(cfg.Rooms, n))
@@ -92,8 +94,21 @@ type FanoutConfig struct {
 	MaxInflight int
 	// MaxP99 marks a step as behind when its p99 latency exceeds it.
 	MaxP99 time.Duration
+	// Rule decides whether a step was sustained: RuleLegacy (the
+	// default) or RuleSustain (issue 17: 97% of the target, p99 within
+	// MaxP99, p50 not growing within the step).
+	Rule StepRule
 	// AllSteps keeps stepping after a step fell behind.
 	AllSteps bool
+	// WriteFloor, when set, is the cost of one loopback write (what
+	// calibrate printed): each step then reports its p50 and p99 as
+	// multiples of Subscribers × WriteFloor.
+	WriteFloor time.Duration
+	// ServerRate is the frames per second the server allows one
+	// connection (chatd's --rate, 20 by default); a step that asks more
+	// messages per second of a publisher is warned about, since chatd
+	// refuses the excess with rate_limited. 0: no check.
+	ServerRate float64
 	// Publishers is the number of publishing connections. 1 (the default)
 	// is one extra connection that publishes and does not subscribe: the
 	// single-publisher shape. More are that many of the subscribers
@@ -103,9 +118,11 @@ type FanoutConfig struct {
 }
 
 // Fanout puts Subscribers connections in one room and publishes into it at
-// stepped rates until delivery falls behind (deliveries or publishes below
-// 95% of the target, p99 above MaxP99, or a subscriber disconnected), and
-// reports each step's sustained deliveries/s and publish→receive latency.
+// stepped rates until delivery falls behind (under RuleLegacy: deliveries
+// or publishes below 95% of the target, p99 above MaxP99, or a subscriber
+// disconnected; RuleSustain asks 97% and a p50 that does not grow within
+// the step), and reports each step's sustained deliveries/s and
+// publish→receive latency.
 func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	if cfg.Subscribers < 1 {
 		return nil, errors.New("fanout needs --subscribers ≥ 1")
@@ -123,6 +140,9 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	if cfg.MaxP99 <= 0 {
 		cfg.MaxP99 = 100 * time.Millisecond
 	}
+	if cfg.Rule, err = ParseStepRule(string(cfg.Rule)); err != nil {
+		return nil, err
+	}
 	run, err := newRun("fanout", cfg.Options)
 	if err != nil {
 		return nil, err
@@ -138,6 +158,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	if cfg.Publishers > 1 && cfg.Publishers > subs {
 		return nil, fmt.Errorf("fanout: --publishers %d is more than the %d subscribers they are chosen among", cfg.Publishers, subs)
 	}
+	for _, w := range publisherRateWarnings(rates, subs, cfg.Publishers, cfg.ServerRate) {
+		run.note("%s", w)
+		if run.opts.Progress != nil {
+			fmt.Fprintf(run.opts.Progress, "warning: %s\n", w)
+		}
+	}
 	rm := run.newRoom("fanout")
 	specs := make([]connSpec, 0, subs+1)
 	for i := 0; i < subs; i++ {
@@ -150,7 +176,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	}
 	rep := run.newReport(map[string]any{
 		"subscribers": cfg.Subscribers, "publishers": cfg.Publishers, "rates": rates, "step_duration": cfg.StepDuration.String(),
-		"max_inflight": cfg.MaxInflight, "max_p99": cfg.MaxP99.String(), "text_size": run.opts.TextSize,
+		"max_inflight": cfg.MaxInflight, "max_p99": cfg.MaxP99.String(), "rule": string(cfg.Rule), "write_floor": cfg.WriteFloor.String(), "text_size": run.opts.TextSize,
 		"tick": run.opts.Tick.String(), "warmup": run.opts.Warmup.String(),
 	})
 	before := run.mark()
@@ -177,16 +203,46 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*Report, error) {
 	}
 	plan := make([]stepPlan, len(rates))
 	for i, r := range rates {
-		plan[i] = stepPlan{publish: r / nSubs, deliveries: r, duration: cfg.StepDuration}
+		plan[i] = stepPlan{publish: r / nSubs, deliveries: r, duration: cfg.StepDuration, rule: cfg.Rule}
 	}
 	steps, measured := run.traffic(ctx, ss, plan, cfg.MaxP99, !cfg.AllSteps)
 	rep.Steps = steps
-	for _, s := range steps {
+	rep = run.complete(ctx, rep, len(specs), before, measured)
+	if cfg.Rule == RuleSustain {
+		// complete recomputed the latencies with every message in,
+		// including those still queued when their step ended (the slow
+		// end of a growing queue): judge the step again on those. A step
+		// stays behind once found behind.
+		for i := range rep.Steps {
+			s := &rep.Steps[i]
+			s.fail(judgeStep(cfg.Rule, s.figures(), cfg.MaxP99))
+		}
+	}
+	applyWriteFloor(rep.Steps, len(rm.subs), cfg.WriteFloor)
+	for _, s := range rep.Steps {
 		if !s.Behind {
 			rep.MaxSustainedDeliveries = max(rep.MaxSustainedDeliveries, s.DeliveriesPerSec)
 		}
 	}
-	return run.complete(ctx, rep, len(specs), before, measured), nil
+	return rep, nil
+}
+
+// publisherRateWarnings says which steps ask one publisher for more
+// messages per second than the server's per-connection rate limit allows:
+// a step of rate deliveries/s in a room of subs subscribers publishes
+// rate/subs messages/s, shared by pubs publishers. limit 0: no check.
+func publisherRateWarnings(rates []float64, subs, pubs int, limit float64) []string {
+	if limit <= 0 || subs <= 0 || pubs <= 0 {
+		return nil
+	}
+	var out []string
+	for i, r := range rates {
+		if each := r / float64(subs) / float64(pubs); each > limit {
+			out = append(out, fmt.Sprintf("step %d (%s deliveries/s) asks %d publisher(s) for %.1f messages/s each, above the server's rate limit of %g/s: chatd refuses the excess with rate_limited (and closes a connection that keeps exceeding it); use more --publishers or start chatd with a higher --rate",
+				i+1, formatRate(r), pubs, each, limit))
+		}
+	}
+	return out
 }
 
 // stepRates returns the explicit rates, or start, start+step, … up to max.
@@ -225,6 +281,10 @@ type RoomsConfig struct {
 	Schedulers int
 	// MaxP99 marks the run as behind when p99 exceeds it.
 	MaxP99 time.Duration
+	// WriteFloor, when set, is the cost of one loopback write (what
+	// calibrate printed): the step then reports its p50 and p99 as
+	// multiples of RoomSize × WriteFloor.
+	WriteFloor time.Duration
 }
 
 // Rooms runs many small rooms where every member publishes, the shape of
@@ -251,7 +311,7 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	specs := make([]connSpec, n)
@@ -265,7 +325,7 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	rep := run.newReport(map[string]any{
 		"connections": cfg.Connections, "room_size": cfg.RoomSize, "rate_per_connection": cfg.Rate,
 		"duration": cfg.Duration.String(), "text_size": run.opts.TextSize, "tick": run.opts.Tick.String(),
-		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(), "total_rate": cfg.TotalRate,
+		"warmup": run.opts.Warmup.String(), "max_p99": cfg.MaxP99.String(), "total_rate": cfg.TotalRate, "write_floor": cfg.WriteFloor.String(),
 	})
 	before := run.mark()
 	run.connect(ctx, specs)
@@ -285,7 +345,9 @@ func Rooms(ctx context.Context, cfg RoomsConfig) (*Report, error) {
 	plan := []stepPlan{{publish: float64(len(pubs)) * cfg.Rate, deliveries: deliveries, duration: cfg.Duration}}
 	steps, measured := run.traffic(ctx, ss, plan, cfg.MaxP99, false)
 	rep.Steps = steps
-	return run.complete(ctx, rep, len(specs), before, measured), nil
+	rep = run.complete(ctx, rep, len(specs), before, measured)
+	applyWriteFloor(rep.Steps, cfg.RoomSize, cfg.WriteFloor)
+	return rep, nil
 }
 
 // CrossNodeConfig configures CrossNode.
@@ -376,6 +438,8 @@ type stepPlan struct {
 	duration   time.Duration
 	acked      float64
 	ackP99     time.Duration
+	// rule judges the step's rates and latencies (zero: RuleLegacy).
+	rule StepRule
 }
 
 // measuredSpan is the first and last mark of the measured steps.
@@ -428,7 +492,13 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 		refusedBefore := r.refused.Load()
 		ss.set(p.publish, i+1, pubs)
 		a := r.mark()
-		completed := client.Sleep(ctx, p.duration)
+		// The second half's messages are stamped apart, so that a
+		// latency growing within the step can be seen (the sustain rule).
+		completed := client.Sleep(ctx, p.duration/2)
+		if completed {
+			ss.restamp(halfStamp(i + 1))
+			completed = client.Sleep(ctx, p.duration-p.duration/2)
+		}
 		b := r.mark()
 		if !span.ok {
 			span.first, span.ok = a, true
@@ -436,39 +506,26 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 		span.last = b
 		s := StepReport{Step: i + 1, TargetPublishPerSec: p.publish, TargetDeliveriesPerSec: p.deliveries}
 		r.fillStep(&s, a, b)
-		s.Latency = latencyReport(r.lat.merged(i + 1))
-		s.AckLatency = r.ackReport(i + 1)
-		var reasons []string
-		if s.PublishPerSec < 0.95*p.publish {
-			reasons = append(reasons, fmt.Sprintf("published %s/s of %s/s", formatRate(s.PublishPerSec), formatRate(p.publish)))
-		}
-		if s.DeliveriesPerSec < 0.95*p.deliveries {
-			reasons = append(reasons, fmt.Sprintf("delivered %s/s of %s/s", formatRate(s.DeliveriesPerSec), formatRate(p.deliveries)))
-		}
-		if p99 := time.Duration(s.Latency.P99MS * float64(time.Millisecond)); p99 > maxP99 {
-			reasons = append(reasons, fmt.Sprintf("p99 %v above %v", p99.Round(time.Millisecond), maxP99))
-		}
+		r.stepLatency(&s)
+		fails := judgeStep(p.rule, s.figures(), maxP99)
 		if p.acked > 0 && s.AckedPerSec < 0.95*p.acked {
-			reasons = append(reasons, fmt.Sprintf("acked %s/s of %s/s", formatRate(s.AckedPerSec), formatRate(p.acked)))
+			fails = append(fails, stepFailure{condAcked, fmt.Sprintf("acked %s/s of %s/s", formatRate(s.AckedPerSec), formatRate(p.acked))})
 		}
 		if p.ackP99 > 0 && s.AckLatency != nil {
 			if p99 := time.Duration(s.AckLatency.P99MS * float64(time.Millisecond)); p99 > p.ackP99 {
-				reasons = append(reasons, fmt.Sprintf("ack p99 %v above %v", p99.Round(100*time.Microsecond), p.ackP99))
+				fails = append(fails, stepFailure{condAckP99, fmt.Sprintf("ack p99 %v above %v", p99.Round(100*time.Microsecond), p.ackP99)})
 			}
 		}
 		if n := r.refused.Load() - refusedBefore; n > 0 {
-			reasons = append(reasons, fmt.Sprintf("%d sends refused", n))
+			fails = append(fails, stepFailure{condRefused, fmt.Sprintf("%d sends refused", n)})
 		}
 		if closed := len(r.conns) - r.openConns(); closed > closedBefore {
-			reasons = append(reasons, fmt.Sprintf("%d connections closed by the server", closed-closedBefore))
+			fails = append(fails, stepFailure{condClosed, fmt.Sprintf("%d connections closed by the server", closed-closedBefore)})
 		}
 		if !completed {
-			reasons = append(reasons, "interrupted")
+			fails = append(fails, stepFailure{condInterrupted, "interrupted"})
 		}
-		if len(reasons) > 0 {
-			s.Behind = true
-			s.Reason = joinReasons(reasons)
-		}
+		s.fail(fails)
 		steps = append(steps, s)
 		if !completed || (s.Behind && stopWhenBehind) {
 			break
@@ -476,14 +533,6 @@ func (r *runState) traffic(ctx context.Context, ss schedulers, plan []stepPlan, 
 	}
 	ss.set(0, 0, pubs)
 	return steps, span
-}
-
-func joinReasons(rs []string) string {
-	out := rs[0]
-	for _, r := range rs[1:] {
-		out += "; " + r
-	}
-	return out
 }
 
 // complete drains, tears down, recomputes the steps' latencies with every
@@ -502,8 +551,7 @@ func (r *runState) complete(ctx context.Context, rep *Report, requested int, bef
 	}
 	r.teardown()
 	for i := range rep.Steps {
-		rep.Steps[i].Latency = latencyReport(r.lat.merged(rep.Steps[i].Step))
-		rep.Steps[i].AckLatency = r.ackReport(rep.Steps[i].Step)
+		r.stepLatency(&rep.Steps[i])
 	}
 	rep.Integrity = r.integrity()
 	var err error
@@ -511,6 +559,24 @@ func (r *runState) complete(ctx context.Context, rep *Report, requested int, bef
 		err = fmt.Errorf("not every message arrived within --drain %v", r.opts.Drain)
 	}
 	return r.finish(ctx, rep, err)
+}
+
+// stepLatency fills s's latency figures from the samples recorded so far:
+// the whole step's, its two halves' p50 and send→ack.
+func (r *runState) stepLatency(s *StepReport) {
+	s.Latency = latencyReport(r.lat.merged(s.Step))
+	s.AckLatency = r.ackReport(s.Step)
+	s.FirstHalfP50MS = halfP50(r.lat.half(s.Step, false))
+	s.SecondHalfP50MS = halfP50(r.lat.half(s.Step, true))
+}
+
+// halfP50 is h's median in milliseconds, nil when h is empty.
+func halfP50(h *hdrhistogram.Histogram) *float64 {
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	ms := float64(h.ValueAtQuantile(50)) / 1000
+	return &ms
 }
 
 // ackReport is the send→ack latency of a step's sends, nil when the step

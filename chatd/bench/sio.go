@@ -44,12 +44,21 @@ func socketIOURL(u string) string {
 }
 
 // socketIOHandshake reads the open packet, connects the main namespace
-// with the user's name and joins room (acknowledgement id 0).
-func (c *conn) socketIOHandshake(user, room string) (protocol.Joined, error) {
+// with the user's name (or a token minted for the user, when dc has a
+// minter) and joins room (acknowledgement id 0).
+func (c *conn) socketIOHandshake(user, room string, dc dialConfig) (protocol.Joined, error) {
 	if _, err := c.expectSIO("0"); err != nil {
 		return protocol.Joined{}, fmt.Errorf("engine.io open: %w", err)
 	}
-	auth, _ := json.Marshal(map[string]string{"name": user})
+	hf, err := dc.helloFrame(user)
+	if err != nil {
+		return protocol.Joined{}, err
+	}
+	creds := map[string]string{"name": hf.Name}
+	if hf.Token != "" {
+		creds = map[string]string{"token": hf.Token}
+	}
+	auth, _ := json.Marshal(creds)
 	if err := c.ws.WriteMessage(websocket.TextMessage, append([]byte("40"), auth...)); err != nil {
 		return protocol.Joined{}, fmt.Errorf("send connect: %w", err)
 	}
@@ -181,13 +190,7 @@ func socketIOSend(native []byte, n uint64) []byte {
 // dialSocketIO opens a WebSocket to a Socket.IO endpoint (the handshake
 // follows in socketIOHandshake).
 func dialSocketIO(ctx context.Context, u string, dc dialConfig) (*websocket.Conn, error) {
-	d := websocket.Dialer{
-		HandshakeTimeout: dc.timeout,
-		ReadBufferSize:   dc.readBuffer,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  writeBufferPool,
-	}
-	ws, resp, err := d.DialContext(ctx, socketIOURL(u), nil)
+	ws, resp, err := dc.dialer().DialContext(ctx, socketIOURL(u), nil)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial %s: %w: HTTP %d (Retry-After %v)", u, errRefused, resp.StatusCode, client.RetryAfter(resp))

@@ -67,7 +67,7 @@ func Storm(ctx context.Context, cfg StormConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote)
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	rooms := make([]*room, max(1, n/cfg.RoomSize))

@@ -66,7 +66,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (*Report, error) {
 	if capNote != "" {
 		run.notes = append(run.notes, capNote+fmt.Sprintf(" (%d rooms instead of %d)", n, cfg.Rooms))
 	}
-	if note := portRangeNote(n / len(run.opts.URLs)); note != "" {
+	if note := portRangeNote(run.perSource(n / len(run.opts.URLs))); note != "" {
 		run.notes = append(run.notes, note)
 	}
 	specs := make([]connSpec, n)
@@ -107,8 +107,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig) (*Report, error) {
 		s := &rep.Steps[i]
 		if a := s.AckLatency; a != nil && !s.Behind {
 			if p99 := time.Duration(a.P99MS * float64(time.Millisecond)); p99 > cfg.MaxP99 {
-				s.Behind = true
-				s.Reason = fmt.Sprintf("ack p99 %v above %v (with the acks that came after the step)", p99.Round(100*time.Microsecond), cfg.MaxP99)
+				s.fail([]stepFailure{{condAckP99, fmt.Sprintf("ack p99 %v above %v (with the acks that came after the step)", p99.Round(100*time.Microsecond), cfg.MaxP99)}})
 			}
 		}
 		if !s.Behind {

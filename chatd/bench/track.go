@@ -226,13 +226,37 @@ func newLatencySet() *latencySet {
 
 func (l *latencySet) shard(i int) *latencyShard { return l.shards[i%latencyShards] }
 
-// merged returns the histogram of one step over all shards.
+// secondHalf is added to a step's stamp for the messages sent in the
+// second half of the step, so that the two halves' latencies can be told
+// apart (a growing queue shows as a slower second half). It is far above
+// any step number.
+const secondHalf = 1 << 20
+
+// halfStamp is the stamp of the messages sent in step's second half.
+func halfStamp(step int) int { return step + secondHalf }
+
+// merged returns the histogram of one step (both halves) over all shards.
 func (l *latencySet) merged(step int) *hdrhistogram.Histogram {
+	return l.mergedStamps(step, halfStamp(step))
+}
+
+// half returns the histogram of one half of a step: the messages stamped
+// step (the first) or halfStamp(step) (the second).
+func (l *latencySet) half(step int, second bool) *hdrhistogram.Histogram {
+	if second {
+		return l.mergedStamps(halfStamp(step))
+	}
+	return l.mergedStamps(step)
+}
+
+func (l *latencySet) mergedStamps(stamps ...int) *hdrhistogram.Histogram {
 	out := newHistogram()
 	for _, s := range l.shards {
 		s.mu.Lock()
-		if h := s.hists[step]; h != nil {
-			out.Merge(h)
+		for _, st := range stamps {
+			if h := s.hists[st]; h != nil {
+				out.Merge(h)
+			}
 		}
 		s.mu.Unlock()
 	}

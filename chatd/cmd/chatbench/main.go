@@ -1,6 +1,7 @@
 // Command chatbench is ringchat's load generator. It drives chatd with
 // many WebSocket connections in one of its scenarios (idle, fanout, rooms,
-// throughput, crossnode; fill, history and ready for durable history),
+// storm, throughput, crossnode; fill, history and ready for durable
+// history; calibrate measures the loopback write floor without a server),
 // checks that every message arrives exactly once and in order, and reports
 // throughput, publish→receive and send→ack latency, history page latency,
 // restart times and the server's memory and CPU. See docs/benchmarks.md
@@ -121,6 +122,8 @@ func parseRate(s string) (float64, error) {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.Var(&c.urls, "url", "chatd WebSocket URL; repeat or comma-separate for several nodes (default ws://127.0.0.1:8080/ws)")
 	fs.BoolVar(&c.opts.AllowRemote, "allow-remote", false, "allow non-loopback targets (only servers you may load)")
+	fs.StringVar(&c.opts.TokenSecretFile, "token-secret-file", "", "file holding chatd's HS256 secret (the one --jwt-secret-file names): each connection says hello with a JWT minted for its user (sub; exp 24h; no rooms claim) instead of an anonymous name, so chatd can run without --allow-anonymous")
+	fs.IntVar(&c.opts.SourceAddrs, "source-addrs", 0, fmt.Sprintf("spread connections round robin over N loopback source addresses 127.0.0.2 … 127.0.0.(N+1) (at most %d), so chatd's per-IP cap (--max-connections-per-ip, 1000) holds: e.g. 20 for 15,000 connections; loopback targets only; 0: the kernel's choice", bench.MaxSourceAddrs))
 	fs.IntVar(&c.serverPID, "server-pid", 0, "chatd process to read RSS and CPU from (/proc/<pid>); default: the local process listening on the first URL's port")
 	fs.StringVar(&c.statsMode, "server-stats", "auto", "server figures: auto (/proc when the pid is known, plus /metrics), proc, metrics, none")
 	fs.Var(&c.metricsURL, "metrics-url", "each node's metrics endpoint, in --url order: chatd serves /metrics on its admin listener, e.g. http://127.0.0.1:9090/metrics for --admin-listen 127.0.0.1:9090 (repeat or comma-separate)")
@@ -133,6 +136,15 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write chatbench's own CPU profile to this file (to check the load generator is not the bottleneck)")
+}
+
+// check validates the flags that do not depend on the scenario; its error
+// is a usage error.
+func (c *common) check() error {
+	if err := bench.CheckSourceAddrs(c.opts.SourceAddrs, c.opts.AllowRemote, c.urls); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (c *common) finish(stderr io.Writer) bench.Options {
@@ -182,11 +194,23 @@ started server for each run.`,
 		name:    "fanout",
 		summary: "S subscribers in one room, a publisher at stepped rates until delivery falls behind",
 		details: `Rates are deliveries per second (publish rate × subscribers). Each step runs
---step-duration; a step is "behind" when deliveries or publishes stay under
-95% of the target, p99 exceeds --max-p99, or a subscriber is disconnected.
+--step-duration; --rule says when a step is "behind":
+  legacy   deliveries or publishes under 95% of the target, or p99 above
+           --max-p99 (the default rule)
+  sustain  issue 17's many-sender rule: deliveries or publishes under 97%
+           of the target, p99 above --max-p99 (the issue says 500ms), or
+           p50 growing within the step: the second half's p50 above
+           max(1.5 × the first half's, the first half's + 2ms), as a
+           growing queue shows
+and under both, a subscriber disconnected or a send refused. The report
+gives each step's p50 of the messages sent in its first and second half.
 Stepping stops after the first step behind (unless --all-steps). The
 publisher never has more than --max-inflight messages not yet received by
-every subscriber, so a saturated server is measured, not overflowed.`,
+every subscriber, so a saturated server is measured, not overflowed.
+Against chatd's production rate limit (20 frames/s per connection) each
+publisher must stay under 20 messages/s: 1M deliveries/s in a room of
+1000 is 1000 messages/s, 8/s each for 125 publishers; a warning says when
+a step asks more (chatd would refuse the excess with rate_limited).`,
 		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
 			var cfg bench.FanoutConfig
 			var rates floatList
@@ -199,8 +223,15 @@ every subscriber, so a saturated server is measured, not overflowed.`,
 			fs.Var(rateFlag{&cfg.MaxRate}, "max-rate", "last step, deliveries/s")
 			fs.DurationVar(&cfg.StepDuration, "step-duration", 5*time.Second, "length of each step")
 			fs.IntVar(&cfg.MaxInflight, "max-inflight", 1000, "messages published but not yet received by every subscriber, at most")
-			fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "a step whose p99 exceeds this is behind")
+			fs.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "a step whose p99 exceeds this is behind (issue 17's sustain rule: 500ms)")
+			fs.Func("rule", "step rule: legacy (95% of the target, p99 ≤ --max-p99) or sustain (97%, p99 ≤ --max-p99, p50 not growing within the step) (default legacy)", func(v string) error {
+				r, err := bench.ParseStepRule(v)
+				cfg.Rule = r
+				return err
+			})
 			fs.BoolVar(&cfg.AllSteps, "all-steps", false, "run every step even after one fell behind")
+			fs.DurationVar(&cfg.WriteFloor, "write-floor", 0, "the cost of one loopback write, as calibrate printed it (e.g. 1.8µs): each step then reports p50 and p99 as multiples of subscribers × write-floor")
+			fs.Float64Var(&cfg.ServerRate, "server-rate", 20, "frames/s the server allows one connection (chatd's --rate, 20 by default): a step asking more messages/s of a publisher is warned about; 0: no check")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				cfg.Rates = rates
@@ -227,6 +258,7 @@ send→ack figures use (start chatd with --data-dir for those).`,
 			fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured window")
 			fs.IntVar(&cfg.Schedulers, "schedulers", 4, "publishing goroutines")
 			fs.DurationVar(&cfg.MaxP99, "max-p99", time.Second, "the run is behind when p99 exceeds this")
+			fs.DurationVar(&cfg.WriteFloor, "write-floor", 0, "the cost of one loopback write, as calibrate printed it (e.g. 1.8µs): the report then gives p50 and p99 as multiples of room-size × write-floor")
 			return func(ctx context.Context) (*bench.Report, error) {
 				cfg.Options = c.finish(fs.Output())
 				return bench.Rooms(ctx, cfg)
@@ -405,6 +437,32 @@ URLs, so that every delivery has to cross nodes. Give every node's URL.`,
 			}
 		},
 	},
+	{
+		name:    "calibrate",
+		summary: "the cost of one loopback write on this machine: the floor fan-out figures are compared with",
+		details: `Opens --sockets TCP connections over 127.0.0.1 to a listener in chatbench
+itself, drains each accepted one in a goroutine, and then, from one
+goroutine locked to its thread, writes one --write-bytes WebSocket frame to
+each socket in turn (one write system call per socket, as chatd writes a
+message to each subscriber), round after round for --duration. It reports
+ns per write (the mean, and the median over rounds of --sockets writes) and
+the fan-out floor: sockets × the median, the time one message takes to
+reach that many subscribers at one write each. No server is needed (the
+--url and server flags are ignored).
+Run it pinned to the core the server runs on, with nothing else running:
+  taskset -c 0 chatbench calibrate
+and give the median to fanout and rooms as --write-floor: their steps then
+report p50 and p99 as multiples of the floor for their fan-out.`,
+		setup: func(fs *flag.FlagSet, c *common) func(context.Context) (*bench.Report, error) {
+			var cfg bench.CalibrateConfig
+			fs.IntVar(&cfg.Sockets, "sockets", 1000, "loopback connections written to in turn (the fan-out)")
+			fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "how long to write")
+			fs.IntVar(&cfg.WriteBytes, "write-bytes", 100, "bytes per write: a WebSocket frame of a small message (2–127)")
+			return func(ctx context.Context) (*bench.Report, error) {
+				return bench.Calibrate(ctx, cfg)
+			}
+		},
+	},
 }
 
 func usage() string {
@@ -427,12 +485,31 @@ you publish figures):
         --admin-listen 127.0.0.1:9090
 and give chatbench its metrics: --metrics-url http://127.0.0.1:9090/metrics
 
+Or measure chatd as deployed, every limit at its default (tokens only, 20
+frames/s per connection, 1000 connections per IP): give chatbench the
+server's HS256 secret and enough loopback source addresses:
+  chatd --jwt-secret-file /tmp/secret --admin-listen 127.0.0.1:9090
+  chatbench <scenario> --token-secret-file /tmp/secret --source-addrs 20 ...
+--token-secret-file mints a JWT per connection (sub = its user, exp in 24h,
+no rooms claim) instead of an anonymous hello; --source-addrs N binds the
+connections round robin to 127.0.0.2 … 127.0.0.(N+1) (loopback targets
+only). Pin chatd to one core and measure that core's write floor first:
+  taskset -c 0 chatbench calibrate
+
 Examples:
   chatbench idle --connections 15000 --rooms 150
   chatbench fanout --subscribers 1000 --start-rate 100k --step-rate 100k
   chatbench fanout --subscribers 1000 --rates 500k --step-duration 20s
   chatbench rooms --connections 5000 --room-size 5 --rate 1
   chatbench crossnode --url ws://10.0.0.1:8080/ws --url ws://10.0.0.2:8080/ws --allow-remote
+
+Issue 17's shapes against production defaults (docs/benchmarks.md):
+  chatbench fanout --token-secret-file /tmp/secret --source-addrs 20 --subscribers 1000 \
+      --publishers 125 --rule sustain --max-p99 500ms --rates 100k,250k,500k,750k,1M,1.25M \
+      --step-duration 5s --write-floor <the figure calibrate printed>
+  chatbench rooms --token-secret-file /tmp/secret --source-addrs 20 --connections 5000 --room-size 5 --rate 5
+  chatbench storm --token-secret-file /tmp/secret --source-addrs 20 --connections 10000 --room-size 100
+  chatbench idle --token-secret-file /tmp/secret --source-addrs 20 --connections 15000 --rooms 150
 
 Durable history (chatd --data-dir; hack/bench-durable.sh runs them all):
   chatbench rooms --connections 5000 --room-size 5 --total-rate 10k     # send→ack
@@ -523,6 +600,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chatbench: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if err := c.check(); err != nil {
+		fmt.Fprintf(stderr, "chatbench %s: %v\n", s.name, err)
 		return exitUsage
 	}
 	if c.cpuProfile != "" {

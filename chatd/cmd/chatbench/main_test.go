@@ -141,3 +141,55 @@ func TestDurableCLI(t *testing.T) {
 		t.Fatalf("parseTime(ns) = %v, %v", at, err)
 	}
 }
+
+// TestProductionFlags: --token-secret-file and --source-addrs let fanout
+// run against chatd's production defaults (no --allow-anonymous, rate
+// limit 20/s) with a per-IP cap of 2: 6 connections need the 3 source
+// addresses. --source-addrs with --allow-remote is a usage error.
+func TestProductionFlags(t *testing.T) {
+	secret := chatdtest.SecretFile(t, "jwt-secret", "cli-secret-0123456789abcdef-0123456789")
+	srv := chatdtest.StartWith(t, []string{"--jwt-secret-file", secret, "--log-level", "error"}, "--max-connections-per-ip", "2")
+	code, out, stderr := runCLI(t, "fanout", "--url", srv.URL, "--token-secret-file", secret, "--source-addrs", "3",
+		"--subscribers", "5", "--rates", "50", "--step-duration", "300ms", "--warmup", "100ms", "--max-p99", "5s", "--quiet",
+		"--rule", "sustain", "--write-floor", "2µs")
+	if code != exitOK || !strings.Contains(out, "opened 6 of 6") || !strings.Contains(out, "lost 0") || !strings.Contains(out, "rule=sustain") ||
+		!strings.Contains(out, "p50 halves ms") || !strings.Contains(out, "p50 × floor") || !strings.Contains(out, "0.010  ") {
+		t.Fatalf("fanout with tokens over 3 source addresses: exit %d; stderr %q; stdout %s", code, stderr, out)
+	}
+	if code, _, _ := runCLI(t, "fanout", "--rule", "strict"); code != exitUsage {
+		t.Fatalf("--rule strict: exit %d", code)
+	}
+	code, _, stderr = runCLI(t, "rooms", "--url", srv.URL, "--allow-remote", "--source-addrs", "3", "--quiet")
+	if code != exitUsage || !strings.Contains(stderr, "--allow-remote") {
+		t.Fatalf("--source-addrs with --allow-remote: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "idle", "--url", srv.URL, "--token-secret-file", chatdtest.SecretFile(t, "short", "short"), "--quiet")
+	if code != exitFailure || !strings.Contains(stderr, "at least 32") {
+		t.Fatalf("short secret: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestCalibrateCLI: calibrate needs no server and prints the --write-floor
+// to give fanout and rooms.
+func TestCalibrateCLI(t *testing.T) {
+	code, out, stderr := runCLI(t, "calibrate", "--sockets", "10", "--duration", "100ms", "--json")
+	var rep struct {
+		OK        bool `json:"ok"`
+		Calibrate struct {
+			Sockets    int     `json:"sockets"`
+			Median     float64 `json:"median_write_ns"`
+			WriteFloor string  `json:"write_floor"`
+		} `json:"calibrate"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || !rep.OK || rep.Calibrate.Sockets != 10 ||
+		rep.Calibrate.Median <= 0 || rep.Calibrate.WriteFloor == "" {
+		t.Fatalf("calibrate: exit %d (%v); stderr %q; stdout %s", code, err, stderr, out)
+	}
+	if code, out, _ := runCLI(t, "calibrate", "--sockets", "10", "--duration", "100ms"); code != exitOK || !strings.Contains(out, "--write-floor ") ||
+		!strings.Contains(out, "fan-out floor") {
+		t.Fatalf("calibrate text: exit %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "calibrate", "--write-bytes", "200", "--quiet"); code != exitFailure {
+		t.Fatalf("--write-bytes 200: exit %d", code)
+	}
+}
