@@ -15,10 +15,14 @@
 // runtime's poller too, so reads and deadlines work as usual; this package
 // only tells when to start a read.
 //
-// Each Arm carries a new generation in the event's spare 32 bits; an event
-// whose generation is not the registration's latest (a socket forgotten, its
-// descriptor number reused by a new connection, an event dequeued just
-// before a re-arm) is ignored.
+// A socket is registered once (Register returns its Handle) and armed again
+// after every wake. Each Arm carries a new generation in the event's spare
+// 32 bits; an event whose generation is not the registration's latest (a
+// socket forgotten, its descriptor number reused by a new connection, an
+// event dequeued just before a re-arm) is ignored. The Handle reaches the
+// descriptor only inside the socket's RawConn.Control, so a socket closed
+// concurrently (an abort) cannot have its number reused under an epoll_ctl.
+// Forget the socket before closing it.
 //
 // Only Linux has an implementation: elsewhere New returns ErrUnsupported and
 // callers keep a goroutine blocked in the read.

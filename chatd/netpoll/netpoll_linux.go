@@ -25,11 +25,21 @@ type Poller struct {
 	mu      sync.Mutex
 	closed  bool
 	nextGen uint32
-	regs    map[int32]*registration
+	// regs maps a descriptor to the Handle that last armed it.
+	regs map[int32]*Handle
 }
 
-// registration is one socket known to the epoll instance.
-type registration struct {
+// Handle is one socket's registration on a Poller. Its methods reach the
+// descriptor through the socket's syscall.RawConn (Control), so the
+// descriptor cannot be closed, and its number reused by another socket,
+// while the epoll instance is told about it; on a closed socket they fail
+// or do nothing.
+type Handle struct {
+	p  *Poller
+	rc syscall.RawConn
+	// Guarded by p.mu.
+	fd    int32
+	added bool // the socket is in the epoll set
 	// gen is the generation of the latest Arm; events carrying another are
 	// stale.
 	gen uint32
@@ -59,70 +69,92 @@ func New(log *slog.Logger) (*Poller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("netpoll: epoll_ctl(eventfd): %w", err)
 	}
-	p := &Poller{log: log, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), regs: make(map[int32]*registration)}
+	p := &Poller{log: log, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), regs: make(map[int32]*Handle)}
 	go p.loop()
 	return p, nil
 }
 
-// FD returns the descriptor of conn (a *net.TCPConn, say). The descriptor
-// stays owned by conn: it is valid until conn is closed.
-func FD(conn syscall.Conn) (int, error) {
+// Register prepares conn (a *net.TCPConn, say: a socket without buffering
+// of its own) for Arm. It does not arm it.
+func (p *Poller) Register(conn syscall.Conn) (*Handle, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return -1, err
+		return nil, fmt.Errorf("netpoll: %w", err)
 	}
-	fd := -1
-	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
+	return &Handle{p: p, rc: rc, fd: -1}, nil
 }
 
-// Arm asks for onReadable to run once, on a new goroutine, when fd is
-// readable, hung up or in error; at once if it already is. Until then (or
-// until Forget) the Poller holds onReadable. Arming an fd that is armed
-// already replaces its callback. The caller must call Forget before it
-// closes fd.
-func (p *Poller) Arm(fd int, onReadable func()) error {
+// Arm asks for onReadable to run once, on a new goroutine, when the socket
+// is readable, hung up or in error; at once if it already is. Until then
+// (or until Forget or Close) the Poller holds onReadable. Arming a socket
+// that is armed already replaces its callback.
+func (h *Handle) Arm(onReadable func()) error {
+	var armErr error
+	err := h.rc.Control(func(s uintptr) { armErr = h.p.arm(h, int32(s), onReadable) })
+	if err != nil {
+		return fmt.Errorf("netpoll: arm: %w", err)
+	}
+	return armErr
+}
+
+func (p *Poller) arm(h *Handle, fd int32, onReadable func()) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return ErrClosed
 	}
+	if p.regs[fd] != h {
+		// First arm, or an entry left by a closed socket that had this
+		// number and was never forgotten: the kernel dropped that one
+		// when it was closed.
+		h.added = false
+	}
 	p.nextGen++
 	gen := p.nextGen
-	reg, known := p.regs[int32(fd)]
+	ev := unix.EpollEvent{Events: readable, Fd: fd, Pad: int32(gen)}
 	op := unix.EPOLL_CTL_MOD
-	if !known {
-		reg = &registration{}
+	if !h.added {
 		op = unix.EPOLL_CTL_ADD
 	}
-	ev := unix.EpollEvent{Events: readable, Fd: int32(fd), Pad: int32(gen)}
-	if err := unix.EpollCtl(p.epfd, op, fd, &ev); err != nil {
+	err := unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	switch {
+	case err != nil && op == unix.EPOLL_CTL_ADD && errors.Is(err, unix.EEXIST):
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	case err != nil && op == unix.EPOLL_CTL_MOD && errors.Is(err, unix.ENOENT):
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	if err != nil {
 		return fmt.Errorf("netpoll: arm fd %d: %w", fd, err)
 	}
-	reg.gen, reg.armed, reg.onReadable = gen, true, onReadable
-	if !known {
-		p.regs[int32(fd)] = reg
-	}
+	h.fd, h.added, h.gen, h.armed, h.onReadable = fd, true, gen, true, onReadable
+	p.regs[fd] = h
 	return nil
 }
 
-// Forget removes fd from the Poller; a pending event for it is dropped.
-// Call it before closing fd, so that a new socket given the same number
-// never sees this one's events.
-func (p *Poller) Forget(fd int) {
+// Forget removes the socket from the Poller and drops its callback; a
+// pending event for it is ignored. Call it before closing the socket; on a
+// socket closed already it only drops the Poller's record.
+func (h *Handle) Forget() {
+	err := h.rc.Control(func(s uintptr) { h.p.forget(h, true) })
+	if err != nil {
+		h.p.forget(h, false)
+	}
+}
+
+func (p *Poller) forget(h *Handle, open bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.regs[int32(fd)]; !ok {
+	h.armed, h.onReadable = false, nil
+	if !h.added || p.regs[h.fd] != h {
 		return
 	}
-	delete(p.regs, int32(fd))
-	if p.closed {
-		return // the epoll instance is gone
+	delete(p.regs, h.fd)
+	h.added = false
+	if p.closed || !open {
+		return // the epoll instance, or the socket, is gone
 	}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBADF) {
-		p.log.Warn("netpoll: epoll_ctl(DEL) failed", "fd", fd, "err", err)
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(h.fd), nil); err != nil && !errors.Is(err, unix.ENOENT) {
+		p.log.Warn("netpoll: epoll_ctl(DEL) failed", "fd", h.fd, "err", err)
 	}
 }
 
@@ -138,17 +170,15 @@ func (p *Poller) Close() error {
 	}
 	p.closed = true
 	var stranded []func()
-	for _, reg := range p.regs {
-		if reg.armed {
-			reg.armed = false
-			stranded = append(stranded, reg.onReadable)
-			reg.onReadable = nil
+	for _, h := range p.regs {
+		if h.armed {
+			stranded = append(stranded, h.onReadable)
+			h.armed, h.onReadable = false, nil
 		}
 	}
 	p.mu.Unlock()
 	var one [8]byte
-	one[0] = 1 // an eventfd counter is a native-endian uint64; any nonzero value wakes
-	one[7] = 1
+	one[0], one[7] = 1, 1 // an eventfd counter is a native-endian uint64; any nonzero value wakes
 	if _, err := unix.Write(p.wakefd, one[:]); err != nil {
 		p.log.Warn("netpoll: cannot wake the poller", "err", err)
 	}
@@ -189,9 +219,9 @@ func (p *Poller) loop() {
 			}
 			p.mu.Lock()
 			var f func()
-			if reg := p.regs[ev.Fd]; reg != nil && reg.armed && reg.gen == uint32(ev.Pad) {
-				f = reg.onReadable
-				reg.armed, reg.onReadable = false, nil
+			if h := p.regs[ev.Fd]; h != nil && h.armed && h.gen == uint32(ev.Pad) {
+				f = h.onReadable
+				h.armed, h.onReadable = false, nil
 			}
 			p.mu.Unlock()
 			if f != nil {

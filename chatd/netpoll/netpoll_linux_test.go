@@ -21,6 +21,20 @@ type pair struct {
 	server *net.TCPConn
 	peer   net.Conn
 	fd     int
+	h      *Handle
+}
+
+// arm registers the pair's server side on p (the first time) and arms it.
+func (c *pair) arm(t *testing.T, p *Poller, f func()) error {
+	t.Helper()
+	if c.h == nil {
+		h, err := p.Register(c.server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.h = h
+	}
+	return c.h.Arm(f)
 }
 
 func newPair(t *testing.T) *pair {
@@ -39,10 +53,12 @@ func newPair(t *testing.T) *pair {
 		t.Fatal(err)
 	}
 	server := c.(*net.TCPConn)
-	fd, err := FD(server)
+	rc, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
+	fd := -1
+	_ = rc.Control(func(s uintptr) { fd = int(s) })
 	p := &pair{server: server, peer: peer, fd: fd}
 	t.Cleanup(func() {
 		_ = p.server.Close()
@@ -102,7 +118,7 @@ func expectQuiet(t *testing.T, p *Poller, ch <-chan struct{}, what string) {
 	sentinel := newPair(t)
 	sentinel.write(t, "x")
 	f, sch := fired()
-	if err := p.Arm(sentinel.fd, f); err != nil {
+	if err := sentinel.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, sch, "sentinel")
@@ -124,7 +140,7 @@ func TestPendingDataFiresAtOnce(t *testing.T) {
 	}
 	waitReadable(t, c.fd)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, ch, "data pending before the arm")
@@ -150,7 +166,7 @@ func TestFiresOncePerArm(t *testing.T) {
 	p := newPoller(t)
 	c := newPair(t)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	expectQuiet(t, p, ch, "armed, no data yet")
@@ -160,7 +176,7 @@ func TestFiresOncePerArm(t *testing.T) {
 	c.write(t, "two")
 	expectQuiet(t, p, ch, "second write without a re-arm")
 	// Re-armed with bytes pending: fires at once.
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, ch, "re-armed with data pending")
@@ -170,13 +186,13 @@ func TestRearmAfterDrainWaitsForNewData(t *testing.T) {
 	p := newPoller(t)
 	c := newPair(t)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	c.write(t, "abc")
 	waitFire(t, ch, "first data")
 	c.drain(t, 3)
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	expectQuiet(t, p, ch, "re-armed after draining")
@@ -188,7 +204,7 @@ func TestPeerCloseFires(t *testing.T) {
 	p := newPoller(t)
 	c := newPair(t)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.peer.Close()
@@ -203,14 +219,14 @@ func TestCloseStopsGoroutineAndWakesArmed(t *testing.T) {
 	}
 	c := newPair(t)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, ch, "armed at Close")
-	if err := p.Arm(c.fd, f); err != ErrClosed {
+	if err := c.arm(t, p, f); err != ErrClosed {
 		t.Fatalf("Arm after Close = %v, want ErrClosed", err)
 	}
 	deadline := time.Now().Add(testtime.Timeout)
@@ -230,7 +246,7 @@ func TestStaleGenerationIgnored(t *testing.T) {
 	p := newPoller(t)
 	c := newPair(t)
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	p.mu.Lock()
@@ -245,7 +261,7 @@ func TestStaleGenerationIgnored(t *testing.T) {
 	c.write(t, "x")
 	expectQuiet(t, p, ch, "stale generation")
 	// The current generation fires.
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, ch, "current generation")
@@ -257,15 +273,15 @@ func TestForgetThenReuse(t *testing.T) {
 	p := newPoller(t)
 	old := newPair(t)
 	oldF, oldCh := fired()
-	if err := p.Arm(old.fd, oldF); err != nil {
+	if err := old.arm(t, p, oldF); err != nil {
 		t.Fatal(err)
 	}
-	p.Forget(old.fd)
+	old.h.Forget()
 	_ = old.server.Close()
 	c := newPair(t)
 	c.write(t, "x")
 	f, ch := fired()
-	if err := p.Arm(c.fd, f); err != nil {
+	if err := c.arm(t, p, f); err != nil {
 		t.Fatal(err)
 	}
 	waitFire(t, ch, "new socket")
