@@ -407,6 +407,7 @@ func (s *Session) park() bool {
 			return true // resumed meanwhile on another goroutine
 		}
 		s.log.Debug("cannot park the reader; it stays", s.logAttrs("err", err)...)
+		s.poll.Forget()
 		s.poll = nil
 		return false
 	}
