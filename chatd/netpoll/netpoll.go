@@ -9,6 +9,14 @@
 // hang-up or an error) it runs that socket's callback, once, on a new
 // goroutine, which reads again.
 //
+// The Poller's goroutine does not block in epoll_wait: the epoll descriptor
+// is itself non-blocking and sits in the Go runtime's poller, so the
+// goroutine parks like one in a socket read until an event is ready. A
+// blocking epoll_wait would hold an OS thread and, until the scheduler
+// takes it back (up to 10 ms on an idle process), its P: with GOMAXPROCS=1
+// every other goroutine of the node would wait that long after each wait
+// began. Close closes the descriptor, which ends the wait.
+//
 // Readiness is one-shot and level-triggered (EPOLLIN|EPOLLRDHUP|
 // EPOLLONESHOT): a socket fires at most once per Arm, and bytes that arrived
 // before it was armed fire at once. The socket itself stays in the Go

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 
@@ -17,10 +18,14 @@ import (
 type Poller struct {
 	log  *slog.Logger
 	epfd int
-	// wakefd is an eventfd in the epoll set: Close writes to it so that the
-	// goroutine blocked in EpollWait returns.
-	wakefd int
-	done   chan struct{}
+	// file is epfd, non-blocking, in the Go runtime's own poller: the loop
+	// waits for it to be readable (an event is ready) parked like any
+	// goroutine in a read, not in a blocking epoll_wait that would hold an
+	// OS thread and, for a while, the scheduler's P (with GOMAXPROCS=1,
+	// every other goroutine). Closing it ends the loop.
+	file *os.File
+	rc   syscall.RawConn
+	done chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -58,18 +63,17 @@ func New(log *slog.Logger) (*Poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
 	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: %w", err)
+	}
+	file := os.NewFile(uintptr(epfd), "netpoll")
+	rc, err := file.SyscallConn()
 	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("netpoll: eventfd: %w", err)
+		_ = file.Close()
+		return nil, fmt.Errorf("netpoll: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		_ = unix.Close(wakefd)
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("netpoll: epoll_ctl(eventfd): %w", err)
-	}
-	p := &Poller{log: log, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), regs: make(map[int32]*Handle)}
+	p := &Poller{log: log, epfd: epfd, file: file, rc: rc, done: make(chan struct{}), regs: make(map[int32]*Handle)}
 	go p.loop()
 	return p, nil
 }
@@ -177,13 +181,8 @@ func (p *Poller) Close() error {
 		}
 	}
 	p.mu.Unlock()
-	var one [8]byte
-	one[0], one[7] = 1, 1 // an eventfd counter is a native-endian uint64; any nonzero value wakes
-	if _, err := unix.Write(p.wakefd, one[:]); err != nil {
-		p.log.Warn("netpoll: cannot wake the poller", "err", err)
-	}
+	err := p.file.Close() // wakes the loop, whose wait fails
 	<-p.done
-	err := errors.Join(unix.Close(p.epfd), unix.Close(p.wakefd))
 	for _, f := range stranded {
 		go f()
 	}
@@ -196,27 +195,26 @@ func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+		var n int
+		var waitErr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			n, waitErr = unix.EpollWait(int(fd), events, 0)
+			if errors.Is(waitErr, unix.EINTR) {
+				n, waitErr = 0, nil
 			}
+			return waitErr != nil || n > 0 // false: park until readable
+		})
+		if err != nil {
+			return // Close
+		}
+		if waitErr != nil {
 			// Nothing but a programming error gets here (EBADF, EFAULT,
 			// EINVAL); the armed callbacks run from Close.
-			p.log.Error("netpoll: epoll_wait failed; idle connections are no longer woken", "err", err)
+			p.log.Error("netpoll: epoll_wait failed; idle connections are no longer woken", "err", waitErr)
 			return
 		}
 		for i := range events[:n] {
 			ev := &events[i]
-			if int(ev.Fd) == p.wakefd {
-				p.mu.Lock()
-				closed := p.closed
-				p.mu.Unlock()
-				if closed {
-					return
-				}
-				continue
-			}
 			p.mu.Lock()
 			var f func()
 			if h := p.regs[ev.Fd]; h != nil && h.armed && h.gen == uint32(ev.Pad) {
