@@ -453,6 +453,7 @@ func ServerConfig(cfg config.Config) server.Config {
 		ReadHeaderTimeout:   cfg.HandshakeTimeout,
 		ShutdownTimeout:     cfg.ShutdownTimeout,
 		DrainRate:           cfg.DrainRate,
+		ParkIdleReaders:     cfg.ParkIdleReaders,
 		Session: session.Config{
 			ServerID:        cfg.NodeName,
 			MaxFrameBytes:   cfg.MaxFrameBytes,

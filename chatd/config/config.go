@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -64,6 +65,7 @@ type Config struct {
 	RateAbuseLimit      int
 	SendQueue           int
 	WriteCoalesce       time.Duration
+	ParkIdleReaders     bool
 
 	// Rooms
 	HistorySize     int
@@ -167,6 +169,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.SendQueue, "send-queue", 4096, "frames queued per connection before it is closed as a slow consumer (4008)")
 
 	fs.DurationVar(&c.WriteCoalesce, "write-coalesce", 0, "how long a busy connection's writer waits for more frames so one write carries them (0: write at once)")
+	fs.BoolVar(&c.ParkIdleReaders, "park-idle-readers", runtime.GOOS == "linux", "an idle WebSocket connection waits for its next frame with no goroutine, its socket watched by epoll (Linux only; false: one goroutine per connection, blocked in its read)")
 	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room for resume and history")
 	fs.IntVar(&c.DedupeWindow, "dedupe-window", 1024, "recent client message ids remembered per room for idempotent resend")
 	fs.IntVar(&c.PresenceListMax, "presence-list-max", 100, "room size (users) above which presence is sent as counts")

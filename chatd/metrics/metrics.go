@@ -15,6 +15,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	Connections         prometheus.Gauge
+	SessionsParked      prometheus.Gauge
 	ConnectionsAccepted prometheus.Counter
 	ConnectionsRefused  *prometheus.CounterVec // reason
 	Closes              *prometheus.CounterVec // code
@@ -76,6 +77,9 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chatd_connections", Help: "Open WebSocket connections.",
+		}),
+		SessionsParked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chatd_sessions_parked", Help: "WebSocket connections idle with no goroutine reading them: their socket is armed on the readiness poller (--park-idle-readers).",
 		}),
 		ConnectionsAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatd_connections_accepted_total", Help: "WebSocket upgrades accepted.",
@@ -228,7 +232,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Connections, m.ConnectionsAccepted, m.ConnectionsRefused, m.Closes, m.Rooms,
+		m.Connections, m.SessionsParked, m.ConnectionsAccepted, m.ConnectionsRefused, m.Closes, m.Rooms,
 		m.FramesIn, m.FramesOut, m.WritesOut, m.MessagesStored, m.DirectMessages,
 		m.Deliveries, m.QueueOverflows, m.AuthFailures, m.RateLimited, m.ErrorFrames, m.SendToAck,
 	)

@@ -6,6 +6,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,6 +29,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/netpoll"
 	"github.com/ringchat/ringchat/chatd/offstack"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
@@ -76,6 +79,12 @@ type Config struct {
 	SocketIO *socketio.Config
 	// Hooks are the backend hooks both protocols ask; nil: none.
 	Hooks *hooks.Set
+	// ParkIdleReaders makes an idle WebSocket connection (after its hello)
+	// wait for its next frame with no goroutine: its socket is armed on a
+	// readiness poller (chatd/netpoll) instead (--park-idle-readers). Where
+	// no poller can be made, a warning is logged and readers block as
+	// without it.
+	ParkIdleReaders bool
 }
 
 // Server serves chatd's HTTP endpoints.
@@ -92,8 +101,15 @@ type Server struct {
 	admit    *admission
 	clients  clientResolver
 	upgrader websocket.Upgrader
-	mux      *http.ServeMux
-	probes   *http.ServeMux // /healthz and /readyz alone
+	// parkUpgrader upgrades the connections whose readers may park: gorilla
+	// reads through the bufio.Reader the hijack returns (ownReader), which
+	// the session checks for buffered bytes.
+	parkUpgrader websocket.Upgrader
+	// poller is the readiness poller of parked readers, from Serve's start
+	// to its end; nil: readers never park.
+	poller *netpoll.Poller
+	mux    *http.ServeMux
+	probes *http.ServeMux // /healthz and /readyz alone
 
 	// closingAll is set (under liveMu) once shutdown has asked every live
 	// session to close with 1012; a session that registers later is closed
@@ -135,6 +151,10 @@ func New(cfg Config, h *hub.Hub, a *auth.Authenticator, m *metrics.Metrics, log 
 			http.Error(w, "websocket upgrade failed: "+reason.Error(), status)
 		},
 	}
+	s.parkUpgrader = s.upgrader
+	// 0: gorilla reads through the hijacked bufio.Reader, the one
+	// ownReader made (gorilla's condition: larger than 256 bytes).
+	s.parkUpgrader.ReadBufferSize = 0
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.probes = http.NewServeMux()
@@ -229,7 +249,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		refuse(w, ref, retry)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	upgrader, own := &s.upgrader, (*ownReader)(nil)
+	if s.poller != nil {
+		upgrader, own = &s.parkUpgrader, &ownReader{ResponseWriter: w}
+		w = own
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.admit.release(ip)
 		s.metrics.ConnectionsRefused.WithLabelValues("upgrade").Inc()
@@ -242,10 +267,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Hooks.Connector() != nil {
 		sess.SetConnectFacts(hooks.Facts(r, hooks.TransportWS, remote))
 	}
-	// The session runs on a goroutine of its own and the handler returns:
-	// net/http's connection goroutine would otherwise stay parked under the
-	// session, keeping its deep stack and its 4 KiB read and write buffers
-	// alive for the life of every WebSocket.
+	if own != nil && own.br != nil {
+		// Only a socket without buffering of its own (plain TCP, not
+		// TLS) can be parked: bytes held above the socket would not wake
+		// the poller.
+		if sc, ok := ws.NetConn().(syscall.Conn); ok {
+			if h, err := s.poller.Register(sc); err == nil {
+				sess.SetPoller(h, own.br)
+			}
+		}
+	}
+	// The session's reader runs on goroutines of its own (none while it is
+	// parked) and the handler returns: net/http's connection goroutine
+	// would otherwise stay parked under the session, keeping its deep stack
+	// and its 4 KiB read and write buffers alive for the life of every
+	// WebSocket. What the session holds (its per-IP slot, its place in the
+	// shutdown's wait and list) is released when it finishes.
 	s.sessions.Add(1)
 	s.liveMu.Lock()
 	s.live[sess] = struct{}{}
@@ -254,19 +291,50 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if closing {
 		sess.Close(protocol.CloseServiceRestart, restartReason)
 	}
-	go func() {
-		defer s.sessions.Done()
-		defer s.admit.release(ip)
-		defer func() {
-			s.liveMu.Lock()
-			delete(s.live, sess)
-			s.liveMu.Unlock()
-		}()
-		s.proto.open.WithLabelValues(protoNative).Inc()
-		defer s.proto.open.WithLabelValues(protoNative).Dec()
-		sess.Run()
-	}()
+	s.proto.open.WithLabelValues(protoNative).Inc()
+	sess.Start(func() {
+		s.proto.open.WithLabelValues(protoNative).Dec()
+		s.liveMu.Lock()
+		delete(s.live, sess)
+		s.liveMu.Unlock()
+		s.admit.release(ip)
+		s.sessions.Done()
+	})
 }
+
+// ownReader hijacks the connection for gorilla with a small bufio.Reader of
+// the server's own, so that the session knows whether gorilla has bytes
+// buffered (a parked reader must not leave any behind). When net/http's
+// reader already holds bytes (a client that sent frames before the
+// handshake's answer, which RFC 6455 does not allow but gorilla accepts),
+// net/http's reader is handed on as it is and br stays nil: that
+// connection's reader does not park.
+type ownReader struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+// parkReadBuffer is the size of a parkable connection's read buffer, held
+// by every idle connection: larger than gorilla's 256-byte minimum for a
+// hijacked reader, small because client frames are small (a larger one
+// takes a few reads).
+const parkReadBuffer = 512
+
+// Hijack implements http.Hijacker.
+func (o *ownReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(o.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Reader.Buffered() > 0 {
+		return conn, brw, nil
+	}
+	o.br = bufio.NewReaderSize(conn, parkReadBuffer)
+	return conn, bufio.NewReadWriter(o.br, brw.Writer), nil
+}
+
+// Unwrap lets http.ResponseController reach the ResponseWriter underneath.
+func (o *ownReader) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
 // Serve accepts connections on ln until ctx is cancelled, then shuts down
 // gracefully: fail readiness and refuse new WebSocket connections, close
@@ -287,6 +355,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.noteDrainCapacity()
+	if s.cfg.ParkIdleReaders {
+		p, err := netpoll.New(s.log)
+		if err != nil {
+			s.log.Warn("idle WebSocket readers cannot park (--park-idle-readers): every connection keeps a goroutine", "err", err)
+		} else {
+			s.poller = p
+			// Closed once the shutdown has waited for the sessions (or
+			// its deadline): a reader still parked then is woken and
+			// reads as without a poller.
+			defer func() {
+				if err := p.Close(); err != nil {
+					s.log.Warn("closing the readiness poller", "err", err)
+				}
+			}()
+		}
+	}
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() {

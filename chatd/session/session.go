@@ -3,17 +3,56 @@
 // batches queued server frames onto the socket. It enforces the
 // per-connection limits (rate, rooms, text size, queue) and turns every
 // failure into a protocol error frame or a documented close code.
+//
+// # Parked readers
+//
+// With a readiness poller (SetPoller, chatd/netpoll; --park-idle-readers),
+// an idle authenticated connection has no goroutine at all. The reader
+// reads messages while bytes are buffered; at a message boundary with
+// nothing buffered in the connection's bufio.Reader (which the server owns
+// and gives to gorilla/websocket at the upgrade, so its Buffered count is
+// known) it arms its socket on the poller and its goroutine returns. When
+// the socket becomes readable, or a close or the liveness check needs the
+// reader (unpark), the read loop resumes on a new goroutine. One atomic
+// state (running, parked) decides, by compare-and-swap, which of the
+// poller's event and an unpark resumes it: exactly one does.
+//
+// Before the hello the reader never parks: the blocking read with the hello
+// deadline stays. Once a close has been decided it never parks either: the
+// reader waits for the client's close reply or the close grace.
+//
+// Control frames: gorilla answers pings and runs the pong handler inside
+// NextReader, then keeps blocking for the next data frame, which would hold
+// a goroutine after every pong of an idle client. So a woken reader first
+// looks at the buffered bytes itself: while they begin with a complete
+// client control frame of RFC 6455 §5.5 (FIN set, RSV bits clear, opcode
+// ping 0x9 or pong 0xA, masked, payload at most 125 bytes, all of it
+// buffered) it consumes the frame: a pong counts as liveness, as the pong
+// handler does, and a ping is answered with a pong carrying its payload, as
+// gorilla's default ping handler would. With nothing left buffered it parks
+// again. Anything else (data frames, close frames, a control frame split
+// across reads) goes through gorilla's ReadMessage as without a poller.
+//
+// Liveness: the read deadline (two ping intervals after the last frame) is
+// set as without a poller, and its time recorded; a parked connection has
+// no read in progress for it to end, so the ping timer unparks a session
+// whose deadline has passed and its read fails at once with the timeout. A
+// silent peer is therefore dropped between two and three ping intervals
+// after its last frame instead of exactly two.
 package session
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -22,6 +61,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
+	"github.com/ringchat/ringchat/chatd/netpoll"
 	"github.com/ringchat/ringchat/chatd/offstack"
 	"github.com/ringchat/ringchat/chatd/protocol"
 )
@@ -116,7 +156,26 @@ type Session struct {
 	// from the upgrade until the hello (nil without a connect hook, so
 	// that idle connections do not keep their cookies).
 	connectFacts *hooks.ConnectRequest
+
+	// Parking (SetPoller); poll nil: the reader blocks in ReadMessage for
+	// the life of the connection.
+	poll *netpoll.Handle
+	// br is the reader gorilla reads the connection through.
+	br *bufio.Reader
+	// state is running or parked; see the package comment.
+	state atomic.Int32
+	// readDeadline is the read deadline set last after the hello, in Unix
+	// nanoseconds, for the ping timer's liveness check of a parked session.
+	readDeadline atomic.Int64
+	// onDone runs when the session has finished (Start).
+	onDone func()
 }
+
+// Reader states.
+const (
+	running int32 = iota
+	parked
+)
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
@@ -187,20 +246,57 @@ func (s *Session) CloseWritten() <-chan struct{} { return s.writerDone }
 func (s *Session) Abort() {
 	s.out.Close(websocket.CloseAbnormalClosure, "", false)
 	_ = s.ws.Close()
+	s.unpark()
+}
+
+// SetPoller lets the session park its reader while idle (see the package
+// comment): h is the socket's registration on the server's poller, br the
+// bufio.Reader gorilla reads the connection through (the one the upgrade's
+// hijack returned). Call it before Start.
+func (s *Session) SetPoller(h *netpoll.Handle, br *bufio.Reader) {
+	s.poll, s.br = h, br
 }
 
 // Run serves the connection until the client leaves or an error or a Close
-// ends it. It owns the writer goroutine and waits for it before returning.
+// ends it, and returns when the session has finished (Start without a
+// callback).
+func (s *Session) Run() {
+	done := make(chan struct{})
+	s.Start(func() { close(done) })
+	<-done
+}
+
+// Start serves the connection until the client leaves or an error or a
+// Close ends it, and returns at once; onDone runs once the session has
+// finished: its writer has stopped and its socket is closed. The reader
+// runs on goroutines of its own (one at a time; none while parked).
 // (Shutdown is the server's business: it calls Close with 1012 on every live
 // session, so a session holds no per-connection context plumbing.)
-func (s *Session) Run() {
+func (s *Session) Start(onDone func()) {
+	s.onDone = onDone
 	s.deps.Metrics.Connections.Inc()
-	defer s.deps.Metrics.Connections.Dec()
-
+	s.ws.SetReadLimit(int64(s.cfg.MaxFrameBytes))
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	s.ws.SetPongHandler(func(string) error {
+		s.pong()
+		return nil
+	})
 	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.ping)
-	err := s.readLoop()
-	s.finish(err)
+	go s.readLoop(false)
 }
+
+// pong is a client's pong arriving. Before hello only the hello timeout
+// counts: answering pings must not keep an unauthenticated connection open.
+// After a close has been decided, the close grace deadline must stand
+// (extendReadDeadline).
+func (s *Session) pong() {
+	if s.authComplete {
+		s.extendReadDeadline(s.pongWait())
+	}
+}
+
+// pongWait is how long after its last frame a peer is dropped.
+func (s *Session) pongWait() time.Duration { return 2 * s.cfg.PingInterval }
 
 // finish tears the session down once the read loop has ended: leave rooms so
 // presence is right, stop the writer, close the socket.
@@ -222,6 +318,9 @@ func (s *Session) finish(readErr error) {
 	// away), make the writer stop without writing anything more.
 	s.out.Close(websocket.CloseNormalClosure, "", false)
 	<-s.writerDone
+	if s.poll != nil {
+		s.poll.Forget() // before the close: the number may be reused at once
+	}
 	_ = s.ws.Close()
 	var ce *websocket.CloseError
 	switch {
@@ -229,6 +328,10 @@ func (s *Session) finish(readErr error) {
 		s.log.Debug("connection closed", s.logAttrs("err", readErr)...)
 	default:
 		s.log.Debug("connection ended", s.logAttrs("err", readErr)...)
+	}
+	s.deps.Metrics.Connections.Dec()
+	if s.onDone != nil {
+		s.onDone()
 	}
 }
 
@@ -238,23 +341,32 @@ func (s *Session) fail(code int, reason string) {
 	s.out.Close(code, reason, false)
 }
 
-func (s *Session) readLoop() error {
-	s.ws.SetReadLimit(int64(s.cfg.MaxFrameBytes))
-	pongWait := 2 * s.cfg.PingInterval
-	_ = s.ws.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	s.ws.SetPongHandler(func(string) error {
-		// Before hello only the hello timeout counts: answering pings must
-		// not keep an unauthenticated connection open. After a close has
-		// been decided, the close grace deadline must stand.
-		if s.authComplete {
-			s.extendReadDeadline(pongWait)
-		}
-		return nil
-	})
+// readLoop reads and handles client messages until the connection ends,
+// then finishes the session; with a poller it returns early, parked, when
+// the connection is idle (see the package comment). woken is true when it
+// resumes a parked session.
+func (s *Session) readLoop(woken bool) {
 	for {
+		if woken {
+			// Whatever woke the reader (bytes, a hang-up, an error, an
+			// unpark) is for ReadMessage once the pings and pongs at the
+			// head of the bytes are served: no parking before it.
+			woken = false
+			again, err := s.takeControlFrames()
+			if err != nil {
+				s.finish(err)
+				return
+			}
+			if again {
+				return
+			}
+		} else if s.mayPark() && s.br.Buffered() == 0 && s.park() {
+			return
+		}
 		mt, data, err := s.ws.ReadMessage()
 		if err != nil {
-			return s.readError(err)
+			s.finish(s.readError(err))
+			return
 		}
 		if s.out.IsClosing() {
 			// A close has been decided (auth failure, abuse, expiry,
@@ -264,11 +376,137 @@ func (s *Session) readLoop() error {
 			continue
 		}
 		// The deep work runs on a pooled worker (chatd/offstack): this
-		// goroutine, parked in the read above on every idle connection,
-		// keeps a small stack, and the worker's stack stays grown between
-		// frames.
-		s.deps.Workers.Run(func() { s.handleMessage(mt, data, pongWait) })
+		// goroutine, parked in the read above on every idle connection
+		// without a poller, keeps a small stack, and the worker's stack
+		// stays grown between frames.
+		s.deps.Workers.Run(func() { s.handleMessage(mt, data, s.pongWait()) })
 	}
+}
+
+// mayPark reports whether the reader may park now: with a poller, after the
+// hello, and with no close decided (then the reader waits for the client's
+// close reply or the grace deadline).
+func (s *Session) mayPark() bool {
+	return s.poll != nil && s.authComplete && !s.out.IsClosing()
+}
+
+// park arms the socket and reports true if the reader must now return: a
+// poller event or an unpark resumes it on a new goroutine. It reports false
+// when the reader must go on reading (the socket could not be armed, or a
+// close was decided meanwhile and this reader won the resume itself).
+func (s *Session) park() bool {
+	s.deps.Metrics.SessionsParked.Inc()
+	s.state.Store(parked)
+	// A close decided before the store saw the reader running and did not
+	// unpark it: take it back. (One decided after the store unparks it.)
+	if s.out.IsClosing() {
+		return !s.resumeHere()
+	}
+	if err := s.poll.Arm(s.onReadable); err != nil {
+		if !s.resumeHere() {
+			return true // resumed meanwhile on another goroutine
+		}
+		s.log.Debug("cannot park the reader; it stays", s.logAttrs("err", err)...)
+		s.poll.Forget()
+		s.poll = nil
+		return false
+	}
+	return true
+}
+
+// resumeHere takes a parked session back for the calling goroutine; false:
+// an event or an unpark has resumed it elsewhere.
+func (s *Session) resumeHere() bool {
+	if !s.state.CompareAndSwap(parked, running) {
+		return false
+	}
+	s.deps.Metrics.SessionsParked.Dec()
+	return true
+}
+
+// onReadable is the poller's callback: the socket has bytes, a hang-up or an
+// error. It runs on a goroutine of its own, which becomes the reader.
+func (s *Session) onReadable() {
+	if s.resumeHere() {
+		s.readLoop(true)
+	}
+}
+
+// unpark resumes a parked session's reader on a new goroutine, for a read
+// that must happen though the client sent nothing: the close reply or close
+// grace after a close is decided, or the timeout of a silent peer. It does
+// nothing to a running reader.
+func (s *Session) unpark() {
+	if s.resumeHere() {
+		go s.readLoop(true)
+	}
+}
+
+// takeControlFrames runs when a parked reader resumes: it serves the
+// complete ping and pong frames at the head of what the socket has, and
+// parks again (again=true) if nothing else is there. Anything else is left
+// for ReadMessage, a read error included.
+func (s *Session) takeControlFrames() (again bool, err error) {
+	for {
+		if _, err := s.br.Peek(1); err != nil {
+			return false, nil // ReadMessage reads again and reports it
+		}
+		took, err := s.takeControlFrame()
+		if err != nil || !took {
+			return false, err
+		}
+		if s.br.Buffered() == 0 {
+			return s.mayPark() && s.park(), nil
+		}
+	}
+}
+
+// Control frame bytes of RFC 6455 §5.2 that takeControlFrame consumes.
+const (
+	finPing     = 0x80 | websocket.PingMessage // FIN, RSV clear, opcode 0x9
+	finPong     = 0x80 | websocket.PongMessage // FIN, RSV clear, opcode 0xA
+	maskBit     = 0x80
+	maxCtrlSize = 125
+)
+
+// takeControlFrame consumes the buffered frame at the head of br if it is a
+// complete, well-formed client ping or pong (see the package comment), and
+// handles it.
+func (s *Session) takeControlFrame() (took bool, err error) {
+	n := s.br.Buffered()
+	if n < 6 {
+		return false, nil
+	}
+	h, _ := s.br.Peek(2)
+	op := h[0]
+	if (op != finPing && op != finPong) || h[1]&maskBit == 0 || int(h[1]&^maskBit) > maxCtrlSize {
+		return false, nil
+	}
+	size := int(h[1] &^ maskBit)
+	if n < 6+size {
+		return false, nil
+	}
+	frame, _ := s.br.Peek(6 + size)
+	var payload []byte
+	if op == finPing && size > 0 {
+		payload = make([]byte, size)
+		key := frame[2:6]
+		for i, b := range frame[6:] {
+			payload[i] = b ^ key[i&3]
+		}
+	}
+	_, _ = s.br.Discard(6 + size)
+	if op == finPong {
+		s.pong()
+		return true, nil
+	}
+	// What gorilla's default ping handler does.
+	err = s.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(s.cfg.WriteTimeout))
+	var ne net.Error
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !errors.As(err, &ne) {
+		return true, err
+	}
+	return true, nil
 }
 
 // handleMessage handles one WebSocket message read from the client.
@@ -317,7 +555,9 @@ func (s *Session) extendReadDeadline(d time.Duration) {
 	if s.out.IsClosing() {
 		return
 	}
-	_ = s.ws.SetReadDeadline(time.Now().Add(d))
+	deadline := time.Now().Add(d)
+	s.readDeadline.Store(deadline.UnixNano())
+	_ = s.ws.SetReadDeadline(deadline)
 	if s.out.IsClosing() {
 		_ = s.ws.SetReadDeadline(time.Now().Add(closeGrace))
 	}

@@ -97,6 +97,8 @@ func (s *Session) writeClose(code int, reason string) {
 	deadline := time.Now().Add(s.cfg.WriteTimeout)
 	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 	_ = s.ws.SetReadDeadline(time.Now().Add(closeGrace))
+	// A parked reader must wait for the close reply or the grace deadline.
+	s.unpark()
 }
 
 // hotConnection is how recent the previous write must be for a connection to
@@ -112,6 +114,12 @@ func (s *Session) ping() {
 	if s.out.IsClosing() {
 		return
 	}
+	if s.state.Load() == parked && time.Now().UnixNano() > s.readDeadline.Load() {
+		// A parked reader has no read in progress for its deadline to
+		// end: resume it, and its read fails at once with the timeout.
+		s.unpark()
+		return
+	}
 	if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
 		s.abort()
 		return
@@ -124,4 +132,5 @@ func (s *Session) ping() {
 func (s *Session) abort() {
 	s.out.Close(websocket.CloseAbnormalClosure, "", false)
 	_ = s.ws.SetReadDeadline(time.Now())
+	s.unpark()
 }
