@@ -21,6 +21,7 @@ import (
 	"github.com/ringchat/ringchat/chatd/auth"
 	"github.com/ringchat/ringchat/chatd/certs"
 	"github.com/ringchat/ringchat/chatd/cluster"
+	"github.com/ringchat/ringchat/chatd/coalesce"
 	"github.com/ringchat/ringchat/chatd/config"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/membership"
@@ -469,7 +470,7 @@ func ServerConfig(cfg config.Config) server.Config {
 			PingInterval:    cfg.PingInterval,
 			WriteTimeout:    cfg.WriteTimeout,
 			BatchBytes:      32 << 10,
-			WriteCoalesce:   cfg.WriteCoalesce,
+			Coalescer:       coalesce.New(cfg.WriteCoalesce),
 			HistoryLimit:    50,
 			Limits: protocol.Limits{
 				MaxFrameBytes:  cfg.MaxFrameBytes,

@@ -168,7 +168,7 @@ func NewFlagSet(c *Config, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.RateAbuseLimit, "rate-abuse-limit", 50, "rate-limited frames within 10s after which the connection is closed with 1008")
 	fs.IntVar(&c.SendQueue, "send-queue", 4096, "frames queued per connection before it is closed as a slow consumer (4008)")
 
-	fs.DurationVar(&c.WriteCoalesce, "write-coalesce", 0, "how long a busy connection's writer waits for more frames so one write carries them (0: write at once)")
+	fs.DurationVar(&c.WriteCoalesce, "write-coalesce", 3*time.Millisecond, "the longest a busy connection's writer waits for more frames so one write carries them, while the node is busy writing (0: always write at once)")
 	fs.BoolVar(&c.ParkIdleReaders, "park-idle-readers", runtime.GOOS == "linux", "an idle WebSocket connection waits for its next frame with no goroutine, its socket watched by epoll (Linux only; false: one goroutine per connection, blocked in its read)")
 	fs.IntVar(&c.HistorySize, "history-size", 1000, "messages kept per room for resume and history")
 	fs.IntVar(&c.DedupeWindow, "dedupe-window", 1024, "recent client message ids remembered per room for idempotent resend")

@@ -61,6 +61,9 @@ func TestSocketIODisconnectedByTheBackend(t *testing.T) {
 	if err := <-may.end; !errors.As(err, &ce) || ce.Code != protocol.CloseDisconnected || ce.Text != "spamming" {
 		t.Fatalf("the socket ended with %v, want close %d spamming", err, protocol.CloseDisconnected)
 	}
+	// The client sees the close before the server has torn the socket
+	// down: wait for that, or the last disconnect below may still find it.
+	srv.WaitMetric(t, `chatd_protocol_connections{protocol="socketio"}`, 0)
 
 	mayNot := dialSIOWS(t, srv.Addr, true)
 	mayNot.connectNS(t, "bob")

@@ -26,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ringchat/ringchat/chatd/coalesce"
 	"github.com/ringchat/ringchat/chatd/metrics"
 	"github.com/ringchat/ringchat/chatd/protocol"
 	"github.com/ringchat/ringchat/chatd/session"
@@ -215,16 +216,23 @@ func TestBatchBytesBoundsAMessage(t *testing.T) {
 }
 
 // TestCoalesceWaitsOnlyOnABusyConnection: a quiet connection's frame is
-// written at once; on a connection that has just written, the writer waits
-// WriteCoalesce so that the frames queued meanwhile share the write; with
-// WriteCoalesce 0 it never waits.
+// written at once; on a connection that has just written, while the node
+// is busy writing, the writer waits for the coalescer's window so that the
+// frames queued meanwhile share the write; on a node that is not busy
+// writing, or with no coalescer, it never waits.
 func TestCoalesceWaitsOnlyOnABusyConnection(t *testing.T) {
-	const coalesce = 5 * time.Millisecond
+	const window = 5 * time.Millisecond
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig()
-		cfg.WriteCoalesce = coalesce
+		cfg.Coalescer = coalesce.New(window)
 		s, c, _ := newPipeSession(t, cfg)
+		busy := func() { // the node spent a whole period writing
+			start := time.Now()
+			time.Sleep(coalesce.Period)
+			cfg.Coalescer.Record(start, time.Now())
+		}
 
+		busy()
 		start := time.Now()
 		s.Enqueue(frameN(1))
 		expectMessage(t, c, frameN(1))
@@ -238,8 +246,8 @@ func TestCoalesceWaitsOnlyOnABusyConnection(t *testing.T) {
 		s.Enqueue(frameN(3))
 		s.Enqueue(frameN(4))
 		expectMessage(t, c, frameN(2), frameN(3), frameN(4))
-		if d := time.Since(start); d != coalesce {
-			t.Fatalf("a busy connection's frames were written after %v, want WriteCoalesce (%v)", d, coalesce)
+		if d := time.Since(start); d != window {
+			t.Fatalf("a busy connection's frames were written after %v on a busy node, want the window (%v)", d, window)
 		}
 		synctest.Wait()
 
@@ -250,9 +258,22 @@ func TestCoalesceWaitsOnlyOnABusyConnection(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Fatalf("a connection quiet again was written after %v, want at once", d)
 		}
+		synctest.Wait()
+
+		// A busy connection on a node that wrote nothing for two periods
+		// (the pipe's writes take no time in the bubble): at once.
+		s.Enqueue(frameN(6))
+		expectMessage(t, c, frameN(6))
+		synctest.Wait()
+		start = time.Now()
+		s.Enqueue(frameN(7))
+		expectMessage(t, c, frameN(7))
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("a busy connection on a quiet node was written after %v, want at once", d)
+		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		s, c, _ := newPipeSession(t, testConfig()) // WriteCoalesce 0
+		s, c, _ := newPipeSession(t, testConfig()) // no coalescer
 		s.Enqueue(frameN(1))
 		expectMessage(t, c, frameN(1))
 		synctest.Wait()
@@ -260,7 +281,7 @@ func TestCoalesceWaitsOnlyOnABusyConnection(t *testing.T) {
 		s.Enqueue(frameN(2))
 		expectMessage(t, c, frameN(2))
 		if d := time.Since(start); d != 0 {
-			t.Fatalf("with WriteCoalesce 0 a busy connection was written after %v, want at once", d)
+			t.Fatalf("without a coalescer a busy connection was written after %v, want at once", d)
 		}
 	})
 }

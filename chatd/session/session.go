@@ -58,6 +58,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ringchat/ringchat/chatd/auth"
+	"github.com/ringchat/ringchat/chatd/coalesce"
 	"github.com/ringchat/ringchat/chatd/hooks"
 	"github.com/ringchat/ringchat/chatd/hub"
 	"github.com/ringchat/ringchat/chatd/metrics"
@@ -91,9 +92,10 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one socket write.
 	WriteTimeout time.Duration
-	// WriteCoalesce is how long a busy connection's writer waits for more
-	// frames before writing (0: never waits).
-	WriteCoalesce time.Duration
+	// Coalescer makes a busy connection's writer wait for more frames
+	// before writing, while the node is busy writing (chatd/coalesce; one
+	// per node, shared with the Socket.IO endpoint). nil: never waits.
+	Coalescer *coalesce.Coalescer
 	// BatchBytes caps the size of one WebSocket message carrying several frames.
 	BatchBytes int
 	// HistoryLimit is the page size when a history request gives none.
@@ -146,6 +148,9 @@ type Session struct {
 	// lastWrite is when the writer last wrote; only writer goroutines touch
 	// it, and they never overlap.
 	lastWrite time.Time
+	// writeDeadline is the socket's write deadline as the writers last set
+	// it (extendWriteDeadline); writer goroutines only.
+	writeDeadline time.Time
 	// writerDone is closed when the writer that handled the close exits;
 	// once closing is decided no other writer starts.
 	writerDone     chan struct{}
@@ -280,6 +285,12 @@ func (s *Session) Start(onDone func()) {
 	s.ws.SetPongHandler(func(string) error {
 		s.pong()
 		return nil
+	})
+	// gorilla's default ping handler answers with a one-second write
+	// deadline, which would cut short the longer one the writer relies on
+	// (extendWriteDeadline); answer as takeControlFrame does.
+	s.ws.SetPingHandler(func(payload string) error {
+		return s.answerPing([]byte(payload))
 	})
 	s.pingTimer = time.AfterFunc(s.cfg.PingInterval, s.ping)
 	go s.readLoop(false)
@@ -500,13 +511,19 @@ func (s *Session) takeControlFrame() (took bool, err error) {
 		s.pong()
 		return true, nil
 	}
-	// What gorilla's default ping handler does.
-	err = s.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(s.cfg.WriteTimeout))
+	return true, s.answerPing(payload)
+}
+
+// answerPing writes the pong to a client's ping, as gorilla's default ping
+// handler does but with the session's write timeout. A failed write is
+// left for the writer and the reader to notice, as gorilla leaves it.
+func (s *Session) answerPing(payload []byte) error {
+	err := s.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(s.cfg.WriteTimeout))
 	var ne net.Error
 	if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !errors.As(err, &ne) {
-		return true, err
+		return err
 	}
-	return true, nil
+	return nil
 }
 
 // handleMessage handles one WebSocket message read from the client.

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"encoding/binary"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,23 +18,20 @@ func (s *Session) startWriter() {
 }
 
 // writeLoop writes everything queued, as newline-separated batches (one
-// WebSocket message per batch, up to BatchBytes), until the queue is empty;
-// then it exits. When the session is closing it writes the close frame last.
+// WebSocket message per batch, up to BatchBytes; all of them in one system
+// call), until the queue is empty; then it exits. When the session is
+// closing it writes the close frame last.
 func (s *Session) writeLoop() {
-	if d := s.cfg.WriteCoalesce; d > 0 && time.Since(s.lastWrite) < hotConnection {
-		// A busy connection: let a few more frames gather so that one
-		// system call carries them all. Fan-out to many sockets is bound by
-		// write calls, so this trades a bounded delay for a large cut in CPU;
-		// a quiet connection (a chat at human pace) is written at once.
-		time.Sleep(d)
-	}
+	// A busy connection on a busy node waits for the node's next shared
+	// flush (chatd/coalesce), so that messages arriving close together
+	// leave in one write; a quiet one is written at once.
+	s.cfg.Coalescer.Wait(s.lastWrite)
 	for {
 		frames, closing, code, reason, park := s.out.Take()
 		if park {
 			return
 		}
 		if len(frames) > 0 {
-			s.lastWrite = time.Now()
 			if err := s.writeBatches(frames); err != nil {
 				s.abort()
 				s.writerFinished()
@@ -52,37 +51,91 @@ func (s *Session) writerFinished() {
 	s.writerDoneOnce.Do(func() { close(s.writerDone) })
 }
 
+// writeBatches writes frames as WebSocket text messages of at most
+// BatchBytes each (frames joined by newlines), framed here and written to
+// the socket in one system call. gorilla's message writer would cost one
+// system call and one deadline update per message; the socket's own write
+// lock keeps this write whole next to gorilla's control frames (pings,
+// pongs, the close), each of which is also a single write.
 func (s *Session) writeBatches(frames [][]byte) error {
-	_ = s.ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	bp := writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	messages, total := 0, len(frames)
 	for len(frames) > 0 {
-		w, err := s.ws.NextWriter(websocket.TextMessage)
-		if err != nil {
-			return err
-		}
-		size, n := 0, 0
-		for n < len(frames) && (n == 0 || size+len(frames[n])+1 <= s.cfg.BatchBytes) {
-			if n > 0 {
-				if _, err := w.Write(newline); err != nil {
-					return err
-				}
-			}
-			if _, err := w.Write(frames[n]); err != nil {
-				return err
-			}
-			size += len(frames[n]) + 1
+		size, n := len(frames[0]), 1
+		for n < len(frames) && size+1+len(frames[n]) <= s.cfg.BatchBytes {
+			size += 1 + len(frames[n])
 			n++
 		}
-		if err := w.Close(); err != nil {
-			return err
+		buf = appendFrameHeader(buf, websocket.TextMessage, size)
+		for i, f := range frames[:n] {
+			if i > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, f...)
 		}
-		s.deps.Metrics.WritesOut.Inc()
-		s.deps.Metrics.FramesOut.Add(float64(n))
+		messages++
 		frames = frames[n:]
 	}
+	start := time.Now()
+	s.extendWriteDeadline(start)
+	_, err := s.ws.NetConn().Write(buf)
+	end := time.Now()
+	s.cfg.Coalescer.Record(start, end)
+	s.lastWrite = end
+	if cap(buf) <= maxPooledBuffer {
+		*bp = buf[:0]
+		writeBuffers.Put(bp)
+	}
+	if err != nil {
+		return err
+	}
+	s.deps.Metrics.WritesOut.Add(float64(messages))
+	s.deps.Metrics.FramesOut.Add(float64(total))
 	return nil
 }
 
-var newline = []byte{'\n'}
+// extendWriteDeadline keeps the socket's write deadline at least three
+// quarters of WriteTimeout ahead of now. Moving it on every write would
+// cost a runtime timer update per write, which fan-out pays once per
+// subscriber per message; every other write on the socket (gorilla's
+// control frames, whose handlers the session sets) sets a deadline at
+// least WriteTimeout ahead, so the one remembered here is never later than
+// the socket's.
+func (s *Session) extendWriteDeadline(now time.Time) {
+	if now.Add(s.cfg.WriteTimeout * 3 / 4).Before(s.writeDeadline) {
+		return
+	}
+	s.writeDeadline = now.Add(s.cfg.WriteTimeout)
+	_ = s.ws.NetConn().SetWriteDeadline(s.writeDeadline)
+}
+
+// AppendFrame appends one final, unmasked (server-to-client) WebSocket
+// frame of RFC 6455 §5.2 with opcode op and payload to b.
+func AppendFrame(b []byte, op int, payload []byte) []byte {
+	return append(appendFrameHeader(b, op, len(payload)), payload...)
+}
+
+// appendFrameHeader appends the header of a final, unmasked frame of opcode
+// op whose payload is size bytes long.
+func appendFrameHeader(b []byte, op, size int) []byte {
+	b = append(b, 0x80|byte(op))
+	switch {
+	case size < 126:
+		return append(b, byte(size))
+	case size < 1<<16:
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(size))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, 127), uint64(size))
+	}
+}
+
+// writeBuffers lends batch buffers to writers only while they write, so an
+// idle session holds none.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuffer keeps an exceptional batch's buffer out of the pool.
+const maxPooledBuffer = 256 << 10
 
 // writeClose sends the close frame and gives the client a moment to answer
 // before the read loop is forced out by its deadline.
@@ -100,10 +153,6 @@ func (s *Session) writeClose(code int, reason string) {
 	// A parked reader must wait for the close reply or the grace deadline.
 	s.unpark()
 }
-
-// hotConnection is how recent the previous write must be for a connection to
-// count as busy (and have its writes coalesced).
-const hotConnection = 20 * time.Millisecond
 
 // closeGrace is how long the server waits for the client's close reply.
 const closeGrace = time.Second

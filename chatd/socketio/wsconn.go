@@ -1,7 +1,6 @@
 package socketio
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/http"
 	"strconv"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ringchat/ringchat/chatd/session"
 )
 
 // Engine.IO over WebSocket carries one packet per WebSocket message, where
@@ -25,22 +26,6 @@ const (
 	opClose = 0x8
 	opPong  = 0xA
 )
-
-// appendWSFrame appends one final, unmasked WebSocket frame.
-func appendWSFrame(b []byte, op byte, payload []byte) []byte {
-	b = append(b, 0x80|op)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, byte(n))
-	case n < 1<<16:
-		b = append(b, 126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, payload...)
-}
 
 // writeBuffers lends batch buffers to writers only while they write, so an
 // idle session holds none.
@@ -113,9 +98,8 @@ func (e *engineSession) wsWriteLoop() {
 	e.mu.Lock()
 	ws := e.ws
 	e.mu.Unlock()
-	if d := e.srv.cfg.Session.WriteCoalesce; d > 0 && time.Since(e.lastWrite) < hotConnection {
-		time.Sleep(d)
-	}
+	// Busy connections on a busy node share the node's flushes, as on /ws.
+	e.srv.cfg.Session.Coalescer.Wait(e.lastWrite)
 	conn := ws.NetConn()
 	e.writeMu.Lock()
 	defer e.writeMu.Unlock()
@@ -125,23 +109,25 @@ func (e *engineSession) wsWriteLoop() {
 			return
 		}
 		if len(items) > 0 {
-			e.lastWrite = time.Now()
 			bp := writeBuffers.Get().(*[]byte)
 			buf := (*bp)[:0]
 			var scratch []byte
 			packets := 0
 			for _, it := range items {
 				if len(it.frame) >= 2 && it.frame[0] == 0 {
-					buf = appendWSFrame(buf, it.frame[1], it.frame[2:])
+					buf = session.AppendFrame(buf, int(it.frame[1]), it.frame[2:])
 					continue
 				}
 				e.render(it, &scratch, func(p []byte) {
-					buf = appendWSFrame(buf, opText, p)
+					buf = session.AppendFrame(buf, opText, p)
 					packets++
 				})
 			}
-			_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
+			start := time.Now()
+			_ = conn.SetWriteDeadline(start.Add(e.srv.cfg.Session.WriteTimeout))
 			_, err := conn.Write(buf)
+			e.lastWrite = time.Now()
+			e.srv.cfg.Session.Coalescer.Record(start, e.lastWrite)
 			if cap(buf) <= maxPooledBuffer {
 				*bp = buf[:0]
 				writeBuffers.Put(bp)
@@ -163,17 +149,13 @@ func (e *engineSession) wsWriteLoop() {
 	}
 }
 
-// hotConnection: a connection written this recently counts as busy, and
-// its writes are coalesced (--write-coalesce), as on /ws.
-const hotConnection = 20 * time.Millisecond
-
 func (e *engineSession) writeClose(ws *websocket.Conn, code int, reason string) {
 	if code == websocket.CloseAbnormalClosure {
 		return
 	}
 	conn := ws.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
-	_, _ = conn.Write(appendWSFrame(nil, opClose, websocket.FormatCloseMessage(code, reason)))
+	_, _ = conn.Write(session.AppendFrame(nil, opClose, websocket.FormatCloseMessage(code, reason)))
 	_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
@@ -218,7 +200,7 @@ func (e *engineSession) runProbe(ws *websocket.Conn) {
 		case mt == websocket.TextMessage && string(data) == "2probe":
 			conn := ws.NetConn()
 			_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
-			if _, err := conn.Write(appendWSFrame(nil, opText, []byte("3probe"))); err != nil {
+			if _, err := conn.Write(session.AppendFrame(nil, opText, []byte("3probe"))); err != nil {
 				fail()
 				return
 			}
