@@ -148,9 +148,6 @@ type Session struct {
 	// lastWrite is when the writer last wrote; only writer goroutines touch
 	// it, and they never overlap.
 	lastWrite time.Time
-	// writeDeadline is the socket's write deadline as the writers last set
-	// it (extendWriteDeadline); writer goroutines only.
-	writeDeadline time.Time
 	// writerDone is closed when the writer that handled the close exits;
 	// once closing is decided no other writer starts.
 	writerDone     chan struct{}
@@ -287,8 +284,7 @@ func (s *Session) Start(onDone func()) {
 		return nil
 	})
 	// gorilla's default ping handler answers with a one-second write
-	// deadline, which would cut short the longer one the writer relies on
-	// (extendWriteDeadline); answer as takeControlFrame does.
+	// deadline; answer as takeControlFrame does, with the write timeout.
 	s.ws.SetPingHandler(func(payload string) error {
 		return s.answerPing([]byte(payload))
 	})

@@ -54,7 +54,7 @@ func (s *Session) writerFinished() {
 // writeBatches writes frames as WebSocket text messages of at most
 // BatchBytes each (frames joined by newlines), framed here and written to
 // the socket in one system call. gorilla's message writer would cost one
-// system call and one deadline update per message; the socket's own write
+// system call per message; the socket's own write
 // lock keeps this write whole next to gorilla's control frames (pings,
 // pongs, the close), each of which is also a single write.
 func (s *Session) writeBatches(frames [][]byte) error {
@@ -78,7 +78,9 @@ func (s *Session) writeBatches(frames [][]byte) error {
 		frames = frames[n:]
 	}
 	start := time.Now()
-	s.extendWriteDeadline(start)
+	// Every write gets the whole --write-timeout (the slow consumer's
+	// promise, server.TestSlowConsumerDelaysNobody).
+	_ = s.ws.NetConn().SetWriteDeadline(start.Add(s.cfg.WriteTimeout))
 	_, err := s.ws.NetConn().Write(buf)
 	end := time.Now()
 	s.cfg.Coalescer.Record(start, end)
@@ -93,21 +95,6 @@ func (s *Session) writeBatches(frames [][]byte) error {
 	s.deps.Metrics.WritesOut.Add(float64(messages))
 	s.deps.Metrics.FramesOut.Add(float64(total))
 	return nil
-}
-
-// extendWriteDeadline keeps the socket's write deadline at least three
-// quarters of WriteTimeout ahead of now. Moving it on every write would
-// cost a runtime timer update per write, which fan-out pays once per
-// subscriber per message; every other write on the socket (gorilla's
-// control frames, whose handlers the session sets) sets a deadline at
-// least WriteTimeout ahead, so the one remembered here is never later than
-// the socket's.
-func (s *Session) extendWriteDeadline(now time.Time) {
-	if now.Add(s.cfg.WriteTimeout * 3 / 4).Before(s.writeDeadline) {
-		return
-	}
-	s.writeDeadline = now.Add(s.cfg.WriteTimeout)
-	_ = s.ws.NetConn().SetWriteDeadline(s.writeDeadline)
 }
 
 // AppendFrame appends one final, unmasked (server-to-client) WebSocket
