@@ -71,14 +71,6 @@ func New(max time.Duration) *Coalescer {
 	return c
 }
 
-// Max is the longest a writer waits.
-func (c *Coalescer) Max() time.Duration {
-	if c == nil {
-		return 0
-	}
-	return c.max
-}
-
 // Record adds one write's duration, from start to end, to the busy share.
 func (c *Coalescer) Record(start, end time.Time) {
 	if c == nil || c.max <= 0 {

@@ -1,12 +1,12 @@
 package session
 
 import (
-	"encoding/binary"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ringchat/ringchat/chatd/wsframe"
 )
 
 // startWriter runs a writer goroutine; the outbox calls it when frames arrive
@@ -58,8 +58,8 @@ func (s *Session) writerFinished() {
 // lock keeps this write whole next to gorilla's control frames (pings,
 // pongs, the close), each of which is also a single write.
 func (s *Session) writeBatches(frames [][]byte) error {
-	bp := writeBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
+	bp := wsframe.Buffer()
+	buf := *bp
 	messages, total := 0, len(frames)
 	for len(frames) > 0 {
 		size, n := len(frames[0]), 1
@@ -67,7 +67,7 @@ func (s *Session) writeBatches(frames [][]byte) error {
 			size += 1 + len(frames[n])
 			n++
 		}
-		buf = appendFrameHeader(buf, websocket.TextMessage, size)
+		buf = wsframe.AppendHeader(buf, websocket.TextMessage, size)
 		for i, f := range frames[:n] {
 			if i > 0 {
 				buf = append(buf, '\n')
@@ -85,10 +85,7 @@ func (s *Session) writeBatches(frames [][]byte) error {
 	end := time.Now()
 	s.cfg.Coalescer.Record(start, end)
 	s.lastWrite = end
-	if cap(buf) <= maxPooledBuffer {
-		*bp = buf[:0]
-		writeBuffers.Put(bp)
-	}
+	wsframe.Release(bp, buf)
 	if err != nil {
 		return err
 	}
@@ -96,33 +93,6 @@ func (s *Session) writeBatches(frames [][]byte) error {
 	s.deps.Metrics.FramesOut.Add(float64(total))
 	return nil
 }
-
-// AppendFrame appends one final, unmasked (server-to-client) WebSocket
-// frame of RFC 6455 §5.2 with opcode op and payload to b.
-func AppendFrame(b []byte, op int, payload []byte) []byte {
-	return append(appendFrameHeader(b, op, len(payload)), payload...)
-}
-
-// appendFrameHeader appends the header of a final, unmasked frame of opcode
-// op whose payload is size bytes long.
-func appendFrameHeader(b []byte, op, size int) []byte {
-	b = append(b, 0x80|byte(op))
-	switch {
-	case size < 126:
-		return append(b, byte(size))
-	case size < 1<<16:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(size))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, 127), uint64(size))
-	}
-}
-
-// writeBuffers lends batch buffers to writers only while they write, so an
-// idle session holds none.
-var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// maxPooledBuffer keeps an exceptional batch's buffer out of the pool.
-const maxPooledBuffer = 256 << 10
 
 // writeClose sends the close frame and gives the client a moment to answer
 // before the read loop is forced out by its deadline.

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/ringchat/ringchat/chatd/protocol"
-	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/wsframe"
 )
 
 // TestRender: native frames become the documented packets: an event (the
@@ -53,7 +53,7 @@ func BenchmarkRenderMessage(b *testing.B) {
 	s := &socket{ns: Namespace{Name: "/"}, offsets: true, positions: []position{{room: "bench", epoch: "ktsckf5g", seq: 1}}}
 	msg := protocol.Encode(protocol.Message{Type: protocol.TypeMessage, Room: "bench", Seq: 2, MID: "ktsckf5g-2", From: "pub", CID: "0.1", Text: "t=1796616417012000000;s=1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", TS: 1796616417012})
 	var scratch, buf []byte
-	emit := func(p []byte) { buf = session.AppendFrame(buf[:0], opText, p) }
+	emit := func(p []byte) { buf = wsframe.Append(buf[:0], opText, p) }
 	b.ReportAllocs()
 	for b.Loop() {
 		s.render(msg, &scratch, emit)

@@ -4,12 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/ringchat/ringchat/chatd/session"
+	"github.com/ringchat/ringchat/chatd/wsframe"
 )
 
 // Engine.IO over WebSocket carries one packet per WebSocket message, where
@@ -26,13 +25,6 @@ const (
 	opClose = 0x8
 	opPong  = 0xA
 )
-
-// writeBuffers lends batch buffers to writers only while they write, so an
-// idle session holds none.
-var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// maxPooledBuffer keeps an exceptional batch's buffer out of the pool.
-const maxPooledBuffer = 256 << 10
 
 // prepareWS sets the read limit and replaces gorilla's ping and close
 // handlers, which would write to the socket themselves.
@@ -109,17 +101,17 @@ func (e *engineSession) wsWriteLoop() {
 			return
 		}
 		if len(items) > 0 {
-			bp := writeBuffers.Get().(*[]byte)
-			buf := (*bp)[:0]
+			bp := wsframe.Buffer()
+			buf := *bp
 			var scratch []byte
 			packets := 0
 			for _, it := range items {
 				if len(it.frame) >= 2 && it.frame[0] == 0 {
-					buf = session.AppendFrame(buf, int(it.frame[1]), it.frame[2:])
+					buf = wsframe.Append(buf, int(it.frame[1]), it.frame[2:])
 					continue
 				}
 				e.render(it, &scratch, func(p []byte) {
-					buf = session.AppendFrame(buf, opText, p)
+					buf = wsframe.Append(buf, opText, p)
 					packets++
 				})
 			}
@@ -128,10 +120,7 @@ func (e *engineSession) wsWriteLoop() {
 			_, err := conn.Write(buf)
 			e.lastWrite = time.Now()
 			e.srv.cfg.Session.Coalescer.Record(start, e.lastWrite)
-			if cap(buf) <= maxPooledBuffer {
-				*bp = buf[:0]
-				writeBuffers.Put(bp)
-			}
+			wsframe.Release(bp, buf)
 			e.srv.deps.Metrics.WritesOut.Inc()
 			e.srv.metrics.packetsOut.Add(float64(packets))
 			if err != nil {
@@ -155,7 +144,7 @@ func (e *engineSession) writeClose(ws *websocket.Conn, code int, reason string) 
 	}
 	conn := ws.NetConn()
 	_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
-	_, _ = conn.Write(session.AppendFrame(nil, opClose, websocket.FormatCloseMessage(code, reason)))
+	_, _ = conn.Write(wsframe.Append(nil, opClose, websocket.FormatCloseMessage(code, reason)))
 	_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
@@ -200,7 +189,7 @@ func (e *engineSession) runProbe(ws *websocket.Conn) {
 		case mt == websocket.TextMessage && string(data) == "2probe":
 			conn := ws.NetConn()
 			_ = conn.SetWriteDeadline(time.Now().Add(e.srv.cfg.Session.WriteTimeout))
-			if _, err := conn.Write(session.AppendFrame(nil, opText, []byte("3probe"))); err != nil {
+			if _, err := conn.Write(wsframe.Append(nil, opText, []byte("3probe"))); err != nil {
 				fail()
 				return
 			}
