@@ -30,6 +30,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=hack/lib/bench.sh
+. "$root/hack/lib/bench.sh"
 smoke=0
 out=""
 figures=()
@@ -60,32 +62,13 @@ restarts="${RESTARTS:-3}"
 ready_timeout="${READY_TIMEOUT:-600}"
 out="${out:-/tmp/ringchat-bench-durable/$(date +%Y%m%d-%H%M%S)}"
 data="${BENCH_DATA:-$out/data}"
-mkdir -p "$out" "$data"
-cmdlog="$out/commands.log"
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$cmdlog" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-command -v taskset >/dev/null || die "taskset is needed (util-linux)"
-command -v curl >/dev/null || die "curl is needed"
-[ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs; server and chatbench will share one"
+bench_init
+mkdir -p "$data"
+bench_build "smoke=$smoke"
+echo "# data dirs on $(df -h --output=source,fstype "$data" | tail -1)" >>"$cmdlog"
 if [ "$(stat -f -c %T "$data")" = tmpfs ]; then
 	log "warning: $data is on a tmpfs: fsync costs nothing there; set BENCH_DATA to a directory on a real disk"
 fi
-
-log "building bin/chatd and bin/chatbench"
-make -s -C "$root" build
-(cd "$root" && CGO_ENABLED=0 go build -o bin/chatbench ./chatd/cmd/chatbench)
-chatd="$root/bin/chatd"
-chatbench="$root/bin/chatbench"
-{
-	echo "# $(date -Is) commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+dirty') smoke=$smoke"
-	echo "# $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-	echo "# data dirs on $(df -h --output=source,fstype "$data" | tail -1)"
-} >>"$cmdlog"
 
 # The limits that would otherwise refuse a benchmark's traffic.
 chatd_flags=(--allow-anonymous --rate 1000000 --rate-burst 1000000

@@ -31,6 +31,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=hack/lib/bench.sh
+. "$root/hack/lib/bench.sh"
 out=""
 shapes=()
 while [ $# -gt 0 ]; do
@@ -62,26 +64,8 @@ nice_level="${NICE:-0}"
 floor="${FLOOR:-}"
 read -r -a extra <<<"${CHATD_EXTRA:-}"
 out="${out:-/tmp/ringchat-bench-shapes/$(date +%Y%m%d-%H%M%S)}"
-mkdir -p "$out"
-cmdlog="$out/commands.log"
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$cmdlog" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-command -v taskset >/dev/null || die "taskset is needed (util-linux)"
-command -v curl >/dev/null || die "curl is needed"
-
-log "building bin/chatd and bin/chatbench"
-make -s -C "$root" build
-(cd "$root" && CGO_ENABLED=0 go build -o bin/chatbench ./chatd/cmd/chatbench)
-chatd="$root/bin/chatd"
-chatbench="$root/bin/chatbench"
-{
-	echo "# $(date -Is) commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+dirty') nice=$nice_level"
-	echo "# $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-} >>"$cmdlog"
+bench_init
+bench_build "nice=$nice_level"
 
 secret="$out/jwt-secret"
 head -c 48 /dev/urandom | base64 >"$secret"
