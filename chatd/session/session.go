@@ -187,7 +187,7 @@ func newID() string {
 	return "s-" + idEncoding.EncodeToString(b[:])
 }
 
-// New wraps an upgraded connection. Call Run to serve it.
+// New wraps an upgraded connection. Call Start to serve it.
 func New(ws *websocket.Conn, cfg *Config, deps Deps, remoteAddr string) *Session {
 	s := &Session{
 		cfg:        cfg,
@@ -211,7 +211,7 @@ func (s *Session) logAttrs(args ...any) []any {
 }
 
 // SetConnectFacts gives the session its upgrade request's facts, for the
-// connect hook to see at the hello. Call it before Run.
+// connect hook to see at the hello. Call it before Start.
 func (s *Session) SetConnectFacts(req *hooks.ConnectRequest) { s.connectFacts = req }
 
 // SessionID implements hub.Conn.
@@ -232,7 +232,7 @@ func (s *Session) Enqueue(frame []byte) {
 }
 
 // Close asks the session to close with code and reason after flushing what
-// is already queued. It returns at once; Run returns when the close is done.
+// is already queued. It returns at once; the session finishes (Start's onDone) when the close is done.
 func (s *Session) Close(code int, reason string) {
 	s.out.Close(code, reason, true)
 }
@@ -240,7 +240,7 @@ func (s *Session) Close(code int, reason string) {
 // CloseWritten is closed once the session's writer is done for good: the
 // close frame decided by Close (or another close) has been written, or the
 // socket failed and nothing more can be written. The client may not have
-// answered the close yet; Run returns when it has, or after the close grace.
+// answered the close yet; the session finishes when it has, or after the close grace.
 func (s *Session) CloseWritten() <-chan struct{} { return s.writerDone }
 
 // Abort drops the connection at once, without a close frame, as a crashed
@@ -257,15 +257,6 @@ func (s *Session) Abort() {
 // hijack returned). Call it before Start.
 func (s *Session) SetPoller(h *netpoll.Handle, br *bufio.Reader) {
 	s.poll, s.br = h, br
-}
-
-// Run serves the connection until the client leaves or an error or a Close
-// ends it, and returns when the session has finished (Start without a
-// callback).
-func (s *Session) Run() {
-	done := make(chan struct{})
-	s.Start(func() { close(done) })
-	<-done
 }
 
 // Start serves the connection until the client leaves or an error or a
