@@ -110,7 +110,11 @@ func (c *Coalescer) Window() time.Duration {
 	if c == nil || c.max <= 0 {
 		return 0
 	}
-	now := c.now().UnixNano()
+	return c.windowAt(c.now().UnixNano())
+}
+
+// windowAt is Window at now (Unix nanoseconds).
+func (c *Coalescer) windowAt(now int64) time.Duration {
 	if now-c.periodStart.Load() >= 2*int64(Period) {
 		// Nothing was written for a whole period: the node is idle, and the
 		// last busy figure is stale.
@@ -132,7 +136,7 @@ func (c *Coalescer) Wait(lastWrite time.Time) time.Duration {
 	if now.Sub(lastWrite) >= Hot {
 		return 0
 	}
-	d := c.Window()
+	d := c.windowAt(now.UnixNano())
 	if d <= 0 {
 		return 0
 	}
