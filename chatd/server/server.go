@@ -272,7 +272,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// TLS) can be parked: bytes held above the socket would not wake
 		// the poller.
 		if sc, ok := ws.NetConn().(syscall.Conn); ok {
-			if h, err := s.poller.Register(sc); err == nil {
+			if h, err := s.poller.Register(sc); err != nil {
+				s.log.Debug("this connection's reader cannot park; it blocks", "remote", remote, "err", err)
+			} else {
 				sess.SetPoller(h, own.br)
 			}
 		}
