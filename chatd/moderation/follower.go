@@ -210,6 +210,13 @@ func (f *Follower) apply(m protocol.Message) {
 	if e.Op != OpBan || !e.active(time.Now().UnixMilli()) {
 		return
 	}
+	f.enforce(e)
+}
+
+// enforce acts on this node's connections for a ban it has just learned
+// of: a room ban makes the user's connections leave the room, a
+// cluster-wide ban closes them.
+func (f *Follower) enforce(e Entry) {
 	reason := e.Reason
 	if reason == "" {
 		reason = "banned"
@@ -246,7 +253,12 @@ func (f *Follower) reload(ctx context.Context, epoch string, head uint64) {
 				}
 				entries = append(entries, e)
 			}
-			f.state.replace(entries)
+			// A ban learned by reading the log (the subscription moved to
+			// a new epoch, or this copy was behind) is enforced as a live
+			// one would have been.
+			for _, b := range f.state.replace(entries) {
+				f.enforce(b)
+			}
 			// Retention may have removed the oldest entries, never the
 			// head: new entries follow gotHead.
 			f.epoch, f.applied = got, gotHead

@@ -124,15 +124,33 @@ func (s *State) Apply(e Entry) {
 
 // replace swaps in the state folded from entries, the whole log, at once:
 // a check made meanwhile sees the old state or the new one, never a
-// partial one.
-func (s *State) replace(entries []Entry) {
+// partial one. It returns the active bans the state did not hold before:
+// a reload can be how this node first learns of a ban (the log's epoch
+// changed under the subscription, or the live entry never reached it),
+// and such a ban must be enforced on the node's connections as a live one
+// is.
+func (s *State) replace(entries []Entry) (learned []Entry) {
 	next := NewState(s.now)
 	for _, e := range entries {
 		next.Apply(e)
 	}
+	now := s.now().UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// In log order, each ban once: the entry that stands for its key.
+	seen := map[key]bool{}
+	for _, e := range entries {
+		k := key{e.User, e.Room}
+		if e.Op != OpBan || seen[k] || next.bans[k] != e || !e.active(now) {
+			continue
+		}
+		seen[k] = true
+		if old, ok := s.bans[k]; !ok || old != e {
+			learned = append(learned, e)
+		}
+	}
 	s.bans, s.mutes, s.loaded = next.bans, next.mutes, true
+	return learned
 }
 
 // Loaded reports whether the node has read the whole log: before that, a
