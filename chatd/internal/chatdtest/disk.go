@@ -38,7 +38,7 @@ func FreeBytes(t testing.TB, dir string) int64 {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	return int64(st.Bavail) * st.Bsize
+	return int64(st.Bavail) * int64(st.Bsize)
 }
 
 // FillTo writes a ballast file at path until its filesystem has at most
