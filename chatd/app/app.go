@@ -393,17 +393,16 @@ func newAuthenticator(cfg config.Config, log *slog.Logger) (*auth.Authenticator,
 		RoomsClaim:     cfg.JWTRoomsClaim,
 	}
 	if cfg.JWTSecretFile != "" {
-		b, err := os.ReadFile(cfg.JWTSecretFile)
+		secret, err := auth.ReadHMACSecretFile(cfg.JWTSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("read --jwt-secret-file: %w", err)
 		}
-		secret := strings.TrimSpace(string(b))
-		if secret == "" {
+		if len(secret) == 0 {
 			// Without this check auth.New would see no secret at all and
 			// chatd would start, refusing every token.
 			return nil, fmt.Errorf("--jwt-secret-file %s is empty", cfg.JWTSecretFile)
 		}
-		ac.HMACSecret = []byte(secret)
+		ac.HMACSecret = secret
 	}
 	if cfg.JWTJWKSFile != "" {
 		set, err := loadKeySet(cfg.JWTJWKSFile, cfg.AuthReloadInterval, log)

@@ -710,3 +710,20 @@ func selfSignedCert(t *testing.T, key *ecdsa.PrivateKey) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// ReadHMACSecretFile gives the file's content without the surrounding
+// white space an editor or echo leaves, and names a file it cannot read.
+func TestReadHMACSecretFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(path, []byte("  0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := auth.ReadHMACSecretFile(path)
+	if err != nil || string(got) != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	if _, err := auth.ReadHMACSecretFile(missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("a missing file: %v", err)
+	}
+}

@@ -53,6 +53,21 @@ func ReadPublicKeyFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// ReadHMACSecretFile reads an HS256 shared secret from path, for use as
+// [Config.HMACSecret]: the file's content with surrounding white space
+// trimmed (a trailing newline is not part of the secret). It does not
+// check the length; [New] refuses a secret shorter than
+// [MinHMACSecretLen]. chatd's --jwt-secret-file and the load generator's
+// --token-secret-file read the same file through it, so both sides sign
+// and verify with the same bytes.
+func ReadHMACSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: read HMAC secret: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
+}
+
 // verifyKey is a parsed public key together with the one JWT algorithm it is
 // used for. Binding each key to exactly one algorithm is what prevents
 // algorithm confusion, e.g. an RSA public key being used as an HMAC secret.

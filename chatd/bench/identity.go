@@ -6,22 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ringchat/ringchat/chatd/auth"
 )
 
 // TokenLifetime is the validity of the tokens chatbench mints: longer than
 // any run, so that no connection is closed for an expired token mid-run
 // (chatd closes a connection when its token expires).
 const TokenLifetime = 24 * time.Hour
-
-// minTokenSecret is the shortest HS256 secret chatd accepts (RFC 7518
-// section 3.2); a shorter one would only be refused by the server later,
-// once per connection.
-const minTokenSecret = 32
 
 // MaxSourceAddrs is the largest --source-addrs: 127.0.0.2 … 127.0.0.255.
 const MaxSourceAddrs = 254
@@ -33,19 +28,19 @@ type tokenMinter struct {
 	secret []byte
 }
 
-// loadTokenMinter reads the shared secret from path the way chatd reads
-// --jwt-secret-file (surrounding white space trimmed), so that the same
-// file works for both.
+// loadTokenMinter reads the shared secret from path as chatd reads
+// --jwt-secret-file (auth.ReadHMACSecretFile), so that the same file
+// works for both. A secret chatd would refuse is refused here at once,
+// rather than by the server once per connection.
 func loadTokenMinter(path string) (*tokenMinter, error) {
-	b, err := os.ReadFile(path)
+	secret, err := auth.ReadHMACSecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--token-secret-file: %w", err)
 	}
-	secret := strings.TrimSpace(string(b))
-	if len(secret) < minTokenSecret {
-		return nil, fmt.Errorf("--token-secret-file %s: the secret is %d bytes; chatd needs at least %d for HS256", path, len(secret), minTokenSecret)
+	if len(secret) < auth.MinHMACSecretLen {
+		return nil, fmt.Errorf("--token-secret-file %s: the secret is %d bytes; chatd needs at least %d for HS256", path, len(secret), auth.MinHMACSecretLen)
 	}
-	return &tokenMinter{secret: []byte(secret)}, nil
+	return &tokenMinter{secret: secret}, nil
 }
 
 // mint returns a token for user: sub is the user, exp is TokenLifetime
