@@ -13,7 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
+
+	"github.com/ringchat/ringchat/chatd/wsframe"
 )
 
 // CalibrateConfig configures Calibrate.
@@ -251,8 +254,9 @@ func summariseRounds(rounds []time.Duration, k int) *CalibrateReport {
 }
 
 // calibrationFrame is a server-to-client WebSocket text frame of size
-// bytes (FIN, text opcode, unmasked, one-byte length), its payload a
-// message frame padded with 'x': what chatd writes for a small message.
+// bytes (2 to 127: a one-byte length), framed by chatd's own framer
+// (chatd/wsframe), its payload a message frame padded with 'x': what chatd
+// writes for a small message.
 func calibrationFrame(size int) []byte {
 	payload := []byte(`{"type":"message","room":"calibrate","seq":1,"text":"`)
 	body := size - 2
@@ -260,8 +264,7 @@ func calibrationFrame(size int) []byte {
 		payload = append(payload, 'x')
 	}
 	payload = append(payload, `"}`...)
-	payload = payload[:body]
-	return append([]byte{0x81, byte(body)}, payload...)
+	return wsframe.Append(nil, websocket.TextMessage, payload[:body])
 }
 
 // threadCPU is the calling thread's CPU time (user and system).
